@@ -1,0 +1,32 @@
+"""Package-level checks: import, version, error hierarchy, config helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+import workbench
+from workbench.config import from_dict, require_choice, require_positive
+from workbench.errors import ConfigError, WorkbenchError, WorkloadError
+
+
+def test_version_and_errors():
+    assert workbench.__version__ == "0.1.0"
+    assert issubclass(WorkloadError, WorkbenchError)
+    err = WorkloadError("negative tokens", file="x.csv", field="prompt_tokens", row=3)
+    assert str(err) == "negative tokens (file x.csv, field 'prompt_tokens', row 3)"
+
+
+def test_config_helpers():
+    @dataclass(frozen=True)
+    class C:
+        a: int = 1
+
+    assert from_dict(C, {"a": 2}).a == 2
+    with pytest.raises(ConfigError, match="valid fields: a"):
+        from_dict(C, {"b": 2})
+    with pytest.raises(ConfigError, match="x must be a finite number > 0"):
+        require_positive("x", -1)
+    with pytest.raises(ConfigError, match="choose one of: a, b"):
+        require_choice("policy", "c", ["b", "a"])

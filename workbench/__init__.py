@@ -1,0 +1,11 @@
+"""LLM fleet workbench: traces, simulation, power, carbon, TCO and planning for LLM-serving fleets.
+
+Layers (each imports only layers above it): ``traces`` -> ``datasets`` -> ``hardware`` -> ``analytic`` ->
+``sim`` -> ``power`` -> ``carbon`` -> ``tco`` -> ``planning`` -> ``experiments`` -> ``viz`` -> ``widgets`` ->
+``cli``.
+"""
+
+from workbench.errors import ConfigError, HardwareError, WorkbenchError, WorkloadError
+
+__version__ = "0.1.0"
+__all__ = ["ConfigError", "HardwareError", "WorkbenchError", "WorkloadError", "__version__"]

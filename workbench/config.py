@@ -1,0 +1,65 @@
+"""Small helpers for frozen-dataclass configurations: validation at the boundary and TOML loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from workbench.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (or >= 0 with ``allow_zero``)."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def require_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise :class:`ConfigError` unless ``low <= value <= high``."""
+    if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+
+def require_choice(name: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (listed in the message)."""
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(choices))}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a (frozen) dataclass from a dict, rejecting unknown keys with the list of valid ones.
+
+    Nested dataclass fields are built recursively when their annotation is a dataclass type.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) {sorted(unknown)} for {cls.__name__}; valid fields: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        ftype = fields[key].type
+        target = ftype if isinstance(ftype, type) else None
+        if target is not None and dataclasses.is_dataclass(target) and isinstance(value, dict):
+            value = from_dict(target, value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_toml(cls: type[T], path: str | Path) -> T:
+    """Load a TOML file into dataclass ``cls`` (see :func:`from_dict`)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    return from_dict(cls, data)

@@ -1,0 +1,92 @@
+"""The canonical workload schema and the :class:`Trace` object.
+
+Every request source (real trace, length table with attached arrivals, synthetic generator) is turned into
+one polars table with these columns:
+
+==================  ==================  ========================================================================
+column              dtype               meaning
+==================  ==================  ========================================================================
+``request_id``      UInt64              unique id, 0..n-1 in arrival order unless the source has ids
+``arrival_s``       Float64             seconds from trace start, non-decreasing
+``prompt_tokens``   Int32 (> 0)         input tokens
+``output_tokens``   Int32 (> 0)         generated tokens
+``session_id``      UInt64, nullable    conversation / session id
+``turn``            Int32, nullable     turn index within the session (0-based)
+``client``          Utf8, nullable      client / tenant
+``request_class``   Utf8, nullable      model or task class, for class-aware routing
+``prefix_hashes``   List(UInt64), null  hashes of consecutive prompt blocks; equal hash = reusable KV block
+==================  ==================  ========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.UInt64(),
+    "arrival_s": pl.Float64(),
+    "prompt_tokens": pl.Int32(),
+    "output_tokens": pl.Int32(),
+    "session_id": pl.UInt64(),
+    "turn": pl.Int32(),
+    "client": pl.Utf8(),
+    "request_class": pl.Utf8(),
+    "prefix_hashes": pl.List(pl.UInt64()),
+}
+COLUMNS: tuple[str, ...] = tuple(SCHEMA)
+REQUIRED: tuple[str, ...] = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A workload in the canonical schema.
+
+    Attributes
+    ----------
+    requests
+        The requests, one row each, with exactly the columns of :data:`SCHEMA` in that order.
+    name
+        Short name (dataset name or file stem).
+    prefix_block_tokens
+        Tokens per prefix-hash block (512 for Mooncake), or ``None`` when there are no hashes.
+    source
+        Citation and license text of the data.
+    has_arrivals
+        ``False`` for length-only tables (Vidur/Sarathi): attach arrivals before simulating.
+    """
+
+    requests: pl.DataFrame
+    name: str = "trace"
+    prefix_block_tokens: int | None = None
+    source: str = ""
+    has_arrivals: bool = True
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def lazy(self) -> pl.LazyFrame:
+        """Lazy view of the requests (no copy)."""
+        return self.requests.lazy()
+
+    def __len__(self) -> int:
+        return self.requests.height
+
+    @property
+    def duration_s(self) -> float:
+        """Time from the first to the last arrival, in seconds."""
+        if self.requests.height == 0:
+            return 0.0
+        col = self.requests["arrival_s"]
+        return float(col.max() - col.min())
+
+    def with_requests(self, requests: pl.DataFrame, **changes) -> Trace:
+        """Return a copy with other requests (and optionally other attributes)."""
+        kwargs = {
+            "name": self.name,
+            "prefix_block_tokens": self.prefix_block_tokens,
+            "source": self.source,
+            "has_arrivals": self.has_arrivals,
+            "meta": self.meta,
+        }
+        kwargs.update(changes)
+        return Trace(requests=requests, **kwargs)
