@@ -3,9 +3,9 @@
 Every request source (real trace, length table with attached arrivals, synthetic generator) is turned into
 one polars table with these columns:
 
-==================  ==================  ========================================================================
+==================  ==================  ======================================================================
 column              dtype               meaning
-==================  ==================  ========================================================================
+==================  ==================  ======================================================================
 ``request_id``      UInt64              unique id, 0..n-1 in arrival order unless the source has ids
 ``arrival_s``       Float64             seconds from trace start, non-decreasing
 ``prompt_tokens``   Int32 (> 0)         input tokens
@@ -15,7 +15,7 @@ column              dtype               meaning
 ``client``          Utf8, nullable      client / tenant
 ``request_class``   Utf8, nullable      model or task class, for class-aware routing
 ``prefix_hashes``   List(UInt64), null  hashes of consecutive prompt blocks; equal hash = reusable KV block
-==================  ==================  ========================================================================
+==================  ==================  ======================================================================
 """
 
 from __future__ import annotations
