@@ -18,6 +18,7 @@ def data_path(name: str) -> Path:
         from workbench.errors import WorkbenchError
 
         raise WorkbenchError(
-            f"shipped data file {name!r} not found in {DATA_DIR}; set WORKBENCH_SHIPPED_DATA to the repo's data/"
+            f"shipped data file {name!r} not found in {DATA_DIR}; "
+            "set WORKBENCH_SHIPPED_DATA to the repo's data/ folder"
         )
     return path

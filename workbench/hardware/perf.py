@@ -58,12 +58,9 @@ class DecodeRunMixin:
     """Generic event-skipping helpers built on ``iteration_time`` (vectorised through numpy)."""
 
     def _decode_times(self, decode_seqs: int, decode_context: int, iterations: int) -> np.ndarray:
-        return np.array(
-            [
-                self.iteration_time(Batch(decode_seqs=decode_seqs, decode_context=decode_context + k * decode_seqs))
-                for k in range(iterations)
-            ]
-        )
+        batches = (Batch(decode_seqs=decode_seqs, decode_context=decode_context + k * decode_seqs) for k in
+                   range(iterations))
+        return np.array([self.iteration_time(b) for b in batches])
 
     def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
         if iterations <= 0:
