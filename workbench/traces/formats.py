@@ -1,0 +1,295 @@
+"""Format adapters: how each public trace format maps onto the canonical schema.
+
+An adapter is a small frozen object (:class:`TableFormat`) registered under a short name in :data:`FORMATS`;
+adding a format means registering one more object (:func:`register_format`) without touching the others.
+:func:`infer_format` picks an adapter from the file extension and its column names.
+
+Built-in formats
+----------------
+``azure``      Azure LLM inference trace 2023 CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``).
+``mooncake``   Mooncake JSONL (``timestamp`` in ms, ``input_length``, ``output_length``, ``hash_ids``; 512-token
+               blocks).
+``burstgpt``   BurstGPT CSV (``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``);
+               failed requests (0 response tokens) are dropped and counted (warning + ``Trace.meta``).
+``lengths``    Vidur / Sarathi length tables (``num_prefill_tokens, num_decode_tokens``): no arrival times.
+``canonical``  Any CSV / JSONL / Parquet file already in the canonical column names (what :func:`write` writes).
+``generic``    Any CSV / JSONL / Parquet file with a ``mapping`` {canonical name: source column}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from workbench.errors import WorkloadError
+from workbench.traces.schema import COLUMNS
+
+KINDS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+AZURE_SOURCE = (
+    '"Azure LLM inference trace 2023", Microsoft Azure, Azure Public Dataset '
+    '(https://github.com/Azure/AzurePublicDataset), CC-BY-4.0. Cite: Patel et al., "Splitwise: Efficient '
+    'generative LLM inference using phase splitting", ISCA 2024.'
+)
+MOONCAKE_SOURCE = (
+    'Mooncake traces (kvcache-ai/Mooncake, FAST25-release), Apache-2.0. Cite: Qin et al., "Mooncake: Trading '
+    'More Storage for Less Computation", USENIX FAST 2025.'
+)
+BURSTGPT_SOURCE = 'BurstGPT (HPMLL/BurstGPT), CC-BY-4.0. Cite: Wang et al., "BurstGPT", arXiv:2401.17644.'
+LENGTHS_SOURCE = (
+    "Request-length table (Vidur, microsoft/vidur, MIT; or Sarathi-Serve, microsoft/sarathi-serve, Apache-2.0); "
+    "token counts tokenized with the Llama-2 tokenizer."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TableFormat:
+    """Declarative adapter from a source table to the canonical schema.
+
+    Attributes
+    ----------
+    name
+        Registry name.
+    kinds
+        File kinds it reads (``csv``, ``jsonl``, ``parquet``).
+    columns
+        Canonical name -> source column. All of them must be present for the format to match.
+    time
+        How the arrival column is stored: ``"datetime"`` (string, ``datetime_format``), ``"s"``, ``"ms"``,
+        or ``None`` for length-only tables.
+    datetime_format
+        strftime format of datetime strings.
+    block_tokens
+        Tokens per prefix-hash block, when the format has hashes.
+    source
+        Citation / license text stored in ``Trace.source``.
+    drop_rows
+        Optional (expression, reason) pair: rows where the expression is true are dropped and counted.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    columns: Mapping[str, str]
+    time: str | None = "s"
+    datetime_format: str = "%Y-%m-%d %H:%M:%S%.f"
+    block_tokens: int | None = None
+    source: str = ""
+    drop_rows: tuple[Callable[[], pl.Expr], str] | None = None
+    dtypes: Mapping[str, pl.DataType] = field(default_factory=dict)
+
+    @property
+    def has_arrivals(self) -> bool:
+        return self.time is not None
+
+    def matches(self, kind: str, columns: Sequence[str]) -> bool:
+        """True when this format reads ``kind`` files with these columns."""
+        return kind in self.kinds and set(self.columns.values()) <= set(columns)
+
+    def with_mapping(self, mapping: Mapping[str, str], time: str | None = None) -> TableFormat:
+        """A copy whose columns are ``mapping`` (canonical -> source); used by the generic format."""
+        unknown = set(mapping) - set(COLUMNS)
+        if unknown:
+            raise WorkloadError(
+                f"mapping has unknown canonical column(s) {sorted(unknown)}; valid: {', '.join(COLUMNS)}",
+                field=sorted(unknown)[0],
+            )
+        return replace(self, columns=dict(mapping), time=time or self.time, drop_rows=None)
+
+    def scan(self, path: Path, kind: str, *, as_strings: bool = False) -> pl.LazyFrame:
+        """Lazy scan of ``path`` renamed to canonical columns, with a 1-based ``__row`` index.
+
+        ``as_strings`` reads every CSV column as text (the slow diagnostic path used after a parse error).
+        """
+        src = {v: k for k, v in self.columns.items()}
+        if kind == "csv":
+            overrides = None if as_strings else {c: pl.Utf8 for c in self._string_columns()} | dict(self.dtypes)
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            lf = pl.scan_csv(
+                path,
+                separator=sep,
+                schema_overrides=overrides,
+                infer_schema=not as_strings,
+                infer_schema_length=1000,
+            )
+        elif kind == "jsonl":
+            lf = pl.scan_ndjson(path, infer_schema_length=1000)
+        else:
+            lf = pl.scan_parquet(path)
+        lf = lf.with_row_index("__row", offset=1)
+        if self.drop_rows is not None:
+            lf = lf.with_columns(self.drop_rows[0]().alias("__drop"))
+        lf = lf.select(
+            [pl.col(s).alias(c) for s, c in src.items()]
+            + ["__row"]
+            + (["__drop"] if self.drop_rows is not None else [])
+        )
+        return lf.with_columns(self._arrival_expr()) if self.time is not None else lf
+
+    def _string_columns(self) -> list[str]:
+        """Source columns read as text (datetime strings and class labels)."""
+        out = [self.columns[c] for c in ("client", "request_class") if c in self.columns]
+        if self.time == "datetime":
+            out.append(self.columns["arrival_s"])
+        return out
+
+    def _arrival_expr(self) -> pl.Expr:
+        col = pl.col("arrival_s")
+        if self.time == "datetime":
+            ts = col.str.strip_chars().str.to_datetime(self.datetime_format, time_unit="ns", strict=False)
+            return ((ts - ts.min()).dt.total_nanoseconds() / 1e9).alias("arrival_s")
+        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(self.time)
+        if scale is None:
+            raise WorkloadError(
+                f"unknown time unit {self.time!r}; use 'datetime', 's', 'ms' or 'us'", field="time_unit"
+            )
+        return (col.cast(pl.Float64, strict=False) * scale).alias("arrival_s")
+
+
+def _burstgpt_failed() -> pl.Expr:
+    return pl.col("Response tokens").cast(pl.Float64, strict=False) == 0
+
+
+#: Registry of format adapters, by name, in inference order (first match wins).
+FORMATS: dict[str, TableFormat] = {}
+
+
+def register_format(fmt: TableFormat) -> TableFormat:
+    """Add (or replace) an adapter in :data:`FORMATS`; returns it so it can be used as a one-liner."""
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+register_format(
+    TableFormat(
+        "azure",
+        ("csv",),
+        {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"},
+        time="datetime",
+        source=AZURE_SOURCE,
+    )
+)
+register_format(
+    TableFormat(
+        "mooncake",
+        ("jsonl",),
+        {
+            "arrival_s": "timestamp",
+            "prompt_tokens": "input_length",
+            "output_tokens": "output_length",
+            "prefix_hashes": "hash_ids",
+        },
+        time="ms",
+        block_tokens=512,
+        source=MOONCAKE_SOURCE,
+    )
+)
+register_format(
+    TableFormat(
+        "burstgpt",
+        ("csv",),
+        {
+            "arrival_s": "Timestamp",
+            "request_class": "Model",
+            "prompt_tokens": "Request tokens",
+            "output_tokens": "Response tokens",
+        },
+        time="s",
+        source=BURSTGPT_SOURCE,
+        drop_rows=(_burstgpt_failed, "failed requests (0 response tokens)"),
+    )
+)
+register_format(
+    TableFormat(
+        "lengths",
+        ("csv", "parquet", "jsonl"),
+        {"prompt_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"},
+        time=None,
+        source=LENGTHS_SOURCE,
+    )
+)
+register_format(
+    TableFormat(
+        "canonical",
+        ("csv", "parquet", "jsonl"),
+        {"arrival_s": "arrival_s", "prompt_tokens": "prompt_tokens", "output_tokens": "output_tokens"},
+        time="s",
+    )
+)
+#: Generic adapter: its columns come from the ``mapping`` argument of :func:`workbench.traces.load`.
+GENERIC = register_format(TableFormat("generic", ("csv", "parquet", "jsonl"), {}, time="s"))
+
+
+def file_kind(path: Path) -> str:
+    """``csv`` / ``jsonl`` / ``parquet`` from the extension, or a :class:`WorkloadError`."""
+    kind = KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise WorkloadError(
+            f"unknown file extension {path.suffix!r}; use one of {', '.join(sorted(KINDS))} or pass format=",
+            file=str(path),
+        )
+    return kind
+
+
+def header(path: Path, kind: str) -> list[str]:
+    """Column names of a file, read cheaply (CSV header, first JSON line, Parquet schema)."""
+    if path.stat().st_size == 0:
+        raise WorkloadError("file is empty (no header, no requests)", file=str(path), row=0)
+    try:
+        if kind == "csv":
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            return pl.scan_csv(path, separator=sep, n_rows=0, infer_schema=False).collect_schema().names()
+        if kind == "jsonl":
+            with path.open() as fh:
+                line = fh.readline()
+            try:
+                return list(json.loads(line))
+            except json.JSONDecodeError:
+                raise WorkloadError("invalid or truncated JSON line", file=str(path), row=1) from None
+        return (
+            pl.read_parquet_schema(path).names()
+            if hasattr(pl, "read_parquet_schema")
+            else (pl.scan_parquet(path).collect_schema().names())
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise WorkloadError(f"cannot read file: {exc}", file=str(path)) from None
+
+
+def infer_format(path: Path, columns: Sequence[str], kind: str) -> TableFormat:
+    """The first registered adapter that reads ``kind`` files with these ``columns``."""
+    for fmt in FORMATS.values():
+        if fmt.columns and fmt.matches(kind, columns):
+            return fmt
+    # Closest format (most of its columns present): name the first missing column.
+    best = max(
+        (f for f in FORMATS.values() if f.columns and kind in f.kinds),
+        key=lambda f: len(set(f.columns.values()) & set(columns)),
+        default=None,
+    )
+    if best is not None and len(set(best.columns.values()) & set(columns)) >= 2:
+        missing = [c for c in best.columns.values() if c not in columns][0]
+        raise WorkloadError(f"missing column for {best.name} format", file=str(path), field=missing, row=0)
+    if {"category", "model", "client_id", "rate", "cv"} <= set(columns) or "probability" in columns:
+        raise WorkloadError(
+            "ServeGen per-client data describes a client mixture, not a request table; use "
+            "workbench.traces.ServeGenMix.from_files(...) and .generate(...)",
+            file=str(path),
+        )
+    known = "; ".join(f"{n}: {', '.join(f.columns.values())}" for n, f in FORMATS.items() if f.columns)
+    raise WorkloadError(
+        f"cannot infer the trace format from columns {list(columns)[:8]} (known formats: {known}); "
+        "pass format= or mapping={canonical: source column}",
+        file=str(path),
+        row=0,
+    )

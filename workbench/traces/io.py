@@ -1,0 +1,193 @@
+"""Reading and writing traces: :func:`load` and :func:`write`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from workbench.errors import WorkloadError
+from workbench.traces.formats import FORMATS, GENERIC, TableFormat, file_kind, header, infer_format
+from workbench.traces.schema import COLUMNS, Trace
+from workbench.traces.validate import validate
+
+_META_KEYS = ("name", "prefix_block_tokens", "source", "has_arrivals")
+
+
+def load(
+    source: str | Path | Trace,
+    format: str | None = None,
+    *,
+    sort: bool = False,
+    mapping: Mapping[str, str] | None = None,
+    time_unit: str | None = None,
+    name: str | None = None,
+) -> Trace:
+    """Load a workload into the canonical schema.
+
+    Parameters
+    ----------
+    source
+        A file path (``.csv``, ``.jsonl``, ``.parquet``), a registered dataset name (see
+        :func:`workbench.datasets.list`, e.g. ``"azure_code"``), or a :class:`Trace` (returned as is).
+    format
+        Adapter name from :data:`~workbench.traces.formats.FORMATS` (``azure``, ``mooncake``, ``burstgpt``,
+        ``lengths``, ``canonical``, ``generic``); inferred from the extension and the columns when ``None``.
+    sort
+        Sort unsorted arrival times (with a warning) instead of raising.
+    mapping
+        For the generic format: {canonical column: source column}, e.g.
+        ``{"arrival_s": "t", "prompt_tokens": "in", "output_tokens": "out"}``.
+    time_unit
+        Unit of the mapped arrival column: ``"s"`` (default), ``"ms"``, ``"us"`` or ``"datetime"``.
+    name
+        Trace name (default: file stem).
+
+    Returns
+    -------
+    Trace
+        Validated requests. The file is scanned lazily with polars and collected once.
+
+    Raises
+    ------
+    WorkloadError
+        Naming the file, the field and the first bad row (see :mod:`workbench.traces.validate`).
+
+    Examples
+    --------
+    >>> from workbench import traces
+    >>> trace = traces.load("azure_code")
+    >>> len(trace), round(trace.duration_s)
+    (8819, 3436)
+    """
+    if isinstance(source, Trace):
+        return source
+    path = Path(source)
+    if not path.exists():
+        if isinstance(source, str) and path.suffix == "" and len(path.parts) == 1:
+            from workbench import datasets
+
+            return datasets.load(source, sort=sort)
+        raise WorkloadError("file not found", file=str(path))
+    kind = file_kind(path)
+    columns = header(path, kind)
+    fmt = _pick_format(path, kind, columns, format, mapping, time_unit)
+    df = _collect(fmt, path, kind)
+    meta: dict = {"file": str(path), "format": fmt.name}
+    if "__drop" in df.columns:
+        dropped = int(df["__drop"].fill_null(False).sum())
+        df = df.filter(~pl.col("__drop").fill_null(False)).drop("__drop")
+        meta["dropped_rows"] = dropped
+        if dropped:
+            reason = fmt.drop_rows[1] if fmt.drop_rows else "rows"
+            warnings.warn(f"{path.name}: dropped {dropped} {reason}", stacklevel=2)
+            meta["dropped_reason"] = reason
+    attrs = _file_attrs(path, kind) if fmt.name == "canonical" else {}
+    has_arrivals = attrs.get("has_arrivals", fmt.has_arrivals)
+    if fmt.name == "canonical" and df.height and df["arrival_s"].null_count() == df.height:
+        has_arrivals = False
+    requests = validate(df, file=str(path), sort=sort, has_arrivals=has_arrivals, names=dict(fmt.columns))
+    return Trace(
+        requests=requests,
+        name=name or attrs.get("name") or path.stem,
+        prefix_block_tokens=attrs.get("prefix_block_tokens", fmt.block_tokens),
+        source=attrs.get("source") or fmt.source,
+        has_arrivals=has_arrivals,
+        meta=meta,
+    )
+
+
+def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat:
+    if mapping is not None:
+        return GENERIC.with_mapping(mapping, time_unit)
+    if format is not None:
+        if format not in FORMATS:
+            raise WorkloadError(
+                f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}",
+                file=str(path),
+                field="format",
+            )
+        if format == "generic":
+            raise WorkloadError(
+                "the generic format needs mapping={canonical: source column}", file=str(path), field="mapping"
+            )
+        fmt = FORMATS[format]
+    else:
+        fmt = infer_format(path, columns, kind)
+    if fmt.name == "canonical":
+        fmt = fmt.with_mapping({c: c for c in columns if c in COLUMNS}, time_unit)
+    elif time_unit is not None:
+        fmt = fmt.with_mapping(fmt.columns, time_unit)
+    missing = [c for c in fmt.columns.values() if c not in columns]
+    if missing:
+        raise WorkloadError(f"missing column for {fmt.name} format", file=str(path), field=missing[0], row=0)
+    return fmt
+
+
+def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
+    """Collect the lazy scan once; on a parse error, re-read as text to find the first bad value."""
+    try:
+        return fmt.scan(path, kind).collect()
+    except pl.exceptions.PolarsError as exc:
+        if kind == "jsonl":
+            _raise_bad_json(path, fmt)
+        if kind == "csv":
+            try:
+                return fmt.scan(path, kind, as_strings=True).collect()
+            except pl.exceptions.PolarsError:
+                pass
+        raise WorkloadError(f"cannot parse file: {str(exc).splitlines()[0]}", file=str(path)) from None
+
+
+def _raise_bad_json(path: Path, fmt: TableFormat) -> None:
+    """Find the first line that is not a complete JSON object and raise a :class:`WorkloadError` for it."""
+    with path.open() as fh:
+        for row, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                present = [c for c in fmt.columns.values() if f'"{c}"' in line]
+                missing = [c for c in fmt.columns.values() if c not in present]
+                field = missing[0] if missing else (present[-1] if present else None)
+                raise WorkloadError(
+                    "invalid or truncated JSON line", file=str(path), field=field, row=row
+                ) from None
+
+
+def _file_attrs(path: Path, kind: str) -> dict:
+    """Trace attributes stored by :func:`write` in Parquet key-value metadata."""
+    if kind != "parquet":
+        return {}
+    raw = pl.read_parquet_metadata(path).get("workbench")
+    return json.loads(raw) if raw else {}
+
+
+def write(trace: Trace, path: str | Path) -> Path:
+    """Write a trace; the suffix picks the format (``.parquet`` keeps everything, ``.csv``, ``.jsonl``).
+
+    ``load(write(trace, p))`` returns an equal trace (requests, and for Parquet also name, block size, source).
+    CSV cannot hold ``prefix_hashes``: writing a trace that has them to CSV raises a :class:`WorkloadError`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = file_kind(path)
+    df = trace.requests
+    if kind == "parquet":
+        attrs = {k: getattr(trace, k) for k in _META_KEYS}
+        df.write_parquet(path, metadata={"workbench": json.dumps(attrs)})
+    elif kind == "csv":
+        if df["prefix_hashes"].null_count() != df.height:
+            raise WorkloadError(
+                "CSV cannot store prefix_hashes; write .parquet or .jsonl",
+                file=str(path),
+                field="prefix_hashes",
+            )
+        df.drop("prefix_hashes").write_csv(path)
+    else:
+        df.write_ndjson(path)
+    return path
