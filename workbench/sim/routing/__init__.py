@@ -1,0 +1,114 @@
+"""Routing policies, each a small object behind the :class:`Router` protocol, selectable by short name.
+
+>>> from workbench.sim.routing import get_router
+>>> router = get_router("lmetric")
+>>> router.name
+'lmetric'
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from workbench.errors import ConfigError
+from workbench.sim.routing.base import (
+    REJECT,
+    ArrayCandidates,
+    Candidates,
+    PoolCandidates,
+    Request,
+    Router,
+    RouteRequest,
+)
+from workbench.sim.routing.cache import LLMD, Dynamo, LMetric, PrefixAffinity, Session, SGLangCacheAware, VLLMv1
+from workbench.sim.routing.load import JIQ, JSQ, LeastTokens, PowerOfTwo, Random, RoundRobin, WeightedRoundRobin
+from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
+
+#: Registered routers by short name.
+ROUTERS: dict[str, type] = {
+    cls.name: cls
+    for cls in (
+        RoundRobin,
+        Random,
+        JSQ,
+        PowerOfTwo,
+        LeastTokens,
+        JIQ,
+        WeightedRoundRobin,
+        Session,
+        PrefixAffinity,
+        SGLangCacheAware,
+        LLMD,
+        Dynamo,
+        VLLMv1,
+        LMetric,
+        LengthPools,
+        ClassPools,
+        MultiObjective,
+    )
+}
+#: Routers that choose among pools (need a :class:`PoolCandidates` view).
+POOL_ROUTERS: frozenset[str] = frozenset({"length_pools", "class_pools", "multi_objective"})
+#: Routers that read prefix-cache matches.
+CACHE_ROUTERS: frozenset[str] = frozenset(
+    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric"}
+)
+
+
+def register(cls: type) -> type:
+    """Register a router class under its ``name`` attribute (usable as a decorator)."""
+    ROUTERS[cls.name] = cls
+    return cls
+
+
+def check_router_name(name: str, field: str = "router") -> None:
+    """Raise :class:`ConfigError` naming ``field`` unless ``name`` is a registered router."""
+    if name not in ROUTERS:
+        raise ConfigError(f"unknown {field} {name!r}; choose one of: {', '.join(sorted(ROUTERS))}")
+
+
+def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -> Router:
+    """Build the router registered as ``name`` with its parameters.
+
+    Parameters
+    ----------
+    name
+        Short name, e.g. ``"jsq"``, ``"lmetric"``, ``"sglang_cache_aware"``.
+    rng
+        Generator for randomised routers (``random``, ``p2c``, ``jiq``).
+    **params
+        Policy parameters (e.g. ``cache_threshold=0.5`` for ``sglang_cache_aware``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (lists the valid ones) or unknown/invalid parameter.
+    """
+    check_router_name(name)
+    cls = ROUTERS[name]
+    accepted = [p for p in inspect.signature(cls).parameters if p != "rng"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter(s) {unknown} for router {name!r}; valid: {', '.join(accepted) or 'none'}"
+        )
+    return cls(rng=rng, **params)
+
+
+__all__ = [
+    "CACHE_ROUTERS",
+    "POOL_ROUTERS",
+    "REJECT",
+    "ROUTERS",
+    "ArrayCandidates",
+    "Candidates",
+    "PoolCandidates",
+    "Request",
+    "RouteRequest",
+    "Router",
+    "check_router_name",
+    "get_router",
+    "register",
+]

@@ -1,0 +1,118 @@
+"""Load-based routers: round robin, random, JSQ, power of two choices, least tokens, JIQ, weighted RR."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.sim.routing.base import Candidates, RouteRequest, argmax_first, argmin_first
+
+
+class RouterBase:
+    """Common constructor: an optional seeded ``numpy.random.Generator`` (never a global RNG)."""
+
+    name = "base"
+    reject_reason = ""
+
+    def __init__(self, *, rng: np.random.Generator | None = None) -> None:
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class RoundRobin(RouterBase):
+    """Cycle through the candidates in position order."""
+
+    name = "round_robin"
+
+    def __init__(self, *, rng: np.random.Generator | None = None) -> None:
+        super().__init__(rng=rng)
+        self._next = 0
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        i = self._next % len(view)
+        self._next = i + 1
+        return i
+
+
+class Random(RouterBase):
+    """Uniformly random candidate (from the router's seeded generator)."""
+
+    name = "random"
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        return int(self.rng.integers(len(view)))
+
+
+class JSQ(RouterBase):
+    """Join the shortest queue: fewest outstanding (running + waiting) requests."""
+
+    name = "jsq"
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        return argmin_first(view.outstanding)
+
+
+class PowerOfTwo(RouterBase):
+    """Power of two choices: sample two distinct candidates, keep the one with fewer outstanding requests."""
+
+    name = "p2c"
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        n = len(view)
+        if n == 1:
+            return 0
+        a, b = (int(x) for x in self.rng.choice(n, size=2, replace=False))
+        a, b = min(a, b), max(a, b)
+        return b if view.outstanding[b] < view.outstanding[a] else a
+
+
+class LeastTokens(RouterBase):
+    """Fewest outstanding tokens: prefill tokens still to compute + decode tokens still to generate."""
+
+    name = "least_tokens"
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        return argmin_first(view.outstanding_tokens)
+
+
+class JIQ(RouterBase):
+    """Join the idle queue: a random idle candidate (no outstanding request) if any, else a random one."""
+
+    name = "jiq"
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        idle = np.flatnonzero(view.outstanding == 0)
+        if idle.size:
+            return int(idle[self.rng.integers(idle.size)])
+        return int(self.rng.integers(len(view)))
+
+
+class WeightedRoundRobin(RouterBase):
+    """Smooth weighted round robin (nginx) with weights = candidate speed.
+
+    Each decision adds every weight to its candidate's current value, picks the largest and subtracts the
+    total weight from it; over a cycle each candidate is chosen in proportion to its weight, interleaved.
+    Current values are kept per instance id, so adding or removing instances keeps the others' state.
+    """
+
+    name = "weighted_rr"
+
+    def __init__(self, *, rng: np.random.Generator | None = None) -> None:
+        super().__init__(rng=rng)
+        self._ids: np.ndarray | None = None
+        self._current = np.zeros(0)
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        ids = view.ids
+        if self._ids is None or not np.array_equal(self._ids, ids):
+            old = (
+                {} if self._ids is None else dict(zip(self._ids.tolist(), self._current.tolist(), strict=True))
+            )
+            self._current = np.array([old.get(i, 0.0) for i in ids.tolist()], dtype=float)
+            self._ids = ids.copy()
+        weights = np.asarray(view.speed, dtype=float)
+        self._current += weights
+        i = argmax_first(self._current)
+        self._current[i] -= weights.sum()
+        return i
