@@ -49,8 +49,8 @@ MOONCAKE_SOURCE = (
 )
 BURSTGPT_SOURCE = 'BurstGPT (HPMLL/BurstGPT), CC-BY-4.0. Cite: Wang et al., "BurstGPT", arXiv:2401.17644.'
 LENGTHS_SOURCE = (
-    "Request-length table (Vidur, microsoft/vidur, MIT; or Sarathi-Serve, microsoft/sarathi-serve, Apache-2.0); "
-    "token counts tokenized with the Llama-2 tokenizer."
+    "Request-length table (Vidur, microsoft/vidur, MIT; or Sarathi-Serve, microsoft/sarathi-serve, "
+    "Apache-2.0); token counts tokenized with the Llama-2 tokenizer."
 )
 
 
@@ -278,7 +278,7 @@ def infer_format(path: Path, columns: Sequence[str], kind: str) -> TableFormat:
         default=None,
     )
     if best is not None and len(set(best.columns.values()) & set(columns)) >= 2:
-        missing = [c for c in best.columns.values() if c not in columns][0]
+        missing = next(c for c in best.columns.values() if c not in columns)
         raise WorkloadError(f"missing column for {best.name} format", file=str(path), field=missing, row=0)
     if {"category", "model", "client_id", "rate", "cv"} <= set(columns) or "probability" in columns:
         raise WorkloadError(
