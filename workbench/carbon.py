@@ -1,0 +1,272 @@
+"""Sites, operational and embodied carbon, water, and the Green-LLM lexicographic site choice.
+
+A :class:`Site` joins a grid region (carbon intensity, electricity price) with a facility profile (PUE, WUE)
+from ``data/sites.csv`` (sources per row in the file). Carbon intensity is a constant or an hourly profile
+(repeated over the run). Operational carbon = facility energy (IT x PUE) x grid intensity; embodied carbon of
+the GPUs is amortised linearly over their life; on-site water = IT energy x WUE, plus an optional off-site
+factor (L per facility kWh, water used to generate the electricity; no default: none found, see README).
+
+:func:`choose_site` is the Green-LLM rule (arXiv 2507.09942): among candidates within a water cap, keep those
+whose cost is within a tolerance of the cheapest, then those whose carbon is within a tolerance of the lowest,
+then take the lowest delay.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import polars as pl
+
+from workbench._paths import data_path
+from workbench.config import require_positive, require_range
+from workbench.errors import ConfigError
+
+#: EUR -> USD used for EUR-quoted electricity prices (the rate the hardware README uses).
+USD_PER_EUR = 1.10
+#: Facility profile that fills PUE/WUE when a grid region has none.
+DEFAULT_FACILITY = "industry-average-2024"
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A place to run a fleet.
+
+    Attributes
+    ----------
+    name
+        Site id (region[+facility]).
+    grid_gco2e_per_kwh
+        Constant grid intensity (mean of the profile when one is given); NaN if unknown.
+    pue
+        Power usage effectiveness, >= 1.
+    wue_l_per_kwh
+        On-site water per IT kWh.
+    electricity_usd_per_kwh
+        Electricity price; NaN if unknown.
+    offsite_water_l_per_kwh
+        Water per facility kWh consumed off site (generation); 0 by default.
+    carbon_profile
+        Optional hourly intensities (gCO2e/kWh), repeated; hour 0 is the start of the run.
+    """
+
+    name: str
+    grid_gco2e_per_kwh: float
+    pue: float
+    wue_l_per_kwh: float
+    electricity_usd_per_kwh: float
+    offsite_water_l_per_kwh: float = 0.0
+    carbon_profile: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        require_range("pue", self.pue, 1.0, 5.0)
+        require_positive("wue_l_per_kwh", self.wue_l_per_kwh, allow_zero=True)
+        require_positive("offsite_water_l_per_kwh", self.offsite_water_l_per_kwh, allow_zero=True)
+        for name in ("grid_gco2e_per_kwh", "electricity_usd_per_kwh"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and (math.isnan(v) or v >= 0) and not math.isinf(v)):
+                raise ConfigError(f"{name} must be a number >= 0 (or NaN for unknown), got {v!r}")
+        if self.carbon_profile is not None:
+            prof = tuple(float(x) for x in self.carbon_profile)
+            if not prof or any(not math.isfinite(x) or x < 0 for x in prof):
+                raise ConfigError("carbon_profile must be a non-empty sequence of finite values >= 0")
+            object.__setattr__(self, "carbon_profile", prof)
+            object.__setattr__(self, "grid_gco2e_per_kwh", float(np.mean(prof)))
+
+    def need(self, field: str) -> float:
+        """Value of ``field``, or a ConfigError saying how to supply it when it is unknown."""
+        value = getattr(self, field)
+        if math.isnan(value):
+            raise ConfigError(f"site {self.name!r} has no {field} in sites.csv; pass {field}=... to site()")
+        return value
+
+
+@functools.cache
+def load_sites() -> pl.DataFrame:
+    """The shipped site table ``data/sites.csv`` (with source columns)."""
+    return pl.read_csv(data_path("sites.csv"), infer_schema_length=None)
+
+
+def site_names() -> list[str]:
+    """Site ids in the table."""
+    return load_sites()["site_id"].to_list()
+
+
+def _row(name: str) -> dict:
+    table = load_sites().filter(pl.col("site_id") == name)
+    if table.height == 0:
+        raise ConfigError(f"unknown site {name!r}; choose one of: {', '.join(site_names())}")
+    return table.row(0, named=True)
+
+
+def _f(value: object) -> float:
+    return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+
+def site(name: str, *, facility: str | None = None, **overrides: object) -> Site:
+    """Build a :class:`Site` from table row ``name``; PUE/WUE it lacks come from ``facility``.
+
+    ``facility`` defaults to the row's own values, then to :data:`DEFAULT_FACILITY`. EUR prices are converted
+    at :data:`USD_PER_EUR`. Keyword ``overrides`` replace any field (e.g. ``electricity_usd_per_kwh=0.08``,
+    ``carbon_profile=[...]``).
+    """
+    row = _row(name)
+    fac = _row(facility or DEFAULT_FACILITY)
+    price = _f(row["electricity_price"])
+    if row["price_unit"] == "EUR/kWh":
+        price *= USD_PER_EUR
+    pue = _f(row["pue"]) if facility is None and row["pue"] is not None else _f(fac["pue"])
+    wue = (
+        _f(row["wue_l_per_kwh"])
+        if facility is None and row["wue_l_per_kwh"] is not None
+        else _f(fac["wue_l_per_kwh"])
+    )
+    out = Site(
+        name=name if facility is None else f"{name}+{facility}",
+        grid_gco2e_per_kwh=_f(row["grid_carbon_gco2e_per_kwh"]),
+        pue=pue if not math.isnan(pue) else _f(_row(DEFAULT_FACILITY)["pue"]),
+        wue_l_per_kwh=wue if not math.isnan(wue) else _f(_row(DEFAULT_FACILITY)["wue_l_per_kwh"]),
+        electricity_usd_per_kwh=price,
+    )
+    fields = set(Site.__slots__)
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ConfigError(f"unknown Site field(s) {sorted(unknown)}; valid: {', '.join(sorted(fields))}")
+    return replace(out, **overrides) if overrides else out
+
+
+def diurnal_profile(mean: float, amplitude: float, *, low_hour: int = 13, hours: int = 24) -> tuple[float, ...]:
+    """A synthetic cosine day of grid intensity (lowest at ``low_hour``, e.g. solar noon); for what-ifs only."""
+    require_positive("mean", mean)
+    require_range("amplitude", amplitude, 0.0, mean)
+    h = np.arange(hours)
+    return tuple((mean - amplitude * np.cos(2 * np.pi * (h - low_hour) / hours)).tolist())
+
+
+def operational_carbon_kg(it_kwh: float | np.ndarray, site: Site, *, start_hour: int = 0) -> float:
+    """Operational CO2e (kg) of IT energy: a total, or one value per hour when the site has a profile."""
+    it = np.atleast_1d(np.asarray(it_kwh, dtype=float))
+    if (it < 0).any():
+        raise ConfigError("it_kwh must be >= 0")
+    if site.carbon_profile is None or it.size == 1:
+        intensity = site.need("grid_gco2e_per_kwh")
+        return float(it.sum() * site.pue * intensity / 1000.0)
+    prof = np.asarray(site.carbon_profile)
+    hourly = prof[(start_hour + np.arange(it.size)) % prof.size]
+    return float((it * site.pue * hourly).sum() / 1000.0)
+
+
+def embodied_carbon_kg(n_gpus: float, hours: float, *, kg_per_gpu: float, lifetime_years: float) -> float:
+    """Embodied CO2e (kg) of ``n_gpus`` amortised linearly over ``lifetime_years``, for ``hours`` of use."""
+    require_positive("n_gpus", n_gpus, allow_zero=True)
+    require_positive("hours", hours, allow_zero=True)
+    require_positive("kg_per_gpu", kg_per_gpu, allow_zero=True)
+    require_positive("lifetime_years", lifetime_years)
+    return n_gpus * kg_per_gpu * hours / (lifetime_years * 8760.0)
+
+
+def water_l(it_kwh: float, site: Site) -> tuple[float, float]:
+    """(on-site, off-site) water in litres: IT kWh x WUE, and facility kWh x off-site factor."""
+    require_positive("it_kwh", it_kwh, allow_zero=True)
+    return it_kwh * site.wue_l_per_kwh, it_kwh * site.pue * site.offsite_water_l_per_kwh
+
+
+def footprint(
+    it_kwh: float | np.ndarray,
+    site: Site,
+    *,
+    n_gpus: float = 0.0,
+    hours: float | None = None,
+    embodied_kg_per_gpu: float = 0.0,
+    lifetime_years: float = 5.0,
+    start_hour: int = 0,
+) -> pl.DataFrame:
+    """One-row table: IT and facility kWh, energy cost, operational/embodied/total CO2e and water.
+
+    ``it_kwh`` is a total or an hourly series (then ``hours`` defaults to its length and an hourly carbon
+    profile of the site applies hour by hour). Energy cost needs the site's electricity price.
+    """
+    series = np.atleast_1d(np.asarray(it_kwh, dtype=float))
+    total = float(series.sum())
+    hours = float(series.size if hours is None else hours)
+    op = operational_carbon_kg(series, site, start_hour=start_hour)
+    emb = embodied_carbon_kg(n_gpus, hours, kg_per_gpu=embodied_kg_per_gpu, lifetime_years=lifetime_years)
+    on, off = water_l(total, site)
+    price = site.electricity_usd_per_kwh
+    return pl.DataFrame(
+        {
+            "site": [site.name],
+            "it_kwh": [total],
+            "facility_kwh": [total * site.pue],
+            "energy_cost_usd": [total * site.pue * price],
+            "operational_kgco2e": [op],
+            "embodied_kgco2e": [emb],
+            "total_kgco2e": [op + emb],
+            "water_onsite_l": [on],
+            "water_offsite_l": [off],
+            "water_total_l": [on + off],
+        }
+    )
+
+
+def compare_sites(
+    it_kwh: float, sites: list[Site], *, delay_s: dict[str, float] | None = None, fixed_cost_usd: float = 0.0
+) -> pl.DataFrame:
+    """Candidate table for :func:`choose_site`: cost (energy + fixed), carbon, water and delay per site."""
+    rows = []
+    for s in sites:
+        s.need("electricity_usd_per_kwh")
+        s.need("grid_gco2e_per_kwh")
+        rows.append(footprint(it_kwh, s).with_columns(delay_s=pl.lit((delay_s or {}).get(s.name, 0.0))))
+    return (
+        pl.concat(rows)
+        .with_columns(cost_usd=pl.col("energy_cost_usd") + fixed_cost_usd)
+        .rename({"site": "name", "total_kgco2e": "carbon_kg", "water_total_l": "water_l"})
+    )
+
+
+def choose_site(
+    candidates: pl.DataFrame,
+    *,
+    cost_tol: float = 0.05,
+    carbon_tol: float = 0.05,
+    water_cap_l: float | None = None,
+    cost: str = "cost_usd",
+    carbon: str = "carbon_kg",
+    delay: str = "delay_s",
+    water: str = "water_l",
+) -> pl.DataFrame:
+    """Green-LLM lexicographic choice: cost, then carbon, then delay, each within a relative tolerance.
+
+    Returns ``candidates`` with boolean columns ``water_ok``, ``cost_ok``, ``carbon_ok`` and ``chosen`` (one
+    row true), sorted with the chosen row first. Raises ConfigError if no candidate meets the water cap.
+    """
+    require_positive("cost_tol", cost_tol, allow_zero=True)
+    require_positive("carbon_tol", carbon_tol, allow_zero=True)
+    missing = {cost, carbon, delay} - set(candidates.columns)
+    if missing or (water_cap_l is not None and water not in candidates.columns):
+        raise ConfigError(f"candidates lack column(s) {sorted(missing or {water})}")
+    t = candidates.with_columns(
+        water_ok=pl.lit(True) if water_cap_l is None else pl.col(water) <= water_cap_l
+    ).with_row_index("_i")
+    ok = t.filter("water_ok")
+    if ok.height == 0:
+        raise ConfigError(f"no candidate meets the water cap {water_cap_l} L (min {t[water].min()} L)")
+    best_cost = ok[cost].min()
+    ok = ok.filter(pl.col(cost) <= best_cost * (1 + cost_tol) + 1e-12)
+    cost_ids = set(ok["_i"])
+    best_carbon = ok[carbon].min()
+    ok = ok.filter(pl.col(carbon) <= best_carbon * (1 + carbon_tol) + 1e-12)
+    carbon_ids = set(ok["_i"])
+    chosen = ok.sort([delay, cost, carbon, "_i"])["_i"][0]
+    return (
+        t.with_columns(
+            cost_ok=pl.col("_i").is_in(list(cost_ids)),
+            carbon_ok=pl.col("_i").is_in(list(carbon_ids)),
+            chosen=pl.col("_i") == chosen,
+        )
+        .sort(["chosen", cost], descending=[True, False])
+        .drop("_i")
+    )

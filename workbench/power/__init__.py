@@ -1,0 +1,45 @@
+"""Power and energy: power versus batch and clock, idle and execution-idle, energy of a simulation.
+
+Quick use::
+
+    from workbench.power import instance_power, energy
+    p = instance_power("H100-SXM", "meta-llama/Llama-3.1-8B-Instruct", tp=1)
+    p.power_w("busy", batch=64)          # W for the instance
+    report = energy(sim_result, pue=1.2) # exact integral over the segments
+    report.fleet["j_per_output_token"]
+"""
+
+from workbench.power.curves import LogisticPower, build_fits, fit_report, load_fits, power_curve, write_fits
+from workbench.power.dvfs import H100_WATTLYTICS, ClockChoice, DvfsCurve, clock_sweep, optimal_clock
+from workbench.power.energy import (
+    EXEC_IDLE_POWER_RATIO,
+    EnergyReport,
+    InstancePower,
+    energy,
+    energy_timeseries,
+    idle_power_w,
+    instance_power,
+    mean_power_w,
+)
+
+__all__ = [
+    "EXEC_IDLE_POWER_RATIO",
+    "H100_WATTLYTICS",
+    "ClockChoice",
+    "DvfsCurve",
+    "EnergyReport",
+    "InstancePower",
+    "LogisticPower",
+    "build_fits",
+    "clock_sweep",
+    "energy",
+    "energy_timeseries",
+    "fit_report",
+    "idle_power_w",
+    "instance_power",
+    "load_fits",
+    "mean_power_w",
+    "optimal_clock",
+    "power_curve",
+    "write_fits",
+]
