@@ -1,0 +1,38 @@
+"""Hardware: GPU table, model zoo, memory budget and performance models (roofline, calibrated, measured table).
+
+Examples
+--------
+>>> from workbench.hardware import gpu, model, kv_capacity_tokens, RooflineModel
+>>> kv_capacity_tokens("H100", "Llama-3.1-8B") > 400_000
+True
+>>> perf = RooflineModel("H100", "Llama-3.1-8B")
+>>> perf.prefill_time(1024) < perf.prefill_time(2048)
+True
+"""
+
+from workbench.hardware.catalog import GPU, ModelSpec, gpu, list_gpus, list_models, model
+from workbench.hardware.memory import (
+    ACTIVATION_RESERVE_GB,
+    kv_capacity_tokens,
+    min_tensor_parallel,
+    weights_per_gpu_gb,
+)
+from workbench.hardware.perf import Batch, DecodeRunMixin, PerformanceModel
+from workbench.hardware.roofline import RooflineModel
+
+__all__ = [
+    "ACTIVATION_RESERVE_GB",
+    "GPU",
+    "Batch",
+    "DecodeRunMixin",
+    "ModelSpec",
+    "PerformanceModel",
+    "RooflineModel",
+    "gpu",
+    "kv_capacity_tokens",
+    "list_gpus",
+    "list_models",
+    "min_tensor_parallel",
+    "model",
+    "weights_per_gpu_gb",
+]

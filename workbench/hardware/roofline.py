@@ -1,0 +1,188 @@
+"""Roofline performance model of one LLM replica: seconds per batch iteration from GPU and model facts.
+
+For a batch with ``P`` prefill tokens, ``D`` decode sequences (``T = P + D`` tokens), causal prefill attention
+work ``A`` (query-key pairs, ``Batch.prefill_context``) and decode context sum ``C``, on ``tp`` GPUs::
+
+    linear  = max(T x 2 N_active / tp / (peak x mfu) + L x 2 V h / tp / (peak x mfu),   # compute
+                  weight bytes touched / tp / (bandwidth x mbu))                          # memory
+    attn    = A x 4 layers heads head_dim / tp / (peak x mfu)                # prefill: compute-bound
+            + C x max(4 layers heads head_dim / tp / (peak x mfu), KV bytes/token/GPU / (bandwidth x mbu))
+    comm    = 2 layers x (latency + 2 (tp-1)/tp x T h dtype / (link bandwidth x comm_efficiency))   (tp > 1)
+    time    = linear + attn + comm + overhead
+
+``L`` = tokens that need logits (decode sequences plus one per prefill batch). For MoE models the compute uses
+the active parameters and the memory term the experts the batch touches: ``E (1 - (1 - k/E)^T)`` per layer under
+uniform routing. The activation traffic and the KV write of new tokens are ignored (small next to weights).
+
+Defaults: ``mfu = 0.5`` (large-GEMM prefill efficiency reported for vLLM/TensorRT-LLM is 40-60 %),
+``mbu = 0.75`` (decode memory-bandwidth utilisation 60-80 %), ``overhead_s = 1 ms`` (scheduler, sampling and
+launch time per iteration), ``allreduce_latency_s = 12 us`` and ``comm_efficiency = 0.7`` (NCCL ring
+all-reduce on NVLink). Fit them to measurements with :mod:`workbench.hardware.calibrate`.
+
+A pure-decode iteration's time is affine in the context sum ``C``, which grows by ``D`` each iteration, so
+:meth:`RooflineModel.decode_run_time` sums ``k`` iterations and :meth:`decode_iterations_within` inverts the sum
+in closed form (O(1), for the simulator's event skipping).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from workbench.config import require_positive, require_range
+from workbench.hardware.catalog import GPU, ModelSpec, gpu, model
+from workbench.hardware.memory import check_tp
+from workbench.hardware.perf import Batch
+
+
+@dataclass(frozen=True, slots=True)
+class RooflineModel:
+    """Roofline iteration-time model (implements :class:`~workbench.hardware.perf.PerformanceModel`).
+
+    Parameters
+    ----------
+    gpu, model
+        :class:`GPU` / :class:`ModelSpec` or their names.
+    tp
+        Tensor-parallel degree.
+    mfu, mbu
+        Achieved fractions of peak FLOP/s and of memory bandwidth, in (0, 1].
+    overhead_s
+        Fixed seconds per (non-empty) iteration.
+    allreduce_latency_s, comm_efficiency
+        Per-all-reduce latency and the fraction of the link bandwidth a ring all-reduce reaches.
+    attn_mfu
+        FLOP efficiency of attention kernels (default: ``mfu``).
+
+    Examples
+    --------
+    >>> m = RooflineModel("H100", "Llama-3.1-8B")
+    >>> round(m.decode_time(1, 1000) * 1e3, 2)  # ms per token at batch 1
+    7.03
+    """
+
+    gpu: GPU | str
+    model: ModelSpec | str
+    tp: int = 1
+    mfu: float = 0.5
+    mbu: float = 0.75
+    overhead_s: float = 1e-3
+    allreduce_latency_s: float = 12e-6
+    comm_efficiency: float = 0.7
+    attn_mfu: float | None = None
+    # precomputed coefficients (seconds per unit)
+    _c_tok: float = field(init=False, repr=False, compare=False)
+    _c_logit: float = field(init=False, repr=False, compare=False)
+    _w_dense: float = field(init=False, repr=False, compare=False)
+    _w_expert: float = field(init=False, repr=False, compare=False)
+    _n_exp: int = field(init=False, repr=False, compare=False)
+    _q_exp: float = field(init=False, repr=False, compare=False)
+    _c_pattn: float = field(init=False, repr=False, compare=False)
+    _c_dattn: float = field(init=False, repr=False, compare=False)
+    _fixed: float = field(init=False, repr=False, compare=False)
+    _c_comm: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        g, m = gpu(self.gpu), model(self.model)
+        s(self, "gpu", g)
+        s(self, "model", m)
+        check_tp(g, m, self.tp)
+        for name in ("mfu", "mbu", "comm_efficiency") + (("attn_mfu",) if self.attn_mfu is not None else ()):
+            value = getattr(self, name)
+            require_positive(name, value)
+            require_range(name, value, 0.0, 1.0)
+        require_positive("overhead_s", self.overhead_s, allow_zero=True)
+        require_positive("allreduce_latency_s", self.allreduce_latency_s, allow_zero=True)
+        tp = self.tp
+        flops = g.peak_flops * self.mfu
+        attn_flops = g.peak_flops * (self.attn_mfu or self.mfu)
+        bw = g.mem_bw * self.mbu
+        b = m.dtype_bytes
+        per_layer_active = m.attention_params + max(m.active_experts, 1) * m.expert_params
+        s(self, "_c_tok", 2.0 * m.layers * per_layer_active / tp / flops)
+        s(self, "_c_logit", 2.0 * m.vocab_size * m.hidden_size / tp / flops)
+        head = m.vocab_size * m.hidden_size  # the output head is read every iteration; embeddings are gathered
+        if m.is_moe:
+            s(self, "_w_dense", (m.layers * m.attention_params + head) * b / tp / bw)
+            s(self, "_w_expert", m.layers * m.expert_params * b / tp / bw)
+            s(self, "_n_exp", m.experts)
+            s(self, "_q_exp", 1.0 - m.active_experts / m.experts)
+        else:
+            s(self, "_w_dense", (m.layers * (m.attention_params + m.expert_params) + head) * b / tp / bw)
+            s(self, "_w_expert", 0.0)
+            s(self, "_n_exp", 0)
+            s(self, "_q_exp", 1.0)
+        attn_pair = 4.0 * m.layers * m.attention_heads * m.head_dim / tp
+        s(self, "_c_pattn", attn_pair / attn_flops)
+        s(self, "_c_dattn", max(attn_pair / attn_flops, m.kv_bytes_per_token(tp) / bw))
+        if tp > 1:
+            s(self, "_fixed", self.overhead_s + 2 * m.layers * self.allreduce_latency_s)
+            ring = 2.0 * (tp - 1) / tp * m.hidden_size * b / (g.link_bw * self.comm_efficiency)
+            s(self, "_c_comm", 2 * m.layers * ring)
+        else:
+            s(self, "_fixed", self.overhead_s)
+            s(self, "_c_comm", 0.0)
+
+    # ------------------------------------------------------------------ hot path (pure scalar arithmetic)
+    def _base(self, tokens: int, logits: int) -> float:
+        """Seconds of the context-independent part of an iteration of ``tokens`` tokens."""
+        comp = tokens * self._c_tok + logits * self._c_logit
+        if self._n_exp:
+            mem = self._w_dense + self._w_expert * self._n_exp * (1.0 - self._q_exp**tokens)
+        else:
+            mem = self._w_dense
+        return (comp if comp > mem else mem) + self._fixed + tokens * self._c_comm
+
+    def iteration_time(self, batch: Batch) -> float:
+        """Seconds for one iteration of ``batch`` (0 for an empty batch)."""
+        p = batch.prefill_tokens
+        d = batch.decode_seqs
+        if p + d <= 0:
+            return 0.0
+        return (
+            self._base(p + d, d + (1 if p > 0 else 0))
+            + batch.prefill_context * self._c_pattn
+            + batch.decode_context * self._c_dattn
+        )
+
+    def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
+        """Seconds for ``iterations`` pure-decode iterations (context grows by ``decode_seqs`` each), O(1)."""
+        if iterations <= 0 or decode_seqs <= 0:
+            return 0.0
+        n = iterations
+        return n * (self._base(decode_seqs, decode_seqs) + self._c_dattn * decode_context) + (
+            self._c_dattn * decode_seqs * (n * (n - 1) // 2)
+        )
+
+    def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
+        """Whole pure-decode iterations that finish within ``duration`` seconds (closed form, O(1))."""
+        if duration <= 0 or decode_seqs <= 0:
+            return 0
+        first = self._base(decode_seqs, decode_seqs) + self._c_dattn * decode_context
+        step = self._c_dattn * decode_seqs  # each iteration is this much slower than the previous one
+        # S(n) = a2 n^2 + a1 n with a2 = step/2, a1 = first - step/2; solve S(n) = duration
+        a2 = 0.5 * step
+        a1 = first - a2
+        if a2 <= 0.0:
+            n = int(duration / first)
+        else:
+            disc = math.sqrt(a1 * a1 + 4.0 * a2 * duration)
+            n = int(2.0 * duration / (a1 + disc)) if a1 > 0 else int((disc - a1) / (2.0 * a2))
+        # guard against rounding at the boundary
+        while n > 0 and n * (a1 + a2 * n) > duration:
+            n -= 1
+        while (n + 1) * (a1 + a2 * (n + 1)) <= duration:
+            n += 1
+        return n
+
+    # ------------------------------------------------------------------ conveniences
+    def prefill_time(self, tokens: int, context: int = 0) -> float:
+        """Seconds to prefill one prompt chunk of ``tokens`` tokens after ``context`` cached tokens, alone."""
+        return self.iteration_time(
+            Batch(prefill_tokens=tokens, prefill_context=tokens * (context + tokens / 2))
+        )
+
+    def decode_time(self, seqs: int, context: int) -> float:
+        """Seconds of one decode iteration of ``seqs`` sequences that each hold ``context`` tokens of KV."""
+        return self.iteration_time(Batch(decode_seqs=seqs, decode_context=seqs * context))
