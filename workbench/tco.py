@@ -1,0 +1,270 @@
+"""Total cost of ownership of a GPU fleet (Wattlytics form), cost per token, and own-versus-cloud break-even.
+
+With ``n`` GPUs in ``m = ceil(n / gpus_per_node)`` nodes, lifetime ``L`` years and ``h`` hours a year::
+
+    capex = n x gpu_price + m x (server + infrastructure + facility) + software
+    P_gpu = P_idle + u x (P_busy - P_idle)                      (power model at utilisation u)
+    opex/yr = e_price x PUE x (P_gpu x n + P_node x m) x h / 1000 + maintenance x m
+    TCO = capex + opex/yr x A,   A = L (no discounting) or (1 - (1 + r)^-L) / r  (net present value)
+
+Output tokens per year are ``u x tokens_per_s_per_gpu x n x 3600 h``; with a discount rate the tokens are
+discounted the same way (a levelised cost). The cloud alternative rents the same GPUs on demand for
+``cloud_usd_per_gpu_hr`` (all hours, or only busy hours when ``cloud_elastic``). Every formula works on numpy
+arrays too, which :mod:`workbench.sensitivity` uses for Sobol and Monte Carlo studies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+import polars as pl
+
+from workbench.config import require_positive, require_range
+from workbench.errors import ConfigError
+
+#: Wattlytics defaults (main.js @336900e): 500 W node baseline, maintenance EUR 200/node/yr (x 1.10 USD/EUR).
+NODE_POWER_W, MAINTENANCE_USD_PER_NODE_YEAR = 500.0, 220.0
+#: Per-node capital cost without GPUs, APPROX, from Wattlytics' "Alex" preset (NHR@FAU A100 nodes, EUR x 1.10):
+#: server EUR 73-78k per node including 8 A100 at EUR 7,264 leaves ~EUR 15-20k -> USD 20,000; infrastructure
+#: (CDU + piping) EUR 15k/node -> USD 16,500; floor space 0.
+SERVER_USD_PER_NODE, INFRA_USD_PER_NODE = 20_000.0, 16_500.0
+
+
+@dataclass(frozen=True, slots=True)
+class TcoInputs:
+    """Inputs of :func:`tco` (USD, W, years). See the module docstring for the formulas."""
+
+    n_gpus: int
+    gpu_price_usd: float
+    gpu_busy_w: float
+    gpu_idle_w: float
+    utilisation: float = 0.6
+    tokens_per_s_per_gpu: float = 0.0
+    electricity_usd_per_kwh: float = 0.0806
+    pue: float = 1.2
+    lifetime_years: float = 5.0
+    gpus_per_node: int = 8
+    server_usd_per_node: float = SERVER_USD_PER_NODE
+    infra_usd_per_node: float = INFRA_USD_PER_NODE
+    facility_usd_per_node: float = 0.0
+    software_usd: float = 0.0
+    node_power_w: float = NODE_POWER_W
+    maintenance_usd_per_node_year: float = MAINTENANCE_USD_PER_NODE_YEAR
+    hours_per_year: float = 8760.0
+    discount_rate: float = 0.0
+    cloud_usd_per_gpu_hr: float = math.nan
+    cloud_elastic: bool = False
+
+    def __post_init__(self) -> None:
+        require_positive("n_gpus", self.n_gpus)
+        require_positive("gpus_per_node", self.gpus_per_node)
+        require_positive("lifetime_years", self.lifetime_years)
+        require_range("pue", self.pue, 1.0, 5.0)
+        require_range("utilisation", self.utilisation, 0.0, 1.0)
+        require_range("hours_per_year", self.hours_per_year, 0.0, 8784.0)
+        require_range("discount_rate", self.discount_rate, 0.0, 1.0)
+        for name in (
+            "gpu_price_usd",
+            "gpu_busy_w",
+            "gpu_idle_w",
+            "tokens_per_s_per_gpu",
+            "electricity_usd_per_kwh",
+            "server_usd_per_node",
+            "infra_usd_per_node",
+            "facility_usd_per_node",
+            "software_usd",
+            "node_power_w",
+            "maintenance_usd_per_node_year",
+        ):
+            require_positive(name, getattr(self, name), allow_zero=True)
+        if not (math.isnan(self.cloud_usd_per_gpu_hr) or self.cloud_usd_per_gpu_hr >= 0):
+            raise ConfigError(f"cloud_usd_per_gpu_hr must be >= 0 (or NaN), got {self.cloud_usd_per_gpu_hr!r}")
+
+    @property
+    def n_nodes(self) -> int:
+        """Nodes needed: ceil(n_gpus / gpus_per_node)."""
+        return math.ceil(self.n_gpus / self.gpus_per_node)
+
+
+def annuity(years: np.ndarray | float, rate: np.ndarray | float) -> np.ndarray | float:
+    """Present value of 1 per year for ``years`` at ``rate`` (end-of-year payments); ``years`` when rate = 0."""
+    years, rate = np.asarray(years, float), np.asarray(rate, float)
+    safe = np.where(rate > 0, rate, 1.0)
+    out = np.where(rate > 0, (1.0 - (1.0 + safe) ** -years) / safe, years)
+    return float(out) if out.ndim == 0 else out
+
+
+def tco_arrays(p: dict[str, np.ndarray | float]) -> dict[str, np.ndarray]:
+    """The TCO formulas on (broadcastable) arrays keyed like :class:`TcoInputs` fields plus ``n_nodes``."""
+    a = {k: np.asarray(v, dtype=float) for k, v in p.items()}
+    n, m, L = a["n_gpus"], a["n_nodes"], a["lifetime_years"]
+    ann = annuity(L, a["discount_rate"])
+    u = a["utilisation"]
+    gpu_w = a["gpu_idle_w"] + u * (a["gpu_busy_w"] - a["gpu_idle_w"])
+    it_kw = (gpu_w * n + a["node_power_w"] * m) / 1000.0
+    energy_kwh_yr = a["pue"] * it_kw * a["hours_per_year"]
+    out = {
+        "capex_gpu_usd": n * a["gpu_price_usd"],
+        "capex_nodes_usd": m
+        * (a["server_usd_per_node"] + a["infra_usd_per_node"] + a["facility_usd_per_node"]),
+        "capex_software_usd": a["software_usd"] + 0.0 * n,
+        "opex_energy_usd": a["electricity_usd_per_kwh"] * energy_kwh_yr * ann,
+        "opex_maintenance_usd": a["maintenance_usd_per_node_year"] * m * ann,
+        "gpu_power_w": gpu_w,
+        "facility_kwh": energy_kwh_yr * L,
+    }
+    out["capex_usd"] = out["capex_gpu_usd"] + out["capex_nodes_usd"] + out["capex_software_usd"]
+    out["opex_usd"] = out["opex_energy_usd"] + out["opex_maintenance_usd"]
+    out["tco_usd"] = out["capex_usd"] + out["opex_usd"]
+    tokens_yr = u * a["tokens_per_s_per_gpu"] * n * 3600.0 * a["hours_per_year"]
+    out["output_tokens"] = tokens_yr * L
+    disc_tokens = tokens_yr * ann
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["usd_per_mtok"] = np.where(disc_tokens > 0, out["tco_usd"] / disc_tokens * 1e6, np.nan)
+        out["tokens_per_usd"] = disc_tokens / out["tco_usd"]
+        cloud_hours = a["hours_per_year"] * np.where(a["cloud_elastic"] > 0, u, 1.0)
+        cloud_yr = a["cloud_usd_per_gpu_hr"] * n * cloud_hours
+        out["cloud_usd"] = cloud_yr * ann
+        out["cloud_usd_per_mtok"] = np.where(disc_tokens > 0, out["cloud_usd"] / disc_tokens * 1e6, np.nan)
+        opex_yr = out["opex_usd"] / ann
+        need = out["capex_usd"] / (cloud_yr - opex_yr)  # annuity factor at which own == cloud
+        r = a["discount_rate"]
+        safe_r = np.where(r > 0, r, 1.0)
+        years = np.where(r > 0, -np.log1p(-np.minimum(need * safe_r, 1.0)) / np.log1p(safe_r), need)
+        out["break_even_years"] = np.where((cloud_yr > opex_yr) & np.isfinite(years), years, np.inf)
+    return out
+
+
+@dataclass(frozen=True)
+class TcoResult:
+    """TCO of a fleet: ``breakdown`` (component, usd, share) and one-row ``summary``."""
+
+    inputs: TcoInputs
+    breakdown: pl.DataFrame
+    summary: pl.DataFrame
+
+    def __getitem__(self, key: str) -> float:
+        """A summary value, e.g. ``result["usd_per_mtok"]``."""
+        return float(self.summary[key][0])
+
+
+COMPONENTS = {
+    "capex_gpu_usd": ("GPUs", "capex"),
+    "capex_nodes_usd": ("servers, infrastructure, facility", "capex"),
+    "capex_software_usd": ("software", "capex"),
+    "opex_energy_usd": ("electricity (x PUE)", "opex"),
+    "opex_maintenance_usd": ("maintenance", "opex"),
+}
+
+
+def _as_arrays(inputs: TcoInputs) -> dict[str, float]:
+    d = asdict(inputs)
+    d["cloud_elastic"] = float(d["cloud_elastic"])
+    d["n_nodes"] = inputs.n_nodes
+    return d
+
+
+def tco(inputs: TcoInputs) -> TcoResult:
+    """TCO breakdown, cost per million output tokens, tokens per dollar, cloud cost and break-even."""
+    out = {k: float(v) for k, v in tco_arrays(_as_arrays(inputs)).items()}
+    total = out["tco_usd"]
+    breakdown = pl.DataFrame(
+        {
+            "component": [COMPONENTS[k][0] for k in COMPONENTS],
+            "kind": [COMPONENTS[k][1] for k in COMPONENTS],
+            "usd": [out[k] for k in COMPONENTS],
+        }
+    ).with_columns(share=pl.col("usd") / total if total > 0 else pl.lit(0.0))
+    summary = pl.DataFrame({k: [v] for k, v in out.items()}).with_columns(
+        n_gpus=pl.lit(inputs.n_gpus), n_nodes=pl.lit(inputs.n_nodes)
+    )
+    return TcoResult(inputs, breakdown, summary)
+
+
+def break_even_utilisation(inputs: TcoInputs) -> float:
+    """Utilisation above which owning is cheaper than elastic cloud (pay per busy GPU-hour); inf if never.
+
+    Own TCO is affine in utilisation (``alpha + beta u``) and the elastic cloud bill linear (``gamma u``), so
+    ``u* = alpha / (gamma - beta)``; values above 1 mean the cloud wins at any utilisation.
+    """
+    if math.isnan(inputs.cloud_usd_per_gpu_hr):
+        raise ConfigError("break_even_utilisation needs cloud_usd_per_gpu_hr")
+    base = replace(inputs, cloud_elastic=True)
+    own0, own1 = (tco_arrays(_as_arrays(replace(base, utilisation=u)))["tco_usd"] for u in (0.0, 1.0))
+    cloud1 = float(tco_arrays(_as_arrays(replace(base, utilisation=1.0)))["cloud_usd"])
+    alpha, beta = float(own0), float(own1 - own0)
+    return alpha / (cloud1 - beta) if cloud1 > beta else math.inf
+
+
+def fleet_tco(
+    gpu: str,
+    n_gpus: int,
+    *,
+    utilisation: float = 0.6,
+    batch: float = 64.0,
+    model: str | None = None,
+    tp: int = 1,
+    site: object | None = None,
+    tokens_per_s_per_gpu: float | None = None,
+    **overrides: object,
+) -> TcoResult:
+    """TCO of ``n_gpus`` x ``gpu`` with prices from the GPU table and power from the power model.
+
+    Busy power is the (GPU, model, TP) curve at ``batch``, idle power the loaded-idle power; a ``site``
+    (:class:`workbench.carbon.Site`) supplies the electricity price and PUE. Throughput, when not given, is
+    the ML.ENERGY per-GPU throughput of that model at that batch (:func:`throughput_per_gpu`), else 0.
+    ``overrides`` replace any :class:`TcoInputs` field.
+    """
+    from workbench.power._facts import gpu_facts
+    from workbench.power.energy import instance_power
+
+    facts = gpu_facts(gpu)
+    power = instance_power(gpu, model, tp)
+    busy = float(power.curve(batch))
+    if tokens_per_s_per_gpu is None:
+        tokens_per_s_per_gpu = throughput_per_gpu(gpu, model, tp, batch) if model else 0.0
+    kw: dict[str, object] = {
+        "n_gpus": n_gpus,
+        "gpu_price_usd": facts.price_usd,
+        "gpu_busy_w": busy,
+        "gpu_idle_w": power.idle_w,
+        "utilisation": utilisation,
+        "tokens_per_s_per_gpu": tokens_per_s_per_gpu,
+        "cloud_usd_per_gpu_hr": facts.cloud_usd_per_gpu_hr
+        if not math.isnan(facts.cloud_usd_per_gpu_hr)
+        else facts.alt_cloud_usd_per_gpu_hr,
+    }
+    if site is not None:
+        kw["electricity_usd_per_kwh"] = site.need("electricity_usd_per_kwh")  # type: ignore[attr-defined]
+        kw["pue"] = site.pue  # type: ignore[attr-defined]
+    valid = {f.name for f in fields(TcoInputs)}
+    unknown = set(overrides) - valid
+    if unknown:
+        raise ConfigError(f"unknown TCO input(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
+    kw.update(overrides)
+    if isinstance(kw["gpu_price_usd"], float) and math.isnan(kw["gpu_price_usd"]):
+        raise ConfigError(f"GPU {facts.name!r} has no purchase price in gpus.csv; pass gpu_price_usd=...")
+    return tco(TcoInputs(**kw))  # type: ignore[arg-type]
+
+
+def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task: str | None = None) -> float:
+    """Output tokens/s per GPU of ``model`` on ``gpu`` at ``batch`` from the ML.ENERGY runs (log-log
+    interpolation over the matching runs; clipped to the measured batch range); 0 when no run matches."""
+    from workbench.power._facts import resolve
+    from workbench.power.curves import TASK_ORDER, _matches, load_runs
+
+    if model is None:
+        return 0.0
+    runs = load_runs().filter(pl.col("gpu") == resolve(gpu), pl.col("tensor_parallel") == tp)
+    runs = runs.filter(pl.col("model_id").map_elements(lambda m: _matches(m, model), return_dtype=pl.Boolean))
+    if task is not None:
+        runs = runs.filter(pl.col("task") == task)
+    if runs.height == 0:
+        return 0.0
+    best = min(runs["task"].unique(), key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 99)
+    r = runs.filter(pl.col("task") == best, pl.col("num_gpus") == runs["num_gpus"].min()).sort("avg_batch_size")
+    x = np.log(r["avg_batch_size"].to_numpy())
+    y = np.log(r["output_throughput_tokens_per_sec"].to_numpy() / r["num_gpus"].to_numpy())
+    return float(np.exp(np.interp(np.log(max(batch, 1.0)), x, y)))
