@@ -24,9 +24,24 @@ from workbench.traces.describe import describe, interarrival_cv, rate_series, su
 from workbench.traces.formats import FORMATS, TableFormat, register_format
 from workbench.traces.io import load, write
 from workbench.traces.schema import COLUMNS, REQUIRED, SCHEMA, Trace
+from workbench.traces.synthetic import (
+    Diurnal,
+    Empirical,
+    Fixed,
+    LogNormal,
+    PiecewiseRate,
+    Pmf,
+    Poisson,
+    Renewal,
+    ServeGenMix,
+    Sessions,
+    Synthetic,
+    TimeVarying,
+)
+from workbench.traces.transforms import attach_arrivals, filter, fit, merge, rescale, scale_lengths, slice
 from workbench.traces.validate import validate
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped: schema, io, generators, transforms
     "COLUMNS",
     "FORMATS",
     "REQUIRED",
@@ -41,4 +56,23 @@ __all__ = [
     "summary_table",
     "validate",
     "write",
+    "Diurnal",
+    "Empirical",
+    "Fixed",
+    "LogNormal",
+    "PiecewiseRate",
+    "Pmf",
+    "Poisson",
+    "Renewal",
+    "ServeGenMix",
+    "Sessions",
+    "Synthetic",
+    "TimeVarying",
+    "attach_arrivals",
+    "filter",
+    "fit",
+    "merge",
+    "rescale",
+    "scale_lengths",
+    "slice",
 ]

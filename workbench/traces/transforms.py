@@ -1,0 +1,216 @@
+"""Transforms of traces (each returns a new :class:`Trace`) and :func:`fit` of a generator to a trace.
+
+* :func:`rescale` — compress or stretch time (rate x ``factor``);
+* :func:`scale_lengths` — multiply prompt and/or output lengths;
+* :func:`slice` — keep a time window;
+* :func:`filter` — keep rows matching a polars expression;
+* :func:`merge` — mix traces into one, tagging each with a ``request_class``;
+* :func:`attach_arrivals` — give a length-only table (Vidur/Sarathi) arrival times from an arrival process;
+* :func:`fit` — a :class:`~workbench.traces.synthetic.Synthetic` generator matching a trace's rate profile,
+  inter-arrival CV and length distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from workbench.config import require_choice, require_positive
+from workbench.errors import ConfigError, WorkloadError
+from workbench.traces.describe import rate_series
+from workbench.traces.schema import Trace
+from workbench.traces.synthetic import (
+    ArrivalProcess,
+    Empirical,
+    LogNormal,
+    PiecewiseRate,
+    SeedLike,
+    Synthetic,
+    TimeVarying,
+    streams,
+)
+
+
+def _renumber(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+
+
+def _need_arrivals(trace: Trace, what: str) -> None:
+    if not trace.has_arrivals:
+        raise WorkloadError(
+            f"{what} needs arrival times; {trace.name!r} is a length-only table: use attach_arrivals() first",
+            field="arrival_s",
+        )
+
+
+def rescale(trace: Trace, factor: float) -> Trace:
+    """Speed the trace up by ``factor`` (arrival times divided by it; ``factor=2`` doubles the rate)."""
+    require_positive("factor", factor)
+    _need_arrivals(trace, "rescale")
+    return trace.with_requests(
+        trace.requests.with_columns(pl.col("arrival_s") / factor), name=f"{trace.name} x{factor:g}"
+    )
+
+
+def scale_lengths(trace: Trace, prompt: float = 1.0, output: float = 1.0) -> Trace:
+    """Multiply prompt and output lengths (rounded, at least 1 token).
+
+    Prefix hashes are kept only when ``prompt == 1`` (scaled prompts no longer match their blocks).
+    """
+    require_positive("prompt", prompt)
+    require_positive("output", output)
+    df = trace.requests.with_columns(
+        (pl.col(c) * f).round(0).clip(1, 2**31 - 1).cast(pl.Int32)
+        for c, f in (("prompt_tokens", prompt), ("output_tokens", output))
+    )
+    block = trace.prefix_block_tokens
+    if prompt != 1.0:
+        df, block = df.with_columns(pl.lit(None, dtype=df.schema["prefix_hashes"]).alias("prefix_hashes")), None
+    return trace.with_requests(df, prefix_block_tokens=block)
+
+
+def slice(trace: Trace, start_s: float = 0.0, end_s: float | None = None, *, rebase: bool = True) -> Trace:
+    """Requests arriving in ``[start_s, end_s)``; with ``rebase`` times restart at 0 (ids renumbered)."""
+    _need_arrivals(trace, "slice")
+    end_s = float("inf") if end_s is None else end_s
+    if end_s <= start_s:
+        raise ConfigError(f"end_s must be > start_s, got {start_s}..{end_s}")
+    df = trace.requests.filter((pl.col("arrival_s") >= start_s) & (pl.col("arrival_s") < end_s))
+    if rebase:
+        df = df.with_columns(pl.col("arrival_s") - start_s)
+    return trace.with_requests(_renumber(df))
+
+
+def filter(trace: Trace, predicate: pl.Expr) -> Trace:
+    """Requests for which the polars expression holds, e.g. ``pl.col("prompt_tokens") < 8192``."""
+    return trace.with_requests(_renumber(trace.requests.filter(predicate)))
+
+
+def merge(traces: Sequence[Trace], classes: Sequence[str] | None = None, *, name: str = "merged") -> Trace:
+    """Mix traces into one, sorted by arrival (stable), ids renumbered.
+
+    Parameters
+    ----------
+    traces
+        Traces with arrivals; use :func:`rescale` first to set each one's share of the load.
+    classes
+        ``request_class`` tag per trace (default: each trace's name; existing tags are kept when ``None``).
+    name
+        Name of the result.
+
+    Session ids are offset per trace so sessions stay distinct; prefix hashes are offset likewise so blocks of
+    different traces never match (all traces must use the same block size).
+    """
+    if not traces:
+        raise ConfigError("merge needs at least one trace")
+    if classes is not None and len(classes) != len(traces):
+        raise ConfigError(f"classes has {len(classes)} entries for {len(traces)} traces")
+    blocks = {t.prefix_block_tokens for t in traces if t.prefix_block_tokens is not None}
+    if len(blocks) > 1:
+        raise WorkloadError(
+            f"cannot merge traces with different prefix block sizes {sorted(blocks)}", field="prefix_hashes"
+        )
+    parts, sess_off, hash_off = [], 0, 0
+    for i, t in enumerate(traces):
+        _need_arrivals(t, "merge")
+        df = t.requests
+        tag = classes[i] if classes is not None else None
+        df = df.with_columns(
+            pl.col("session_id") + sess_off,
+            pl.col("prefix_hashes").list.eval(pl.element() + hash_off),
+            (pl.lit(tag) if tag is not None else pl.col("request_class").fill_null(t.name)).alias(
+                "request_class"
+            ),
+        )
+        parts.append(df)
+        sess_off += int(t.requests["session_id"].max() or 0) + 1
+        hash_off += int(t.requests["prefix_hashes"].explode().max() or 0) + 1
+    df = pl.concat(parts).sort("arrival_s", maintain_order=True)
+    return Trace(
+        _renumber(df),
+        name=name,
+        prefix_block_tokens=blocks.pop() if blocks else None,
+        source="; ".join(dict.fromkeys(t.source for t in traces if t.source)),
+    )
+
+
+def attach_arrivals(
+    trace: Trace, arrivals: ArrivalProcess, *, seed: SeedLike = 0, n: int | None = None
+) -> Trace:
+    """Give a length-only table arrival times; rows are resampled in random order.
+
+    Parameters
+    ----------
+    trace
+        Any trace (its lengths and other columns are kept, its arrivals replaced).
+    arrivals
+        Arrival process, e.g. ``Poisson(rate=4.0)``.
+    seed
+        Seed for the arrival times and the row order.
+    n
+        Number of requests (default: all rows, in a random permutation; larger ``n`` resamples with
+        replacement).
+    """
+    r_arr, r_rows = streams(seed, 2)
+    n = trace.requests.height if n is None else n
+    t = arrivals.sample(r_arr, n=n)
+    size = trace.requests.height
+    idx = r_rows.permutation(size) if n == size else r_rows.integers(0, size, n)
+    df = trace.requests[idx].with_columns(pl.Series("arrival_s", t, dtype=pl.Float64))
+    return trace.with_requests(_renumber(df), has_arrivals=True, name=f"{trace.name}+arrivals")
+
+
+def fit(
+    trace: Trace, *, bin_s: float | None = None, lengths: str = "empirical", family: str = "gamma"
+) -> Synthetic:
+    """A generator that reproduces the trace's rate profile, inter-arrival CV and lengths.
+
+    Parameters
+    ----------
+    trace
+        A trace with arrivals.
+    bin_s
+        Width of the piecewise-constant rate profile. Default: 1/60 of the duration, widened so a bin holds
+        about 200 requests on average (less noise).
+    lengths
+        ``"empirical"`` (resample the trace's (prompt, output) pairs) or ``"lognormal"`` (fitted).
+    family
+        Gap distribution of the renewal process (``"gamma"`` or ``"weibull"``).
+
+    Notes
+    -----
+    The CV is measured on the time-rescaled gaps (each gap divided by the local fitted rate), so that a
+    varying rate is not counted as burstiness; it is the CV the generator's unit-rate renewal process gets.
+    """
+    _need_arrivals(trace, "fit")
+    require_choice("lengths", lengths, ("empirical", "lognormal"))
+    t = trace.requests["arrival_s"].to_numpy()
+    if t.size < 3 or trace.duration_s <= 0:
+        raise WorkloadError("fit needs at least 3 requests spread over time", field="arrival_s")
+    t = t - t[0]
+    duration = float(t[-1])
+    bin_s = bin_s or max(duration / 60, 200 * duration / t.size)
+    series = rate_series(trace.with_requests(trace.requests.with_columns(pl.col("arrival_s") - t.min())), bin_s)
+    rates = series["rate_rps"].to_numpy()
+    if rates[-1] <= 0:
+        rates[-1] = rates[rates > 0][-1]
+    profile = PiecewiseRate(series["t_s"].to_numpy(), rates)
+    units = profile.cumulative(t)
+    gaps = np.diff(units)
+    cv = float(np.clip(gaps.std() / gaps.mean(), 0.05, 50.0)) if gaps.mean() > 0 else 1.0
+    p, o = trace.requests["prompt_tokens"].to_numpy(), trace.requests["output_tokens"].to_numpy()
+    model = Empirical(p, o) if lengths == "empirical" else LogNormal.fit(p, o)
+    return Synthetic(TimeVarying(profile, cv=round(cv, 6), family=family), model, name=f"{trace.name}_twin")
+
+
+__all__ = [
+    "attach_arrivals",
+    "filter",
+    "fit",
+    "merge",
+    "rescale",
+    "scale_lengths",
+    "slice",
+]
