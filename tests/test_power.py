@@ -1,0 +1,268 @@
+"""Power curves, energy of a SimResult, execution-idle, DVFS."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench.errors import ConfigError, HardwareError
+from workbench.power import (
+    EXEC_IDLE_POWER_RATIO,
+    H100_WATTLYTICS,
+    InstancePower,
+    LogisticPower,
+    energy,
+    energy_timeseries,
+    fit_report,
+    idle_power_w,
+    instance_power,
+    load_fits,
+    mean_power_w,
+    optimal_clock,
+    power_curve,
+)
+from workbench.power.curves import build_fits, fit_logistic
+from workbench.power.dvfs import DvfsCurve
+from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
+
+LLAMA8 = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def make_result(segments: list[tuple], instances: list[tuple], requests: list[tuple] = ()) -> SimResult:
+    """SimResult from (instance, start, end, state, batch) and (instance, pool, gpu, model, tp, n_gpus) rows;
+    requests are (instance, pool, output_tokens, finished)."""
+    seg = pl.DataFrame(
+        {
+            "instance": [s[0] for s in segments], "start_s": [float(s[1]) for s in segments],
+            "end_s": [float(s[2]) for s in segments], "state": [s[3] for s in segments],
+            "batch_size": [s[4] for s in segments], "prefill_tokens": [0] * len(segments),
+            "kv_blocks_used": [0] * len(segments), "iterations": [1] * len(segments),
+        },
+        schema=SEGMENT_SCHEMA,
+    )  # fmt: skip
+    inst = pl.DataFrame([(*row, 1000) for row in instances], schema=list(INSTANCE_SCHEMA), orient="row").cast(
+        INSTANCE_SCHEMA
+    )  # type: ignore[arg-type]
+    req = pl.DataFrame(schema=REQUEST_SCHEMA)
+    if requests:
+        rows = {k: [None] * len(requests) for k in REQUEST_SCHEMA}
+        rows["request_id"] = list(range(len(requests)))
+        rows["instance"] = [r[0] for r in requests]
+        rows["pool"] = [r[1] for r in requests]
+        rows["output_tokens"] = [r[2] for r in requests]
+        rows["finish_s"] = [1.0 if r[3] else None for r in requests]
+        rows["rejected"] = [not r[3] for r in requests]
+        req = pl.DataFrame(rows, schema=REQUEST_SCHEMA)
+    return SimResult(req, seg, inst)
+
+
+# --- curves -------------------------------------------------------------------------------------------------
+
+
+def test_logistic_shape_and_midpoint() -> None:
+    c = LogisticPower(200.0, 600.0, 1.0, 4.0)
+    assert c(16) == pytest.approx(400.0)  # log2(16) = x0 -> midpoint
+    assert c(0) == c(1)  # batches below 1 count as 1
+    b = np.array([1, 2, 8, 64, 1024])
+    assert np.all(np.diff(c(b)) > 0)
+    assert 200 < c(1) < c(1024) < 600
+
+
+def test_fit_logistic_recovers_parameters() -> None:
+    b = 2.0 ** np.arange(0, 11)
+    true = LogisticPower(300.0, 650.0, 1.3, 5.0)
+    params, kind = fit_logistic(b, true(b), tdp_w=700.0)
+    assert kind == "4p"
+    np.testing.assert_allclose(params, [300.0, 650.0, 1.3, 5.0], rtol=1e-4)
+
+
+def test_power_model_vs_mlenergy_runs_h100_b200(shared_traces) -> None:
+    report = fit_report().to_dicts()
+    by_gpu = {r["gpu"]: r for r in report}
+    for gpu in ("H100-SXM", "B200"):
+        assert by_gpu[gpu]["median_ape"] <= 0.08, by_gpu[gpu]
+        assert by_gpu[gpu]["n_points"] >= 300  # almost every run has a fitted group
+
+
+def test_shipped_fits_are_reproducible(shared_traces) -> None:
+    shipped = (
+        load_fits().filter(pl.col("scope") == "run_group").sort("gpu", "model_id", "task", "num_gpus", "tp")
+    )
+    rebuilt = (
+        build_fits().filter(pl.col("scope") == "run_group").sort("gpu", "model_id", "task", "num_gpus", "tp")
+    )
+    assert shipped.height == rebuilt.height >= 100
+    for col in ("p_low_w", "p_high_w", "median_ape"):
+        np.testing.assert_allclose(shipped[col], rebuilt[col], rtol=1e-3, atol=1e-3)
+
+
+def test_power_curve_lookup_and_fallback() -> None:
+    fit = power_curve("H100", LLAMA8, 1)
+    assert fit.source.startswith("fit H100-SXM meta-llama/Llama-3.1-8B-Instruct lm-arena-chat")
+    # ML.ENERGY: H100 Llama-3.1-8B TP1 draws 486 W at batch 8 and ~688 W from batch ~192 (hardware README)
+    assert fit(8) == pytest.approx(486, rel=0.03)
+    assert fit(256) == pytest.approx(690, rel=0.03)
+    assert power_curve("H100-SXM", "llama-3.1-8b", 1).source == fit.source  # short, case-insensitive name
+    assert power_curve("H100-SXM", "no-such-model", 1).source.startswith("gpu_default H100-SXM")
+    assert power_curve("L4").source.startswith("gpu_default L4")
+    with pytest.raises(HardwareError, match="unknown GPU 'Z100'"):
+        power_curve("Z100")
+
+
+def test_idle_power_table() -> None:
+    assert idle_power_w("H100-SXM") == 143.0  # measured loaded idle
+    assert idle_power_w("B200") == pytest.approx(1000 * 143 / 700, abs=0.1)  # documented ratio rule
+
+
+def test_mean_power_interpolates_busy_and_idle() -> None:
+    p = InstancePower(LogisticPower(400, 600, 1, 4), idle_w=100.0, n_gpus=2)
+    assert mean_power_w(p, 0.0, 16) == 200.0
+    assert mean_power_w(p, 1.0, 16) == pytest.approx(1000.0)
+    assert mean_power_w(p, 0.25, 16) == pytest.approx(0.25 * 1000 + 0.75 * 200)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"curve": LogisticPower(1, 2, 1, 0), "idle_w": -5.0}, "idle_w"),
+        ({"curve": LogisticPower(1, 2, 1, 0), "idle_w": 5.0, "n_gpus": 0}, "n_gpus"),
+        ({"curve": LogisticPower(1, 2, 1, 0), "idle_w": 5.0, "exec_idle_share": 1.5}, "exec_idle_share"),
+    ],
+)
+def test_instance_power_rejects_bad_inputs(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        InstancePower(**kwargs)
+
+
+def test_negative_power_rejected() -> None:
+    with pytest.raises(ConfigError, match="p_low_w"):
+        LogisticPower(-1.0, 600.0, 1.0, 4.0)
+
+
+# --- energy of a simulation ---------------------------------------------------------------------------------
+
+
+def test_constant_batch_timeline_integrates_to_p_times_t_exactly() -> None:
+    res = make_result([(0, 0.0, 250.0, "busy", 32)], [(0, "p", "H100-SXM", LLAMA8, 1, 1.0)])
+    rep = energy(res)
+    p = power_curve("H100-SXM", LLAMA8, 1)(32)
+    assert rep.fleet["energy_j"][0] == p * 250.0
+    assert rep.fleet["it_kwh"][0] == pytest.approx(p * 250.0 / 3.6e6, rel=1e-15)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cuts=st.lists(st.floats(0.01, 999.99), min_size=0, max_size=20, unique=True),
+    batch=st.integers(1, 2048),
+    n=st.sampled_from([1, 2, 4]),
+)
+def test_split_constant_timeline_sums_to_p_times_t(cuts: list[float], batch: int, n: int) -> None:
+    edges = [0.0, *sorted(cuts), 1000.0]
+    segs = [(0, a, b, "busy", batch) for a, b in itertools.pairwise(edges)]
+    rep = energy(make_result(segs, [(0, "p", "B200", "no-model", n, float(n))]))
+    p = n * power_curve("B200")(batch)
+    assert rep.fleet["energy_j"][0] == pytest.approx(p * 1000.0, rel=1e-12)
+
+
+def test_states_idle_starting_off_and_pools() -> None:
+    segs = [
+        (0, 0, 10, "starting", 0), (0, 10, 40, "busy", 8), (0, 40, 100, "idle", 0),
+        (1, 0, 30, "busy", 64), (1, 30, 100, "off", 0),
+    ]  # fmt: skip
+    inst = [(0, "a", "H100-SXM", LLAMA8, 1, 1.0), (1, "b", "H100-SXM", LLAMA8, 2, 2.0)]
+    reqs = [(0, "a", 100, True), (0, "a", 300, True), (1, "b", 50, True), (1, "b", 999, False)]
+    rep = energy(make_result(segs, inst, reqs), pue=1.25)
+    c0, c1 = power_curve("H100-SXM", LLAMA8, 1), power_curve("H100-SXM", LLAMA8, 2)
+    e0 = 143.0 * 10 + c0(8) * 30 + 143.0 * 60
+    e1 = 2 * c1(64) * 30
+    by = {r["instance"]: r for r in rep.by_instance.to_dicts()}
+    assert by[0]["energy_j"] == pytest.approx(e0, rel=1e-12)
+    assert by[0]["starting_j"] == pytest.approx(1430.0)  # setup at idle power
+    assert by[1]["off_j"] == 0.0 and by[1]["off_s"] == 70.0
+    assert by[1]["energy_j"] == pytest.approx(e1, rel=1e-12)
+    fleet = rep.fleet.row(0, named=True)
+    assert fleet["energy_j"] == pytest.approx(e0 + e1, rel=1e-12)
+    assert fleet["facility_kwh"] == pytest.approx((e0 + e1) * 1.25 / 3.6e6, rel=1e-12)
+    assert fleet["requests"] == 3 and fleet["output_tokens"] == 450  # the unfinished request is excluded
+    assert fleet["j_per_output_token"] == pytest.approx((e0 + e1) / 450, rel=1e-12)
+    assert by[0]["j_per_request"] == pytest.approx(e0 / 2, rel=1e-12)
+    assert rep.by_pool["energy_j"].sum() == pytest.approx(fleet["energy_j"], rel=1e-12)
+
+
+def test_exec_idle_share_reproduces_study_shares() -> None:
+    res = make_result([(0, 0, 100, "busy", 16)], [(0, "p", "H100-SXM", LLAMA8, 1, 1.0)])
+    base = energy(res).fleet.row(0, named=True)
+    rep = energy(res, exec_idle_share={"p": 0.197}).fleet.row(0, named=True)
+    assert rep["exec_idle_time_share"] == pytest.approx(0.197)
+    assert rep["exec_idle_energy_share"] == pytest.approx(0.107, abs=1e-9)
+    saving = 1 - rep["energy_j"] / base["energy_j"]
+    assert saving == pytest.approx(0.197 * (1 - EXEC_IDLE_POWER_RATIO), rel=1e-12)
+    with pytest.raises(ConfigError, match="unknown instances or pools"):
+        energy(res, exec_idle_share={"nope": 0.1})
+
+
+def test_timeseries_splits_segments_exactly() -> None:
+    segs = [(0, 0, 90, "busy", 4), (0, 90, 150, "idle", 0), (1, 30, 150, "busy", 128)]
+    inst = [(0, "a", "B200", "x", 1, 1.0), (1, "a", "B200", "x", 1, 1.0)]
+    rep = energy(make_result(segs, inst))
+    ts = energy_timeseries(rep, 60.0)
+    assert ts["start_s"].to_list() == [0.0, 60.0, 120.0]
+    assert ts["energy_j"].sum() == pytest.approx(rep.fleet["energy_j"][0], rel=1e-12)
+    c = power_curve("B200")
+    assert ts["energy_j"][0] == pytest.approx(c(4) * 60 + c(128) * 30, rel=1e-12)
+    assert ts["mean_power_w"][2] == pytest.approx(c(128) + idle_power_w("B200"), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("segs", "match"),
+    [
+        ([(0, 10, 5, "busy", 1)], "end_s >= start_s"),
+        ([(0, 0, 5, "sleeping", 1)], "state"),
+        ([(7, 0, 5, "busy", 1)], "missing from SimResult.instances"),
+    ],
+)
+def test_bad_segments_give_one_clear_error(segs: list, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        energy(make_result(segs, [(0, "p", "H100-SXM", LLAMA8, 1, 1.0)]))
+
+
+def test_pue_below_one_rejected() -> None:
+    res = make_result([(0, 0, 5, "busy", 1)], [(0, "p", "H100-SXM", LLAMA8, 1, 1.0)])
+    with pytest.raises(ConfigError, match="pue"):
+        energy(res, pue=0.9)
+
+
+def test_instance_power_unknown_gpu() -> None:
+    with pytest.raises(HardwareError, match="unknown GPU"):
+        instance_power("X999", LLAMA8)
+
+
+# --- DVFS ---------------------------------------------------------------------------------------------------
+
+
+def test_dvfs_piecewise_and_cap() -> None:
+    c = H100_WATTLYTICS
+    assert c.power_w(500) == pytest.approx(0.1 * 500 + 70)
+    assert c.power_w(1500) == pytest.approx(0.000055 * 1500**2 + 0.042 * 1500 + 71)
+    capped = DvfsCurve(975, 0.1, 70, 0.000055, 0.042, 71, tdp_w=300.0, f_min=210, f_max=1980)
+    assert capped.power_w(1980) == 300.0
+    assert c.scaled_to(650.0).power_w(1980) == pytest.approx(650.0)
+
+
+def test_optimal_clock_analytic_and_slo() -> None:
+    c = H100_WATTLYTICS
+    free = optimal_clock(c, latency_ref_s=1.0, slo_s=100.0)
+    # above f_t energy/work = a2 f + b2 + c2 / f, minimal at sqrt(c2 / a2)
+    assert free.f_mhz == pytest.approx(math.sqrt(71 / 0.000055), abs=1.0)
+    assert not free.slo_binding and free.saving > 0.1
+    tight = optimal_clock(c, latency_ref_s=1.0, slo_s=1.2)
+    assert tight.slo_binding and tight.f_mhz == pytest.approx(1980 / 1.2)
+    assert tight.latency_s == pytest.approx(1.2)
+    with pytest.raises(ConfigError, match="unreachable"):
+        optimal_clock(c, latency_ref_s=1.0, slo_s=0.5)
