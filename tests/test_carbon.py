@@ -1,0 +1,122 @@
+"""Sites, carbon (constant and hourly), water, embodied carbon and the Green-LLM choice."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from workbench.carbon import (
+    USD_PER_EUR,
+    choose_site,
+    compare_sites,
+    diurnal_profile,
+    embodied_carbon_kg,
+    footprint,
+    operational_carbon_kg,
+    site,
+    water_l,
+)
+from workbench.errors import ConfigError
+
+
+def test_site_joins_region_and_facility() -> None:
+    us = site("us-avg")
+    assert (us.grid_gco2e_per_kwh, us.pue, us.wue_l_per_kwh, us.electricity_usd_per_kwh) == (
+        370,
+        1.56,
+        1.8,
+        0.0806,
+    )
+    fi = site("finland")  # PUE/WUE from the default facility profile, EUR price converted
+    assert fi.pue == 1.56 and fi.electricity_usd_per_kwh == pytest.approx(0.089 * USD_PER_EUR)
+    g = site("france", facility="google-fleet-2023", electricity_usd_per_kwh=0.1)
+    assert g.name == "france+google-fleet-2023" and g.pue == 1.10 and g.grid_gco2e_per_kwh == 56
+
+
+def test_site_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown site 'atlantis'"):
+        site("atlantis")
+    with pytest.raises(ConfigError, match="pue"):
+        site("us-avg", pue=0.95)
+    with pytest.raises(ConfigError, match="electricity_usd_per_kwh"):
+        site("us-avg", electricity_usd_per_kwh=-0.1)
+    with pytest.raises(ConfigError, match="unknown Site field"):
+        site("us-avg", price=1.0)
+    with pytest.raises(ConfigError, match="site 'france' has no electricity_usd_per_kwh"):
+        site("france").need("electricity_usd_per_kwh")
+
+
+def test_operational_carbon_constant_and_hourly() -> None:
+    s = site("germany", pue=1.2)
+    assert operational_carbon_kg(1000.0, s) == pytest.approx(1000 * 1.2 * 381 / 1000)
+    prof = site("germany", pue=1.2, carbon_profile=[100.0, 300.0])
+    assert prof.grid_gco2e_per_kwh == 200.0  # mean of the profile
+    # hours 0..2 at 100, 300, 100 g/kWh (profile repeats)
+    assert operational_carbon_kg([10.0, 20.0, 30.0], prof) == pytest.approx(
+        (10 * 100 + 20 * 300 + 30 * 100) * 1.2 / 1000
+    )
+    assert operational_carbon_kg([10.0, 20.0, 30.0], prof, start_hour=1) == pytest.approx(
+        (10 * 300 + 20 * 100 + 30 * 300) * 1.2 / 1000
+    )
+    day = diurnal_profile(400.0, 100.0, low_hour=13)
+    assert len(day) == 24 and min(day) == pytest.approx(300.0) and day[13] == pytest.approx(300.0)
+
+
+def test_water_embodied_and_footprint() -> None:
+    s = site("us-avg", offsite_water_l_per_kwh=2.0)
+    assert water_l(100.0, s) == pytest.approx((180.0, 100.0 * 1.56 * 2.0))
+    assert embodied_carbon_kg(8, 8760.0, kg_per_gpu=1500.0, lifetime_years=4) == pytest.approx(8 * 1500 / 4)
+    with pytest.raises(ConfigError, match="lifetime_years"):
+        embodied_carbon_kg(8, 10.0, kg_per_gpu=1.0, lifetime_years=0)
+    f = footprint(100.0, s, n_gpus=8, hours=876.0, embodied_kg_per_gpu=1000.0, lifetime_years=5).row(
+        0, named=True
+    )
+    assert f["facility_kwh"] == pytest.approx(156.0)
+    assert f["energy_cost_usd"] == pytest.approx(156.0 * 0.0806)
+    assert f["operational_kgco2e"] == pytest.approx(156.0 * 0.370)
+    assert f["embodied_kgco2e"] == pytest.approx(8 * 1000 * 876 / (5 * 8760))
+    assert f["total_kgco2e"] == pytest.approx(f["operational_kgco2e"] + f["embodied_kgco2e"])
+
+
+def _candidates() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "name": ["A", "B", "C", "D"],
+            "cost_usd": [100.0, 103.0, 104.0, 150.0],
+            "carbon_kg": [50.0, 20.0, 21.0, 1.0],
+            "delay_s": [0.01, 0.08, 0.02, 0.0],
+            "water_l": [10.0, 500.0, 30.0, 5.0],
+        }
+    )
+
+
+def test_choose_site_lexicographic() -> None:
+    # cost within 5 % of 100 keeps A, B, C; carbon within 10 % of 20 keeps B, C; lowest delay -> C
+    out = choose_site(_candidates(), cost_tol=0.05, carbon_tol=0.10)
+    assert out.filter("chosen")["name"].to_list() == ["C"]
+    assert out.filter("cost_ok")["name"].sort().to_list() == ["A", "B", "C"]
+    assert out.filter("carbon_ok")["name"].sort().to_list() == ["B", "C"]
+    # zero tolerance: cheapest wins outright
+    assert choose_site(_candidates(), cost_tol=0.0).filter("chosen")["name"][0] == "A"
+    # a 20 L water cap removes B and C; of A and D, only A is within 5 % of the cheapest
+    assert (
+        choose_site(_candidates(), cost_tol=0.05, carbon_tol=0.10, water_cap_l=20.0).filter("chosen")["name"][0]
+        == "A"
+    )
+    with pytest.raises(ConfigError, match="water cap"):
+        choose_site(_candidates(), water_cap_l=1.0)
+
+
+def test_compare_sites_feeds_choice() -> None:
+    sites = [site("us-avg"), site("finland"), site("cyprus")]
+    cand = compare_sites(1000.0, sites, delay_s={"finland": 0.05})
+    assert cand["cost_usd"].to_list() == pytest.approx(
+        [1560 * 0.0806, 1560 * 0.089 * USD_PER_EUR, 1560 * 0.276 * USD_PER_EUR]
+    )
+    pick = choose_site(cand, cost_tol=0.25, carbon_tol=0.05)
+    assert pick.filter("chosen")["name"][0] == "finland"  # 21 % dearer than us-avg, 4.7x less carbon
+    with pytest.raises(ConfigError, match="has no electricity_usd_per_kwh"):
+        compare_sites(1.0, [site("france")])
+    assert math.isnan(site("france").electricity_usd_per_kwh)
