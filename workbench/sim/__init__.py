@@ -1,0 +1,30 @@
+"""Discrete-event simulation of continuous-batching LLM instances (and a queueing mode for validation).
+
+>>> from workbench.sim import InstanceConfig, SchedulerConfig, SimConfig, simulate, summary
+"""
+
+from workbench.sim.config import InstanceConfig, SchedulerConfig, SimConfig
+from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, PRIO_ITERATION, Engine, SimulationError
+from workbench.sim.instance import Instance
+from workbench.sim.linear_perf import LinearPerfModel
+from workbench.sim.request import Request
+from workbench.sim.result import SimResult
+from workbench.sim.simulation import RoundRobin, Simulation, simulate
+
+__all__ = [
+    "PRIO_ARRIVAL",
+    "PRIO_CONTROL",
+    "PRIO_ITERATION",
+    "Engine",
+    "Instance",
+    "InstanceConfig",
+    "LinearPerfModel",
+    "Request",
+    "RoundRobin",
+    "SchedulerConfig",
+    "SimConfig",
+    "SimResult",
+    "Simulation",
+    "SimulationError",
+    "simulate",
+]

@@ -1,0 +1,171 @@
+"""Frozen configurations of the instance simulator: scheduler, instance, simulation.
+
+All are validated on creation and loadable from TOML (:func:`workbench.config.load_toml`).
+
+Examples
+--------
+>>> SchedulerConfig(max_num_seqs=64).max_num_seqs
+64
+>>> SchedulerConfig(priority="fastest")
+Traceback (most recent call last):
+...
+workbench.errors.ConfigError: unknown priority 'fastest'; choose one of: decode_first, prefill_first
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.config import require_choice, require_positive, require_range
+from workbench.errors import ConfigError
+
+PRIORITIES = ("decode_first", "prefill_first")
+ROLES = ("both", "prefill", "decode")
+
+
+def _require_int(name: str, value: Any, low: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """vLLM-like continuous-batching scheduler parameters of one instance.
+
+    Parameters
+    ----------
+    max_num_seqs
+        Most sequences in the running batch (vLLM ``max_num_seqs``).
+    max_num_batched_tokens
+        Token budget of one iteration: decode sequences take one token each, prefill chunks the rest.
+    chunked_prefill
+        Split prompts into chunks that share iterations with decodes; without it a prompt is prefilled whole
+        (and a prompt longer than ``max_num_batched_tokens`` is rejected).
+    prefill_chunk_tokens
+        Largest chunk of one prompt per iteration (``None``: only the token budget limits it).
+    priority
+        ``"decode_first"``: every iteration runs all decodes and fills the rest of the budget with prefill;
+        ``"prefill_first"``: an iteration with admissible prefill work runs prefill only (decodes stall).
+    block_size
+        Tokens per KV-cache block.
+    prefix_caching
+        Reuse cached prompt blocks named by the trace's ``prefix_hashes`` (LRU eviction of unreferenced blocks).
+    watermark
+        Fraction of KV blocks kept free when admitting new requests (ignored when the batch is empty, so a
+        request that fits alone always runs).
+    event_skipping
+        Jump over runs of identical decode iterations in one event (``False``: one event per iteration, the
+        slow baseline used to check the fast path).
+    """
+
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    chunked_prefill: bool = True
+    prefill_chunk_tokens: int | None = None
+    priority: str = "decode_first"
+    block_size: int = 16
+    prefix_caching: bool = True
+    watermark: float = 0.01
+    event_skipping: bool = True
+
+    def __post_init__(self) -> None:
+        _require_int("max_num_seqs", self.max_num_seqs)
+        _require_int("max_num_batched_tokens", self.max_num_batched_tokens)
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ConfigError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                f"({self.max_num_seqs}): every running sequence needs one token per iteration"
+            )
+        if self.prefill_chunk_tokens is not None:
+            _require_int("prefill_chunk_tokens", self.prefill_chunk_tokens)
+        require_choice("priority", self.priority, PRIORITIES)
+        _require_int("block_size", self.block_size)
+        require_range("watermark", self.watermark, 0.0, 0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceConfig:
+    """One model replica: hardware, scheduler and role.
+
+    Parameters
+    ----------
+    gpu, model, tp
+        GPU type, model name and tensor-parallel degree (names from :mod:`workbench.hardware`).
+    scheduler
+        Scheduler parameters.
+    memory_utilization
+        Fraction of GPU memory the server may use (vLLM ``gpu_memory_utilization``).
+    kv_capacity_tokens
+        Override of the KV-cache size in tokens (default: :func:`workbench.hardware.kv_capacity_tokens`).
+    role
+        ``"both"`` (prefill and decode), ``"prefill"`` (hands a request on after its first token; needs an
+        ``on_finish`` hook) or ``"decode"`` (receives requests whose KV cache was transferred).
+    pool
+        Pool name written to the result tables.
+    n_gpus
+        GPUs the instance occupies (default ``tp``; a fraction for MIG slices).
+    perf
+        A performance model to use instead of the roofline (anything with the
+        :class:`~workbench.hardware.perf.PerformanceModel` methods); not loadable from TOML.
+    """
+
+    gpu: str = "H100"
+    model: str = "Llama-3.1-8B"
+    tp: int = 1
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    memory_utilization: float = 0.9
+    kv_capacity_tokens: int | None = None
+    role: str = "both"
+    pool: str = "default"
+    n_gpus: float | None = None
+    perf: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _require_int("tp", self.tp)
+        require_positive("memory_utilization", self.memory_utilization)
+        require_range("memory_utilization", self.memory_utilization, 0.0, 1.0)
+        if self.kv_capacity_tokens is not None:
+            _require_int("kv_capacity_tokens", self.kv_capacity_tokens)
+        require_choice("role", self.role, ROLES)
+        if self.n_gpus is not None:
+            require_positive("n_gpus", self.n_gpus)
+        if not isinstance(self.scheduler, SchedulerConfig):
+            raise ConfigError(f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__}")
+
+    def performance_model(self):
+        """The performance model of this instance (``perf`` or a roofline of gpu/model/tp)."""
+        if self.perf is not None:
+            return self.perf
+        from workbench.hardware import RooflineModel
+
+        return RooflineModel(self.gpu, self.model, self.tp)
+
+    def kv_capacity(self) -> int:
+        """KV-cache capacity in tokens (``kv_capacity_tokens`` or the hardware memory model)."""
+        if self.kv_capacity_tokens is not None:
+            return self.kv_capacity_tokens
+        from workbench.hardware import kv_capacity_tokens
+
+        return kv_capacity_tokens(self.gpu, self.model, self.tp, memory_utilization=self.memory_utilization)
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """A homogeneous set of instances behind one router (the fleet layer builds richer topologies).
+
+    Parameters
+    ----------
+    instance
+        Configuration shared by all instances.
+    n_instances
+        Number of instances (all on from time 0).
+    """
+
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    n_instances: int = 1
+
+    def __post_init__(self) -> None:
+        _require_int("n_instances", self.n_instances)
+        if not isinstance(self.instance, InstanceConfig):
+            raise ConfigError(f"instance must be an InstanceConfig, got {type(self.instance).__name__}")

@@ -1,0 +1,471 @@
+"""The simulation: engine + instances + router + result recording, and the lifecycle hooks of the fleet layer.
+
+:func:`simulate` runs a trace through ``n`` identical instances. The fleet layer (pools, autoscaling,
+disaggregation, failures) drives the same :class:`Simulation` through a few small hooks:
+
+``router``
+    Any object with ``choose(request, instances, now) -> int``: ``instances`` is the list of routable
+    (``"on"``) :class:`Instance` objects and the return value a position in that list, or -1 to reject
+    (the router's ``reject_reason`` attribute, if any, is recorded). Default: round robin.
+``add_instance(config, state="on"|"off")``
+    A new instance (its index is its position in ``sim.instances``).
+``start_instance(inst, setup_s)`` / ``drain_instance(inst)`` / ``fail_instance(inst, repair_s=None)``
+    Lifecycle off -> starting (``setup_s``) -> on -> draining -> off; a failed instance's requests are
+    re-routed at once (``retries`` counted per request and in ``counters["retried"]``). Call them from
+    events: ``sim.engine.schedule(t, PRIO_CONTROL, lambda arg, now: sim.start_instance(...))``.
+``on_finish(request, instance, now) -> bool``
+    Called when a request finishes on an instance (for a ``role="prefill"`` instance: after its first
+    token). Return ``True`` to take the request over (e.g. set ``request.kv_ready = True`` and
+    ``sim.submit(request, at=now + transfer_s)`` to a decode pool); ``False`` records it as finished.
+``on_state_change(instance, old, new, now)``
+    Called on every lifecycle change (autoscalers and routers that cache the instance list).
+``submit(request, at=None)``
+    Route a request now or at a later time. Requests that find no routable instance wait in
+    ``sim.pending`` and are routed when an instance turns on.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from workbench.errors import ConfigError, WorkloadError
+from workbench.sim.config import InstanceConfig, SimConfig
+from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError
+from workbench.sim.instance import (
+    DRAINING,
+    IDLE,
+    OFF,
+    ON,
+    SEG_OFF,
+    SEG_STARTING,
+    SEG_STATES,
+    STARTING,
+    Instance,
+)
+from workbench.sim.request import Request
+from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
+
+NAN = math.nan
+
+
+class RoundRobin:
+    """Default router: cycle over the routable instances."""
+
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def choose(self, request: Request, instances: Sequence[Instance], now: float) -> int:
+        i = self._next % len(instances)
+        self._next = i + 1
+        return i
+
+
+class Simulation:
+    """Discrete-event simulation of LLM instances sharing one clock.
+
+    Parameters
+    ----------
+    seed
+        Root of the :class:`numpy.random.SeedSequence`; :meth:`rng` spawns independent streams from it.
+    router
+        Routing policy (see module docstring); default round robin.
+    prefix_block_tokens
+        Tokens per ``prefix_hashes`` block of the trace (``trace.prefix_block_tokens``).
+    record_segments
+        Keep the per-instance time series (needed for energy); ``False`` saves memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | np.random.SeedSequence = 0,
+        router: Any = None,
+        prefix_block_tokens: int | None = None,
+        record_segments: bool = True,
+    ) -> None:
+        self.engine = Engine()
+        self.seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        self.router = router if router is not None else RoundRobin()
+        self.prefix_block_tokens = prefix_block_tokens
+        self.record_segments = record_segments
+        self.instances: list[Instance] = []
+        self.routable: list[Instance] = []
+        self.pending: deque[Request] = deque()
+        self.on_finish: Callable[[Request, Instance, float], bool] | None = None
+        self.on_state_change: Callable[[Instance, str, str, float], None] | None = None
+        #: Keep requests that find no routable instance in ``pending`` (an autoscaler will start one)
+        #: instead of rejecting them.
+        self.hold_unroutable = False
+        self.counters: dict[str, int] = {"rejected": 0, "retried": 0, "failures": 0, "cold_starts": 0}
+        cols = ("inst", "start", "end", "state", "batch", "prefill", "kv", "iters")
+        codes = ("i", "d", "d", "b", "i", "q", "i", "q")
+        self._seg = {c: array(code) for c, code in zip(cols, codes, strict=True)}
+        self._done: list[Request] = []
+        self._rejects: list[tuple[Request, str]] = []
+
+    # ------------------------------------------------------------------ setup and hooks
+    def rng(self) -> np.random.Generator:
+        """A fresh, independent random stream spawned from the simulation's seed."""
+        return np.random.default_rng(self.seed_seq.spawn(1)[0])
+
+    def add_instance(self, config: InstanceConfig, *, state: str = ON) -> Instance:
+        """Create an instance, ``"on"`` (serving at the current time) or ``"off"``."""
+        if state not in (ON, OFF):
+            raise ConfigError(f"state must be 'on' or 'off' when adding an instance, got {state!r}")
+        inst = Instance(self, len(self.instances), config, prefix_block_tokens=self.prefix_block_tokens)
+        inst.seg_t = self.engine.now
+        self.instances.append(inst)
+        if state == ON:
+            self.routable.append(inst)
+        else:
+            inst.state = OFF
+            inst.seg_state = SEG_OFF
+        return inst
+
+    def _set_state(self, inst: Instance, new: str, now: float) -> None:
+        old = inst.state
+        inst.state = new
+        if new == ON:
+            if inst not in self.routable:
+                self.routable.append(inst)
+                self.routable.sort(key=lambda x: x.index)
+        elif inst in self.routable:
+            self.routable.remove(inst)
+        if self.on_state_change is not None:
+            self.on_state_change(inst, old, new, now)
+
+    def start_instance(self, inst: Instance, setup_s: float = 0.0) -> None:
+        """Turn an ``"off"`` instance on after ``setup_s`` seconds (a cold start); a draining one back on."""
+        now = self.engine.now
+        if inst.state == DRAINING:
+            self._set_state(inst, ON, now)
+            return
+        if inst.state != OFF:
+            return
+        self.counters["cold_starts"] += 1
+        inst._set_open_segment(SEG_STARTING, now)
+        self._set_state(inst, STARTING, now)
+        self.engine.schedule(now + setup_s, PRIO_CONTROL, self._started, inst)
+
+    def _started(self, inst: Instance, now: float) -> None:
+        if inst.state != STARTING:
+            return
+        inst._set_open_segment(IDLE, now)
+        self._set_state(inst, ON, now)
+        if inst.waiting:
+            inst._step(now)
+        while self.pending and self.routable:
+            self.route(self.pending.popleft(), now)
+
+    def drain_instance(self, inst: Instance) -> None:
+        """Stop routing to ``inst``; it turns off once its queue and batch are empty."""
+        now = self.engine.now
+        if inst.state not in (ON, STARTING):
+            return
+        if inst.state == STARTING:
+            inst._set_open_segment(SEG_OFF, now)
+            self._set_state(inst, OFF, now)
+            return
+        self._set_state(inst, DRAINING, now)
+        if not inst.busy and not inst.waiting:
+            self._drained(inst, now)
+
+    def _drained(self, inst: Instance, now: float) -> None:
+        inst._set_open_segment(SEG_OFF, now)
+        self._set_state(inst, OFF, now)
+
+    def fail_instance(self, inst: Instance, repair_s: float | None = None) -> list[Request]:
+        """Fail ``inst`` now: its requests are re-routed (and counted); restart after ``repair_s`` if given."""
+        now = self.engine.now
+        if inst.state == OFF:
+            return []
+        reqs = inst._evacuate(now)
+        self.counters["failures"] += 1
+        self.counters["retried"] += len(reqs)
+        inst._set_open_segment(SEG_OFF, now)
+        self._set_state(inst, OFF, now)
+        for req in reqs:
+            self.route(req, now)
+        if repair_s is not None:
+            self.engine.schedule(now + repair_s, PRIO_CONTROL, lambda i, t: self.start_instance(i), inst)
+        return reqs
+
+    def submit(self, request: Request, at: float | None = None) -> None:
+        """Route ``request`` now (``at=None``) or at time ``at``."""
+        if at is None or at <= self.engine.now:
+            self.route(request, self.engine.now)
+        else:
+            self.engine.schedule(at, PRIO_ARRIVAL, self._route_event, request)
+
+    def _route_event(self, request: Request, now: float) -> None:
+        self.route(request, now)
+
+    def route(self, req: Request, now: float) -> None:
+        """Pick an instance for ``req`` with the router and queue it there (or reject it)."""
+        routable = self.routable
+        if not routable:
+            if self.hold_unroutable or any(i.state == STARTING for i in self.instances):
+                self.pending.append(req)
+            else:
+                self.reject(req, "no instance is on")
+            return
+        if len(routable) == 1 and self.router.__class__ is RoundRobin:
+            inst = routable[0]
+        else:
+            pos = self.router.choose(req, routable, now)
+            if pos < 0:
+                self.reject(req, getattr(self.router, "reject_reason", None) or "rejected by the router")
+                return
+            inst = routable[pos]
+        reason = inst.reject_reason(req)
+        if reason is not None:
+            self.reject(req, reason)
+            return
+        inst.enqueue(req, now)
+
+    def reject(self, req: Request, reason: str) -> None:
+        """Record ``req`` as rejected with ``reason`` (never dropped silently)."""
+        self.counters["rejected"] += 1
+        self._rejects.append((req, reason))
+
+    def _finished(self, req: Request, inst: Instance, now: float) -> None:
+        if self.on_finish is not None and self.on_finish(req, inst, now):
+            return
+        req.finish_s = now
+        req.generated = req.output_tokens if inst.role != "prefill" else req.generated
+        self._done.append(req)
+
+    def _segment(
+        self, inst: int, start: float, end: float, state: int, batch: int, prefill: int, kv: int, iters: int
+    ) -> None:
+        if self.record_segments:
+            s = self._seg
+            s["inst"].append(inst)
+            s["start"].append(start)
+            s["end"].append(end)
+            s["state"].append(state)
+            s["batch"].append(batch)
+            s["prefill"].append(prefill)
+            s["kv"].append(kv)
+            s["iters"].append(iters)
+
+    # ------------------------------------------------------------------ running a trace
+    def run(self, requests: pl.DataFrame) -> SimResult:
+        """Simulate ``requests`` (canonical trace columns) to completion and return the result tables."""
+        if self.on_finish is None and any(i.role == "prefill" for i in self.instances):
+            raise ConfigError("role='prefill' instances need an on_finish hook that hands requests on")
+        if not self.instances:
+            raise ConfigError("the simulation has no instances")
+        n = requests.height
+        arrival = requests["arrival_s"].to_list()
+        if n and (requests["arrival_s"].is_null().any() or not requests["arrival_s"].is_sorted()):
+            raise WorkloadError("arrival times must be present and non-decreasing", field="arrival_s")
+        ids = requests["request_id"].to_list()
+        prompt = requests["prompt_tokens"].to_list()
+        output = requests["output_tokens"].to_list()
+        for name, col in (
+            ("prompt_tokens", requests["prompt_tokens"]),
+            ("output_tokens", requests["output_tokens"]),
+        ):
+            if n and (col.is_null().any() or col.min() < 1):
+                raise WorkloadError("token counts must be present and >= 1", field=name)
+        optional = {}
+        for name in ("prefix_hashes", "session_id", "request_class"):
+            if name in requests.columns and requests[name].null_count() < n:
+                optional[name] = requests[name].to_list()
+        hashes = optional.get("prefix_hashes")
+        sessions = optional.get("session_id")
+        classes = optional.get("request_class")
+        route = self.route
+
+        def arrive(i: int, now: float) -> None:
+            req = Request(i, ids[i], now, prompt[i], output[i])
+            if hashes is not None:
+                req.prefix_hashes = hashes[i]
+            if sessions is not None:
+                req.session_id = sessions[i]
+            if classes is not None:
+                req.request_class = classes[i]
+            route(req, now)
+
+        self.engine.run(ArrivalFeed(arrival, arrive))
+        if self.pending:
+            for req in list(self.pending):
+                self.reject(req, "no instance turned on before the end of the simulation")
+            self.pending.clear()
+        unfinished = sum(i.outstanding for i in self.instances)
+        if unfinished:
+            raise SimulationError(f"{unfinished} request(s) were left unfinished when the events ran out")
+        return self.result(n)
+
+    def result(self, n: int) -> SimResult:
+        """Build the result tables (once, from the recorded lists)."""
+        end = self.engine.now
+        for inst in self.instances:
+            if not inst.busy:
+                inst._close_open_segment(end)
+            inst._flush_busy()
+        requests = _request_table(n, self._done, self._rejects, self.instances)
+        seg = self._seg
+        segments = pl.DataFrame(
+            {
+                "instance": np.frombuffer(seg["inst"], dtype=np.int32),
+                "start_s": np.frombuffer(seg["start"], dtype=np.float64),
+                "end_s": np.frombuffer(seg["end"], dtype=np.float64),
+                "state": pl.Series(np.frombuffer(seg["state"], dtype=np.int8)).replace_strict(
+                    dict(enumerate(SEG_STATES)), return_dtype=pl.Utf8
+                ),
+                "batch_size": np.frombuffer(seg["batch"], dtype=np.int32),
+                "prefill_tokens": np.frombuffer(seg["prefill"], dtype=np.int64),
+                "kv_blocks_used": np.frombuffer(seg["kv"], dtype=np.int32),
+                "iterations": np.frombuffer(seg["iters"], dtype=np.int64),
+            },
+            schema=SEGMENT_SCHEMA,
+        ).sort("instance", "start_s", maintain_order=True)
+        instances = pl.DataFrame(
+            {
+                "instance": [i.index for i in self.instances],
+                "pool": [i.pool for i in self.instances],
+                "gpu": [i.config.gpu for i in self.instances],
+                "model": [i.config.model for i in self.instances],
+                "tp": [i.config.tp for i in self.instances],
+                "n_gpus": [float(i.config.n_gpus or i.config.tp) for i in self.instances],
+                "kv_capacity_blocks": [i.capacity for i in self.instances],
+            },
+            schema=INSTANCE_SCHEMA,
+        )
+        counters = dict(self.counters)
+        counters.update(
+            events=self.engine.events,
+            iterations=sum(i.n_iterations for i in self.instances),
+            preemptions=sum(i.n_preemptions for i in self.instances),
+            prefix_hit_tokens=sum(i.prefix_hit_tokens for i in self.instances),
+            prefix_query_tokens=sum(i.prefix_query_tokens for i in self.instances),
+            kv_peak_blocks=max(i.kv_peak for i in self.instances),
+            makespan_s=end,
+        )
+        return SimResult(requests=requests, segments=segments, instances=instances, counters=counters)
+
+
+def _request_table(n: int, done: list[Request], rejects: list[tuple[Request, str]], instances) -> pl.DataFrame:
+    """One row per trace row, in trace order, from the finished and rejected requests."""
+    idx = np.fromiter((r.index for r in done), dtype=np.int64, count=len(done))
+    order = np.argsort(idx, kind="stable")
+
+    def col(attr: str, dtype) -> np.ndarray:
+        return np.fromiter((getattr(r, attr) for r in done), dtype=dtype, count=len(done))[order]
+
+    fin = pl.DataFrame(
+        {
+            "index": idx[order],
+            "request_id": col("request_id", np.uint64),
+            "arrival_s": col("arrival_s", np.float64),
+            "admitted_s": col("admitted_s", np.float64),
+            "first_token_s": col("first_token_s", np.float64),
+            "finish_s": col("finish_s", np.float64),
+            "prompt_tokens": col("prompt_tokens", np.int32),
+            "output_tokens": col("output_tokens", np.int32),
+            "cached_tokens": col("cached_tokens", np.int32),
+            "preemptions": col("preemptions", np.int32),
+            "instance": col("instance", np.int32),
+            "retries": col("retries", np.int32),
+        }
+    )
+    pools = [i.pool for i in instances]
+    fin = fin.with_columns(
+        pl.col("instance").replace_strict(dict(enumerate(pools)), return_dtype=pl.Utf8).alias("pool"),
+        pl.lit(False).alias("rejected"),
+        pl.lit(None, dtype=pl.Utf8).alias("reject_reason"),
+    )
+    if rejects:
+        rej = pl.DataFrame(
+            {
+                "index": [r.index for r, _ in rejects],
+                "request_id": pl.Series([r.request_id for r, _ in rejects], dtype=pl.UInt64),
+                "arrival_s": [r.arrival_s for r, _ in rejects],
+                "prompt_tokens": pl.Series([r.prompt_tokens for r, _ in rejects], dtype=pl.Int32),
+                "output_tokens": pl.Series([r.output_tokens for r, _ in rejects], dtype=pl.Int32),
+                "cached_tokens": pl.Series([0] * len(rejects), dtype=pl.Int32),
+                "preemptions": pl.Series([r.preemptions for r, _ in rejects], dtype=pl.Int32),
+                "instance": pl.Series([r.instance for r, _ in rejects], dtype=pl.Int32),
+                "retries": pl.Series([r.retries for r, _ in rejects], dtype=pl.Int32),
+                "reject_reason": [reason for _, reason in rejects],
+            }
+        ).with_columns(pl.lit(True).alias("rejected"))
+        fin = pl.concat([fin, rej], how="diagonal_relaxed").sort("index")
+    fin = fin.with_columns(
+        (pl.col("first_token_s") - pl.col("arrival_s")).alias("ttft_s"),
+        pl.when(pl.col("output_tokens") > 1)
+        .then((pl.col("finish_s") - pl.col("first_token_s")) / (pl.col("output_tokens") - 1))
+        .alias("tpot_s"),
+        (pl.col("finish_s") - pl.col("arrival_s")).alias("e2e_s"),
+        (pl.col("admitted_s") - pl.col("arrival_s")).alias("queue_s"),
+    )
+    if fin.height != n:
+        raise SimulationError(f"{n} requests entered but {fin.height} were recorded")
+    schema = dict(REQUEST_SCHEMA)
+    schema["retries"] = pl.Int32()
+    return fin.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def simulate(
+    trace,
+    config: SimConfig | InstanceConfig | None = None,
+    *,
+    seed: int = 0,
+    router: Any = None,
+    record_segments: bool = True,
+) -> SimResult:
+    """Simulate a trace on ``config.n_instances`` identical instances.
+
+    Parameters
+    ----------
+    trace
+        A :class:`workbench.traces.schema.Trace` (or a polars DataFrame in the canonical schema).
+    config
+        :class:`SimConfig` (or a single :class:`InstanceConfig`); default one Llama-3.1-8B on an H100.
+    seed
+        Seed of the simulation's random streams (routers that randomise draw from ``Simulation.rng()``).
+    router
+        Routing policy object (default round robin).
+    record_segments
+        Keep the per-instance time series.
+
+    Returns
+    -------
+    SimResult
+        ``requests``, ``segments`` and ``instances`` tables (see :mod:`workbench.sim.result`) and counters.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from workbench.sim import InstanceConfig, LinearPerfModel, simulate
+    >>> reqs = pl.DataFrame({"request_id": [0, 1], "arrival_s": [0.0, 0.5], "prompt_tokens": [100, 50],
+    ...                      "output_tokens": [10, 5]})
+    >>> cfg = InstanceConfig(perf=LinearPerfModel(), kv_capacity_tokens=10_000)
+    >>> simulate(reqs, cfg).requests["finish_s"].is_not_null().all()
+    True
+    """
+    if config is None:
+        config = SimConfig()
+    if isinstance(config, InstanceConfig):
+        config = SimConfig(instance=config)
+    if isinstance(trace, pl.DataFrame):
+        requests, block = trace, None
+    else:
+        if not getattr(trace, "has_arrivals", True):
+            raise WorkloadError(f"trace {trace.name!r} has no arrival times; attach arrivals before simulating")
+        requests, block = trace.requests, trace.prefix_block_tokens
+    sim = Simulation(seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments)
+    for _ in range(config.n_instances):
+        sim.add_instance(config.instance)
+    return sim.run(requests)
