@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ from workbench.traces.synthetic import (
     Synthetic,
     TimeVarying,
     streams,
+    weibull_shape,
 )
 
 
@@ -162,8 +164,43 @@ def attach_arrivals(
     return trace.with_requests(_renumber(df), has_arrivals=True, name=f"{trace.name}+arrivals")
 
 
+def local_cv(arrivals: np.ndarray, bin_s: float, min_gaps: int = 5) -> float:
+    """Request-weighted mean CV of the gaps that lie inside one ``bin_s`` bin (gaps crossing bins excluded).
+
+    This is the burstiness left once a piecewise rate profile of that bin width explains the slow variation.
+    """
+    t = np.asarray(arrivals, dtype=float)
+    g = np.diff(t)
+    b = np.floor(t / bin_s)
+    inside = b[1:] == b[:-1]
+    df = (
+        pl.DataFrame({"b": b[1:][inside], "g": g[inside]})
+        .group_by("b")
+        .agg(n=pl.len(), cv=pl.col("g").std(ddof=0) / pl.col("g").mean())
+        .filter((pl.col("n") >= min_gaps) & pl.col("cv").is_finite())
+    )
+    if df.height == 0:
+        return float(g.std() / g.mean()) if g.mean() > 0 else 1.0
+    return float((df["cv"] * df["n"]).sum() / df["n"].sum())
+
+
+def _best_family(gaps: np.ndarray, cv: float) -> str:
+    """Gamma or Weibull, whichever CDF (mean 1, coefficient of variation ``cv``) is closer (KS) to the gaps."""
+    from scipy import stats
+
+    x = np.sort(gaps[gaps >= 0] / gaps.mean())
+    ecdf = np.arange(1, x.size + 1) / x.size
+    shape = 1 / cv**2
+    k = weibull_shape(cv)
+    cdfs = {
+        "gamma": stats.gamma.cdf(x, shape, scale=1 / shape),
+        "weibull": stats.weibull_min.cdf(x, k, scale=1 / math.gamma(1 + 1 / k)),
+    }
+    return min(cdfs, key=lambda f: float(np.abs(cdfs[f] - ecdf).max()))
+
+
 def fit(
-    trace: Trace, *, bin_s: float | None = None, lengths: str = "empirical", family: str = "gamma"
+    trace: Trace, *, bin_s: float | None = None, lengths: str = "empirical", family: str = "auto"
 ) -> Synthetic:
     """A generator that reproduces the trace's rate profile, inter-arrival CV and lengths.
 
@@ -177,15 +214,18 @@ def fit(
     lengths
         ``"empirical"`` (resample the trace's (prompt, output) pairs) or ``"lognormal"`` (fitted).
     family
-        Gap distribution of the renewal process (``"gamma"`` or ``"weibull"``).
+        Gap distribution of the renewal process: ``"gamma"``, ``"weibull"`` or ``"auto"`` (the one closer to
+        the trace's normalised gaps by the Kolmogorov-Smirnov distance).
 
     Notes
     -----
-    The CV is measured on the time-rescaled gaps (each gap divided by the local fitted rate), so that a
-    varying rate is not counted as burstiness; it is the CV the generator's unit-rate renewal process gets.
+    The profile takes the slow rate variation; the CV is measured on gaps inside one bin (:func:`local_cv`), so
+    a varying rate is not counted twice as burstiness. The generator maps a unit-rate renewal process with that
+    CV through the profile (:class:`~workbench.traces.synthetic.TimeVarying`).
     """
     _need_arrivals(trace, "fit")
     require_choice("lengths", lengths, ("empirical", "lognormal"))
+    require_choice("family", family, ("auto", "gamma", "weibull"))
     t = trace.requests["arrival_s"].to_numpy()
     if t.size < 3 or trace.duration_s <= 0:
         raise WorkloadError("fit needs at least 3 requests spread over time", field="arrival_s")
@@ -197,9 +237,9 @@ def fit(
     if rates[-1] <= 0:
         rates[-1] = rates[rates > 0][-1]
     profile = PiecewiseRate(series["t_s"].to_numpy(), rates)
-    units = profile.cumulative(t)
-    gaps = np.diff(units)
-    cv = float(np.clip(gaps.std() / gaps.mean(), 0.05, 50.0)) if gaps.mean() > 0 else 1.0
+    cv = float(np.clip(local_cv(t, bin_s), 0.05, 50.0))
+    if family == "auto":
+        family = _best_family(np.diff(profile.cumulative(t)), cv) if cv != 1.0 else "gamma"
     p, o = trace.requests["prompt_tokens"].to_numpy(), trace.requests["output_tokens"].to_numpy()
     model = Empirical(p, o) if lengths == "empirical" else LogNormal.fit(p, o)
     return Synthetic(TimeVarying(profile, cv=round(cv, 6), family=family), model, name=f"{trace.name}_twin")
@@ -209,6 +249,7 @@ __all__ = [
     "attach_arrivals",
     "filter",
     "fit",
+    "local_cv",
     "merge",
     "rescale",
     "scale_lengths",
