@@ -1,0 +1,135 @@
+"""TCO: a golden example computed by hand, NPV, cloud break-even, fleet_tco wiring and bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from workbench.carbon import site
+from workbench.errors import ConfigError, HardwareError
+from workbench.power import idle_power_w, power_curve
+from workbench.tco import TcoInputs, annuity, break_even_utilisation, fleet_tco, tco, throughput_per_gpu
+
+GOLDEN = TcoInputs(
+    n_gpus=16,
+    gpu_price_usd=30_000.0,
+    gpu_busy_w=600.0,
+    gpu_idle_w=100.0,
+    utilisation=0.5,
+    tokens_per_s_per_gpu=1000.0,
+    electricity_usd_per_kwh=0.10,
+    pue=1.5,
+    lifetime_years=4.0,
+    gpus_per_node=8,
+    server_usd_per_node=20_000.0,
+    infra_usd_per_node=16_500.0,
+    facility_usd_per_node=1_000.0,
+    software_usd=5_000.0,
+    node_power_w=500.0,
+    maintenance_usd_per_node_year=220.0,
+    cloud_usd_per_gpu_hr=2.0,
+)
+
+
+def test_golden_tco_by_hand() -> None:
+    r = tco(GOLDEN)
+    # capex: 16 GPUs x 30k + 2 nodes x (20k + 16.5k + 1k) + 5k software
+    capex = 16 * 30_000 + 2 * (20_000 + 16_500 + 1_000) + 5_000
+    assert capex == 560_000
+    # power per GPU at 50 % utilisation: 100 + 0.5 x (600 - 100) = 350 W; IT = 16 x 350 + 2 x 500 = 6.6 kW
+    energy_kwh_yr = 1.5 * 6.6 * 8760  # 86,724 kWh a year at the meter
+    energy_usd = 0.10 * energy_kwh_yr * 4  # 34,689.6
+    maint_usd = 220 * 2 * 4  # 1,760
+    total = capex + energy_usd + maint_usd  # 596,449.6
+    tokens = 0.5 * 1000 * 16 * 3600 * 8760 * 4  # 1.009152e12
+    assert r["capex_usd"] == pytest.approx(capex)
+    assert r["opex_energy_usd"] == pytest.approx(34_689.6)
+    assert r["opex_maintenance_usd"] == pytest.approx(maint_usd)
+    assert r["tco_usd"] == pytest.approx(596_449.6)
+    assert r["gpu_power_w"] == pytest.approx(350.0)
+    assert r["output_tokens"] == pytest.approx(tokens)
+    assert r["usd_per_mtok"] == pytest.approx(total / tokens * 1e6)
+    assert r["tokens_per_usd"] == pytest.approx(tokens / total)
+    cloud_yr = 2.0 * 16 * 8760  # 280,320 a year
+    assert r["cloud_usd"] == pytest.approx(cloud_yr * 4)
+    # own == cloud when capex + opex_yr t = cloud_yr t
+    assert r["break_even_years"] == pytest.approx(capex / (cloud_yr - (energy_usd + maint_usd) / 4))
+    bd = {row["component"]: row for row in r.breakdown.to_dicts()}
+    assert bd["GPUs"]["usd"] == 480_000 and bd["GPUs"]["share"] == pytest.approx(480_000 / total)
+    assert r.breakdown["share"].sum() == pytest.approx(1.0)
+
+
+def test_discounted_tco_and_break_even() -> None:
+    from dataclasses import replace
+
+    r = tco(replace(GOLDEN, discount_rate=0.05))
+    a = (1 - 1.05**-4) / 0.05
+    assert annuity(4.0, 0.05) == pytest.approx(a) and annuity(4.0, 0.0) == 4.0
+    assert r["opex_energy_usd"] == pytest.approx(0.10 * 1.5 * 6.6 * 8760 * a)
+    assert r["cloud_usd"] == pytest.approx(2.0 * 16 * 8760 * a)
+    tokens_pv = 0.5 * 1000 * 16 * 3600 * 8760 * a
+    assert r["usd_per_mtok"] == pytest.approx(r["tco_usd"] / tokens_pv * 1e6)
+    # at the break-even time the discounted costs are equal
+    t = r["break_even_years"]
+    own = r["capex_usd"] + (r["opex_usd"] / a) * annuity(t, 0.05)
+    assert own == pytest.approx(2.0 * 16 * 8760 * annuity(t, 0.05))
+    assert t > tco(GOLDEN)["break_even_years"]  # discounting delays the pay-back
+
+
+def test_break_even_utilisation_against_elastic_cloud() -> None:
+    from dataclasses import replace
+
+    u = break_even_utilisation(GOLDEN)
+    assert 0 < u < 1
+    at = tco(replace(GOLDEN, utilisation=u, cloud_elastic=True))
+    assert at["tco_usd"] == pytest.approx(at["cloud_usd"])
+    assert (
+        tco(replace(GOLDEN, utilisation=min(1, u + 0.1), cloud_elastic=True))["tco_usd"]
+        < tco(replace(GOLDEN, utilisation=min(1, u + 0.1), cloud_elastic=True))["cloud_usd"]
+    )
+    assert math.isinf(break_even_utilisation(replace(GOLDEN, cloud_usd_per_gpu_hr=0.01)))
+    assert math.isinf(tco(replace(GOLDEN, cloud_usd_per_gpu_hr=0.01))["break_even_years"])
+
+
+def test_fleet_tco_uses_power_model_and_tables() -> None:
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    r = fleet_tco("H100-SXM", 16, utilisation=0.5, batch=128, model=model, site=site("us-avg"))
+    i = r.inputs
+    assert i.gpu_busy_w == pytest.approx(power_curve("H100-SXM", model, 1)(128))
+    assert i.gpu_idle_w == idle_power_w("H100-SXM")
+    assert i.gpu_price_usd == 30_000 and i.pue == 1.56 and i.electricity_usd_per_kwh == 0.0806
+    # ML.ENERGY: H100 Llama-3.1-8B at batch ~128 delivers ~7,037 tokens/s
+    assert i.tokens_per_s_per_gpu == pytest.approx(7036.5, rel=0.01)
+    assert throughput_per_gpu("H100-SXM", model, 1, 128) == pytest.approx(i.tokens_per_s_per_gpu)
+    assert r["usd_per_mtok"] > 0 and r["break_even_years"] > 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pue", 0.9),
+        ("electricity_usd_per_kwh", -0.1),
+        ("gpu_price_usd", -1.0),
+        ("gpu_busy_w", -5.0),
+        ("lifetime_years", 0.0),
+        ("utilisation", 1.5),
+        ("n_gpus", 0),
+    ],
+)
+def test_bad_inputs_one_clear_error(field: str, value: float) -> None:
+    from dataclasses import asdict
+
+    with pytest.raises(ConfigError, match=field):
+        TcoInputs(**{**asdict(GOLDEN), field: value})
+
+
+def test_fleet_tco_errors() -> None:
+    with pytest.raises(HardwareError, match="unknown GPU 'Q100'"):
+        fleet_tco("Q100", 8)
+    with pytest.raises(ConfigError, match="no purchase price"):
+        fleet_tco("H200-SXM", 8)  # the table has no citable H200 price
+    with pytest.raises(ConfigError, match="unknown TCO input"):
+        fleet_tco("H100-SXM", 8, price=1.0)
+    with pytest.raises(ConfigError, match="unknown site"):
+        fleet_tco("H100-SXM", 8, site=site("mars"))
