@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workbench._paths import data_path
 from workbench.errors import ConfigError, HardwareError
 from workbench.hardware import Batch, DecodeRunMixin, PerformanceModel, RooflineModel, gpu, model
+from workbench.hardware.calibrate import (
+    FITS_FILE,
+    calibrated_roofline,
+    fit_roofline,
+    fit_splitwise,
+    holdout_split,
+    splitwise_profile,
+)
+from workbench.hardware.table import BATCH_COLUMNS, TablePerformanceModel
 
 
 class Generic(DecodeRunMixin):
@@ -145,3 +157,120 @@ def test_bad_parameters(kwargs, match):
 def test_unknown_names():
     with pytest.raises(HardwareError, match="known"):
         RooflineModel("TPUv5", "Llama-3.1-8B")
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+@pytest.fixture(scope="module")
+def splitwise(shared_traces):
+    return splitwise_profile(shared_traces / "splitwise_sim_perf_model.csv")
+
+
+def test_splitwise_profile_shape(splitwise):
+    assert splitwise.height == 2 * 1260
+    assert set(splitwise["kind"]) == {"prefill", "decode"}
+    # the three TP-2 runs of 64 x 512 tokens whose prefill is 3-8x faster than 32 x 512 are flagged
+    suspect = splitwise.filter(pl.col("suspect"))
+    assert suspect.height == 30 and set(suspect["tp"]) == {2} and set(suspect["decode_seqs"]) == {0, 64}
+    row = splitwise.filter(pl.col("config") == "llama2-70b/a100-80gb/2/512/1/128", pl.col("kind") == "decode")
+    assert row["decode_context"][0] == 512 + 64 and row["time_s"][0] == pytest.approx(0.05488, rel=1e-3)
+
+
+def test_splitwise_fit_meets_target_on_held_out_rows(splitwise):
+    fits, errors = fit_splitwise(splitwise, frac=0.2, seed=0)
+    err = {(m, k): v for m, k, v, _, _ in errors.iter_rows()}
+    assert err[("roofline", "all")] <= 10.0
+    assert err[("roofline", "decode")] <= 5.0
+    assert err[("roofline", "prefill")] <= 12.0
+    assert err[("table", "all")] <= 10.0
+    assert fits.height == 12 and fits["mfu"].is_between(0.02, 1.0).all()
+    # the shipped file is this fit
+    shipped = pl.read_csv(data_path(FITS_FILE)).sort("model", "hardware", "tp")
+    fits = fits.sort("model", "hardware", "tp")
+    for col in ("mfu", "mbu", "overhead_s", "seq_overhead_s", "comm_efficiency", "test_mape_all_pct"):
+        np.testing.assert_allclose(shipped[col].to_numpy(), fits[col].to_numpy(), rtol=1e-4, atol=1e-9)
+
+
+def test_calibrated_roofline_lookup():
+    perf = calibrated_roofline("llama2-70b", "h100-80gb", 4)
+    assert isinstance(perf, RooflineModel) and perf.tp == 4
+    assert calibrated_roofline("Llama-2-70B", "H100", 4) == perf
+    # Splitwise measured ~29-30 ms per decode iteration at batch 1 on 4 H100
+    assert perf.decode_time(1, 600) == pytest.approx(0.0295, rel=0.1)
+    with pytest.raises(HardwareError, match=r"no calibrated fit.*known"):
+        calibrated_roofline("Llama-3.1-8B", "h100-80gb", 1)
+
+
+def _synthetic_profile(perf: RooflineModel) -> pl.DataFrame:
+    rows = []
+    for p in (128, 512, 2048, 8192):
+        rows.append((p, p * p / 2, 0, 0))
+    for d in (1, 8, 32, 128):
+        for ctx in (256, 2048):
+            rows.append((0, 0.0, d, d * ctx))
+    frame = pl.DataFrame(rows, schema=list(BATCH_COLUMNS), orient="row")
+    times = [perf.iteration_time(Batch(*r)) for r in rows]
+    return frame.with_columns(
+        pl.Series("time_s", times),
+        pl.lit(perf.tp).alias("tp"),
+        pl.Series("kind", ["prefill"] * 4 + ["decode"] * 8),
+    )
+
+
+def test_fit_roofline_recovers_known_parameters():
+    truth = RooflineModel("A100", "Llama-3.1-8B", 1, mfu=0.37, mbu=0.62, overhead_s=2.5e-3, seq_overhead_s=5e-5)
+    fit = fit_roofline(
+        _synthetic_profile(truth), "A100", "Llama-3.1-8B", params=("mfu", "mbu", "overhead_s", "seq_overhead_s")
+    )
+    for name in ("mfu", "mbu", "overhead_s", "seq_overhead_s"):
+        assert fit.params[name] == pytest.approx(getattr(truth, name), rel=1e-3), name
+    assert fit.train_mape < 1e-3
+    with pytest.raises(ConfigError, match="cannot fit"):
+        fit_roofline(_synthetic_profile(truth), "A100", "Llama-3.1-8B", params=("nonsense",))
+
+
+def test_holdout_split_is_grouped_and_reproducible(splitwise):
+    train, test = holdout_split(splitwise, 0.2, seed=3)
+    assert not set(train["config"]) & set(test["config"])
+    assert train.height + test.height == splitwise.height
+    assert holdout_split(splitwise, 0.2, seed=3)[1].equals(test)
+    assert not holdout_split(splitwise, 0.2, seed=4)[1].equals(test)
+
+
+# ---------------------------------------------------------------------------------------------- measured table
+def test_table_model_reproduces_affine_measurements():
+    truth = RooflineModel("H100", "Llama-3.1-8B")
+    table = TablePerformanceModel.from_table(_synthetic_profile(truth))
+    assert isinstance(table, PerformanceModel)
+    assert table.kv_s_per_token == pytest.approx(truth._c_dattn, rel=1e-9)
+    for d in (1, 8, 32, 128):
+        assert table.decode_time(d, 1000) == pytest.approx(truth.decode_time(d, 1000), rel=1e-9)
+    assert table.prefill_time(2048) == pytest.approx(truth.prefill_time(2048), rel=1e-12)
+    # between knots: linear interpolation, beyond: proportional
+    mid = (truth.prefill_time(512) + truth.prefill_time(2048)) / 2
+    assert table.prefill_time(1280) == pytest.approx(mid, rel=1e-12)
+    assert table.prefill_time(16384) == pytest.approx(2 * truth.prefill_time(8192), rel=1e-12)
+    assert table.iteration_time(Batch()) == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seqs=st.integers(1, 200), ctx=st.integers(1, 4000), iters=st.integers(0, 300), duration=st.floats(0, 10))
+def test_table_closed_forms_match_generic(seqs, ctx, iters, duration):
+    table = TablePerformanceModel.from_table(_synthetic_profile(RooflineModel("L40S", "Llama-2-7B")))
+    generic = Generic(table)
+    assert table.decode_run_time(seqs, seqs * ctx, iters) == pytest.approx(
+        generic.decode_run_time(seqs, seqs * ctx, iters), rel=1e-9
+    )
+    n = table.decode_iterations_within(seqs, seqs * ctx, duration)
+    assert (
+        table.decode_run_time(seqs, seqs * ctx, n) <= duration < table.decode_run_time(seqs, seqs * ctx, n + 1)
+    )
+
+
+def test_table_model_errors():
+    good = _synthetic_profile(RooflineModel("H100", "Llama-3.1-8B"))
+    with pytest.raises(ConfigError, match="lacks column"):
+        TablePerformanceModel.from_table(good.drop("time_s"))
+    with pytest.raises(ConfigError, match="time_s"):
+        TablePerformanceModel.from_table(good.with_columns(pl.lit(-1.0).alias("time_s")))
+    with pytest.raises(ConfigError, match="no usable prefill"):
+        TablePerformanceModel.from_table(good.filter(pl.col("prefill_tokens") == 0))

@@ -10,6 +10,14 @@ True
 True
 """
 
+from workbench.hardware.calibrate import (
+    calibrated_roofline,
+    evaluate,
+    fit_roofline,
+    fit_splitwise,
+    holdout_split,
+    splitwise_profile,
+)
 from workbench.hardware.catalog import GPU, ModelSpec, gpu, list_gpus, list_models, model
 from workbench.hardware.memory import (
     ACTIVATION_RESERVE_GB,
@@ -19,6 +27,7 @@ from workbench.hardware.memory import (
 )
 from workbench.hardware.perf import Batch, DecodeRunMixin, PerformanceModel
 from workbench.hardware.roofline import RooflineModel
+from workbench.hardware.table import TablePerformanceModel
 
 __all__ = [
     "ACTIVATION_RESERVE_GB",
@@ -28,11 +37,18 @@ __all__ = [
     "ModelSpec",
     "PerformanceModel",
     "RooflineModel",
+    "TablePerformanceModel",
+    "calibrated_roofline",
+    "evaluate",
+    "fit_roofline",
+    "fit_splitwise",
     "gpu",
+    "holdout_split",
     "kv_capacity_tokens",
     "list_gpus",
     "list_models",
     "min_tensor_parallel",
     "model",
+    "splitwise_profile",
     "weights_per_gpu_gb",
 ]

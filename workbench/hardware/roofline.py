@@ -8,7 +8,7 @@ work ``A`` (query-key pairs, ``Batch.prefill_context``) and decode context sum `
     attn    = A x 4 layers heads head_dim / tp / (peak x mfu)                # prefill: compute-bound
             + C x max(4 layers heads head_dim / tp / (peak x mfu), KV bytes/token/GPU / (bandwidth x mbu))
     comm    = 2 layers x (latency + 2 (tp-1)/tp x T h dtype / (link bandwidth x comm_efficiency))   (tp > 1)
-    time    = linear + attn + comm + overhead
+    time    = linear + attn + comm + overhead + L x seq_overhead
 
 ``L`` = tokens that need logits (decode sequences plus one per prefill batch). For MoE models the compute uses
 the active parameters and the memory term the experts the batch touches: ``E (1 - (1 - k/E)^T)`` per layer under
@@ -26,10 +26,10 @@ in closed form (O(1), for the simulator's event skipping).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from workbench.config import require_positive, require_range
+from workbench.hardware._affine import affine_run_count
 from workbench.hardware.catalog import GPU, ModelSpec, gpu, model
 from workbench.hardware.memory import check_tp
 from workbench.hardware.perf import Batch
@@ -53,6 +53,9 @@ class RooflineModel:
         Per-all-reduce latency and the fraction of the link bandwidth a ring all-reduce reaches.
     attn_mfu
         FLOP efficiency of attention kernels (default: ``mfu``).
+    seq_overhead_s
+        Extra seconds per sequence that produces a token in the iteration (sampling, detokenisation, per-request
+        scheduling); default 0.
 
     Examples
     --------
@@ -70,6 +73,7 @@ class RooflineModel:
     allreduce_latency_s: float = 12e-6
     comm_efficiency: float = 0.7
     attn_mfu: float | None = None
+    seq_overhead_s: float = 0.0
     # precomputed coefficients (seconds per unit)
     _c_tok: float = field(init=False, repr=False, compare=False)
     _c_logit: float = field(init=False, repr=False, compare=False)
@@ -94,6 +98,7 @@ class RooflineModel:
             require_range(name, value, 0.0, 1.0)
         require_positive("overhead_s", self.overhead_s, allow_zero=True)
         require_positive("allreduce_latency_s", self.allreduce_latency_s, allow_zero=True)
+        require_positive("seq_overhead_s", self.seq_overhead_s, allow_zero=True)
         tp = self.tp
         flops = g.peak_flops * self.mfu
         attn_flops = g.peak_flops * (self.attn_mfu or self.mfu)
@@ -132,7 +137,8 @@ class RooflineModel:
             mem = self._w_dense + self._w_expert * self._n_exp * (1.0 - self._q_exp**tokens)
         else:
             mem = self._w_dense
-        return (comp if comp > mem else mem) + self._fixed + tokens * self._c_comm
+        lin = comp if comp > mem else mem
+        return lin + self._fixed + tokens * self._c_comm + logits * self.seq_overhead_s
 
     def iteration_time(self, batch: Batch) -> float:
         """Seconds for one iteration of ``batch`` (0 for an empty batch)."""
@@ -160,21 +166,7 @@ class RooflineModel:
         if duration <= 0 or decode_seqs <= 0:
             return 0
         first = self._base(decode_seqs, decode_seqs) + self._c_dattn * decode_context
-        step = self._c_dattn * decode_seqs  # each iteration is this much slower than the previous one
-        # S(n) = a2 n^2 + a1 n with a2 = step/2, a1 = first - step/2; solve S(n) = duration
-        a2 = 0.5 * step
-        a1 = first - a2
-        if a2 <= 0.0:
-            n = int(duration / first)
-        else:
-            disc = math.sqrt(a1 * a1 + 4.0 * a2 * duration)
-            n = int(2.0 * duration / (a1 + disc)) if a1 > 0 else int((disc - a1) / (2.0 * a2))
-        # guard against rounding at the boundary
-        while n > 0 and n * (a1 + a2 * n) > duration:
-            n -= 1
-        while (n + 1) * (a1 + a2 * (n + 1)) <= duration:
-            n += 1
-        return n
+        return affine_run_count(first, self._c_dattn * decode_seqs, duration)
 
     # ------------------------------------------------------------------ conveniences
     def prefill_time(self, tokens: int, context: int = 0) -> float:
