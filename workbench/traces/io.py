@@ -102,8 +102,8 @@ def load(
 
 def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat:
     if mapping is not None:
-        return GENERIC.with_mapping(mapping, time_unit)
-    if format is not None:
+        fmt = GENERIC.with_mapping(mapping, time_unit)
+    elif format is not None:
         if format not in FORMATS:
             raise WorkloadError(
                 f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}",
@@ -119,7 +119,7 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
         fmt = infer_format(path, columns, kind)
     if fmt.name == "canonical":
         fmt = fmt.with_mapping({c: c for c in columns if c in COLUMNS}, time_unit)
-    elif time_unit is not None:
+    elif time_unit is not None and mapping is None:
         fmt = fmt.with_mapping(fmt.columns, time_unit)
     missing = [c for c in fmt.columns.values() if c not in columns]
     if missing:

@@ -130,7 +130,7 @@ def validate(
         raise WorkloadError("length-only table must not have arrival times", file=file, field="arrival_s")
     ids = df["request_id"]
     if ids.null_count() or ids.n_unique() != df.height:
-        row = first_row(df, pl.col("request_id").is_null() | pl.col("request_id").is_duplicated())
+        row = first_row(df, pl.col("request_id").is_null() | ~pl.col("request_id").is_first_distinct())
         raise WorkloadError(
             "duplicate or missing request id (a request appears twice)",
             file=file,
@@ -147,4 +147,5 @@ def _check(df: pl.DataFrame, raw: pl.DataFrame, col: str, bad: pl.Expr, file, la
     row = first_row(df, bad)
     pos = df.lazy().with_row_index("__pos").filter(bad).select("__pos").head(1).collect().item()
     value = raw[col][pos]
-    raise WorkloadError(f"{col} {rule}, got {value!r}", file=file, field=label[col], row=row)
+    got = "a missing or unparseable value" if value is None else repr(value)
+    raise WorkloadError(f"{col} {rule}, got {got}", file=file, field=label[col], row=row)

@@ -1,0 +1,100 @@
+"""Malformed inputs (tests/data/bad/): each file gives one WorkloadError naming file, field and row."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from workbench import datasets, traces
+from workbench.errors import DatasetError, WorkloadError
+
+BAD = Path(__file__).parent / "data" / "bad"
+
+# file -> (field, row, words in the message). Rows count data records from 1; row 0 is the header.
+EXPECTED = {
+    "missing_column.csv": ("GeneratedTokens", 0, "missing column"),
+    "non_numeric_tokens.csv": ("ContextTokens", 3, "'abc'"),
+    "negative_tokens.csv": ("GeneratedTokens", 2, "-5"),
+    "zero_tokens.csv": ("ContextTokens", 3, "> 0, got 0"),
+    "nan_tokens.csv": ("ContextTokens", 4, "nan"),
+    "unsorted_timestamps.csv": ("TIMESTAMP", 3, "not sorted"),
+    "bad_datetime.csv": ("TIMESTAMP", 3, "unparseable"),
+    "duplicate_request_id.csv": ("request_id", 3, "duplicate"),
+    "empty.csv": (None, 0, "empty"),
+    "header_only.csv": (None, 1, "no requests"),
+    "truncated.jsonl": ("output_length", 4, "truncated JSON"),
+    "negative_timestamp.jsonl": ("timestamp", 1, ">= 0"),
+    "missing_field.jsonl": ("output_length", 2, "unparseable"),
+}
+
+
+def test_corpus_is_fully_listed():
+    files = {p.name for p in BAD.iterdir() if p.is_file()}
+    assert files == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_file_raises_one_clear_error(name):
+    field, row, words = EXPECTED[name]
+    with pytest.raises(WorkloadError) as info:
+        traces.load(BAD / name)
+    err = info.value
+    assert err.file is not None and err.file.endswith(name)
+    assert err.field == field
+    assert err.row == row
+    assert words in str(err)
+    assert name in str(err) and f"row {row}" in str(err)
+
+
+def test_unsorted_sorted_on_request_with_warning_and_nothing_dropped():
+    with pytest.warns(UserWarning, match="not sorted .first at row 3.; sorted them"):
+        trace = traces.load(BAD / "unsorted_timestamps.csv", sort=True)
+    assert len(trace) == 4
+    arr = trace.requests["arrival_s"].to_list()
+    assert arr == sorted(arr)
+    assert trace.requests["prompt_tokens"].to_list() == [110, 4808, 3180, 120]
+
+
+def test_wrong_checksum(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(BAD / "checksum"))
+    with pytest.raises(DatasetError) as info:
+        datasets.fetch("azure_code", allow_download=False)
+    err = info.value
+    assert err.field == "sha256"
+    assert err.file.endswith("checksum/AzureLLMInferenceTrace_code.csv")
+    assert "expected sha256 54e9a6d2" in str(err)
+    assert isinstance(err, WorkloadError)
+
+
+def test_unknown_format_and_extension(tmp_path):
+    odd = tmp_path / "x.csv"
+    odd.write_text("a,b\n1,2\n")
+    with pytest.raises(WorkloadError, match="cannot infer the trace format"):
+        traces.load(odd)
+    with pytest.raises(WorkloadError, match="unknown format 'nope'"):
+        traces.load(odd, format="nope")
+    txt = tmp_path / "x.txt"
+    txt.write_text("hello")
+    with pytest.raises(WorkloadError, match="unknown file extension"):
+        traces.load(txt)
+    with pytest.raises(WorkloadError, match="file not found"):
+        traces.load(tmp_path / "missing.csv")
+
+
+def test_generic_mapping_errors(tmp_path):
+    src = Path(__file__).parent / "data" / "generic_sample.csv"
+    with pytest.raises(WorkloadError, match="unknown canonical column"):
+        traces.load(src, mapping={"arrival": "t_ms"})
+    with pytest.raises(WorkloadError) as info:
+        traces.load(src, mapping={"arrival_s": "t_ms", "prompt_tokens": "in", "output_tokens": "nope"})
+    assert info.value.field == "nope"
+    with pytest.raises(WorkloadError, match="needs mapping"):
+        traces.load(src, format="generic")
+
+
+def test_no_warning_on_good_file(shipped_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(traces.load(shipped_data / "AzureLLMInferenceTrace_code.csv")) == 8819
