@@ -1,0 +1,617 @@
+"""Fleet simulation: pools, a front router, in-pool routers, disaggregation and autoscaling on one clock.
+
+:func:`simulate` builds a :class:`~workbench.sim.simulation.Simulation` with one instance per (possible)
+pool member and plugs a :class:`FleetController` into its hooks:
+
+* routing: the front router picks an entry pool (requests too long for every pool, or with no pool for their
+  class, are rejected and listed), the pool's router picks an instance;
+* disaggregation: a request finishing prefill on a ``role = "prefill"`` instance moves its KV cache to a
+  decode pool in ``kv_bytes / link_bandwidth + latency`` seconds; a decode instance admits it when it has
+  the KV blocks (``kv_ready`` requests wait in its queue otherwise);
+* autoscaling: every ``interval_s`` each autoscaled pool's policy sets the desired instance count; instances
+  start (cold start ``setup_delay_s``) or drain.
+
+The result is the core :class:`~workbench.sim.result.SimResult` (``pool`` and ``instance`` columns, rejected
+rows with their reason) plus a ``prefill_instance`` column for disaggregated fleets and autoscaling counters.
+Helpers turn results into comparison tables: :func:`compare`, :func:`latency_cdf`, :func:`instance_stats`,
+:func:`instance_count`, :func:`gpu_hours`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from workbench.sim.autoscale import PoolObservation, clamp, drain_order, get_scaler
+from workbench.sim.config import InstanceConfig
+from workbench.sim.engine import PRIO_CONTROL
+from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
+from workbench.sim.result import SimResult
+from workbench.sim.routing import REJECT, get_router
+from workbench.sim.simulation import DEFER, Simulation
+from workbench.sim.topology import Fleet, Pool, instance_gpu, monolithic
+
+
+def _ints(values) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64)
+
+
+class InstanceView:
+    """:class:`~workbench.sim.routing.Candidates` over a list of live instances (arrays built on access)."""
+
+    __slots__ = ("ids", "insts", "kv_block_tokens", "owner", "speed")
+
+    def __init__(self, insts: list[Instance], owner: FleetController, speed: np.ndarray, block: int) -> None:
+        self.insts = insts
+        self.owner = owner
+        self.ids = _ints(i.index for i in insts)
+        self.speed = speed
+        self.kv_block_tokens = block
+
+    def __len__(self) -> int:
+        return len(self.insts)
+
+    @property
+    def outstanding(self) -> np.ndarray:
+        return _ints(len(i.waiting) + len(i.running) for i in self.insts)
+
+    @property
+    def waiting(self) -> np.ndarray:
+        return _ints(len(i.waiting) for i in self.insts)
+
+    @property
+    def running(self) -> np.ndarray:
+        return _ints(len(i.running) for i in self.insts)
+
+    @property
+    def queued_prefill_tokens(self) -> np.ndarray:
+        return _ints(i.queued_prefill_tokens for i in self.insts)
+
+    @property
+    def outstanding_tokens(self) -> np.ndarray:
+        dec = self.owner.decode_tokens
+        return _ints(i.queued_prefill_tokens + dec[i.index] for i in self.insts)
+
+    @property
+    def kv_blocks_used(self) -> np.ndarray:
+        return _ints(i.kv_blocks_used for i in self.insts)
+
+    @property
+    def free_kv_blocks(self) -> np.ndarray:
+        return _ints(i.free_kv_blocks for i in self.insts)
+
+    @property
+    def kv_utilization(self) -> np.ndarray:
+        return np.fromiter((i.kv_utilization for i in self.insts), dtype=float)
+
+    def prefix_match_tokens(self, request) -> np.ndarray:
+        if not request.prefix_hashes:
+            return np.zeros(len(self.insts), dtype=np.int64)
+        return _ints(i.prefix_match_tokens(request) for i in self.insts)
+
+
+class PoolView:
+    """:class:`~workbench.sim.routing.PoolCandidates` over the entry pools (load per live instance)."""
+
+    def __init__(self, owner: FleetController, pools: list[int]) -> None:
+        self.owner = owner
+        self.pools = pools
+        specs = [owner.fleet.pools[p] for p in pools]
+        self.ids = np.asarray(pools, dtype=np.int64)
+        self.names = tuple(p.name for p in specs)
+        self.max_tokens = np.array([owner.limit[p] for p in pools], dtype=np.int64)
+        self.classes = tuple(frozenset(p.classes) for p in specs)
+        self.accuracy = np.array([p.accuracy for p in specs])
+        self.speed = np.array([float(owner.speed[owner.members[p]].sum()) if owner.members[p] else 1.0
+                               for p in pools])  # fmt: skip
+        self.kv_block_tokens = owner.block
+
+    def __len__(self) -> int:
+        return len(self.pools)
+
+    def _per_instance(self, attr: str) -> np.ndarray:
+        out = np.empty(len(self.pools))
+        for k, p in enumerate(self.pools):
+            view = self.owner.views[p]
+            n = len(view)
+            extra = len(self.owner.deferred[p]) if attr in ("outstanding", "waiting") else 0
+            out[k] = (float(getattr(view, attr).sum()) + extra) / max(n, 1) if n else extra + 1e9
+        return out
+
+    outstanding = property(lambda self: self._per_instance("outstanding"))
+    waiting = property(lambda self: self._per_instance("waiting"))
+    running = property(lambda self: self._per_instance("running"))
+    queued_prefill_tokens = property(lambda self: self._per_instance("queued_prefill_tokens"))
+    outstanding_tokens = property(lambda self: self._per_instance("outstanding_tokens"))
+    kv_blocks_used = property(lambda self: self._per_instance("kv_blocks_used"))
+    free_kv_blocks = property(lambda self: self._per_instance("free_kv_blocks"))
+    kv_utilization = property(lambda self: self._per_instance("kv_utilization"))
+
+    def prefix_match_tokens(self, request) -> np.ndarray:
+        return np.array([float(v.prefix_match_tokens(request).max()) if len(v) else 0.0
+                         for v in (self.owner.views[p] for p in self.pools)])  # fmt: skip
+
+    def expected_latency_s(self, request) -> np.ndarray:
+        return np.array([self.owner.estimate(p, request)[0] for p in self.pools])
+
+    def expected_energy_j(self, request) -> np.ndarray:
+        return np.array([self.owner.estimate(p, request)[1] for p in self.pools])
+
+
+class FleetController:
+    """Routes, hands off and scales a fleet inside one :class:`Simulation` (see module docstring)."""
+
+    name = "fleet"
+
+    def __init__(self, sim: Simulation, fleet: Fleet, *, block_tokens: int | None, kv_block: int) -> None:
+        self.sim = sim
+        self.fleet = fleet
+        self.block = kv_block
+        self.reject_reason = ""
+        pools = fleet.pools
+        self.pool_index = {p.name: k for k, p in enumerate(pools)}
+        self.entry = [k for k, p in enumerate(pools) if p.role != "decode"]
+        self.decode = [k for k, p in enumerate(pools) if p.role == "decode"]
+        self.members: list[list[int]] = [[] for _ in pools]
+        self.configs: list[InstanceConfig] = []
+        self.deferred: list[deque] = [deque() for _ in pools]
+        self.prefill_of: dict[int, int] = {}
+        self.limit: list[int] = []
+        self.perf = []
+        self.power_w: list[float] = []
+        for k, pool in enumerate(pools):
+            cfgs = _pool_configs(pool)
+            caps = [c.kv_capacity() for c in cfgs[: max(1, len(pool.gpu_types()))]]
+            cap = min(caps) if caps else 0
+            from workbench.hardware import model
+
+            m = model(pool.model)
+            self.limit.append(min(cap, m.max_context, pool.max_tokens or 2**62))
+            self.perf.append(cfgs[0].performance_model())
+            g = instance_gpu(pool.gpu_types()[0], pool.mig)
+            self.power_w.append(g.tdp_w * pool.tp)
+            for j, cfg in enumerate(cfgs):
+                on = j < pool.instances
+                inst = sim.add_instance(cfg, state=ON if on else OFF)
+                self.members[k].append(inst.index)
+                self.configs.append(cfg)
+        n = len(sim.instances)
+        self.pool_of = np.empty(n, dtype=np.int64)
+        for k, idx in enumerate(self.members):
+            self.pool_of[idx] = k
+        self.decode_tokens = [0] * n
+        # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
+        t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
+        self.speed = t.min() / t
+        self.kv_bytes_token = [model_kv_bytes(p.model) for p in pools]
+        # routers (randomised ones draw from their own stream)
+        self.front = get_router(fleet.router, rng=sim.rng(), **fleet.router_params)
+        self.inner = [get_router(p.router, rng=sim.rng(), **p.router_params) for p in pools]
+        self.decode_router = get_router(fleet.decode_router, rng=sim.rng())
+        self.views: list[InstanceView] = []
+        self._refresh()
+        self.pool_view = PoolView(self, self.entry)
+        # autoscaling state
+        self.scalers = {k: get_scaler(p.autoscale) for k, p in enumerate(pools) if p.autoscale is not None}
+        self.idle_since = np.full(n, math.inf)
+        self.timeline: list[tuple[float, str, int]] = []
+        sim.router = self
+        sim.on_state_change = self._state_changed
+        if self.scalers:  # hold requests while the whole fleet is scaled to zero
+            sim.hold_unroutable = True
+        if self.decode:
+            sim.on_finish = self._on_finish
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _refresh(self) -> None:
+        """Rebuild the per-pool live instance lists and positions (on every lifecycle change)."""
+        sim = self.sim
+        self.position = {inst.index: k for k, inst in enumerate(sim.routable)}
+        live: list[list[Instance]] = [[] for _ in self.fleet.pools]
+        for inst in sim.routable:
+            live[self.pool_of[inst.index]].append(inst)
+        self.views = [
+            InstanceView(lst, self, self.speed[_ints(i.index for i in lst)] if lst else np.ones(0), self.block)
+            for lst in live
+        ]
+
+    def _state_changed(self, inst: Instance, old: str, new: str, now: float) -> None:
+        self._refresh()
+        p = int(self.pool_of[inst.index])
+        if new == ON:
+            self.idle_since[inst.index] = now if inst.outstanding == 0 else math.inf
+            queue = self.deferred[p]
+            while queue and self.views[p].insts:
+                self.sim.route(queue.popleft(), now)
+
+    # ------------------------------------------------------------------ routing (Simulation.router)
+    def choose(self, request, instances: Sequence[Instance], now: float) -> int:
+        if request.kv_ready:
+            p = self._pick_decode_pool(request)
+            router = self.decode_router
+        else:
+            p = self._pick_entry_pool(request, now)
+            if p < 0:
+                return REJECT
+            router = self.inner[p]
+        view = self.views[p]
+        if not view.insts:
+            self.deferred[p].append(request)
+            return DEFER
+        k = router.choose(request, view, now) if len(view) > 1 else 0
+        inst = view.insts[k]
+        reason = inst.reject_reason(request)
+        if reason is not None:
+            self.reject_reason = reason
+            return REJECT
+        self.decode_tokens[inst.index] += request.output_tokens
+        return self.position[inst.index]
+
+    def _pick_entry_pool(self, request, now: float) -> int:
+        entry = self.entry
+        size = request.prompt_tokens + request.output_tokens
+        if len(entry) == 1:
+            if size > self.limit[entry[0]]:
+                self.reject_reason = f"too long for every pool ({size} tokens > {self.limit[entry[0]]})"
+                return REJECT
+            return entry[0]
+        k = self.front.choose(request, self.pool_view, now)
+        if k < 0:
+            self.reject_reason = f"{self.front.reject_reason} ({size} tokens, class {request.request_class!r})"
+            return REJECT
+        p = entry[k]
+        if size > self.limit[p]:
+            fits = [q for q in entry if self.limit[q] >= size]
+            if not fits:
+                self.reject_reason = (
+                    f"too long for every pool ({size} tokens > {max(self.limit[q] for q in entry)})"
+                )
+                return REJECT
+            if self.fleet.router != "class_pools":
+                p = min(fits, key=lambda q: self.limit[q])
+            else:
+                self.reject_reason = (
+                    f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens)"
+                )
+                return REJECT
+        return p
+
+    def _pick_decode_pool(self, request) -> int:
+        if len(self.decode) == 1:
+            return self.decode[0]
+        return min(
+            self.decode,
+            key=lambda q: (
+                (len(self.deferred[q]) + sum(i.outstanding for i in self.views[q].insts))
+                / max(len(self.views[q]), 1)
+            ),
+        )
+
+    # ------------------------------------------------------------------ disaggregation (Simulation.on_finish)
+    def _on_finish(self, request, inst: Instance, now: float) -> bool:
+        self.decode_tokens[inst.index] -= request.output_tokens
+        if inst.role != "prefill" or request.generated >= request.output_tokens:
+            return False
+        p = int(self.pool_of[inst.index])
+        bw, latency = self.fleet.link
+        lanes = self.fleet.pools[p].tp  # each tensor-parallel shard moves its part in parallel
+        tokens = request.prompt_tokens + request.generated
+        transfer = tokens * self.kv_bytes_token[p] / (bw * lanes) + latency
+        self.prefill_of[request.index] = inst.index
+        request.kv_ready = True
+        self.sim.submit(request, at=now + transfer)
+        return True
+
+    # ------------------------------------------------------------------ expectations (multi_objective)
+    def estimate(self, p: int, request) -> tuple[float, float]:
+        """Expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load."""
+        view = self.views[p]
+        n = max(len(view), 1)
+        perf = self.perf[p]
+        queued = float(view.queued_prefill_tokens.sum()) / n if len(view) else 0.0
+        batch = float(view.running.sum()) / n + 1 if len(view) else 1.0
+        prefill = perf.iteration_time(_prefill_batch(int(queued) + request.prompt_tokens))
+        step = perf.decode_time(max(int(batch), 1), request.prompt_tokens + request.output_tokens // 2)
+        latency = prefill + request.output_tokens * step
+        energy = self.power_w[p] * (prefill + request.output_tokens * step / batch)
+        return latency, energy
+
+    # ------------------------------------------------------------------ autoscaling
+    def start_autoscaling(self, until: float) -> None:
+        """Schedule the autoscalers' periodic decisions (they stop once the trace is over and work is done)."""
+        self.until = until
+        for p in self.scalers:
+            self._record(p, 0.0)
+            self.sim.engine.schedule(0.0, PRIO_CONTROL, self._tick, p)
+
+    def _record(self, p: int, now: float) -> None:
+        insts = [self.sim.instances[i] for i in self.members[p]]
+        self.timeline.append((now, self.fleet.pools[p].name, sum(i.state != OFF for i in insts)))
+
+    def _adopt_pending(self) -> None:
+        """Move requests the simulation held (no instance on anywhere) to their pool's queue."""
+        pending = self.sim.pending
+        while pending:
+            req = pending.popleft()
+            q = self._pick_decode_pool(req) if req.kv_ready else self._pick_entry_pool(req, self.sim.engine.now)
+            if q < 0:
+                self.sim.reject(req, self.reject_reason)
+            else:
+                self.deferred[q].append(req)
+
+    def _tick(self, p: int, now: float) -> None:
+        cfg = self.fleet.pools[p].autoscale
+        self._adopt_pending()
+        insts = [self.sim.instances[i] for i in self.members[p]]
+        on = [i for i in insts if i.state == ON]
+        starting = [i for i in insts if i.state == STARTING]
+        for i in on:
+            if i.outstanding:
+                self.idle_since[i.index] = math.inf
+            elif self.idle_since[i.index] == math.inf:
+                self.idle_since[i.index] = now
+        deferred = len(self.deferred[p])
+        out = _ints(i.outstanding for i in on).astype(float)
+        wait = _ints(i.n_waiting for i in on).astype(float)
+        if deferred:  # requests held for the pool count as waiting work
+            out = np.append(out, deferred) if not on else out + deferred / len(on)
+            wait = np.append(wait, deferred) if not on else wait + deferred / len(on)
+        obs = PoolObservation(
+            now=now,
+            n_on=len(on),
+            n_starting=len(starting),
+            outstanding=out if on else np.zeros(0) + out,
+            waiting=wait if on else np.zeros(0) + wait,
+            kv_utilization=np.fromiter((i.kv_utilization for i in on), dtype=float),
+            idle_since=self.idle_since[[i.index for i in on]] if on else np.zeros(0),
+        )
+        if not on:  # keep arrays aligned for policies that look per instance
+            obs = PoolObservation(
+                now, 0, len(starting), out, wait, np.zeros(out.size), np.full(out.size, math.inf)
+            )
+        want = clamp(cfg, self.scalers[p].desired(obs))
+        current = len(on) + len(starting)
+        if want > current:
+            self._scale_up(insts, want - current, cfg.setup_delay_s)
+        elif want < current:
+            self._scale_down(on, starting, current - want)
+        self._record(p, now)
+        busy = any(i.outstanding for i in insts) or deferred or self.sim.pending
+        if now < self.until or busy:
+            self.sim.engine.schedule(now + cfg.interval_s, PRIO_CONTROL, self._tick, p)
+
+    def _scale_up(self, insts: list[Instance], k: int, setup_s: float) -> None:
+        for inst in [i for i in insts if i.state == DRAINING][:k]:  # re-use a draining instance: no cold start
+            self.sim.start_instance(inst)
+            k -= 1
+        for inst in [i for i in insts if i.state == OFF][:k]:
+            self.sim.start_instance(inst, setup_s)
+
+    def _scale_down(self, on: list[Instance], starting: list[Instance], k: int) -> None:
+        for inst in starting[::-1][:k]:
+            self.sim.drain_instance(inst)
+            k -= 1
+        if k <= 0 or not on:
+            return
+        order = drain_order(_ints(i.outstanding for i in on), self.idle_since[[i.index for i in on]])
+        for j in order[: min(k, len(on) - 1 if any(len(d) for d in self.deferred) else k)]:
+            self.sim.drain_instance(on[int(j)])
+
+
+def _prefill_batch(tokens: int):
+    from workbench.hardware.perf import Batch
+
+    return Batch(prefill_tokens=tokens, prefill_context=tokens * tokens / 2)
+
+
+def model_kv_bytes(model_name: str) -> int:
+    """KV-cache bytes per token of the whole model (all layers, all KV heads)."""
+    from workbench.hardware import model
+
+    return model(model_name).kv_bytes_per_token(1)
+
+
+def _pool_configs(pool: Pool) -> list[InstanceConfig]:
+    """Instance configurations of a pool's possible members (initial ones first)."""
+    from workbench.hardware import RooflineModel, kv_capacity_tokens
+
+    gpus = pool.gpu_list() or pool.gpu_types()
+    n = pool.max_instances
+    cycle = [gpus[j % len(gpus)] for j in range(n)]
+    role = pool.role
+    out, cache = [], {}
+    for g in cycle:
+        if g not in cache:
+            kw: dict = {}
+            if pool.mig is not None:
+                sl = instance_gpu(g, pool.mig)
+                kw = {
+                    "perf": RooflineModel(sl, pool.model, 1),
+                    "kv_capacity_tokens": kv_capacity_tokens(sl, pool.model),
+                }
+                name = sl.name
+            else:
+                name = g
+            cache[g] = InstanceConfig(
+                gpu=name,
+                model=pool.model,
+                tp=pool.tp,
+                scheduler=pool.scheduler,
+                role=role,
+                pool=pool.name,
+                n_gpus=pool.gpus_per_instance,
+                **kw,
+            )
+        out.append(cache[g])
+    return out
+
+
+def simulate(
+    trace,
+    fleet: Fleet | int,
+    *,
+    seed: int = 0,
+    record_segments: bool = True,
+    router: str | None = None,
+) -> SimResult:
+    """Simulate ``trace`` through ``fleet``.
+
+    Parameters
+    ----------
+    trace
+        A :class:`~workbench.traces.schema.Trace` (or a polars DataFrame in the canonical schema).
+    fleet
+        The fleet, or an instance count for a monolithic H100 / Llama-3.1-8B pool behind ``router``.
+    seed
+        Seed of all random streams (randomised routers).
+    record_segments
+        Keep per-instance time series (needed for GPU-hours, instance counts and energy).
+    router
+        With an integer ``fleet``: the pool's router (default ``jsq``).
+
+    Returns
+    -------
+    SimResult
+        Core result tables; ``requests`` has ``pool``/``instance`` (and ``prefill_instance`` for
+        disaggregated fleets); rejected requests are rows with ``rejected = True`` and a ``reject_reason``.
+        ``counters`` adds ``cold_starts``, ``gpu_hours`` and, with autoscaling, ``timeline`` (time, pool,
+        powered instances).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> reqs = pl.DataFrame({"request_id": [0, 1, 2], "arrival_s": [0.0, 0.1, 0.2],
+    ...                      "prompt_tokens": [100, 50, 10**7], "output_tokens": [10, 5, 5]})
+    >>> res = simulate(reqs, 2, router="jsq")
+    >>> res.requests["rejected"].to_list()
+    [False, False, True]
+    """
+    if isinstance(fleet, int):
+        fleet = monolithic(fleet, router=router or "jsq")
+    if isinstance(trace, pl.DataFrame):
+        requests, block = trace, None
+    else:
+        requests, block = trace.requests, trace.prefix_block_tokens
+    sim = Simulation(seed=seed, prefix_block_tokens=block, record_segments=record_segments)
+    kv_block = fleet.pools[0].scheduler.block_size
+    ctl = FleetController(sim, fleet, block_tokens=block, kv_block=kv_block)
+    last = float(requests["arrival_s"].max()) if requests.height else 0.0
+    ctl.start_autoscaling(last)
+    result = sim.run(requests)
+    return _finish_result(result, ctl)
+
+
+def _finish_result(result: SimResult, ctl: FleetController) -> SimResult:
+    reqs = result.requests
+    if ctl.decode:
+        pre = ctl.prefill_of
+        col = pl.Series("prefill_instance", [pre.get(i, -1) for i in range(reqs.height)], dtype=pl.Int32)
+        reqs = reqs.with_columns(pl.when(col >= 0).then(col).otherwise(None).alias("prefill_instance"))
+    counters = dict(result.counters)
+    counters["gpu_hours"] = gpu_hours(result) if result.segments.height else math.nan
+    if ctl.timeline:
+        schema = {"time_s": pl.Float64, "pool": pl.Utf8, "instances": pl.Int64}
+        counters["timeline"] = pl.DataFrame(ctl.timeline, schema=schema, orient="row")
+    return SimResult(requests=reqs, segments=result.segments, instances=result.instances, counters=counters)
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+def gpu_hours(result: SimResult) -> float:
+    """GPU-hours of powered instances (segments not ``off``), MIG slices counted by their share."""
+    seg = result.segments.filter(pl.col("state") != "off").join(
+        result.instances.select("instance", "n_gpus"), on="instance"
+    )
+    return float(((seg["end_s"] - seg["start_s"]) * seg["n_gpus"]).sum()) / 3600.0
+
+
+def instance_count(result: SimResult) -> pl.DataFrame:
+    """Powered instances (starting, on, draining) over time: ``time_s``, ``instances`` (a step series)."""
+    seg = result.segments.filter(pl.col("state") != "off")
+    events = pl.concat([
+        seg.select(pl.col("start_s").alias("time_s"), pl.lit(1).alias("d")),
+        seg.select(pl.col("end_s").alias("time_s"), pl.lit(-1).alias("d")),
+    ])  # fmt: skip
+    return (
+        events.group_by("time_s").agg(pl.col("d").sum()).sort("time_s")
+        .with_columns(pl.col("d").cum_sum().alias("instances"))
+        .filter(pl.col("d") != 0).select("time_s", "instances")
+    )  # fmt: skip
+
+
+def summarize(result: SimResult) -> dict:
+    """Latency percentiles, hit rate, rejections and cost of one result (one row of :func:`compare`)."""
+    r = result.requests
+    ok = r.filter(~pl.col("rejected"))
+    q = ok.select(
+        pl.col("ttft_s").quantile(0.5).alias("ttft_p50_s"),
+        pl.col("ttft_s").quantile(0.99).alias("ttft_p99_s"),
+        pl.col("tpot_s").quantile(0.5).alias("tpot_p50_s"),
+        pl.col("tpot_s").quantile(0.99).alias("tpot_p99_s"),
+        pl.col("e2e_s").quantile(0.99).alias("e2e_p99_s"),
+        (pl.col("cached_tokens").sum() / pl.col("prompt_tokens").sum()).alias("hit_rate"),
+    ).row(0, named=True)
+    c = result.counters
+    q.update(
+        requests=r.height,
+        rejected=int(r["rejected"].sum()),
+        preemptions=int(c.get("preemptions", 0)),
+        cold_starts=int(c.get("cold_starts", 0)),
+        gpu_hours=float(c.get("gpu_hours", math.nan)),
+    )
+    return q
+
+
+def compare(results: Mapping[str, SimResult], **extra_columns) -> pl.DataFrame:
+    """One row per named result with :func:`summarize`'s columns (plus constant ``extra_columns``)."""
+    rows = [{"policy": name, **extra_columns, **summarize(res)} for name, res in results.items()]
+    return pl.DataFrame(rows)
+
+
+def latency_cdf(
+    results: Mapping[str, SimResult], metrics: Sequence[str] = ("ttft_s", "tpot_s"), points: int = 200
+) -> pl.DataFrame:
+    """Empirical CDFs (``points`` quantiles) of ``metrics`` per named result, long format for charts."""
+    qs = np.linspace(0.0, 1.0, points)
+    frames = []
+    for name, res in results.items():
+        ok = res.requests.filter(~pl.col("rejected"))
+        for m in metrics:
+            col = ok[m].drop_nulls().drop_nans().to_numpy()
+            if col.size == 0:
+                continue
+            frames.append(
+                pl.DataFrame({"policy": name, "metric": m, "value": np.quantile(col, qs), "quantile": qs})
+            )
+    return pl.concat(frames)
+
+
+def instance_stats(results: Mapping[str, SimResult]) -> pl.DataFrame:
+    """Per instance and result: requests served, prefix-cache hit rate, busy fraction."""
+    frames = []
+    for name, res in results.items():
+        r = res.requests.filter(~pl.col("rejected"))
+        per = r.group_by("instance", "pool").agg(
+            pl.len().alias("requests"),
+            (pl.col("cached_tokens").sum() / pl.col("prompt_tokens").sum()).alias("hit_rate"),
+        )
+        span = float(res.counters.get("makespan_s", 1.0)) or 1.0
+        busy = (
+            res.segments.filter(pl.col("state") == "busy")
+            .group_by("instance")
+            .agg(((pl.col("end_s") - pl.col("start_s")).sum() / span).alias("busy_fraction"))
+        )
+        frames.append(
+            res.instances.select("instance", "pool").join(per.drop("pool"), on="instance", how="left")
+            .join(busy, on="instance", how="left").fill_null(0).with_columns(pl.lit(name).alias("policy"))
+        )  # fmt: skip
+    return pl.concat(frames).select("policy", "instance", "pool", "requests", "hit_rate", "busy_fraction")
+
+
+__all__ = [
+    "DEFER", "FleetController", "compare", "gpu_hours", "instance_count", "instance_stats", "latency_cdf",
+    "simulate", "summarize",
+]  # fmt: skip

@@ -1,0 +1,141 @@
+"""Charts of fleet simulations: latency CDFs per policy, per-instance load and cache hits, instance count
+over time, and the cost-latency trade-off of autoscalers.
+
+Every builder takes polars tables produced by :mod:`workbench.sim.fleet` (``latency_cdf``,
+``instance_stats``, ``instance_count``, ``compare``) and returns an altair chart.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from workbench.viz import HEIGHT, WIDTH
+
+_METRIC_TITLES = {
+    "ttft_s": "TTFT (s)",
+    "tpot_s": "TPOT (s/token)",
+    "e2e_s": "end-to-end latency (s)",
+    "queue_s": "queueing delay (s)",
+}
+
+
+def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
+    """CDF curves side by side, one panel per metric, one colour per policy.
+
+    Parameters
+    ----------
+    cdf
+        Columns ``policy``, ``metric``, ``value``, ``quantile`` (see :func:`workbench.sim.fleet.latency_cdf`).
+    log_x
+        Logarithmic latency axis.
+    """
+    panels = []
+    for metric in cdf["metric"].unique(maintain_order=True).to_list():
+        data = cdf.filter((pl.col("metric") == metric) & (pl.col("value") > 0 if log_x else pl.lit(True)))
+        scale = alt.Scale(type="log") if log_x else alt.Scale()
+        panels.append(
+            alt.Chart(data, width=WIDTH * 0.8, height=HEIGHT, title=_METRIC_TITLES.get(metric, metric))
+            .mark_line(interpolate="step-after")
+            .encode(
+                x=alt.X("value:Q", title=_METRIC_TITLES.get(metric, metric), scale=scale),
+                y=alt.Y("quantile:Q", title="fraction of requests", scale=alt.Scale(domain=[0, 1])),
+                color=alt.Color("policy:N", title="policy"),
+                tooltip=[
+                    "policy:N",
+                    alt.Tooltip("value:Q", format=".3f"),
+                    alt.Tooltip("quantile:Q", format=".2f"),
+                ],
+            )
+        )
+    return alt.hconcat(*panels).resolve_scale(color="shared")
+
+
+def instance_load(stats: pl.DataFrame) -> alt.VConcatChart:
+    """Per-instance requests served and prefix-cache hit rate, one row of bars per policy.
+
+    Parameters
+    ----------
+    stats
+        Columns ``policy``, ``instance``, ``requests``, ``hit_rate`` (see
+        :func:`workbench.sim.fleet.instance_stats`).
+    """
+    base = alt.Chart(stats, width=WIDTH * 0.8, height=HEIGHT * 0.6)
+    x = alt.X("instance:O", title="instance")
+    color = alt.Color("policy:N", title="policy", legend=None)
+    load = base.mark_bar().encode(
+        x=x,
+        y=alt.Y("requests:Q", title="requests served"),
+        color=color,
+        tooltip=["policy", "instance", "requests"],
+    )
+    hits = base.mark_bar().encode(
+        x=x,
+        y=alt.Y("hit_rate:Q", title="prefix-cache hit rate", scale=alt.Scale(domain=[0, 1])),
+        color=color,
+        tooltip=["policy", "instance", alt.Tooltip("hit_rate:Q", format=".2f")],
+    )
+    return alt.hconcat(
+        load.facet(row=alt.Row("policy:N", title=None)), hits.facet(row=alt.Row("policy:N", title=None))
+    )
+
+
+def instance_count(counts: pl.DataFrame) -> alt.Chart:
+    """Instances powered (starting, on or draining) over time, one line per policy.
+
+    Parameters
+    ----------
+    counts
+        Columns ``policy``, ``time_s``, ``instances`` (see :func:`workbench.sim.fleet.instance_count`).
+    """
+    return (
+        alt.Chart(counts, width=WIDTH * 1.4, height=HEIGHT, title="instances powered over time")
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("time_s:Q", title="time (s)"),
+            y=alt.Y("instances:Q", title="instances (starting + on + draining)"),
+            color=alt.Color("policy:N", title="policy"),
+            strokeDash=alt.StrokeDash("policy:N", legend=None),
+        )
+    )
+
+
+def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p99_s") -> alt.LayerChart:
+    """Trade-off scatter (e.g. GPU-hours vs P99 TTFT), one labelled point per policy.
+
+    Parameters
+    ----------
+    table
+        A comparison table with columns ``policy``, ``x`` and ``y`` (see :func:`workbench.sim.fleet.compare`).
+    """
+    titles = {"gpu_hours": "GPU-hours", "ttft_p99_s": "P99 TTFT (s)", "tpot_p50_s": "median TPOT (s/token)",
+              "ttft_p50_s": "median TTFT (s)"}  # fmt: skip
+    base = alt.Chart(table, width=WIDTH, height=HEIGHT).encode(
+        x=alt.X(f"{x}:Q", title=titles.get(x, x), scale=alt.Scale(zero=False)),
+        y=alt.Y(f"{y}:Q", title=titles.get(y, y), scale=alt.Scale(zero=False)),
+    )
+    points = base.mark_point(filled=True, size=80).encode(color=alt.Color("policy:N", legend=None))
+    labels = base.mark_text(align="left", dx=7, dy=-4).encode(text="policy:N")
+    return points + labels
+
+
+def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:
+    """Grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
+    long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
+    chart = (
+        alt.Chart(long, width=WIDTH * 0.6, height=HEIGHT * 0.8)
+        .mark_bar()
+        .encode(
+            x=alt.X("policy:N", title=None, sort=None),
+            xOffset="variable:N",
+            y=alt.Y("value:Q", title="seconds (log)", scale=alt.Scale(type="log")),
+            color=alt.Color("variable:N", title="metric"),
+            tooltip=["policy", "variable", alt.Tooltip("value:Q", format=".3f")],
+        )
+    )
+    if "load" in table.columns:
+        return chart.facet(column=alt.Column("load:N", title="load"))
+    return chart
+
+
+__all__ = ["cost_latency", "instance_count", "instance_load", "latency_cdfs", "policy_bars"]
