@@ -9,6 +9,7 @@ Quick use::
     report.fleet["j_per_output_token"]
 """
 
+from workbench.power.classes import PowerClasses, evaluate_held_out, fit_power_classes
 from workbench.power.curves import LogisticPower, build_fits, fit_report, load_fits, power_curve, write_fits
 from workbench.power.dvfs import H100_WATTLYTICS, ClockChoice, DvfsCurve, clock_sweep, optimal_clock
 from workbench.power.energy import (
@@ -30,10 +31,13 @@ __all__ = [
     "EnergyReport",
     "InstancePower",
     "LogisticPower",
+    "PowerClasses",
     "build_fits",
     "clock_sweep",
     "energy",
     "energy_timeseries",
+    "evaluate_held_out",
+    "fit_power_classes",
     "fit_report",
     "idle_power_w",
     "instance_power",
