@@ -274,3 +274,40 @@ def test_table_model_errors():
         TablePerformanceModel.from_table(good.with_columns(pl.lit(-1.0).alias("time_s")))
     with pytest.raises(ConfigError, match="no usable prefill"):
         TablePerformanceModel.from_table(good.filter(pl.col("prefill_tokens") == 0))
+
+
+# ---------------------------------------------------------------------------------------------- Vidur profiles
+@pytest.fixture(scope="module")
+def vidur_comparison(shared_traces):
+    from workbench.errors import DatasetError
+    from workbench.hardware.vidur import compare_vidur
+
+    try:
+        return compare_vidur(shared_traces.parent / "profiles" / "vidur")
+    except DatasetError:
+        pytest.skip("Vidur profiles not available")
+
+
+def test_roofline_against_vidur_profiles(vidur_comparison):
+    rows = {(k, g, m): (d, f) for k, g, m, _, d, _, f in vidur_comparison.iter_rows()}
+    assert len(rows) == 6
+    for (kind, _, _), (default, fitted) in rows.items():
+        if kind == "linear":  # GEMM layers: within ~25 % with defaults, <= 10 % once MFU/MBU are fitted
+            assert default < 30.0
+            assert fitted < 10.0
+    assert rows[("attention_decode", "A100-80GB-SXM", "Llama-2-70B")][1] < 15.0
+    assert rows[("attention_prefill", "A100-80GB-SXM", "Llama-2-70B")][1] < 30.0
+    fitted_text = vidur_comparison.filter(pl.col("model") == "Llama-2-70B", pl.col("kind") == "linear")[
+        "fitted"
+    ][0]
+    mfu = float(fitted_text.split("mfu=")[1].split(",")[0])
+    assert 0.4 < mfu < 0.9  # A100 BF16 GEMMs reach 60-70 % of peak
+
+
+def test_layer_times_add_up_to_iteration():
+    perf = RooflineModel("H100", "Llama-3.1-8B", overhead_s=0.0)
+    m = perf.model
+    # at batch 1 the whole iteration is memory-bound: layers x layer time + output head read + KV read
+    head = m.vocab_size * m.hidden_size * 2 / (perf.gpu.mem_bw * 0.75)
+    expected = m.layers * (perf.layer_linear_time(1) + perf.layer_attention_time(0.0, 500)) + head
+    assert perf.decode_time(1, 500) == pytest.approx(expected, rel=1e-12)

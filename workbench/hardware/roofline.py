@@ -85,6 +85,7 @@ class RooflineModel:
     _c_dattn: float = field(init=False, repr=False, compare=False)
     _fixed: float = field(init=False, repr=False, compare=False)
     _c_comm: float = field(init=False, repr=False, compare=False)
+    _bw_tp: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -103,6 +104,7 @@ class RooflineModel:
         flops = g.peak_flops * self.mfu
         attn_flops = g.peak_flops * (self.attn_mfu or self.mfu)
         bw = g.mem_bw * self.mbu
+        s(self, "_bw_tp", bw * tp)
         b = m.dtype_bytes
         per_layer_active = m.attention_params + max(m.active_experts, 1) * m.expert_params
         s(self, "_c_tok", 2.0 * m.layers * per_layer_active / tp / flops)
@@ -169,6 +171,21 @@ class RooflineModel:
         return affine_run_count(first, self._c_dattn * decode_seqs, duration)
 
     # ------------------------------------------------------------------ conveniences
+    def layer_linear_time(self, tokens: int) -> float:
+        """Seconds of one layer's projections and MLP for ``tokens`` tokens (max of compute, weight reads)."""
+        m = self.model
+        comp = tokens * self._c_tok / m.layers
+        if self._n_exp:
+            touched = self._n_exp * (1.0 - self._q_exp**tokens)
+            mem = self._w_expert * touched / m.layers + m.attention_params * m.dtype_bytes / self._bw_tp
+        else:
+            mem = (m.attention_params + m.expert_params) * m.dtype_bytes / self._bw_tp
+        return max(comp, mem)
+
+    def layer_attention_time(self, prefill_pairs: float = 0.0, decode_context: int = 0) -> float:
+        """Seconds of one layer's attention for ``prefill_pairs`` query-key pairs and ``decode_context``."""
+        return (prefill_pairs * self._c_pattn + decode_context * self._c_dattn) / self.model.layers
+
     def prefill_time(self, tokens: int, context: int = 0) -> float:
         """Seconds to prefill one prompt chunk of ``tokens`` tokens after ``context`` cached tokens, alone."""
         return self.iteration_time(
