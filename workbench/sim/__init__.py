@@ -7,6 +7,16 @@ from workbench.sim.config import InstanceConfig, SchedulerConfig, SimConfig
 from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, PRIO_ITERATION, Engine, SimulationError
 from workbench.sim.instance import Instance
 from workbench.sim.linear_perf import LinearPerfModel
+from workbench.sim.metrics import summary
+from workbench.sim.queueing import (
+    Deterministic,
+    Empirical,
+    Exponential,
+    Lognormal,
+    QueueResult,
+    service_distribution,
+    simulate_queue,
+)
 from workbench.sim.request import Request
 from workbench.sim.result import SimResult
 from workbench.sim.simulation import RoundRobin, Simulation, simulate
@@ -15,10 +25,15 @@ __all__ = [
     "PRIO_ARRIVAL",
     "PRIO_CONTROL",
     "PRIO_ITERATION",
+    "Deterministic",
+    "Empirical",
     "Engine",
+    "Exponential",
     "Instance",
     "InstanceConfig",
     "LinearPerfModel",
+    "Lognormal",
+    "QueueResult",
     "Request",
     "RoundRobin",
     "SchedulerConfig",
@@ -26,5 +41,8 @@ __all__ = [
     "SimResult",
     "Simulation",
     "SimulationError",
+    "service_distribution",
     "simulate",
+    "simulate_queue",
+    "summary",
 ]

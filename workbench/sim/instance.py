@@ -122,6 +122,7 @@ class Instance:
         # counters
         self.n_preemptions = 0
         self.n_iterations = 0
+        self.tokens_out = 0
         self.busy_s = 0.0
         self.prefix_hit_tokens = 0
         self.prefix_query_tokens = 0
@@ -513,6 +514,7 @@ class Instance:
         if B:
             self.G += k
             self.ctx += B * k
+            self.tokens_out += B * k
         for req, c in items:
             req._done += c
             self.queued_prefill_tokens -= c
@@ -533,6 +535,7 @@ class Instance:
         if req.first_token_s != req.first_token_s:
             req.first_token_s = now
         req.generated += 1
+        self.tokens_out += 1
         if req._ncache > req._nref:
             self._insert_prefix(req)
         if req.generated >= req.output_tokens or self.role == "prefill":
@@ -601,9 +604,12 @@ class Instance:
                 self._record_busy(self.t0, now, self.run_B + len(self.items), 0, self.step_kv, 0)
                 self.busy_s += now - self.t0
             if self.run_B:
-                done = self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0)
+                done = min(
+                    self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0), self.run_k - 1
+                )
                 self.G += done
                 self.ctx += self.run_B * done
+                self.tokens_out += self.run_B * done
         out = []
         for req in self.running:
             if req._hseq >= 0:

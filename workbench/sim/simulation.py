@@ -53,6 +53,9 @@ from workbench.sim.request import Request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 
 NAN = math.nan
+#: Router return value: the router keeps the request (e.g. until its pool has an instance on) and routes it
+#: later with :meth:`Simulation.route`.
+DEFER = -2
 
 
 class RoundRobin:
@@ -222,6 +225,8 @@ class Simulation:
             inst = routable[0]
         else:
             pos = self.router.choose(req, routable, now)
+            if pos == DEFER:  # the router holds the request and submits it later (fleet layer)
+                return
             if pos < 0:
                 self.reject(req, getattr(self.router, "reject_reason", None) or "rejected by the router")
                 return
@@ -347,6 +352,7 @@ class Simulation:
         counters.update(
             events=self.engine.events,
             iterations=sum(i.n_iterations for i in self.instances),
+            tokens_generated=sum(i.tokens_out for i in self.instances),
             preemptions=sum(i.n_preemptions for i in self.instances),
             prefix_hit_tokens=sum(i.prefix_hit_tokens for i in self.instances),
             prefix_query_tokens=sum(i.prefix_query_tokens for i in self.instances),

@@ -1,0 +1,255 @@
+"""Instance simulator: exact single-request timings, scheduler, KV and prefix cache, lifecycle hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from workbench.errors import ConfigError, WorkloadError
+from workbench.hardware.perf import Batch
+from workbench.sim import (
+    PRIO_CONTROL,
+    InstanceConfig,
+    LinearPerfModel,
+    SchedulerConfig,
+    SimConfig,
+    Simulation,
+    simulate,
+)
+
+PERF = LinearPerfModel(
+    overhead_s=4e-3, prefill_s_per_token=6e-5, prefill_attn_s=1e-9, decode_s_per_seq=2e-4, decode_attn_s=2e-8
+)
+
+
+def frame(arrival, prompt, output, hashes=None) -> pl.DataFrame:
+    n = len(arrival)
+    data = {
+        "request_id": pl.Series(range(n), dtype=pl.UInt64),
+        "arrival_s": pl.Series(arrival, dtype=pl.Float64),
+        "prompt_tokens": pl.Series(prompt, dtype=pl.Int32),
+        "output_tokens": pl.Series(output, dtype=pl.Int32),
+    }
+    if hashes is not None:
+        data["prefix_hashes"] = pl.Series(hashes, dtype=pl.List(pl.UInt64))
+    return pl.DataFrame(data)
+
+
+def cfg(kv=100_000, perf=PERF, **sched) -> InstanceConfig:
+    return InstanceConfig(perf=perf, kv_capacity_tokens=kv, scheduler=SchedulerConfig(**sched))
+
+
+def random_workload(n=400, rate=20.0, seed=0, hashes=False) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(1 / rate, n))
+    prompt = rng.integers(1, 1500, n)
+    output = rng.integers(1, 200, n)
+    hs = None
+    if hashes:
+        hs = [[int(rng.integers(0, 3))] + [int(x) for x in rng.integers(3, 6, p // 64)] for p in prompt]
+        hs = [h[: p // 64] for h, p in zip(hs, prompt, strict=True)]
+    return frame(arrival.tolist(), prompt.tolist(), output.tolist(), hs)
+
+
+@pytest.mark.parametrize("perf", [PERF, None], ids=["linear", "roofline"])
+def test_single_request_ttft_tpot_equal_perf_model(perf):
+    conf = InstanceConfig(perf=perf, scheduler=SchedulerConfig())
+    model = conf.performance_model()
+    prompt, output = 1000, 50
+    res = simulate(frame([0.25], [prompt], [output]), conf)
+    row = res.requests.row(0, named=True)
+    prefill = model.iteration_time(Batch(prefill_tokens=prompt, prefill_context=prompt * prompt / 2))
+    decode = model.decode_run_time(1, prompt, output - 1)
+    assert row["ttft_s"] == pytest.approx(prefill, rel=1e-12)
+    assert row["tpot_s"] == pytest.approx(decode / (output - 1), rel=1e-12)
+    assert row["e2e_s"] == pytest.approx(prefill + decode, rel=1e-12)
+    assert row["queue_s"] == 0.0
+    seg = res.segments
+    # idle until the arrival, then one busy segment (prefill and decode runs share batch size 1: merged)
+    assert seg["state"].to_list() == ["idle", "busy"]
+    assert seg["end_s"].to_list() == [0.25, pytest.approx(0.25 + prefill + decode, rel=1e-12)]
+    assert seg["iterations"].sum() == output
+    assert seg["prefill_tokens"].sum() == prompt
+
+
+def test_event_skipping_matches_per_iteration_loop():
+    reqs = random_workload(300, rate=30.0, seed=3, hashes=True)
+    fast = simulate(reqs, cfg(kv=20_000, max_num_seqs=32))
+    slow = simulate(reqs, cfg(kv=20_000, max_num_seqs=32, event_skipping=False))
+    assert fast.counters["preemptions"] == slow.counters["preemptions"]
+    for col in ("first_token_s", "finish_s", "admitted_s"):
+        assert np.allclose(fast.requests[col].to_numpy(), slow.requests[col].to_numpy(), rtol=0, atol=1e-9)
+    assert fast.counters["iterations"] == slow.counters["iterations"]
+    assert fast.counters["events"] < 0.6 * slow.counters["events"]
+
+
+def test_request_that_never_fits_is_rejected_not_hung():
+    reqs = frame([0.0, 0.1, 0.2], [100, 50_000, 100], [10, 10, 10])
+    res = simulate(reqs, cfg(kv=4_096))
+    r = res.requests
+    assert r["rejected"].to_list() == [False, True, False]
+    assert "KV blocks" in r["reject_reason"][1]
+    assert r["finish_s"].is_null().to_list() == [False, True, False]
+
+
+def test_tiny_kv_preempts_and_finishes_everything():
+    reqs = random_workload(200, rate=200.0, seed=1)
+    res = simulate(reqs, cfg(kv=2_048, max_num_seqs=64))
+    r = res.requests
+    fits = (r["prompt_tokens"] + r["output_tokens"]) <= 2_048
+    assert (r["rejected"] == ~fits).all()
+    assert r.filter(~pl.col("rejected"))["finish_s"].is_not_null().all()
+    assert res.counters["preemptions"] > 0
+    assert res.counters["kv_peak_blocks"] <= 2_048 // 16
+    assert res.counters["tokens_generated"] == r.filter(~pl.col("rejected"))["output_tokens"].sum()
+
+
+def test_non_chunked_prompt_longer_than_budget_is_rejected():
+    res = simulate(frame([0.0], [5_000], [5]), cfg(chunked_prefill=False, max_num_batched_tokens=4_096))
+    assert res.requests["rejected"][0]
+    assert "max_num_batched_tokens" in res.requests["reject_reason"][0]
+
+
+def test_chunked_prefill_splits_long_prompt():
+    res = simulate(frame([0.0], [2_000], [1]), cfg(max_num_batched_tokens=512))
+    assert res.counters["iterations"] == 4  # 512 + 512 + 512 + 464 tokens
+    no_chunk = simulate(frame([0.0], [2_000], [1]), cfg(max_num_batched_tokens=4_096, chunked_prefill=False))
+    assert no_chunk.counters["iterations"] == 1
+
+
+def test_prefill_first_stalls_decodes_decode_first_does_not():
+    reqs = frame([0.0, 0.05], [200, 3_000], [200, 2])
+    dec = simulate(reqs, cfg(priority="decode_first", max_num_batched_tokens=1024))
+    pre = simulate(reqs, cfg(priority="prefill_first", max_num_batched_tokens=1024))
+    # the long prompt gets its first token sooner when prefill goes first, the running decode finishes later
+    assert pre.requests["ttft_s"][1] < dec.requests["ttft_s"][1]
+    assert pre.requests["finish_s"][0] > dec.requests["finish_s"][0]
+
+
+def test_prefix_cache_hits_skip_prefill_and_lru_evicts():
+    shared = [1, 2, 3, 4]
+    reqs = frame([0.0, 1.0, 2.0], [300, 300, 300], [2, 2, 2], [shared, shared, [9, 8, 7, 6]])
+    # a bare frame has no trace block size: use a Simulation with 64-token hash blocks
+    sim = Simulation(prefix_block_tokens=64)
+    sim.add_instance(cfg(kv=100_000))
+    res = sim.run(reqs)
+    cached = res.requests["cached_tokens"].to_list()
+    assert cached == [0, 256, 0]  # (300 - 1) // 64 = 4 whole blocks
+    assert res.requests["ttft_s"][1] < res.requests["ttft_s"][0]
+    # a cache too small to keep both prefixes evicts the least recently used one
+    sim = Simulation(prefix_block_tokens=64)
+    sim.add_instance(cfg(kv=560))  # 35 blocks: two cached prefixes of 16 blocks + 3 private blocks
+    a, b, c = shared, [9, 8, 7, 6], [5, 5, 5, 5]
+    reqs2 = frame([0.0, 1.0, 2.0, 3.0, 4.0], [300] * 5, [2] * 5, [a, b, c, b, a])
+    res2 = sim.run(reqs2)
+    # c evicts a (least recently used); b is still cached; a must then evict c and misses
+    assert res2.requests["cached_tokens"].to_list() == [0, 0, 0, 256, 0]
+    assert res2.counters["kv_peak_blocks"] <= 35
+
+
+def test_prefix_block_must_align_with_kv_block():
+    sim = Simulation(prefix_block_tokens=100)
+    with pytest.raises(ConfigError, match="multiple of block_size"):
+        sim.add_instance(cfg())
+
+
+def test_round_robin_over_instances_and_instance_table():
+    reqs = random_workload(40, rate=5.0, seed=2)
+    res = simulate(reqs, SimConfig(instance=cfg(), n_instances=4))
+    assert res.requests["instance"].to_list()[:8] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert res.instances.height == 4
+    assert res.instances["kv_capacity_blocks"].to_list() == [100_000 // 16] * 4
+    assert set(res.segments["instance"].unique().to_list()) == {0, 1, 2, 3}
+
+
+def test_failure_requeues_requests_elsewhere_and_counts_them():
+    reqs = random_workload(100, rate=50.0, seed=4)
+    sim = Simulation()
+    a = sim.add_instance(cfg())
+    sim.add_instance(cfg())
+    sim.engine.schedule(0.5, PRIO_CONTROL, lambda inst, now: sim.fail_instance(inst, repair_s=1.0), a)
+    res = sim.run(reqs)
+    r = res.requests
+    assert res.counters["failures"] == 1
+    assert res.counters["retried"] == r["retries"].sum() > 0
+    assert r["finish_s"].is_not_null().all()
+    assert res.counters["tokens_generated"] == r["output_tokens"].sum()
+    seg = res.segments.filter(pl.col("instance") == 0)
+    off = seg.filter(pl.col("state") == "off")
+    assert off.height >= 1 and off["start_s"][0] == pytest.approx(0.5)
+    back = seg.filter(pl.col("state").is_in(["idle", "busy"]) & (pl.col("start_s") >= 0.5))
+    assert back["start_s"].min() == pytest.approx(1.5)  # repaired after 1 s, serving again
+
+
+def test_start_and_drain_lifecycle_segments():
+    reqs = frame([0.0, 0.2, 3.0], [100, 100, 100], [20, 20, 20])
+    sim = Simulation()
+    a = sim.add_instance(cfg())
+    b = sim.add_instance(cfg(), state="off")
+    sim.engine.schedule(0.1, PRIO_CONTROL, lambda inst, now: sim.start_instance(inst, setup_s=0.5), b)
+    sim.engine.schedule(1.0, PRIO_CONTROL, lambda inst, now: sim.drain_instance(inst), a)
+    changes = []
+    sim.on_state_change = lambda inst, old, new, now: changes.append((inst.index, old, new, round(now, 3)))
+    res = sim.run(reqs)
+    assert (1, "off", "starting", 0.1) in changes and (1, "starting", "on", 0.6) in changes
+    assert (0, "on", "draining", 1.0) in changes and (0, "draining", "off", 1.0) in changes
+    assert res.requests["instance"].to_list() == [0, 0, 1]  # b was not on at 0.2
+    seg1 = res.segments.filter(pl.col("instance") == 1)
+    assert seg1["state"].to_list()[:3] == ["off", "starting", "idle"]
+    # segments of each instance tile time without gaps or overlaps
+    for _, g in res.segments.group_by("instance"):
+        g = g.sort("start_s")
+        assert (g["start_s"].shift(-1) - g["end_s"]).drop_nulls().abs().max() < 1e-12
+
+
+def test_prefill_decode_handoff_through_on_finish_hook():
+    reqs = frame([0.0, 0.01], [500, 400], [30, 1])
+    sim = Simulation()
+    prefill = sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=50_000, role="prefill", pool="p"))
+    decode = sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=50_000, role="decode", pool="d"))
+
+    class ByRole:
+        def choose(self, request, instances, now):
+            want = "d" if request.kv_ready else "p"
+            return next(i for i, inst in enumerate(instances) if inst.pool == want)
+
+    sim.router = ByRole()
+
+    def handoff(req, inst, now):
+        if inst is prefill and req.generated < req.output_tokens:
+            req.kv_ready = True
+            sim.submit(req, at=now + 0.002)
+            return True
+        return False
+
+    sim.on_finish = handoff
+    res = sim.run(reqs)
+    r = res.requests
+    assert r["instance"].to_list() == [decode.index, prefill.index]
+    assert r["pool"].to_list() == ["d", "p"]
+    prefill_t = PERF.iteration_time(Batch(prefill_tokens=500, prefill_context=500 * 250))
+    assert r["ttft_s"][0] == pytest.approx(prefill_t)
+    decode_t = PERF.decode_run_time(1, 500, 29)
+    assert r["e2e_s"][0] == pytest.approx(prefill_t + 0.002 + decode_t)
+    assert res.counters["tokens_generated"] == 31
+
+
+def test_prefill_role_without_hook_is_an_error():
+    sim = Simulation()
+    sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=50_000, role="prefill"))
+    with pytest.raises(ConfigError, match="on_finish"):
+        sim.run(frame([0.0], [10], [2]))
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(ConfigError, match="max_num_batched_tokens"):
+        SchedulerConfig(max_num_seqs=512, max_num_batched_tokens=256)
+    with pytest.raises(ConfigError, match="role"):
+        InstanceConfig(role="both_ways")
+    with pytest.raises(ConfigError, match="n_instances"):
+        SimConfig(n_instances=0)
+    with pytest.raises(WorkloadError, match="arrival_s"):
+        simulate(frame([1.0, 0.0], [10, 10], [2, 2]), cfg())
+    with pytest.raises(WorkloadError, match="output_tokens"):
+        simulate(frame([0.0], [10], [0]), cfg())

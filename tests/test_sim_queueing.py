@@ -1,0 +1,101 @@
+"""Queueing mode vs Erlang-C (M/M/c) and the distributions' moments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from workbench.errors import ConfigError
+from workbench.sim import Deterministic, Empirical, Exponential, Lognormal, service_distribution, simulate_queue
+
+
+def erlang_c(c: int, offered: float) -> tuple[float, float]:
+    """P(wait > 0) and mean wait of M/M/c with unit service rate and ``offered`` = lambda / mu."""
+    term = 1.0
+    total = 0.0
+    for k in range(c):
+        total += term
+        term *= offered / (k + 1)
+    top = term * c / (c - offered)
+    p_wait = top / (total + top)
+    return p_wait, p_wait / (c - offered)
+
+
+# (rho, customers): sized so the 95 % batch-means half-width stays near or below 2 % of the mean wait
+CASES = [(0.5, 400_000), (0.8, 800_000), (0.95, 1_200_000)]
+
+
+@pytest.mark.parametrize(("rho", "customers"), CASES)
+def test_mmc_matches_erlang_c(rho, customers):
+    c = 4
+    lam = rho * c
+    res = simulate_queue(lam, Exponential(1.0), c, customers, seed=11)
+    p_wait, mean_wait = erlang_c(c, lam)
+    # within 2 %, or within 3 confidence half-widths where the run cannot resolve 2 % (see benchmarks)
+    tol_p = max(0.02 * p_wait, 3 * res.p_wait_ci)
+    tol_w = max(0.02 * mean_wait, 3 * res.mean_wait_ci)
+    assert abs(res.p_wait - p_wait) <= tol_p, (res.p_wait, p_wait, res.p_wait_ci)
+    assert abs(res.mean_wait - mean_wait) <= tol_w, (res.mean_wait, mean_wait, res.mean_wait_ci)
+    # the tolerance is informative: a 10 % error in the arrival rate is always caught
+    assert tol_w < 0.35 * mean_wait
+    assert res.rho == pytest.approx(rho)
+    if rho >= 0.8:  # P(wait > 0) is resolved to about 1 % here: hold it to the 2 % target itself
+        assert abs(res.p_wait / p_wait - 1) < 0.02
+
+
+def test_deterministic_single_server_no_wait_below_capacity():
+    # D/D/1 would never wait; with Poisson arrivals and deterministic service the M/D/1 mean wait is
+    # rho / (2 mu (1 - rho)) (Pollaczek-Khinchine)
+    rho = 0.7
+    res = simulate_queue(rho, Deterministic(1.0), 1, 400_000, seed=4)
+    pk = rho / (2 * (1 - rho))
+    assert abs(res.mean_wait - pk) <= max(0.03 * pk, 3 * res.mean_wait_ci)
+    assert abs(res.p_wait - rho) < 0.01
+
+
+def test_fcfs_table_is_consistent():
+    res = simulate_queue(3.0, Lognormal(1.0, 2.0), 4, 5_000, seed=1, warmup=0.0)
+    t = res.customers
+    assert t.height == 5_000
+    assert (t["wait_s"] >= 0).all()
+    assert (t["start_s"] >= t["arrival_s"]).all()
+    # FCFS: service starts in arrival order
+    assert t["start_s"].is_sorted()
+    # no server serves two customers at once
+    for _, grp in t.sort("start_s").group_by("server"):
+        assert (grp["start_s"].shift(-1) >= grp["finish_s"] - 1e-12).fill_null(True).all()
+
+
+def test_same_seed_same_table_and_other_seed_differs():
+    a = simulate_queue(2.0, Exponential(1.0), 3, 2_000, seed=5).customers
+    b = simulate_queue(2.0, Exponential(1.0), 3, 2_000, seed=5).customers
+    c = simulate_queue(2.0, Exponential(1.0), 3, 2_000, seed=6).customers
+    assert a.equals(b)
+    assert not a.equals(c)
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [Exponential(2.0), Deterministic(0.5), Lognormal(1.5, 0.7), Empirical(np.array([0.5, 1.0, 3.0]))],
+)
+def test_distribution_moments(dist):
+    x = dist.sample(np.random.default_rng(0), 400_000)
+    assert x.mean() == pytest.approx(dist.mean, rel=0.01)
+    assert x.var() == pytest.approx(dist.var, rel=0.03, abs=1e-12)
+
+
+def test_bad_input():
+    with pytest.raises(ConfigError, match="service distribution"):
+        service_distribution("pareto")
+    with pytest.raises(ConfigError, match="servers"):
+        simulate_queue(1.0, Exponential(1.0), 0, 10)
+    with pytest.raises(ConfigError, match="mean"):
+        Exponential(-1.0)
+    with pytest.raises(ConfigError, match="values"):
+        Empirical(np.array([]))
+    assert isinstance(service_distribution("lognormal", mean=1.0, cv=0.5), Lognormal)
+    assert math.isclose(Lognormal(2.0, 0.5).var, 1.0)
+    assert isinstance(simulate_queue(1.0, Exponential(1.0), 2, 100).customers, pl.DataFrame)
