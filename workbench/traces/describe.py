@@ -61,10 +61,11 @@ def _one(trace: Trace) -> dict:
     else:
         row.update(duration_s=None, rate_rps=None, iat_cv=None)
     for col, short in (("prompt_tokens", "prompt"), ("output_tokens", "output")):
-        s = df[col]
-        row[f"{short}_mean"] = s.mean()
-        for p in PERCENTILES:
-            row[f"{short}_p{p}"] = s.quantile(p / 100, interpolation="nearest")
+        values = df[col].to_numpy()
+        row[f"{short}_mean"] = float(values.mean())
+        # inverted CDF: the smallest length x with share(length <= x) >= p (an observed value)
+        qs = np.quantile(values, [p / 100 for p in PERCENTILES], method="inverted_cdf")
+        row.update({f"{short}_p{p}": float(q) for p, q in zip(PERCENTILES, qs, strict=True)})
     has_hashes = df["prefix_hashes"].null_count() < df.height
     if has_hashes:
         reuse = block_reuse(trace)
