@@ -115,7 +115,7 @@ def test_power_curve_lookup_and_fallback() -> None:
     assert power_curve("H100-SXM", "llama-3.1-8b", 1).source == fit.source  # short, case-insensitive name
     assert power_curve("H100-SXM", "no-such-model", 1).source.startswith("gpu_default H100-SXM")
     assert power_curve("L4").source.startswith("gpu_default L4")
-    with pytest.raises(HardwareError, match="unknown GPU 'Z100'"):
+    with pytest.raises(HardwareError, match="(?i)unknown gpu 'Z100'"):
         power_curve("Z100")
 
 
@@ -246,7 +246,7 @@ def test_pue_below_one_rejected() -> None:
 
 
 def test_instance_power_unknown_gpu() -> None:
-    with pytest.raises(HardwareError, match="unknown GPU"):
+    with pytest.raises(HardwareError, match="(?i)unknown gpu"):
         instance_power("X999", LLAMA8)
 
 
@@ -281,7 +281,7 @@ def test_optimal_clock_analytic_and_slo() -> None:
 def test_power_classes_held_out_by_model(shared_traces) -> None:
     from workbench.power import evaluate_held_out
 
-    ev = {r["gpu"]: r for r in evaluate_held_out(n_trees=50, n_splits=4).to_dicts()}
+    ev = {r["gpu"]: r for r in evaluate_held_out(n_trees=30, n_splits=4).to_dicts()}
     assert ev["all"]["n"] == 838
     assert ev["all"]["power_median_ape"] <= 0.10  # target met for power
     # energy per token on unseen models is harder (documented ~14 %); guard against regressions

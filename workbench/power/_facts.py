@@ -1,28 +1,18 @@
-"""GPU facts the power/TCO side needs (TDP, idle power, price, cloud rate), from the hardware table.
+"""GPU facts the power/TCO side needs (TDP, idle power, price, cloud rates), from the hardware layer.
 
-Uses :func:`workbench.hardware.gpu` when the hardware layer provides it, else reads ``gpus.csv`` (the shipped
-``data/gpus.csv``, or the shared reference copy) directly. Either way unknown names raise one
-:class:`~workbench.errors.HardwareError` that lists the known GPUs.
+Names resolve through :func:`workbench.hardware.gpu` (case-insensitive, aliases such as ``"H100"``); unknown
+names raise its one :class:`~workbench.errors.HardwareError` listing the known GPUs. The second cloud rate
+(``alt_cloud_usd_per_gpu_hr``) is read from the same ``data/gpus.csv`` table.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
-from workbench._paths import DATA_DIR
-from workbench.errors import HardwareError
-
-#: ML.ENERGY and common short names -> rows of the GPU table.
-ALIASES = {"H100": "H100-SXM", "H200": "H200-SXM", "A100": "A100-80GB-SXM", "A100-80GB": "A100-80GB-SXM"}
-_SHARED = Path(
-    os.environ.get("WORKBENCH_HARDWARE_DIR", DATA_DIR.parent.parent / "shared" / "data" / "hardware")
-)
+from workbench.hardware import gpu, list_gpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,53 +27,19 @@ class GpuFacts:
     alt_cloud_usd_per_gpu_hr: float
 
 
-@functools.cache
-def _table() -> pl.DataFrame:
-    for path in (DATA_DIR / "gpus.csv", _SHARED / "gpus.csv"):
-        if path.exists():
-            return pl.read_csv(path, infer_schema_length=None)
-    raise HardwareError(f"GPU table gpus.csv not found in {DATA_DIR} or {_SHARED}")
-
-
-def _num(value: object) -> float:
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return out
-
-
 def gpu_names() -> list[str]:
     """Names of the GPUs in the table."""
-    return _table()["gpu"].to_list()
+    return list_gpus()["gpu"].to_list()
 
 
 def resolve(name: str) -> str:
     """Canonical table name of ``name`` (accepts aliases such as ``"H100"``); HardwareError if unknown."""
-    names = gpu_names()
-    if name in names:
-        return name
-    alias = ALIASES.get(name) or next((n for n in names if n.lower() == str(name).lower()), None)
-    if alias is None or alias not in names:
-        raise HardwareError(f"unknown GPU {name!r}; known: {', '.join(names)}")
-    return alias
+    return gpu(name).name
 
 
 def gpu_facts(name: str) -> GpuFacts:
     """Facts of GPU ``name`` (see :class:`GpuFacts`)."""
-    canon = resolve(name)
-    try:  # the hardware layer is the owner of the table once it exists
-        from workbench.hardware import gpu as _hw_gpu  # type: ignore[attr-defined]
-
-        _hw_gpu(canon)
-    except ImportError:
-        pass
-    row = _table().filter(pl.col("gpu") == canon).row(0, named=True)
-    return GpuFacts(
-        name=canon,
-        tdp_w=_num(row["tdp_w"]),
-        idle_power_w=_num(row["idle_power_w"]),
-        price_usd=_num(row["purchase_price_usd_approx"]),
-        cloud_usd_per_gpu_hr=_num(row["cloud_usd_per_gpu_hr"]),
-        alt_cloud_usd_per_gpu_hr=_num(row["alt_cloud_usd_per_gpu_hr"]),
-    )
+    g = gpu(name)
+    alt = list_gpus().filter(pl.col("gpu") == g.name)["alt_cloud_usd_per_gpu_hr"]
+    alt_value = float(alt[0]) if alt.len() and alt[0] is not None else math.nan
+    return GpuFacts(g.name, g.tdp_w, g.idle_power_w, g.purchase_price_usd, g.cloud_usd_per_gpu_hr, alt_value)
