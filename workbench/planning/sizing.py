@@ -1,0 +1,340 @@
+"""Fleet sizing: the minimum-cost fleet meeting an SLO (analytic screen, then simulation check).
+
+>>> from workbench.planning import SLO, candidate_grid, size_fleet          # doctest: +SKIP
+>>> result = size_fleet(trace, SLO(ttft_s=2.0, tpot_s=0.1), candidate_grid(["H100", "A100", "L40S"]),
+...                     model="Llama-3.1-8B", qps=20)                      # doctest: +SKIP
+>>> result.table.head(); print(result.explanation)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from workbench.errors import ConfigError
+from workbench.hardware import gpu
+from workbench.planning import costs, screen
+from workbench.planning.spec import SLO, Candidate, CostBasis
+from workbench.planning.workload import Workload, workload
+from workbench.traces.schema import Trace
+
+#: Columns of the configuration part of a sizing table.
+CONFIG_COLUMNS = (
+    "candidate",
+    "topology",
+    "gpu",
+    "tp",
+    "threshold",
+    "gpu2",
+    "tp2",
+    "max_num_seqs",
+    "clock",
+    "router",
+)
+
+
+def _config_frame(cands: Sequence[Candidate]) -> pl.DataFrame:
+    second = [c.topology != "monolithic" for c in cands]
+    return pl.DataFrame(
+        {
+            "candidate": [c.label for c in cands],
+            "topology": [c.topology for c in cands],
+            "gpu": [gpu(c.gpu).name for c in cands],
+            "tp": [c.tp for c in cands],
+            "threshold": [c.threshold for c in cands],
+            "gpu2": [gpu(c.second_gpu).name if s else None for c, s in zip(cands, second, strict=True)],
+            "tp2": [c.second_tp if s else None for c, s in zip(cands, second, strict=True)],
+            "max_num_seqs": [c.max_num_seqs for c in cands],
+            "clock": [c.clock for c in cands],
+            "router": [c.router for c in cands],
+        },
+        schema_overrides={"threshold": pl.Int64, "gpu2": pl.Utf8, "tp2": pl.Int64},
+    )
+
+
+def metrics_table(
+    wl: Workload,
+    cands: Sequence[Candidate],
+    model_name: str,
+    cost: CostBasis,
+    n1: np.ndarray,
+    n2: np.ndarray,
+    batch1: np.ndarray,
+    batch2: np.ndarray,
+    busy1: np.ndarray,
+    busy2: np.ndarray,
+) -> pl.DataFrame:
+    """Cost, energy and carbon columns for candidates with instance counts ``n1``/``n2`` (vectorised)."""
+    from workbench.carbon import site
+
+    g1 = np.array([gpu(c.gpu).name for c in cands], dtype=object)
+    g2 = np.array([gpu(c.second_gpu).name if c.topology != "monolithic" else "" for c in cands], dtype=object)
+    t1 = np.array([c.tp for c in cands])
+    t2 = np.array([c.second_tp if c.topology != "monolithic" else 0 for c in cands])
+    clk = np.array([c.clock for c in cands], float)
+    price = {}
+    for g, t in {*zip(g1, t1, strict=True), *zip(g2, t2, strict=True)}:
+        if g:
+            price[(g, t)] = costs.gpu_hour_usd(g, cost, model_name, int(t))
+    p1 = np.array([price[(g, t)] for g, t in zip(g1, t1, strict=True)])
+    p2 = np.array([price.get((g, t), 0.0) for g, t in zip(g2, t2, strict=True)])
+    gpus = n1 * t1 + n2 * t2
+    usd_h = n1 * t1 * p1 + n2 * t2 * p2
+    watts = costs.pool_power_w(g1, t1, model_name, n1, batch1, busy1, clk) + costs.pool_power_w(
+        g2, t2, model_name, n2, batch2, busy2, clk
+    )
+    tok_s = wl.output_tokens_per_s
+    place = site(cost.site)
+    j_tok = watts / tok_s
+    g_per_kwh = place.need("grid_gco2e_per_kwh")
+    return pl.DataFrame(
+        {
+            "instances": (n1 + n2).astype(np.int64),
+            "gpus": gpus.astype(np.int64),
+            "usd_per_hour": usd_h,
+            "usd_per_m_output_tokens": usd_h / (tok_s * 3600.0) * 1e6,
+            "j_per_output_token": j_tok,
+            "gco2e_per_1k_output_tokens": j_tok * 1000.0 * place.pue / 3.6e6 * g_per_kwh,
+            "power_kw": watts / 1000.0,
+        }
+    )
+
+
+def screen_table(
+    wl: Workload,
+    slo: SLO,
+    cands: Sequence[Candidate],
+    model_name: str = "Llama-3.1-8B",
+    cost: CostBasis | None = None,
+    perf: screen.PerfFactory = screen.roofline,
+) -> pl.DataFrame:
+    """Step 1 on its own: the analytic minimum instance count and metrics of every candidate (one row each).
+
+    Rows keep the order of ``cands``. Latency columns hold the SLO quantile (P99 unless a goodput target is
+    set) and the median; ``miss`` is the factor by which an infeasible candidate's best reachable latency
+    exceeds the target (0 when the SLO is met).
+    """
+    if not cands:
+        raise ConfigError("candidate list is empty: give at least one Candidate")
+    cost = cost or CostBasis()
+    r = screen.solve(wl, slo, cands, model_name, perf)
+    n1, n2 = r["n1"].astype(float), r["n2"].astype(float)
+    m = metrics_table(wl, cands, model_name, cost, n1, n2, r["batch1"], r["batch2"], r["util1"], r["util2"])
+    lat = pl.DataFrame(
+        {
+            "instances1": r["n1"],
+            "instances2": r["n2"],
+            "ttft_p50_s": r["ttft_50"],
+            "ttft_p99_s": r["ttft_q"],
+            "tpot_p50_s": r["tpot_50"],
+            "tpot_p99_s": r["tpot_q"],
+            "busy1": r["util1"],
+            "busy2": r["util2"],
+            "slo_met": r["ok"],
+            "fits": r["fits"],
+            "miss": r["miss"],
+            "note": r["why"],
+        }
+    )
+    table = pl.concat([_config_frame(cands), lat, m], how="horizontal")
+    # an infeasible candidate has no instance count, hence no cost, energy or carbon
+    metric_cols = ["instances1", "instances2", *m.columns]
+    return table.with_columns(
+        [pl.when(pl.col("slo_met")).then(pl.col(c)).otherwise(None).alias(c) for c in metric_cols]
+    )
+
+
+@dataclass(frozen=True)
+class SizingResult:
+    """Answer of :func:`size_fleet`.
+
+    Attributes
+    ----------
+    table
+        One row per candidate ranked by cost (SLO-meeting first): analytic counts and metrics, and for the
+        checked candidates the simulated counts (``sim_instances``, ``sim_ttft_p99_s``, ``sim_slo_met`` ...).
+    best
+        The minimum-cost candidate that meets the SLO (verified by simulation when checked), as a row dict;
+        ``None`` when no candidate meets it.
+    explanation
+        One paragraph in words.
+    checks
+        Every simulation of the check (candidate, instance counts, latencies, SLO met).
+    slo, qps, workload_name
+        The question.
+    timings
+        Seconds spent in the screen and the check.
+    """
+
+    table: pl.DataFrame
+    best: dict | None
+    explanation: str
+    checks: pl.DataFrame
+    slo: SLO
+    qps: float
+    workload_name: str
+    timings: dict = field(default_factory=dict)
+
+
+def _rank(table: pl.DataFrame) -> pl.DataFrame:
+    """Verified candidates first (by simulated cost), then the other SLO-meeting ones, then the misses."""
+    if "sim_slo_met" in table.columns:
+        tier = (
+            pl.when(pl.col("sim_slo_met").fill_null(False))
+            .then(0)
+            .when(pl.col("slo_met") & pl.col("sim_slo_met").is_null())
+            .then(1)
+            .otherwise(2)
+        )
+        cost = pl.coalesce("sim_usd_per_hour", "usd_per_hour")
+    else:
+        tier, cost = pl.when(pl.col("slo_met")).then(1).otherwise(2), pl.col("usd_per_hour")
+    return (
+        table.with_columns(_tier=tier, _cost=cost)
+        .sort(["_tier", "_cost", "miss", "gpus"], nulls_last=True)
+        .drop("_tier", "_cost")
+        .with_row_index("rank", offset=1)
+    )
+
+
+def size_fleet(
+    trace: Trace | Workload,
+    slo: SLO,
+    candidates: Sequence[Candidate],
+    *,
+    model: str = "Llama-3.1-8B",
+    qps: float | None = None,
+    cost: CostBasis | None = None,
+    check: int = 3,
+    sim_requests: int = 3000,
+    seed: int = 0,
+    perf: screen.PerfFactory = screen.roofline,
+) -> SizingResult:
+    """Find the minimum-cost fleet meeting ``slo`` for a workload.
+
+    Parameters
+    ----------
+    trace
+        The workload (a :class:`~workbench.traces.Trace`, real or generated, or a prepared :class:`Workload`).
+    slo
+        Latency targets.
+    candidates
+        Fleet shapes to size (see :func:`~workbench.planning.candidate_grid`).
+    model
+        Model served (name from the model zoo).
+    qps
+        Scale the trace to this mean arrival rate (``None``: its own rate).
+    cost
+        Cost basis (cloud $/GPU-hour by default).
+    check
+        How many of the cheapest analytic candidates to verify by simulation (0: analytic only).
+    sim_requests
+        Requests of the trace window each check simulation replays.
+    seed
+        Seed of the length sample and the simulations.
+    perf
+        Factory ``(gpu, model, tp) -> PerformanceModel`` (default: roofline).
+    """
+    if not candidates:
+        raise ConfigError("candidate list is empty: give at least one Candidate")
+    if qps is not None and not (isinstance(qps, int | float) and qps > 0):
+        raise ConfigError(f"qps must be a finite number > 0 (requests per second), got {qps!r}")
+    wl = trace if isinstance(trace, Workload) else workload(trace, qps, seed=seed)
+    cost = cost or CostBasis()
+    t0 = time.perf_counter()
+    table = screen_table(wl, slo, candidates, model, cost, perf).with_row_index("_i")
+    t1 = time.perf_counter()
+    checks = pl.DataFrame()
+    if check > 0 and table["slo_met"].any():
+        from workbench.planning.check import check_candidates
+
+        sim_rows, checks = check_candidates(
+            wl,
+            slo,
+            candidates,
+            table,
+            model=model,
+            cost=cost,
+            budget=check,
+            sim_requests=sim_requests,
+            seed=seed,
+        )
+        if sim_rows.height:
+            table = table.join(sim_rows, on="_i", how="left")
+    t2 = time.perf_counter()
+    table = _rank(table.drop("_i"))
+    best = _best(table)
+    text = explain(table, best, slo, wl, model)
+    return SizingResult(
+        table=table,
+        best=best,
+        explanation=text,
+        checks=checks,
+        slo=slo,
+        qps=wl.qps,
+        workload_name=wl.name,
+        timings={"screen_s": t1 - t0, "check_s": t2 - t1},
+    )
+
+
+def _best(table: pl.DataFrame) -> dict | None:
+    """The first-ranked candidate that meets the SLO (verified by simulation when any was simulated)."""
+    met = pl.col("sim_slo_met").fill_null(False) if "sim_slo_met" in table.columns else pl.col("slo_met")
+    ok = table.filter(met)
+    return ok.row(0, named=True) if ok.height else None
+
+
+def _fmt_lat(ttft: float, tpot: float) -> str:
+    return f"P99 TTFT {ttft:.2f} s, P99 TPOT {tpot * 1e3:.0f} ms"
+
+
+def explain(table: pl.DataFrame, best: dict | None, slo: SLO, wl: Workload, model: str) -> str:
+    """One paragraph: the answer, its cost, analytic vs simulated count, the runner-up (or the closest miss)."""
+    head = f"For {wl.name} at {wl.qps:.3g} req/s ({model}, {slo.label})"
+    if best is None:
+        row = table.sort("miss").row(0, named=True)
+        worst = "TTFT" if slo.ttft_s is not None and row["ttft_p99_s"] > slo.ttft_s else "TPOT"
+        return (
+            f"{head}, no candidate meets the SLO. The closest is {row['candidate']}, whose predicted "
+            f"{_fmt_lat(row['ttft_p99_s'], row['tpot_p99_s'])} misses the {worst} target by "
+            f"{row['miss']:.0%} at any instance count: adding instances cannot remove the per-request "
+            "prefill and decode time. Relax the target, add faster GPUs or a higher tensor-parallel degree."
+            + (f" ({row['note']})" if row.get("note") else "")
+        )
+    simulated = best.get("sim_instances") is not None
+    n = best["sim_instances"] if simulated else best["instances"]
+    usd = best["sim_usd_per_hour"] if simulated else best["usd_per_hour"]
+    usd_tok = best["sim_usd_per_m_output_tokens"] if simulated else best["usd_per_m_output_tokens"]
+    gpus = best["sim_gpus"] if simulated else best["gpus"]
+    parts = [
+        f"{head}, the minimum-cost fleet is {best['candidate']} with {n} instances ({gpus} GPUs) at "
+        f"${usd:,.2f}/h, ${usd_tok:.3f} per million output tokens, "
+        f"about {best['j_per_output_token']:.2f} J and {best['gco2e_per_1k_output_tokens']:.2f} gCO2e per 1k output "
+        "tokens."
+    ]
+    if simulated:
+        agree = "agreed" if best["sim_instances"] == best["instances"] else "disagreed"
+        parts.append(
+            f"The analytic screen predicted {best['instances']} instances "
+            f"({_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'])}); "
+            f"the simulator {agree}, needing {best['sim_instances']} "
+            f"({_fmt_lat(best['sim_ttft_p99_s'], best['sim_tpot_p99_s'])} measured)."
+        )
+    else:
+        parts.append(
+            f"Predicted latencies: {_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'])} (analytic only)."
+        )
+    others = table.filter(pl.col("candidate") != best["candidate"])
+    met_col = "sim_slo_met" if "sim_slo_met" in others.columns else "slo_met"
+    others = others.filter(pl.coalesce(met_col, "slo_met").fill_null(False))
+    if others.height:
+        nxt = others.row(0, named=True)
+        nxt_usd = nxt.get("sim_usd_per_hour") or nxt["usd_per_hour"]
+        parts.append(f"The runner-up, {nxt['candidate']}, costs {nxt_usd / usd - 1:+.0%} more per hour.")
+    n_met = int(table["slo_met"].sum())
+    parts.append(f"{n_met} of {table.height} candidates meet the SLO analytically.")
+    return " ".join(parts)

@@ -1,0 +1,226 @@
+"""What a sizing question is made of: service-level objectives, candidate fleets and the cost basis.
+
+A :class:`Candidate` is one fleet *shape* (GPU, tensor parallelism, topology, batch cap, clock, router) whose
+instance counts the planner chooses. Topologies:
+
+``"monolithic"``
+    One pool serves every request.
+``"length_pools"``
+    Two pools split by prompt length (inference-fleet-sim, arXiv 2603.16054): prompts of at most ``threshold``
+    tokens go to the short pool (``gpu``/``tp``), longer ones to the long pool (``gpu2``/``tp2``, default: the
+    same). Different GPUs per pool make a heterogeneous fleet.
+``"disaggregated"``
+    Prefill/decode disaggregation: a prefill pool (``gpu``/``tp``) hands each request's KV cache over a link of
+    ``link_gbps`` to a decode pool (``gpu2``/``tp2``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from workbench.config import require_choice, require_positive, require_range
+from workbench.errors import ConfigError
+
+TOPOLOGIES: tuple[str, ...] = ("monolithic", "length_pools", "disaggregated")
+
+
+@dataclass(frozen=True, slots=True)
+class SLO:
+    """Latency targets of a fleet.
+
+    Attributes
+    ----------
+    ttft_s
+        Target time to first token (s) at the ``quantile`` (P99 by default); ``None`` for no target.
+    tpot_s
+        Target time per output token (s) at the ``quantile``; ``None`` for no target.
+    goodput
+        Optional goodput target: the fraction of requests that must meet both targets. When given it replaces
+        the P99 quantile (``goodput=0.95`` asks for P95 latencies within the targets in the analytic screen, and
+        for at least 95 % of requests meeting both targets in the simulation check).
+    """
+
+    ttft_s: float | None = 2.0
+    tpot_s: float | None = 0.1
+    goodput: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttft_s is None and self.tpot_s is None:
+            raise ConfigError("SLO needs at least one of ttft_s and tpot_s")
+        if self.ttft_s is not None:
+            require_positive("SLO.ttft_s", self.ttft_s)
+        if self.tpot_s is not None:
+            require_positive("SLO.tpot_s", self.tpot_s)
+        if self.goodput is not None:
+            require_range("SLO.goodput", self.goodput, 0.5, 0.9999)
+
+    @property
+    def quantile(self) -> float:
+        """Latency quantile the targets apply to (0.99, or the goodput target)."""
+        return 0.99 if self.goodput is None else float(self.goodput)
+
+    @property
+    def label(self) -> str:
+        """Short text such as ``"P99 TTFT <= 2 s, P99 TPOT <= 100 ms"``."""
+        q = f"P{self.quantile * 100:g}"
+        parts = []
+        if self.ttft_s is not None:
+            parts.append(f"{q} TTFT <= {self.ttft_s:g} s")
+        if self.tpot_s is not None:
+            parts.append(f"{q} TPOT <= {self.tpot_s * 1e3:g} ms")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One fleet shape to size.
+
+    Attributes
+    ----------
+    gpu, tp
+        GPU type and tensor-parallel degree of the only, short or prefill pool.
+    topology
+        One of :data:`TOPOLOGIES`.
+    threshold
+        Prompt-token threshold of ``"length_pools"`` (short pool: ``prompt_tokens <= threshold``).
+    gpu2, tp2
+        GPU and TP of the long or decode pool (default: ``gpu`` and ``tp``).
+    max_num_seqs
+        Batch cap per instance (vLLM ``max_num_seqs``).
+    clock
+        GPU clock as a fraction of its maximum (DVFS); iteration times scale with ``1 / clock``.
+    router
+        Router inside each pool (a name registered in :mod:`workbench.sim.routing`).
+    link_gbps
+        KV-transfer link bandwidth of ``"disaggregated"`` (GB/s per instance).
+    """
+
+    gpu: str
+    tp: int = 1
+    topology: str = "monolithic"
+    threshold: int | None = None
+    gpu2: str | None = None
+    tp2: int | None = None
+    max_num_seqs: int = 256
+    clock: float = 1.0
+    router: str = "jsq"
+    link_gbps: float = 50.0
+
+    def __post_init__(self) -> None:
+        require_choice("Candidate.topology", self.topology, TOPOLOGIES)
+        for name in ("tp", "max_num_seqs"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"Candidate.{name} must be an integer >= 1, got {value!r}")
+        if self.tp2 is not None and not (isinstance(self.tp2, int) and self.tp2 >= 1):
+            raise ConfigError(f"Candidate.tp2 must be an integer >= 1, got {self.tp2!r}")
+        require_range("Candidate.clock", self.clock, 0.1, 1.0)
+        require_positive("Candidate.link_gbps", self.link_gbps)
+        if self.topology == "length_pools":
+            if not (isinstance(self.threshold, int) and self.threshold >= 1):
+                raise ConfigError(
+                    "Candidate.threshold must be an integer >= 1 for topology 'length_pools', "
+                    f"got {self.threshold!r}"
+                )
+        elif self.threshold is not None:
+            raise ConfigError(f"Candidate.threshold is only used by 'length_pools', not {self.topology!r}")
+        if self.topology == "monolithic" and (self.gpu2 is not None or self.tp2 is not None):
+            raise ConfigError("Candidate.gpu2/tp2 are only used by 'length_pools' and 'disaggregated'")
+
+    @property
+    def second_gpu(self) -> str:
+        """GPU of the long or decode pool."""
+        return self.gpu2 if self.gpu2 is not None else self.gpu
+
+    @property
+    def second_tp(self) -> int:
+        """TP of the long or decode pool."""
+        return self.tp2 if self.tp2 is not None else self.tp
+
+    @property
+    def label(self) -> str:
+        """Readable one-line description, e.g. ``"2-pool @4096: short 1xH100-SXM, long 2xH100-SXM"``."""
+        one = f"{self.tp}x{self.gpu}"
+        two = f"{self.second_tp}x{self.second_gpu}"
+        extra = f" cap{self.max_num_seqs}" + (f" clk{self.clock:g}" if self.clock != 1.0 else "")
+        if self.topology == "monolithic":
+            return f"mono {one}{extra}"
+        if self.topology == "length_pools":
+            return f"2-pool @{self.threshold}: short {one}, long {two}{extra}"
+        return f"P/D: prefill {one}, decode {two}{extra}"
+
+
+@dataclass(frozen=True, slots=True)
+class CostBasis:
+    """How a GPU-hour is priced, and where the energy comes from.
+
+    Attributes
+    ----------
+    kind
+        ``"cloud"``: on-demand $/GPU-hour from the GPU table (``cloud_usd_per_gpu_hr``), or ``"tco"``: owned
+        hardware, with the GPU-hour cost from :mod:`workbench.tco` (capex amortised over ``lifetime_years`` plus
+        energy and maintenance).
+    site
+        Site id of :mod:`workbench.carbon` (grid carbon intensity, PUE, electricity price).
+    lifetime_years, utilisation
+        TCO amortisation inputs (``kind="tco"`` only).
+    usd_per_gpu_hr
+        Optional overrides per GPU name (canonical or alias), e.g. ``{"H100": 2.5}``.
+    """
+
+    kind: str = "cloud"
+    site: str = "us-avg"
+    lifetime_years: float = 4.0
+    utilisation: float = 0.7
+    usd_per_gpu_hr: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_choice("CostBasis.kind", self.kind, ("cloud", "tco"))
+        require_positive("CostBasis.lifetime_years", self.lifetime_years)
+        require_range("CostBasis.utilisation", self.utilisation, 0.01, 1.0)
+        for name, price in self.usd_per_gpu_hr.items():
+            require_positive(f"CostBasis.usd_per_gpu_hr[{name!r}]", price)
+
+    def __hash__(self) -> int:  # the dict field is not hashable; hash its items
+        return hash(
+            (self.kind, self.site, self.lifetime_years, self.utilisation, tuple(self.usd_per_gpu_hr.items()))
+        )
+
+
+def candidate_grid(
+    gpus: Sequence[str],
+    *,
+    tps: Iterable[int] = (1,),
+    topologies: Iterable[str] = ("monolithic",),
+    thresholds: Iterable[int] = (4096,),
+    gpus2: Sequence[str | None] = (None,),
+    max_num_seqs: Iterable[int] = (256,),
+    clocks: Iterable[float] = (1.0,),
+    routers: Iterable[str] = ("jsq",),
+) -> list[Candidate]:
+    """All combinations of the given axes as candidates (thresholds and ``gpus2`` only where they apply).
+
+    ``gpus2=(None,)`` keeps the second pool on the first pool's GPU; list GPU names to add heterogeneous fleets.
+    """
+    if not gpus:
+        raise ConfigError("candidate list is empty: give at least one GPU in gpus")
+    out: list[Candidate] = []
+    tps, thresholds, gpus2 = list(tps), list(thresholds), list(gpus2)
+    caps, clocks, routers = list(max_num_seqs), list(clocks), list(routers)
+    for topo in topologies:
+        require_choice("topology", topo, TOPOLOGIES)
+        ths = thresholds if topo == "length_pools" else [None]
+        g2s = gpus2 if topo != "monolithic" else [None]
+        for g, tp, th, g2, cap, clk, r in itertools.product(gpus, tps, ths, g2s, caps, clocks, routers):
+            out.append(
+                Candidate(g, tp, topo, th, g2 if g2 != g else None, None, cap, clk, r)  # type: ignore[arg-type]
+            )
+    return out
+
+
+def finite_or_none(x: float) -> float | None:
+    """``None`` for NaN/inf (used when turning arrays into table rows)."""
+    return None if x is None or not math.isfinite(x) else float(x)
