@@ -92,7 +92,7 @@ def test_break_even_utilisation_against_elastic_cloud() -> None:
     assert math.isinf(tco(replace(GOLDEN, cloud_usd_per_gpu_hr=0.01))["break_even_years"])
 
 
-def test_fleet_tco_uses_power_model_and_tables() -> None:
+def test_fleet_tco_uses_power_model_and_tables(shared_traces) -> None:
     model = "meta-llama/Llama-3.1-8B-Instruct"
     r = fleet_tco("H100-SXM", 16, utilisation=0.5, batch=128, model=model, site=site("us-avg"))
     i = r.inputs

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,11 +103,17 @@ def fit_logistic(batch: np.ndarray, power_w: np.ndarray, *, tdp_w: float) -> tup
 
 
 def _runs_path() -> Path:
-    base = Path(os.environ.get("WORKBENCH_DATA_DIR", DATA_DIR.parent.parent / "shared" / "data" / "traces"))
-    path = base / RUNS_FILE
-    if not path.exists():
-        raise ConfigError(f"ML.ENERGY runs {RUNS_FILE} not found in {base}; set WORKBENCH_DATA_DIR")
-    return path
+    """The ML.ENERGY runs through the dataset registry (checksummed), else the sibling shared folder."""
+    from workbench.datasets import fetch
+    from workbench.errors import DatasetError
+
+    try:
+        return fetch("mlenergy_v3", allow_download=False)
+    except DatasetError:
+        shared = DATA_DIR.parent.parent / "shared" / "data" / "traces" / RUNS_FILE
+        if shared.is_file():
+            return shared
+        raise
 
 
 def load_runs(path: str | Path | None = None) -> pl.DataFrame:
