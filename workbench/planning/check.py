@@ -147,14 +147,15 @@ def check_candidates(
     budget: int = 3,
     sim_requests: int = 3000,
     seed: int = 0,
+    stop_early: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Verify the cheapest analytic candidates by simulation until none left can beat the best verified one.
 
     Candidates are taken in order of analytic cost per hour (``analytic`` has columns ``_i`` - the index into
     ``cands`` - ``usd_per_hour``, ``instances1``, ``instances2`` and ``slo_met``). Each is bisected; the loop
-    stops after ``budget`` candidates, or when the next candidate's analytic cost is already at least the
-    cheapest simulated cost (the analytic count is normally optimistic, so it cannot win). Candidates at a
-    reduced clock are not simulated (the fleet simulator runs GPUs at full clock).
+    stops after ``budget`` candidates, or (``stop_early``) when the next candidate's analytic cost is already at
+    least the cheapest simulated cost (the analytic count is normally optimistic, so it cannot win).
+    Candidates at a reduced clock are not simulated (the fleet simulator runs GPUs at full clock).
 
     Returns ``(rows, runs)``: one row per simulated candidate (``_i`` and ``sim_*`` columns) and one row per
     simulation run.
@@ -166,7 +167,7 @@ def check_candidates(
     rows: list[dict] = []
     best = np.inf
     for a in order.iter_rows(named=True):
-        if len(rows) >= budget or a["usd_per_hour"] >= best:
+        if len(rows) >= budget or (stop_early and a["usd_per_hour"] >= best):
             break
         cand = cands[a["_i"]]
         row = checker.one(cand, int(a["instances1"]), int(a["instances2"] or 0))

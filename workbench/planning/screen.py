@@ -32,8 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammainc, gammaincc, gammaln, ndtri
+from scipy.special import gammainc, ndtri
 
+from workbench.analytic.queueing import erlang_c
 from workbench.errors import HardwareError
 from workbench.hardware import PerformanceModel, RooflineModel, gpu, kv_capacity_tokens, model
 from workbench.planning.spec import SLO, Candidate
@@ -94,16 +95,10 @@ def _interp_rows(x: np.ndarray, grid: np.ndarray, table: np.ndarray) -> np.ndarr
     return table[rows, i] * (1 - w) + table[rows, i + 1] * w
 
 
-def erlang_c(k: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Erlang-C probability of waiting for ``k`` servers and offered load ``a < k`` (vectorised, log-space)."""
-    k = np.asarray(k, float)
-    a = np.asarray(a, float)
-    safe_a = np.maximum(a, 1e-300)
-    pmf = np.exp(k * np.log(safe_a) - safe_a - gammaln(k + 1))
-    cdf_below = gammaincc(k, safe_a)  # P(Poisson(a) <= k - 1)
-    term = pmf * k / np.maximum(k - a, 1e-300)
-    out = term / (cdf_below + term)
-    return np.where(a <= 0, 0.0, np.where(a >= k, 1.0, out))
+def _p_wait(k: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Erlang-C probability of waiting for ``k`` servers and offered load ``a`` (1 when ``a >= k``)."""
+    k = np.maximum(np.asarray(k, float), 1.0)
+    return erlang_c(k, np.minimum(np.asarray(a, float) / k, 1.0))
 
 
 def _wait_quantile(
@@ -167,13 +162,13 @@ class PoolProblems:
         cs2 = vs / np.maximum(es, 1e-300) ** 2
         k = n * c
         a = self.lam * es
-        cw = erlang_c(k, a)
+        cw = _p_wait(k, a)
         drain = k / np.maximum(es, 1e-300) - self.lam
         w_slot_q, w_slot_50 = (_wait_quantile(cw, drain, self.ca2, cs2, p) for p in (q, 0.5))
         # prefill queue (colocated pools; for prefill pools the slot queue above is that queue)
         rho_pf = self.lam * e_pf / n
         cs2_pf = self.v_pf / np.maximum(e_pf, 1e-300) ** 2
-        cw_pf = np.where(self.role == ROLE_COLOCATED, erlang_c(n, self.lam * e_pf), 0.0)
+        cw_pf = np.where(self.role == ROLE_COLOCATED, _p_wait(n, self.lam * e_pf), 0.0)
         drain_pf = n / np.maximum(e_pf, 1e-300) - self.lam
         w_pf_q, w_pf_50 = (_wait_quantile(cw_pf, drain_pf, self.ca2, cs2_pf, p) for p in (q, 0.5))
         stable = (a < k) & (rho_pf < 1.0) & self.fits

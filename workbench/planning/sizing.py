@@ -211,6 +211,7 @@ def size_fleet(
     cost: CostBasis | None = None,
     check: int = 3,
     sim_requests: int = 3000,
+    stop_early: bool = True,
     seed: int = 0,
     perf: screen.PerfFactory = screen.roofline,
 ) -> SizingResult:
@@ -231,13 +232,16 @@ def size_fleet(
     cost
         Cost basis (cloud $/GPU-hour by default).
     check
-        How many of the cheapest analytic candidates to verify by simulation (0: analytic only).
+        Most candidates to verify by simulation, cheapest analytic first (0: analytic only).
+    stop_early
+        Stop verifying once no remaining candidate's analytic cost can beat the best verified cost.
     sim_requests
         Requests of the trace window each check simulation replays.
     seed
         Seed of the length sample and the simulations.
     perf
-        Factory ``(gpu, model, tp) -> PerformanceModel`` (default: roofline).
+        Factory ``(gpu, model, tp) -> PerformanceModel`` of the screen (default: roofline, the model the fleet
+        simulator uses).
     """
     if not candidates:
         raise ConfigError("candidate list is empty: give at least one Candidate")
@@ -313,8 +317,8 @@ def explain(table: pl.DataFrame, best: dict | None, slo: SLO, wl: Workload, mode
     parts = [
         f"{head}, the minimum-cost fleet is {best['candidate']} with {n} instances ({gpus} GPUs) at "
         f"${usd:,.2f}/h, ${usd_tok:.3f} per million output tokens, "
-        f"about {best['j_per_output_token']:.2f} J and {best['gco2e_per_1k_output_tokens']:.2f} gCO2e per 1k output "
-        "tokens."
+        f"about {best['j_per_output_token']:.2f} J and {best['gco2e_per_1k_output_tokens']:.2f} gCO2e "
+        "per 1k output tokens."
     ]
     if simulated:
         agree = "agreed" if best["sim_instances"] == best["instances"] else "disagreed"

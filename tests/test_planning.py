@@ -1,0 +1,240 @@
+"""Fleet planning: specs, analytic screen, simulation check, costs, Pareto fronts, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench.errors import ConfigError, HardwareError, WorkloadError
+from workbench.planning import (
+    SLO,
+    Candidate,
+    CostBasis,
+    candidate_grid,
+    pareto_front,
+    pareto_mask,
+    screen_table,
+    size_fleet,
+    tradeoff_table,
+    workload,
+)
+from workbench.planning.check import bisect_count, measure
+from workbench.planning.costs import gpu_hour_usd
+from workbench.planning.screen import _wait_quantile
+from workbench.traces.synthetic import LogNormal, Poisson, Renewal, Synthetic
+
+MODEL = "Llama-3.1-8B"
+
+
+@pytest.fixture(scope="module")
+def poisson_trace():
+    gen = Synthetic(Poisson(10.0), LogNormal(math.log(800), 1.0, math.log(150), 0.8), name="poisson-lognormal")
+    return gen.generate(n=3000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def wl(poisson_trace):
+    return workload(poisson_trace, 10.0)
+
+
+# ----------------------------------------------------------------------------------------------- specs
+
+
+def test_specs_validate_and_label():
+    assert SLO(1.0, 0.05).label == "P99 TTFT <= 1 s, P99 TPOT <= 50 ms"
+    assert SLO(1.0, None, goodput=0.95).quantile == 0.95
+    with pytest.raises(ConfigError, match="at least one of ttft_s and tpot_s"):
+        SLO(None, None)
+    with pytest.raises(ConfigError, match="SLO.ttft_s"):
+        SLO(-1.0, 0.1)
+    with pytest.raises(ConfigError, match="threshold must be an integer"):
+        Candidate("H100", topology="length_pools")
+    with pytest.raises(ConfigError, match="unknown Candidate.topology 'ring'"):
+        Candidate("H100", topology="ring")
+    with pytest.raises(ConfigError, match="only used by 'length_pools'"):
+        Candidate("H100", threshold=10)
+    with pytest.raises(ConfigError, match="Candidate.clock"):
+        Candidate("H100", clock=1.5)
+    with pytest.raises(ConfigError, match="CostBasis.kind"):
+        CostBasis(kind="lease")
+    grid = candidate_grid(["H100", "A100"], topologies=["monolithic", "length_pools"], thresholds=[1024, 4096])
+    assert len(grid) == 2 + 2 * 2
+    assert {c.label for c in grid} >= {"mono 1xH100 cap256", "2-pool @4096: short 1xA100, long 1xA100 cap256"}
+
+
+def test_workload_scaling_and_sample(poisson_trace):
+    w = workload(poisson_trace, 25.0, n_sample=300, seed=3)
+    arr = w.trace.requests["arrival_s"].to_numpy()
+    assert (len(arr) - 1) / (arr[-1] - arr[0]) == pytest.approx(25.0)
+    assert w.prompt.size == 300 and w.qps == 25.0
+    again = workload(poisson_trace, 25.0, n_sample=300, seed=3)
+    assert np.array_equal(w.prompt, again.prompt)
+    assert w.idc(1.0) == pytest.approx(1.0, abs=0.3)  # Poisson: index of dispersion ~ 1
+    bursty = Synthetic(Renewal(rate=10.0, cv=4.0), LogNormal(6, 1, 5, 1)).generate(n=3000, seed=2)
+    assert workload(bursty).idc(1.0) > 3.0
+
+
+# ----------------------------------------------------------------------------------------- analytic screen
+
+
+def test_wait_quantile_matches_mmc():
+    # M/M/1 (k=1, rho=0.8, E[S]=1): P(W > t) = 0.8 exp(-(1 - 0.8) t) -> P99 = ln(80) / 0.2
+    q = _wait_quantile(np.array([0.8]), np.array([0.2]), np.array([1.0]), np.array([1.0]), 0.99)
+    assert q[0] == pytest.approx(math.log(80) / 0.2)
+    # burstier arrivals (ca^2 = 3) double the tail at the same drain rate (Allen-Cunneen)
+    q3 = _wait_quantile(np.array([0.8]), np.array([0.2]), np.array([3.0]), np.array([1.0]), 0.99)
+    assert q3[0] == pytest.approx(2 * q[0])
+    assert _wait_quantile(np.array([0.005]), np.array([1.0]), np.array([1.0]), np.array([1.0]), 0.99)[0] == 0.0
+
+
+def test_screen_golden_and_monotone(wl):
+    cands = [Candidate("H100"), Candidate("L40S"), Candidate("H100", topology="disaggregated")]
+    t = screen_table(wl, SLO(1.0, 0.05), cands, MODEL)
+    assert t["candidate"].to_list() == [c.label for c in cands]
+    # golden values of this seeded workload (roofline defaults)
+    assert t["instances"].to_list() == [1, 4, 2]
+    assert t["slo_met"].all()
+    assert (t["ttft_p99_s"] <= 1.0).all() and (t["tpot_p99_s"] <= 0.05).all()
+    # more traffic never needs fewer instances, a looser SLO never needs more
+    heavier = screen_table(workload(wl.trace, 40.0), SLO(1.0, 0.05), cands, MODEL)
+    looser = screen_table(wl, SLO(5.0, 0.2), cands, MODEL)
+    assert (heavier["instances"] >= t["instances"]).all() and heavier["instances"].sum() > t["instances"].sum()
+    assert (looser["instances"] <= t["instances"]).all()
+
+
+@settings(max_examples=8, deadline=None)
+@given(qps=st.floats(1.0, 60.0), ttft=st.floats(0.3, 5.0))
+def test_screen_property_min_count(wl, qps, ttft):
+    """The screen's count meets its own model and one instance fewer does not."""
+    from workbench.planning import screen
+
+    w = workload(wl.trace, qps)
+    probs, first, _, _ = screen.build_problems(w, SLO(ttft, 0.1), [Candidate("A100")], MODEL)
+    n, found = probs.min_instances(0.99)
+    if found[0]:
+        assert probs.feasible(n, 0.99)[0]
+        if n[0] > 1:
+            assert not probs.feasible(n - 1, 0.99)[0]
+
+
+def test_costs_cloud_tco_and_heterogeneous(wl):
+    basis = CostBasis()
+    assert gpu_hour_usd("H100", basis, MODEL, 1) == pytest.approx(2.99)
+    assert gpu_hour_usd("H100", CostBasis(usd_per_gpu_hr={"h100": 2.0}), MODEL, 1) == 2.0
+    tco = gpu_hour_usd("H100", CostBasis(kind="tco", site="us-avg"), MODEL, 1)
+    assert 0.3 < tco < 2.99  # owning amortised over 4 years is cheaper than on-demand rent
+    het = Candidate("L40S", topology="length_pools", threshold=2048, gpu2="H100")
+    row = screen_table(wl, SLO(2.0, 0.1), [het], MODEL).row(0, named=True)
+    assert (row["gpu"], row["gpu2"]) == ("L40S", "H100-SXM")
+    expected = row["instances1"] * 0.86 + row["instances2"] * 2.99
+    assert row["usd_per_hour"] == pytest.approx(expected)
+    tokens_per_hour = wl.output_tokens_per_s * 3600
+    assert row["usd_per_m_output_tokens"] == pytest.approx(expected / tokens_per_hour * 1e6)
+    assert row["j_per_output_token"] > 0 and row["gco2e_per_1k_output_tokens"] > 0
+
+
+def test_model_that_does_not_fit_is_marked(wl):
+    t = screen_table(wl, SLO(5.0, 0.2), [Candidate("L4"), Candidate("H100", tp=4)], "Llama-3.1-70B")
+    assert t["fits"].to_list() == [False, True]
+    assert "does not fit" in t["note"][0]
+    assert t["slo_met"].to_list() == [False, True]
+
+
+# ---------------------------------------------------------------------------------------- sizing (check)
+
+
+def test_size_fleet_analytic_matches_simulation_on_poisson(poisson_trace):
+    cands = candidate_grid(["H100", "L40S"], topologies=["monolithic", "length_pools"], thresholds=[2048])
+    res = size_fleet(poisson_trace, SLO(0.5, 0.1), cands, model=MODEL, check=2, sim_requests=1500, stop_early=False)
+    best = res.best
+    assert best is not None and best["sim_slo_met"]
+    checked = res.table.filter(pl.col("sim_instances").is_not_null())
+    assert checked.height >= 1
+    # on Poisson arrivals the analytic count is within one instance per pool of the simulated one
+    assert ((checked["instances"] - checked["sim_instances"]).abs() <= 2).all()
+    assert res.checks.height >= checked.height and res.checks["met"].any()
+    assert best["rank"] == 1 and "minimum-cost fleet is" in res.explanation
+    assert "the simulator" in res.explanation
+
+
+def test_unmeetable_slo_names_closest_candidate(wl):
+    cands = [Candidate("L40S"), Candidate("H100"), Candidate("H100", tp=2)]
+    res = size_fleet(wl, SLO(ttft_s=0.02, tpot_s=0.1), cands, model=MODEL, check=1)
+    assert res.best is None
+    closest = res.table.sort("miss").row(0, named=True)
+    assert closest["candidate"] == "mono 2xH100 cap256"
+    assert "no candidate meets the SLO" in res.explanation
+    assert closest["candidate"] in res.explanation
+    assert f"{closest['miss']:.0%}" in res.explanation
+
+
+def test_bad_input(poisson_trace, wl):
+    with pytest.raises(ConfigError, match="candidate list is empty"):
+        size_fleet(poisson_trace, SLO(), [], model=MODEL)
+    with pytest.raises(ConfigError, match="candidate list is empty"):
+        candidate_grid([])
+    with pytest.raises(HardwareError, match="H999"):
+        screen_table(wl, SLO(), [Candidate("H999")], MODEL)
+    with pytest.raises(HardwareError):
+        screen_table(wl, SLO(), [Candidate("H100")], "GPT-17")
+    with pytest.raises(ConfigError, match="qps must be a finite number > 0"):
+        size_fleet(poisson_trace, SLO(), [Candidate("H100")], qps=0)
+    with pytest.raises(ConfigError, match="qps"):
+        workload(poisson_trace, 0.0)
+    with pytest.raises(WorkloadError, match="no requests"):
+        workload(poisson_trace.with_requests(poisson_trace.requests.clear()), 1.0)
+
+
+def test_bisect_count_and_measure():
+    calls = []
+
+    def met(n):
+        calls.append(n)
+        return n >= 7
+
+    assert bisect_count(met, 3) == 7 and bisect_count(met, 20) == 7
+    assert bisect_count(lambda n: False, 2) is None
+    req = pl.DataFrame(
+        {"ttft_s": [0.1, 0.2, 3.0], "tpot_s": [0.01, None, 0.02], "rejected": [False, False, False], "pool": "a"}
+    )
+    m = measure(req, SLO(1.0, 0.05, goodput=0.6))
+    assert m["goodput"] == pytest.approx(2 / 3) and m["met"]
+    assert not measure(req, SLO(1.0, 0.05))["met"]  # P99 TTFT ~ 2.94 s
+
+
+# ------------------------------------------------------------------------------------------------ Pareto
+
+
+def test_pareto_mask_known_points():
+    pts = np.array([[1, 5], [2, 2], [3, 1], [3, 3], [1, 5], [np.nan, 0]])
+    assert pareto_mask(pts).tolist() == [True, True, True, False, True, False]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=40))
+def test_pareto_mask_property(points):
+    v = np.array(points, float)
+    mask = pareto_mask(v, chunk=7)
+    for i in range(len(v)):
+        dominated = ((v <= v[i]).all(axis=1) & (v < v[i]).any(axis=1)).any()
+        assert mask[i] == (not dominated)
+
+
+def test_tradeoff_table_front(wl):
+    t = tradeoff_table(wl, SLO(2.0, 0.1), gpus=["H100", "L40S"], thresholds=[2048], max_num_seqs=[64, 256])
+    assert t.height == 2 * (1 + 1) * 2 * 3
+    front = t.filter(pl.col("pareto"))
+    assert front.height >= 1 and front["slo_met"].all()
+    # the cheapest feasible point is always on the front
+    cheapest = t.filter(pl.col("slo_met")).sort("usd_per_m_output_tokens").row(0, named=True)
+    assert cheapest["pareto"]
+    # a reduced clock saves energy per token at a latency cost (DVFS) in this model
+    by_clock = t.filter(pl.col("candidate").str.starts_with("mono 1xH100 cap256")).sort("clock")
+    assert by_clock["ttft_p99_s"][0] > by_clock["ttft_p99_s"][-1]
+    with pytest.raises(ConfigError, match="not in the table"):
+        pareto_front(t, ["nope"])
