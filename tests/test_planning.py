@@ -50,17 +50,17 @@ def test_specs_validate_and_label():
     assert SLO(1.0, None, goodput=0.95).quantile == 0.95
     with pytest.raises(ConfigError, match="at least one of ttft_s and tpot_s"):
         SLO(None, None)
-    with pytest.raises(ConfigError, match="SLO.ttft_s"):
+    with pytest.raises(ConfigError, match=r"SLO\.ttft_s"):
         SLO(-1.0, 0.1)
     with pytest.raises(ConfigError, match="threshold must be an integer"):
         Candidate("H100", topology="length_pools")
-    with pytest.raises(ConfigError, match="unknown Candidate.topology 'ring'"):
+    with pytest.raises(ConfigError, match=r"unknown Candidate\.topology 'ring'"):
         Candidate("H100", topology="ring")
     with pytest.raises(ConfigError, match="only used by 'length_pools'"):
         Candidate("H100", threshold=10)
-    with pytest.raises(ConfigError, match="Candidate.clock"):
+    with pytest.raises(ConfigError, match=r"Candidate\.clock"):
         Candidate("H100", clock=1.5)
-    with pytest.raises(ConfigError, match="CostBasis.kind"):
+    with pytest.raises(ConfigError, match=r"CostBasis\.kind"):
         CostBasis(kind="lease")
     grid = candidate_grid(["H100", "A100"], topologies=["monolithic", "length_pools"], thresholds=[1024, 4096])
     assert len(grid) == 2 + 2 * 2
@@ -114,7 +114,7 @@ def test_screen_property_min_count(wl, qps, ttft):
     from workbench.planning import screen
 
     w = workload(wl.trace, qps)
-    probs, first, _, _ = screen.build_problems(w, SLO(ttft, 0.1), [Candidate("A100")], MODEL)
+    probs, _, _, _ = screen.build_problems(w, SLO(ttft, 0.1), [Candidate("A100")], MODEL)
     n, found = probs.min_instances(0.99)
     if found[0]:
         assert probs.feasible(n, 0.99)[0]
@@ -150,7 +150,9 @@ def test_model_that_does_not_fit_is_marked(wl):
 
 def test_size_fleet_analytic_matches_simulation_on_poisson(poisson_trace):
     cands = candidate_grid(["H100", "L40S"], topologies=["monolithic", "length_pools"], thresholds=[2048])
-    res = size_fleet(poisson_trace, SLO(0.5, 0.1), cands, model=MODEL, check=2, sim_requests=1500, stop_early=False)
+    res = size_fleet(
+        poisson_trace, SLO(0.5, 0.1), cands, model=MODEL, check=2, sim_requests=1500, stop_early=False
+    )
     best = res.best
     assert best is not None and best["sim_slo_met"]
     checked = res.table.filter(pl.col("sim_instances").is_not_null())
@@ -200,7 +202,7 @@ def test_bisect_count_and_measure():
     assert bisect_count(met, 3) == 7 and bisect_count(met, 20) == 7
     assert bisect_count(lambda n: False, 2) is None
     req = pl.DataFrame(
-        {"ttft_s": [0.1, 0.2, 3.0], "tpot_s": [0.01, None, 0.02], "rejected": [False, False, False], "pool": "a"}
+        {"ttft_s": [0.1, 0.2, 3.0], "tpot_s": [0.01, None, 0.02], "rejected": [False] * 3, "pool": "a"}
     )
     m = measure(req, SLO(1.0, 0.05, goodput=0.6))
     assert m["goodput"] == pytest.approx(2 / 3) and m["met"]
