@@ -115,7 +115,7 @@ def test_power_curve_lookup_and_fallback() -> None:
     assert power_curve("H100-SXM", "llama-3.1-8b", 1).source == fit.source  # short, case-insensitive name
     assert power_curve("H100-SXM", "no-such-model", 1).source.startswith("gpu_default H100-SXM")
     assert power_curve("L4").source.startswith("gpu_default L4")
-    with pytest.raises(HardwareError, match="(?i)unknown gpu 'Z100'"):
+    with pytest.raises(HardwareError, match=r"(?i)unknown gpu 'Z100'"):
         power_curve("Z100")
 
 
@@ -246,7 +246,7 @@ def test_pue_below_one_rejected() -> None:
 
 
 def test_instance_power_unknown_gpu() -> None:
-    with pytest.raises(HardwareError, match="(?i)unknown gpu"):
+    with pytest.raises(HardwareError, match=r"(?i)unknown gpu"):
         instance_power("X999", LLAMA8)
 
 
@@ -316,3 +316,50 @@ def test_power_classes_predict_new_config(shared_traces) -> None:
     assert set(out["power_class"]) <= {"low", "medium", "high"}
     with pytest.raises(ConfigError, match="unknown task"):
         pc.predict(cfg.with_columns(task=pl.lit("poetry")))
+
+
+# --- with the simulator and charts --------------------------------------------------------------------------
+
+
+def test_energy_of_a_simulated_fleet() -> None:
+    from workbench.sim.fleet import simulate
+
+    rng = np.random.default_rng(0)
+    n = 120
+    reqs = pl.DataFrame(
+        {
+            "request_id": np.arange(n),
+            "arrival_s": np.sort(rng.uniform(0, 30, n)),
+            "prompt_tokens": rng.integers(100, 1500, n),
+            "output_tokens": rng.integers(20, 200, n),
+        }
+    )
+    res = simulate(reqs, 3, router="jsq")
+    rep = energy(res, pue=1.3)
+    seg = res.segments
+    # every second of every instance is accounted for, and the energy is the segment sum
+    span = seg.group_by("instance").agg((pl.col("end_s").max() - pl.col("start_s").min()).alias("t"))["t"].sum()
+    f = rep.fleet.row(0, named=True)
+    assert f["busy_s"] + f["idle_s"] + f["starting_s"] + f["off_s"] == pytest.approx(span, rel=1e-9)
+    assert f["energy_j"] == pytest.approx(rep.segments["energy_j"].sum(), rel=1e-12)
+    assert f["requests"] == n and f["output_tokens"] == int(reqs["output_tokens"].sum())
+    c = power_curve("H100-SXM", "Llama-3.1-8B", 1)
+    assert c.source.startswith("fit H100-SXM meta-llama/Llama-3.1-8B-Instruct")
+    assert 143.0 * span <= f["energy_j"] <= c(2048) * span  # between all-idle and all-saturated
+
+
+def test_power_chart_spec() -> None:
+    from workbench.viz.energy import power_timeline, power_vs_batch
+
+    runs = pl.DataFrame({"avg_batch_size": [8.0, 64.0, 512.0], "power_per_gpu_w": [480.0, 610.0, 690.0]})
+    spec = power_vs_batch(runs, LogisticPower(480, 694, 1.2, 5.5, source="t")).to_dict()
+    assert spec["title"] == "t"
+    layers = spec["layer"]
+    assert layers[0]["mark"]["type"] == "line" and layers[1]["mark"]["type"] == "point"
+    assert layers[0]["encoding"]["x"]["scale"] == {"type": "log", "base": 2}
+    res = make_result([(0, 0, 100, "busy", 8)], [(0, "p", "B200", "x", 1, 1.0)])
+    ts = energy_timeseries(energy(res), 25.0)
+    spec = power_timeline(ts).to_dict()
+    assert spec["encoding"]["y"]["title"] == "IT power (kW)"
+    data = next(iter(spec["datasets"].values()))
+    assert len(data) == 4 and data[0]["kw"] == pytest.approx(power_curve("B200")(8) / 1000)

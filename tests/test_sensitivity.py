@@ -107,3 +107,20 @@ def test_tornado_and_tco_sobol() -> None:
         tco_model(BASE, "nonsense")
     with pytest.raises(ConfigError, match="unknown parameter"):
         tornado(model, base, {"zzz": (0, 1)})
+
+
+def test_sensitivity_chart_specs() -> None:
+    from workbench.viz.energy import sobol_bars
+    from workbench.viz.energy import tornado as tornado_chart
+
+    idx = sobol(ishigami, ISHIGAMI_BOUNDS, n=128, seed=0)
+    spec = sobol_bars(idx).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert len(rows) == 6 and {r["index"] for r in rows} == {"S1", "ST"}
+    assert spec["layer"][0]["encoding"]["y"]["sort"][0] == idx.sort("ST", descending=True)["param"][0]
+    model = tco_model(BASE)
+    base = {k: getattr(BASE, k) for k in TCO_PARAMS}
+    t = tornado(model, base, tco_bounds(BASE))
+    spec = tornado_chart(t).to_dict()
+    assert spec["layer"][0]["encoding"]["x2"]["field"] == "y_base"
+    assert spec["layer"][0]["encoding"]["y"]["sort"] == t["param"].to_list()

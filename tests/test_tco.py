@@ -125,7 +125,7 @@ def test_bad_inputs_one_clear_error(field: str, value: float) -> None:
 
 
 def test_fleet_tco_errors() -> None:
-    with pytest.raises(HardwareError, match="(?i)unknown gpu 'Q100'"):
+    with pytest.raises(HardwareError, match=r"(?i)unknown gpu 'Q100'"):
         fleet_tco("Q100", 8)
     with pytest.raises(ConfigError, match="no purchase price"):
         fleet_tco("H200-SXM", 8)  # the table has no citable H200 price
@@ -133,3 +133,42 @@ def test_fleet_tco_errors() -> None:
         fleet_tco("H100-SXM", 8, price=1.0)
     with pytest.raises(ConfigError, match="unknown site"):
         fleet_tco("H100-SXM", 8, site=site("mars"))
+
+
+def test_lifetime_footprint_and_chart() -> None:
+    from workbench.tco import lifetime_footprint
+    from workbench.viz.energy import tco_breakdown
+
+    s = site("germany", electricity_usd_per_kwh=0.2, pue=1.5)
+    r = tco(GOLDEN)
+    fp = lifetime_footprint(r, s, embodied_kg_per_gpu=1000.0).row(0, named=True)
+    it_kwh = 6.6 * 8760 * 4
+    assert fp["it_kwh"] == pytest.approx(it_kwh)
+    assert fp["operational_kgco2e"] == pytest.approx(it_kwh * 1.5 * 0.381)
+    assert fp["embodied_kgco2e"] == pytest.approx(16 * 1000.0)  # whole life of 16 GPUs
+    assert fp["water_onsite_l"] == pytest.approx(it_kwh * 1.8)
+    assert fp["kgco2e_per_mtok"] == pytest.approx(fp["total_kgco2e"] / (r["output_tokens"] / 1e6))
+    spec = tco_breakdown(r.breakdown).to_dict()
+    bars = spec["layer"][0]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["y"]["sort"][0] == "GPUs"
+    assert len(next(iter(spec["datasets"].values()))) == 5
+
+
+def test_widget_explore_logic(shared_traces) -> None:
+    from workbench.widgets.energy import explore, tco_explorer
+
+    chart, numbers = explore("H100-SXM", 16, "finland", electricity_usd_per_kwh=0.1, pue=1.2, utilisation=0.5)
+    row = numbers.row(0, named=True)
+    direct = fleet_tco(
+        "H100-SXM",
+        16,
+        utilisation=0.5,
+        batch=128.0,
+        model="Llama-3.1-8B",
+        site=site("finland", electricity_usd_per_kwh=0.1, pue=1.2),
+    )
+    assert row["TCO (USD)"] == pytest.approx(direct["tco_usd"])
+    assert row["USD per M output tokens"] == pytest.approx(direct["usd_per_mtok"])
+    assert chart.to_dict()["title"].startswith("16 x H100-SXM at finland")
+    box = tco_explorer()
+    assert len(box.children) == 2

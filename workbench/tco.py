@@ -268,3 +268,28 @@ def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task:
     x = np.log(r["avg_batch_size"].to_numpy())
     y = np.log(r["output_throughput_tokens_per_sec"].to_numpy() / r["num_gpus"].to_numpy())
     return float(np.exp(np.interp(np.log(max(batch, 1.0)), x, y)))
+
+
+def lifetime_footprint(result: TcoResult, site, *, embodied_kg_per_gpu: float = 0.0) -> pl.DataFrame:
+    """Carbon and water of a TCO scenario over its lifetime at ``site`` (:class:`workbench.carbon.Site`),
+    with per-million-token intensities (cost, kg CO2e, litres)."""
+    from workbench.carbon import footprint
+
+    i = result.inputs
+    it_kwh = result["facility_kwh"] / i.pue
+    hours = i.hours_per_year * i.lifetime_years
+    f = footprint(
+        it_kwh,
+        site,
+        n_gpus=i.n_gpus,
+        hours=hours,
+        embodied_kg_per_gpu=embodied_kg_per_gpu,
+        lifetime_years=i.lifetime_years,
+    )
+    mtok = result["output_tokens"] / 1e6
+    scale = pl.lit(1.0 / mtok if mtok > 0 else math.nan)
+    return f.with_columns(
+        usd_per_mtok=pl.lit(result["usd_per_mtok"]),
+        kgco2e_per_mtok=pl.col("total_kgco2e") * scale,
+        water_l_per_mtok=pl.col("water_total_l") * scale,
+    )
