@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
+from itertools import compress
+from operator import attrgetter
 
 import numpy as np
 import polars as pl
@@ -41,9 +43,13 @@ def _ints(values) -> np.ndarray:
 
 
 class InstanceView:
-    """:class:`~workbench.sim.routing.Candidates` over a list of live instances (arrays built on access)."""
+    """:class:`~workbench.sim.routing.Candidates` over a list of live instances (arrays built on access).
 
-    __slots__ = ("ids", "insts", "kv_block_tokens", "owner", "speed")
+    Reads go through ``map`` over the instances' own queue objects (a few microseconds for 64 instances);
+    ``outstanding`` and the decode-token load come from counters the controller keeps per instance.
+    """
+
+    __slots__ = ("_caches", "_running", "_waiting", "ids", "insts", "kv_block_tokens", "owner", "speed")
 
     def __init__(self, insts: list[Instance], owner: FleetController, speed: np.ndarray, block: int) -> None:
         self.insts = insts
@@ -51,47 +57,61 @@ class InstanceView:
         self.ids = _ints(i.index for i in insts)
         self.speed = speed
         self.kv_block_tokens = block
+        # the instances keep these containers for life (cleared, never replaced)
+        self._waiting = [i.waiting for i in insts]
+        self._running = [i.running for i in insts]
+        self._caches = [i.cache for i in insts]
 
     def __len__(self) -> int:
         return len(self.insts)
 
     @property
     def outstanding(self) -> np.ndarray:
-        return _ints(len(i.waiting) + len(i.running) for i in self.insts)
+        return self.owner.out[self.ids]
 
     @property
     def waiting(self) -> np.ndarray:
-        return _ints(len(i.waiting) for i in self.insts)
+        return np.fromiter(map(len, self._waiting), np.int64, len(self.insts))
 
     @property
     def running(self) -> np.ndarray:
-        return _ints(len(i.running) for i in self.insts)
+        return np.fromiter(map(len, self._running), np.int64, len(self.insts))
 
     @property
     def queued_prefill_tokens(self) -> np.ndarray:
-        return _ints(i.queued_prefill_tokens for i in self.insts)
+        return np.fromiter(map(_QUEUED, self.insts), np.int64, len(self.insts))
 
     @property
     def outstanding_tokens(self) -> np.ndarray:
-        dec = self.owner.decode_tokens
-        return _ints(i.queued_prefill_tokens + dec[i.index] for i in self.insts)
+        return self.queued_prefill_tokens + self.owner.decode_tokens[self.ids]
 
     @property
     def kv_blocks_used(self) -> np.ndarray:
-        return _ints(i.kv_blocks_used for i in self.insts)
+        return np.fromiter(map(_KV_USED, self.insts), np.int64, len(self.insts))
 
     @property
     def free_kv_blocks(self) -> np.ndarray:
-        return _ints(i.free_kv_blocks for i in self.insts)
+        return np.fromiter(map(_KV_FREE, self.insts), np.int64, len(self.insts))
 
     @property
     def kv_utilization(self) -> np.ndarray:
-        return np.fromiter((i.kv_utilization for i in self.insts), dtype=float)
+        return np.fromiter(map(_KV_UTIL, self.insts), float, len(self.insts))
 
     def prefix_match_tokens(self, request) -> np.ndarray:
-        if not request.prefix_hashes:
-            return np.zeros(len(self.insts), dtype=np.int64)
-        return _ints(i.prefix_match_tokens(request) for i in self.insts)
+        """Cached prefix tokens per instance; only instances holding the first block are walked."""
+        out = np.zeros(len(self.insts), dtype=np.int64)
+        hashes = request.prefix_hashes
+        if hashes:
+            h0 = hashes[0]
+            for k in compress(range(len(self.insts)), [h0 in c for c in self._caches]):
+                out[k] = self.insts[k].prefix_match_tokens(request)
+        return out
+
+
+_QUEUED = attrgetter("queued_prefill_tokens")
+_KV_USED = attrgetter("kv_blocks_used")
+_KV_FREE = attrgetter("free_kv_blocks")
+_KV_UTIL = attrgetter("kv_utilization")
 
 
 class PoolView:
@@ -183,7 +203,8 @@ class FleetController:
         self.pool_of = np.empty(n, dtype=np.int64)
         for k, idx in enumerate(self.members):
             self.pool_of[idx] = k
-        self.decode_tokens = [0] * n
+        self.out = np.zeros(n, dtype=np.int64)  # requests routed to each instance and not finished there
+        self.decode_tokens = np.zeros(n, dtype=np.int64)  # their output tokens
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
@@ -201,10 +222,9 @@ class FleetController:
         self.timeline: list[tuple[float, str, int]] = []
         sim.router = self
         sim.on_state_change = self._state_changed
+        sim.on_finish = self._on_finish
         if self.scalers:  # hold requests while the whole fleet is scaled to zero
             sim.hold_unroutable = True
-        if self.decode:
-            sim.on_finish = self._on_finish
 
     # ------------------------------------------------------------------ bookkeeping
     def _refresh(self) -> None:
@@ -221,6 +241,7 @@ class FleetController:
 
     def _state_changed(self, inst: Instance, old: str, new: str, now: float) -> None:
         self._refresh()
+        self.out[inst.index] = inst.outstanding  # a failed instance's requests were taken away
         p = int(self.pool_of[inst.index])
         if new == ON:
             self.idle_since[inst.index] = now if inst.outstanding == 0 else math.inf
@@ -248,8 +269,10 @@ class FleetController:
         if reason is not None:
             self.reject_reason = reason
             return REJECT
-        self.decode_tokens[inst.index] += request.output_tokens
-        return self.position[inst.index]
+        i = inst.index
+        self.out[i] += 1
+        self.decode_tokens[i] += request.output_tokens
+        return self.position[i]
 
     def _pick_entry_pool(self, request, now: float) -> int:
         entry = self.entry
@@ -293,7 +316,9 @@ class FleetController:
 
     # ------------------------------------------------------------------ disaggregation (Simulation.on_finish)
     def _on_finish(self, request, inst: Instance, now: float) -> bool:
-        self.decode_tokens[inst.index] -= request.output_tokens
+        i = inst.index
+        self.out[i] -= 1
+        self.decode_tokens[i] -= request.output_tokens
         if inst.role != "prefill" or request.generated >= request.output_tokens:
             return False
         p = int(self.pool_of[inst.index])
@@ -457,6 +482,7 @@ def simulate(
     seed: int = 0,
     record_segments: bool = True,
     router: str | None = None,
+    setup=None,
 ) -> SimResult:
     """Simulate ``trace`` through ``fleet``.
 
@@ -472,6 +498,9 @@ def simulate(
         Keep per-instance time series (needed for GPU-hours, instance counts and energy).
     router
         With an integer ``fleet``: the pool's router (default ``jsq``).
+    setup
+        Optional ``setup(sim, controller)`` called before the run, e.g. to schedule failures
+        (``sim.fail_instance``) or swap an instance's performance model.
 
     Returns
     -------
@@ -501,6 +530,8 @@ def simulate(
     ctl = FleetController(sim, fleet, block_tokens=block, kv_block=kv_block)
     last = float(requests["arrival_s"].max()) if requests.height else 0.0
     ctl.start_autoscaling(last)
+    if setup is not None:
+        setup(sim, ctl)
     result = sim.run(requests)
     return _finish_result(result, ctl)
 
@@ -611,7 +642,168 @@ def instance_stats(results: Mapping[str, SimResult]) -> pl.DataFrame:
     return pl.concat(frames).select("policy", "instance", "pool", "requests", "hit_rate", "busy_fraction")
 
 
+# ---------------------------------------------------------------------------------------------- studies
+#: Policies compared in the LMetric paper's setting (load- and cache-aware), in table order.
+SEED_POLICIES = ("round_robin", "jsq", "vllm_v1", "llmd", "sglang_cache_aware", "dynamo", "lmetric")
+
+
+def gpu_cost_usd(result: SimResult) -> float:
+    """Cloud cost of the powered GPU time (``cloud_usd_per_gpu_hr`` of each instance's GPU, MIG by share)."""
+    from workbench.hardware import gpu
+
+    seg = result.segments.filter(pl.col("state") != "off").join(
+        result.instances.select("instance", "gpu", "n_gpus"), on="instance"
+    )
+    hours = seg.group_by("gpu", "n_gpus").agg(((pl.col("end_s") - pl.col("start_s")).sum() / 3600).alias("h"))
+    return float(
+        sum(row["h"] * row["n_gpus"] * gpu(row["gpu"].split("-MIG-")[0]).cloud_usd_per_gpu_hr
+            for row in hours.iter_rows(named=True))
+    )  # fmt: skip
+
+
+def policy_study(
+    trace,
+    policies: Sequence[str] = SEED_POLICIES,
+    *,
+    loads: Sequence[float] = (1.0,),
+    instances: int = 8,
+    seed: int = 0,
+    **pool,
+) -> tuple[pl.DataFrame, dict[tuple[float, str], SimResult]]:
+    """Run ``trace`` sped up by each of ``loads`` through a monolithic pool under each routing policy.
+
+    Returns the comparison table (one row per load and policy) and the results keyed by (load, policy).
+    Extra keyword arguments go to the :class:`Pool` (``gpu``, ``model``, ``scheduler`` ...).
+    """
+    from workbench.traces import rescale
+
+    results, rows = {}, []
+    for load in loads:
+        t = rescale(trace, load) if load != 1.0 else trace
+        for p in policies:
+            res = simulate(t, monolithic(instances, router=p, **pool), seed=seed)
+            results[(load, p)] = res
+            rows.append({"load": f"x{load:g}", "policy": p, **summarize(res)})
+    return pl.DataFrame(rows), results
+
+
+def length_split_study(
+    trace, *, gpus: int = 8, thresholds: Sequence[int] = (4096,), short_share: float | None = None,
+    seed: int = 0, router: str = "jsq", **pool,
+) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
+    """Monolithic pool vs two pools split by length (short / long) with the same GPU count.
+
+    ``short_share`` of the GPUs serve requests with prompt + output <= threshold (default: the short requests'
+    share of the tokens, so each pool gets GPUs in proportion to its work). The table adds the cloud cost and
+    the P99 TTFT of the short requests (those under the first threshold).
+    """
+    fleets = {"monolithic": monolithic(gpus, router=router, **pool)}
+    reqs = trace.requests if hasattr(trace, "requests") else trace
+    size = reqs["prompt_tokens"].cast(pl.Int64) + reqs["output_tokens"]
+    for th in thresholds:
+        share = short_share if short_share is not None else float(size.filter(size <= th).sum() / size.sum())
+        n_short = max(1, min(gpus - 1, round(gpus * share)))
+        fleets[f"two-pool @{th} ({n_short}+{gpus - n_short})"] = Fleet(
+            pools=(
+                Pool("short", instances=n_short, max_tokens=th, router=router, **pool),
+                Pool("long", instances=gpus - n_short, router=router, **pool),
+            ),
+            router="length_pools",
+        )
+    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
+    short = (pl.col("prompt_tokens") + pl.col("output_tokens")) <= thresholds[0]
+    rows = []
+    for name, res in results.items():
+        s = res.requests.filter(short & ~pl.col("rejected"))["ttft_s"].quantile(0.99)
+        rows.append({"policy": name, **summarize(res), "short_ttft_p99_s": s, "cost_usd": gpu_cost_usd(res)})
+    return pl.DataFrame(rows), results
+
+
+def disaggregation_study(
+    trace, *, gpus: int = 8, prefill_shares: Sequence[float] = (0.25, 0.5), interconnect: str = "infiniband",
+    seed: int = 0, router: str = "jsq", **pool,
+) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
+    """Colocated pool vs prefill/decode pools with the same GPU count (one row per prefill share)."""
+    fleets = {"colocated": monolithic(gpus, router=router, **pool)}
+    for share in prefill_shares:
+        n_p = max(1, min(gpus - 1, round(gpus * share)))
+        fleets[f"disaggregated {n_p}P:{gpus - n_p}D"] = Fleet(
+            pools=(
+                Pool("prefill", role="prefill", instances=n_p, router=router, **pool),
+                Pool("decode", role="decode", instances=gpus - n_p, router=router, **pool),
+            ),
+            interconnect=interconnect,
+        )
+    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
+    return compare(results), results
+
+
+def autoscale_study(
+    trace,
+    policies: Sequence[str] = ("kpa", "saturation", "delayed_off", "threshold"),
+    *,
+    max_instances: int = 8,
+    min_instances: int = 1,
+    seed: int = 0,
+    router: str = "jsq",
+    autoscale: Mapping | None = None,
+    **pool,
+) -> tuple[pl.DataFrame, dict[str, SimResult]]:
+    """GPU-hours vs latency of autoscaling policies, next to static fleets of ``max`` and ``min`` instances.
+
+    ``autoscale`` holds extra :class:`~workbench.sim.autoscale.AutoscaleConfig` fields shared by all policies
+    (``setup_delay_s``, ``target_concurrency`` ...).
+    """
+    from workbench.sim.autoscale import AutoscaleConfig
+
+    fleets = {f"static {max_instances}": monolithic(max_instances, router=router, **pool)}
+    if min_instances != max_instances:
+        fleets[f"static {max(min_instances, 1)}"] = monolithic(max(min_instances, 1), router=router, **pool)
+    for name in policies:
+        cfg = AutoscaleConfig(policy=name, min_instances=min_instances, max_instances=max_instances,
+                              **dict(autoscale or {}))  # fmt: skip
+        fleets[name] = Fleet(pools=(Pool("main", instances=max(min_instances, 1), autoscale=cfg, router=router,
+                                         **pool),))  # fmt: skip
+    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
+    table = compare(results).with_columns(pl.Series("cost_usd", [gpu_cost_usd(r) for r in results.values()]))
+    return table, results
+
+
+def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, seed: int = 0):
+    """Poisson trace with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
+
+    Prompts are drawn by inverting the piecewise-linear CDF; outputs are log-normal (median ``output_median``,
+    sigma 0.8). The agent-heavy CDF is the heavy-tailed mix of the inference-fleet-sim paper.
+    """
+    import json
+
+    from workbench import datasets
+    from workbench.traces import Empirical, Poisson, Synthetic
+
+    cdf = json.loads(datasets.fetch(name, allow_download=False).read_text())["cdf"]
+    x, f = np.array(cdf, dtype=float).T
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    prompt = np.maximum(np.interp(rng.random(n), f, x), 1).astype(np.int32)
+    output = np.maximum(rng.lognormal(math.log(output_median), 0.8, n), 1).astype(np.int32)
+    gen = Synthetic(arrivals=Poisson(rate), lengths=Empirical(prompt, output), name=name)
+    return gen.generate(n, seed=seed)
+
+
 __all__ = [
-    "DEFER", "FleetController", "compare", "gpu_hours", "instance_count", "instance_stats", "latency_cdf",
-    "simulate", "summarize",
-]  # fmt: skip
+    "DEFER",
+    "SEED_POLICIES",
+    "FleetController",
+    "autoscale_study",
+    "cdf_trace",
+    "compare",
+    "disaggregation_study",
+    "gpu_cost_usd",
+    "gpu_hours",
+    "instance_count",
+    "instance_stats",
+    "latency_cdf",
+    "length_split_study",
+    "policy_study",
+    "simulate",
+    "summarize",
+]
