@@ -1,0 +1,205 @@
+"""Shared pieces of the what-if tools: the error type, SLO capacity per instance, clocked performance models
+and the fleet-simulation runner with a batch cap, a clock and injected failures.
+
+Capacity at the SLO comes from the planning screen (:mod:`workbench.planning.screen`): for each GPU type the
+largest arrival rate a fleet of ``instances`` instances serves while the predicted P99 latencies meet the SLO
+(bisection on the rate, vectorised over GPU types).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+from workbench.errors import ConfigError
+from workbench.hardware import gpu, min_tensor_parallel
+from workbench.hardware.perf import Batch
+from workbench.planning import SLO, Candidate, Workload
+from workbench.planning import screen as _screen
+from workbench.planning.costs import clock_power_scale
+
+
+class WhatIfError(ConfigError):
+    """A what-if question that has no answer (budget, power cap, cut or failure rate beyond a limit).
+
+    The message names the limit and the numbers.
+    """
+
+
+def resolve_tp(gpu_name: str, model: str, tp: int | None) -> int:
+    """``tp`` or the smallest tensor-parallel degree at which ``model`` fits on ``gpu_name``."""
+    return int(tp) if tp is not None else min_tensor_parallel(gpu_name, model)
+
+
+def _problems_at(probs: _screen.PoolProblems, base_lam: np.ndarray, rate: np.ndarray):
+    return dataclasses.replace(probs, lam=base_lam * rate)
+
+
+def capacity_at_slo(
+    wl: Workload,
+    slo: SLO,
+    gpus: Sequence[str],
+    *,
+    model: str = "Llama-3.1-8B",
+    tp: int | dict[str, int] | None = None,
+    instances: int = 1,
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    rel_tol: float = 1e-3,
+) -> pl.DataFrame:
+    """Largest request rate per instance at which ``instances`` instances meet ``slo`` (analytic screen).
+
+    Parameters
+    ----------
+    wl
+        The workload: its length sample and arrival burstiness (its own rate is ignored).
+    slo
+        Latency targets.
+    gpus
+        GPU types.
+    model
+        Model served.
+    tp
+        Tensor-parallel degree (one for all, a {gpu: tp} mapping, or ``None``: the smallest that fits).
+    instances
+        Fleet size the capacity is measured at (pooling makes larger fleets slightly more efficient).
+    max_num_seqs, clock
+        Batch cap and clock fraction of every instance.
+    rel_tol
+        Relative precision of the bisection on the rate.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per GPU: ``gpu``, ``tp``, ``gpus_per_node``, ``requests_per_s`` and ``tokens_per_s`` (output
+        tokens) per instance, ``batch`` and ``busy`` (mean running batch and busy share at that rate),
+        ``busy_w`` and ``idle_w`` (per GPU at that batch and clock), ``usable`` (the SLO can be met at all).
+    """
+    if not gpus:
+        raise ConfigError("gpus is empty: give at least one GPU type")
+    names = [gpu(g).name for g in gpus]
+    tps = [resolve_tp(g, model, tp.get(g) if isinstance(tp, dict) else tp) for g in names]
+    cands = [Candidate(g, t, max_num_seqs=max_num_seqs, clock=clock) for g, t in zip(names, tps, strict=True)]
+    unit = dataclasses.replace(wl, qps=1.0)
+    probs, first, _, _ = _screen.build_problems(unit, slo, cands, model)
+    base = probs.lam.copy()
+    q = slo.quantile
+    n = np.full(base.size, float(instances))
+    lo = np.zeros(base.size)
+    hi = np.full(base.size, 0.05)
+    grow = np.ones(base.size, bool)
+    for _ in range(40):  # double until infeasible
+        ok = _problems_at(probs, base, hi).feasible(n, q)
+        grow = ok & (hi < 1e6)
+        if not grow.any():
+            break
+        lo = np.where(grow, hi, lo)
+        hi = np.where(grow, hi * 2, hi)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        ok = _problems_at(probs, base, mid).feasible(n, q)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        if np.all(hi - lo <= rel_tol * np.maximum(hi, 1e-9)):
+            break
+    pred = _problems_at(probs, base, np.maximum(lo, 1e-9)).predict(n, q)
+    rate = lo[first] / instances
+    usable = rate > 0
+    mean_out = float(wl.output.mean())
+    from workbench.planning.costs import power_params
+
+    busy_w, idle_w = [], []
+    for g, t, b, u in zip(names, tps, pred["batch"][first], pred["util"][first], strict=True):
+        p_low, p_high, k, x0, idle = power_params(g, model, t)
+        bb = max(float(b) / max(float(u), 1e-9), 1.0)
+        p = (p_low + (p_high - p_low) / (1.0 + math.exp(-k * (math.log2(bb) - x0)))) * float(
+            clock_power_scale(np.array(clock))
+        )
+        busy_w.append(max(p, idle))
+        idle_w.append(idle)
+    return pl.DataFrame(
+        {
+            "gpu": names,
+            "tp": tps,
+            "gpus_per_node": [gpu(g).gpus_per_node for g in names],
+            "requests_per_s": rate,
+            "tokens_per_s": rate * mean_out,
+            "batch": np.where(usable, pred["batch"][first], 0.0),
+            "busy": np.where(usable, pred["util"][first], 0.0),
+            "busy_w": busy_w,
+            "idle_w": idle_w,
+            "usable": usable,
+        }
+    )
+
+
+class ClockedPerf:
+    """A performance model run at a fraction ``clock`` of the maximum GPU clock: iteration times / ``clock``.
+
+    Performance is proportional to the clock (Wattlytics' DVFS assumption, :mod:`workbench.power.dvfs`).
+    """
+
+    def __init__(self, base, clock: float) -> None:
+        if not (0.0 < clock <= 1.0):
+            raise ConfigError(f"clock must be in (0, 1], got {clock!r}")
+        self.base, self.clock = base, float(clock)
+
+    def iteration_time(self, batch: Batch) -> float:
+        return self.base.iteration_time(batch) / self.clock
+
+    def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
+        return self.base.decode_run_time(decode_seqs, decode_context, iterations) / self.clock
+
+    def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
+        return self.base.decode_iterations_within(decode_seqs, decode_context, duration * self.clock)
+
+    def decode_time(self, seqs: int, context: int) -> float:
+        return self.base.decode_time(seqs, context) / self.clock
+
+    def prefill_time(self, tokens: int, context: int = 0) -> float:
+        return self.base.prefill_time(tokens, context) / self.clock
+
+
+def simulate_fleet(
+    trace,
+    gpu_name: str,
+    model: str,
+    tp: int,
+    instances: int,
+    *,
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    failures: Callable | None = None,
+    seed: int = 0,
+):
+    """Simulate a monolithic pool (JSQ router) with a batch cap, a clock and optional failure injection.
+
+    ``failures(sim, controller)`` is called before the run (see :func:`workbench.sim.fleet.simulate`'s
+    ``setup`` hook) to schedule ``sim.fail_instance`` events.
+    """
+    from workbench.sim.fleet import simulate
+    from workbench.sim.topology import Fleet, Pool
+
+    sched = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max(8192, max_num_seqs)}
+    fleet = Fleet(pools=(Pool("main", gpu=gpu_name, model=model, tp=tp, instances=instances, scheduler=sched),))
+
+    def setup(sim, ctl) -> None:
+        if clock != 1.0:
+            for inst in sim.instances:
+                inst.perf = ClockedPerf(inst.perf, clock)
+        if failures is not None:
+            failures(sim, ctl)
+
+    return simulate(trace, fleet, seed=seed, setup=setup)
+
+
+def gpu_hour_price(gpu_name: str, price: dict[str, float] | None = None) -> float:
+    """On-demand $/GPU-hour of ``gpu_name`` (``price`` overrides by name), via the planning cost basis."""
+    from workbench.planning import CostBasis
+    from workbench.planning.costs import gpu_hour_usd
+
+    basis = CostBasis(usd_per_gpu_hr=dict(price or {}))
+    return gpu_hour_usd(gpu(gpu_name).name, basis, "Llama-3.1-8B", 1)

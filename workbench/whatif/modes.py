@@ -1,0 +1,315 @@
+"""Planning modes (Wattlytics, arXiv 2604.08182): size and rank fleets of several GPU types under one fixed
+quantity.
+
+Modes
+-----
+``"budget"``
+    The most whole nodes whose TCO (:func:`workbench.tco.tco_arrays`) is at most ``target`` USD.
+``"power"``
+    The most whole nodes whose facility power is at most ``target`` kW: ``PUE x (GPUs x P_busy + nodes x
+    P_node) / 1000`` with ``P_busy`` the per-GPU power at the SLO operating batch (the power model of
+    :mod:`workbench.power`, at the clock) and ``P_node`` the node baseline (CPUs, fans, NICs).
+``"performance"``
+    The fewest whole nodes whose work at the SLO reaches ``target`` (output tokens/s, or requests/s with
+    ``unit="requests"``).
+``"count"``
+    Exactly ``target`` GPUs (in ``ceil(target / gpus_per_node)`` nodes; the last one may be partial).
+
+Work of a fleet of ``n`` GPUs in ``m`` nodes running ``k`` instances of ``tp`` GPUs each (tensor parallelism
+never crosses a node): ``k x c x eta`` with ``c`` the per-instance capacity at the SLO
+(:func:`~workbench.whatif.capacity_at_slo`) and the multi-GPU efficiency
+``eta = eta_node^(m - 1) x eta_gpu^(n - 1)`` (Wattlytics' form; 1 by default because data-parallel inference
+replicas do not communicate).
+
+Ranking metrics (one row per GPU type): ``tokens_per_s_per_musd`` (work per TCO), ``kw_per_musd`` (facility
+power per TCO), ``tokens_per_j_per_musd`` (work per watt per TCO) and ``usd_per_mtok`` (TCO per million
+output tokens served over the lifetime at ``utilisation`` of the capacity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+from workbench.config import require_choice, require_positive, require_range
+from workbench.errors import ConfigError
+from workbench.hardware import gpu
+from workbench.tco import (
+    INFRA_USD_PER_NODE,
+    MAINTENANCE_USD_PER_NODE_YEAR,
+    NODE_POWER_W,
+    SERVER_USD_PER_NODE,
+    TcoInputs,
+    tco_arrays,
+)
+from workbench.whatif._common import WhatIfError
+
+MODES: tuple[str, ...] = ("budget", "power", "performance", "count")
+#: Metric -> True when larger is better.
+METRICS: dict[str, bool] = {
+    "tokens_per_s": True,
+    "requests_per_s": True,
+    "tokens_per_s_per_musd": True,
+    "kw_per_musd": False,
+    "tokens_per_j_per_musd": True,
+    "usd_per_mtok": False,
+    "tco_usd": False,
+    "facility_kw": False,
+}
+DEFAULT_RANK = {
+    "budget": "tokens_per_s",
+    "power": "tokens_per_s",
+    "performance": "tco_usd",
+    "count": "tokens_per_s_per_musd",
+}
+CAPACITY_COLUMNS = ("gpu", "tp", "gpus_per_node", "requests_per_s", "tokens_per_s", "busy_w", "idle_w")
+
+
+@dataclass(frozen=True, slots=True)
+class ModeCosts:
+    """Site, price and efficiency inputs of the planning modes (USD, W, years).
+
+    Attributes
+    ----------
+    utilisation
+        Average share of the SLO capacity in use (sets average power and the tokens served for the TCO).
+    electricity_usd_per_kwh, pue, lifetime_years, discount_rate
+        As in :class:`workbench.tco.TcoInputs`.
+    node_power_w, server_usd_per_node, infra_usd_per_node, maintenance_usd_per_node_year
+        Per-node baseline power and costs (Wattlytics defaults from :mod:`workbench.tco`).
+    eta_gpu, eta_node
+        Multi-GPU efficiency factors in (0, 1].
+    gpu_price_usd
+        Purchase price overrides by GPU name (the GPU table's price otherwise).
+    """
+
+    utilisation: float = 0.6
+    electricity_usd_per_kwh: float = 0.0806
+    pue: float = 1.2
+    lifetime_years: float = 5.0
+    discount_rate: float = 0.0
+    node_power_w: float = NODE_POWER_W
+    server_usd_per_node: float = SERVER_USD_PER_NODE
+    infra_usd_per_node: float = INFRA_USD_PER_NODE
+    maintenance_usd_per_node_year: float = MAINTENANCE_USD_PER_NODE_YEAR
+    eta_gpu: float = 1.0
+    eta_node: float = 1.0
+    gpu_price_usd: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_range("utilisation", self.utilisation, 0.0, 1.0)
+        for name in ("eta_gpu", "eta_node"):
+            require_positive(name, getattr(self, name))
+            require_range(name, getattr(self, name), 0.0, 1.0)
+        for name, price in self.gpu_price_usd.items():
+            require_positive(f"gpu_price_usd[{name!r}]", price)
+        # the TCO inputs check the rest (PUE, prices, lifetime) with their own messages
+        self.tco_inputs("", 8, 8, 1.0, 0.0, 0.0)
+
+    def price(self, gpu_name: str) -> float:
+        """Purchase price of one GPU (override, else the GPU table); error when unknown."""
+        g = gpu(gpu_name)
+        for name, value in self.gpu_price_usd.items():
+            if gpu(name).name == g.name:
+                return float(value)
+        if math.isnan(g.purchase_price_usd):
+            raise ConfigError(f"GPU {g.name!r} has no purchase price in gpus.csv; pass gpu_price_usd={{...}}")
+        return float(g.purchase_price_usd)
+
+    def tco_inputs(
+        self, gpu_name: str, n_gpus: int, gpus_per_node: int, busy_w: float, idle_w: float, tok_s_gpu: float
+    ) -> TcoInputs:
+        """The :class:`~workbench.tco.TcoInputs` of ``n_gpus`` GPUs (validated there)."""
+        price = self.price(gpu_name) if gpu_name else 0.0
+        return TcoInputs(
+            n_gpus=n_gpus,
+            gpu_price_usd=price,
+            gpu_busy_w=busy_w,
+            gpu_idle_w=idle_w,
+            utilisation=self.utilisation,
+            tokens_per_s_per_gpu=tok_s_gpu,
+            electricity_usd_per_kwh=self.electricity_usd_per_kwh,
+            pue=self.pue,
+            lifetime_years=self.lifetime_years,
+            gpus_per_node=gpus_per_node,
+            server_usd_per_node=self.server_usd_per_node,
+            infra_usd_per_node=self.infra_usd_per_node,
+            node_power_w=self.node_power_w,
+            maintenance_usd_per_node_year=self.maintenance_usd_per_node_year,
+            discount_rate=self.discount_rate,
+        )
+
+
+def instances_in(n_gpus: np.ndarray, gpus_per_node: int, tp: int) -> np.ndarray:
+    """Instances of ``tp`` GPUs that fit in ``n_gpus`` GPUs filling nodes of ``gpus_per_node`` in order."""
+    n = np.asarray(n_gpus, dtype=np.int64)
+    return (n // gpus_per_node) * (gpus_per_node // tp) + (n % gpus_per_node) // tp
+
+
+def efficiency(n_gpus: np.ndarray, nodes: np.ndarray, eta_gpu: float, eta_node: float) -> np.ndarray:
+    """Multi-GPU efficiency ``eta_node^(nodes - 1) x eta_gpu^(n_gpus - 1)`` (1 for an empty fleet)."""
+    n, m = np.asarray(n_gpus, float), np.asarray(nodes, float)
+    return np.where(n > 0, eta_node ** np.maximum(m - 1, 0) * eta_gpu ** np.maximum(n - 1, 0), 1.0)
+
+
+def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, np.ndarray]:
+    """Work, power and TCO of fleets of ``n_gpus`` GPUs of one capacity row ``cap`` (vectorised)."""
+    gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])
+    n = np.asarray(n_gpus, dtype=np.int64)
+    nodes = -(-n // gpn)
+    k = instances_in(n, gpn, tp)
+    eta = efficiency(n, nodes, costs.eta_gpu, costs.eta_node)
+    tok = k * float(cap["tokens_per_s"]) * eta
+    req = k * float(cap["requests_per_s"]) * eta
+    it_kw = (n * float(cap["busy_w"]) + nodes * costs.node_power_w) / 1000.0
+    base = asdict(costs.tco_inputs(cap["gpu"], gpn, gpn, float(cap["busy_w"]), float(cap["idle_w"]), 0.0))
+    base.update(
+        n_gpus=n.astype(float),
+        n_nodes=nodes.astype(float),
+        tokens_per_s_per_gpu=np.where(n > 0, tok / np.maximum(n, 1), 0.0),
+        cloud_usd_per_gpu_hr=math.nan,
+        cloud_elastic=0.0,
+    )
+    t = tco_arrays(base)
+    tco_usd = np.asarray(t["tco_usd"], float)
+    musd = np.where(tco_usd > 0, tco_usd / 1e6, np.nan)
+    fac_kw = it_kw * costs.pue
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "nodes": nodes,
+            "gpus": n,
+            "instances": k,
+            "eta": eta,
+            "tokens_per_s": tok,
+            "requests_per_s": req,
+            "it_kw": it_kw,
+            "facility_kw": fac_kw,
+            "capex_usd": np.asarray(t["capex_usd"], float),
+            "opex_usd": np.asarray(t["opex_usd"], float),
+            "tco_usd": tco_usd,
+            "usd_per_mtok": np.asarray(t["usd_per_mtok"], float),
+            "tokens_per_s_per_musd": tok / musd,
+            "kw_per_musd": fac_kw / musd,
+            "tokens_per_j_per_musd": np.where(fac_kw > 0, tok / (fac_kw * 1000.0), np.nan) / musd,
+        }
+
+
+def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str) -> tuple[int, str]:
+    """Node count (or GPU count for ``"count"``) of one GPU type under ``mode``; (0, reason) if none."""
+    gpn = int(cap["gpus_per_node"])
+    one = fleet_metrics(cap, costs, np.array([gpn, 2 * gpn]))
+    if mode == "budget":
+        t1, slope = float(one["tco_usd"][0]), float(one["tco_usd"][1] - one["tco_usd"][0])
+        if t1 > target:
+            return 0, f"one node costs ${t1:,.0f} TCO > budget ${target:,.0f}"
+        m = int(math.floor((target - t1) / slope + 1e-9)) + 1
+        while m > 1 and float(fleet_metrics(cap, costs, np.array([m * gpn]))["tco_usd"][0]) > target:
+            m -= 1
+        return m, ""
+    if mode == "power":
+        per_node = float(one["facility_kw"][0])
+        if per_node > target:
+            return 0, f"one node draws {per_node:,.2f} kW (facility, PUE {costs.pue:g}) > cap {target:,.2f} kW"
+        return int(math.floor(target / per_node + 1e-9)), ""
+    if mode == "performance":
+        col = "tokens_per_s" if unit == "tokens" else "requests_per_s"
+        per_node = float(one[col][0])
+        if per_node <= 0:
+            return 0, f"{cap['gpu']} cannot meet the SLO at any load"
+        lin = math.ceil(target / per_node)
+        m = np.arange(1, 8 * lin + 9)
+        work = fleet_metrics(cap, costs, m * gpn)[col]
+        hit = np.flatnonzero(work >= target * (1 - 1e-12))
+        if hit.size == 0:
+            return 0, f"work peaks at {work.max():,.1f} {_UNIT[unit]} (multi-GPU efficiency) < target {target:,.1f}"
+        return int(m[hit[0]]), ""
+    # count
+    if target < int(cap["tp"]):
+        return 0, f"{int(target)} GPUs < tp = {cap['tp']} of one instance"
+    return int(target), ""
+
+
+_UNIT = {"tokens": "output tokens/s", "requests": "requests/s"}
+
+
+def plan(
+    mode: str,
+    target: float,
+    capacity: pl.DataFrame,
+    *,
+    costs: ModeCosts | None = None,
+    unit: str = "tokens",
+    rank_by: str | None = None,
+) -> pl.DataFrame:
+    """Size and rank one fleet per GPU type under a fixed budget, power, performance or GPU count.
+
+    Parameters
+    ----------
+    mode
+        One of :data:`MODES`.
+    target
+        The fixed quantity: TCO in USD (``"budget"``), facility kW (``"power"``), work in output tokens/s or
+        requests/s (``"performance"``, see ``unit``), GPUs (``"count"``).
+    capacity
+        Per-GPU capacity at the SLO (:func:`~workbench.whatif.capacity_at_slo`, or a table with the columns of
+        :data:`CAPACITY_COLUMNS`).
+    costs
+        Site, price and efficiency inputs.
+    unit
+        ``"tokens"`` or ``"requests"``: the unit of a performance target.
+    rank_by
+        A metric of :data:`METRICS` (default per mode: :data:`DEFAULT_RANK`).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per GPU type, ranked (``rank`` 1 = best; GPUs that cannot satisfy the mode last, with
+        ``note`` saying why): ``mode``, ``target``, ``gpu``, ``tp``, ``gpus_per_node``, ``nodes``, ``gpus``,
+        ``instances``, ``eta``, ``tokens_per_s``, ``requests_per_s``, ``it_kw``, ``facility_kw``, ``capex_usd``,
+        ``opex_usd``, ``tco_usd``, ``usd_per_mtok`` and the ranking metrics.
+
+    Raises
+    ------
+    WhatIfError
+        When no GPU type can satisfy the mode (e.g. a budget or power cap below one node of every type); the
+        message lists each type's limit.
+    """
+    require_choice("mode", mode, MODES)
+    require_choice("unit", unit, tuple(_UNIT))
+    require_positive("target", target)
+    costs = costs or ModeCosts()
+    rank_by = rank_by or DEFAULT_RANK[mode]
+    require_choice("rank_by", rank_by, tuple(METRICS))
+    missing = [c for c in CAPACITY_COLUMNS if c not in capacity.columns]
+    if missing:
+        raise ConfigError(f"capacity table lacks column(s) {missing}; build it with capacity_at_slo()")
+    if capacity.height == 0:
+        raise ConfigError("capacity table is empty: give at least one GPU type")
+    rows, notes = [], []
+    for cap in capacity.iter_rows(named=True):
+        count, note = _nodes_for(mode, float(target), cap, costs, unit)
+        n_gpus = count if mode == "count" else count * int(cap["gpus_per_node"])
+        metrics = {k: float(v[0]) for k, v in fleet_metrics(cap, costs, np.array([n_gpus])).items()}
+        if not count:
+            metrics = {k: None for k in metrics}
+            notes.append(f"{cap['gpu']}: {note}")
+        rows.append(
+            {"mode": mode, "target": float(target), "gpu": cap["gpu"], "tp": int(cap["tp"]),
+             "gpus_per_node": int(cap["gpus_per_node"]), **metrics, "note": note}
+        )  # fmt: skip
+    if len(notes) == len(rows):
+        what = {"budget": "budget", "power": "power cap", "performance": "target", "count": "GPU count"}[mode]
+        raise WhatIfError(f"the {what} {target:g} is not enough for any GPU type: " + "; ".join(notes))
+    table = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+        pl.col("nodes", "gpus", "instances").cast(pl.Int64)
+    )
+    return (
+        table.with_columns(_ok=pl.col("nodes").is_not_null())
+        .sort(["_ok", rank_by], descending=[True, METRICS[rank_by]], nulls_last=True)
+        .drop("_ok")
+        .with_row_index("rank", offset=1)
+        .with_columns(pl.lit(rank_by).alias("rank_by"))
+    )
