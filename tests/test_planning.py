@@ -240,3 +240,33 @@ def test_tradeoff_table_front(wl):
     assert by_clock["ttft_p99_s"][0] > by_clock["ttft_p99_s"][-1]
     with pytest.raises(ConfigError, match="not in the table"):
         pareto_front(t, ["nope"])
+
+
+# --------------------------------------------------------------------------------------------------- charts
+
+
+def test_planning_charts_spec(wl):
+    from workbench.viz.planning import check_chart, pareto_chart, pareto_panels, sizing_chart
+
+    t = tradeoff_table(wl, SLO(2.0, 0.1), gpus=["H100", "L40S"], thresholds=[2048], max_num_seqs=[64, 256])
+    spec = pareto_chart(t).to_dict()
+    n_front, n_ok = int(t["pareto"].sum()), int(t["slo_met"].sum())
+    assert spec["title"].endswith(f"({n_front} of {n_ok} on the front)")
+    layers = spec["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["circle", "line", "point"]
+    tips = {tip["field"] for tip in layers[2]["encoding"]["tooltip"]}
+    assert {"candidate", "gpus", "usd_per_hour", "j_per_output_token", "ttft_p99_s"} <= tips
+    assert layers[2]["encoding"]["color"]["field"] == "topology"
+    assert len(pareto_panels(t).to_dict()["hconcat"]) == 3
+    fake = (
+        t.filter(pl.col("slo_met"))
+        .head(3)
+        .with_columns(sim_instances=pl.col("instances") + 1, sim_usd_per_hour=pl.col("usd_per_hour") * 1.5)
+    )
+    bars = sizing_chart(fake).to_dict()
+    assert [layer["mark"]["type"] for layer in bars["layer"]] == ["bar", "tick"]
+    dumbbell = check_chart(fake).to_dict()
+    values = [v for rows in dumbbell["datasets"].values() for v in rows]
+    assert {v["method"] for v in values if "method" in v} == {"analytic", "simulated"}
+    with pytest.raises(ConfigError, match="not in the table"):
+        pareto_chart(t, x="nope")
