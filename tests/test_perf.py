@@ -311,3 +311,35 @@ def test_layer_times_add_up_to_iteration():
     head = m.vocab_size * m.hidden_size * 2 / (perf.gpu.mem_bw * 0.75)
     expected = m.layers * (perf.layer_linear_time(1) + perf.layer_attention_time(0.0, 500)) + head
     assert perf.decode_time(1, 500) == pytest.approx(expected, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------- curves and charts
+def test_curves_and_charts():
+    from workbench.hardware.curves import decode_curve, prefill_curve
+    from workbench.viz.hardware import calibration_parity, decode_roofline, prefill_roofline
+
+    perfs = {
+        "8B@H100": RooflineModel("H100", "Llama-3.1-8B"),
+        "70B@4xH100": RooflineModel("H100", "Llama-3.1-70B", 4),
+    }
+    dec = decode_curve(perfs, [1, 8, 64], context=512)
+    assert dec.height == 6 and dec.columns == ["config", "batch", "iteration_ms", "tokens_per_s"]
+    first = dec.row(0, named=True)
+    assert first["iteration_ms"] == pytest.approx(perfs["8B@H100"].decode_time(1, 512) * 1e3)
+    assert first["tokens_per_s"] == pytest.approx(1 / perfs["8B@H100"].decode_time(1, 512))
+    pre = prefill_curve(perfs, [256, 1024])
+    assert pre["prefill_ms"][1] == pytest.approx(perfs["8B@H100"].prefill_time(1024) * 1e3)
+    spec = decode_roofline(dec).to_dict()
+    assert [c["encoding"]["y"]["field"] for c in spec["hconcat"]] == ["iteration_ms", "tokens_per_s"]
+    assert spec["hconcat"][0]["encoding"]["x"]["scale"]["type"] == "log"
+    assert prefill_roofline(pre).to_dict()["encoding"]["y"]["field"] == "prefill_ms"
+    parity = calibration_parity(
+        pl.DataFrame({"time_s": [0.01, 0.1], "pred_s": [0.012, 0.09], "kind": ["a", "b"]})
+    )
+    layers = parity.to_dict()["layer"]
+    assert (
+        layers[1]["encoding"]["x"]["field"] == "measured_ms"
+        and layers[1]["encoding"]["color"]["field"] == "kind"
+    )
+    with pytest.raises(ConfigError, match="batch_sizes"):
+        decode_curve(perfs, [0])
