@@ -22,10 +22,12 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from workbench.errors import WorkbenchError
@@ -42,6 +44,18 @@ Callback = Callable[[Any, float], None]
 
 class SimulationError(WorkbenchError):
     """The simulation reached an impossible state (a bug or a bad hook); raised instead of hanging."""
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside the block (restored on exit, also on errors)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class ArrivalFeed:
@@ -89,7 +103,16 @@ class Engine:
         heapq.heappush(self._heap, (time, priority, next(self._counter), callback, arg))
 
     def run(self, feed: ArrivalFeed | None = None, until: float = math.inf) -> None:
-        """Process events (and the arrivals of ``feed``) in order until none is left or ``until`` is reached."""
+        """Process events (and the arrivals of ``feed``) in order until none is left or ``until`` is reached.
+
+        Python's cyclic garbage collector is paused while the loop runs (the simulator creates no reference
+        cycles per event, and rescanning a million live requests at every collection would dominate the run
+        time); it is restored afterwards.
+        """
+        with paused_gc():
+            self._run(feed, until)
+
+    def _run(self, feed: ArrivalFeed | None, until: float) -> None:
         heap = self._heap
         pop = heapq.heappop
         times = feed.times if feed is not None else []

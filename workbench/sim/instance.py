@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict, deque
+from heapq import heappush
 from typing import TYPE_CHECKING
 
 from workbench.errors import ConfigError
@@ -63,6 +64,8 @@ class Instance:
         s = config.scheduler
         self.sim = sim
         self.engine = sim.engine
+        self.heap = sim.engine._heap  # launching a step pushes straight onto the engine's heap
+        self.counter = sim.engine._counter
         self.index = index
         self.config = config
         self.pool = config.pool
@@ -76,6 +79,8 @@ class Instance:
         self.max_tokens = s.max_num_batched_tokens
         self.chunked = s.chunked_prefill
         self.chunk = s.prefill_chunk_tokens or self.max_tokens
+        self.fit_tokens = self.capacity * self.bs  # longest prompt + output that can ever run
+        self.max_prompt = self.max_tokens if not self.chunked else 2**62
         self.prefill_first = s.priority == "prefill_first"
         self.skipping = s.event_skipping
         self.watermark = int(s.watermark * self.capacity)
@@ -229,11 +234,14 @@ class Instance:
         if k <= 0:
             return 0
         bs = self.bs
-        cnt = self.cnt
         full, rem = divmod(k, bs)
         total = full * self.B
-        for j in range(rem):
-            total += cnt[-(g + j) % bs]
+        if rem:
+            # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
+            cnt = self.cnt
+            s = -g % bs
+            lo = s - rem + 1
+            total += sum(cnt[lo : s + 1]) if lo >= 0 else sum(cnt[: s + 1]) + sum(cnt[bs + lo :])
         return total
 
     def _affordable(self, g: int, avail: int, limit: int) -> int:
@@ -288,15 +296,16 @@ class Instance:
         if decode:
             bs = self.bs
             need = self.cnt[-self.G % bs]
-            while need > self.free + len(self.lru) * self.hb:
-                self._preempt_youngest()
-                need = self.cnt[-self.G % bs]
-            decode = self.B > 0
-            if decode:
-                self._alloc(need)
-            if not self.prefill_first:
+            if need:
+                while need > self.free + len(self.lru) * self.hb:
+                    self._preempt_youngest()
+                    need = self.cnt[-self.G % bs]
+                decode = self.B > 0
+                if need:
+                    self._alloc(need)
+            if not self.prefill_first and (waiting or self.prefilling):
                 items, P, pctx = self._plan_prefill(self.max_tokens - self.B, now)
-        elif not items and not self.prefill_first:
+        elif not self.prefill_first and (waiting or self.prefilling):
             items, P, pctx = self._plan_prefill(self.max_tokens, now)
         self.t0 = now
         self.items = items
@@ -320,7 +329,8 @@ class Instance:
             if k > 1 and self.skipping:
                 k = 1 + self._affordable(self.G + 1, self.free + len(self.lru) * self.hb, k - 1)
                 extra = self._crossings(self.G + 1, k - 1)
-                self._alloc(extra)
+                if extra:
+                    self._alloc(extra)
                 self.run_extra = extra
             else:
                 k = 1
@@ -342,7 +352,7 @@ class Instance:
                 self.sim._drained(self, now)
             return
         self.busy = True
-        self.engine.schedule(now + dt, PRIO_ITERATION, self._on_end, self.version)
+        heappush(self.heap, (now + dt, PRIO_ITERATION, next(self.counter), self._on_end, self.version))
 
     def _plan_prefill(self, budget: int, now: float) -> tuple[list, int, float]:
         """Prefill chunks for this iteration: partial prefills first, then FCFS admission."""
@@ -508,9 +518,16 @@ class Instance:
         B = self.run_B
         items = self.items
         batch = B + len(items)
-        self._record_busy(self.t0, now, batch, self.step_prefill, self.step_kv, k)
+        t0 = self.t0
+        pb = self.pb
+        if pb is not None and pb[1] == t0 and pb[2] == batch:  # extend the pending busy segment
+            pb[1] = now
+            pb[3] += self.step_prefill
+            pb[5] += k
+        else:
+            self._record_busy(t0, now, batch, self.step_prefill, self.step_kv, k)
         self.n_iterations += k
-        self.busy_s += now - self.t0
+        self.busy_s += now - t0
         if B:
             self.G += k
             self.ctx += B * k

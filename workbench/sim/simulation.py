@@ -37,7 +37,7 @@ import polars as pl
 
 from workbench.errors import ConfigError, WorkloadError
 from workbench.sim.config import InstanceConfig, SimConfig
-from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError
+from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError, paused_gc
 from workbench.sim.instance import (
     DRAINING,
     IDLE,
@@ -109,11 +109,9 @@ class Simulation:
         #: instead of rejecting them.
         self.hold_unroutable = False
         self.counters: dict[str, int] = {"rejected": 0, "retried": 0, "failures": 0, "cold_starts": 0}
-        cols = ("inst", "start", "end", "state", "batch", "prefill", "kv", "iters")
-        codes = ("i", "d", "d", "b", "i", "q", "i", "q")
-        self._seg = {c: array(code) for c, code in zip(cols, codes, strict=True)}
-        self._done: list[Request] = []
-        self._rejects: list[tuple[Request, str]] = []
+        # segments as rows of 8 doubles (instance, start, end, state, batch, prefill, kv, iterations)
+        self._seg = array("d")
+        self._records = _Records(0)
 
     # ------------------------------------------------------------------ setup and hooks
     def rng(self) -> np.random.Generator:
@@ -215,14 +213,14 @@ class Simulation:
     def route(self, req: Request, now: float) -> None:
         """Pick an instance for ``req`` with the router and queue it there (or reject it)."""
         routable = self.routable
-        if not routable:
+        if len(routable) == 1 and self.router.__class__ is RoundRobin:
+            inst = routable[0]
+        elif not routable:
             if self.hold_unroutable or any(i.state == STARTING for i in self.instances):
                 self.pending.append(req)
             else:
                 self.reject(req, "no instance is on")
             return
-        if len(routable) == 1 and self.router.__class__ is RoundRobin:
-            inst = routable[0]
         else:
             pos = self.router.choose(req, routable, now)
             if pos == DEFER:  # the router holds the request and submits it later (fleet layer)
@@ -231,46 +229,43 @@ class Simulation:
                 self.reject(req, getattr(self.router, "reject_reason", None) or "rejected by the router")
                 return
             inst = routable[pos]
-        reason = inst.reject_reason(req)
-        if reason is not None:
-            self.reject(req, reason)
+        if req.prompt_tokens + req.output_tokens > inst.fit_tokens or req.prompt_tokens > inst.max_prompt:
+            self.reject(req, inst.reject_reason(req))
             return
         inst.enqueue(req, now)
 
     def reject(self, req: Request, reason: str) -> None:
         """Record ``req`` as rejected with ``reason`` (never dropped silently)."""
         self.counters["rejected"] += 1
-        self._rejects.append((req, reason))
+        self._records.reasons[req.index] = reason
+        self._records.store(req)
 
     def _finished(self, req: Request, inst: Instance, now: float) -> None:
         if self.on_finish is not None and self.on_finish(req, inst, now):
             return
         req.finish_s = now
-        req.generated = req.output_tokens if inst.role != "prefill" else req.generated
-        self._done.append(req)
+        self._records.store(req)
 
     def _segment(
         self, inst: int, start: float, end: float, state: int, batch: int, prefill: int, kv: int, iters: int
     ) -> None:
         if self.record_segments:
-            s = self._seg
-            s["inst"].append(inst)
-            s["start"].append(start)
-            s["end"].append(end)
-            s["state"].append(state)
-            s["batch"].append(batch)
-            s["prefill"].append(prefill)
-            s["kv"].append(kv)
-            s["iters"].append(iters)
+            self._seg.extend((inst, start, end, state, batch, prefill, kv, iters))
 
     # ------------------------------------------------------------------ running a trace
     def run(self, requests: pl.DataFrame) -> SimResult:
         """Simulate ``requests`` (canonical trace columns) to completion and return the result tables."""
+        with paused_gc():
+            return self._run(requests)
+
+    def _run(self, requests: pl.DataFrame) -> SimResult:
         if self.on_finish is None and any(i.role == "prefill" for i in self.instances):
             raise ConfigError("role='prefill' instances need an on_finish hook that hands requests on")
         if not self.instances:
             raise ConfigError("the simulation has no instances")
         n = requests.height
+        self._requests = requests
+        self._records = _Records(n)
         arrival = requests["arrival_s"].to_list()
         if n and (requests["arrival_s"].is_null().any() or not requests["arrival_s"].is_sorted()):
             raise WorkloadError("arrival times must be present and non-decreasing", field="arrival_s")
@@ -310,29 +305,29 @@ class Simulation:
         unfinished = sum(i.outstanding for i in self.instances)
         if unfinished:
             raise SimulationError(f"{unfinished} request(s) were left unfinished when the events ran out")
-        return self.result(n)
+        return self.result()
 
-    def result(self, n: int) -> SimResult:
+    def result(self) -> SimResult:
         """Build the result tables (once, from the recorded lists)."""
         end = self.engine.now
         for inst in self.instances:
             if not inst.busy:
                 inst._close_open_segment(end)
             inst._flush_busy()
-        requests = _request_table(n, self._done, self._rejects, self.instances)
-        seg = self._seg
+        requests = self._records.table(self._requests, self.instances)
+        seg = np.frombuffer(self._seg, dtype=np.float64).reshape(-1, 8)
         segments = pl.DataFrame(
             {
-                "instance": np.frombuffer(seg["inst"], dtype=np.int32),
-                "start_s": np.frombuffer(seg["start"], dtype=np.float64),
-                "end_s": np.frombuffer(seg["end"], dtype=np.float64),
-                "state": pl.Series(np.frombuffer(seg["state"], dtype=np.int8)).replace_strict(
+                "instance": seg[:, 0].astype(np.int32),
+                "start_s": seg[:, 1],
+                "end_s": seg[:, 2],
+                "state": pl.Series(seg[:, 3].astype(np.int8)).replace_strict(
                     dict(enumerate(SEG_STATES)), return_dtype=pl.Utf8
                 ),
-                "batch_size": np.frombuffer(seg["batch"], dtype=np.int32),
-                "prefill_tokens": np.frombuffer(seg["prefill"], dtype=np.int64),
-                "kv_blocks_used": np.frombuffer(seg["kv"], dtype=np.int32),
-                "iterations": np.frombuffer(seg["iters"], dtype=np.int64),
+                "batch_size": seg[:, 4].astype(np.int32),
+                "prefill_tokens": seg[:, 5].astype(np.int64),
+                "kv_blocks_used": seg[:, 6].astype(np.int32),
+                "iterations": seg[:, 7].astype(np.int64),
             },
             schema=SEGMENT_SCHEMA,
         ).sort("instance", "start_s", maintain_order=True)
@@ -362,65 +357,70 @@ class Simulation:
         return SimResult(requests=requests, segments=segments, instances=instances, counters=counters)
 
 
-def _request_table(n: int, done: list[Request], rejects: list[tuple[Request, str]], instances) -> pl.DataFrame:
-    """One row per trace row, in trace order, from the finished and rejected requests."""
-    idx = np.fromiter((r.index for r in done), dtype=np.int64, count=len(done))
-    order = np.argsort(idx, kind="stable")
+_REC_FLOAT = ("admitted_s", "first_token_s", "finish_s")
+_REC_INT = ("cached_tokens", "preemptions", "instance", "retries")
 
-    def col(attr: str, dtype) -> np.ndarray:
-        return np.fromiter((getattr(r, attr) for r in done), dtype=dtype, count=len(done))[order]
 
-    fin = pl.DataFrame(
-        {
-            "index": idx[order],
-            "request_id": col("request_id", np.uint64),
-            "arrival_s": col("arrival_s", np.float64),
-            "admitted_s": col("admitted_s", np.float64),
-            "first_token_s": col("first_token_s", np.float64),
-            "finish_s": col("finish_s", np.float64),
-            "prompt_tokens": col("prompt_tokens", np.int32),
-            "output_tokens": col("output_tokens", np.int32),
-            "cached_tokens": col("cached_tokens", np.int32),
-            "preemptions": col("preemptions", np.int32),
-            "instance": col("instance", np.int32),
-            "retries": col("retries", np.int32),
-        }
-    )
-    pools = [i.pool for i in instances]
-    fin = fin.with_columns(
-        pl.col("instance").replace_strict(dict(enumerate(pools)), return_dtype=pl.Utf8).alias("pool"),
-        pl.lit(False).alias("rejected"),
-        pl.lit(None, dtype=pl.Utf8).alias("reject_reason"),
-    )
-    if rejects:
-        rej = pl.DataFrame(
-            {
-                "index": [r.index for r, _ in rejects],
-                "request_id": pl.Series([r.request_id for r, _ in rejects], dtype=pl.UInt64),
-                "arrival_s": [r.arrival_s for r, _ in rejects],
-                "prompt_tokens": pl.Series([r.prompt_tokens for r, _ in rejects], dtype=pl.Int32),
-                "output_tokens": pl.Series([r.output_tokens for r, _ in rejects], dtype=pl.Int32),
-                "cached_tokens": pl.Series([0] * len(rejects), dtype=pl.Int32),
-                "preemptions": pl.Series([r.preemptions for r, _ in rejects], dtype=pl.Int32),
-                "instance": pl.Series([r.instance for r, _ in rejects], dtype=pl.Int32),
-                "retries": pl.Series([r.retries for r, _ in rejects], dtype=pl.Int32),
-                "reject_reason": [reason for _, reason in rejects],
-            }
-        ).with_columns(pl.lit(True).alias("rejected"))
-        fin = pl.concat([fin, rej], how="diagonal_relaxed").sort("index")
-    fin = fin.with_columns(
-        (pl.col("first_token_s") - pl.col("arrival_s")).alias("ttft_s"),
-        pl.when(pl.col("output_tokens") > 1)
-        .then((pl.col("finish_s") - pl.col("first_token_s")) / (pl.col("output_tokens") - 1))
-        .alias("tpot_s"),
-        (pl.col("finish_s") - pl.col("arrival_s")).alias("e2e_s"),
-        (pl.col("admitted_s") - pl.col("arrival_s")).alias("queue_s"),
-    )
-    if fin.height != n:
-        raise SimulationError(f"{n} requests entered but {fin.height} were recorded")
-    schema = dict(REQUEST_SCHEMA)
-    schema["retries"] = pl.Int32()
-    return fin.select([pl.col(c).cast(t) for c, t in schema.items()])
+class _Records:
+    """Per-request outcome columns, preallocated for ``n`` trace rows and filled when a request ends."""
+
+    def __init__(self, n: int) -> None:
+        nan_row = array("d", [NAN])
+        self.floats = {name: nan_row * n for name in _REC_FLOAT}
+        zero_row = array("i", [0])
+        self.ints = {name: zero_row * n for name in _REC_INT}
+        self.ints["instance"] = array("i", [-1]) * n
+        self.reasons: dict[int, str] = {}
+        self.count = 0
+
+    def store(self, req: Request) -> None:
+        i = req.index
+        f = self.floats
+        f["admitted_s"][i] = req.admitted_s
+        f["first_token_s"][i] = req.first_token_s
+        f["finish_s"][i] = req.finish_s
+        g = self.ints
+        g["cached_tokens"][i] = req.cached_tokens
+        g["preemptions"][i] = req.preemptions
+        g["instance"][i] = req.instance
+        g["retries"][i] = req.retries
+        self.count += 1
+
+    def table(self, requests: pl.DataFrame, instances: list[Instance]) -> pl.DataFrame:
+        """The ``requests`` result table (trace order) from the trace columns and the recorded outcomes."""
+        n = requests.height
+        if self.count != n:
+            raise SimulationError(f"{n} requests entered but {self.count} were recorded")
+        cols = {name: np.frombuffer(arr, dtype=np.float64) for name, arr in self.floats.items()}
+        cols.update({name: np.frombuffer(arr, dtype=np.int32) for name, arr in self.ints.items()})
+        pools = [i.pool for i in instances]
+        reasons = self.reasons
+        rejected = np.zeros(n, dtype=bool)
+        rejected[list(reasons)] = True
+        out = pl.DataFrame(cols).with_columns(
+            requests["request_id"].cast(pl.UInt64),
+            requests["arrival_s"].cast(pl.Float64),
+            requests["prompt_tokens"].cast(pl.Int32),
+            requests["output_tokens"].cast(pl.Int32),
+            pl.Series("rejected", rejected),
+            pl.Series("reject_reason", [reasons.get(i) for i in range(n)] if reasons else [None] * n, pl.Utf8),
+        )
+        out = out.with_columns(
+            pl.col("^.*_s$").fill_nan(None),
+            pl.col("instance")
+            .replace_strict(dict(enumerate(pools)), default=None, return_dtype=pl.Utf8)
+            .alias("pool"),
+        ).with_columns(
+            (pl.col("first_token_s") - pl.col("arrival_s")).alias("ttft_s"),
+            pl.when(pl.col("output_tokens") > 1)
+            .then((pl.col("finish_s") - pl.col("first_token_s")) / (pl.col("output_tokens") - 1))
+            .alias("tpot_s"),
+            (pl.col("finish_s") - pl.col("arrival_s")).alias("e2e_s"),
+            (pl.col("admitted_s") - pl.col("arrival_s")).alias("queue_s"),
+        )
+        schema = dict(REQUEST_SCHEMA)
+        schema["retries"] = pl.Int32()
+        return out.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def simulate(

@@ -1,0 +1,117 @@
+"""Benchmark of the instance simulator (targets: >= 1,000,000 requests in <= 10 s, <= 2 GB peak for 1 M).
+
+One Llama-3.1-8B instance on an H100 (roofline model), Azure code-trace lengths resampled, Poisson arrivals
+at 80 % of the instance's saturated throughput (measured by a run with all requests arriving at once).
+Prints wall times, simulated requests per second, the peak resident memory, the speed ratio against a
+per-iteration loop (the same engine with event skipping off) and the queueing mode's customers per second
+for M/M/8 at rho = 0.8. ``--erlang`` adds long Erlang-C validation runs (about a minute).
+
+Run: ``.venv/bin/python benchmarks/bench_sim.py [--quick] [--erlang]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+from pathlib import Path
+
+from workbench.sim import Exponential, InstanceConfig, SchedulerConfig, simulate, simulate_queue, summary
+from workbench.traces import Empirical, Poisson, Synthetic, load
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "traces"
+
+
+def azure_lengths() -> Empirical:
+    import os
+
+    folder = Path(os.environ.get("WORKBENCH_DATA_DIR", TRACES))
+    return Empirical.from_trace(load(folder / "AzureLLMInferenceTrace_code.csv"))
+
+
+def timed(fn, *args, **kw):
+    gc.collect()
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def erlang_c(c: int, offered: float) -> tuple[float, float]:
+    term, total = 1.0, 0.0
+    for k in range(c):
+        total += term
+        term *= offered / (k + 1)
+    top = term * c / (c - offered)
+    p = top / (total + top)
+    return p, p / (c - offered)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="skip the 1,000,000-request run")
+    ap.add_argument("--erlang", action="store_true", help="long Erlang-C validation runs")
+    args = ap.parse_args()
+    config = InstanceConfig(gpu="H100", model="Llama-3.1-8B")
+    lengths = azure_lengths()
+
+    sat = Synthetic(Poisson(1e9), lengths).generate(n=20_000, seed=1)
+    res, _ = timed(simulate, sat, config)
+    capacity = sat.requests.height / res.counters["makespan_s"]
+    rate = 0.8 * capacity
+    print(
+        f"instance: Llama-3.1-8B on 1x H100, saturated throughput {capacity:.2f} req/s; load 80 % = {rate:.2f} req/s"
+    )
+
+    sizes = [100_000] if args.quick else [100_000, 1_000_000]
+    for n in sizes:
+        trace = Synthetic(Poisson(rate), lengths).generate(n=n, seed=2)
+        res, dt = timed(simulate, trace, config)
+        s = summary(res).row(0, named=True)
+        print(
+            f"{n:>9,} requests: {dt:6.2f} s wall, {n / dt:,.0f} simulated req/s, {res.counters['events']:,} events, "
+            f"{res.segments.height:,} segments, peak RSS {peak_rss_mb():,.0f} MB; "
+            f"TTFT p50/p99 {s['ttft_p50_s']:.3f}/{s['ttft_p99_s']:.3f} s, TPOT p50 {s['tpot_p50_s'] * 1e3:.1f} ms"
+        )
+        del res, trace
+    if not args.quick:
+        print("target: 1,000,000 requests in <= 10 s and <= 2,048 MB peak (single core, pure Python)")
+
+    n_base = 10_000
+    trace = Synthetic(Poisson(rate), lengths).generate(n=n_base, seed=3)
+    slow_cfg = InstanceConfig(gpu="H100", model="Llama-3.1-8B", scheduler=SchedulerConfig(event_skipping=False))
+    fast, t_fast = timed(simulate, trace, config)
+    slow, t_slow = timed(simulate, trace, slow_cfg)
+    same = (fast.requests["finish_s"] - slow.requests["finish_s"]).abs().max()
+    print(
+        f"per-iteration loop on {n_base:,} requests: {t_slow:.2f} s ({slow.counters['events']:,} events) vs "
+        f"event skipping {t_fast:.2f} s ({fast.counters['events']:,} events): speed ratio {t_slow / t_fast:.1f}x; "
+        f"max |finish difference| {same:.1e} s"
+    )
+
+    c, rho, customers = 8, 0.8, 1_000_000
+    q, dt = timed(simulate_queue, rho * c, Exponential(1.0), c, customers, seed=1)
+    p, w = erlang_c(c, rho * c)
+    print(
+        f"queueing mode M/M/8 at rho 0.8: {customers / dt:,.0f} customers/s; P(wait>0) {q.p_wait:.4f} "
+        f"(Erlang-C {p:.4f}), mean wait {q.mean_wait:.4f} (Erlang-C {w:.4f})"
+    )
+    if args.erlang:
+        for rho, customers in ((0.5, 4_000_000), (0.8, 8_000_000), (0.95, 24_000_000)):
+            q, dt = timed(simulate_queue, rho * 4, Exponential(1.0), 4, customers, seed=7)
+            p, w = erlang_c(4, rho * 4)
+            print(
+                f"M/M/4 rho {rho}: {customers:,} customers in {dt:.0f} s: P(wait>0) error "
+                f"{q.p_wait / p - 1:+.2%} (95 % CI +-{q.p_wait_ci / p:.2%}), mean wait error "
+                f"{q.mean_wait / w - 1:+.2%} (95 % CI +-{q.mean_wait_ci / w:.2%})"
+            )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
