@@ -205,7 +205,7 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
         t1, slope = float(one["tco_usd"][0]), float(one["tco_usd"][1] - one["tco_usd"][0])
         if t1 > target:
             return 0, f"one node costs ${t1:,.0f} TCO > budget ${target:,.0f}"
-        m = int(math.floor((target - t1) / slope + 1e-9)) + 1
+        m = math.floor((target - t1) / slope + 1e-9) + 1
         while m > 1 and float(fleet_metrics(cap, costs, np.array([m * gpn]))["tco_usd"][0]) > target:
             m -= 1
         return m, ""
@@ -213,7 +213,7 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
         per_node = float(one["facility_kw"][0])
         if per_node > target:
             return 0, f"one node draws {per_node:,.2f} kW (facility, PUE {costs.pue:g}) > cap {target:,.2f} kW"
-        return int(math.floor(target / per_node + 1e-9)), ""
+        return math.floor(target / per_node + 1e-9), ""
     if mode == "performance":
         col = "tokens_per_s" if unit == "tokens" else "requests_per_s"
         per_node = float(one[col][0])
@@ -224,7 +224,8 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
         work = fleet_metrics(cap, costs, m * gpn)[col]
         hit = np.flatnonzero(work >= target * (1 - 1e-12))
         if hit.size == 0:
-            return 0, f"work peaks at {work.max():,.1f} {_UNIT[unit]} (multi-GPU efficiency) < target {target:,.1f}"
+            peak = f"{work.max():,.1f} {_UNIT[unit]}"
+            return 0, f"work peaks at {peak} (multi-GPU efficiency) < target {target:,.1f}"
         return int(m[hit[0]]), ""
     # count
     if target < int(cap["tp"]):

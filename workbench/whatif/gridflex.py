@@ -1,0 +1,315 @@
+"""Grid flexibility (demand response): how much power a serving fleet can shed and still meet its SLO.
+
+Two levers, each with its power model:
+
+* a batch cap (vLLM ``max_num_seqs``): an instance never runs more than ``cap`` sequences, so its GPUs never
+  draw more than the busy power ``P(cap)`` of the power-versus-batch curve
+  (:func:`workbench.power.power_curve`);
+* a lower GPU clock (DVFS): busy power scales with the Wattlytics power-versus-clock shape
+  (:data:`workbench.power.H100_WATTLYTICS`, via :func:`workbench.planning.costs.clock_power_scale`) and
+  iteration times with ``1 / clock``.
+
+The fleet's *power ceiling* under a (cap, clock) setting is ``instances x tp x max(P(cap) x s(clock), P_idle)``
+-- the most it can draw, which is what a demand-response commitment must guarantee; the reduction is measured
+against the ceiling of the configured setting. Loaded-idle power does not fall with either lever, so no cut
+can go below ``instances x tp x P_idle``. The expected (mean) power under the workload is reported too.
+
+Latency under each setting is predicted by the planning screen at the fleet's fixed instance count, and the
+chosen setting is checked by simulating the fleet with the cap and the clock (:func:`check_setting`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from workbench.config import require_positive, require_range
+from workbench.hardware import gpu
+from workbench.planning import SLO, Candidate, Workload
+from workbench.planning import screen as _screen
+from workbench.planning.costs import clock_power_scale, pool_power_w, power_params
+from workbench.whatif._common import WhatIfError, resolve_tp, simulate_fleet
+
+CAPS: tuple[int, ...] = (256, 192, 128, 96, 64, 48, 32, 24, 16, 8, 4, 2, 1)
+CLOCKS: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
+
+
+@dataclass(frozen=True)
+class GridFlexResult:
+    """Answer of :func:`grid_flex`.
+
+    Attributes
+    ----------
+    options
+        One row per (cap, clock): ``max_num_seqs``, ``clock``, ``ceiling_kw``, ``reduction`` (share of the
+        baseline ceiling), ``mean_kw`` (expected power under the workload), predicted ``ttft_p99_s``,
+        ``tpot_p99_s``, ``slo_ratio`` (worst latency / target; <= 1 meets the SLO), ``slo_met``.
+    curve
+        The SLO cost of deeper cuts: for each reachable reduction level, the option with the smallest
+        ``slo_ratio`` that sheds at least that much.
+    best
+        The option with the largest reduction that meets the SLO (row dict): verified by simulation when
+        checked (the deepest analytically feasible option the simulator passes), else the analytic choice.
+        With a requested ``cut``: the option shedding at least ``cut`` with the smallest SLO ratio.
+    baseline_kw, floor_kw
+        Power ceiling of the configured setting and the idle floor no cut can pass.
+    analytic_best
+        The analytic screen's choice (before the simulation check).
+    checks
+        Every simulated setting (:func:`check_setting` columns plus ``reduction``), or ``None``.
+    """
+
+    options: pl.DataFrame
+    curve: pl.DataFrame
+    best: dict
+    baseline_kw: float
+    floor_kw: float
+    analytic_best: dict
+    checks: pl.DataFrame | None = None
+
+    @property
+    def max_reduction(self) -> float:
+        """Largest reduction (share of the baseline ceiling) that meets the SLO."""
+        return float(self.best["reduction"])
+
+
+def power_ceiling_kw(
+    gpu_name: str, model: str, tp: int, instances: int, caps: np.ndarray, clocks: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW)."""
+    p_low, p_high, k, x0, idle = power_params(gpu(gpu_name).name, model, tp)
+    b = np.maximum(np.asarray(caps, float), 1.0)
+    busy = (p_low + (p_high - p_low) / (1.0 + np.exp(-k * (np.log2(b) - x0)))) * clock_power_scale(clocks)
+    per_gpu = np.maximum(busy, idle)
+    return instances * tp * per_gpu / 1000.0, instances * tp * idle / 1000.0
+
+
+def _predict(wl: Workload, slo: SLO, cands: list[Candidate], model: str, n: int) -> dict[str, np.ndarray]:
+    """Screen predictions (P99 TTFT and TPOT, batch, busy share, SLO verdict) at ``n`` instances."""
+    probs, first, _, _ = _screen.build_problems(wl, slo, cands, model)
+    q = slo.quantile
+    nn = np.full(probs.lam.size, float(n))
+    pred = probs.predict(nn, q)
+    tpot = np.where(pred["stable"], np.maximum(pred["tpot_q"], probs.tpot_quantile(pred, q)), np.inf)
+    ok = probs.feasible(nn, q)
+    return {
+        "ttft": pred["ttft_q"][first],
+        "tpot": tpot[first],
+        "batch": pred["batch"][first],
+        "busy": pred["util"][first],
+        "ok": ok[first],
+    }
+
+
+def grid_flex(
+    wl: Workload,
+    slo: SLO,
+    gpu_name: str,
+    instances: int,
+    *,
+    model: str = "Llama-3.1-8B",
+    tp: int | None = None,
+    max_num_seqs: int = 256,
+    caps: Sequence[int] = CAPS,
+    clocks: Sequence[float] = CLOCKS,
+    cut: float | None = None,
+    check: bool = True,
+    sim_requests: int = 600,
+    seed: int = 0,
+) -> GridFlexResult:
+    """The largest power cut (share of the fleet's power ceiling) that still meets ``slo``.
+
+    Parameters
+    ----------
+    wl
+        Workload at its rate (the fleet keeps serving all of it).
+    slo
+        Latency targets.
+    gpu_name, instances, model, tp
+        The fleet: ``instances`` instances of ``model`` on ``tp`` x ``gpu_name`` (``tp=None``: smallest fit).
+    max_num_seqs
+        The configured batch cap (the baseline; the clock baseline is 1).
+    caps, clocks
+        Settings to try (caps above ``max_num_seqs`` are dropped).
+    cut
+        Optional requested cut (share of the baseline ceiling): checked against the idle floor; ``best``
+        then becomes the option meeting the cut with the smallest SLO ratio.
+    check
+        Simulate ``best`` on the first ``sim_requests`` requests of the workload (:func:`check_setting`).
+    seed
+        Seed of the simulation.
+
+    Raises
+    ------
+    WhatIfError
+        A cut deeper than the idle power allows, or a fleet that misses the SLO even without a cut.
+    """
+    if not (isinstance(instances, int) and instances >= 1):
+        raise WhatIfError(f"instances must be an integer >= 1, got {instances!r}")
+    require_positive("max_num_seqs", max_num_seqs)
+    tp = resolve_tp(gpu_name, model, tp)
+    caps = sorted({int(c) for c in caps if int(c) <= max_num_seqs} | {int(max_num_seqs)}, reverse=True)
+    clocks = sorted({float(c) for c in clocks} | {1.0}, reverse=True)
+    for c in clocks:
+        require_range("clock", c, 0.1, 1.0)
+    grid = [(c, f) for c in caps for f in clocks]
+    cap_arr = np.array([c for c, _ in grid], float)
+    clk_arr = np.array([f for _, f in grid], float)
+    ceiling, floor = power_ceiling_kw(gpu_name, model, tp, instances, cap_arr, clk_arr)
+    baseline = float(ceiling[0])
+    max_cut = 1.0 - floor / baseline
+    if cut is not None:
+        require_range("cut", cut, 0.0, 1.0)
+        if cut > max_cut + 1e-12:
+            raise WhatIfError(
+                f"a {cut:.0%} cut asks for <= {baseline * (1 - cut):,.2f} kW, below the fleet's idle power "
+                f"{floor:,.2f} kW ({instances} x {tp} x {gpu(gpu_name).name} at "
+                f"{floor * 1000 / (instances * tp):.0f} W loaded idle); the deepest possible cut is "
+                f"{max_cut:.1%} "
+                "(turn instances off for more)"
+            )
+    cands = [Candidate(gpu(gpu_name).name, tp, max_num_seqs=c, clock=f) for c, f in grid]
+    pred = _predict(wl, slo, cands, model, instances)
+    n = np.full(len(grid), float(instances))
+    names = np.array([gpu(gpu_name).name] * len(grid), dtype=object)
+    tps = np.full(len(grid), tp)
+    mean_kw = pool_power_w(names, tps, model, n, pred["batch"], pred["busy"], clk_arr) / 1000.0
+    ttft_t = slo.ttft_s if slo.ttft_s is not None else math.inf
+    tpot_t = slo.tpot_s if slo.tpot_s is not None else math.inf
+    ratio = np.maximum(pred["ttft"] / ttft_t, pred["tpot"] / tpot_t)
+    options = pl.DataFrame(
+        {
+            "max_num_seqs": cap_arr.astype(np.int64),
+            "clock": clk_arr,
+            "ceiling_kw": ceiling,
+            "reduction": 1.0 - ceiling / baseline,
+            "mean_kw": mean_kw,
+            "ttft_p99_s": pred["ttft"],
+            "tpot_p99_s": pred["tpot"],
+            "slo_ratio": ratio,
+            "slo_met": pred["ok"],
+        }
+    )
+    if not bool(pred["ok"][0]):
+        raise WhatIfError(
+            f"the fleet ({instances} x {tp}x{gpu(gpu_name).name}) misses the SLO ({slo.label}) even without a "
+            f"cut: predicted P99 TTFT {pred['ttft'][0]:.3g} s, TPOT {pred['tpot'][0] * 1e3:.3g} ms; "
+            "add instances before offering flexibility"
+        )
+    if cut is None:
+        ranked = options.filter("slo_met").sort(["reduction", "mean_kw"], descending=[True, False])
+    else:
+        ranked = options.filter(pl.col("reduction") >= cut - 1e-12).sort("slo_ratio")
+    analytic = ranked.row(0, named=True)
+    best, checks = analytic, None
+    if check:
+        trace = wl.trace.with_requests(wl.trace.requests.head(sim_requests))
+
+        def run(row: dict) -> dict:
+            return check_setting(
+                trace, slo, gpu_name, instances, model=model, tp=tp,
+                max_num_seqs=int(row["max_num_seqs"]), clock=float(row["clock"]), seed=seed,
+            )  # fmt: skip
+
+        if cut is None:
+            best, checks = _deepest_simulated(ranked, run)
+        else:
+            found = run(analytic)
+            checks = pl.DataFrame([found])
+    result = GridFlexResult(options, slo_cost_curve(options), best, baseline, floor, analytic, checks)
+    return result
+
+
+def _deepest_simulated(ranked: pl.DataFrame, run) -> tuple[dict, pl.DataFrame]:
+    """Bisect the analytically feasible options (deepest cut first) for the deepest one the simulator passes.
+
+    Assumes that if a cut passes in simulation, shallower ones do too; every simulated setting is returned.
+    """
+    rows = list(ranked.iter_rows(named=True))
+    done: dict[int, dict] = {}
+
+    def ok(i: int) -> bool:
+        if i not in done:
+            done[i] = run(rows[i])
+        return done[i]["slo_met"]
+
+    lo, hi = -1, len(rows) - 1
+    if not ok(hi):
+        hi = len(rows)  # not even the shallowest analytic option passes in simulation
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    checks = pl.DataFrame([{**done[i], "reduction": rows[i]["reduction"]} for i in sorted(done)])
+    if hi == len(rows):
+        raise WhatIfError(
+            "no cut passes the simulation check: even the shallowest option "
+            f"(cap {rows[-1]['max_num_seqs']}, clock {rows[-1]['clock']:g}) misses the SLO in simulation "
+            f"(P99 TTFT {done[len(rows) - 1]['ttft_p99_s']:.3g} s); add instances"
+        )
+    return rows[hi], checks
+
+
+def slo_cost_curve(options: pl.DataFrame, step: float = 0.05) -> pl.DataFrame:
+    """For cut levels 0, ``step``, 2 ``step`` ...: the option shedding at least that much with the best SLO
+    ratio (the SLO cost of deeper cuts)."""
+    top = float(options["reduction"].max())
+    rows = []
+    for level in np.arange(0.0, top + 1e-9, step):
+        row = options.filter(pl.col("reduction") >= level - 1e-12).sort("slo_ratio").row(0, named=True)
+        rows.append({"cut": float(level), **row})
+    return pl.DataFrame(rows)
+
+
+def check_setting(
+    trace,
+    slo: SLO,
+    gpu_name: str,
+    instances: int,
+    *,
+    model: str = "Llama-3.1-8B",
+    tp: int = 1,
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    warmup: float = 0.1,
+    seed: int = 0,
+) -> dict:
+    """Simulate the fleet under a (cap, clock) setting: latencies, SLO verdict, largest batch and power.
+
+    Returns a dict with ``ttft_p99_s``, ``tpot_p99_s``, ``slo_met`` (scored after the first ``warmup`` share of
+    arrivals), ``max_batch`` (largest running batch of any instance), ``mean_kw`` (exact energy integral of the
+    segments over the makespan, busy power scaled by the clock) and ``peak_instance_kw`` (largest power of one
+    instance in any segment).
+    """
+    from workbench.planning.check import measure
+    from workbench.power import InstancePower, LogisticPower, energy, instance_power
+
+    res = simulate_fleet(
+        trace, gpu(gpu_name).name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=seed
+    )
+    cut = trace.requests["arrival_s"].quantile(warmup, "lower") if hasattr(trace, "requests") else 0.0
+    m = measure(res.requests.filter(pl.col("arrival_s") >= cut), slo)
+    base = instance_power(gpu(gpu_name).name, model, tp)
+    s = float(clock_power_scale(np.array(clock)))
+    c = base.curve
+    scaled = InstancePower(LogisticPower(c.p_low_w * s, c.p_high_w * s, c.k, c.x0, c.source), base.idle_w, tp)
+    rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
+    span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
+    busy = rep.segments.filter(pl.col("state") == "busy")
+    return {
+        "max_num_seqs": max_num_seqs,
+        "clock": clock,
+        "ttft_p99_s": m["ttft_p99_s"],
+        "tpot_p99_s": m["tpot_p99_s"],
+        "slo_met": bool(m["met"]),
+        "rejected": int(m["rejected"]),
+        "max_batch": int(busy["batch_size"].max()) if busy.height else 0,
+        "mean_kw": float(rep.fleet["energy_j"][0]) / span / 1000.0,
+        "peak_instance_kw": float(rep.segments["power_w"].max()) / 1000.0,
+    }

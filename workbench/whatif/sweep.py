@@ -1,0 +1,93 @@
+"""What-if sweep: arrival rate against several GPU types side by side, sized by the planning screen.
+
+For every rate and GPU type the planning screen (:func:`workbench.planning.screen_table`) gives the fewest
+instances meeting the SLO; the table adds the units explicitly: ``gpus = instances x tp`` and
+``usd_per_hour = gpus x usd_per_gpu_hour`` -- a tensor-parallel instance costs all of its GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from workbench.config import require_positive
+from workbench.errors import ConfigError
+from workbench.hardware import gpu
+from workbench.planning import SLO, Candidate, CostBasis, screen_table, workload
+from workbench.planning.costs import gpu_hour_usd
+from workbench.whatif._common import resolve_tp
+
+COLUMNS = (
+    "qps",
+    "gpu",
+    "tp",
+    "instances",
+    "gpus",
+    "usd_per_gpu_hour",
+    "usd_per_hour",
+    "usd_per_m_output_tokens",
+    "j_per_output_token",
+    "ttft_p99_s",
+    "tpot_p99_s",
+    "slo_met",
+)
+
+
+def rate_sweep(
+    trace,
+    slo: SLO,
+    gpus: Sequence[str],
+    rates: Sequence[float],
+    *,
+    model: str = "Llama-3.1-8B",
+    tp: int | dict[str, int] | None = None,
+    cost: CostBasis | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Instances, cost per hour and per million output tokens, energy per token and P99 latencies per
+    (arrival rate, GPU type).
+
+    Parameters
+    ----------
+    trace
+        Workload whose lengths and burstiness are kept while its rate is set to each of ``rates``.
+    slo
+        Latency targets.
+    gpus
+        GPU types compared side by side.
+    rates
+        Mean arrival rates (requests per second).
+    model
+        Model served.
+    tp
+        Tensor-parallel degree (one, a {gpu: tp} mapping, or ``None``: the smallest that fits each GPU).
+    cost
+        Cost basis (cloud $/GPU-hour by default).
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns :data:`COLUMNS` (one row per rate and GPU; metrics null where the SLO cannot be met).
+    """
+    if not gpus:
+        raise ConfigError("gpus is empty: give at least one GPU type")
+    if not rates:
+        raise ConfigError("rates is empty: give at least one arrival rate")
+    for r in rates:
+        require_positive("rate", r)
+    cost = cost or CostBasis()
+    names = [gpu(g).name for g in gpus]
+    tps = [resolve_tp(g, model, tp.get(g) if isinstance(tp, dict) else tp) for g in names]
+    cands = [Candidate(g, t) for g, t in zip(names, tps, strict=True)]
+    price = {g: gpu_hour_usd(g, cost, model, t) for g, t in zip(names, tps, strict=True)}
+    frames = []
+    for r in rates:
+        table = screen_table(workload(trace, float(r), seed=seed), slo, cands, model, cost)
+        frames.append(table.select("gpu", "tp", "instances", "gpus", "usd_per_hour", "usd_per_m_output_tokens",
+                                   "j_per_output_token", "ttft_p99_s", "tpot_p99_s", "slo_met")
+                      .with_columns(pl.lit(float(r)).alias("qps")))  # fmt: skip
+    out = pl.concat(frames).with_columns(
+        pl.col("gpu").replace_strict(price, return_dtype=pl.Float64).alias("usd_per_gpu_hour")
+    )
+    return out.select(COLUMNS)
