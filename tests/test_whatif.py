@@ -1,0 +1,228 @@
+"""What-if tools: planning modes (hand-computed golden values), grid flexibility (checked by simulation),
+reliability margins (binomial spares by hand, failure injection), rate sweep units, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from workbench.planning import SLO, CostBasis, workload
+from workbench.power import idle_power_w, power_curve
+from workbench.traces import Fixed, LogNormal, Poisson, Synthetic
+from workbench.whatif import (
+    ModeCosts,
+    WhatIfError,
+    availability,
+    capacity_at_slo,
+    efficiency,
+    failure_study,
+    grid_flex,
+    instances_in,
+    margin_table,
+    plan,
+    prob_enough,
+    rate_sweep,
+    spares_needed,
+)
+
+# ---------------------------------------------------------------------------------------------- fixtures
+#: One hand-made capacity row: 2-GPU instances, 400 output tokens/s (2 req/s) each, 600 W busy, 150 W idle.
+CAP = pl.DataFrame(
+    {
+        "gpu": ["H100-SXM"],
+        "tp": [2],
+        "gpus_per_node": [8],
+        "requests_per_s": [2.0],
+        "tokens_per_s": [400.0],
+        "busy_w": [600.0],
+        "idle_w": [150.0],
+    }
+)
+COSTS = ModeCosts(
+    utilisation=0.5,
+    electricity_usd_per_kwh=0.1,
+    pue=1.5,
+    lifetime_years=4.0,
+    node_power_w=500.0,
+    server_usd_per_node=20_000.0,
+    infra_usd_per_node=10_000.0,
+    maintenance_usd_per_node_year=1_000.0,
+    gpu_price_usd={"H100": 25_000.0},
+)
+# By hand, one node (8 GPUs, 4 instances):
+#   capex = 8 x 25,000 + 20,000 + 10,000 = 230,000
+#   average GPU power = 150 + 0.5 x (600 - 150) = 375 W; IT = 8 x 375 + 500 = 3,500 W
+#   energy = 1.5 x 3.5 kW x 8,760 h x 0.1 $/kWh = 4,599 $/yr -> 18,396 over 4 years; maintenance 4,000
+TCO_NODE = 230_000.0 + 18_396.0 + 4_000.0  # 252,396 per node, affine with no fixed part
+FACILITY_KW_NODE = (8 * 600 + 500) / 1000 * 1.5  # 7.95 kW at the SLO operating power
+
+
+@pytest.fixture(scope="module")
+def small_wl():
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(500, seed=1)
+    return workload(tr, 20.0)
+
+
+# ---------------------------------------------------------------------------------------------- modes
+def test_budget_mode_golden():
+    row = plan("budget", 1_000_000, CAP, costs=COSTS).row(0, named=True)
+    assert row["nodes"] == 3  # 3 x 252,396 = 757,188 <= 1e6 < 4 x 252,396
+    assert (row["gpus"], row["instances"]) == (24, 12)
+    assert row["tco_usd"] == pytest.approx(3 * TCO_NODE)
+    assert row["tokens_per_s"] == pytest.approx(12 * 400.0)
+    assert row["requests_per_s"] == pytest.approx(24.0)
+    assert row["facility_kw"] == pytest.approx(3 * FACILITY_KW_NODE)
+    # lifetime tokens = 0.5 x 4,800 tok/s x 3,600 x 8,760 x 4
+    assert row["usd_per_mtok"] == pytest.approx(3 * TCO_NODE / (0.5 * 4800 * 3600 * 8760 * 4) * 1e6)
+    assert row["tokens_per_s_per_musd"] == pytest.approx(4800 / (3 * TCO_NODE / 1e6))
+    assert row["kw_per_musd"] == pytest.approx(3 * FACILITY_KW_NODE / (3 * TCO_NODE / 1e6))
+    tok_per_j = 4800 / (3 * FACILITY_KW_NODE * 1000)
+    assert row["tokens_per_j_per_musd"] == pytest.approx(tok_per_j / (3 * TCO_NODE / 1e6))
+
+
+def test_power_performance_count_modes_golden():
+    assert plan("power", 20.0, CAP, costs=COSTS)["nodes"][0] == 2  # floor(20 / 7.95)
+    assert plan("power", 3 * FACILITY_KW_NODE, CAP, costs=COSTS)["nodes"][0] == 3  # exactly 3 nodes fit
+    perf = plan("performance", 5000.0, CAP, costs=COSTS).row(0, named=True)
+    assert perf["nodes"] == 4 and perf["tokens_per_s"] == pytest.approx(6400.0)  # ceil(5000 / 1600)
+    req = plan("performance", 16.0, CAP, costs=COSTS, unit="requests").row(0, named=True)
+    assert req["nodes"] == 2  # 8 req/s per node
+    count = plan("count", 12, CAP, costs=COSTS).row(0, named=True)
+    assert (count["gpus"], count["nodes"], count["instances"]) == (12, 2, 6)
+
+
+def test_multi_gpu_efficiency_golden():
+    costs = ModeCosts(eta_gpu=0.99, eta_node=0.9, gpu_price_usd={"H100": 25_000.0})
+    row = plan("count", 16, CAP, costs=costs).row(0, named=True)
+    eta = 0.9**1 * 0.99**15
+    assert row["eta"] == pytest.approx(eta)
+    assert row["tokens_per_s"] == pytest.approx(8 * 400.0 * eta)
+    assert efficiency(np.array([1]), np.array([1]), 0.5, 0.5)[0] == 1.0
+    assert instances_in(np.array([8, 12, 13, 3]), 8, 4).tolist() == [2, 3, 3, 0]
+
+
+def test_modes_rank_several_gpus():
+    cap = pl.concat([CAP, CAP.with_columns(gpu=pl.lit("A100-80GB-SXM"), tokens_per_s=pl.lit(100.0))])
+    costs = ModeCosts(gpu_price_usd={"H100": 25_000.0, "A100": 10_000.0})
+    table = plan("count", 64, cap, costs=costs)
+    assert table["gpu"].to_list() == ["H100-SXM", "A100-80GB-SXM"]  # more work per TCO dollar
+    assert table["rank"].to_list() == [1, 2]
+    by_cost = plan("performance", 3000.0, cap, costs=costs)
+    assert by_cost["rank_by"][0] == "tco_usd" and by_cost["tco_usd"].is_sorted()
+
+
+def test_budget_or_power_too_small_names_limit():
+    with pytest.raises(WhatIfError, match=r"252,396.*budget \$100,000"):
+        plan("budget", 100_000, CAP, costs=COSTS)
+    with pytest.raises(WhatIfError, match=r"7\.95 kW.*cap 5\.00 kW"):
+        plan("power", 5.0, CAP, costs=COSTS)
+    # one GPU type too big for the budget: kept, last, with its reason
+    cheap = CAP.with_columns(gpu=pl.lit("L4"))
+    table = plan("budget", 400_000, pl.concat([CAP, cheap]), costs=ModeCosts(gpu_price_usd={"H100": 60_000.0}))
+    assert table["gpu"].to_list() == ["L4", "H100-SXM"]
+    assert table["nodes"][1] is None and "budget" in table["note"][1]
+
+
+def test_capacity_from_screen(small_wl):
+    cap = capacity_at_slo(small_wl, SLO(ttft_s=2.0, tpot_s=0.1), ["H100", "L4"], instances=2)
+    h100, l4 = cap.row(0, named=True), cap.row(1, named=True)
+    assert h100["usable"] and l4["usable"]
+    assert h100["requests_per_s"] > 5 * l4["requests_per_s"] > 0
+    assert h100["tokens_per_s"] == pytest.approx(h100["requests_per_s"] * small_wl.output.mean())
+    assert h100["idle_w"] == idle_power_w("H100") and h100["busy_w"] > h100["idle_w"]
+
+
+# ---------------------------------------------------------------------------------------------- grid flex
+def test_grid_flex_cut_meets_slo_in_simulation(small_wl):
+    slo = SLO(ttft_s=2.0, tpot_s=0.06)
+    res = grid_flex(small_wl, slo, "H100", 2, caps=(256, 64, 32, 16), clocks=(1.0, 0.8, 0.6), sim_requests=400)
+    curve = power_curve("H100-SXM", "Llama-3.1-8B", 1)
+    assert res.baseline_kw == pytest.approx(2 * curve(256) / 1000)
+    assert res.floor_kw == pytest.approx(2 * idle_power_w("H100") / 1000)
+    best = res.best
+    assert 0.0 < best["reduction"] < 1 - res.floor_kw / res.baseline_kw
+    same = (pl.col("max_num_seqs") == best["max_num_seqs"]) & (pl.col("clock") == best["clock"])
+    sim = res.checks.filter(same)
+    row = sim.row(0, named=True)
+    assert row["slo_met"] and row["rejected"] == 0
+    assert row["ttft_p99_s"] <= slo.ttft_s and row["tpot_p99_s"] <= slo.tpot_s
+    assert row["max_batch"] <= best["max_num_seqs"]  # the cap holds in the simulator
+    assert row["peak_instance_kw"] <= best["ceiling_kw"] / 2 + 1e-9  # and so does the power ceiling
+    assert row["mean_kw"] < res.baseline_kw
+    # the SLO cost of deeper cuts grows: the curve's SLO ratio does not fall as the cut deepens
+    ratios = res.curve["slo_ratio"].to_numpy()
+    assert np.all(np.diff(ratios) >= -1e-9)
+    assert res.curve["cut"][0] == 0.0
+
+
+def test_grid_flex_cut_below_idle_names_limit(small_wl):
+    with pytest.raises(WhatIfError, match=r"95% cut .* idle power 0\.29 kW .*143 W"):
+        grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.95, check=False)
+
+
+# ---------------------------------------------------------------------------------------------- reliability
+def test_availability_and_spares_by_hand():
+    assert availability(0.01, 10.0) == pytest.approx(1 / 1.1)
+    assert availability(0.01, 10.0, tp=2) == pytest.approx(1 / 1.21)
+    with_node = availability(0.01, 10.0, node_failure_rate_per_h=0.02, node_mttr_h=5.0)
+    assert with_node == pytest.approx(1 / 1.1 / 1.1)
+    # n = 2 needed, A = 0.9: P(2 of 2) = 0.81; P(>=2 of 3) = 3 x 0.81 x 0.1 + 0.729 = 0.972;
+    # P(>=2 of 4) = 1 - 0.1^4 - 4 x 0.9 x 0.1^3 = 0.9963
+    assert prob_enough(2, 3, 0.9) == pytest.approx(0.972)
+    assert prob_enough(2, 4, 0.9) == pytest.approx(0.9963)
+    assert spares_needed(2, 0.9, 0.95) == 1
+    assert spares_needed(2, 0.9, 0.99) == 2
+    assert spares_needed(5, 1.0, 0.999) == 0
+    table = margin_table(2, 0.9, target=0.99, tp=4, usd_per_gpu_hr=2.0)
+    assert table["meets_target"].to_list() == [False, False, True, True, True]
+    assert table["usd_per_hour"].to_list() == [16.0, 24.0, 32.0, 40.0, 48.0]  # instances x 4 GPUs x $2
+
+
+def test_zero_availability_names_limit():
+    with pytest.raises(WhatIfError, match=r"availability is .*1e\+12/h.*MTTR 1 h"):
+        availability(1e12, 1.0)
+
+
+def test_failure_injection_retries_and_costs():
+    tr = Synthetic(arrivals=Poisson(12.0), lengths=Fixed(800, 120)).generate(300, seed=2)
+    slo = SLO(ttft_s=2.0, tpot_s=0.06)
+    study = failure_study(
+        tr, slo, "H100", 2, failure_rate_per_h=400.0, mttr_h=0.003, spares=1, usd_per_gpu_hr=3.0, seed=1
+    )
+    base, failing, spare = (study.row(i, named=True) for i in range(3))
+    assert base["failures"] == 0 and base["retried"] == 0 and base["slo_met"]
+    assert failing["failures"] >= 1 and failing["retried"] >= 1
+    assert spare["instances"] == 3 and spare["usd_per_hour"] == pytest.approx(3 * 3.0)
+    assert failing["availability"] == pytest.approx(1 / (1 + 400 * 0.003))
+    assert spare["p_slo"] > failing["p_slo"]
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+def test_rate_sweep_counts_every_tp_gpu():
+    tr = Synthetic(arrivals=Poisson(5.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(500, seed=1)
+    cost = CostBasis(usd_per_gpu_hr={"H100": 3.0, "A100": 2.0})
+    table = rate_sweep(tr, SLO(2.0, 0.1), ["H100", "A100"], [5.0, 20.0], model="Llama-3.1-70B", cost=cost)
+    assert table.height == 4 and set(table["tp"]) == {2}  # 70B needs 2 GPUs per instance on 80 GB GPUs
+    for row in table.iter_rows(named=True):
+        price = 3.0 if row["gpu"] == "H100-SXM" else 2.0
+        assert row["gpus"] == 2 * row["instances"]
+        assert row["usd_per_hour"] == pytest.approx(row["instances"] * 2 * price)
+        tok_s = row["qps"] * workload(tr, row["qps"]).output.mean()
+        assert row["usd_per_m_output_tokens"] == pytest.approx(row["usd_per_hour"] / (tok_s * 3600) * 1e6)
+    h100 = table.filter(pl.col("gpu") == "H100-SXM")
+    assert h100["instances"].to_list()[0] < h100["instances"].to_list()[1]
+
+
+def test_bad_inputs():
+    with pytest.raises(Exception, match="mode"):
+        plan("speed", 1.0, CAP)
+    with pytest.raises(Exception, match="target"):
+        plan("budget", -1.0, CAP)
+    with pytest.raises(Exception, match="capacity table lacks"):
+        plan("budget", 1e6, CAP.drop("busy_w"))
+    with pytest.raises(Exception, match="eta_gpu"):
+        ModeCosts(eta_gpu=1.5)
+    assert math.isclose(availability(0.0, 5.0), 1.0)
