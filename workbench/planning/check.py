@@ -34,6 +34,12 @@ def build_fleet(cand: Candidate, n1: int, n2: int, model: str):
     common = {"model": model, "router": cand.router, "scheduler": sched}
     if cand.topology == "monolithic":
         return Fleet(pools=(Pool("main", gpu=cand.gpu, tp=cand.tp, instances=n1, **common),))
+    if cand.topology == "length_pools" and min(n1, n2) == 0:
+        # a pool without instances is left out (the window has no request for it)
+        name, g, tp, n = (
+            ("short", cand.gpu, cand.tp, n1) if n1 else ("long", cand.second_gpu, cand.second_tp, n2)
+        )
+        return Fleet(pools=(Pool(name, gpu=g, tp=tp, instances=n, **common),))
     if cand.topology == "length_pools":
         from workbench.hardware import kv_capacity_tokens
         from workbench.hardware import model as model_spec
@@ -235,9 +241,11 @@ class _Checker:
             if n1 is not None:
                 n2 = bisect_count(lambda n: _met_on(self.run(n1, n), slo, "tpot"), a2)
         else:
-            n1 = bisect_count(lambda n: self.run(n, 2 * a2 + 1, "short")["met"], a1) if a1 else 0
-            if n1 is not None and a2:
-                n2 = bisect_count(lambda n: self.run(n1, n, "long")["met"], a2)
+            short = self.trace.requests["prompt_tokens"] <= cand.threshold
+            has_short, has_long = bool(short.any()), bool((~short).any())
+            n1 = bisect_count(lambda n: self.run(n, 2 * a2 + 1, "short")["met"], max(a1, 1)) if has_short else 0
+            if n1 is not None and has_long:
+                n2 = bisect_count(lambda n: self.run(n1, n, "long")["met"], max(a2, 1))
         found = n1 is not None and n2 is not None
         final = self.run(n1, n2) if found else {}
         return {

@@ -266,6 +266,7 @@ def size_fleet(
             budget=check,
             sim_requests=sim_requests,
             seed=seed,
+            stop_early=stop_early,
         )
         if sim_rows.height:
             table = table.join(sim_rows, on="_i", how="left")
@@ -292,6 +293,10 @@ def _best(table: pl.DataFrame) -> dict | None:
     return ok.row(0, named=True) if ok.height else None
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _fmt_lat(ttft: float, tpot: float) -> str:
     return f"P99 TTFT {ttft:.2f} s, P99 TPOT {tpot * 1e3:.0f} ms"
 
@@ -315,15 +320,15 @@ def explain(table: pl.DataFrame, best: dict | None, slo: SLO, wl: Workload, mode
     usd_tok = best["sim_usd_per_m_output_tokens"] if simulated else best["usd_per_m_output_tokens"]
     gpus = best["sim_gpus"] if simulated else best["gpus"]
     parts = [
-        f"{head}, the minimum-cost fleet is {best['candidate']} with {n} instances ({gpus} GPUs) at "
-        f"${usd:,.2f}/h, ${usd_tok:.3f} per million output tokens, "
+        f"{head}, the minimum-cost fleet is {best['candidate']} with {_n(n, 'instance')} "
+        f"({_n(gpus, 'GPU')}) at ${usd:,.2f}/h, ${usd_tok:.3f} per million output tokens, "
         f"about {best['j_per_output_token']:.2f} J and {best['gco2e_per_1k_output_tokens']:.2f} gCO2e "
         "per 1k output tokens."
     ]
     if simulated:
         agree = "agreed" if best["sim_instances"] == best["instances"] else "disagreed"
         parts.append(
-            f"The analytic screen predicted {best['instances']} instances "
+            f"The analytic screen predicted {_n(best['instances'], 'instance')} "
             f"({_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'])}); "
             f"the simulator {agree}, needing {best['sim_instances']} "
             f"({_fmt_lat(best['sim_ttft_p99_s'], best['sim_tpot_p99_s'])} measured)."
