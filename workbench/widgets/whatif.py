@@ -1,0 +1,110 @@
+"""Widgets for the what-if tools: a planning-modes explorer and a grid-flexibility explorer.
+
+The logic lives in plain functions (:func:`explore_modes`, :func:`explore_cut`) that the widgets call on every
+change (and tests call directly); the widgets only wire controls to them and show charts and tables.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from workbench.viz.whatif import mode_ranking
+from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfError, plan
+
+#: Default target per mode (USD, kW, output tokens/s, GPUs).
+DEFAULT_TARGETS = {"budget": 2e6, "power": 50.0, "performance": 100_000.0, "count": 64.0}
+SHOWN = ["rank", "gpu", "nodes", "gpus", "instances", "tokens_per_s", "facility_kw", "tco_usd", "usd_per_mtok",
+         "tokens_per_s_per_musd", "note"]  # fmt: skip
+
+
+def explore_modes(
+    capacity: pl.DataFrame,
+    mode: str = "budget",
+    target: float | None = None,
+    rank_by: str | None = None,
+    *,
+    costs: ModeCosts | None = None,
+    pue: float | None = None,
+    electricity_usd_per_kwh: float | None = None,
+) -> tuple[alt.Chart | None, pl.DataFrame, str]:
+    """Ranking chart, table and a message (the error text when the question has no answer) for one mode."""
+    import dataclasses
+
+    costs = costs or ModeCosts()
+    changes = {k: v for k, v in (("pue", pue), ("electricity_usd_per_kwh", electricity_usd_per_kwh)) if v}
+    costs = dataclasses.replace(costs, **changes)
+    target = DEFAULT_TARGETS[mode] if target is None else target
+    try:
+        table = plan(mode, target, capacity, costs=costs, rank_by=rank_by)
+    except WhatIfError as exc:
+        return None, pl.DataFrame(), str(exc)
+    best = table.row(0, named=True)
+    msg = f"best: {best['gpu']} ({best['nodes']} nodes, {best['gpus']} GPUs) by {table['rank_by'][0]}"
+    return mode_ranking(table), table.select(SHOWN), msg
+
+
+def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None):
+    """An ipywidgets box: mode, target, ranking metric, PUE and electricity price -> ranking chart and table."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    style = {"description_width": "120px"}
+    mode = w.Dropdown(options=list(MODES), value="budget", description="mode", style=style)
+    target = w.FloatText(DEFAULT_TARGETS["budget"], description="target", style=style)
+    rank = w.Dropdown(options=["(mode default)", *METRICS], value="(mode default)", description="rank by",
+                      style=style)  # fmt: skip
+    pue = w.FloatSlider(1.2, min=1.0, max=2.0, step=0.05, description="PUE", style=style)
+    price = w.FloatSlider(0.08, min=0.02, max=0.4, step=0.01, description="USD/kWh", style=style)
+    out = w.Output()
+
+    def on_mode(change) -> None:
+        target.value = DEFAULT_TARGETS[change["new"]]
+
+    def redraw(_=None) -> None:
+        chart, table, msg = explore_modes(
+            capacity, mode.value, target.value, None if rank.value.startswith("(") else rank.value,
+            costs=costs, pue=pue.value, electricity_usd_per_kwh=price.value,
+        )  # fmt: skip
+        with out:
+            out.clear_output(wait=True)
+            print(msg)
+            if chart is not None:
+                display(chart)
+                display(table)
+
+    mode.observe(on_mode, names="value")
+    for ctl in (mode, target, rank, pue, price):
+        ctl.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([w.VBox([mode, target, rank]), w.VBox([pue, price])]), out])
+
+
+def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:
+    """The least SLO-damaging setting that sheds at least ``cut`` (one row), or an empty table beyond reach."""
+    rows = result.options.filter(pl.col("reduction") >= cut - 1e-12).sort("slo_ratio")
+    return rows.head(1)
+
+
+def flex_explorer(result: GridFlexResult):
+    """An ipywidgets box: a slider over the power cut -> the setting it takes and its predicted SLO ratio."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    top = float(result.options["reduction"].max())
+    cut = w.FloatSlider(0.0, min=0.0, max=round(top, 2), step=0.01, description="power cut",
+                        readout_format=".0%")  # fmt: skip
+    out = w.Output()
+
+    def redraw(_=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            row = explore_cut(result, cut.value)
+            verdict = "meets" if row["slo_met"][0] else "misses"
+            setting = f"cap {row['max_num_seqs'][0]}, clock {row['clock'][0]:g}"
+            print(f"cut {cut.value:.0%}: {setting} {verdict} the SLO")
+            display(row)
+
+    cut.observe(redraw, names="value")
+    redraw()
+    return w.VBox([cut, out])
