@@ -253,3 +253,14 @@ def test_bad_inputs_name_the_field():
         simulate(frame([1.0, 0.0], [10, 10], [2, 2]), cfg())
     with pytest.raises(WorkloadError, match="output_tokens"):
         simulate(frame([0.0], [10], [0]), cfg())
+
+
+def test_preemption_takes_the_youngest_and_recomputes():
+    # 10 blocks: A (60 + 80 tokens, up to 9 blocks) and B (30 + 60, up to 6) cannot both grow to the end
+    reqs = frame([0.0, 0.001], [60, 30], [80, 60])
+    res = simulate(reqs, cfg(kv=160))
+    r = res.requests
+    assert r["preemptions"].to_list()[0] == 0 and r["preemptions"].to_list()[1] >= 1
+    assert res.counters["preemptions"] == r["preemptions"].sum()
+    assert res.counters["tokens_generated"] == 140  # recompute does not regenerate tokens
+    assert r["finish_s"][0] < r["finish_s"][1]

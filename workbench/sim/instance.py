@@ -276,8 +276,43 @@ class Instance:
                 self.free += hb
         self.free -= n
 
+    def audit(self) -> None:
+        """Check the scheduler's bookkeeping against a recount (O(batch); tests run it between steps).
+
+        Raises :class:`SimulationError` when the decode set, context sum, KV block count or prefix-cache
+        reference counts disagree with the running requests.
+        """
+        decoding = [r for r in self.running if r._hseq >= 0]
+        H, bs = self.H, self.bs
+        problems = []
+        if self.B != len(decoding) or sum(self.cnt) != self.B:
+            problems.append(f"decode set {self.B} vs {len(decoding)} running decodes, cnt sum {sum(self.cnt)}")
+        ctx = sum(r.prompt_tokens + self.G - r._ctx_off - 1 for r in decoding)
+        if ctx != self.ctx:
+            problems.append(f"context sum {self.ctx} vs recount {ctx}")
+        held = 0
+        refs: dict[int, int] = {}
+        for r in self.running:
+            gen = self.G - r._ctx_off if r._hseq >= 0 else r.generated
+            held += -(-(r.prompt_tokens + gen - r._nref * H) // bs) if r._hseq >= 0 else r._priv
+            for h in (r.prefix_hashes or [])[: r._nref]:
+                refs[h] = refs.get(h, 0) + 1
+        if self.free < 0 or held + len(self.cache) * self.hb + self.free != self.capacity:
+            problems.append(
+                f"blocks: {held} private + {len(self.cache)} cached entries x {self.hb} + {self.free} free "
+                f"!= capacity {self.capacity}"
+            )
+        if any(self.cache[h] != refs.get(h, 0) for h in self.cache) or set(refs) - set(self.cache):
+            problems.append("prefix-cache reference counts disagree with the running requests")
+        if set(self.lru) != {h for h, c in self.cache.items() if c == 0}:
+            problems.append("LRU list is not the set of unreferenced cache entries")
+        if problems:
+            raise SimulationError(f"instance {self.index} at G={self.G}: " + "; ".join(problems))
+
     def _step(self, now: float) -> None:
         """Plan and launch the next step (or go idle)."""
+        if self.sim.audit:
+            self.audit()
         waiting = self.waiting
         running = self.running
         # transferred requests (kv_ready) join the decode set directly
