@@ -26,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import WorkloadError
+from workbench.traces._timeparse import iso_to_ns
 from workbench.traces.schema import COLUMNS
 
 KINDS = {
@@ -83,7 +84,7 @@ class TableFormat:
     kinds: tuple[str, ...]
     columns: Mapping[str, str]
     time: str | None = "s"
-    datetime_format: str = "%Y-%m-%d %H:%M:%S%.f"
+    datetime_format: str = "%Y-%m-%d %H:%M:%S%.f"  # ISO_FRACTION: parsed by the fast path
     block_tokens: int | None = None
     source: str = ""
     drop_rows: tuple[Callable[[], pl.Expr], str] | None = None
@@ -108,7 +109,7 @@ class TableFormat:
         return replace(self, columns=dict(mapping), time=time or self.time, drop_rows=None)
 
     def scan(self, path: Path, kind: str, *, as_strings: bool = False) -> pl.LazyFrame:
-        """Lazy scan of ``path`` renamed to canonical columns, with a 1-based ``__row`` index.
+        """Lazy scan of ``path`` renamed to canonical columns (plus ``__row``/``__drop`` when rows are dropped).
 
         ``as_strings`` reads every CSV column as text (the slow diagnostic path used after a parse error).
         """
@@ -127,14 +128,14 @@ class TableFormat:
             lf = pl.scan_ndjson(path, infer_schema_length=1000)
         else:
             lf = pl.scan_parquet(path)
-        lf = lf.with_row_index("__row", offset=1)
-        if self.drop_rows is not None:
-            lf = lf.with_columns(self.drop_rows[0]().alias("__drop"))
-        lf = lf.select(
-            [pl.col(s).alias(c) for s, c in src.items()]
-            + ["__row"]
-            + (["__drop"] if self.drop_rows is not None else [])
-        )
+        extra = []
+        if self.drop_rows is not None:  # keep source row numbers for messages after dropping rows
+            lf = lf.with_row_index("__row", offset=1).with_columns(self.drop_rows[0]().alias("__drop"))
+            extra = ["__row", "__drop"]
+        lf = lf.select([pl.col(s).alias(c) for s, c in src.items()] + extra)
+        if self.time == "datetime":  # two stages: polars would otherwise parse the strings twice for min()
+            arr = pl.col("arrival_s")
+            return lf.with_columns(self._arrival_expr()).with_columns((arr - arr.min()) / 1e9)
         return lf.with_columns(self._arrival_expr()) if self.time is not None else lf
 
     def _string_columns(self) -> list[str]:
@@ -147,14 +148,22 @@ class TableFormat:
     def _arrival_expr(self) -> pl.Expr:
         col = pl.col("arrival_s")
         if self.time == "datetime":
-            ts = col.str.strip_chars().str.to_datetime(self.datetime_format, time_unit="ns", strict=False)
-            return ((ts - ts.min()).dt.total_nanoseconds() / 1e9).alias("arrival_s")
+            if self.datetime_format == ISO_FRACTION:
+                ns = col.map_batches(iso_to_ns, return_dtype=pl.Int64)
+            else:
+                ns = col.str.strip_chars().str.to_datetime(self.datetime_format, time_unit="ns", strict=False)
+                ns = ns.dt.epoch("ns")
+            return ns.alias("arrival_s")  # nanoseconds; scan() rebases to seconds from the first request
         scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(self.time)
         if scale is None:
             raise WorkloadError(
                 f"unknown time unit {self.time!r}; use 'datetime', 's', 'ms' or 'us'", field="time_unit"
             )
         return (col.cast(pl.Float64, strict=False) * scale).alias("arrival_s")
+
+
+#: Datetime format of the Azure traces; parsed by the fast numpy path (:mod:`workbench.traces._timeparse`).
+ISO_FRACTION = "%Y-%m-%d %H:%M:%S%.f"
 
 
 def _burstgpt_failed() -> pl.Expr:
@@ -178,6 +187,7 @@ register_format(
         {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"},
         time="datetime",
         source=AZURE_SOURCE,
+        dtypes={"ContextTokens": pl.Int32, "GeneratedTokens": pl.Int32},
     )
 )
 register_format(

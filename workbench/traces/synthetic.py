@@ -577,6 +577,9 @@ class ServeGenMix:
         The ServeGen model name, stored as ``request_class``; clients go to ``client`` as ``model/id``.
     start_s, end_s
         Time span (seconds from 00:00 of day 1) that ``generate`` covers; arrivals are shifted to start at 0.
+    rate_scale
+        Multiplies every client's rate (e.g. 0.01 for a laptop-sized slice of a production mix); the mix
+        shares, CVs and lengths are unchanged.
     """
 
     windows: pl.DataFrame
@@ -585,6 +588,10 @@ class ServeGenMix:
     start_s: float
     end_s: float
     name: str = "servegen"
+    rate_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        require_positive("rate_scale", self.rate_scale)
 
     @classmethod
     def from_files(
@@ -597,6 +604,7 @@ class ServeGenMix:
         end_s: float = 75_600.0,
         clients: list[int] | None = None,
         top_clients: int | None = None,
+        rate_scale: float = 1.0,
     ) -> ServeGenMix:
         """Read the two ServeGen Parquet files lazily, keeping ``model`` and ``[start_s, end_s)``.
 
@@ -648,6 +656,7 @@ class ServeGenMix:
             float(start_s),
             float(end_s),
             name=f"servegen_{model}",
+            rate_scale=rate_scale,
         )
 
     @classmethod
@@ -699,7 +708,7 @@ class ServeGenMix:
                 if hi <= lo:
                     continue
                 family = {"Gamma": "gamma", "Weibull": "weibull"}.get(w["pat_name"], "exponential")
-                t = _servegen_gaps(rng, family, w["pat_arg1"], w["rate"], hi - lo)
+                t = _servegen_gaps(rng, family, w["pat_arg1"], w["rate"] * self.rate_scale, hi - lo)
                 times.append(lo + t)
             if not times:
                 continue

@@ -90,7 +90,8 @@ def validate(
     if df.height == 0:
         raise WorkloadError("no requests in file (empty table)", file=file, row=1)
     raw = df
-    if "request_id" not in df.columns:
+    own_ids = "request_id" in df.columns
+    if not own_ids:
         df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
     df = conform(df)
 
@@ -129,7 +130,7 @@ def validate(
     elif df["arrival_s"].null_count() != df.height:
         raise WorkloadError("length-only table must not have arrival times", file=file, field="arrival_s")
     ids = df["request_id"]
-    if ids.null_count() or ids.n_unique() != df.height:
+    if own_ids and (ids.null_count() or ids.n_unique() != df.height):
         row = first_row(df, pl.col("request_id").is_null() | ~pl.col("request_id").is_first_distinct())
         raise WorkloadError(
             "duplicate or missing request id (a request appears twice)",
