@@ -131,10 +131,20 @@ def config_key(config: Config, *, seed: int = 0, run: Callable | None = None) ->
         "config": _plain(config, "config"),
         "seed": int(seed),
         "run": _run_name(run) if run is not None else None,
-        "version": workbench.__version__,
+        "version": package_version(),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def package_version() -> str:
+    """The installed workbench version (``workbench.__version__``, else the distribution metadata)."""
+    version = getattr(workbench, "__version__", None)
+    if version is None:  # imported as a namespace package (e.g. a stale editable install)
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("workbench")
+    return str(version)
 
 
 def _run_name(run: Callable) -> str:
