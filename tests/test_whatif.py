@@ -25,6 +25,7 @@ from workbench.whatif import (
     plan,
     prob_enough,
     rate_sweep,
+    simulate_with_failures,
     spares_needed,
 )
 
@@ -126,6 +127,16 @@ def test_budget_or_power_too_small_names_limit():
     assert table["nodes"][1] is None and "budget" in table["note"][1]
 
 
+def test_gpu_that_cannot_meet_slo_is_ranked_last():
+    cap = pl.concat(
+        [CAP, CAP.with_columns(gpu=pl.lit("L4"), requests_per_s=pl.lit(0.0), tokens_per_s=pl.lit(0.0))]
+    )
+    for mode, target in (("budget", 1e6), ("power", 30.0), ("count", 16)):
+        table = plan(mode, target, cap, costs=COSTS)
+        assert table["gpu"].to_list() == ["H100-SXM", "L4"]
+        assert table["nodes"][1] is None and "cannot meet the SLO" in table["note"][1]
+
+
 def test_capacity_from_screen(small_wl):
     cap = capacity_at_slo(small_wl, SLO(ttft_s=2.0, tpot_s=0.1), ["H100", "L4"], instances=2)
     h100, l4 = cap.row(0, named=True), cap.row(1, named=True)
@@ -190,14 +201,23 @@ def test_failure_injection_retries_and_costs():
     tr = Synthetic(arrivals=Poisson(12.0), lengths=Fixed(800, 120)).generate(300, seed=2)
     slo = SLO(ttft_s=2.0, tpot_s=0.06)
     study = failure_study(
-        tr, slo, "H100", 2, failure_rate_per_h=400.0, mttr_h=0.003, spares=1, usd_per_gpu_hr=3.0, seed=1
+        tr, slo, "H100", 2, failure_rate_per_h=200.0, mttr_h=0.0005, spares=1, usd_per_gpu_hr=3.0, seed=1
     )
     base, failing, spare = (study.row(i, named=True) for i in range(3))
     assert base["failures"] == 0 and base["retried"] == 0 and base["slo_met"]
     assert failing["failures"] >= 1 and failing["retried"] >= 1
+    assert (study["rejected"] == 0).all()  # requests wait for a repair instead of being dropped
     assert spare["instances"] == 3 and spare["usd_per_hour"] == pytest.approx(3 * 3.0)
-    assert failing["availability"] == pytest.approx(1 / (1 + 400 * 0.003))
+    assert base["usd_per_hour"] == pytest.approx(2 * 3.0)
+    assert failing["availability"] == pytest.approx(1 / (1 + 200 * 0.0005))
     assert spare["p_slo"] > failing["p_slo"]
+    assert not failing["slo_met"] and spare["slo_met"]  # failures break the SLO; one spare restores it
+    res = simulate_with_failures(tr, "H100", 2, failure_rate_per_h=200.0, mttr_h=0.0005, seed=1)
+    assert res.counters["failures"] == failing["failures"]
+    assert int(res.requests["retries"].sum()) == res.counters["retried"] == failing["retried"]
+    assert res.requests["finish_s"].is_not_null().all()  # every retried request finished somewhere
+    off = res.segments.filter(pl.col("state") == "off")
+    assert off.height >= res.counters["failures"]  # down periods are in the timeline
 
 
 # ---------------------------------------------------------------------------------------------- sweep

@@ -200,6 +200,8 @@ def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, 
 def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str) -> tuple[int, str]:
     """Node count (or GPU count for ``"count"``) of one GPU type under ``mode``; (0, reason) if none."""
     gpn = int(cap["gpus_per_node"])
+    if not float(cap["requests_per_s"]) > 0:
+        return 0, f"{cap['gpu']} cannot meet the SLO at any load (capacity 0)"
     one = fleet_metrics(cap, costs, np.array([gpn, 2 * gpn]))
     if mode == "budget":
         t1, slope = float(one["tco_usd"][0]), float(one["tco_usd"][1] - one["tco_usd"][0])
@@ -217,8 +219,6 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
     if mode == "performance":
         col = "tokens_per_s" if unit == "tokens" else "requests_per_s"
         per_node = float(one[col][0])
-        if per_node <= 0:
-            return 0, f"{cap['gpu']} cannot meet the SLO at any load"
         lin = math.ceil(target / per_node)
         m = np.arange(1, 8 * lin + 9)
         work = fleet_metrics(cap, costs, m * gpn)[col]

@@ -173,7 +173,8 @@ def simulate_with_failures(
     """Simulate a monolithic fleet whose instances fail and recover (rates per instance-hour).
 
     Each instance fails at ``tp x failure_rate_per_h`` (any of its GPUs) and is repaired after an exponential
-    time of mean ``mttr_h``; failures stop at the last arrival. Returns the
+    time of mean ``mttr_h``; failures stop at the last arrival. Requests that find every instance down wait
+    for the first repair (a load balancer that retries). Returns the
     :class:`~workbench.sim.result.SimResult` (``counters["failures"]``, ``counters["retried"]``).
     """
     from workbench.sim.engine import PRIO_CONTROL
@@ -184,6 +185,8 @@ def simulate_with_failures(
     events = failure_schedule(instances, tp * failure_rate_per_h / 3600.0, mttr_h * 3600.0, horizon, rng)
 
     def inject(sim, ctl) -> None:
+        sim.hold_unroutable = True  # requests wait for a repair when every instance is down
+
         def fail(arg: tuple[int, float], now: float) -> None:
             sim.fail_instance(sim.instances[arg[0]], arg[1])
 

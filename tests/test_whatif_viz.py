@@ -1,0 +1,77 @@
+"""Charts and widget logic of the what-if tools (specifications via ``to_dict()``)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from workbench.planning import SLO, workload
+from workbench.traces import LogNormal, Poisson, Synthetic
+from workbench.viz import whatif as vw
+from workbench.whatif import ModeCosts, grid_flex, margin_table, plan, rate_sweep
+from workbench.widgets.whatif import explore_cut, explore_modes
+
+CAP = pl.DataFrame(
+    {
+        "gpu": ["H100-SXM", "L40S"],
+        "tp": [1, 1],
+        "gpus_per_node": [8, 8],
+        "requests_per_s": [20.0, 5.0],
+        "tokens_per_s": [4000.0, 1000.0],
+        "busy_w": [600.0, 250.0],
+        "idle_w": [143.0, 71.5],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def flex():
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(300, seed=1)
+    return grid_flex(
+        workload(tr, 20.0), SLO(2.0, 0.06), "H100", 2, caps=(256, 32), clocks=(1.0, 0.7), check=False
+    )
+
+
+def test_mode_ranking_spec():
+    table = plan("budget", 2e6, CAP)
+    spec = vw.mode_ranking(table).to_dict()
+    bars, text = spec["layer"]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["field"] == "tokens_per_s"
+    assert text["mark"]["type"] == "text" and text["encoding"]["text"]["field"] == "label"
+    assert "budget mode" in bars["title"]
+    values = spec["datasets"][next(iter(spec["datasets"]))]
+    assert [v["gpu"] for v in values] == ["H100-SXM", "L40S"]
+    assert values[0]["label"] == f"{table['nodes'][0]} nodes, {table['gpus'][0]} GPUs"
+
+
+def test_flex_curve_spec_has_slo_line_and_no_infinities(flex):
+    spec = vw.flex_curve(flex).to_dict()
+    marks = [
+        layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]
+    ]
+    assert marks == ["circle", "line", "rule", "rule"]
+    text = vw.flex_curve(flex).to_json()
+    assert "Infinity" not in text and "NaN" not in text
+
+
+def test_spares_and_sweep_charts():
+    spec = vw.spares_chart(margin_table(4, 0.95, target=0.99), 0.99).to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["field"] == "p_slo"
+    tr = Synthetic(arrivals=Poisson(5.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(300, seed=1)
+    sweep = rate_sweep(tr, SLO(2.0, 0.1), ["H100", "L40S"], [5.0, 10.0])
+    spec = vw.rate_sweep_chart(sweep).to_dict()
+    assert len(spec["concat"]) == 4
+    assert spec["concat"][1]["encoding"]["y"]["field"] == "usd_per_hour"
+
+
+def test_widget_logic():
+    chart, table, msg = explore_modes(CAP, "count", 64, costs=ModeCosts(), pue=1.5)
+    assert chart is not None and table["gpu"][0] == "H100-SXM" and msg.startswith("best: H100-SXM")
+    chart, table, msg = explore_modes(CAP, "budget", 1000.0)
+    assert chart is None and table.height == 0 and "not enough for any GPU type" in msg
+
+
+def test_explore_cut(flex):
+    row = explore_cut(flex, 0.2)
+    assert row.height == 1 and row["reduction"][0] >= 0.2
+    assert explore_cut(flex, 0.99).height == 0
