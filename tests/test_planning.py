@@ -270,3 +270,25 @@ def test_planning_charts_spec(wl):
     assert {v["method"] for v in values if "method" in v} == {"analytic", "simulated"}
     with pytest.raises(ConfigError, match="not in the table"):
         pareto_chart(t, x="nope")
+
+
+# ------------------------------------------------------------------------------------- simulated sweeps
+
+
+def test_simulate_points_sweep_and_cache(wl, tmp_path):
+    from workbench.planning.pareto import simulate_points
+
+    cands = [Candidate("H100", router="jsq"), Candidate("H100", router="round_robin"), Candidate("L40S")]
+    counts = [(1, 0), (1, 0), (3, 0)]
+    kw = {"model": MODEL, "sim_requests": 600, "cache_dir": tmp_path}
+    t = simulate_points(wl, SLO(1.0, 0.05), cands, counts, **kw)
+    assert t.height == 3 and t["router"].to_list() == ["jsq", "round_robin", "jsq"]
+    assert {"slo_met", "pareto", "j_per_output_token", "usd_per_hour", "slo.ttft_s"} <= set(t.columns)
+    assert t["usd_per_hour"].to_list() == pytest.approx([2.99, 2.99, 3 * 0.86])
+    assert (t["j_per_output_token"] > 0).all()
+    assert len(list(tmp_path.glob("*.parquet"))) == 3
+    again = simulate_points(wl, SLO(1.0, 0.05), cands, counts, **kw)  # from the cache
+    assert again.equals(t)
+    # another SLO is another configuration: no stale verdicts from the cache
+    strict = simulate_points(wl, SLO(0.01, 0.05), cands, counts, **kw)
+    assert not strict["slo_met"].any() and len(list(tmp_path.glob("*.parquet"))) == 6

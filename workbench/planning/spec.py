@@ -17,7 +17,6 @@ instance counts the planner chooses. Topologies:
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -220,7 +219,3 @@ def candidate_grid(
             )
     return out
 
-
-def finite_or_none(x: float) -> float | None:
-    """``None`` for NaN/inf (used when turning arrays into table rows)."""
-    return None if x is None or not math.isfinite(x) else float(x)
