@@ -149,7 +149,7 @@ class TableFormat:
         col = pl.col("arrival_s")
         if self.time == "datetime":
             if self.datetime_format == ISO_FRACTION:
-                ns = col.map_batches(iso_to_ns, return_dtype=pl.Int64)
+                ns = col.map_batches(iso_to_ns, return_dtype=pl.Int64, is_elementwise=True)
             else:
                 ns = col.str.strip_chars().str.to_datetime(self.datetime_format, time_unit="ns", strict=False)
                 ns = ns.dt.epoch("ns")

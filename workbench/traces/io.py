@@ -128,9 +128,10 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
 
 
 def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
-    """Collect the lazy scan once; on a parse error, re-read as text to find the first bad value."""
+    """Collect the lazy scan once (streaming engine: morsels in parallel, source strings never held whole);
+    on a parse error, re-read as text to find the first bad value."""
     try:
-        return fmt.scan(path, kind).collect()
+        return fmt.scan(path, kind).collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
         if kind == "jsonl":
             _raise_bad_json(path, fmt)
