@@ -36,8 +36,8 @@ from scipy.special import gammainc, ndtri
 
 from workbench.analytic.queueing import erlang_c
 from workbench.errors import HardwareError
-from workbench.hardware import PerformanceModel, RooflineModel, gpu, kv_capacity_tokens, model
-from workbench.planning.spec import SLO, Candidate
+from workbench.hardware import PerformanceModel, RooflineModel, kv_capacity_tokens, model
+from workbench.planning.spec import SLO, Candidate, gpu_name
 from workbench.planning.workload import Workload
 
 #: Grids of the performance tables: prompt tokens, decode batch, context tokens per sequence.
@@ -199,7 +199,7 @@ class PoolProblems:
             "rho_pf": np.where(self.role == ROLE_COLOCATED, rho_pf, 0.0),
         }
 
-    def tpot_fail_share(self, pred: dict, limit: np.ndarray) -> np.ndarray:
+    def tpot_fail_share(self, pred: dict, limit: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Share of requests of colocated pools whose TPOT exceeds ``limit`` through prefill stalls.
 
         A request with ``o`` output tokens decodes for ``o - 1`` iterations of ``t_d(b)``; iterations that
@@ -207,36 +207,37 @@ class PoolProblems:
         (rate ``lam / n x chunks`` per instance), so its TPOT exceeds ``limit`` when at least
         ``k = floor((limit - t_d)(o - 1) / stall) + 1`` stalls fall in its window: ``P = gammainc(k, m)``.
         """
-        o1 = self.o_grid - 1.0
-        td = pred["td"][:, None]
-        stall = np.maximum(pred["stall_s"], 1e-12)[:, None]
-        window = o1 * td / np.maximum(1.0 - pred["rho_pf"], 1e-9)[:, None]
-        m = pred["stall_rate"][:, None] * window
+        sel = slice(None) if rows is None else rows
+        o1 = self.o_grid[sel] - 1.0
+        td = pred["td"][sel][:, None]
+        stall = np.maximum(pred["stall_s"][sel], 1e-12)[:, None]
+        window = o1 * td / np.maximum(1.0 - pred["rho_pf"][sel], 1e-9)[:, None]
+        m = pred["stall_rate"][sel][:, None] * window
         lim = np.asarray(limit, float)[:, None] if np.ndim(limit) else limit
         k = np.floor(np.maximum(lim - td, 0.0) * o1 / stall) + 1.0
         p_fail = np.where(lim <= td, 1.0, gammainc(k, np.maximum(m, 0.0)))
-        return self.o_share * p_fail.mean(axis=1)
+        return self.o_share[sel] * p_fail.mean(axis=1)
 
-    def tpot_quantile(self, pred: dict, q: float) -> np.ndarray:
-        """The ``q`` quantile of TPOT of colocated pools under the stall model (bisection on the limit)."""
-        lo = pred["td"].copy()
-        hi = lo + 64.0 * pred["stall_s"] + 1e-6
-        for _ in range(30):
+    def tpot_quantile(self, pred: dict, q: float, rows: np.ndarray) -> np.ndarray:
+        """The ``q`` quantile of TPOT of pools ``rows`` under the stall model (bisection on the limit)."""
+        lo = pred["td"][rows].copy()
+        hi = lo + 64.0 * pred["stall_s"][rows] + 1e-6
+        for _ in range(16):
             mid = 0.5 * (lo + hi)
-            ok = self.tpot_fail_share(pred, mid) <= 1.0 - q
+            ok = self.tpot_fail_share(pred, mid, rows) <= 1.0 - q
             hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
         return hi
 
     def feasible(self, n: np.ndarray, q: float) -> np.ndarray:
         """Whether ``n`` instances per pool meet the pool's SLO."""
         p = self.predict(n, q)
-        colo = self.role == ROLE_COLOCATED
-        tpot_ok = np.where(
-            colo & np.isfinite(self.tpot_slo),
-            self.tpot_fail_share(p, np.where(np.isfinite(self.tpot_slo), self.tpot_slo, 1.0)) <= 1.0 - q,
-            p["tpot_q"] <= self.tpot_slo,
-        )
-        return p["stable"] & (p["ttft_q"] <= self.ttft_slo) & tpot_ok
+        ok = p["stable"] & (p["ttft_q"] <= self.ttft_slo)
+        stalls = ok & (self.role == ROLE_COLOCATED) & np.isfinite(self.tpot_slo)
+        ok &= stalls | (p["tpot_q"] <= self.tpot_slo)
+        rows = np.flatnonzero(stalls)
+        if rows.size:  # the prefill-stall tail, only where everything else already holds
+            ok[rows] = self.tpot_fail_share(p, self.tpot_slo[rows], rows) <= 1.0 - q
+        return ok
 
     def min_instances(self, q: float) -> tuple[np.ndarray, np.ndarray]:
         """Smallest feasible ``n`` per pool (``N_MAX`` where none is) and whether one was found."""
@@ -308,7 +309,7 @@ def build_problems(
         return pool_index[key]
 
     for i, c in enumerate(cands):
-        g1, g2 = gpu(c.gpu).name, gpu(c.second_gpu).name  # unknown GPU -> HardwareError
+        g1, g2 = gpu_name(c.gpu), gpu_name(c.second_gpu)  # unknown GPU -> HardwareError
         if c.topology == "monolithic":
             first[i] = add((g1, c.tp, seg_index[("all", None)], ROLE_COLOCATED, c.clock, c.max_num_seqs, 0.0))
         elif c.topology == "length_pools":
@@ -426,8 +427,8 @@ def solve(
     q = slo.quantile
     n, found = probs.min_instances(q)
     pred = probs.predict(np.where(n > 0, n, 1.0), q)
-    colo = (probs.role == ROLE_COLOCATED) & pred["stable"]
-    pred["tpot_q"] = np.where(colo, np.maximum(pred["tpot_q"], probs.tpot_quantile(pred, q)), pred["tpot_q"])
+    rows = np.flatnonzero((probs.role == ROLE_COLOCATED) & pred["stable"])
+    pred["tpot_q"][rows] = np.maximum(pred["tpot_q"][rows], probs.tpot_quantile(pred, q, rows))
     two = second >= 0
     s = np.where(two, second, first)
 

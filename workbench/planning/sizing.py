@@ -16,9 +16,8 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import ConfigError
-from workbench.hardware import gpu
 from workbench.planning import costs, screen
-from workbench.planning.spec import SLO, Candidate, CostBasis
+from workbench.planning.spec import SLO, Candidate, CostBasis, gpu_name
 from workbench.planning.workload import Workload, workload
 from workbench.traces.schema import Trace
 
@@ -43,10 +42,10 @@ def _config_frame(cands: Sequence[Candidate]) -> pl.DataFrame:
         {
             "candidate": [c.label for c in cands],
             "topology": [c.topology for c in cands],
-            "gpu": [gpu(c.gpu).name for c in cands],
+            "gpu": [gpu_name(c.gpu) for c in cands],
             "tp": [c.tp for c in cands],
             "threshold": [c.threshold for c in cands],
-            "gpu2": [gpu(c.second_gpu).name if s else None for c, s in zip(cands, second, strict=True)],
+            "gpu2": [gpu_name(c.second_gpu) if s else None for c, s in zip(cands, second, strict=True)],
             "tp2": [c.second_tp if s else None for c, s in zip(cands, second, strict=True)],
             "max_num_seqs": [c.max_num_seqs for c in cands],
             "clock": [c.clock for c in cands],
@@ -71,8 +70,8 @@ def metrics_table(
     """Cost, energy and carbon columns for candidates with instance counts ``n1``/``n2`` (vectorised)."""
     from workbench.carbon import site
 
-    g1 = np.array([gpu(c.gpu).name for c in cands], dtype=object)
-    g2 = np.array([gpu(c.second_gpu).name if c.topology != "monolithic" else "" for c in cands], dtype=object)
+    g1 = np.array([gpu_name(c.gpu) for c in cands], dtype=object)
+    g2 = np.array([gpu_name(c.second_gpu) if c.topology != "monolithic" else "" for c in cands], dtype=object)
     t1 = np.array([c.tp for c in cands])
     t2 = np.array([c.second_tp if c.topology != "monolithic" else 0 for c in cands])
     clk = np.array([c.clock for c in cands], float)

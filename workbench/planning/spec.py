@@ -16,6 +16,7 @@ instance counts the planner chooses. Topologies:
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,14 @@ from workbench.config import require_choice, require_positive, require_range
 from workbench.errors import ConfigError
 
 TOPOLOGIES: tuple[str, ...] = ("monolithic", "length_pools", "disaggregated")
+
+
+@functools.lru_cache(maxsize=256)
+def gpu_name(name: str) -> str:
+    """Canonical GPU name (``"h100"`` -> ``"H100-SXM"``); unknown names raise :class:`HardwareError`."""
+    from workbench.hardware import gpu
+
+    return gpu(name).name
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,4 +227,3 @@ def candidate_grid(
                 Candidate(g, tp, topo, th, g2 if g2 != g else None, None, cap, clk, r)  # type: ignore[arg-type]
             )
     return out
-
