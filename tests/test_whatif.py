@@ -8,6 +8,8 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.planning import SLO, CostBasis, workload
 from workbench.power import idle_power_w, power_curve
@@ -19,6 +21,7 @@ from workbench.whatif import (
     capacity_at_slo,
     efficiency,
     failure_study,
+    fleet_metrics,
     grid_flex,
     instances_in,
     margin_table,
@@ -42,17 +45,18 @@ CAP = pl.DataFrame(
         "idle_w": [150.0],
     }
 )
-COSTS = ModeCosts(
-    utilisation=0.5,
-    electricity_usd_per_kwh=0.1,
-    pue=1.5,
-    lifetime_years=4.0,
-    node_power_w=500.0,
-    server_usd_per_node=20_000.0,
-    infra_usd_per_node=10_000.0,
-    maintenance_usd_per_node_year=1_000.0,
-    gpu_price_usd={"H100": 25_000.0},
-)
+COSTS_KW = {
+    "utilisation": 0.5,
+    "electricity_usd_per_kwh": 0.1,
+    "pue": 1.5,
+    "lifetime_years": 4.0,
+    "node_power_w": 500.0,
+    "server_usd_per_node": 20_000.0,
+    "infra_usd_per_node": 10_000.0,
+    "maintenance_usd_per_node_year": 1_000.0,
+    "gpu_price_usd": {"H100": 25_000.0},
+}
+COSTS = ModeCosts(**COSTS_KW)
 # By hand, one node (8 GPUs, 4 instances):
 #   capex = 8 x 25,000 + 20,000 + 10,000 = 230,000
 #   average GPU power = 150 + 0.5 x (600 - 150) = 375 W; IT = 8 x 375 + 500 = 3,500 W
@@ -169,6 +173,18 @@ def test_grid_flex_cut_meets_slo_in_simulation(small_wl):
     assert res.curve["cut"][0] == 0.0
 
 
+def test_grid_flex_requested_cut_and_node_baseline(small_wl):
+    slo = SLO(ttft_s=2.0, tpot_s=0.06)
+    kw = {"caps": (256, 32), "clocks": (1.0, 0.7), "sim_requests": 300}
+    res = grid_flex(small_wl, slo, "H100", 2, cut=0.3, **kw)
+    assert res.best["reduction"] >= 0.3 and res.checks.height == 1
+    # a 500 W node baseline (2 GPUs -> one node) is in both the ceiling and the floor, so cuts are shallower
+    nodes = grid_flex(small_wl, slo, "H100", 2, node_power_w=500.0, check=False, **kw)
+    assert nodes.baseline_kw == pytest.approx(res.baseline_kw + 0.5)
+    assert nodes.floor_kw == pytest.approx(res.floor_kw + 0.5)
+    assert nodes.options["reduction"].max() < res.options["reduction"].max()
+
+
 def test_grid_flex_cut_below_idle_names_limit(small_wl):
     with pytest.raises(WhatIfError, match=r"95% cut .* idle power 0\.29 kW .*143 W"):
         grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.95, check=False)
@@ -243,6 +259,32 @@ def test_bad_inputs():
         plan("budget", -1.0, CAP)
     with pytest.raises(Exception, match="capacity table lacks"):
         plan("budget", 1e6, CAP.drop("busy_w"))
+    with pytest.raises(Exception, match="whole number"):
+        plan("count", 12.5, CAP)
     with pytest.raises(Exception, match="eta_gpu"):
         ModeCosts(eta_gpu=1.5)
     assert math.isclose(availability(0.0, 5.0), 1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    budget=st.floats(3e5, 5e7),
+    power=st.floats(8.0, 2000.0),
+    work=st.floats(100.0, 1e6),
+    eta=st.floats(0.95, 1.0),
+)
+def test_modes_are_tight(budget, power, work, eta):
+    """Property: every mode's answer satisfies its limit and one more node would break it (or is not needed)."""
+    costs = ModeCosts(**{**COSTS_KW, "eta_gpu": eta})
+    one_more = lambda row: fleet_metrics(CAP.row(0, named=True), costs, np.array([row["gpus"] + 8]))  # noqa: E731
+    row = plan("budget", budget, CAP, costs=costs).row(0, named=True)
+    assert row["tco_usd"] <= budget < one_more(row)["tco_usd"][0]
+    row = plan("power", power, CAP, costs=costs).row(0, named=True)
+    assert row["facility_kw"] <= power < one_more(row)["facility_kw"][0]
+    try:
+        row = plan("performance", work, CAP, costs=costs).row(0, named=True)
+    except WhatIfError:  # efficiency losses cap the work below the target
+        return
+    assert row["tokens_per_s"] >= work * (1 - 1e-9)
+    fewer = fleet_metrics(CAP.row(0, named=True), costs, np.arange(8, row["gpus"], 8))["tokens_per_s"]
+    assert (fewer < work).all()

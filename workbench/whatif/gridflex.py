@@ -78,14 +78,27 @@ class GridFlexResult:
 
 
 def power_ceiling_kw(
-    gpu_name: str, model: str, tp: int, instances: int, caps: np.ndarray, clocks: np.ndarray
+    gpu_name: str,
+    model: str,
+    tp: int,
+    instances: int,
+    caps: np.ndarray,
+    clocks: np.ndarray,
+    *,
+    node_power_w: float = 0.0,
 ) -> tuple[np.ndarray, float]:
-    """Fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW)."""
-    p_low, p_high, k, x0, idle = power_params(gpu(gpu_name).name, model, tp)
+    """Fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW).
+
+    ``node_power_w`` adds each node's baseline (``ceil(instances x tp / gpus_per_node)`` nodes) to both:
+    no lever lowers it.
+    """
+    g = gpu(gpu_name)
+    p_low, p_high, k, x0, idle = power_params(g.name, model, tp)
     b = np.maximum(np.asarray(caps, float), 1.0)
     busy = (p_low + (p_high - p_low) / (1.0 + np.exp(-k * (np.log2(b) - x0)))) * clock_power_scale(clocks)
     per_gpu = np.maximum(busy, idle)
-    return instances * tp * per_gpu / 1000.0, instances * tp * idle / 1000.0
+    nodes_w = math.ceil(instances * tp / g.gpus_per_node) * node_power_w
+    return (instances * tp * per_gpu + nodes_w) / 1000.0, (instances * tp * idle + nodes_w) / 1000.0
 
 
 def _predict(wl: Workload, slo: SLO, cands: list[Candidate], model: str, n: int) -> dict[str, np.ndarray]:
@@ -94,7 +107,14 @@ def _predict(wl: Workload, slo: SLO, cands: list[Candidate], model: str, n: int)
     q = slo.quantile
     nn = np.full(probs.lam.size, float(n))
     pred = probs.predict(nn, q)
-    tpot = np.where(pred["stable"], np.maximum(pred["tpot_q"], probs.tpot_quantile(pred, q)), np.inf)
+    tpot = np.where(pred["stable"], pred["tpot_q"], np.inf)
+    rows = np.flatnonzero(pred["stable"] & (probs.role == _screen.ROLE_COLOCATED))
+    if rows.size:  # the prefill-stall tail of TPOT, as in the planning screen's solve()
+        try:
+            stall = probs.tpot_quantile(pred, q, rows)
+        except TypeError:  # older signature without rows
+            stall = probs.tpot_quantile(pred, q)[rows]
+        tpot[rows] = np.maximum(tpot[rows], stall)
     ok = probs.feasible(nn, q)
     return {
         "ttft": pred["ttft_q"][first],
@@ -117,6 +137,7 @@ def grid_flex(
     caps: Sequence[int] = CAPS,
     clocks: Sequence[float] = CLOCKS,
     cut: float | None = None,
+    node_power_w: float = 0.0,
     check: bool = True,
     sim_requests: int = 600,
     seed: int = 0,
@@ -138,6 +159,9 @@ def grid_flex(
     cut
         Optional requested cut (share of the baseline ceiling): checked against the idle floor; ``best``
         then becomes the option meeting the cut with the smallest SLO ratio.
+    node_power_w
+        Baseline power of each node (CPUs, fans, NICs; e.g. :data:`workbench.tco.NODE_POWER_W`) counted in the
+        fleet's power; default 0 (GPU power only).
     check
         Simulate ``best`` on the first ``sim_requests`` requests of the workload (:func:`check_setting`).
     seed
@@ -159,16 +183,21 @@ def grid_flex(
     grid = [(c, f) for c in caps for f in clocks]
     cap_arr = np.array([c for c, _ in grid], float)
     clk_arr = np.array([f for _, f in grid], float)
-    ceiling, floor = power_ceiling_kw(gpu_name, model, tp, instances, cap_arr, clk_arr)
+    require_positive("node_power_w", node_power_w, allow_zero=True)
+    ceiling, floor = power_ceiling_kw(
+        gpu_name, model, tp, instances, cap_arr, clk_arr, node_power_w=node_power_w
+    )
     baseline = float(ceiling[0])
     max_cut = 1.0 - floor / baseline
     if cut is not None:
         require_range("cut", cut, 0.0, 1.0)
         if cut > max_cut + 1e-12:
+            idle_w = power_params(gpu(gpu_name).name, model, tp)[4]
+            nodes_txt = f" + node baseline {node_power_w:g} W per node" if node_power_w else ""
             raise WhatIfError(
                 f"a {cut:.0%} cut asks for <= {baseline * (1 - cut):,.2f} kW, below the fleet's idle power "
                 f"{floor:,.2f} kW ({instances} x {tp} x {gpu(gpu_name).name} at "
-                f"{floor * 1000 / (instances * tp):.0f} W loaded idle); the deepest possible cut is "
+                f"{idle_w:.0f} W loaded idle{nodes_txt}); the deepest possible cut is "
                 f"{max_cut:.1%} "
                 "(turn instances off for more)"
             )
@@ -177,7 +206,8 @@ def grid_flex(
     n = np.full(len(grid), float(instances))
     names = np.array([gpu(gpu_name).name] * len(grid), dtype=object)
     tps = np.full(len(grid), tp)
-    mean_kw = pool_power_w(names, tps, model, n, pred["batch"], pred["busy"], clk_arr) / 1000.0
+    nodes_kw = math.ceil(instances * tp / gpu(gpu_name).gpus_per_node) * node_power_w / 1000.0
+    mean_kw = pool_power_w(names, tps, model, n, pred["batch"], pred["busy"], clk_arr) / 1000.0 + nodes_kw
     ttft_t = slo.ttft_s if slo.ttft_s is not None else math.inf
     tpot_t = slo.tpot_s if slo.tpot_s is not None else math.inf
     ratio = np.maximum(pred["ttft"] / ttft_t, pred["tpot"] / tpot_t)

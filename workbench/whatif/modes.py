@@ -173,7 +173,8 @@ def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, 
         cloud_usd_per_gpu_hr=math.nan,
         cloud_elastic=0.0,
     )
-    t = tco_arrays(base)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # tiny work at large eta losses
+        t = tco_arrays(base)
     tco_usd = np.asarray(t["tco_usd"], float)
     musd = np.where(tco_usd > 0, tco_usd / 1e6, np.nan)
     fac_kw = it_kw * costs.pue
@@ -228,6 +229,8 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
             return 0, f"work peaks at {peak} (multi-GPU efficiency) < target {target:,.1f}"
         return int(m[hit[0]]), ""
     # count
+    if target != int(target):
+        raise ConfigError(f"a GPU count must be a whole number, got target={target!r}")
     if target < int(cap["tp"]):
         return 0, f"{int(target)} GPUs < tp = {cap['tp']} of one instance"
     return int(target), ""
