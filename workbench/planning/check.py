@@ -153,7 +153,7 @@ def check_candidates(
     budget: int = 3,
     sim_requests: int = 3000,
     seed: int = 0,
-    stop_early: bool = True,
+    stop_early: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Verify the cheapest analytic candidates by simulation until none left can beat the best verified one.
 

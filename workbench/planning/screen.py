@@ -35,6 +35,7 @@ import numpy as np
 from scipy.special import gammainc, ndtri
 
 from workbench.analytic.queueing import erlang_c
+from workbench.config import require_choice
 from workbench.errors import HardwareError
 from workbench.hardware import PerformanceModel, RooflineModel, kv_capacity_tokens, model
 from workbench.planning.spec import SLO, Candidate, gpu_name
@@ -48,6 +49,10 @@ C_GRID = np.geomspace(16, 2**19, 32)
 BATCH_TOKENS = 8192
 #: Output-length quantiles per pool in the TPOT stall model.
 O_POINTS = 16
+#: Arrival models of the screen: ``"burst"`` (pointwise-stationary at the rate the SLO-quantile request sees,
+#: :meth:`Workload.burst_rate`), ``"renewal"`` (mean rate, G/G/c with ca^2 = index of dispersion) and
+#: ``"poisson"`` (mean rate, ca^2 = 1).
+ARRIVALS: tuple[str, ...] = ("burst", "renewal", "poisson")
 #: Largest instance count per pool the search considers.
 N_MAX = 1 << 16
 
@@ -281,13 +286,19 @@ def _segments(cands: Sequence[Candidate]) -> list[tuple[str, int | None]]:
 
 
 def build_problems(
-    wl: Workload, slo: SLO, cands: Sequence[Candidate], model_name: str, factory: PerfFactory = roofline
+    wl: Workload,
+    slo: SLO,
+    cands: Sequence[Candidate],
+    model_name: str,
+    factory: PerfFactory = roofline,
+    arrivals: str = "burst",
 ) -> tuple[PoolProblems, np.ndarray, np.ndarray, dict]:
     """Pool problems of all candidates: arrays over pools, and the pool index of each candidate's two roles.
 
     Returns ``(problems, first, second, info)`` where ``first[i]``/``second[i]`` index candidate ``i``'s pools
     (``second = -1`` for monolithic) and ``info`` holds per-pool GPU names, TP and table look-ups.
     """
+    require_choice("arrivals", arrivals, ARRIVALS)
     model(model_name)  # unknown model -> HardwareError listing the known ones
     q = slo.quantile
     segs = _segments(cands)
@@ -379,12 +390,14 @@ def build_problems(
     q_prompt = np.quantile(p, q)
     extra = np.where(role == ROLE_PREFILL, q_prompt * kv_bytes / (np.maximum(link, 1e-9) * 1e9), 0.0)
     inf = np.inf
-    idc = max(wl.idc(float(np.clip(slo.ttft_s or 2.0, 0.5, 30.0))), 1.0)
+    window = float(np.clip(slo.ttft_s or 2.0, 0.5, 30.0))
+    lam = wl.burst_rate(window, q) if arrivals == "burst" else wl.qps
+    idc = max(wl.idc(window), 1.0) if arrivals == "renewal" else 1.0
     ttft = slo.ttft_s if slo.ttft_s is not None else inf
     tpot = slo.tpot_s if slo.tpot_s is not None else inf
     mo = mom[r_gt, r_seg]
     problems = PoolProblems(
-        lam=wl.qps * frac[r_seg],
+        lam=lam * frac[r_seg],
         role=role,
         slots=slots,
         e_pf=mo[:, 0] / clock,
@@ -410,12 +423,18 @@ def build_problems(
         "why": [tables[j]["why"] for j in r_gt],
         "frac": frac[r_seg],
         "e_o": e_o[r_seg],
+        "rate_ratio": wl.qps / lam,
     }
     return problems, first, second, info
 
 
 def solve(
-    wl: Workload, slo: SLO, cands: Sequence[Candidate], model_name: str, factory: PerfFactory = roofline
+    wl: Workload,
+    slo: SLO,
+    cands: Sequence[Candidate],
+    model_name: str,
+    factory: PerfFactory = roofline,
+    arrivals: str = "burst",
 ) -> dict[str, np.ndarray]:
     """Minimum instance counts and predictions for every candidate (arrays over candidates).
 
@@ -423,8 +442,9 @@ def solve(
     ``ttft_50``, ``tpot_50`` (whole fleet: the worse pool), per-pool ``batch1/2``, ``util1/2``, ``fits``, and
     ``miss`` (for infeasible candidates: the factor by which the best reachable latency exceeds the target).
     """
-    probs, first, second, info = build_problems(wl, slo, cands, model_name, factory)
+    probs, first, second, info = build_problems(wl, slo, cands, model_name, factory, arrivals)
     q = slo.quantile
+    ratio = info["rate_ratio"]
     n, found = probs.min_instances(q)
     pred = probs.predict(np.where(n > 0, n, 1.0), q)
     rows = np.flatnonzero((probs.role == ROLE_COLOCATED) & pred["stable"])
@@ -454,10 +474,11 @@ def solve(
         "tpot_q": tpot_q,
         "ttft_50": pick("ttft_50", np.maximum),
         "tpot_50": pick("tpot_50", np.maximum),
-        "batch1": pred["batch"][first],
-        "batch2": np.where(two, pred["batch"][s], 0.0),
-        "util1": pred["util"][first],
-        "util2": np.where(two, pred["util"][s], 0.0),
+        # busy share and batch at the mean rate (the screen sized for the burst rate): for energy
+        "batch1": pred["batch"][first] * ratio,
+        "batch2": np.where(two, pred["batch"][s], 0.0) * ratio,
+        "util1": pred["util"][first] * ratio,
+        "util2": np.where(two, pred["util"][s], 0.0) * ratio,
         "lam1": probs.lam[first],
         "lam2": np.where(two, probs.lam[s], 0.0),
         "miss": np.where(ok, 0.0, np.where(np.isfinite(miss), miss, np.inf)),

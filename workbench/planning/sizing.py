@@ -110,6 +110,7 @@ def screen_table(
     model_name: str = "Llama-3.1-8B",
     cost: CostBasis | None = None,
     perf: screen.PerfFactory = screen.roofline,
+    arrivals: str = "burst",
 ) -> pl.DataFrame:
     """Step 1 on its own: the analytic minimum instance count and metrics of every candidate (one row each).
 
@@ -120,7 +121,7 @@ def screen_table(
     if not cands:
         raise ConfigError("candidate list is empty: give at least one Candidate")
     cost = cost or CostBasis()
-    r = screen.solve(wl, slo, cands, model_name, perf)
+    r = screen.solve(wl, slo, cands, model_name, perf, arrivals)
     n1, n2 = r["n1"].astype(float), r["n2"].astype(float)
     m = metrics_table(wl, cands, model_name, cost, n1, n2, r["batch1"], r["batch2"], r["util1"], r["util2"])
     lat = pl.DataFrame(
@@ -210,9 +211,10 @@ def size_fleet(
     cost: CostBasis | None = None,
     check: int = 3,
     sim_requests: int = 3000,
-    stop_early: bool = True,
+    stop_early: bool = False,
     seed: int = 0,
     perf: screen.PerfFactory = screen.roofline,
+    arrivals: str = "burst",
 ) -> SizingResult:
     """Find the minimum-cost fleet meeting ``slo`` for a workload.
 
@@ -238,6 +240,8 @@ def size_fleet(
         Requests of the trace window each check simulation replays.
     seed
         Seed of the length sample and the simulations.
+    arrivals
+        Arrival model of the screen (:data:`~workbench.planning.screen.ARRIVALS`; default ``"burst"``).
     perf
         Factory ``(gpu, model, tp) -> PerformanceModel`` of the screen (default: roofline, the model the fleet
         simulator uses).
@@ -249,7 +253,7 @@ def size_fleet(
     wl = trace if isinstance(trace, Workload) else workload(trace, qps, seed=seed)
     cost = cost or CostBasis()
     t0 = time.perf_counter()
-    table = screen_table(wl, slo, candidates, model, cost, perf).with_row_index("_i")
+    table = screen_table(wl, slo, candidates, model, cost, perf, arrivals).with_row_index("_i")
     t1 = time.perf_counter()
     checks = pl.DataFrame()
     if check > 0 and table["slo_met"].any():

@@ -50,6 +50,25 @@ class Workload:
         counts = np.bincount(bins)
         return float(max(counts.var() / max(counts.mean(), 1e-12), 0.0))
 
+    def burst_rate(self, window_s: float, q: float) -> float:
+        """Arrival rate that the ``q``-quantile request sees in windows of ``window_s`` (>= the mean rate).
+
+        Each request is tagged with the rate of its window (count / ``window_s``); deviations from the mean are
+        shrunk by ``sqrt(1 - 1/IDC)`` so that only the variance beyond Poisson counting noise remains (a Poisson
+        trace gives back its mean rate). The request-weighted ``q`` quantile is the rate a pointwise-stationary
+        approximation must serve so that at most ``1 - q`` of requests arrive in heavier windows.
+        """
+        arr = self.trace.requests["arrival_s"].to_numpy()
+        bins = np.floor((arr - arr[0]) / window_s).astype(np.int64)
+        if bins[-1] < 2:
+            return self.qps
+        counts = np.bincount(bins)
+        rate = counts.mean() / window_s
+        idc = counts.var() / max(counts.mean(), 1e-12)
+        shrink = np.sqrt(max(0.0, 1.0 - 1.0 / idc)) if idc > 1 else 0.0
+        seen = rate + (counts[bins] / window_s - rate) * shrink
+        return float(max(np.quantile(seen, q), rate)) * self.qps / rate
+
     @property
     def output_tokens_per_s(self) -> float:
         """Mean output tokens per second the fleet must generate."""
