@@ -55,6 +55,7 @@ def test_unsorted_sorted_on_request_with_warning_and_nothing_dropped():
     arr = trace.requests["arrival_s"].to_list()
     assert arr == sorted(arr)
     assert trace.requests["prompt_tokens"].to_list() == [110, 4808, 3180, 120]
+    assert trace.requests["request_id"].to_list() == [0, 1, 2, 3]
 
 
 def test_wrong_checksum(monkeypatch):

@@ -127,6 +127,8 @@ def validate(
                 f"{file or 'trace'}: arrival times not sorted (first at row {row}); sorted them", stacklevel=3
             )
             df = df.sort("arrival_s", maintain_order=True)
+            if not own_ids:  # generated ids follow arrival order
+                df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
     elif df["arrival_s"].null_count() != df.height:
         raise WorkloadError("length-only table must not have arrival times", file=file, field="arrival_s")
     ids = df["request_id"]
