@@ -198,3 +198,17 @@ def test_validate_rejects_fractional_tokens():
     assert (info.value.field, info.value.row) == ("prompt_tokens", 2)
     ok = traces.validate(df.with_columns(pl.col("prompt_tokens").round(0)))
     assert ok["prompt_tokens"].dtype == pl.Int32 and math.isclose(ok["prompt_tokens"][1], 2)
+
+
+def test_validate_rejects_negative_hash_ids():
+    df = pl.DataFrame(
+        {
+            "arrival_s": [0.0, 1.0],
+            "prompt_tokens": [600, 10],
+            "output_tokens": [1, 1],
+            "prefix_hashes": [[0, 1], [2, -3]],
+        }
+    )
+    with pytest.raises(WorkloadError, match=r"integer ids >= 0, got \[2, -3\]") as info:
+        traces.validate(df, file="x.jsonl", names={"prefix_hashes": "hash_ids"})
+    assert (info.value.field, info.value.row) == ("hash_ids", 2)

@@ -102,6 +102,15 @@ def validate(
         if src.dtype.is_float():
             bad_value = bad_value | pl.lit(src).is_nan() | (pl.lit(src) != pl.lit(src).round(0))
         _check(df, raw, col, bad_value, file, label, "must be a whole number > 0")
+    if "prefix_hashes" in raw.columns:
+        hashes = pl.lit(raw["prefix_hashes"])
+        dtype = raw.schema["prefix_hashes"]
+        if isinstance(dtype, pl.List) and dtype != SCHEMA["prefix_hashes"]:  # casting must not lose ids
+            lost = pl.col("prefix_hashes").list.len().fill_null(0) != hashes.list.len().fill_null(0)
+            lost = lost | (
+                pl.col("prefix_hashes").list.drop_nulls().list.len() != hashes.list.drop_nulls().list.len()
+            )
+            _check(df, raw, "prefix_hashes", lost, file, label, "must be lists of integer ids >= 0")
     if has_arrivals:
         arr = pl.col("arrival_s")
         _check(
@@ -150,5 +159,6 @@ def _check(df: pl.DataFrame, raw: pl.DataFrame, col: str, bad: pl.Expr, file, la
     row = first_row(df, bad)
     pos = df.lazy().with_row_index("__pos").filter(bad).select("__pos").head(1).collect().item()
     value = raw[col][pos]
+    value = value.to_list() if isinstance(value, pl.Series) else value
     got = "a missing or unparseable value" if value is None else repr(value)
     raise WorkloadError(f"{col} {rule}, got {got}", file=file, field=label[col], row=row)
