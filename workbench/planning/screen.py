@@ -30,7 +30,7 @@ that the SLO-quantile request sees in windows of the TTFT target (:meth:`Workloa
 noise removed), with Poisson arrivals inside the window. ``"renewal"`` keeps the mean rate and puts the index of
 dispersion into the Allen-Cunneen ``ca^2``; ``"poisson"`` uses the mean rate and ``ca^2 = 1``. On the Azure code
 trace at 20 req/s (index of dispersion ~90 at 2 s) ``"renewal"`` undercounts the simulator 3-6x; ``"burst"``
-lands within about +-40 %. On Poisson traces the three agree.
+lands within -30 % to +60 % of it. On Poisson traces the three agree.
 
 These are approximations for screening: the simulation check (:mod:`workbench.planning.check`) verifies the best
 candidates.
