@@ -167,6 +167,9 @@ def test_size_fleet_analytic_matches_simulation_on_poisson(poisson_trace):
     # on Poisson arrivals the analytic count is within one instance per pool of the simulated one
     assert ((checked["instances"] - checked["sim_instances"]).abs() <= 2).all()
     assert res.checks.height >= checked.height and res.checks["met"].any()
+    # exact energy of the verifying simulation vs the screen's estimate (power model at the predicted batch)
+    assert 0.5 < best["sim_j_per_output_token"] / best["j_per_output_token"] < 2.0
+    assert best["sim_gco2e_per_1k_output_tokens"] > 0
     assert best["rank"] == 1 and "minimum-cost fleet is" in res.explanation
     assert "the simulator" in res.explanation
 

@@ -166,7 +166,11 @@ def check_candidates(
     Returns ``(rows, runs)``: one row per simulated candidate (``_i`` and ``sim_*`` columns) and one row per
     simulation run.
     """
+    from workbench.carbon import site
     from workbench.planning.costs import gpu_hour_usd
+
+    place = site(cost.site)
+    g_per_j = 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh")  # per 1k tokens
 
     checker = _Checker(_window(wl, sim_requests), slo, model, seed)
     order = analytic.filter(pl.col("slo_met") & (pl.col("clock") == 1.0)).sort("usd_per_hour", "gpus")
@@ -188,12 +192,14 @@ def check_candidates(
             sim_gpus=n1 * cand.tp + n2 * cand.second_tp if met else None,
             sim_usd_per_hour=usd if met else None,
             sim_usd_per_m_output_tokens=usd / (wl.output_tokens_per_s * 3600.0) * 1e6 if met else None,
+            sim_gco2e_per_1k_output_tokens=row["sim_j_per_output_token"] * g_per_j if met else None,
         )
         rows.append(row)
         if met:
             best = min(best, usd)
     schema = {c: pl.Int64 for c in ("sim_instances1", "sim_instances2", "sim_instances", "sim_gpus", "_i")}
-    schema.update({c: pl.Float64 for c in ("sim_usd_per_hour", "sim_usd_per_m_output_tokens")})
+    floats = ("sim_usd_per_hour", "sim_usd_per_m_output_tokens", "sim_j_per_output_token")
+    schema.update({c: pl.Float64 for c in (*floats, "sim_gco2e_per_1k_output_tokens")})
     return pl.DataFrame(rows, schema_overrides=schema), pl.DataFrame(checker.runs)
 
 
@@ -213,6 +219,7 @@ class _Checker:
         self.trace, self.slo, self.model, self.seed = trace, slo, model, seed
         self.runs: list[dict] = []
         self._cache: dict[tuple[int, int], pl.DataFrame] = {}
+        self._raw: dict[tuple[int, int], object] = {}
         self._cand: Candidate | None = None
 
     def run(self, n1: int, n2: int, pool: str | None = None) -> dict:
@@ -223,7 +230,7 @@ class _Checker:
         if (n1, n2) not in self._cache:
             res = simulate_fleet(self.trace, build_fleet(self._cand, n1, n2, self.model), seed=self.seed)
             scored = _scored(res, self.trace)
-            self._cache[(n1, n2)] = scored
+            self._cache[(n1, n2)], self._raw[(n1, n2)] = scored, res
             self.runs.append(
                 {"candidate": self._cand.label, "instances1": n1, "instances2": n2, **measure(scored, self.slo)}
             )
@@ -231,7 +238,7 @@ class _Checker:
 
     def one(self, cand: Candidate, a1: int, a2: int) -> dict:
         """Bisect the pools of ``cand`` from its analytic counts ``a1``/``a2``; the ``sim_*`` row."""
-        self._cand, self._cache = cand, {}
+        self._cand, self._cache, self._raw = cand, {}, {}
         slo = self.slo
         n2: int | None = 0
         if cand.topology == "monolithic":
@@ -248,6 +255,10 @@ class _Checker:
                 n2 = bisect_count(lambda n: self.run(n1, n, "long")["met"], max(a2, 1))
         found = n1 is not None and n2 is not None
         final = self.run(n1, n2) if found else {}
+        if found:
+            from workbench.power import energy
+
+            final["j_per_output_token"] = float(energy(self._raw[(n1, n2)]).fleet["j_per_output_token"][0])
         return {
             "sim_instances1": n1 if found else None,
             "sim_instances2": n2 if found else None,
@@ -257,5 +268,6 @@ class _Checker:
             "sim_tpot_p50_s": final.get("tpot_p50_s"),
             "sim_tpot_p99_s": final.get("tpot_p99_s"),
             "sim_goodput": final.get("goodput"),
+            "sim_j_per_output_token": final.get("j_per_output_token"),
             "sim_runs": len(self._cache),
         }

@@ -322,11 +322,13 @@ def explain(table: pl.DataFrame, best: dict | None, slo: SLO, wl: Workload, mode
     usd = best["sim_usd_per_hour"] if simulated else best["usd_per_hour"]
     usd_tok = best["sim_usd_per_m_output_tokens"] if simulated else best["usd_per_m_output_tokens"]
     gpus = best["sim_gpus"] if simulated else best["gpus"]
+    joules = best["sim_j_per_output_token"] if simulated else best["j_per_output_token"]
+    carbon = best["sim_gco2e_per_1k_output_tokens"] if simulated else best["gco2e_per_1k_output_tokens"]
+    source = "simulated" if simulated else "analytic estimate"
     parts = [
         f"{head}, the minimum-cost fleet is {best['candidate']} with {_n(n, 'instance')} "
         f"({_n(gpus, 'GPU')}) at ${usd:,.2f}/h, ${usd_tok:.3f} per million output tokens, "
-        f"about {best['j_per_output_token']:.2f} J and {best['gco2e_per_1k_output_tokens']:.2f} gCO2e "
-        "per 1k output tokens."
+        f"{joules:.2f} J per output token and {carbon:.2f} gCO2e per 1k output tokens ({source})."
     ]
     if simulated:
         agree = "agreed" if best["sim_instances"] == best["instances"] else "disagreed"
