@@ -92,6 +92,9 @@ def timeline(
     )
 
 
+TITLE = "latency vs load: simulation (solid) and analytic M/G/c model (dashed)"
+
+
 def latency_vs_load(curve: pl.DataFrame, *, log_y: bool = True) -> alt.Chart:
     """Latency against arrival rate: simulation (solid) next to the analytic model (dashed).
 
@@ -104,18 +107,13 @@ def latency_vs_load(curve: pl.DataFrame, *, log_y: bool = True) -> alt.Chart:
     """
     data = curve.with_columns(pl.col("metric").replace_strict(_CURVE_TITLES, default=pl.col("metric")))
     return (
-        alt.Chart(data, width=WIDTH, height=HEIGHT, title="latency vs load: simulation and M/G/c model")
+        alt.Chart(data, width=WIDTH, height=HEIGHT, title=TITLE)
         .mark_line(point=True)
         .encode(
             x=alt.X("arrival_rate:Q", title="arrival rate (requests/s)"),
             y=alt.Y("value:Q", title="seconds", scale=alt.Scale(type="log") if log_y else alt.Scale()),
             color=alt.Color("metric:N", title="metric"),
-            strokeDash=alt.StrokeDash(
-                "source:N",
-                title="source",
-                sort=["simulation", "analytic"],
-                legend=alt.Legend(symbolType="stroke"),
-            ),
+            strokeDash=alt.StrokeDash("source:N", sort=["simulation", "analytic"], legend=None),
             tooltip=[
                 "source:N",
                 "metric:N",
