@@ -71,3 +71,12 @@ def test_poisson_requests_seeded():
     assert a.equals(poisson_requests(LENGTHS, 3.0, 100, seed=4))
     gaps = np.diff(a["arrival_s"].to_numpy())
     assert (gaps >= 0).all() and 0.2 < gaps.mean() < 0.5
+
+
+def test_summary_token_sums_do_not_overflow():
+    res = small_result()
+    big = res.requests.with_columns(pl.lit(2**30, dtype=pl.Int32).alias("prompt_tokens"))
+    from workbench.sim import SimResult
+
+    table = summary(SimResult(big, res.segments, res.instances))
+    assert table["input_tok_s"][0] > 0

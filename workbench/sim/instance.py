@@ -65,6 +65,7 @@ class Instance:
         self.sim = sim
         self.engine = sim.engine
         self.heap = sim.engine._heap  # launching a step pushes straight onto the engine's heap
+        self._seg_extend = sim._seg.extend if sim.record_segments else None
         self.counter = sim.engine._counter
         self.index = index
         self.config = config
@@ -94,6 +95,7 @@ class Instance:
         self.H = H
         self.hb = H // self.bs if H else 0
         self.state = ON
+        self.audit_steps = sim.audit
         # queues
         self.waiting: deque[Request] = deque()
         self.running: dict[Request, None] = {}  # admitted, in admission order (youngest last)
@@ -311,7 +313,7 @@ class Instance:
 
     def _step(self, now: float) -> None:
         """Plan and launch the next step (or go idle)."""
-        if self.sim.audit:
+        if self.audit_steps:
             self.audit()
         waiting = self.waiting
         running = self.running
@@ -560,7 +562,9 @@ class Instance:
             pb[3] += self.step_prefill
             pb[5] += k
         else:
-            self._record_busy(t0, now, batch, self.step_prefill, self.step_kv, k)
+            if pb is not None and self._seg_extend is not None:
+                self._seg_extend((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+            self.pb = [t0, now, batch, self.step_prefill, self.step_kv, k]
         self.n_iterations += k
         self.busy_s += now - t0
         if B:
@@ -614,7 +618,10 @@ class Instance:
 
     def _finish(self, req: Request, now: float) -> None:
         del self.running[req]
-        self._release(req)
+        self.free += req._priv
+        req._priv = 0
+        if req._nref:
+            self._release(req)
         self.sim._finished(req, self, now)
 
     # ------------------------------------------------------------------ segments

@@ -38,7 +38,10 @@ def summary(
     for name, value in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
         if value is not None:
             require_positive(name, value)
-    req = result.requests
+    # Int32 token columns would overflow when summed over millions of requests: sum in Int64
+    req = result.requests.with_columns(
+        pl.col("prompt_tokens", "output_tokens", "cached_tokens", "preemptions").cast(pl.Int64)
+    )
     ok = pl.col("finish_s").is_not_null() & ~pl.col("rejected")
     if ttft_slo is not None:
         ok = ok & (pl.col("ttft_s") <= ttft_slo)

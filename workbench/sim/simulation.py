@@ -108,7 +108,7 @@ class Simulation:
         #: Keep requests that find no routable instance in ``pending`` (an autoscaler will start one)
         #: instead of rejecting them.
         self.hold_unroutable = False
-        #: Recount every instance's bookkeeping before each step (slow; for tests).
+        #: Recount each instance's bookkeeping before every step (slow; for tests). Set before adding instances.
         self.audit = False
         self.counters: dict[str, int] = {"rejected": 0, "retried": 0, "failures": 0, "cold_starts": 0}
         # segments as rows of 8 doubles (instance, start, end, state, batch, prefill, kv, iterations)
