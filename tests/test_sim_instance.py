@@ -264,3 +264,19 @@ def test_preemption_takes_the_youngest_and_recomputes():
     assert res.counters["preemptions"] == r["preemptions"].sum()
     assert res.counters["tokens_generated"] == 140  # recompute does not regenerate tokens
     assert r["finish_s"][0] < r["finish_s"][1]
+
+
+def test_sim_config_loads_from_toml(tmp_path):
+    from workbench.config import load_toml
+
+    path = tmp_path / "sim.toml"
+    path.write_text(
+        'n_instances = 2\n[instance]\ngpu = "H100"\nmodel = "Llama-3.1-8B"\n'
+        "[instance.scheduler]\nmax_num_seqs = 64\nchunked_prefill = false\n"
+    )
+    conf = load_toml(SimConfig, path)
+    assert conf.n_instances == 2 and conf.instance.scheduler.max_num_seqs == 64
+    assert conf.instance.scheduler.chunked_prefill is False
+    path.write_text("[instance.scheduler]\nmax_seqs = 64\n")
+    with pytest.raises(ConfigError, match="max_seqs"):
+        load_toml(SimConfig, path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.config import require_choice, require_positive, require_range
+from workbench.config import from_dict, require_choice, require_positive, require_range
 from workbench.errors import ConfigError
 
 PRIORITIES = ("decode_first", "prefill_first")
@@ -130,6 +130,8 @@ class InstanceConfig:
         require_choice("role", self.role, ROLES)
         if self.n_gpus is not None:
             require_positive("n_gpus", self.n_gpus)
+        if isinstance(self.scheduler, dict):  # from TOML: [instance.scheduler] table
+            object.__setattr__(self, "scheduler", from_dict(SchedulerConfig, self.scheduler))
         if not isinstance(self.scheduler, SchedulerConfig):
             raise ConfigError(f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__}")
 
@@ -167,5 +169,7 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         _require_int("n_instances", self.n_instances)
+        if isinstance(self.instance, dict):  # from TOML: [instance] table
+            object.__setattr__(self, "instance", from_dict(InstanceConfig, self.instance))
         if not isinstance(self.instance, InstanceConfig):
             raise ConfigError(f"instance must be an InstanceConfig, got {type(self.instance).__name__}")
