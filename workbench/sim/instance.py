@@ -130,7 +130,6 @@ class Instance:
         self.n_preemptions = 0
         self.n_iterations = 0
         self.tokens_out = 0
-        self.busy_s = 0.0
         self.prefix_hit_tokens = 0
         self.prefix_query_tokens = 0
         self.kv_peak = 0
@@ -566,7 +565,6 @@ class Instance:
                 self._seg_extend((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
             self.pb = [t0, now, batch, self.step_prefill, self.step_kv, k]
         self.n_iterations += k
-        self.busy_s += now - t0
         if B:
             self.G += k
             self.ctx += B * k
@@ -661,7 +659,6 @@ class Instance:
             self.busy = False
             if now > self.t0:
                 self._record_busy(self.t0, now, self.run_B + len(self.items), 0, self.step_kv, 0)
-                self.busy_s += now - self.t0
             if self.run_B:
                 done = min(
                     self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0), self.run_k - 1
