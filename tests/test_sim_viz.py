@@ -80,3 +80,22 @@ def test_summary_token_sums_do_not_overflow():
 
     table = summary(SimResult(big, res.segments, res.instances))
     assert table["input_tok_s"][0] > 0
+
+
+def test_summary_by_instance_and_slo_goodput():
+    reqs = poisson_requests(LENGTHS, 30.0, 400, seed=2)
+    from workbench.sim import SimConfig
+
+    res = simulate(
+        reqs, SimConfig(instance=InstanceConfig(perf=PERF, kv_capacity_tokens=50_000), n_instances=2)
+    )
+    per = summary(res, by="instance")
+    assert per["instance"].to_list() == [0, 1]
+    assert per["requests"].sum() == 400
+    assert per["utilization"].is_between(0, 1).all()
+    loose = summary(res, ttft_slo=100.0, tpot_slo=100.0).row(0, named=True)
+    tight = summary(res, ttft_slo=1e-4).row(0, named=True)
+    assert loose["slo_attainment"] == 1.0 and tight["slo_attainment"] == 0.0
+    assert loose["goodput_req_s"] == pytest.approx(loose["request_rate"])
+    with pytest.raises(ConfigError, match="ttft_slo"):
+        summary(res, ttft_slo=-1.0)
