@@ -280,3 +280,12 @@ def test_sim_config_loads_from_toml(tmp_path):
     path.write_text("[instance.scheduler]\nmax_seqs = 64\n")
     with pytest.raises(ConfigError, match="max_seqs"):
         load_toml(SimConfig, path)
+
+
+def test_negative_iteration_time_is_an_error_not_time_travel():
+    from workbench.sim import SimulationError
+
+    bad = LinearPerfModel(overhead_s=0.0, prefill_s_per_token=0.0, decode_s_per_seq=0.0)
+    object.__setattr__(bad, "overhead_s", -1.0)  # bypass validation to mimic a broken user model
+    with pytest.raises(SimulationError, match="iteration time"):
+        simulate(frame([0.0], [10], [3]), cfg(perf=bad))

@@ -387,6 +387,8 @@ class Instance:
             if self.state == DRAINING:
                 self.sim._drained(self, now)
             return
+        if not dt >= 0.0:  # also catches nan: time must never go back
+            raise SimulationError(f"performance model returned an iteration time of {dt!r} s")
         self.busy = True
         heappush(self.heap, (now + dt, PRIO_ITERATION, next(self.counter), self._on_end, self.version))
 
