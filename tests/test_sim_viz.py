@@ -99,3 +99,15 @@ def test_summary_by_instance_and_slo_goodput():
     assert loose["goodput_req_s"] == pytest.approx(loose["request_rate"])
     with pytest.raises(ConfigError, match="ttft_slo"):
         summary(res, ttft_slo=-1.0)
+
+
+def test_instance_explorer_widget_runs_and_reports_bad_configs(capsys):
+    from workbench.widgets.instance import instance_explorer
+
+    box = instance_explorer(LENGTHS, requests=100)
+    rows = box.children[0].children
+    model, run = rows[0].children[0], rows[2].children[0]
+    run.click()
+    model.value = "Llama-3.1-405B"  # does not fit one GPU: the widget shows the memory numbers
+    run.click()
+    assert "does not fit" in capsys.readouterr().out
