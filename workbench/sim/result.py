@@ -7,6 +7,7 @@ Column contract (shared by the instance simulator, the fleet simulator, power an
     ttft_s, tpot_s, e2e_s, queue_s (Float64), prompt_tokens, output_tokens (Int32),
     cached_tokens (Int32, prompt tokens served from the prefix cache), preemptions (Int32),
     instance (Int32), pool (Utf8), rejected (Boolean), reject_reason (Utf8, nullable).
+    The simulator adds ``retries`` (Int32: times the request was moved off a failed instance).
 
 ``segments`` — exact piecewise-constant time series per instance; consecutive, non-overlapping:
     instance (Int32), start_s, end_s (Float64), state (Utf8: "busy" | "idle" | "starting" | "off"),
