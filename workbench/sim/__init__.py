@@ -1,5 +1,10 @@
 """Discrete-event simulation of continuous-batching LLM instances (and a queueing mode for validation).
 
+Entry points: :func:`simulate` (a trace on ``n`` identical instances) and :func:`summary`; :class:`Simulation`
+with its lifecycle hooks (router, add/start/drain/fail instances, ``on_finish`` hand-offs) for the fleet
+layer; :func:`simulate_queue` (c FCFS servers, for Erlang-C checks); :mod:`workbench.sim.curves` (latency vs
+load next to the analytic model); :mod:`workbench.sim.reference` (the straightforward per-iteration loop).
+
 >>> from workbench.sim import InstanceConfig, SchedulerConfig, SimConfig, simulate, summary
 """
 
