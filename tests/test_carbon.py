@@ -120,3 +120,13 @@ def test_compare_sites_feeds_choice() -> None:
     with pytest.raises(ConfigError, match="has no electricity_usd_per_kwh"):
         compare_sites(1.0, [site("france")])
     assert math.isnan(site("france").electricity_usd_per_kwh)
+
+
+def test_site_chart_spec() -> None:
+    from workbench.viz.energy import site_tradeoff
+
+    spec = site_tradeoff(choose_site(_candidates(), cost_tol=0.05, carbon_tol=0.10)).to_dict()
+    points, labels = spec["layer"]
+    assert points["encoding"]["x"]["field"] == "cost_usd" and labels["encoding"]["text"]["field"] == "name"
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["name"] for r in rows if r["chosen"]] == ["C"]

@@ -159,20 +159,27 @@ def power_timeline(series: pl.DataFrame, *, by: str | None = None) -> alt.Chart:
     )
 
 
-def site_tradeoff(candidates: pl.DataFrame) -> alt.Chart:
-    """Cost against carbon per site (:func:`workbench.carbon.choose_site` output); the chosen site is marked."""
-    return (
-        alt.Chart(candidates, width=WIDTH, height=HEIGHT, title="Sites: cost vs carbon")
-        .mark_point(filled=True, size=90)
-        .encode(
-            x=alt.X("cost_usd:Q", title="cost (USD)", scale=alt.Scale(zero=False)),
-            y=alt.Y("carbon_kg:Q", title="carbon (kg CO2e)"),
-            shape=alt.Shape("chosen:N", title="chosen"),
-            color=alt.Color("water_ok:N", title="within water cap"),
-            tooltip=[
-                "name",
-                alt.Tooltip("cost_usd:Q", format=",.2f"),
-                alt.Tooltip("carbon_kg:Q", format=",.1f"),
-            ],
-        )
+def site_tradeoff(candidates: pl.DataFrame) -> alt.LayerChart:
+    """Cost against carbon per site (:func:`workbench.carbon.choose_site` output), labelled; the chosen site is
+    the large square, colour tells whether a site meets the water cap."""
+    base = alt.Chart(candidates)
+    x = alt.X("cost_usd:Q", title="cost (USD)", scale=alt.Scale(zero=False))
+    y = alt.Y("carbon_kg:Q", title="carbon (kg CO2e)")
+    points = base.mark_point(filled=True, opacity=0.8).encode(
+        x=x,
+        y=y,
+        shape=alt.Shape(
+            "chosen:N", title="chosen", scale=alt.Scale(domain=[False, True], range=["circle", "square"])
+        ),
+        size=alt.Size("chosen:N", scale=alt.Scale(domain=[False, True], range=[80, 300]), legend=None),
+        color=alt.Color("water_ok:N", title="within water cap", scale=alt.Scale(domain=[False, True])),
+        tooltip=["name", alt.Tooltip("cost_usd:Q", format=",.2f"), alt.Tooltip("carbon_kg:Q", format=",.1f")],
+    )
+    labels = base.mark_text(align="left", dx=9, dy=-7, fontSize=11).encode(x=x, y=y, text="name:N")
+    return alt.layer(points, labels).properties(
+        width=WIDTH,
+        height=HEIGHT,
+        title=alt.TitleParams(
+            "Sites: cost vs carbon", subtitle="large square: chosen; orange: within the water cap"
+        ),
     )
