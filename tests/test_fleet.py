@@ -213,3 +213,21 @@ def test_mooncake_lmetric_far_ahead_of_round_robin():
     assert lm["ttft_p99_s"] < rr["ttft_p99_s"]
     assert lm["ttft_p50_s"] < jsq["ttft_p50_s"]
     assert lm["hit_rate"] > 2 * rr["hit_rate"]
+
+
+def test_summary_hit_rate_does_not_overflow_int32():
+    from workbench.sim.fleet import summarize
+    from workbench.sim.result import REQUEST_SCHEMA, SimResult
+
+    n = 30_000  # 30,000 x 100,000 prompt tokens > 2**31
+    req = pl.DataFrame(
+        {
+            "request_id": np.arange(n), "arrival_s": np.zeros(n), "admitted_s": np.zeros(n),
+            "first_token_s": np.ones(n), "finish_s": np.ones(n) * 2, "ttft_s": np.ones(n), "tpot_s": np.ones(n),
+            "e2e_s": np.ones(n) * 2, "queue_s": np.zeros(n), "prompt_tokens": np.full(n, 100_000),
+            "output_tokens": np.full(n, 2), "cached_tokens": np.full(n, 50_000), "preemptions": np.zeros(n),
+            "instance": np.zeros(n), "pool": ["a"] * n, "rejected": [False] * n, "reject_reason": [None] * n,
+        }
+    ).cast(REQUEST_SCHEMA)  # fmt: skip
+    res = SimResult(requests=req, segments=pl.DataFrame(), instances=pl.DataFrame())
+    assert summarize(res)["hit_rate"] == pytest.approx(0.5)

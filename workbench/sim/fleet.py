@@ -583,7 +583,9 @@ def summarize(result: SimResult) -> dict:
         pl.col("tpot_s").quantile(0.5).alias("tpot_p50_s"),
         pl.col("tpot_s").quantile(0.99).alias("tpot_p99_s"),
         pl.col("e2e_s").quantile(0.99).alias("e2e_p99_s"),
-        (pl.col("cached_tokens").sum() / pl.col("prompt_tokens").sum()).alias("hit_rate"),
+        (pl.col("cached_tokens").cast(pl.Int64).sum() / pl.col("prompt_tokens").cast(pl.Int64).sum()).alias(
+            "hit_rate"
+        ),
     ).row(0, named=True)
     c = result.counters
     q.update(
@@ -627,7 +629,9 @@ def instance_stats(results: Mapping[str, SimResult]) -> pl.DataFrame:
         r = res.requests.filter(~pl.col("rejected"))
         per = r.group_by("instance", "pool").agg(
             pl.len().alias("requests"),
-            (pl.col("cached_tokens").sum() / pl.col("prompt_tokens").sum()).alias("hit_rate"),
+            (pl.col("cached_tokens").cast(pl.Int64).sum() / pl.col("prompt_tokens").cast(pl.Int64).sum()).alias(
+                "hit_rate"
+            ),
         )
         span = float(res.counters.get("makespan_s", 1.0)) or 1.0
         busy = (

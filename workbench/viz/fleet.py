@@ -38,7 +38,12 @@ def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
             alt.Chart(data, width=WIDTH * 0.8, height=HEIGHT, title=_METRIC_TITLES.get(metric, metric))
             .mark_line(interpolate="step-after")
             .encode(
-                x=alt.X("value:Q", title=_METRIC_TITLES.get(metric, metric), scale=scale),
+                x=alt.X(
+                    "value:Q",
+                    title=_METRIC_TITLES.get(metric, metric),
+                    scale=scale,
+                    axis=alt.Axis(labelOverlap="greedy", format="~g"),
+                ),
                 y=alt.Y("quantile:Q", title="fraction of requests", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("policy:N", title="policy"),
                 tooltip=[
@@ -95,7 +100,7 @@ def instance_count(counts: pl.DataFrame) -> alt.Chart:
             x=alt.X("time_s:Q", title="time (s)"),
             y=alt.Y("instances:Q", title="instances (starting + on + draining)"),
             color=alt.Color("policy:N", title="policy"),
-            strokeDash=alt.StrokeDash("policy:N", legend=None),
+            strokeDash=alt.StrokeDash("policy:N", title="policy"),
         )
     )
 
@@ -114,9 +119,9 @@ def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p9
         x=alt.X(f"{x}:Q", title=titles.get(x, x), scale=alt.Scale(zero=False)),
         y=alt.Y(f"{y}:Q", title=titles.get(y, y), scale=alt.Scale(zero=False)),
     )
-    points = base.mark_point(filled=True, size=80).encode(color=alt.Color("policy:N", legend=None))
+    points = base.mark_point(filled=True, size=80, color="black")
     labels = base.mark_text(align="left", dx=7, dy=-4).encode(text="policy:N")
-    return points + labels
+    return (points + labels).properties(title="cost vs tail latency (one point per policy)")
 
 
 def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:

@@ -1,0 +1,113 @@
+"""Widgets for fleet routing: pick policies, load and fleet; see latency CDFs, per-instance load and cache hits.
+
+The logic lives in :func:`explore`, a plain function the widget calls on every run (and tests call directly);
+the widget only wires controls to it and shows the charts and the comparison table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import polars as pl
+
+from workbench.sim.fleet import compare, instance_stats, latency_cdf, simulate
+from workbench.sim.routing import POOL_ROUTERS, ROUTERS
+from workbench.sim.topology import Fleet, Pool, monolithic
+from workbench.viz.fleet import instance_load, latency_cdfs
+
+#: Fleet shapes offered by the explorer.
+TOPOLOGIES = ("monolithic", "length pools", "disaggregated")
+
+
+def build_fleet(topology: str, instances: int, router: str, *, threshold: int = 8192, **pool) -> Fleet:
+    """A fleet of ``instances`` H100s with ``router`` inside each pool.
+
+    ``"length pools"`` gives a quarter of the instances (at least one) to requests above ``threshold`` tokens;
+    ``"disaggregated"`` splits them evenly into prefill and decode pools.
+    """
+    from workbench.config import require_choice
+
+    require_choice("topology", topology, TOPOLOGIES)
+    if topology == "monolithic" or instances < 2:
+        return monolithic(instances, router=router, **pool)
+    if topology == "length pools":
+        n_long = max(1, instances // 4)
+        return Fleet(
+            pools=(
+                Pool("short", instances=instances - n_long, max_tokens=threshold, router=router, **pool),
+                Pool("long", instances=n_long, router=router, **pool),
+            ),
+            router="length_pools",
+        )
+    n_p = instances // 2
+    return Fleet(
+        pools=(
+            Pool("prefill", role="prefill", instances=n_p, router=router, **pool),
+            Pool("decode", role="decode", instances=instances - n_p, **pool),
+        )
+    )
+
+
+def explore(
+    trace,
+    policies: Sequence[str] = ("round_robin", "jsq", "lmetric"),
+    *,
+    load: float = 1.0,
+    instances: int = 8,
+    topology: str = "monolithic",
+    seed: int = 0,
+) -> tuple[alt.HConcatChart, alt.HConcatChart, pl.DataFrame]:
+    """Simulate ``trace`` (sped up ``load`` times) under each routing policy on the chosen fleet.
+
+    Returns the latency-CDF chart (TTFT and TPOT side by side), the per-instance load and hit-rate chart and
+    the comparison table (one row per policy).
+    """
+    from workbench.traces import rescale
+
+    t = rescale(trace, load) if load != 1.0 else trace
+    results = {p: simulate(t, build_fleet(topology, instances, p), seed=seed) for p in policies}
+    table = compare(results, load=f"x{load:g}")
+    return latency_cdfs(latency_cdf(results)), instance_load(instance_stats(results)), table
+
+
+def routing_explorer(trace, *, instances: int = 8):
+    """An ipywidgets box: policies, load (trace speed-up), instance count and fleet shape, and a Run button."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    style = {"description_width": "110px"}
+    options = [p for p in ROUTERS if p not in POOL_ROUTERS]
+    c = {
+        "policies": w.SelectMultiple(
+            options=options,
+            value=("round_robin", "jsq", "vllm_v1", "lmetric"),
+            rows=8,
+            description="policies",
+            style=style,
+        ),
+        "load": w.FloatSlider(1.0, min=0.25, max=4.0, step=0.25, description="load (speed-up)", style=style),
+        "instances": w.IntSlider(instances, min=2, max=32, description="instances", style=style),
+        "topology": w.Dropdown(options=TOPOLOGIES, value="monolithic", description="fleet", style=style),
+    }
+    run = w.Button(description="Run", button_style="primary")
+    out = w.Output()
+
+    def update(_=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            cdf, per_instance, table = explore(
+                trace, tuple(c["policies"].value) or ("jsq",), load=c["load"].value,
+                instances=c["instances"].value, topology=c["topology"].value,
+            )  # fmt: skip
+            display(table.select("policy", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "hit_rate", "rejected"))
+            display(cdf)
+            display(per_instance)
+
+    run.on_click(update)
+    box = w.VBox([w.HBox([c["policies"], w.VBox([c["load"], c["instances"], c["topology"], run])]), out])
+    update()
+    return box
+
+
+__all__ = ["TOPOLOGIES", "build_fleet", "explore", "routing_explorer"]
