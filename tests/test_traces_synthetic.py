@@ -264,3 +264,23 @@ def test_attach_arrivals_to_length_table():
     assert sorted(out.requests["prompt_tokens"].to_list()) == [5, 6, 7]
     more = traces.attach_arrivals(lengths, traces.Poisson(1.0), seed=3, n=50)
     assert len(more) == 50 and set(more.requests["prompt_tokens"]) <= {5, 6, 7}
+
+
+def test_fit_trace_that_does_not_start_at_zero():
+    profile = traces.PiecewiseRate([0.0, 300.0], [2.0, 6.0])
+    base = traces.Synthetic(traces.TimeVarying(profile, cv=2.0)).generate(duration_s=600.0, seed=3)
+    shifted = base.with_requests(base.requests.with_columns(pl.col("arrival_s") + 1800.0))
+    gen = traces.fit(shifted, bin_s=60.0)
+    rates = gen.arrivals.profile.rates
+    assert gen.arrivals.profile.edges_s[-1] < 600.0  # profile starts at the first arrival, not at t = 0
+    assert rates[:5].mean() == pytest.approx(2.0, rel=0.3) and rates[5:10].mean() == pytest.approx(6.0, rel=0.3)
+    # the same fit as the unshifted trace (up to the first arrival's offset)
+    assert gen.arrivals.cv == pytest.approx(traces.fit(base, bin_s=60.0).arrivals.cv, rel=0.05)
+    counts = [len(gen.generate(duration_s=shifted.duration_s, seed=s)) for s in range(5)]
+    assert np.mean(counts) == pytest.approx(len(shifted), rel=0.1)
+
+
+def test_zero_rate_span_is_a_workload_error():
+    gen = traces.Synthetic(traces.TimeVarying(traces.PiecewiseRate([0.0, 100.0], [0.0, 1.0]), cv=2.0))
+    with pytest.raises(WorkloadError, match="no arrivals to generate"):
+        gen.generate(duration_s=50.0)

@@ -232,7 +232,8 @@ def fit(
     t = t - t[0]
     duration = float(t[-1])
     bin_s = bin_s or max(duration / 60, 200 * duration / t.size)
-    series = rate_series(trace.with_requests(trace.requests.with_columns(pl.col("arrival_s") - t.min())), bin_s)
+    first = trace.requests["arrival_s"][0]  # the profile, like everything else, starts at the first arrival
+    series = rate_series(trace.with_requests(trace.requests.with_columns(pl.col("arrival_s") - first)), bin_s)
     rates = series["rate_rps"].to_numpy()
     if rates[-1] <= 0:
         rates[-1] = rates[rates > 0][-1]
