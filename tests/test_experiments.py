@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import sys
+import threading
+import types
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +17,16 @@ from polars.testing import assert_frame_equal
 
 import workbench
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.experiments import CacheWarning, config_key, config_record, grid, point_seed, sweep
+from workbench.experiments import (
+    CacheWarning,
+    config_key,
+    config_record,
+    grid,
+    point_seed,
+    progress_enabled,
+    run_fingerprint,
+    sweep,
+)
 
 CALLS: list[int] = []  # indices of points computed in this process (sequential runs only)
 
@@ -117,12 +131,38 @@ def test_dataclass_configs():
     assert table["load"].to_list() == [1.0, 2.0, 2.0, 4.0]
 
 
-def test_dask_backend_identical():
+def test_dask_backend_identical_threads():
     distributed = pytest.importorskip("distributed")
     seq = sweep(CONFIGS[:6], run_rows, seed=5)
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None):
         dsk = sweep(CONFIGS[:6], run_rows, seed=5, backend="dask")
     assert_frame_equal(seq, dsk)
+
+
+def run_where(cfg: dict, seed: int) -> dict:
+    """run_rows' numbers plus the process that computed them (to prove the points left this process)."""
+    import os
+
+    rng = np.random.default_rng(seed)
+    return {"value": float(rng.normal(cfg["x"], 1.0)), "pid": os.getpid()}
+
+
+def test_dask_process_cluster_identical(tmp_path: Path):
+    """Two worker processes: run, configs and results are pickled; the table equals the sequential one."""
+    distributed = pytest.importorskip("distributed")
+    seq = sweep(CONFIGS, run_where, seed=5).drop("pid")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    )
+    with cluster, distributed.Client(cluster):
+        dsk = sweep(CONFIGS, run_where, seed=5, backend="dask", cache_dir=tmp_path)
+        again = sweep(CONFIGS, run_where, seed=5, backend="dask", cache_dir=tmp_path)  # all from the cache
+    import os
+
+    assert os.getpid() not in set(dsk["pid"].to_list())  # computed on the workers, not here
+    assert_frame_equal(seq, dsk.drop("pid"))
+    assert_frame_equal(dsk, again)
+    assert len(list(tmp_path.glob("*.parquet"))) == len(CONFIGS)
 
 
 def test_dask_without_client_is_a_clear_error():
@@ -194,6 +234,25 @@ def test_progress_bar_only_when_asked(capsys):
     assert "sweep" in capsys.readouterr().err
 
 
+def test_progress_default_on_in_a_notebook_kernel(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    fake = types.ModuleType("IPython")
+    shell = types.SimpleNamespace(kernel=object())
+    fake.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert progress_enabled(None)  # a Jupyter kernel: stderr is no terminal, but bars render
+    shell.kernel = None  # a plain (terminal-less) IPython shell, e.g. `ipython script.py > log`
+    assert not progress_enabled(None)
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert not progress_enabled(None)  # a script with stderr redirected
+    assert progress_enabled(True) and not progress_enabled(False)
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "x")
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    shell.kernel = object()
+    assert not progress_enabled(None)  # never in tests
+
+
 def test_bad_input():
     with pytest.raises(ConfigError, match="configs is empty"):
         sweep([], run_point)
@@ -209,3 +268,137 @@ def test_bad_input():
         sweep([{"x": 1}], lambda c, s: [1, 2])
     with pytest.raises(WorkbenchError, match=r"column\(s\) \['x'\]"):
         sweep([{"x": 1}], lambda c, s: {"x": 2})
+
+
+# ---------------------------------------------------------------------------------- cache key of ``run``
+
+
+def scaled(cfg: dict, seed: int, k: float) -> dict:
+    return {"y": cfg["x"] * k}
+
+
+class Scale:
+    """A callable class with plain instance state."""
+
+    def __init__(self, k: float) -> None:
+        self.k = k
+
+    def __call__(self, cfg: dict, seed: int) -> dict:
+        return {"y": cfg["x"] * self.k}
+
+
+@dataclass(frozen=True)
+class ScaleDC:
+    k: float
+    table: pl.DataFrame = field(default_factory=lambda: pl.DataFrame({"a": [1, 2]}))
+
+    def __call__(self, cfg: dict, seed: int) -> dict:
+        return {"y": cfg["x"] * self.k + self.table["a"].sum()}
+
+
+class Opaque:
+    """A callable whose state is a lock: nothing stable to fingerprint."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, cfg: dict, seed: int) -> dict:
+        return {"y": 1}
+
+
+def _twice(run_a, run_b, tmp_path: Path) -> tuple[float, float]:
+    a = sweep([{"x": 2}], run_a, cache_dir=tmp_path)["y"][0]
+    b = sweep([{"x": 2}], run_b, cache_dir=tmp_path)["y"][0]
+    return a, b
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        (lambda c, s: {"y": c["x"] * 1}, lambda c, s: {"y": c["x"] * 100}),
+        (functools.partial(scaled, k=1), functools.partial(scaled, k=100)),
+        (functools.partial(scaled, k=1), functools.partial(scaled, k=1.0 + 99)),
+        (Scale(1), Scale(100)),
+        (ScaleDC(1), ScaleDC(100)),
+        (ScaleDC(1), ScaleDC(1, pl.DataFrame({"a": [1, 100]}))),
+    ],
+    ids=["lambdas", "partials", "partials-float", "instances", "dataclass", "dataclass-frame"],
+)
+def test_different_callables_never_share_a_cache_entry(pair, tmp_path: Path):
+    run_a, run_b = pair
+    assert config_key({"x": 2}, run=run_a) != config_key({"x": 2}, run=run_b)
+    a, b = _twice(run_a, run_b, tmp_path)
+    assert (a, b) == (run_a({"x": 2}, 0)["y"], run_b({"x": 2}, 0)["y"]) and a != b
+    assert len(list(tmp_path.glob("*.parquet"))) == 2
+
+
+def test_closures_and_defaults_enter_the_key(tmp_path: Path):
+    def make(k):
+        return lambda c, s: {"y": c["x"] * k}
+
+    def with_default(c, s, k=3):
+        return {"y": c["x"] * k}
+
+    def with_default_7(c, s, k=7):
+        return {"y": c["x"] * k}
+
+    assert _twice(make(2), make(5), tmp_path) == (4, 10)
+    with_default_7.__name__ = with_default_7.__qualname__ = (
+        with_default.__qualname__
+    )  # same name, other default
+    assert run_fingerprint(with_default) != run_fingerprint(with_default_7)
+
+
+def test_equal_callables_share_the_cache(tmp_path: Path):
+    # the same computation rebuilt (another partial object, another instance with equal state) hits the cache
+    assert run_fingerprint(functools.partial(scaled, k=3)) == run_fingerprint(functools.partial(scaled, k=3))
+    assert run_fingerprint(Scale(3)) == run_fingerprint(Scale(3))
+    assert run_fingerprint(ScaleDC(3)) == run_fingerprint(ScaleDC(3))
+    sweep(CONFIGS[:2], run_point, cache_dir=tmp_path)
+    CALLS.clear()
+    sweep(CONFIGS[:2], run_point, cache_dir=tmp_path)  # CALLS (a mutable global it writes) is not in the key
+    assert CALLS == []
+
+
+def test_unfingerprintable_run_is_refused_unless_keyed(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"cannot fingerprint run\.lock .*cache_key="):
+        sweep([{"x": 1}], Opaque(), cache_dir=tmp_path)
+    assert sweep([{"x": 1}], Opaque())["y"].to_list() == [1]  # without a cache nothing needs a key
+    keyed = sweep([{"x": 1}], Opaque(), cache_dir=tmp_path, cache_key="opaque-v1")
+    assert keyed["y"].to_list() == [1] and len(list(tmp_path.glob("*.parquet"))) == 1
+    assert config_key({"x": 1}, cache_key="a") != config_key({"x": 1}, cache_key="b")
+    with pytest.raises(ConfigError, match="cache_key must be a non-empty string"):
+        sweep([{"x": 1}], Opaque(), cache_dir=tmp_path, cache_key="")
+
+
+def test_point_seed_does_not_depend_on_version(monkeypatch):
+    cfg = Outer(qps=2.0)
+    seeds, key = point_seed(cfg, 4), config_key(cfg, seed=4)
+    monkeypatch.setattr(workbench, "__version__", "99.0")
+    assert point_seed(cfg, 4) == seeds  # configuration and root seed only, as documented
+    assert config_key(cfg, seed=4) != key  # the cache still recomputes under a new version
+    # golden value: a change here changes every sweep's random numbers
+    assert point_seed({"x": 1}, 0) == point_seed({"x": 1}, 0) == GOLDEN_SEED
+
+
+GOLDEN_SEED = 2966453807622030465  # point_seed({"x": 1}, 0)
+
+
+@pytest.mark.parametrize("name", ["{key}..parquet", "{key}.abc.parquet", "{key}.{digest}x.parquet"])
+def test_cache_file_with_malformed_checksum_is_not_used(tmp_path: Path, name: str):
+    sweep([{"x": 1, "scale": 1.0}], run_point, cache_dir=tmp_path)
+    good = next(tmp_path.glob("*.parquet"))
+    key, digest = good.name.split(".")[:2]
+    good.unlink()
+    bad = tmp_path / name.format(key=key, digest=digest)
+    pl.DataFrame({"mean": [999.0], "n": [1]}).write_parquet(bad)  # a planted file, no valid checksum
+    CALLS.clear()
+    with pytest.warns(CacheWarning, match="malformed name"):
+        table = sweep([{"x": 1, "scale": 1.0}], run_point, cache_dir=tmp_path)
+    assert CALLS == [1] and table["mean"][0] != 999.0
+    assert not bad.exists() and len(list(tmp_path.glob("*.parquet"))) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sweep([{"x": 1, "scale": 1.0}], run_point, cache_dir=tmp_path)  # the recomputed file is valid

@@ -7,19 +7,27 @@ first columns are the configuration's fields. Three guarantees:
   the configuration (not its position), so the table is identical whether the sweep runs sequentially, on
   ``n_jobs`` processes or on a Dask cluster, and whether points come from the cache or are recomputed.
 * **Resumable.** With ``cache_dir`` every finished point is written at once to its own Parquet file named by a
-  hash of (configuration, seed, ``run``'s name, package version); a rerun of an interrupted sweep computes only
-  the missing points.
-* **Never silently wrong.** The file name carries the SHA-256 of its bytes; a file whose bytes do not match (a
-  truncated write, a flipped bit) is reported with a :class:`CacheWarning`, deleted and recomputed.
+  hash of (configuration, root seed, a fingerprint of ``run``, package version); a rerun of an interrupted sweep
+  computes only the missing points.
+* **Never silently wrong.** The fingerprint of ``run`` (:func:`run_fingerprint`) covers its code, defaults,
+  closure values and instance state, so two lambdas, two ``functools.partial`` or two instances of a callable
+  class that compute different things never share a cache entry; a callable it cannot fingerprint is refused
+  with a clear error (pass ``cache_key=`` then). The file name carries the SHA-256 of its bytes; a file whose
+  bytes or name do not match (a truncated write, a flipped bit, a renamed file) is reported with a
+  :class:`CacheWarning`, deleted and recomputed.
 
 Backends (joblib): ``None`` (sequential when ``n_jobs == 1``, else ``"loky"`` processes), ``"loky"``,
-``"threading"``, ``"multiprocessing"`` or ``"dask"``. For Dask, create a ``distributed.Client`` first (any
-cluster: ``Client(processes=False)`` locally, or the scheduler address of a real cluster); joblib then sends
-every point to it::
+``"threading"``, ``"multiprocessing"`` or ``"dask"``. For Dask (``pip install 'workbench[dask]'``), create a
+``distributed.Client`` first (``Client(n_workers=4)`` starts a local process cluster, or give the scheduler
+address of a real cluster); joblib then sends every point to it, pickled, so ``run`` and the configurations
+must be importable on the workers (module-level functions or instances of module-level classes)::
 
     from dask.distributed import Client
     with Client(n_workers=4):
         table = sweep(configs, run_one, backend="dask", cache_dir="cache/")
+
+The cache folder must then be visible to the process calling :func:`sweep` (workers only compute; the caller
+writes the cache).
 
 Examples
 --------
@@ -35,13 +43,17 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 import hashlib
 import io
 import itertools
 import json
 import math
 import os
+import re
 import sys
+import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -54,7 +66,17 @@ import workbench
 from workbench.config import require_choice
 from workbench.errors import ConfigError, WorkbenchError
 
-__all__ = ["BACKENDS", "CacheWarning", "config_key", "config_record", "grid", "point_seed", "sweep"]
+__all__ = [
+    "BACKENDS",
+    "CacheWarning",
+    "config_key",
+    "config_record",
+    "grid",
+    "point_seed",
+    "progress_enabled",
+    "run_fingerprint",
+    "sweep",
+]
 
 #: Accepted values of ``backend`` (``None`` picks sequential or loky from ``n_jobs``).
 BACKENDS: tuple[str, ...] = ("sequential", "loky", "threading", "multiprocessing", "dask")
@@ -124,17 +146,43 @@ def config_record(config: Config) -> dict[str, Any]:
     return out
 
 
-def config_key(config: Config, *, seed: int = 0, run: Callable | None = None) -> str:
-    """Hex SHA-256 of a configuration's canonical JSON, the root seed, ``run``'s name and package version."""
-    payload = {
+def _canonical(config: Config) -> dict[str, Any]:
+    """The configuration's content: its type (``"dict"`` for mappings) and its fields as plain JSON values."""
+    return {
         "type": type(config).__qualname__ if not isinstance(config, Mapping) else "dict",
         "config": _plain(config, "config"),
-        "seed": int(seed),
-        "run": _run_name(run) if run is not None else None,
-        "version": package_version(),
     }
+
+
+def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_key(
+    config: Config, *, seed: int = 0, run: Callable | None = None, cache_key: str | None = None
+) -> str:
+    """Hex SHA-256 of a configuration, the root seed, what ``run`` computes and the package version.
+
+    ``run`` enters through :func:`run_fingerprint` (its code, defaults, closure, bound state); ``cache_key``,
+    when given, replaces that fingerprint (for callables that cannot be fingerprinted, or to pin a key by hand).
+    """
+    token = _run_token(run, cache_key)
+    return _key(config, seed, token)
+
+
+def _run_token(run: Callable | None, cache_key: str | None) -> Any:
+    if cache_key is not None:
+        if not (isinstance(cache_key, str) and cache_key):
+            raise ConfigError(f"cache_key must be a non-empty string, got {cache_key!r}")
+        return {"cache_key": cache_key}
+    if run is None:
+        return None
+    return {"name": _run_name(run), "fingerprint": run_fingerprint(run)}
+
+
+def _key(config: Config, seed: int, run_token: Any) -> str:
+    return _digest({**_canonical(config), "seed": int(seed), "run": run_token, "version": package_version()})
 
 
 def package_version() -> str:
@@ -154,14 +202,240 @@ def _run_name(run: Callable) -> str:
 def point_seed(config: Config, seed: int = 0) -> int:
     """The seed a sweep passes to ``run`` for ``config``: a child of ``SeedSequence(seed)`` keyed by the config.
 
-    It depends on the configuration's content only (not its position), so reordering or extending a sweep does
-    not change existing points. Configurations that should differ only in randomness need a field that differs
-    (e.g. ``replication``).
+    It depends on the configuration's content and the root seed only (not its position, not ``run``, not the
+    package version), so reordering or extending a sweep, or upgrading the package, does not change existing
+    points' seeds. Configurations that should differ only in randomness need a field that differs (e.g.
+    ``replication``).
     """
-    digest = hashlib.sha256(config_key(config).encode()).digest()
+    digest = hashlib.sha256(_digest(_canonical(config)).encode()).digest()
     words = tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
     child = np.random.SeedSequence(entropy=int(seed), spawn_key=words)
     return int(child.generate_state(2, np.uint32).astype(np.uint64) @ np.array([1, 2**32], dtype=np.uint64))
+
+
+# ---------------------------------------------------------------------------------- fingerprint of ``run``
+
+#: Deepest nesting of objects :func:`run_fingerprint` follows.
+_MAX_DEPTH = 24
+_CODE_TYPES = (types.FunctionType, types.MethodType, functools.partial)
+
+
+class _Opaque(ConfigError):
+    """A part of ``run`` whose state cannot be fingerprinted."""
+
+
+def run_fingerprint(run: Callable) -> str:
+    """Hex SHA-256 of what ``run`` computes, stable across processes and sessions (part of the cache key).
+
+    What enters:
+
+    * plain functions and lambdas: qualified name, bytecode and constants (nested code included), argument
+      defaults, closure values, and the module-level names the code reads that hold immutable plain values
+      (numbers, strings, tuples of them) or other functions of the same module (followed in turn); mutable
+      globals (lists, dicts, counters) do not enter;
+    * ``functools.partial``: the function, the bound positional and keyword arguments;
+    * bound methods: the function and the instance;
+    * callable instances: the class, its ``__call__`` and the instance's state, from ``__sweep_key__()`` when
+      the class defines it (a string), else the dataclass fields (``compare=True`` ones), else ``__dict__`` and
+      ``__slots__``; values may be plain data, numpy arrays, polars frames, dataclasses and other such objects.
+
+    What does not enter: the code of functions in other modules (the package version in the cache key covers
+    :mod:`workbench` itself), line numbers and file names (moving a function does not invalidate its cache).
+    Bytecode is specific to the Python version, so a new Python recomputes the cache.
+
+    Raises
+    ------
+    ConfigError
+        A part of ``run`` has no stable state (an object without fields whose ``repr`` shows only its memory
+        address, a lock, a generator ...); pass ``cache_key=`` to :func:`sweep` instead.
+    """
+    try:
+        token = _token(run, "run", set(), 0)
+    except _Opaque as exc:
+        raise ConfigError(
+            f"cannot fingerprint {exc} for the sweep cache key; give its class a __sweep_key__() method "
+            "returning a string, make it a dataclass, or pass cache_key='...' to sweep"
+        ) from None
+    return _digest(token)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _frame_token(frame: pl.DataFrame) -> list:
+    schema = [[name, str(dtype)] for name, dtype in frame.schema.items()]
+    if frame.height == 0:
+        return ["frame", schema, ""]
+    try:
+        rows = frame.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3).to_numpy().tobytes()
+    except Exception:  # a column type hash_rows does not support: its IPC bytes
+        buf = io.BytesIO()
+        frame.write_ipc(buf, compression="uncompressed")
+        rows = buf.getvalue()
+    return ["frame", schema, pl.__version__, _sha(rows)]
+
+
+def _code_token(code: types.CodeType) -> list:
+    consts = [
+        _code_token(c) if isinstance(c, types.CodeType) else ["c", type(c).__name__, repr(c)]
+        for c in code.co_consts
+    ]
+    return ["code", _sha(code.co_code), consts, list(code.co_names), code.co_argcount, code.co_kwonlyargcount]
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _global_names(c)
+    return names
+
+
+def _immutable_plain(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | float | str | bytes | np.generic):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_immutable_plain(v) for v in value)
+    return False
+
+
+def _function_token(fn: types.FunctionType, where: str, seen: set[int], depth: int) -> list:
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    refs: dict[str, Any] = {}
+    module = fn.__module__
+    for ref in sorted(_global_names(fn.__code__)):
+        if ref not in fn.__globals__:
+            continue
+        value = fn.__globals__[ref]
+        if _immutable_plain(value):
+            refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1)
+        elif isinstance(value, _CODE_TYPES) and getattr(value, "__module__", None) == module:
+            refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1)
+    closure = [_cell(c) for c in (fn.__closure__ or ())]
+    return [
+        "function",
+        name,
+        _code_token(fn.__code__),
+        _token(fn.__defaults__, f"{where} defaults", seen, depth + 1),
+        _token(fn.__kwdefaults__, f"{where} keyword defaults", seen, depth + 1),
+        [
+            _token(v, f"{where} closure variable {n!r}", seen, depth + 1)
+            for n, v in zip(fn.__code__.co_freevars, closure, strict=True)
+        ],
+        refs,
+    ]
+
+
+def _cell(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a free variable not assigned yet
+        return None
+
+
+def _state(obj: Any) -> dict[str, Any] | None:
+    """An object's fields: dataclass fields, else ``__dict__`` and ``__slots__`` (``None`` when it has none)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.compare}
+    state: dict[str, Any] = {}
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
+                state[slot] = getattr(obj, slot)
+    state.update(getattr(obj, "__dict__", {}))
+    return state if state or hasattr(obj, "__dict__") else None
+
+
+def _token(obj: Any, where: str, seen: set[int], depth: int) -> Any:
+    """A JSON-able structure that identifies ``obj``'s content (see :func:`run_fingerprint`)."""
+    if depth > _MAX_DEPTH:
+        raise _Opaque(f"{where} (nested more than {_MAX_DEPTH} levels deep)")
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return ["float", repr(obj)]
+    if isinstance(obj, bytes | bytearray):
+        return ["bytes", _sha(bytes(obj))]
+    if isinstance(obj, np.generic):
+        return ["np", obj.dtype.str, repr(obj.item())]
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            return ["ndarray", list(obj.shape), [_token(v, f"{where}[]", seen, depth + 1) for v in obj.ravel()]]
+        return ["ndarray", obj.dtype.str, list(obj.shape), _sha(np.ascontiguousarray(obj).tobytes())]
+    if isinstance(obj, pl.Series):
+        return _frame_token(obj.to_frame())
+    if isinstance(obj, pl.DataFrame):
+        return _frame_token(obj)
+    if isinstance(obj, list | tuple):
+        return [type(obj).__name__, [_token(v, f"{where}[{i}]", seen, depth + 1) for i, v in enumerate(obj)]]
+    if isinstance(obj, set | frozenset):
+        items = [_token(v, f"{where} item", seen, depth + 1) for v in obj]
+        return ["set", sorted(items, key=lambda t: json.dumps(t, sort_keys=True))]
+    if isinstance(obj, Mapping):
+        items = [
+            [_token(k, f"{where} key", seen, depth + 1), _token(v, f"{where}[{k!r}]", seen, depth + 1)]
+            for k, v in obj.items()
+        ]
+        return ["dict", sorted(items, key=lambda t: json.dumps(t, sort_keys=True))]
+    if isinstance(obj, types.ModuleType):
+        return ["module", obj.__name__]
+    if isinstance(obj, type):
+        return ["type", obj.__module__, obj.__qualname__]
+    if isinstance(obj, enum.Enum):
+        return ["enum", type(obj).__module__, type(obj).__qualname__, obj.name]
+    if isinstance(obj, types.CodeType):
+        return _code_token(obj)
+    if id(obj) in seen:  # a cycle (or a repeat) back to an object already being described
+        return ["seen", type(obj).__qualname__]
+    seen = seen | {id(obj)}
+    if isinstance(obj, functools.partial):
+        return [
+            "partial",
+            _token(obj.func, f"{where}.func", seen, depth + 1),
+            _token(obj.args, f"{where}.args", seen, depth + 1),
+            _token(obj.keywords, f"{where}.keywords", seen, depth + 1),
+        ]
+    if isinstance(obj, types.MethodType):
+        return [
+            "method",
+            _token(obj.__func__, where, seen, depth + 1),
+            _token(obj.__self__, f"{where}.__self__", seen, depth + 1),
+        ]
+    if isinstance(obj, types.FunctionType):
+        return _function_token(obj, where, seen, depth)
+    if isinstance(obj, types.BuiltinFunctionType | types.BuiltinMethodType | np.ufunc):
+        owner = getattr(obj, "__self__", None)
+        return [
+            "builtin",
+            getattr(obj, "__module__", None),
+            getattr(obj, "__qualname__", obj.__name__),
+            None
+            if owner is None or isinstance(owner, types.ModuleType)
+            else _token(owner, f"{where}.__self__", seen, depth + 1),
+        ]
+    cls = type(obj)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    call = (
+        _token(cls.__call__, f"{where}.__call__", seen, depth + 1)
+        if callable(obj) and isinstance(cls.__call__, types.FunctionType)
+        else None
+    )
+    custom = getattr(obj, "__sweep_key__", None)
+    if callable(custom):
+        return ["object", name, call, ["sweep_key", str(custom())]]
+    state = _state(obj)
+    if state is not None:
+        return [
+            "object",
+            name,
+            call,
+            {k: _token(v, f"{where}.{k}", seen, depth + 1) for k, v in sorted(state.items())},
+        ]
+    text = repr(obj)
+    if cls.__repr__ is not object.__repr__ and " at 0x" not in text:
+        return ["object", name, call, ["repr", text]]
+    raise _Opaque(f"{where} (a {cls.__qualname__} with no fields and no stable repr)")
 
 
 # --------------------------------------------------------------------------------------------------- results
@@ -205,8 +479,13 @@ def _evaluate(run: RunFn, config: Config, seed: int, index: int) -> tuple[int, p
 # ----------------------------------------------------------------------------------------------------- cache
 
 
+#: Hex digits of a cache file's checksum (the leading part of the SHA-256 of its bytes).
+_CHECKSUM_HEX = 32
+_CHECKSUM = re.compile(f"[0-9a-f]{{{_CHECKSUM_HEX}}}")
+
+
 class _Cache:
-    """One Parquet file per point: ``<key>.<sha256-of-bytes>.parquet``, written atomically."""
+    """One Parquet file per point: ``<key>.<first 32 hex digits of sha256 of its bytes>.parquet``, atomic."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
@@ -214,16 +493,19 @@ class _Cache:
 
     def load(self, key: str) -> pl.DataFrame | None:
         for path in sorted(self.folder.glob(f"{key}.*.parquet")):
-            data = path.read_bytes()
-            expected = path.name.split(".")[1]
+            expected = path.name[len(key) + 1 : -len(".parquet")]
             problem = None
-            if hashlib.sha256(data).hexdigest()[: len(expected)] != expected:
-                problem = "checksum mismatch"
+            if not _CHECKSUM.fullmatch(expected):
+                problem = f"malformed name: {expected!r} is not a {_CHECKSUM_HEX}-digit hex checksum"
             else:
-                try:
-                    return pl.read_parquet(io.BytesIO(data))
-                except Exception as exc:  # a file that passes the checksum but polars cannot read
-                    problem = f"unreadable ({exc})"
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest()[:_CHECKSUM_HEX] != expected:
+                    problem = "checksum mismatch"
+                else:
+                    try:
+                        return pl.read_parquet(io.BytesIO(data))
+                    except Exception as exc:  # a file that passes the checksum but polars cannot read
+                        problem = f"unreadable ({exc})"
             warnings.warn(
                 f"cache file {path} is corrupted ({problem}); recomputing it", CacheWarning, stacklevel=4
             )
@@ -234,7 +516,7 @@ class _Cache:
         buf = io.BytesIO()
         frame.write_parquet(buf, statistics=False)
         data = buf.getvalue()
-        path = self.folder / f"{key}.{hashlib.sha256(data).hexdigest()[:32]}.parquet"
+        path = self.folder / f"{key}.{hashlib.sha256(data).hexdigest()[:_CHECKSUM_HEX]}.parquet"
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -244,10 +526,28 @@ class _Cache:
 # ----------------------------------------------------------------------------------------------------- sweep
 
 
-def _progress_enabled(progress: bool | None) -> bool:
+def _in_ipython_kernel() -> bool:
+    """Whether this process is a Jupyter/IPython kernel (a notebook), where stderr is not a terminal."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython too old or half-imported
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    """Resolve a ``progress=`` argument: ``None`` means on in a terminal or a notebook kernel, off in pytest.
+
+    Used by :func:`sweep` and by the simulation check of :func:`workbench.planning.size_fleet`.
+    """
     if progress is not None:
         return bool(progress)
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) and "PYTEST_CURRENT_TEST" not in os.environ
+    if "PYTEST_CURRENT_TEST" in os.environ:
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or _in_ipython_kernel()
 
 
 def sweep(
@@ -259,6 +559,7 @@ def sweep(
     cache_dir: str | os.PathLike | None = None,
     backend: str | None = None,
     progress: bool | None = None,
+    cache_key: str | None = None,
 ) -> pl.DataFrame:
     """Evaluate ``run(config, point_seed)`` for every configuration and return one table.
 
@@ -275,11 +576,16 @@ def sweep(
     n_jobs
         Parallel workers (joblib semantics; ``-1`` = all cores).
     cache_dir
-        Folder of the resumable Parquet cache; ``None`` disables caching.
+        Folder of the resumable Parquet cache; ``None`` disables caching. A point's file is keyed by
+        :func:`config_key`: the configuration, ``seed``, ``run``'s fingerprint (:func:`run_fingerprint`: code,
+        defaults, closure, instance state) and the package version.
     backend
         ``None`` or one of :data:`BACKENDS`; ``"dask"`` needs a running ``distributed.Client``.
     progress
-        Show a tqdm bar; ``None`` shows it only when stderr is a terminal.
+        Show a tqdm bar; ``None`` shows it in a terminal or a Jupyter/IPython kernel, not in pytest or logs.
+    cache_key
+        With ``cache_dir``: a string that stands for ``run`` in the cache key, instead of
+        :func:`run_fingerprint` (for callables it cannot fingerprint). Change it whenever ``run`` changes.
 
     Returns
     -------
@@ -298,7 +604,10 @@ def sweep(
     records = [config_record(c) for c in configs]
     seeds = [point_seed(c, seed) for c in configs]
     cache = _Cache(cache_dir) if cache_dir is not None else None
-    keys = [config_key(c, seed=seed, run=run) for c in configs]
+    keys: list[str] = []
+    if cache is not None:  # the fingerprint of run is only needed (and only checked) for the cache
+        token = _run_token(run, cache_key)
+        keys = [_key(c, seed, token) for c in configs]
 
     frames: dict[int, pl.DataFrame] = {}
     if cache is not None:
@@ -311,7 +620,7 @@ def sweep(
     from tqdm.auto import tqdm
 
     with tqdm(
-        total=len(configs), initial=len(frames), desc="sweep", disable=not _progress_enabled(progress)
+        total=len(configs), initial=len(frames), desc="sweep", disable=not progress_enabled(progress)
     ) as bar:
         for i, frame in _execute(run, configs, seeds, todo, n_jobs=n_jobs, backend=backend):
             frames[i] = frame
