@@ -173,6 +173,33 @@ def test_grid_flex_cut_meets_slo_in_simulation(small_wl):
     assert res.curve["cut"][0] == 0.0
 
 
+@pytest.fixture(scope="module")
+def flex_wl():
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(1500, seed=1)
+    return workload(tr, 20.0)
+
+
+def test_grid_flex_scans_deepest_first(flex_wl):
+    """The simulator's verdict is not monotone in the cut (two levers): a bisection picked cap 96 / clock 0.55
+    (53.3 %) although cap 64 / clock 0.55 (55.5 %) passes too. The scan tries every deeper option first."""
+    slo = SLO(2.0, 0.06)
+    res = grid_flex(flex_wl, slo, "H100", 2, sim_requests=800, node_power_w=0.0)
+    assert (res.best["max_num_seqs"], res.best["clock"]) == (64, 0.55)
+    assert res.best["reduction"] == pytest.approx(0.5552, abs=1e-4)
+    assert res.exhaustive
+    feasible = res.options.filter("slo_met")
+    deeper = feasible.filter(pl.col("reduction") > res.best["reduction"])
+    sims = res.checks.join(deeper.select("max_num_seqs", "clock"), on=["max_num_seqs", "clock"])
+    assert sims.height == deeper.height == res.checks.height - 1  # every deeper option simulated ...
+    assert not sims["slo_met"].any()  # ... and failed; the answer passed
+    assert res.checks.filter(pl.col("slo_met")).height == 1
+    # a budget of 3 simulations runs out before the pass: the rest is bisected and flagged
+    small = grid_flex(flex_wl, slo, "H100", 2, sim_requests=800, node_power_w=0.0, max_sims=3)
+    assert not small.exhaustive and small.checks.height <= 3 + 7
+    assert small.checks.filter(pl.col("slo_met")).height >= 1
+    assert small.best["reduction"] <= res.best["reduction"]
+
+
 def test_grid_flex_requested_cut_and_node_baseline(small_wl):
     slo = SLO(ttft_s=2.0, tpot_s=0.06)
     kw = {"caps": (256, 32), "clocks": (1.0, 0.7), "sim_requests": 300}

@@ -53,7 +53,8 @@ class GridFlexResult:
         ``slo_ratio`` that sheds at least that much.
     best
         The option with the largest reduction that meets the SLO (row dict): verified by simulation when
-        checked (the deepest analytically feasible option the simulator passes), else the analytic choice.
+        checked (the deepest analytically feasible option the simulator passes, scanned deepest first),
+        else the analytic choice.
         With a requested ``cut``: the option shedding at least ``cut`` with the smallest SLO ratio.
     baseline_kw, floor_kw
         Power ceiling of the configured setting and the idle floor no cut can pass.
@@ -61,6 +62,9 @@ class GridFlexResult:
         The analytic screen's choice (before the simulation check).
     checks
         Every simulated setting (:func:`check_setting` columns plus ``reduction``), or ``None``.
+    exhaustive
+        Every analytically feasible option deeper than ``best`` was simulated and failed (``False`` when
+        the scan ran out of ``max_sims`` and bisected, or without a check).
     """
 
     options: pl.DataFrame
@@ -70,6 +74,7 @@ class GridFlexResult:
     floor_kw: float
     analytic_best: dict
     checks: pl.DataFrame | None = None
+    exhaustive: bool = False
 
     @property
     def max_reduction(self) -> float:
@@ -140,6 +145,7 @@ def grid_flex(
     node_power_w: float = 0.0,
     check: bool = True,
     sim_requests: int = 600,
+    max_sims: int = 48,
     seed: int = 0,
 ) -> GridFlexResult:
     """The largest power cut (share of the fleet's power ceiling) that still meets ``slo``.
@@ -163,7 +169,11 @@ def grid_flex(
         Baseline power of each node (CPUs, fans, NICs; e.g. :data:`workbench.tco.NODE_POWER_W`) counted in the
         fleet's power; default 0 (GPU power only).
     check
-        Simulate ``best`` on the first ``sim_requests`` requests of the workload (:func:`check_setting`).
+        Check by simulation on the first ``sim_requests`` requests of the workload (:func:`check_setting`):
+        the analytically feasible options are simulated deepest cut first until one passes.
+    max_sims
+        Most simulations of that scan (each takes ~0.02-0.03 s at 600 requests); beyond it the remaining
+        options are bisected (``exhaustive`` is then ``False``).
     seed
         Seed of the simulation.
 
@@ -175,6 +185,7 @@ def grid_flex(
     if not (isinstance(instances, int) and instances >= 1):
         raise WhatIfError(f"instances must be an integer >= 1, got {instances!r}")
     require_positive("max_num_seqs", max_num_seqs)
+    require_positive("max_sims", max_sims)
     tp = resolve_tp(gpu_name, model, tp)
     caps = sorted({int(c) for c in caps if int(c) <= max_num_seqs} | {int(max_num_seqs)}, reverse=True)
     clocks = sorted({float(c) for c in clocks} | {1.0}, reverse=True)
@@ -235,7 +246,7 @@ def grid_flex(
     else:
         ranked = options.filter(pl.col("reduction") >= cut - 1e-12).sort("slo_ratio")
     analytic = ranked.row(0, named=True)
-    best, checks = analytic, None
+    best, checks, exhaustive = analytic, None, False
     if check:
         trace = wl.trace.with_requests(wl.trace.requests.head(sim_requests))
 
@@ -246,18 +257,22 @@ def grid_flex(
             )  # fmt: skip
 
         if cut is None:
-            best, checks = _deepest_simulated(ranked, run)
+            best, checks, exhaustive = _deepest_simulated(ranked, run, max_sims)
         else:
             found = run(analytic)
             checks = pl.DataFrame([found])
-    result = GridFlexResult(options, slo_cost_curve(options), best, baseline, floor, analytic, checks)
-    return result
+    return GridFlexResult(options, slo_cost_curve(options), best, baseline, floor, analytic, checks, exhaustive)
 
 
-def _deepest_simulated(ranked: pl.DataFrame, run) -> tuple[dict, pl.DataFrame]:
-    """Bisect the analytically feasible options (deepest cut first) for the deepest one the simulator passes.
+def _deepest_simulated(ranked: pl.DataFrame, run, max_sims: int) -> tuple[dict, pl.DataFrame, bool]:
+    """Simulate the analytically feasible options deepest cut first and stop at the first that passes.
 
-    Assumes that if a cut passes in simulation, shallower ones do too; every simulated setting is returned.
+    Simulator verdicts are not monotone in the cut (two levers: a deeper cut with a larger batch cap can
+    pass where a shallower one with a lower clock fails), so the scan does not skip options. After
+    ``max_sims`` simulations without a pass, the remaining (shallower) options are bisected, which assumes
+    monotonicity there; ``exhaustive`` says whether every option deeper than the answer was simulated.
+
+    Returns ``(best, checks, exhaustive)``; every simulated setting is in ``checks``.
     """
     rows = list(ranked.iter_rows(named=True))
     done: dict[int, dict] = {}
@@ -267,23 +282,30 @@ def _deepest_simulated(ranked: pl.DataFrame, run) -> tuple[dict, pl.DataFrame]:
             done[i] = run(rows[i])
         return done[i]["slo_met"]
 
-    lo, hi = -1, len(rows) - 1
-    if not ok(hi):
-        hi = len(rows)  # not even the shallowest analytic option passes in simulation
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
+    found, exhaustive = None, True
+    for i in range(min(max_sims, len(rows))):
+        if ok(i):
+            found = i
+            break
+    else:
+        scanned = min(max_sims, len(rows))
+        if scanned < len(rows):  # budget spent: bisect the rest for a passing option
+            exhaustive = False
+            lo, hi = scanned - 1, len(rows) - 1
+            if ok(hi):
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+                found = hi
     checks = pl.DataFrame([{**done[i], "reduction": rows[i]["reduction"]} for i in sorted(done)])
-    if hi == len(rows):
+    if found is None:
+        last = done[max(done)]
         raise WhatIfError(
-            "no cut passes the simulation check: even the shallowest option "
-            f"(cap {rows[-1]['max_num_seqs']}, clock {rows[-1]['clock']:g}) misses the SLO in simulation "
-            f"(P99 TTFT {done[len(rows) - 1]['ttft_p99_s']:.3g} s); add instances"
+            f"no cut passes the simulation check: {len(done)} simulated setting(s), down to the shallowest "
+            f"simulated (cap {last['max_num_seqs']}, clock {last['clock']:g}), miss the SLO in simulation "
+            f"(P99 TTFT {last['ttft_p99_s']:.3g} s); add instances"
         )
-    return rows[hi], checks
+    return rows[found], checks, exhaustive
 
 
 def slo_cost_curve(options: pl.DataFrame, step: float = 0.05) -> pl.DataFrame:
