@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workbench.errors import ConfigError
 from workbench.planning import SLO, CostBasis, workload
 from workbench.power import idle_power_w, power_curve
 from workbench.traces import Fixed, LogNormal, Poisson, Synthetic
@@ -277,6 +278,23 @@ def test_rate_sweep_counts_every_tp_gpu():
         assert row["usd_per_m_output_tokens"] == pytest.approx(row["usd_per_hour"] / (tok_s * 3600) * 1e6)
     h100 = table.filter(pl.col("gpu") == "H100-SXM")
     assert h100["instances"].to_list()[0] < h100["instances"].to_list()[1]
+
+
+def test_tp_mapping_keys_go_through_the_catalog(small_wl):
+    """{"H100": 2} names the H100-SXM: it was silently ignored (looked up under the canonical name)."""
+    slo = SLO(2.0, 0.1)
+    for tp in ({"H100": 2}, {"h100-sxm": 2}, 2):
+        assert capacity_at_slo(small_wl, slo, ["H100"], tp=tp)["tp"].to_list() == [2]
+        assert rate_sweep(small_wl.trace, slo, ["H100", "L40S"], [10.0], tp=tp)["tp"].to_list()[0] == 2
+    assert rate_sweep(small_wl.trace, slo, ["H100", "L40S"], [10.0], tp={"H100": 2})["tp"].to_list() == [2, 1]
+    with pytest.raises(ConfigError, match=r"tp key 'H999'.*unknown gpu"):
+        capacity_at_slo(small_wl, slo, ["H100"], tp={"H999": 2})
+    with pytest.raises(ConfigError, match=r"tp key 'A100' \(A100-80GB-SXM\) is not one of the GPUs compared"):
+        rate_sweep(small_wl.trace, slo, ["H100"], [10.0], tp={"A100": 2})
+    with pytest.raises(ConfigError, match="H100-SXM twice"):
+        capacity_at_slo(small_wl, slo, ["H100"], tp={"H100": 2, "H100-SXM": 4})
+    with pytest.raises(ConfigError, match="tp for H100-SXM must be an integer >= 1"):
+        capacity_at_slo(small_wl, slo, ["H100"], tp={"H100": 0})
 
 
 def test_bad_inputs():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -32,7 +32,34 @@ class WhatIfError(ConfigError):
 
 def resolve_tp(gpu_name: str, model: str, tp: int | None) -> int:
     """``tp`` or the smallest tensor-parallel degree at which ``model`` fits on ``gpu_name``."""
-    return int(tp) if tp is not None else min_tensor_parallel(gpu_name, model)
+    if tp is None:
+        return min_tensor_parallel(gpu_name, model)
+    if isinstance(tp, bool) or not isinstance(tp, int | np.integer) or tp < 1:
+        raise ConfigError(f"tp for {gpu_name} must be an integer >= 1, got {tp!r}")
+    return int(tp)
+
+
+def resolve_tps(names: Sequence[str], model: str, tp: int | Mapping[str, int] | None) -> list[int]:
+    """Tensor-parallel degree of each canonical GPU name in ``names`` from one ``tp`` for all, a
+    ``{gpu: tp}`` mapping or ``None`` (smallest fit).
+
+    Mapping keys go through the GPU catalog (``"H100"`` means ``"H100-SXM"``); a key that is not a known GPU,
+    or a GPU that is not in ``names``, raises instead of being ignored, as do two keys naming one GPU.
+    """
+    if not isinstance(tp, Mapping):
+        return [resolve_tp(g, model, tp) for g in names]
+    by_name: dict[str, int] = {}
+    for key, value in tp.items():
+        try:
+            name = gpu(key).name
+        except ConfigError as exc:
+            raise ConfigError(f"tp key {key!r}: {exc}") from None
+        if name not in names:
+            raise ConfigError(f"tp key {key!r} ({name}) is not one of the GPUs compared: {', '.join(names)}")
+        if name in by_name and by_name[name] != value:
+            raise ConfigError(f"tp names {name} twice with different degrees ({by_name[name]} and {value})")
+        by_name[name] = value
+    return [resolve_tp(g, model, by_name.get(g)) for g in names]
 
 
 def _problems_at(probs: _screen.PoolProblems, base_lam: np.ndarray, rate: np.ndarray):
@@ -45,7 +72,7 @@ def capacity_at_slo(
     gpus: Sequence[str],
     *,
     model: str = "Llama-3.1-8B",
-    tp: int | dict[str, int] | None = None,
+    tp: int | Mapping[str, int] | None = None,
     instances: int = 1,
     max_num_seqs: int = 256,
     clock: float = 1.0,
@@ -64,7 +91,8 @@ def capacity_at_slo(
     model
         Model served.
     tp
-        Tensor-parallel degree (one for all, a {gpu: tp} mapping, or ``None``: the smallest that fits).
+        Tensor-parallel degree (one for all, a {gpu: tp} mapping keyed by any catalog name or alias, or
+        ``None``: the smallest that fits).
     instances
         Fleet size the capacity is measured at (pooling makes larger fleets slightly more efficient).
     max_num_seqs, clock
@@ -82,7 +110,7 @@ def capacity_at_slo(
     if not gpus:
         raise ConfigError("gpus is empty: give at least one GPU type")
     names = [gpu(g).name for g in gpus]
-    tps = [resolve_tp(g, model, tp.get(g) if isinstance(tp, dict) else tp) for g in names]
+    tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t, max_num_seqs=max_num_seqs, clock=clock) for g, t in zip(names, tps, strict=True)]
     unit = dataclasses.replace(wl, qps=1.0)
     probs, first, _, _ = _screen.build_problems(unit, slo, cands, model)

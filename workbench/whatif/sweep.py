@@ -7,7 +7,7 @@ instances meeting the SLO; the table adds the units explicitly: ``gpus = instanc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -16,7 +16,7 @@ from workbench.errors import ConfigError
 from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, CostBasis, screen_table, workload
 from workbench.planning.costs import gpu_hour_usd
-from workbench.whatif._common import resolve_tp
+from workbench.whatif._common import resolve_tps
 
 COLUMNS = (
     "qps",
@@ -41,7 +41,7 @@ def rate_sweep(
     rates: Sequence[float],
     *,
     model: str = "Llama-3.1-8B",
-    tp: int | dict[str, int] | None = None,
+    tp: int | Mapping[str, int] | None = None,
     cost: CostBasis | None = None,
     seed: int = 0,
 ) -> pl.DataFrame:
@@ -61,7 +61,8 @@ def rate_sweep(
     model
         Model served.
     tp
-        Tensor-parallel degree (one, a {gpu: tp} mapping, or ``None``: the smallest that fits each GPU).
+        Tensor-parallel degree (one, a {gpu: tp} mapping keyed by any catalog name or alias, or ``None``: the
+        smallest that fits each GPU).
     cost
         Cost basis (cloud $/GPU-hour by default).
 
@@ -78,7 +79,7 @@ def rate_sweep(
         require_positive("rate", r)
     cost = cost or CostBasis()
     names = [gpu(g).name for g in gpus]
-    tps = [resolve_tp(g, model, tp.get(g) if isinstance(tp, dict) else tp) for g in names]
+    tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t) for g, t in zip(names, tps, strict=True)]
     price = {g: gpu_hour_usd(g, cost, model, t) for g, t in zip(names, tps, strict=True)}
     frames = []
