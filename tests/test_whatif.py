@@ -216,6 +216,10 @@ def test_grid_flex_requested_cut_and_node_baseline(small_wl):
 def test_grid_flex_cut_below_idle_names_limit(small_wl):
     with pytest.raises(WhatIfError, match=r"95% cut .* idle power 0\.29 kW .*143 W"):
         grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.95, check=False)
+    # between the deepest setting tried (cap 1, clock 0.5: 68.4 %) and the idle floor (79.1 %): one clear error
+    beyond = r"70\.0% cut is beyond .* deepest is 68\.4% \(cap 1, clock 0\.5;.*79\.1%"
+    with pytest.raises(WhatIfError, match=beyond):
+        grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.7, node_power_w=0.0, check=False)
 
 
 # ---------------------------------------------------------------------------------------------- reliability

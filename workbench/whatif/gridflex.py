@@ -245,6 +245,13 @@ def grid_flex(
         ranked = options.filter("slo_met").sort(["reduction", "mean_kw"], descending=[True, False])
     else:
         ranked = options.filter(pl.col("reduction") >= cut - 1e-12).sort("slo_ratio")
+        if ranked.height == 0:
+            deep = options.sort("reduction").row(-1, named=True)
+            raise WhatIfError(
+                f"a {cut:.1%} cut is beyond the settings tried: the deepest is {deep['reduction']:.1%} "
+                f"(cap {deep['max_num_seqs']}, clock {deep['clock']:g}; {deep['ceiling_kw']:,.2f} kW) while "
+                f"the idle floor allows up to {max_cut:.1%}; add smaller caps or lower clocks to reach it"
+            )
     analytic = ranked.row(0, named=True)
     best, checks, exhaustive = analytic, None, False
     if check:
