@@ -5,7 +5,9 @@ How an instance advances
 An instance is either idle or running one *step*: a single iteration with prefill work (prompt chunks,
 possibly next to the running decodes), or a *decode run* of ``k`` identical pure-decode iterations jumped
 over in one event (``perf.decode_run_time``). ``k`` is the number of iterations until the first sequence
-finishes or until decode growth would exhaust the KV blocks, whichever is first. A request routed to the
+finishes or until decode growth would exhaust the free KV blocks, whichever is first (an iteration that must
+evict a cached prefix block starts a step of its own, so evictions happen exactly when a per-iteration loop
+makes them and a request arriving mid-run sees the same cache). A request routed to the
 instance during a decode run cuts the run at the end of the iteration in progress
 (``perf.decode_iterations_within``), so it is admitted exactly when a per-iteration loop would admit it.
 
@@ -25,7 +27,8 @@ Prompt blocks named by ``prefix_hashes`` (``prefix_block_tokens`` each, a multip
 are shared: an entry holds ``prefix_block_tokens / block_size`` KV blocks and a reference count;
 unreferenced entries sit in an LRU list and are evicted when blocks are needed. A request references its
 longest cached leading run of hashes at admission (those tokens skip prefill) and inserts its remaining
-full blocks when its prefill completes.
+full blocks when its prefill completes. A finished or preempted request releases its entries tail first
+(vLLM frees a sequence's blocks in reverse order), so eviction shortens a chain from its end.
 """
 
 from __future__ import annotations
@@ -210,7 +213,11 @@ class Instance:
                 self._step(now)
         elif self.run_k > 1 and len(waiting) == 1 and len(self.running) < self.max_seqs:
             # a decode run is in flight and this request may be admissible: stop after the current iteration
-            need = -(-(req.prompt_tokens + req.generated + 1) // self.bs)
+            # (a superset of the admission test: prefix-cache hits counted, watermark and LRU hits not)
+            if req.kv_ready:
+                need = -(-(req.prompt_tokens + req.generated) // self.bs)
+            else:
+                need = -(-(req.prompt_tokens + req.generated + 1 - self.prefix_match_tokens(req)) // self.bs)
             if need <= self.free + self.run_extra + len(self.lru) * self.hb:
                 self._cut_run(now)
 
@@ -363,7 +370,9 @@ class Instance:
                 heapq.heappop(fin)
             k = fin[0][0] - self.G
             if k > 1 and self.skipping:
-                k = 1 + self._affordable(self.G + 1, self.free + len(self.lru) * self.hb, k - 1)
+                # iterations 2..k grow into free blocks only: an iteration that must evict a cached prefix
+                # starts a new step, so the cache holds exactly what a per-iteration loop holds at any time
+                k = 1 + self._affordable(self.G + 1, self.free, k - 1)
                 extra = self._crossings(self.G + 1, k - 1)
                 if extra:
                     self._alloc(extra)
@@ -519,13 +528,17 @@ class Instance:
         req._hseq = -1
 
     def _release(self, req: Request) -> None:
-        """Free ``req``'s private blocks and dereference its cached prefix blocks."""
+        """Free ``req``'s private blocks and dereference its cached prefix blocks.
+
+        Blocks enter the LRU list tail first (as vLLM frees a sequence's blocks in reverse), so eviction
+        shortens a cached chain from its end instead of cutting its head and stranding the rest.
+        """
         self.free += req._priv
         req._priv = 0
         if req._nref:
             cache = self.cache
             lru = self.lru
-            for h in req.prefix_hashes[: req._nref]:
+            for h in reversed(req.prefix_hashes[: req._nref]):
                 c = cache[h] - 1
                 cache[h] = c
                 if c == 0:
