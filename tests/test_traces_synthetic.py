@@ -284,3 +284,84 @@ def test_zero_rate_span_is_a_workload_error():
     gen = traces.Synthetic(traces.TimeVarying(traces.PiecewiseRate([0.0, 100.0], [0.0, 1.0]), cv=2.0))
     with pytest.raises(WorkloadError, match="no arrivals to generate"):
         gen.generate(duration_s=50.0)
+
+
+TWIN_COLUMNS = ("rate_rps", "iat_cv", "prompt_p50", "prompt_p90", "prompt_p99", "output_p50", "output_p99")
+# Tolerances on the median over 10 twins: rate 6 %, inter-arrival CV 15 % (heavy-tailed gaps: single twins of
+# the Azure code trace range ~10..18 around 13.2), length percentiles 5 %, prefix-reuse ratio 0.03.
+TWIN_TOLERANCE = {"rate_rps": 0.06, "iat_cv": 0.15} | {c: 0.05 for c in TWIN_COLUMNS[2:]}
+
+
+def _twin_medians(trace, seeds=10):
+    gen = traces.fit(trace)
+    rows = [traces.describe(gen.generate(duration_s=trace.duration_s, seed=s)) for s in range(seeds)]
+    return gen, pl.concat(rows).select(pl.exclude("trace").median()).row(0, named=True)
+
+
+def test_twin_describe_matches_bursty_azure_trace(shipped_data):
+    trace = traces.load(shipped_data / "AzureLLMInferenceTrace_code.csv")
+    ref = traces.describe(trace).row(0, named=True)
+    gen, twin = _twin_medians(trace)
+    assert ref["iat_cv"] == pytest.approx(13.15, abs=0.01)
+    for col in TWIN_COLUMNS:
+        assert twin[col] == pytest.approx(ref[col], rel=TWIN_TOLERANCE[col]), col
+    # the renewal CV is well below the trace's: the profile explains part of the variation
+    assert 5.0 < gen.arrivals.cv < 11.0
+    assert gen.sessions is None and twin["prefix_reuse"] is None
+
+
+def test_twin_keeps_prefix_reuse_of_session_trace():
+    trace = _session_trace(n=3000)
+    ref = traces.describe(trace).row(0, named=True)
+    gen, twin = _twin_medians(trace)
+    assert isinstance(gen.sessions, traces.PrefixReuse) and gen.sessions.block_tokens == 512
+    assert gen.sessions.reuse_ratio == pytest.approx(ref["prefix_reuse"], abs=1e-12)  # measured exactly
+    assert twin["prefix_reuse"] == pytest.approx(ref["prefix_reuse"], abs=0.03)
+    for col in TWIN_COLUMNS:
+        assert twin[col] == pytest.approx(ref[col], rel=TWIN_TOLERANCE[col]), col
+    assert traces.fit(trace, prefix=False).sessions is None
+
+
+def test_twin_keeps_prefix_reuse_of_mooncake(shared_traces):
+    trace = traces.load(shared_traces / "mooncake_synthetic_trace.jsonl")
+    ref = traces.describe(trace).row(0, named=True)
+    _, twin = _twin_medians(trace)
+    assert ref["prefix_reuse"] == pytest.approx(0.6396, abs=1e-4)
+    assert twin["prefix_reuse"] == pytest.approx(ref["prefix_reuse"], abs=0.03)
+    for col in TWIN_COLUMNS:
+        assert twin[col] == pytest.approx(ref[col], rel=TWIN_TOLERANCE[col]), col
+
+
+def test_prefix_reuse_measures_depth_and_lag_exactly():
+    df = pl.DataFrame(
+        {
+            "arrival_s": [0.0, 1.0, 2.0, 3.0, 4.0],
+            "prompt_tokens": [1024, 1500, 512, 2048, 100],
+            "output_tokens": [1, 1, 1, 1, 1],
+            "prefix_hashes": [[0, 1], [0, 1, 2], [3], [0, 1, 2, 4], [3]],
+        }
+    )
+    model = traces.PrefixReuse.from_trace(traces.Trace(traces.validate(df), prefix_block_tokens=512))
+    assert model.blocks.tolist() == [2, 3, 1, 4, 1]
+    assert model.depth.tolist() == [0, 2, 0, 3, 1]
+    assert model.lag.tolist() == [0, 1, 0, 2, 2]  # request 3 copies request 1 (latest holder of block 2)
+    assert model.reuse_ratio == pytest.approx(6 / 11)
+
+
+def test_prefix_reuse_hashes_follow_mooncake_convention():
+    model = traces.PrefixReuse(
+        blocks=np.array([1, 4, 4, 8]), depth=np.array([0, 2, 4, 6]), lag=np.array([0, 1, 3, 2]), block_tokens=16
+    )
+    gen = traces.Synthetic(traces.Poisson(5.0), traces.LogNormal(3.5, 0.8, 2.0, 0.5), model)
+    trace = gen.generate(n=2000, seed=4)
+    hashes = trace.requests["prefix_hashes"].to_list()
+    prompts = trace.requests["prompt_tokens"].to_list()
+    assert all(len(h) == math.ceil(p / 16) for h, p in zip(hashes, prompts, strict=True))
+    first_at: dict[int, tuple] = {}
+    for h in hashes:  # equal id at position j => equal prefix up to and including j
+        for j, x in enumerate(h):
+            assert first_at.setdefault(x, tuple(h[: j + 1])) == tuple(h[: j + 1])
+    flat = [x for h in hashes for x in h]
+    assert sorted(set(flat)) == list(range(len(set(flat))))  # ids numbered by first appearance
+    assert [x for x in dict.fromkeys(flat)] == list(range(len(set(flat))))
+    assert gen.generate(n=2000, seed=4).requests.equals(trace.requests)

@@ -13,11 +13,12 @@ protocols):
   other CVs by time rescaling of a unit-rate renewal process);
 * lengths: :class:`Fixed`, :class:`LogNormal` (fit by moments of the logs), :class:`Empirical` (resample rows of
   a table), :class:`Pmf` (independent probability mass functions, as ServeGen publishes them);
-* :class:`Sessions`: multi-turn conversations whose later turns reuse the earlier turns' prefix blocks and
-  shared system prompts (Mooncake hash convention: one id per ``block_tokens`` prompt block, equal id = same
-  prefix up to and including that block);
-* generators: :class:`Synthetic` (arrivals x lengths [x sessions]) and :class:`ServeGenMix` (per-client ServeGen
-  windows and length PMFs), both with ``.generate(n | duration_s, seed) -> Trace``.
+* prefix models (Mooncake hash convention: one id per ``block_tokens`` prompt block, equal id = same prefix
+  up to and including that block): :class:`Sessions`, multi-turn conversations whose later turns reuse the
+  earlier turns' prefix blocks and shared system prompts; :class:`PrefixReuse`, reuse depths and distances
+  resampled from a trace (what :func:`~workbench.traces.transforms.fit` uses);
+* generators: :class:`Synthetic` (arrivals x lengths [x prefix model]) and :class:`ServeGenMix` (per-client
+  ServeGen windows and length PMFs), both with ``.generate(n | duration_s, seed) -> Trace``.
 """
 
 from __future__ import annotations
@@ -482,6 +483,177 @@ class Sessions:
         return np.split(ids, np.cumsum(nblocks)[:-1])
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PrefixReuse:
+    """Shared prompt prefixes resampled from a trace: a request reuses the leading blocks of an earlier one.
+
+    The model behind the Mooncake hash convention (equal id = same prefix up to and including that block): a
+    request's first ``depth`` prompt blocks are those of an earlier request ``lag`` positions back, the rest are
+    new. :meth:`from_trace` measures, for every request of a trace with prefix hashes, its prompt block count,
+    ``depth`` (leading blocks whose hash was seen before) and ``lag`` (requests back to the latest earlier
+    request holding that prefix). :meth:`build` gives each generated request the (depth, lag) of a random source
+    request with the same block count (the nearest count present otherwise). When the request ``lag`` back does
+    not exist or holds fewer than ``depth`` blocks, the lag is redrawn from the observed lags that fit (up to 32
+    times); failing that, the request copies the latest longest earlier request and its depth is cut to that
+    request's blocks. This keeps the prefix-reuse ratio, its dependence on prompt length and the reuse
+    distances, but not a trend of reuse over time (a warming cache in the source). Sessions are not modelled (no
+    ``session_id``/``turn``), and reuse of blocks that are not leading (other hash conventions) is not
+    reproduced.
+
+    Attributes
+    ----------
+    blocks
+        Prompt blocks (``ceil(prompt_tokens / block_tokens)``) of each source request.
+    depth
+        Leading blocks of each source request that were seen in an earlier request (<= ``blocks``).
+    lag
+        Requests back to the latest earlier request holding that prefix (ignored where ``depth`` is 0).
+    block_tokens
+        Tokens per prefix block.
+    """
+
+    blocks: np.ndarray
+    depth: np.ndarray
+    lag: np.ndarray
+    block_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        require_positive("block_tokens", self.block_tokens)
+        blocks, depth, lag = (np.asarray(getattr(self, k), np.int64) for k in ("blocks", "depth", "lag"))
+        if blocks.ndim != 1 or blocks.size == 0 or depth.shape != blocks.shape or lag.shape != blocks.shape:
+            raise ConfigError("PrefixReuse needs equal-length, non-empty blocks, depth and lag arrays")
+        if np.any(blocks < 1) or np.any(depth < 0) or np.any(depth > blocks) or np.any((depth > 0) & (lag < 1)):
+            raise ConfigError(
+                "PrefixReuse needs blocks >= 1, 0 <= depth <= blocks, and lag >= 1 where depth > 0"
+            )
+        for k, v in (("blocks", blocks), ("depth", depth), ("lag", lag)):
+            object.__setattr__(self, k, v)
+
+    @classmethod
+    def from_trace(cls, trace: Trace, block_tokens: int | None = None) -> PrefixReuse:
+        """Measure block counts, reuse depths and reuse lags of a trace with ``prefix_hashes``.
+
+        Parameters
+        ----------
+        trace
+            Requests in arrival order; rows without hashes count as requests that reuse nothing.
+        block_tokens
+            Tokens per block (default: ``trace.prefix_block_tokens``).
+
+        Returns
+        -------
+        PrefixReuse
+
+        Raises
+        ------
+        WorkloadError
+            When the trace has no prefix hashes or its block size is unknown.
+        """
+        block = block_tokens or trace.prefix_block_tokens
+        df = trace.requests
+        if block is None or df["prefix_hashes"].null_count() == df.height:
+            raise WorkloadError(
+                f"{trace.name!r} has no prefix hashes with a known block size (prefix_block_tokens)",
+                field="prefix_hashes",
+            )
+        flat = (
+            df.select(pl.col("prefix_hashes").alias("h"))
+            .with_row_index("i")
+            .explode("h")
+            .drop_nulls("h")
+            .with_columns(prev=pl.col("i").shift(1).over("h"))  # latest earlier row holding the same block
+        )
+        i = flat["i"].to_numpy().astype(np.int64)
+        seen = flat["prev"].is_not_null().to_numpy()
+        lag_flat = i - flat["prev"].fill_null(0).to_numpy().astype(np.int64)
+        counts = np.bincount(i, minlength=df.height)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # leading run of seen blocks: position of the first unseen block in each request (or its length)
+        unseen_pos = np.where(seen, np.iinfo(np.int64).max, np.arange(i.size) - first[i])
+        depth = np.minimum(np.minimum.reduceat(unseen_pos, first), counts) if i.size else counts
+        depth = np.where(counts > 0, depth, 0)
+        last = np.where(depth > 0, first + depth - 1, 0)
+        lag = np.where(depth > 0, np.maximum(lag_flat[last] if i.size else 0, 1), 0)
+        blocks = -(-df["prompt_tokens"].to_numpy().astype(np.int64) // block)
+        return cls(blocks, np.minimum(depth, blocks), lag, block)
+
+    @property
+    def reuse_ratio(self) -> float:
+        """Share of the source's prompt blocks that were reused (``sum(depth) / sum(blocks)``)."""
+        return float(self.depth.sum() / self.blocks.sum())
+
+    def build(
+        self, rng: np.random.Generator, arrivals: np.ndarray, prompt: np.ndarray, output: np.ndarray
+    ) -> dict[str, np.ndarray | list]:
+        """Columns of ``n`` requests (arrival order) with prefix hashes drawn as described above.
+
+        Parameters
+        ----------
+        rng
+            Random stream of this model.
+        arrivals, prompt, output
+            Sorted arrival times and the sampled prompt and output lengths of the requests.
+
+        Returns
+        -------
+        dict
+            ``arrival_s``, ``prompt_tokens``, ``output_tokens`` (unchanged) and ``prefix_hashes`` (one id list
+            per request, ids numbered 0, 1, ... in order of first appearance).
+        """
+        n = prompt.size
+        nb = -(-prompt.astype(np.int64) // self.block_tokens)
+        order = np.argsort(self.blocks, kind="stable")
+        keys, starts, sizes = np.unique(self.blocks[order], return_index=True, return_counts=True)
+        hi = np.minimum(np.searchsorted(keys, nb), keys.size - 1)
+        lo = np.maximum(hi - 1, 0)
+        pos = np.where(np.abs(keys[lo] - nb) <= np.abs(keys[hi] - nb), lo, hi)  # nearest count in the source
+        src = order[starts[pos] + (rng.random(n) * sizes[pos]).astype(np.int64)]
+        depth, lag = np.minimum(self.depth[src], nb), self.lag[src].copy()
+        idx = np.arange(n)
+        pool = np.sort(self.lag[self.depth > 0])
+        fits = np.searchsorted(pool, idx, side="right")  # observed lags that reach back no further than 0
+        parent = idx - lag
+        ok = (depth == 0) | ((parent >= 0) & (nb[np.maximum(parent, 0)] >= depth))
+        for _ in range(32):
+            bad = np.flatnonzero(~ok & (fits > 0))
+            if bad.size == 0:
+                break
+            parent[bad] = bad - pool[(rng.random(bad.size) * fits[bad]).astype(np.int64)]
+            ok[bad] = nb[parent[bad]] >= depth[bad]
+        # still no earlier request holding `depth` blocks: copy from the latest longest one, cut the depth
+        longest = np.maximum.accumulate(np.where(nb == np.maximum.accumulate(nb), idx, 0))
+        bad = ~ok
+        parent[bad] = longest[np.maximum(idx[bad] - 1, 0)]
+        depth = np.where(idx == 0, 0, np.minimum(depth, nb[parent]))
+        return {
+            "arrival_s": arrivals,
+            "prompt_tokens": prompt,
+            "output_tokens": output,
+            "prefix_hashes": _chain_ids(nb, parent, depth),
+        }
+
+
+def _chain_ids(nb: np.ndarray, parent: np.ndarray, depth: np.ndarray) -> list[np.ndarray]:
+    """Block ids when request ``i``'s first ``depth[i]`` blocks are those of request ``parent[i] < i``.
+
+    Each block points at the block it copies; pointer jumping finds the original, and originals are numbered in
+    order of first appearance.
+    """
+    off = np.concatenate([[0], np.cumsum(nb)])
+    req = np.repeat(np.arange(nb.size), nb)
+    j = np.arange(off[-1]) - off[req]
+    ptr = np.arange(off[-1])
+    copy = j < depth[req]
+    ptr[copy] = off[parent[req[copy]]] + j[copy]
+    while True:
+        nxt = ptr[ptr]
+        if np.array_equal(nxt, ptr):
+            break
+        ptr = nxt
+    ids = np.unique(ptr, return_inverse=True)[1].astype(np.uint64)
+    return np.split(ids, off[1:-1])
+
+
 def _group_cumsum(x: np.ndarray, first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Cumulative sum of ``x`` restarting at each group (groups are consecutive runs)."""
     c = np.cumsum(x)
@@ -513,7 +685,21 @@ def to_trace(columns: dict, *, name: str, block_tokens: int | None = None, sourc
 
 @dataclass(frozen=True, slots=True)
 class Synthetic:
-    """A workload generator: an arrival process, a length model and optionally multi-turn sessions.
+    """A workload generator: an arrival process, a length model and optionally a prefix model.
+
+    Attributes
+    ----------
+    arrivals
+        Arrival process (:class:`Poisson`, :class:`Renewal`, :class:`TimeVarying`, ...).
+    lengths
+        Length model (:class:`Fixed`, :class:`LogNormal`, :class:`Empirical`, :class:`Pmf`); with
+        :class:`Sessions` it gives each turn's new user message and its output.
+    sessions
+        Prefix model that assigns ``prefix_hashes``: :class:`Sessions` (multi-turn conversations, also sets
+        ``session_id`` and ``turn``) or :class:`PrefixReuse` (reuse resampled from a trace); ``None`` for no
+        hashes.
+    name, request_class, client
+        Trace name and the constant ``request_class`` / ``client`` tags of the generated requests.
 
     Examples
     --------
@@ -526,7 +712,7 @@ class Synthetic:
 
     arrivals: ArrivalProcess = field(default_factory=lambda: Poisson(1.0))
     lengths: LengthModel = field(default_factory=Fixed)
-    sessions: Sessions | None = None
+    sessions: Sessions | PrefixReuse | None = None
     name: str = "synthetic"
     request_class: str | None = None
     client: str | None = None
