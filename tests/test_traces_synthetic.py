@@ -365,3 +365,22 @@ def test_prefix_reuse_hashes_follow_mooncake_convention():
     assert sorted(set(flat)) == list(range(len(set(flat))))  # ids numbered by first appearance
     assert [x for x in dict.fromkeys(flat)] == list(range(len(set(flat))))
     assert gen.generate(n=2000, seed=4).requests.equals(trace.requests)
+
+
+@pytest.mark.parametrize("amplitude", [1.0, 0.6])
+def test_diurnal_time_rescaling_full_amplitude(amplitude):
+    profile = traces.Diurnal(mean_rate=3.0, amplitude=amplitude, period_s=600.0, peak_s=150.0)
+    lam = np.linspace(0.0, 9000.0, 20_001)
+    t = profile.inverse_cumulative(lam)
+    assert t[-1] < 9000.0 / 3.0 + 600.0  # bounded search (amplitude 1 once asked for petabytes)
+    assert np.all(np.diff(t) >= 0) and profile.cumulative(t) == pytest.approx(lam, abs=1e-6)
+    trace = traces.Synthetic(traces.TimeVarying(profile, cv=2.0)).generate(duration_s=6000.0, seed=9)
+    arr = trace.requests["arrival_s"].to_numpy()
+    assert abs(len(trace) - 18_000) < 5 * 2.0 * math.sqrt(18_000)
+    phase = (arr - 150.0) % 600.0
+    near_peak = np.sum((phase < 75) | (phase >= 525))
+    near_trough = np.sum((phase >= 225) & (phase < 375))
+    lam_peak = 2 * (profile.cumulative(225.0) - profile.cumulative(150.0)) * 10  # 10 periods
+    lam_trough = (profile.cumulative(525.0) - profile.cumulative(375.0)) * 10
+    assert near_peak == pytest.approx(lam_peak, rel=0.1)
+    assert near_trough == pytest.approx(lam_trough, rel=0.3 if amplitude == 1.0 else 0.15)

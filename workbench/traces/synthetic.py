@@ -235,12 +235,23 @@ class Diurnal:
         )
 
     def inverse_cumulative(self, lam: np.ndarray) -> np.ndarray:
-        # cumulative is increasing; invert on a grid of 1/1000 period, then one Newton step
+        """Time ``t`` at which :meth:`cumulative` reaches ``lam``.
+
+        The cumulative rate is non-decreasing and at least ``mean_rate * (t - 2 amplitude / w)``, so
+        ``t <= lam / mean_rate + 2 amplitude / w``; it is inverted on a grid of 1/1000 period up to that bound,
+        then refined by Newton steps kept inside each grid cell (safe where the rate touches 0, amplitude 1).
+        """
         lam = np.asarray(lam, dtype=float)
-        hi = float(lam.max(initial=0.0)) / (self.mean_rate * (1 - self.amplitude) + 1e-12) + self.period_s
-        grid = np.linspace(0.0, hi, max(1000, int(1000 * hi / self.period_s)))
-        t = np.interp(lam, self.cumulative(grid), grid)
-        return t - (self.cumulative(t) - lam) / np.maximum(self.rate(t), 1e-12)
+        w = 2 * np.pi / self.period_s
+        hi = float(lam.max(initial=0.0)) / self.mean_rate + 2 * self.amplitude / w + self.period_s / 1000
+        grid = np.linspace(0.0, hi, max(1001, int(1000 * hi / self.period_s) + 1))
+        cum = self.cumulative(grid)
+        k = np.clip(np.searchsorted(cum, lam), 1, grid.size - 1)
+        lo_t, hi_t = grid[k - 1], grid[k]
+        t = np.interp(lam, cum, grid)
+        for _ in range(3):
+            t = np.clip(t - (self.cumulative(t) - lam) / np.maximum(self.rate(t), 1e-12), lo_t, hi_t)
+        return t
 
 
 RateProfile = PiecewiseRate | Diurnal
