@@ -154,12 +154,13 @@ def test_capacity_from_screen(small_wl):
 # ---------------------------------------------------------------------------------------------- grid flex
 def test_grid_flex_cut_meets_slo_in_simulation(small_wl):
     slo = SLO(ttft_s=2.0, tpot_s=0.06)
-    res = grid_flex(small_wl, slo, "H100", 2, caps=(256, 64, 32, 16), clocks=(1.0, 0.8, 0.6), sim_requests=400)
+    kw = {"caps": (256, 64, 32, 16), "clocks": (1.0, 0.8, 0.6), "sim_requests": 400, "node_power_w": 0.0}
+    res = grid_flex(small_wl, slo, "H100", 2, **kw)
     curve = power_curve("H100-SXM", "Llama-3.1-8B", 1)
     assert res.baseline_kw == pytest.approx(2 * curve(256) / 1000)
     assert res.floor_kw == pytest.approx(2 * idle_power_w("H100") / 1000)
     best = res.best
-    assert 0.0 < best["reduction"] < 1 - res.floor_kw / res.baseline_kw
+    assert 0.0 < best["ceiling_reduction"] < 1 - res.floor_kw / res.baseline_kw
     same = (pl.col("max_num_seqs") == best["max_num_seqs"]) & (pl.col("clock") == best["clock"])
     sim = res.checks.filter(same)
     row = sim.row(0, named=True)
@@ -186,38 +187,73 @@ def test_grid_flex_scans_deepest_first(flex_wl):
     slo = SLO(2.0, 0.06)
     res = grid_flex(flex_wl, slo, "H100", 2, sim_requests=800, node_power_w=0.0)
     assert (res.best["max_num_seqs"], res.best["clock"]) == (64, 0.55)
-    assert res.best["reduction"] == pytest.approx(0.5552, abs=1e-4)
+    assert res.best["ceiling_reduction"] == pytest.approx(0.5552, abs=1e-4)
     assert res.exhaustive
     feasible = res.options.filter("slo_met")
-    deeper = feasible.filter(pl.col("reduction") > res.best["reduction"])
+    deeper = feasible.filter(pl.col("ceiling_reduction") > res.best["ceiling_reduction"])
     sims = res.checks.join(deeper.select("max_num_seqs", "clock"), on=["max_num_seqs", "clock"])
     assert sims.height == deeper.height == res.checks.height - 1  # every deeper option simulated ...
     assert not sims["slo_met"].any()  # ... and failed; the answer passed
-    assert res.checks.filter(pl.col("slo_met")).height == 1
+    assert res.checks.filter(pl.col("slo_met")).height == 1 and res.baseline_sim["slo_met"]
     # a budget of 3 simulations runs out before the pass: the rest is bisected and flagged
     small = grid_flex(flex_wl, slo, "H100", 2, sim_requests=800, node_power_w=0.0, max_sims=3)
     assert not small.exhaustive and small.checks.height <= 3 + 7
     assert small.checks.filter(pl.col("slo_met")).height >= 1
-    assert small.best["reduction"] <= res.best["reduction"]
+    assert small.best["ceiling_reduction"] <= res.best["ceiling_reduction"]
+
+
+def test_grid_flex_reports_ceiling_and_mean_power_cuts(flex_wl):
+    """A batch cap above the batches the workload reaches lowers the power ceiling (18.8 % at cap 32) but not
+    the power drawn (simulated mean ~0 %): both are reported, and the objective picks which to maximise."""
+    slo = SLO(2.0, 0.06)
+    kw = {"sim_requests": 800, "node_power_w": 0.0}
+    caps = grid_flex(flex_wl, slo, "H100", 2, caps=(256, 32), clocks=(1.0,), **kw)
+    best = caps.best
+    assert (best["max_num_seqs"], best["clock"]) == (32, 1.0)
+    assert best["ceiling_reduction"] == pytest.approx(0.188, abs=1e-3)
+    assert abs(best["mean_reduction"]) < 0.01 and abs(best["sim_mean_reduction"]) < 0.01
+    assert caps.mean_reduction == best["sim_mean_reduction"] and caps.max_reduction == best["ceiling_reduction"]
+    assert caps.baseline_sim["max_num_seqs"] == 256 and caps.baseline_sim["clock"] == 1.0
+    assert best["sim_mean_kw"] == pytest.approx(caps.baseline_sim["mean_kw"], rel=0.01)
+    assert caps.sims == caps.checks.height + 1
+    text = caps.summary()
+    assert "ceiling cut 18.8%" in text and "mean-power cut 0.0% predicted, " in text and "simulated" in text
+    # both objectives over two levers: "mean" trades the cap for the clock, which cuts the power drawn
+    two = {"caps": (256, 32), "clocks": (1.0, 0.7), **kw}
+    ceil = grid_flex(flex_wl, slo, "H100", 2, **two)
+    mean = grid_flex(flex_wl, slo, "H100", 2, objective="mean", **two)
+    assert mean.objective == "mean" and mean.best["sim_mean_reduction"] > 0.25
+    assert mean.best["sim_mean_reduction"] >= ceil.best["sim_mean_reduction"] - 1e-9
+    assert mean.curve["mean_reduction"].min() >= 0.0 and "sim_mean_reduction" in mean.checks.columns
+    # a requested mean-power cut holds in simulation, not only in the prediction
+    asked = grid_flex(flex_wl, slo, "H100", 2, objective="mean", cut=0.3, **two)
+    assert asked.best["sim_mean_reduction"] >= 0.3 and asked.best["sim_slo_met"]
+    with pytest.raises(Exception, match="objective"):
+        grid_flex(flex_wl, slo, "H100", 2, objective="peak", check=False)
 
 
 def test_grid_flex_requested_cut_and_node_baseline(small_wl):
     slo = SLO(ttft_s=2.0, tpot_s=0.06)
     kw = {"caps": (256, 32), "clocks": (1.0, 0.7), "sim_requests": 300}
-    res = grid_flex(small_wl, slo, "H100", 2, cut=0.3, **kw)
-    assert res.best["reduction"] >= 0.3 and res.checks.height == 1
+    res = grid_flex(small_wl, slo, "H100", 2, cut=0.3, node_power_w=0.0, **kw)
+    assert res.best["ceiling_reduction"] >= 0.3 and res.checks.height == 1 and res.sims == 2
     # a 500 W node baseline (2 GPUs -> one node) is in both the ceiling and the floor, so cuts are shallower
     nodes = grid_flex(small_wl, slo, "H100", 2, node_power_w=500.0, check=False, **kw)
     assert nodes.baseline_kw == pytest.approx(res.baseline_kw + 0.5)
     assert nodes.floor_kw == pytest.approx(res.floor_kw + 0.5)
-    assert nodes.options["reduction"].max() < res.options["reduction"].max()
+    assert nodes.options["ceiling_reduction"].max() < res.options["ceiling_reduction"].max()
+    # the default node baseline is the planning modes' (workbench.tco.NODE_POWER_W), and the answer says so
+    default = grid_flex(small_wl, slo, "H100", 2, check=False, **kw)
+    assert ModeCosts().node_power_w == 500.0 and default.node_power_w == 500.0 and default.nodes == 1
+    assert default.baseline_kw == pytest.approx(nodes.baseline_kw)
+    assert "node baseline 500 W x 1 node(s) (the planning modes' default)" in default.summary()
 
 
 def test_grid_flex_cut_below_idle_names_limit(small_wl):
     with pytest.raises(WhatIfError, match=r"95% cut .* idle power 0\.29 kW .*143 W"):
-        grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.95, check=False)
+        grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.95, node_power_w=0.0, check=False)
     # between the deepest setting tried (cap 1, clock 0.5: 68.4 %) and the idle floor (79.1 %): one clear error
-    beyond = r"70\.0% cut is beyond .* deepest is 68\.4% \(cap 1, clock 0\.5;.*79\.1%"
+    beyond = r"70\.0% cut of the ceiling is beyond .* deepest is 68\.4% \(cap 1, clock 0\.5\).*79\.1%"
     with pytest.raises(WhatIfError, match=beyond):
         grid_flex(small_wl, SLO(2.0, 0.06), "H100", 2, cut=0.7, node_power_w=0.0, check=False)
 

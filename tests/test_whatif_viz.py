@@ -73,5 +73,17 @@ def test_widget_logic():
 
 def test_explore_cut(flex):
     row = explore_cut(flex, 0.2)
-    assert row.height == 1 and row["reduction"][0] >= 0.2
+    assert row.height == 1 and row["ceiling_reduction"][0] >= 0.2
     assert explore_cut(flex, 0.99).height == 0
+
+
+def test_flex_curve_and_cut_follow_the_objective():
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(300, seed=1)
+    res = grid_flex(workload(tr, 20.0), SLO(2.0, 0.06), "H100", 2, caps=(256, 32), clocks=(1.0, 0.7),
+                    objective="mean", check=False)  # fmt: skip
+    spec = vw.flex_curve(res).to_dict()
+    assert spec["layer"][0]["encoding"]["x"]["field"] == "mean_reduction"
+    assert "mean power drawn" in str(spec["layer"][0]["title"])
+    assert spec["layer"][3]["encoding"]["x"]["field"] == "mean_reduction"
+    row = explore_cut(res, 0.2)  # a 20 % mean-power cut needs the lower clock (the cap alone sheds ~0 %)
+    assert row["clock"][0] == 0.7 and row["mean_reduction"][0] >= 0.2

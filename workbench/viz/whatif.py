@@ -68,28 +68,33 @@ def mode_ranking(table: pl.DataFrame, metric: str | None = None) -> alt.Chart:
 
 
 def flex_curve(result) -> alt.LayerChart:
-    """SLO ratio (worst P99 latency / target) against the power cut, with the SLO line and the chosen cut.
+    """SLO ratio (worst P99 latency / target) against the power cut of the result's objective (ceiling or mean
+    power), with the SLO line and the chosen cut.
 
     Parameters
     ----------
     result
         A :class:`workbench.whatif.GridFlexResult`.
     """
+    col = "mean_reduction" if result.objective == "mean" else "ceiling_reduction"
+    what = "mean power drawn" if result.objective == "mean" else "power ceiling"
     opts = _finite(
         result.options.with_columns(
             pl.col("slo_ratio").clip(upper_bound=5.0).alias("slo_ratio_shown"),
             pl.format("cap {}, clock {}", pl.col("max_num_seqs"), pl.col("clock")).alias("setting"),
         )
     )
-    x = alt.X("reduction:Q", title="power cut (share of the fleet's power ceiling)", axis=alt.Axis(format="%"))
+    title = f"power cut (share of the fleet's {what}, predicted)"
+    x = alt.X(f"{col}:Q", title=title, axis=alt.Axis(format="%"))
     y = alt.Y("slo_ratio_shown:Q", title="worst P99 latency / SLO target (capped at 5)")
     points = (
-        alt.Chart(opts, width=WIDTH, height=HEIGHT, title="Grid flexibility: SLO cost of deeper power cuts")
+        alt.Chart(opts, width=WIDTH, height=HEIGHT, title=f"Grid flexibility: SLO cost of deeper cuts ({what})")
         .mark_circle(size=40, opacity=0.6)
         .encode(x=x, y=y, color=alt.Color("clock:O", title="GPU clock"),
-                tooltip=["setting:N", alt.Tooltip("reduction:Q", format=".1%"),
-                         alt.Tooltip("ceiling_kw:Q", format=".2f"), alt.Tooltip("ttft_p99_s:Q", format=".3f"),
-                         alt.Tooltip("tpot_p99_s:Q", format=".3f")])
+                tooltip=["setting:N", alt.Tooltip("ceiling_reduction:Q", format=".1%", title="ceiling cut"),
+                         alt.Tooltip("mean_reduction:Q", format=".1%", title="mean-power cut"),
+                         alt.Tooltip("ceiling_kw:Q", format=".2f"), alt.Tooltip("mean_kw:Q", format=".2f"),
+                         alt.Tooltip("ttft_p99_s:Q", format=".3f"), alt.Tooltip("tpot_p99_s:Q", format=".3f")])
     )  # fmt: skip
     curve = _finite(
         result.curve.with_columns(pl.col("slo_ratio").clip(upper_bound=5.0).alias("slo_ratio_shown"))
@@ -104,8 +109,8 @@ def flex_curve(result) -> alt.LayerChart:
         )
     )
     slo = alt.Chart(pl.DataFrame({"y": [1.0]})).mark_rule(color="red", strokeDash=[4, 4]).encode(y="y:Q")
-    best = pl.DataFrame({"reduction": [float(result.best["reduction"])]})
-    chosen = alt.Chart(best).mark_rule(color="green").encode(x="reduction:Q")
+    best = pl.DataFrame({col: [float(result.best[col])]})
+    chosen = alt.Chart(best).mark_rule(color="green").encode(x=f"{col}:Q")
     return alt.layer(points, line, slo, chosen)
 
 

@@ -9,13 +9,18 @@ Two levers, each with its power model:
   (:data:`workbench.power.H100_WATTLYTICS`, via :func:`workbench.planning.costs.clock_power_scale`) and
   iteration times with ``1 / clock``.
 
-The fleet's *power ceiling* under a (cap, clock) setting is ``instances x tp x max(P(cap) x s(clock), P_idle)``
--- the most it can draw, which is what a demand-response commitment must guarantee; the reduction is measured
-against the ceiling of the configured setting. Loaded-idle power does not fall with either lever, so no cut
-can go below ``instances x tp x P_idle``. The expected (mean) power under the workload is reported too.
+The fleet's *power ceiling* under a (cap, clock) setting is
+``instances x tp x max(P(cap) x s(clock), P_idle) + nodes x P_node`` -- the most it can draw, which is what a
+demand-response commitment must guarantee. Its *mean power* is what it actually draws under the workload: a
+batch cap above the batches the workload reaches lowers the ceiling but not the mean. Both reductions are
+reported against the configured setting (the mean one predicted and simulated); ``objective`` picks the one
+to maximise. Loaded-idle power and the node baseline (``P_node``, by default
+:data:`workbench.tco.NODE_POWER_W` as in the planning modes) do not fall with either lever, so no cut can go
+below ``instances x tp x P_idle + nodes x P_node``.
 
-Latency under each setting is predicted by the planning screen at the fleet's fixed instance count, and the
-chosen setting is checked by simulating the fleet with the cap and the clock (:func:`check_setting`).
+Latency under each setting is predicted by the planning screen at the fleet's fixed instance count; the
+feasible settings are then simulated with the cap and the clock (:func:`check_setting`), deepest cut first,
+until one meets the SLO.
 """
 
 from __future__ import annotations
@@ -27,44 +32,68 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive, require_range
+from workbench.config import require_choice, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
 from workbench.planning.costs import clock_power_scale, pool_power_w, power_params
+from workbench.tco import NODE_POWER_W
 from workbench.whatif._common import WhatIfError, resolve_tp, simulate_fleet
 
 CAPS: tuple[int, ...] = (256, 192, 128, 96, 64, 48, 32, 24, 16, 8, 4, 2, 1)
 CLOCKS: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
 
 
+OBJECTIVES: tuple[str, ...] = ("ceiling", "mean")
+#: Options column of each objective's reduction.
+_COLUMN = {"ceiling": "ceiling_reduction", "mean": "mean_reduction"}
+
+
 @dataclass(frozen=True)
 class GridFlexResult:
     """Answer of :func:`grid_flex`.
 
+    Two reductions, both shares of the configured setting (cap ``max_num_seqs``, clock 1):
+
+    * ``ceiling_reduction``: cut in the fleet's power *ceiling*, the most it can draw under the setting (a
+      demand-response guarantee: the grid operator can count on it at any load);
+    * ``mean_reduction``: cut in the power the fleet actually draws on average under the workload
+      (predicted by the screen in ``options``; simulated against a simulated baseline in ``checks`` and
+      ``best``). A batch cap above the batches the workload reaches lowers the ceiling, not the mean.
+
     Attributes
     ----------
     options
-        One row per (cap, clock): ``max_num_seqs``, ``clock``, ``ceiling_kw``, ``reduction`` (share of the
-        baseline ceiling), ``mean_kw`` (expected power under the workload), predicted ``ttft_p99_s``,
+        One row per (cap, clock): ``max_num_seqs``, ``clock``, ``ceiling_kw``, ``ceiling_reduction``,
+        ``mean_kw`` (predicted power under the workload), ``mean_reduction``, predicted ``ttft_p99_s``,
         ``tpot_p99_s``, ``slo_ratio`` (worst latency / target; <= 1 meets the SLO), ``slo_met``.
     curve
-        The SLO cost of deeper cuts: for each reachable reduction level, the option with the smallest
-        ``slo_ratio`` that sheds at least that much.
+        The SLO cost of deeper cuts of the objective: for each reachable level, the option with the
+        smallest ``slo_ratio`` that sheds at least that much.
     best
-        The option with the largest reduction that meets the SLO (row dict): verified by simulation when
-        checked (the deepest analytically feasible option the simulator passes, scanned deepest first),
-        else the analytic choice.
-        With a requested ``cut``: the option shedding at least ``cut`` with the smallest SLO ratio.
+        The option with the deepest cut of the objective that meets the SLO (row dict): verified by
+        simulation when checked (analytically feasible options simulated deepest first, the first that passes),
+        else the analytic choice; with a requested ``cut``, the least SLO-damaging option that sheds at least
+        ``cut`` (and passes the simulation). When checked it adds ``sim_ttft_p99_s``, ``sim_tpot_p99_s``,
+        ``sim_slo_met``, ``sim_mean_kw`` and ``sim_mean_reduction``.
     baseline_kw, floor_kw
-        Power ceiling of the configured setting and the idle floor no cut can pass.
+        Power ceiling of the configured setting and the idle floor no cut can pass (kW, node baseline
+        included).
     analytic_best
         The analytic screen's choice (before the simulation check).
     checks
-        Every simulated setting (:func:`check_setting` columns plus ``reduction``), or ``None``.
+        Every simulated setting (:func:`check_setting` columns plus ``ceiling_reduction`` and
+        ``sim_mean_reduction``), or ``None``.
     exhaustive
         Every analytically feasible option deeper than ``best`` was simulated and failed (``False`` when
         the scan ran out of ``max_sims`` and bisected, or without a check).
+    objective
+        ``"ceiling"`` or ``"mean"``: the reduction ``best`` maximises.
+    node_power_w, nodes
+        Baseline power of each node and the node count (``ceil(instances x tp / gpus_per_node)``), counted in
+        every power and reduction (no lever lowers it).
+    baseline_sim
+        The simulated configured setting (:func:`check_setting` dict), the reference of ``sim_mean_reduction``.
     """
 
     options: pl.DataFrame
@@ -75,11 +104,48 @@ class GridFlexResult:
     analytic_best: dict
     checks: pl.DataFrame | None = None
     exhaustive: bool = False
+    objective: str = "ceiling"
+    node_power_w: float = 0.0
+    nodes: int = 0
+    baseline_sim: dict | None = None
 
     @property
     def max_reduction(self) -> float:
-        """Largest reduction (share of the baseline ceiling) that meets the SLO."""
-        return float(self.best["reduction"])
+        """Ceiling reduction of ``best`` (share of the baseline ceiling)."""
+        return float(self.best["ceiling_reduction"])
+
+    @property
+    def mean_reduction(self) -> float:
+        """Mean-power reduction of ``best``: simulated when checked, else predicted."""
+        sim = self.best.get("sim_mean_reduction")
+        return float(self.best["mean_reduction"] if sim is None else sim)
+
+    @property
+    def sims(self) -> int:
+        """Fleet simulations run (the baseline and every checked setting)."""
+        return 0 if self.checks is None else self.checks.height + 1
+
+    def summary(self) -> str:
+        """The answer in words: both reductions, the setting, the simulation check and the power basis."""
+        b = self.best
+        sim = b.get("sim_mean_reduction")
+        lines = [
+            f"objective {self.objective}: cap {b['max_num_seqs']}, clock {b['clock']:g}",
+            f"ceiling cut {b['ceiling_reduction']:.1%} ({self.baseline_kw:,.2f} -> {b['ceiling_kw']:,.2f} kW, "
+            "guaranteed at any load)",
+            f"mean-power cut {b['mean_reduction']:.1%} predicted"
+            + ("" if sim is None else f", {sim:.1%} simulated ({self.baseline_sim['mean_kw']:,.2f} -> "
+               f"{b['sim_mean_kw']:,.2f} kW)"),
+        ]  # fmt: skip
+        if self.checks is not None:
+            scan = "every option ranked before it failed" if self.exhaustive else "budget spent, rest bisected"
+            lines.append(f"simulation: meets the SLO; {self.sims} simulations incl. the baseline ({scan})")
+        source = "the planning modes' default" if self.node_power_w == NODE_POWER_W else "as given"
+        lines.append(
+            f"power: GPUs + node baseline {self.node_power_w:g} W x {self.nodes} node(s) ({source}); IT power, "
+            "no PUE"
+        )
+        return "\n".join(lines)
 
 
 def power_ceiling_kw(
@@ -142,13 +208,14 @@ def grid_flex(
     caps: Sequence[int] = CAPS,
     clocks: Sequence[float] = CLOCKS,
     cut: float | None = None,
-    node_power_w: float = 0.0,
+    objective: str = "ceiling",
+    node_power_w: float = NODE_POWER_W,
     check: bool = True,
     sim_requests: int = 600,
     max_sims: int = 48,
     seed: int = 0,
 ) -> GridFlexResult:
-    """The largest power cut (share of the fleet's power ceiling) that still meets ``slo``.
+    """The largest power cut (share of the fleet's power) that still meets ``slo``.
 
     Parameters
     ----------
@@ -163,14 +230,19 @@ def grid_flex(
     caps, clocks
         Settings to try (caps above ``max_num_seqs`` are dropped).
     cut
-        Optional requested cut (share of the baseline ceiling): checked against the idle floor; ``best``
-        then becomes the option meeting the cut with the smallest SLO ratio.
+        Optional requested cut of the objective (share of the baseline): checked against the idle floor
+        and the settings tried; ``best`` then becomes the option meeting the cut with the smallest SLO ratio.
+    objective
+        ``"ceiling"``: maximise the cut in the power ceiling (what a demand-response commitment guarantees);
+        ``"mean"``: maximise the cut in mean power drawn under the workload (energy). Both are reported.
     node_power_w
-        Baseline power of each node (CPUs, fans, NICs; e.g. :data:`workbench.tco.NODE_POWER_W`) counted in the
-        fleet's power; default 0 (GPU power only).
+        Baseline power of each node (CPUs, fans, NICs) counted in the fleet's power: by default
+        :data:`workbench.tco.NODE_POWER_W`, the same source as the planning modes
+        (:class:`~workbench.whatif.ModeCosts`); 0 counts GPU power only.
     check
         Check by simulation on the first ``sim_requests`` requests of the workload (:func:`check_setting`):
-        the analytically feasible options are simulated deepest cut first until one passes.
+        the configured setting once (the mean-power reference), then the analytically feasible options
+        deepest cut first until one passes.
     max_sims
         Most simulations of that scan (each takes ~0.02-0.03 s at 600 requests); beyond it the remaining
         options are bisected (``exhaustive`` is then ``False``).
@@ -180,104 +252,149 @@ def grid_flex(
     Raises
     ------
     WhatIfError
-        A cut deeper than the idle power allows, or a fleet that misses the SLO even without a cut.
+        A cut deeper than the idle power or the settings tried allow, a fleet that misses the SLO even
+        without a cut, or no setting that passes the simulation check.
     """
     if not (isinstance(instances, int) and instances >= 1):
         raise WhatIfError(f"instances must be an integer >= 1, got {instances!r}")
     require_positive("max_num_seqs", max_num_seqs)
     require_positive("max_sims", max_sims)
-    tp = resolve_tp(gpu_name, model, tp)
+    require_choice("objective", objective, OBJECTIVES)
+    require_positive("node_power_w", node_power_w, allow_zero=True)
+    name = gpu(gpu_name).name
+    tp = resolve_tp(name, model, tp)
     caps = sorted({int(c) for c in caps if int(c) <= max_num_seqs} | {int(max_num_seqs)}, reverse=True)
     clocks = sorted({float(c) for c in clocks} | {1.0}, reverse=True)
     for c in clocks:
         require_range("clock", c, 0.1, 1.0)
+    if cut is not None:
+        require_range("cut", cut, 0.0, 1.0)
     grid = [(c, f) for c in caps for f in clocks]
     cap_arr = np.array([c for c, _ in grid], float)
     clk_arr = np.array([f for _, f in grid], float)
-    require_positive("node_power_w", node_power_w, allow_zero=True)
-    ceiling, floor = power_ceiling_kw(
-        gpu_name, model, tp, instances, cap_arr, clk_arr, node_power_w=node_power_w
-    )
-    baseline = float(ceiling[0])
-    max_cut = 1.0 - floor / baseline
-    if cut is not None:
-        require_range("cut", cut, 0.0, 1.0)
-        if cut > max_cut + 1e-12:
-            idle_w = power_params(gpu(gpu_name).name, model, tp)[4]
-            nodes_txt = f" + node baseline {node_power_w:g} W per node" if node_power_w else ""
-            raise WhatIfError(
-                f"a {cut:.0%} cut asks for <= {baseline * (1 - cut):,.2f} kW, below the fleet's idle power "
-                f"{floor:,.2f} kW ({instances} x {tp} x {gpu(gpu_name).name} at "
-                f"{idle_w:.0f} W loaded idle{nodes_txt}); the deepest possible cut is "
-                f"{max_cut:.1%} "
-                "(turn instances off for more)"
-            )
-    cands = [Candidate(gpu(gpu_name).name, tp, max_num_seqs=c, clock=f) for c, f in grid]
+    ceiling, floor = power_ceiling_kw(name, model, tp, instances, cap_arr, clk_arr, node_power_w=node_power_w)
+    nodes = math.ceil(instances * tp / gpu(name).gpus_per_node)
+    cands = [Candidate(name, tp, max_num_seqs=c, clock=f) for c, f in grid]
     pred = _predict(wl, slo, cands, model, instances)
     n = np.full(len(grid), float(instances))
-    names = np.array([gpu(gpu_name).name] * len(grid), dtype=object)
+    names = np.array([name] * len(grid), dtype=object)
     tps = np.full(len(grid), tp)
-    nodes_kw = math.ceil(instances * tp / gpu(gpu_name).gpus_per_node) * node_power_w / 1000.0
-    mean_kw = pool_power_w(names, tps, model, n, pred["batch"], pred["busy"], clk_arr) / 1000.0 + nodes_kw
+    mean_kw = (
+        pool_power_w(names, tps, model, n, pred["batch"], pred["busy"], clk_arr) / 1000.0
+        + nodes * node_power_w / 1000.0
+    )
     ttft_t = slo.ttft_s if slo.ttft_s is not None else math.inf
     tpot_t = slo.tpot_s if slo.tpot_s is not None else math.inf
-    ratio = np.maximum(pred["ttft"] / ttft_t, pred["tpot"] / tpot_t)
     options = pl.DataFrame(
         {
             "max_num_seqs": cap_arr.astype(np.int64),
             "clock": clk_arr,
             "ceiling_kw": ceiling,
-            "reduction": 1.0 - ceiling / baseline,
+            "ceiling_reduction": 1.0 - ceiling / ceiling[0],
             "mean_kw": mean_kw,
+            "mean_reduction": 1.0 - mean_kw / mean_kw[0],
             "ttft_p99_s": pred["ttft"],
             "tpot_p99_s": pred["tpot"],
-            "slo_ratio": ratio,
+            "slo_ratio": np.maximum(pred["ttft"] / ttft_t, pred["tpot"] / tpot_t),
             "slo_met": pred["ok"],
         }
     )
+    col = _COLUMN[objective]
+    other = _COLUMN["mean" if objective == "ceiling" else "ceiling"]
+    if cut is not None:
+        _check_cut(cut, objective, options, floor, node_power_w, name, instances, model, tp)
     if not bool(pred["ok"][0]):
         raise WhatIfError(
-            f"the fleet ({instances} x {tp}x{gpu(gpu_name).name}) misses the SLO ({slo.label}) even without a "
+            f"the fleet ({instances} x {tp}x{name}) misses the SLO ({slo.label}) even without a "
             f"cut: predicted P99 TTFT {pred['ttft'][0]:.3g} s, TPOT {pred['tpot'][0] * 1e3:.3g} ms; "
             "add instances before offering flexibility"
         )
     if cut is None:
-        ranked = options.filter("slo_met").sort(["reduction", "mean_kw"], descending=[True, False])
+        ranked = options.filter("slo_met").sort([col, other], descending=True)
     else:
-        ranked = options.filter(pl.col("reduction") >= cut - 1e-12).sort("slo_ratio")
-        if ranked.height == 0:
-            deep = options.sort("reduction").row(-1, named=True)
-            raise WhatIfError(
-                f"a {cut:.1%} cut is beyond the settings tried: the deepest is {deep['reduction']:.1%} "
-                f"(cap {deep['max_num_seqs']}, clock {deep['clock']:g}; {deep['ceiling_kw']:,.2f} kW) while "
-                f"the idle floor allows up to {max_cut:.1%}; add smaller caps or lower clocks to reach it"
-            )
+        ranked = options.filter(pl.col(col) >= cut - 1e-12).sort(["slo_ratio", col], descending=[False, True])
     analytic = ranked.row(0, named=True)
-    best, checks, exhaustive = analytic, None, False
+    best, checks, exhaustive, base = {**analytic, **dict.fromkeys(_SIM_KEYS)}, None, False, None
     if check:
         trace = wl.trace.with_requests(wl.trace.requests.head(sim_requests))
 
-        def run(row: dict) -> dict:
+        def sim(cap: int, clock: float) -> dict:
             return check_setting(
-                trace, slo, gpu_name, instances, model=model, tp=tp,
-                max_num_seqs=int(row["max_num_seqs"]), clock=float(row["clock"]), seed=seed,
+                trace, slo, name, instances, model=model, tp=tp, max_num_seqs=cap, clock=clock,
+                node_power_w=node_power_w, seed=seed,
             )  # fmt: skip
 
-        if cut is None:
-            best, checks, exhaustive = _deepest_simulated(ranked, run, max_sims)
-        else:
-            found = run(analytic)
-            checks = pl.DataFrame([found])
-    return GridFlexResult(options, slo_cost_curve(options), best, baseline, floor, analytic, checks, exhaustive)
+        base = sim(int(max_num_seqs), 1.0)
+
+        def run(row: dict) -> dict:
+            found = sim(int(row["max_num_seqs"]), float(row["clock"]))
+            red = 1.0 - found["mean_kw"] / base["mean_kw"]
+            meets_cut = cut is None or objective == "ceiling" or red >= cut - 1e-9
+            return {**found, "ceiling_reduction": row["ceiling_reduction"], "sim_mean_reduction": red,
+                    "passes": bool(found["slo_met"] and meets_cut)}  # fmt: skip
+
+        what = "no cut" if cut is None else f"no setting shedding >= {cut:.1%} ({objective})"
+        pick, checks, exhaustive = _first_passing(ranked, run, max_sims, bisect=cut is None, what=what)
+        best = {**pick, **_sim_fields(checks.filter(
+            (pl.col("max_num_seqs") == pick["max_num_seqs"]) & (pl.col("clock") == pick["clock"])
+        ).row(0, named=True))}  # fmt: skip
+    return GridFlexResult(
+        options, slo_cost_curve(options, col), best, float(ceiling[0]), floor, analytic, checks, exhaustive,
+        objective, float(node_power_w), nodes, base,
+    )  # fmt: skip
 
 
-def _deepest_simulated(ranked: pl.DataFrame, run, max_sims: int) -> tuple[dict, pl.DataFrame, bool]:
-    """Simulate the analytically feasible options deepest cut first and stop at the first that passes.
+_SIM_KEYS = ("sim_ttft_p99_s", "sim_tpot_p99_s", "sim_slo_met", "sim_mean_kw", "sim_mean_reduction")
+
+
+def _sim_fields(row: dict) -> dict:
+    """The ``sim_*`` fields of ``best`` from its row of the checks."""
+    return {
+        "sim_ttft_p99_s": row["ttft_p99_s"],
+        "sim_tpot_p99_s": row["tpot_p99_s"],
+        "sim_slo_met": row["slo_met"],
+        "sim_mean_kw": row["mean_kw"],
+        "sim_mean_reduction": row["sim_mean_reduction"],
+    }
+
+
+def _check_cut(
+    cut: float, objective: str, options: pl.DataFrame, floor: float, node_power_w: float, name: str,
+    instances: int, model: str, tp: int,
+) -> None:  # fmt: skip
+    """One clear error for a requested cut below the idle floor or beyond the deepest setting tried."""
+    col = _COLUMN[objective]
+    ref = float(options["ceiling_kw" if objective == "ceiling" else "mean_kw"][0])
+    max_cut = 1.0 - floor / ref
+    what = "ceiling" if objective == "ceiling" else "mean power"
+    if cut > max_cut + 1e-12:
+        idle_w = power_params(name, model, tp)[4]
+        nodes_txt = f" + node baseline {node_power_w:g} W per node" if node_power_w else ""
+        raise WhatIfError(
+            f"a {cut:.0%} cut of the {what} asks for <= {ref * (1 - cut):,.2f} kW, below the fleet's idle "
+            f"power {floor:,.2f} kW ({instances} x {tp} x {name} at {idle_w:.0f} W loaded idle{nodes_txt}); "
+            f"the deepest possible cut is {max_cut:.1%} (turn instances off for more)"
+        )
+    deep = options.sort(col).row(-1, named=True)
+    if cut > deep[col] + 1e-12:
+        raise WhatIfError(
+            f"a {cut:.1%} cut of the {what} is beyond the settings tried: the deepest is {deep[col]:.1%} "
+            f"(cap {deep['max_num_seqs']}, clock {deep['clock']:g}) while the idle floor allows up to "
+            f"{max_cut:.1%}; add smaller caps or lower clocks to reach it"
+        )
+
+
+def _first_passing(
+    ranked: pl.DataFrame, run, max_sims: int, *, bisect: bool, what: str
+) -> tuple[dict, pl.DataFrame, bool]:
+    """Simulate ``ranked`` options in order (deepest cut, or least SLO damage, first) and stop at the first
+    that passes.
 
     Simulator verdicts are not monotone in the cut (two levers: a deeper cut with a larger batch cap can
     pass where a shallower one with a lower clock fails), so the scan does not skip options. After
-    ``max_sims`` simulations without a pass, the remaining (shallower) options are bisected, which assumes
-    monotonicity there; ``exhaustive`` says whether every option deeper than the answer was simulated.
+    ``max_sims`` simulations without a pass and with ``bisect``, the remaining (shallower) options are
+    bisected, which assumes monotonicity there; ``exhaustive`` says whether every option ranked before the
+    answer was simulated.
 
     Returns ``(best, checks, exhaustive)``; every simulated setting is in ``checks``.
     """
@@ -287,41 +404,38 @@ def _deepest_simulated(ranked: pl.DataFrame, run, max_sims: int) -> tuple[dict, 
     def ok(i: int) -> bool:
         if i not in done:
             done[i] = run(rows[i])
-        return done[i]["slo_met"]
+        return done[i]["passes"]
 
-    found, exhaustive = None, True
-    for i in range(min(max_sims, len(rows))):
-        if ok(i):
-            found = i
-            break
-    else:
-        scanned = min(max_sims, len(rows))
-        if scanned < len(rows):  # budget spent: bisect the rest for a passing option
-            exhaustive = False
-            lo, hi = scanned - 1, len(rows) - 1
-            if ok(hi):
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-                found = hi
-    checks = pl.DataFrame([{**done[i], "reduction": rows[i]["reduction"]} for i in sorted(done)])
+    scanned = min(max_sims, len(rows))
+    found = next((i for i in range(scanned) if ok(i)), None)
+    exhaustive = found is not None
+    if found is None and bisect and scanned < len(rows):  # budget spent: bisect the rest for a passing option
+        lo, hi = scanned - 1, len(rows) - 1
+        if ok(hi):
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+            found = hi
+    checks = pl.DataFrame([done[i] for i in sorted(done)])
     if found is None:
         last = done[max(done)]
         raise WhatIfError(
-            f"no cut passes the simulation check: {len(done)} simulated setting(s), down to the shallowest "
-            f"simulated (cap {last['max_num_seqs']}, clock {last['clock']:g}), miss the SLO in simulation "
-            f"(P99 TTFT {last['ttft_p99_s']:.3g} s); add instances"
+            f"{what} passes the simulation check: {len(done)} simulated setting(s), the last "
+            f"(cap {last['max_num_seqs']}, clock {last['clock']:g}), miss it "
+            f"(P99 TTFT {last['ttft_p99_s']:.3g} s, TPOT {last['tpot_p99_s'] * 1e3:.3g} ms); add instances"
         )
     return rows[found], checks, exhaustive
 
 
-def slo_cost_curve(options: pl.DataFrame, step: float = 0.05) -> pl.DataFrame:
-    """For cut levels 0, ``step``, 2 ``step`` ...: the option shedding at least that much with the best SLO
-    ratio (the SLO cost of deeper cuts)."""
-    top = float(options["reduction"].max())
+def slo_cost_curve(
+    options: pl.DataFrame, column: str = "ceiling_reduction", step: float = 0.05
+) -> pl.DataFrame:
+    """For cut levels 0, ``step``, 2 ``step`` ... of ``column``: the option shedding at least that much with
+    the best SLO ratio (the SLO cost of deeper cuts)."""
+    top = float(options[column].max())
     rows = []
     for level in np.arange(0.0, top + 1e-9, step):
-        row = options.filter(pl.col("reduction") >= level - 1e-12).sort("slo_ratio").row(0, named=True)
+        row = options.filter(pl.col(column) >= level - 1e-12).sort("slo_ratio").row(0, named=True)
         rows.append({"cut": float(level), **row})
     return pl.DataFrame(rows)
 
@@ -336,6 +450,7 @@ def check_setting(
     tp: int = 1,
     max_num_seqs: int = 256,
     clock: float = 1.0,
+    node_power_w: float = NODE_POWER_W,
     warmup: float = 0.1,
     seed: int = 0,
 ) -> dict:
@@ -343,24 +458,24 @@ def check_setting(
 
     Returns a dict with ``ttft_p99_s``, ``tpot_p99_s``, ``slo_met`` (scored after the first ``warmup`` share of
     arrivals), ``max_batch`` (largest running batch of any instance), ``mean_kw`` (exact energy integral of the
-    segments over the makespan, busy power scaled by the clock) and ``peak_instance_kw`` (largest power of one
-    instance in any segment).
+    segments over the makespan, busy power scaled by the clock, plus ``node_power_w`` per node) and
+    ``peak_instance_kw`` (largest GPU power of one instance in any segment).
     """
     from workbench.planning.check import measure
     from workbench.power import InstancePower, LogisticPower, energy, instance_power
 
-    res = simulate_fleet(
-        trace, gpu(gpu_name).name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=seed
-    )
+    name = gpu(gpu_name).name
+    res = simulate_fleet(trace, name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=seed)
     cut = trace.requests["arrival_s"].quantile(warmup, "lower") if hasattr(trace, "requests") else 0.0
     m = measure(res.requests.filter(pl.col("arrival_s") >= cut), slo)
-    base = instance_power(gpu(gpu_name).name, model, tp)
+    base = instance_power(name, model, tp)
     s = float(clock_power_scale(np.array(clock)))
     c = base.curve
     scaled = InstancePower(LogisticPower(c.p_low_w * s, c.p_high_w * s, c.k, c.x0, c.source), base.idle_w, tp)
     rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
     span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
     busy = rep.segments.filter(pl.col("state") == "busy")
+    nodes_kw = math.ceil(instances * tp / gpu(name).gpus_per_node) * node_power_w / 1000.0
     return {
         "max_num_seqs": max_num_seqs,
         "clock": clock,
@@ -369,6 +484,6 @@ def check_setting(
         "slo_met": bool(m["met"]),
         "rejected": int(m["rejected"]),
         "max_batch": int(busy["batch_size"].max()) if busy.height else 0,
-        "mean_kw": float(rep.fleet["energy_j"][0]) / span / 1000.0,
+        "mean_kw": float(rep.fleet["energy_j"][0]) / span / 1000.0 + nodes_kw,
         "peak_instance_kw": float(rep.segments["power_w"].max()) / 1000.0,
     }

@@ -81,8 +81,10 @@ def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None):
 
 
 def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:
-    """The least SLO-damaging setting that sheds at least ``cut`` (one row), or an empty table beyond reach."""
-    rows = result.options.filter(pl.col("reduction") >= cut - 1e-12).sort("slo_ratio")
+    """The least SLO-damaging setting that sheds at least ``cut`` of the result's objective (ceiling or mean
+    power; one row), or an empty table beyond reach."""
+    col = "mean_reduction" if result.objective == "mean" else "ceiling_reduction"
+    rows = result.options.filter(pl.col(col) >= cut - 1e-12).sort("slo_ratio")
     return rows.head(1)
 
 
@@ -91,7 +93,7 @@ def flex_explorer(result: GridFlexResult):
     import ipywidgets as w
     from IPython.display import display
 
-    top = float(result.options["reduction"].max())
+    top = float(result.options["mean_reduction" if result.objective == "mean" else "ceiling_reduction"].max())
     cut = w.FloatSlider(0.0, min=0.0, max=round(top, 2), step=0.01, description="power cut",
                         readout_format=".0%")  # fmt: skip
     out = w.Output()
