@@ -343,3 +343,52 @@ def test_curves_and_charts():
     )
     with pytest.raises(ConfigError, match="batch_sizes"):
         decode_curve(perfs, [0])
+
+
+class OnlyIterationTime:
+    """A user's model: nothing but ``iteration_time`` (affine, so a closed form exists to compare with)."""
+
+    def iteration_time(self, batch: Batch) -> float:
+        if batch.prefill_tokens + batch.decode_seqs == 0:
+            return 0.0
+        return 4e-3 + 6e-5 * batch.prefill_tokens + 2e-4 * batch.decode_seqs + 2e-8 * batch.decode_context
+
+
+def test_as_performance_model_adapts_a_bare_iteration_time_model():
+    from workbench.hardware.perf import IterationTimeModel, as_performance_model
+    from workbench.sim import LinearPerfModel
+
+    roof = RooflineModel("H100", "Llama-3.1-8B")
+    assert as_performance_model(roof) is roof  # complete models are used as they are
+    adapted = as_performance_model(OnlyIterationTime())
+    assert isinstance(adapted, IterationTimeModel) and isinstance(adapted, PerformanceModel)
+    closed = LinearPerfModel(
+        overhead_s=4e-3, prefill_s_per_token=6e-5, decode_s_per_seq=2e-4, decode_attn_s=2e-8
+    )
+    for seqs, ctx, k in ((1, 10, 1), (7, 3_000, 250), (64, 50_000, 1_000)):
+        assert adapted.decode_run_time(seqs, ctx, k) == pytest.approx(
+            closed.decode_run_time(seqs, ctx, k), 1e-12
+        )
+        t = closed.decode_run_time(seqs, ctx, k)
+        assert adapted.decode_iterations_within(seqs, ctx, t * (1 + 1e-9)) == k
+        assert adapted.decode_iterations_within(seqs, ctx, t * (1 - 1e-6)) == k - 1
+    with pytest.raises(ConfigError, match=r"iteration_time\(batch\).*got str"):
+        as_performance_model("H100")
+
+
+def test_generic_iterations_within_when_times_fall_with_context():
+    from workbench.hardware.perf import as_performance_model
+
+    class Falling:  # the first iteration is the slowest: a guess from it alone would stop short
+        def iteration_time(self, batch):
+            return 0.01 if batch.decode_context < 100 else 0.001
+
+    m = as_performance_model(Falling())
+    assert m.decode_iterations_within(1, 99, 0.0505) == 41  # 0.01 + 40 x 0.001 <= 0.0505 < 0.01 + 41 x 0.001
+
+    class Free:
+        def iteration_time(self, batch):
+            return 0.0
+
+    with pytest.raises(ConfigError, match="take no time"):
+        as_performance_model(Free()).decode_iterations_within(1, 0, 1.0)

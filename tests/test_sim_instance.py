@@ -289,3 +289,41 @@ def test_negative_iteration_time_is_an_error_not_time_travel():
     object.__setattr__(bad, "overhead_s", -1.0)  # bypass validation to mimic a broken user model
     with pytest.raises(SimulationError, match="iteration time"):
         simulate(frame([0.0], [10], [3]), cfg(perf=bad))
+
+
+class UserModel:
+    """The smallest pluggable performance model: ``iteration_time`` only (same numbers as ``PERF``)."""
+
+    def iteration_time(self, batch: Batch) -> float:
+        if batch.prefill_tokens + batch.decode_seqs == 0:
+            return 0.0
+        return (
+            4e-3
+            + 6e-5 * batch.prefill_tokens
+            + 1e-9 * batch.prefill_context
+            + 2e-4 * batch.decode_seqs
+            + 2e-8 * batch.decode_context
+        )
+
+
+def test_user_model_with_only_iteration_time_plugs_in():
+    from workbench.sim.reference import simulate_reference
+
+    reqs = random_workload(120, rate=30.0, seed=7)
+    user = simulate(reqs, cfg(kv=8_000, perf=UserModel(), max_num_seqs=16)).requests
+    slow = simulate(reqs, cfg(kv=8_000, perf=UserModel(), max_num_seqs=16, event_skipping=False)).requests
+    closed = simulate(reqs, cfg(kv=8_000, max_num_seqs=16)).requests  # PERF: the same model in closed form
+    ref = simulate_reference(reqs, cfg(kv=8_000, perf=UserModel(), max_num_seqs=16))
+    assert user["preemptions"].sum() > 0  # tight enough to preempt and cut runs
+    for other in (slow, closed, ref):
+        for col in ("first_token_s", "finish_s"):
+            assert np.allclose(user[col].to_numpy(), other[col].to_numpy(), rtol=0, atol=1e-9), col
+
+
+def test_perf_without_iteration_time_is_a_config_error():
+    class Table:
+        def time(self, batch):
+            return 0.01
+
+    with pytest.raises(ConfigError, match=r"perf must have an iteration_time\(batch\) method.*got Table"):
+        cfg(perf=Table())

@@ -2,8 +2,23 @@
 
 The simulator only needs :meth:`PerformanceModel.iteration_time`; the two ``decode_*`` methods let it jump
 over a whole run of identical decode iterations in one step (event skipping). :class:`DecodeRunMixin` gives
-generic (vectorised, O(k)) versions; models whose iteration time is piecewise affine in the context override
-them with closed forms.
+generic (O(k) sums of ``iteration_time``) versions; models whose iteration time is piecewise affine in the
+context override them with closed forms. :func:`as_performance_model` plugs in any object with an
+``iteration_time(batch)`` method (e.g. a user's measured table), adding the generic versions when it lacks
+them.
+
+Examples
+--------
+>>> class Measured:  # a user's model: only iteration_time
+...     def iteration_time(self, batch):
+...         return 0.005 + 1e-4 * batch.prefill_tokens + 2e-4 * batch.decode_seqs
+>>> m = as_performance_model(Measured())
+>>> round(m.decode_run_time(4, 400, 3), 6), m.decode_iterations_within(4, 400, 0.0131)
+(0.0174, 2)
+>>> as_performance_model(object())
+Traceback (most recent call last):
+...
+workbench.errors.ConfigError: perf must have an iteration_time(batch) method returning seconds; got object
 """
 
 from __future__ import annotations
@@ -12,6 +27,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from workbench.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +72,18 @@ class PerformanceModel(Protocol):
 
 
 class DecodeRunMixin:
-    """Generic event-skipping helpers built on ``iteration_time`` (vectorised through numpy)."""
+    """Generic event-skipping helpers built on ``iteration_time`` (O(k) calls for a run of k iterations)."""
 
     def _decode_times(self, decode_seqs: int, decode_context: int, iterations: int) -> np.ndarray:
-        batches = (Batch(decode_seqs=decode_seqs, decode_context=decode_context + k * decode_seqs) for k in
-                   range(iterations))
-        return np.array([self.iteration_time(b) for b in batches])
+        it = self.iteration_time
+        return np.fromiter(
+            (
+                it(Batch(decode_seqs=decode_seqs, decode_context=decode_context + k * decode_seqs))
+                for k in range(iterations)
+            ),
+            dtype=np.float64,
+            count=iterations,
+        )
 
     def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
         if iterations <= 0:
@@ -71,6 +94,48 @@ class DecodeRunMixin:
         if duration <= 0:
             return 0
         first = self.iteration_time(Batch(decode_seqs=decode_seqs, decode_context=decode_context))
-        guess = max(1, int(duration / max(first, 1e-12)) + 1)
-        cum = np.cumsum(self._decode_times(decode_seqs, decode_context, guess))
-        return int(np.searchsorted(cum, duration, side="right"))
+        n = int(duration / first) + 1 if first > 0 else 1  # enough when times do not fall with the context
+        while True:
+            cum = np.cumsum(self._decode_times(decode_seqs, decode_context, n))
+            if cum[-1] > duration:
+                return int(np.searchsorted(cum, duration, side="right"))
+            if cum[-1] <= 0.0:
+                raise ConfigError(f"decode iterations of {decode_seqs} sequences take no time: {cum[-1]!r} s")
+            n *= 2  # iteration times fell with the context: look further
+
+
+class IterationTimeModel(DecodeRunMixin):
+    """Adapter giving a model that only has ``iteration_time`` the event-skipping methods.
+
+    Parameters
+    ----------
+    model
+        Any object with ``iteration_time(batch) -> seconds``; its decode runs are summed iteration by
+        iteration (exact, O(k) per run: slower than a closed form, still one event per run).
+    """
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.iteration_time = model.iteration_time
+
+    def __repr__(self) -> str:
+        return f"IterationTimeModel({self.model!r})"
+
+
+def as_performance_model(model: object) -> PerformanceModel:
+    """``model`` itself when it has all :class:`PerformanceModel` methods, else an :class:`IterationTimeModel`.
+
+    Raises
+    ------
+    ConfigError
+        When ``model`` has no callable ``iteration_time``.
+    """
+    if not callable(getattr(model, "iteration_time", None)):
+        raise ConfigError(
+            f"perf must have an iteration_time(batch) method returning seconds; got {type(model).__name__}"
+        )
+    if callable(getattr(model, "decode_run_time", None)) and callable(
+        getattr(model, "decode_iterations_within", None)
+    ):
+        return model
+    return IterationTimeModel(model)

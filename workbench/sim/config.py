@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench.config import from_dict, require_choice, require_positive, require_range
 from workbench.errors import ConfigError
+from workbench.hardware.perf import PerformanceModel, as_performance_model
 
 PRIORITIES = ("decode_first", "prefill_first")
 ROLES = ("both", "prefill", "decode")
@@ -106,8 +107,24 @@ class InstanceConfig:
     n_gpus
         GPUs the instance occupies (default ``tp``; a fraction for MIG slices).
     perf
-        A performance model to use instead of the roofline (anything with the
-        :class:`~workbench.hardware.perf.PerformanceModel` methods); not loadable from TOML.
+        A performance model to use instead of the roofline: any object with an ``iteration_time(batch)``
+        method (:class:`~workbench.hardware.perf.Batch` -> seconds). Models without the closed-form
+        ``decode_run_time``/``decode_iterations_within`` of
+        :class:`~workbench.hardware.perf.PerformanceModel` get generic ones summing ``iteration_time``
+        (:func:`~workbench.hardware.perf.as_performance_model`). Not loadable from TOML.
+
+    Examples
+    --------
+    >>> class Measured:
+    ...     def iteration_time(self, batch):
+    ...         return 0.004 + 5e-5 * batch.prefill_tokens + 1e-4 * batch.decode_seqs
+    >>> conf = InstanceConfig(perf=Measured(), kv_capacity_tokens=10_000)
+    >>> round(conf.performance_model().decode_run_time(2, 100, 10), 6)
+    0.042
+    >>> InstanceConfig(perf=42)
+    Traceback (most recent call last):
+    ...
+    workbench.errors.ConfigError: perf must have an iteration_time(batch) method returning seconds; got int
     """
 
     gpu: str = "H100"
@@ -134,11 +151,13 @@ class InstanceConfig:
             object.__setattr__(self, "scheduler", from_dict(SchedulerConfig, self.scheduler))
         if not isinstance(self.scheduler, SchedulerConfig):
             raise ConfigError(f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__}")
-
-    def performance_model(self):
-        """The performance model of this instance (``perf`` or a roofline of gpu/model/tp)."""
         if self.perf is not None:
-            return self.perf
+            as_performance_model(self.perf)  # fails early, naming the field, when perf cannot time a batch
+
+    def performance_model(self) -> PerformanceModel:
+        """This instance's performance model: ``perf`` (adapted if needed) or the roofline of gpu/model/tp."""
+        if self.perf is not None:
+            return as_performance_model(self.perf)
         from workbench.hardware import RooflineModel
 
         return RooflineModel(self.gpu, self.model, self.tp)
