@@ -9,7 +9,7 @@ from workbench.planning import SLO, workload
 from workbench.traces import LogNormal, Poisson, Synthetic
 from workbench.viz import whatif as vw
 from workbench.whatif import ModeCosts, grid_flex, margin_table, plan, rate_sweep
-from workbench.widgets.whatif import explore_cut, explore_modes
+from workbench.widgets.whatif import describe_cut, explore_cut, explore_modes, flex_explorer, slider_max
 
 CAP = pl.DataFrame(
     {
@@ -87,3 +87,21 @@ def test_flex_curve_and_cut_follow_the_objective():
     assert spec["layer"][3]["encoding"]["x"]["field"] == "mean_reduction"
     row = explore_cut(res, 0.2)  # a 20 % mean-power cut needs the lower clock (the cap alone sheds ~0 %)
     assert row["clock"][0] == 0.7 and row["mean_reduction"][0] >= 0.2
+
+
+def test_flex_slider_end_is_reachable():
+    """round(top, 2) put the slider's end above the deepest option (0.599 -> 0.60): an empty table, then an
+    IndexError in the widget."""
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(500, seed=1)
+    kw = {"caps": (256, 64, 32, 16), "clocks": (1.0, 0.8, 0.6), "node_power_w": 0.0, "check": False}
+    res = grid_flex(workload(tr, 20.0), SLO(2.0, 0.06), "H100", 2, **kw)
+    top = res.options["ceiling_reduction"].max()
+    assert top == pytest.approx(0.5998, abs=1e-4) and slider_max(res) == pytest.approx(0.59)
+    assert explore_cut(res, slider_max(res)).height == 1
+    text, row = describe_cut(res, 0.65)
+    assert row.height == 0 and "beyond the deepest setting tried (60.0%)" in text
+    box = flex_explorer(res)
+    slider = box.children[0]
+    assert slider.max == pytest.approx(0.59)
+    slider.value = slider.max  # redraws without raising
+    slider.value = 0.3

@@ -6,6 +6,8 @@ change (and tests call directly); the widgets only wire controls to them and sho
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import polars as pl
 
@@ -80,12 +82,32 @@ def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None):
     return w.VBox([w.HBox([w.VBox([mode, target, rank]), w.VBox([pue, price])]), out])
 
 
+def _objective_column(result: GridFlexResult) -> str:
+    return "mean_reduction" if result.objective == "mean" else "ceiling_reduction"
+
+
 def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:
     """The least SLO-damaging setting that sheds at least ``cut`` of the result's objective (ceiling or mean
     power; one row), or an empty table beyond reach."""
-    col = "mean_reduction" if result.objective == "mean" else "ceiling_reduction"
-    rows = result.options.filter(pl.col(col) >= cut - 1e-12).sort("slo_ratio")
+    rows = result.options.filter(pl.col(_objective_column(result)) >= cut - 1e-12).sort("slo_ratio")
     return rows.head(1)
+
+
+def slider_max(result: GridFlexResult, step: float = 0.01) -> float:
+    """Deepest cut on a slider of ``step``: the deepest option rounded *down*, so the end stays reachable."""
+    top = float(result.options[_objective_column(result)].max())
+    return max(math.floor(top / step + 1e-9) * step, 0.0)
+
+
+def describe_cut(result: GridFlexResult, cut: float) -> tuple[str, pl.DataFrame]:
+    """A line about the setting a ``cut`` takes (or why none does) and its row (empty beyond reach)."""
+    row = explore_cut(result, cut)
+    if row.height == 0:
+        top = float(result.options[_objective_column(result)].max())
+        return f"cut {cut:.0%}: beyond the deepest setting tried ({top:.1%})", row
+    verdict = "meets" if row["slo_met"][0] else "misses"
+    setting = f"cap {row['max_num_seqs'][0]}, clock {row['clock'][0]:g}"
+    return f"cut {cut:.0%}: {setting} {verdict} the SLO (predicted)", row
 
 
 def flex_explorer(result: GridFlexResult):
@@ -93,19 +115,17 @@ def flex_explorer(result: GridFlexResult):
     import ipywidgets as w
     from IPython.display import display
 
-    top = float(result.options["mean_reduction" if result.objective == "mean" else "ceiling_reduction"].max())
-    cut = w.FloatSlider(0.0, min=0.0, max=round(top, 2), step=0.01, description="power cut",
+    cut = w.FloatSlider(0.0, min=0.0, max=slider_max(result), step=0.01, description="power cut",
                         readout_format=".0%")  # fmt: skip
     out = w.Output()
 
     def redraw(_=None) -> None:
         with out:
             out.clear_output(wait=True)
-            row = explore_cut(result, cut.value)
-            verdict = "meets" if row["slo_met"][0] else "misses"
-            setting = f"cap {row['max_num_seqs'][0]}, clock {row['clock'][0]:g}"
-            print(f"cut {cut.value:.0%}: {setting} {verdict} the SLO")
-            display(row)
+            text, row = describe_cut(result, cut.value)
+            print(text)
+            if row.height:
+                display(row)
 
     cut.observe(redraw, names="value")
     redraw()
