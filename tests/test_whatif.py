@@ -142,6 +142,16 @@ def test_gpu_that_cannot_meet_slo_is_ranked_last():
         assert table["nodes"][1] is None and "cannot meet the SLO" in table["note"][1]
 
 
+def test_capacity_row_with_tp_above_node_names_the_row():
+    """tp 16 on 8-GPU nodes: budget mode returned 34 nodes with 0 instances, performance mode divided by 0."""
+    bad = pl.concat([CAP, CAP.with_columns(gpu=pl.lit("A100-80GB-SXM"), tp=pl.lit(16, pl.Int64))])
+    for mode, target in (("budget", 1e7), ("power", 100.0), ("performance", 1000.0), ("count", 64)):
+        with pytest.raises(ConfigError, match=r"capacity row 1 \(A100-80GB-SXM\): tp 16 > gpus_per_node 8"):
+            plan(mode, target, bad, costs=COSTS)
+    with pytest.raises(ConfigError, match=r"capacity row 0 \(H100-SXM\): busy_w must be finite"):
+        plan("budget", 1e7, CAP.with_columns(busy_w=pl.lit(float("nan"))), costs=COSTS)
+
+
 def test_capacity_from_screen(small_wl):
     cap = capacity_at_slo(small_wl, SLO(ttft_s=2.0, tpot_s=0.1), ["H100", "L4"], instances=2)
     h100, l4 = cap.row(0, named=True), cap.row(1, named=True)

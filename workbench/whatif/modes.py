@@ -239,6 +239,25 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
 _UNIT = {"tokens": "output tokens/s", "requests": "requests/s"}
 
 
+def _check_capacity(capacity: pl.DataFrame) -> None:
+    """One clear error naming the row for a capacity table that cannot describe a fleet."""
+    for i, row in enumerate(capacity.iter_rows(named=True)):
+        where = f"capacity row {i} ({row['gpu']})"
+        tp, gpn = row["tp"], row["gpus_per_node"]
+        for name, value in (("tp", tp), ("gpus_per_node", gpn)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+        if tp > gpn:
+            raise ConfigError(
+                f"{where}: tp {tp} > gpus_per_node {gpn}; tensor parallelism never crosses a node, so no "
+                "instance fits"
+            )
+        for name in ("requests_per_s", "tokens_per_s", "busy_w", "idle_w"):
+            value = row[name]
+            if value is None or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{where}: {name} must be finite and >= 0, got {value!r}")
+
+
 def plan(
     mode: str,
     target: float,
@@ -292,6 +311,7 @@ def plan(
         raise ConfigError(f"capacity table lacks column(s) {missing}; build it with capacity_at_slo()")
     if capacity.height == 0:
         raise ConfigError("capacity table is empty: give at least one GPU type")
+    _check_capacity(capacity)
     rows, notes = [], []
     for cap in capacity.iter_rows(named=True):
         count, note = _nodes_for(mode, float(target), cap, costs, unit)
