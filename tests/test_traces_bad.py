@@ -27,6 +27,11 @@ EXPECTED = {
     "truncated.jsonl": ("output_length", 4, "truncated JSON"),
     "negative_timestamp.jsonl": ("timestamp", 1, ">= 0"),
     "missing_field.jsonl": ("output_length", 2, "unparseable"),
+    "string_hash_ids.jsonl": ("hash_ids", 2, "got 'x'"),
+    "json_array.json": (None, 1, "expected JSON Lines"),
+    "nan_timestamp.jsonl": ("timestamp", 3, "NaN is not a valid JSON value"),
+    "extra_field.csv": (None, 3, "4 fields, the header has 3"),
+    "duplicate_rows.csv": ("TIMESTAMP", 3, "repeats an earlier row exactly"),
 }
 
 
@@ -99,3 +104,42 @@ def test_no_warning_on_good_file(shipped_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(traces.load(shipped_data / "AzureLLMInferenceTrace_code.csv")) == 8819
+
+
+def test_duplicate_rows_kept_or_dropped_on_request_with_count():
+    path = BAD / "duplicate_rows.csv"
+    with pytest.warns(UserWarning, match="1 row.s. repeat an earlier row exactly .first at row 3.; kept"):
+        kept = traces.load(path, duplicates="keep")
+    assert len(kept) == 4 and kept.meta["duplicate_rows"] == 1
+    with pytest.warns(UserWarning, match="dropped them"):
+        dropped = traces.load(path, duplicates="drop")
+    assert len(dropped) == 3 and dropped.meta["duplicate_rows"] == 1
+    assert dropped.requests["prompt_tokens"].to_list() == [4808, 3180, 110]
+    assert dropped.requests["request_id"].to_list() == [0, 1, 2]
+    with pytest.raises(WorkloadError, match="duplicates must be one of"):
+        traces.load(path, duplicates="ignore")
+
+
+def test_equal_timestamps_alone_are_legal(tmp_path):
+    path = tmp_path / "ties.csv"
+    path.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:17:03.9799600,4808,10\n"
+        "2023-11-16 18:17:03.9799600,4808,11\n"
+        "2023-11-16 18:17:03.9799600,100,10\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace = traces.load(path)
+    assert len(trace) == 3 and "duplicate_rows" not in trace.meta
+    assert trace.requests["arrival_s"].to_list() == [0.0, 0.0, 0.0]
+
+
+def test_non_adjacent_repeat_among_ties_is_found(tmp_path):
+    path = tmp_path / "ties.jsonl"
+    rows = [(0, 600, [0, 1]), (5, 100, [2]), (5, 200, [3]), (5, 100, [2]), (9, 10, [4])]
+    line = '{{"timestamp": {}, "input_length": {}, "output_length": 3, "hash_ids": {}}}\n'
+    path.write_text("".join(line.format(*r) for r in rows))
+    with pytest.raises(WorkloadError) as info:
+        traces.load(path)
+    assert (info.value.field, info.value.row) == ("timestamp", 4)

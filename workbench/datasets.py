@@ -288,11 +288,12 @@ def fetch(name: str, *, allow_download: bool = True) -> Path:
     return Path(path)
 
 
-def load(name: str, *, sort: bool = False, allow_download: bool = True) -> Trace:
+def load(name: str, *, sort: bool = False, duplicates: str = "error", allow_download: bool = True) -> Trace:
     """Load a registered request dataset as a :class:`~workbench.traces.Trace` (kinds ``trace``, ``lengths``).
 
-    ServeGen files are client-mixture inputs: use :meth:`workbench.traces.synthetic.ServeGenMix.from_datasets`.
-    Other tables (``kind == "table"``) are read with polars from :func:`fetch`'s path.
+    ``sort`` and ``duplicates`` are passed to :func:`workbench.traces.load`. ServeGen files are client-mixture
+    inputs: use :meth:`workbench.traces.synthetic.ServeGenMix.from_datasets`. Other tables
+    (``kind == "table"``) are read with polars from :func:`fetch`'s path.
     """
     d = get(name)
     if d.kind not in ("trace", "lengths"):
@@ -305,5 +306,5 @@ def load(name: str, *, sort: bool = False, allow_download: bool = True) -> Trace
             ),
             field="name",
         )
-    trace = load_trace(fetch(name, allow_download=allow_download), sort=sort, name=name)
+    trace = load_trace(fetch(name, allow_download=allow_download), sort=sort, duplicates=duplicates, name=name)
     return trace.with_requests(trace.requests, source=trace.source or f"{d.citation} License: {d.license}.")

@@ -262,11 +262,25 @@ def header(path: Path, kind: str) -> list[str]:
             return pl.scan_csv(path, separator=sep, n_rows=0, infer_schema=False).collect_schema().names()
         if kind == "jsonl":
             with path.open() as fh:
-                line = fh.readline()
+                line = next((x for x in fh if x.strip()), "")
+            if line.lstrip().startswith("["):
+                raise WorkloadError(
+                    "expected JSON Lines (one JSON object per line), but the file holds a JSON array; "
+                    "convert it, e.g. polars.read_json(path).write_ndjson(new_path)",
+                    file=str(path),
+                    row=1,
+                )
             try:
-                return list(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 raise WorkloadError("invalid or truncated JSON line", file=str(path), row=1) from None
+            if not isinstance(record, dict):
+                raise WorkloadError(
+                    f"expected JSON Lines (one JSON object per line), got a {type(record).__name__}",
+                    file=str(path),
+                    row=1,
+                )
+            return list(record)
         return (
             pl.read_parquet_schema(path).names()
             if hasattr(pl, "read_parquet_schema")

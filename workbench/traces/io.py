@@ -25,6 +25,7 @@ def load(
     mapping: Mapping[str, str] | None = None,
     time_unit: str | None = None,
     name: str | None = None,
+    duplicates: str = "error",
 ) -> Trace:
     """Load a workload into the canonical schema.
 
@@ -45,6 +46,11 @@ def load(
         Unit of the mapped arrival column: ``"s"`` (default), ``"ms"``, ``"us"`` or ``"datetime"``.
     name
         Trace name (default: file stem).
+    duplicates
+        Rows that repeat an earlier row exactly (same arrival time, lengths and tags, in a file without
+        request ids): ``"error"`` (default), ``"keep"`` (distinct requests) or ``"drop"``; kept or dropped
+        repeats are counted in ``Trace.meta["duplicate_rows"]`` with a warning (see
+        :mod:`workbench.traces.validate`).
 
     Returns
     -------
@@ -70,7 +76,7 @@ def load(
         if isinstance(source, str) and path.suffix == "" and len(path.parts) == 1:
             from workbench import datasets
 
-            return datasets.load(source, sort=sort)
+            return datasets.load(source, sort=sort, duplicates=duplicates)
         raise WorkloadError("file not found", file=str(path))
     kind = file_kind(path)
     columns = header(path, kind)
@@ -89,7 +95,15 @@ def load(
     has_arrivals = attrs.get("has_arrivals", fmt.has_arrivals)
     if fmt.name == "canonical" and df.height and df["arrival_s"].null_count() == df.height:
         has_arrivals = False
-    requests = validate(df, file=str(path), sort=sort, has_arrivals=has_arrivals, names=dict(fmt.columns))
+    requests = validate(
+        df,
+        file=str(path),
+        sort=sort,
+        has_arrivals=has_arrivals,
+        names=dict(fmt.columns),
+        duplicates=duplicates,
+        report=meta,
+    )
     return Trace(
         requests=requests,
         name=name or attrs.get("name") or path.stem,
@@ -136,6 +150,7 @@ def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
         if kind == "jsonl":
             _raise_bad_json(path, fmt)
         if kind == "csv":
+            _raise_ragged_csv(path)
             try:
                 return fmt.scan(path, kind, as_strings=True).collect()
             except pl.exceptions.PolarsError:
@@ -143,14 +158,38 @@ def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
         raise WorkloadError(f"cannot parse file: {str(exc).splitlines()[0]}", file=str(path)) from None
 
 
+def _raise_ragged_csv(path: Path) -> None:
+    """Raise for the first CSV record with more fields than the header (polars only says that one exists)."""
+    import csv
+
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        width = len(next(reader, []))
+        for row, fields in enumerate(reader, start=1):
+            if len(fields) > width:
+                raise WorkloadError(
+                    f"record has {len(fields)} fields, the header has {width}", file=str(path), row=row
+                )
+
+
+class _Constant(str):
+    """Marks ``NaN`` / ``Infinity`` while parsing a JSON line (Python accepts them, JSON and polars do not)."""
+
+
 def _raise_bad_json(path: Path, fmt: TableFormat) -> None:
-    """Find the first line that is not a complete JSON object and raise a :class:`WorkloadError` for it."""
+    """Find the first line that is not a valid JSON object and raise a :class:`WorkloadError` for it.
+
+    Rows count the non-blank lines (records) from 1.
+    """
     with path.open() as fh:
-        for row, line in enumerate(fh, start=1):
+        row = 0
+        for line in fh:
             if not line.strip():
                 continue
+            row += 1
             try:
-                json.loads(line)
+                record = json.loads(line, parse_constant=_Constant)
             except json.JSONDecodeError:
                 present = [c for c in fmt.columns.values() if f'"{c}"' in line]
                 missing = [c for c in fmt.columns.values() if c not in present]
@@ -158,6 +197,20 @@ def _raise_bad_json(path: Path, fmt: TableFormat) -> None:
                 raise WorkloadError(
                     "invalid or truncated JSON line", file=str(path), field=field, row=row
                 ) from None
+            if not isinstance(record, dict):
+                raise WorkloadError(
+                    f"expected one JSON object per line (JSON Lines), got a {type(record).__name__}",
+                    file=str(path),
+                    row=row,
+                )
+            bad = next((k for k, v in record.items() if isinstance(v, _Constant)), None)
+            if bad is not None:
+                raise WorkloadError(
+                    f"{record[bad]} is not a valid JSON value (JSON has no NaN or Infinity)",
+                    file=str(path),
+                    field=bad,
+                    row=row,
+                )
 
 
 def _file_attrs(path: Path, kind: str) -> dict:

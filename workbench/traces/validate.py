@@ -8,9 +8,18 @@ row; rows are numbered from 1 = first data record, row 0 is the header):
 * token counts are whole numbers > 0 (missing, non-numeric, NaN, zero and negative values are errors);
 * ``arrival_s`` is finite, >= 0 and non-decreasing. Equal timestamps are legal (Mooncake has several requests at
   0 ms). Unsorted input is an error unless ``sort=True``, which sorts (stable) with a warning;
-* ``request_id`` is unique: a repeated id (a duplicated request) is an error. Rows are never dropped here.
+* ``prefix_hashes`` are lists of integer ids >= 0 (a JSON string or number in their place is an error);
+* ``request_id`` is unique: a repeated id (a duplicated request) is an error;
+* duplicate rows: in a table without its own ids, a row equal to an earlier one in every column (same arrival
+  time, same lengths, same hashes and tags) is most likely the same request written twice, since real traces
+  record arrivals finely enough (Azure: 100 ns, Mooncake: 1 ms; neither has such a pair, although Mooncake has
+  requests sharing a millisecond). ``duplicates="error"`` (the default) raises naming the first repeat;
+  ``"keep"`` keeps them as distinct requests and ``"drop"`` removes the repeats, each with a warning and the
+  count in ``report["duplicate_rows"]`` (and so in ``Trace.meta``). Equal timestamps alone are legal.
 
-Validation is one aggregate pass over the collected table; the first bad row is located only on failure.
+Rows are dropped only on request (``duplicates="drop"``), never silently. Validation is one aggregate pass
+over the collected table; the first bad row is located only on failure. Ties in ``arrival_s`` are the only
+rows compared in full, so the duplicate check costs nothing on traces without ties.
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ def conform(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(exprs)
 
 
+DUPLICATES = ("error", "keep", "drop")
+
+
 def validate(
     df: pl.DataFrame,
     *,
@@ -54,6 +66,8 @@ def validate(
     sort: bool = False,
     has_arrivals: bool = True,
     names: dict[str, str] | None = None,
+    duplicates: str = "error",
+    report: dict | None = None,
 ) -> pl.DataFrame:
     """Check a request table against the canonical schema and return it conformed.
 
@@ -70,6 +84,11 @@ def validate(
         ``False`` for length-only tables: ``arrival_s`` must then be null.
     names
         Canonical name -> source column name, so messages name the column the user sees.
+    duplicates
+        What to do with rows that repeat an earlier row exactly (tables without ids only): ``"error"``,
+        ``"keep"`` or ``"drop"`` (see module docstring).
+    report
+        Optional dict that receives ``duplicate_rows`` (count) when repeats were kept or dropped.
 
     Returns
     -------
@@ -81,6 +100,8 @@ def validate(
     WorkloadError
         On the first violated rule (see module docstring).
     """
+    if duplicates not in DUPLICATES:
+        raise WorkloadError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}", field="duplicates")
     names = names or {}
     label = {c: names.get(c, c) for c in COLUMNS}
     required = ["prompt_tokens", "output_tokens"] + (["arrival_s"] if has_arrivals else [])
@@ -90,6 +111,8 @@ def validate(
     if df.height == 0:
         raise WorkloadError("no requests in file (empty table)", file=file, row=1)
     raw = df
+    if "prefix_hashes" in df.columns and not isinstance(df.schema["prefix_hashes"], pl.List | pl.Null):
+        _not_lists(df, file, label["prefix_hashes"])
     own_ids = "request_id" in df.columns
     if not own_ids:
         df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
@@ -138,6 +161,8 @@ def validate(
             df = df.sort("arrival_s", maintain_order=True)
             if not own_ids:  # generated ids follow arrival order
                 df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+        if not own_ids:
+            df = _duplicates(df, file, label, duplicates, report)
     elif df["arrival_s"].null_count() != df.height:
         raise WorkloadError("length-only table must not have arrival times", file=file, field="arrival_s")
     ids = df["request_id"]
@@ -162,3 +187,55 @@ def _check(df: pl.DataFrame, raw: pl.DataFrame, col: str, bad: pl.Expr, file, la
     value = value.to_list() if isinstance(value, pl.Series) else value
     got = "a missing or unparseable value" if value is None else repr(value)
     raise WorkloadError(f"{col} {rule}, got {got}", file=file, field=label[col], row=row)
+
+
+def _not_lists(df: pl.DataFrame, file, field: str) -> None:
+    """Raise for the first row whose ``prefix_hashes`` is not a list (the column did not load as lists).
+
+    A JSON Lines reader that meets a string among lists reads the whole column as strings (lists as their
+    JSON text), so the first value that does not look like a list of integers is the bad one.
+    """
+    col = pl.col("prefix_hashes")
+    bad = col.is_not_null()
+    if isinstance(df.schema["prefix_hashes"], pl.String):
+        bad = bad & ~col.str.contains(r"^\s*\[\s*(\d+\s*(,\s*\d+\s*)*)?\]\s*$")
+    row = first_row(df, bad)
+    pos = df.lazy().with_row_index("__pos").filter(bad).select("__pos").head(1).collect()
+    got = repr(df["prefix_hashes"][pos.item()]) if pos.height else "no list"
+    raise WorkloadError(
+        f"prefix_hashes must be lists of integer ids >= 0, got {got}",
+        file=file,
+        field=field,
+        row=row if row > 0 else 1,
+    )
+
+
+def _duplicates(df: pl.DataFrame, file, label: dict, mode: str, report: dict | None) -> pl.DataFrame:
+    """Apply the duplicate-row rule to a sorted table whose ids were generated (see module docstring)."""
+    arr = pl.col("arrival_s")
+    tied = (arr == arr.shift(1)).fill_null(False) | (arr == arr.shift(-1)).fill_null(False)
+    # repeats share their arrival time, so only tied rows are compared in full
+    cols = [c for c in COLUMNS if c != "request_id"]
+    sub = df.lazy().with_row_index("__pos").filter(tied)
+    pos = sub.filter(~pl.struct(cols).is_first_distinct()).select("__pos").collect()["__pos"]
+    count = pos.len()
+    if count == 0:
+        return df
+    mask = pl.int_range(pl.len(), dtype=pos.dtype).is_in(pos.implode())
+    row = first_row(df, mask)
+    where = f"{file or 'trace'}: {count} row(s) repeat an earlier row exactly (first at row {row})"
+    if mode == "error":
+        raise WorkloadError(
+            f"row repeats an earlier row exactly ({count} such rows: same {label['arrival_s']}, lengths and "
+            "tags); pass duplicates='keep' if they are distinct requests or duplicates='drop' to remove them",
+            file=file,
+            field=label["arrival_s"],
+            row=row,
+        )
+    if report is not None:
+        report["duplicate_rows"] = count
+    if mode == "keep":
+        warnings.warn(f"{where}; kept them as distinct requests", stacklevel=4)
+        return df
+    warnings.warn(f"{where}; dropped them", stacklevel=4)
+    return df.filter(~mask).with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
