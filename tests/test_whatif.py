@@ -32,6 +32,7 @@ from workbench.whatif import (
     simulate_with_failures,
     spares_needed,
 )
+from workbench.whatif.modes import _METRIC_KEYS
 
 # ---------------------------------------------------------------------------------------------- fixtures
 #: One hand-made capacity row: 2-GPU instances, 400 output tokens/s (2 req/s) each, 600 W busy, 150 W idle.
@@ -140,6 +141,35 @@ def test_gpu_that_cannot_meet_slo_is_ranked_last():
         table = plan(mode, target, cap, costs=COSTS)
         assert table["gpu"].to_list() == ["H100-SXM", "L4"]
         assert table["nodes"][1] is None and "cannot meet the SLO" in table["note"][1]
+
+
+def test_gpu_without_price_is_ranked_last_with_a_note():
+    """H200 and A10G have no purchase price in gpus.csv: they made the whole call raise."""
+    cap = pl.concat([CAP, CAP.with_columns(gpu=pl.lit("H200")), CAP.with_columns(gpu=pl.lit("A10G"))])
+    for mode, target in (("budget", 1e6), ("power", 30.0), ("performance", 5000.0), ("count", 16)):
+        table = plan(mode, target, cap, costs=COSTS)
+        assert table["gpu"].to_list()[0] == "H100-SXM" and table["nodes"][0] is not None
+        assert set(table["gpu"].to_list()[1:]) == {"H200-SXM", "A10G"}  # catalog names
+        for row in table.filter(pl.col("gpu") != "H100-SXM").iter_rows(named=True):
+            assert row["nodes"] is None and row["tco_usd"] is None
+            assert "no purchase price" in row["note"] and "gpu_price_usd={'" in row["note"]
+    prices = {"H100": 25e3, "H200": 3e4}
+    priced = plan("count", 16, cap, costs=ModeCosts(**{**COSTS_KW, "gpu_price_usd": prices}))
+    assert priced.filter(pl.col("gpu") == "H200-SXM")["nodes"][0] == 2  # an override prices it
+    assert set(fleet_metrics(CAP.row(0, named=True), COSTS, np.array([8]))) == set(_METRIC_KEYS)
+    with pytest.raises(WhatIfError, match="not enough for any GPU type: H200-SXM: no purchase price"):
+        plan("count", 16, cap.filter(pl.col("gpu") == "H200"), costs=COSTS)
+    with pytest.raises(ConfigError, match=r"capacity row 0 \(H999\): unknown gpu"):
+        plan("count", 16, CAP.with_columns(gpu=pl.lit("H999")), costs=COSTS)
+
+
+def test_impossible_targets_name_units():
+    with pytest.raises(WhatIfError, match=r"the power cap 1 kW \(facility\) is not enough"):
+        plan("power", 1.0, CAP, costs=COSTS)
+    with pytest.raises(WhatIfError, match=r"the budget \$100,000 \(TCO\) is not enough"):
+        plan("budget", 100_000, CAP, costs=COSTS)
+    with pytest.raises(WhatIfError, match=r"the GPU count 1 GPUs is not enough.*1 GPUs < tp = 2"):
+        plan("count", 1, CAP, costs=COSTS)
 
 
 def test_capacity_row_with_tp_above_node_names_the_row():

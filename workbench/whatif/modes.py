@@ -111,13 +111,23 @@ class ModeCosts:
 
     def price(self, gpu_name: str) -> float:
         """Purchase price of one GPU (override, else the GPU table); error when unknown."""
+        value = self.price_or_nan(gpu_name)
+        if math.isnan(value):
+            name = gpu(gpu_name).name
+            raise ConfigError(f"GPU {name!r} has no purchase price in gpus.csv; {self._hint(gpu_name)}")
+        return value
+
+    def price_or_nan(self, gpu_name: str) -> float:
+        """Purchase price of one GPU (override, else the GPU table), NaN when neither has one."""
         g = gpu(gpu_name)
         for name, value in self.gpu_price_usd.items():
             if gpu(name).name == g.name:
                 return float(value)
-        if math.isnan(g.purchase_price_usd):
-            raise ConfigError(f"GPU {g.name!r} has no purchase price in gpus.csv; pass gpu_price_usd={{...}}")
         return float(g.purchase_price_usd)
+
+    @staticmethod
+    def _hint(gpu_name: str) -> str:
+        return f"pass ModeCosts(gpu_price_usd={{{gpu(gpu_name).name!r}: ...}})"
 
     def tco_inputs(
         self, gpu_name: str, n_gpus: int, gpus_per_node: int, busy_w: float, idle_w: float, tok_s_gpu: float
@@ -237,12 +247,21 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
 
 
 _UNIT = {"tokens": "output tokens/s", "requests": "requests/s"}
+_METRIC_KEYS = (
+    "nodes", "gpus", "instances", "eta", "tokens_per_s", "requests_per_s", "it_kw", "facility_kw", "capex_usd",
+    "opex_usd", "tco_usd", "usd_per_mtok", "tokens_per_s_per_musd", "kw_per_musd", "tokens_per_j_per_musd",
+)  # fmt: skip
 
 
-def _check_capacity(capacity: pl.DataFrame) -> None:
-    """One clear error naming the row for a capacity table that cannot describe a fleet."""
+def _check_capacity(capacity: pl.DataFrame) -> pl.DataFrame:
+    """The table with catalog GPU names; one clear error naming the row if it cannot describe a fleet."""
+    names = []
     for i, row in enumerate(capacity.iter_rows(named=True)):
         where = f"capacity row {i} ({row['gpu']})"
+        try:
+            names.append(gpu(row["gpu"]).name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         tp, gpn = row["tp"], row["gpus_per_node"]
         for name, value in (("tp", tp), ("gpus_per_node", gpn)):
             if not (isinstance(value, int) and value >= 1):
@@ -256,6 +275,7 @@ def _check_capacity(capacity: pl.DataFrame) -> None:
             value = row[name]
             if value is None or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{where}: {name} must be finite and >= 0, got {value!r}")
+    return capacity.with_columns(pl.Series("gpu", names, pl.String))
 
 
 def plan(
@@ -311,22 +331,31 @@ def plan(
         raise ConfigError(f"capacity table lacks column(s) {missing}; build it with capacity_at_slo()")
     if capacity.height == 0:
         raise ConfigError("capacity table is empty: give at least one GPU type")
-    _check_capacity(capacity)
+    capacity = _check_capacity(capacity)
     rows, notes = [], []
     for cap in capacity.iter_rows(named=True):
-        count, note = _nodes_for(mode, float(target), cap, costs, unit)
-        n_gpus = count if mode == "count" else count * int(cap["gpus_per_node"])
-        metrics = {k: float(v[0]) for k, v in fleet_metrics(cap, costs, np.array([n_gpus])).items()}
-        if not count:
-            metrics = {k: None for k in metrics}
+        if math.isnan(costs.price_or_nan(cap["gpu"])):
+            count, note = 0, f"no purchase price in gpus.csv (no TCO); {costs._hint(cap['gpu'])}"
+        else:
+            count, note = _nodes_for(mode, float(target), cap, costs, unit)
+        if count:
+            n_gpus = count if mode == "count" else count * int(cap["gpus_per_node"])
+            metrics = {k: float(v[0]) for k, v in fleet_metrics(cap, costs, np.array([n_gpus])).items()}
+        else:
+            metrics = dict.fromkeys(_METRIC_KEYS)
             notes.append(f"{cap['gpu']}: {note}")
         rows.append(
             {"mode": mode, "target": float(target), "gpu": cap["gpu"], "tp": int(cap["tp"]),
              "gpus_per_node": int(cap["gpus_per_node"]), **metrics, "note": note}
         )  # fmt: skip
     if len(notes) == len(rows):
-        what = {"budget": "budget", "power": "power cap", "performance": "target", "count": "GPU count"}[mode]
-        raise WhatIfError(f"the {what} {target:g} is not enough for any GPU type: " + "; ".join(notes))
+        what = {
+            "budget": f"budget ${target:,.0f} (TCO)",
+            "power": f"power cap {target:,.4g} kW (facility)",
+            "performance": f"target {target:,.4g} {_UNIT[unit]}",
+            "count": f"GPU count {target:g} GPUs",
+        }[mode]
+        raise WhatIfError(f"the {what} is not enough for any GPU type: " + "; ".join(notes))
     table = pl.DataFrame(rows, infer_schema_length=None).with_columns(
         pl.col("nodes", "gpus", "instances").cast(pl.Int64)
     )
