@@ -25,7 +25,13 @@ from workbench.hardware.memory import (
     min_tensor_parallel,
     weights_per_gpu_gb,
 )
-from workbench.hardware.perf import Batch, DecodeRunMixin, PerformanceModel
+from workbench.hardware.perf import (
+    Batch,
+    DecodeRunMixin,
+    IterationTimeModel,
+    PerformanceModel,
+    as_performance_model,
+)
 from workbench.hardware.roofline import RooflineModel
 from workbench.hardware.table import TablePerformanceModel
 
@@ -34,10 +40,12 @@ __all__ = [
     "GPU",
     "Batch",
     "DecodeRunMixin",
+    "IterationTimeModel",
     "ModelSpec",
     "PerformanceModel",
     "RooflineModel",
     "TablePerformanceModel",
+    "as_performance_model",
     "calibrated_roofline",
     "evaluate",
     "fit_roofline",

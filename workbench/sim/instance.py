@@ -58,9 +58,19 @@ BUSY, IDLE, SEG_STARTING, SEG_OFF = 0, 1, 2, 3
 class Instance:
     """A simulated model replica (created by :meth:`Simulation.add_instance`).
 
-    Router-facing views (cheap attributes/properties): :attr:`outstanding`, :attr:`n_waiting`,
-    :attr:`n_running`, :attr:`queued_prefill_tokens`, :attr:`kv_utilization`, :attr:`kv_blocks_used`,
-    :attr:`free_kv_blocks`, :meth:`prefix_match_tokens`, :attr:`state`.
+    Router-facing views (cheap attributes/properties, exact at the last event): :attr:`outstanding`,
+    :attr:`n_waiting`, :attr:`n_running`, :attr:`queued_prefill_tokens`, :attr:`outstanding_decode_tokens`,
+    :attr:`kv_utilization`, :attr:`kv_blocks_used`, :attr:`free_kv_blocks`, :meth:`prefix_match_tokens`,
+    :attr:`state`.
+
+    Attributes
+    ----------
+    queued_prefill_tokens
+        Prompt tokens still to compute for the waiting and the partly prefilled requests, prefix-cache hits
+        excluded. A waiting request counts its prompt (plus tokens to recompute) minus its cache hits at the
+        time it was queued; the count is corrected to the hits it really gets when it is admitted (the
+        cache may gain or lose its prefix meanwhile), so for waiting requests it is an estimate, for
+        admitted ones exact.
     """
 
     def __init__(self, sim: Simulation, index: int, config: InstanceConfig, *, prefix_block_tokens: int | None):
@@ -103,7 +113,9 @@ class Instance:
         self.waiting: deque[Request] = deque()
         self.running: dict[Request, None] = {}  # admitted, in admission order (youngest last)
         self.prefilling: list[Request] = []
-        self.queued_prefill_tokens = 0  # prompt tokens still to prefill (waiting + partial prefills)
+        self.queued_prefill_tokens = 0  # prompt tokens to prefill (waiting + partial), cache hits excluded
+        self._left = 0  # output tokens still to generate by the requests here that are not decoding
+        self._dsum = 0  # sum of output_tokens + _ctx_off over the decoding requests
         # decode set
         self.B = 0
         self.ctx = 0
@@ -152,6 +164,15 @@ class Instance:
     def n_running(self) -> int:
         """Sequences in the running batch (prefilling + decoding)."""
         return len(self.running)
+
+    @property
+    def outstanding_decode_tokens(self) -> int:
+        """Output tokens still to generate by the requests on this instance (waiting and running).
+
+        O(1) and exact at the last event: a decoding request has ``output_tokens - (G - _ctx_off)`` left,
+        so the decoding ones together have ``_dsum - B * G``.
+        """
+        return self._left + self._dsum - self.B * self.G
 
     @property
     def free_kv_blocks(self) -> int:
@@ -205,8 +226,9 @@ class Instance:
         req.instance = self.index
         waiting = self.waiting
         waiting.append(req)
+        self._left += req.output_tokens - req.generated
         if not req.kv_ready:
-            self.queued_prefill_tokens += req.prompt_tokens + req.generated
+            self._queue_prefill(req)
         if not self.busy:
             if self.state == ON or self.state == DRAINING:
                 self._close_open_segment(now)
@@ -217,11 +239,17 @@ class Instance:
             if req.kv_ready:
                 need = -(-(req.prompt_tokens + req.generated) // self.bs)
             else:
-                need = -(-(req.prompt_tokens + req.generated + 1 - self.prefix_match_tokens(req)) // self.bs)
+                need = -(-(req.prompt_tokens + req.generated + 1 - req._qhit) // self.bs)
             if need <= self.free + self.run_extra + len(self.lru) * self.hb:
                 self._cut_run(now)
 
     # ------------------------------------------------------------------ scheduling
+    def _queue_prefill(self, req: Request) -> None:
+        """Count a (re)queued request's prefill work, less the cache hits it would get now."""
+        hit = self.prefix_match_tokens(req) if self.H and req.prefix_hashes else 0
+        req._qhit = hit
+        self.queued_prefill_tokens += req.prompt_tokens + req.generated - hit
+
     def _cut_run(self, now: float) -> None:
         perf = self.perf
         B = self.run_B
@@ -287,8 +315,8 @@ class Instance:
     def audit(self) -> None:
         """Check the scheduler's bookkeeping against a recount (O(batch); tests run it between steps).
 
-        Raises :class:`SimulationError` when the decode set, context sum, KV block count or prefix-cache
-        reference counts disagree with the running requests.
+        Raises :class:`SimulationError` when the decode set, context sum, KV block count, prefix-cache
+        reference counts or the router counters disagree with the queued and running requests.
         """
         decoding = [r for r in self.running if r._hseq >= 0]
         H, bs = self.H, self.bs
@@ -314,6 +342,13 @@ class Instance:
             problems.append("prefix-cache reference counts disagree with the running requests")
         if set(self.lru) != {h for h, c in self.cache.items() if c == 0}:
             problems.append("LRU list is not the set of unreferenced cache entries")
+        queued = sum(r.prompt_tokens + r.generated - r._qhit for r in self.waiting if not r.kv_ready)
+        queued += sum(r._ptok - r._done for r in self.prefilling)
+        if queued != self.queued_prefill_tokens:
+            problems.append(f"queued prefill tokens {self.queued_prefill_tokens} vs recount {queued}")
+        left = sum(r.output_tokens - self.generated(r) for r in itertools.chain(self.waiting, self.running))
+        if left != self.outstanding_decode_tokens:
+            problems.append(f"outstanding decode tokens {self.outstanding_decode_tokens} vs recount {left}")
         if problems:
             raise SimulationError(f"instance {self.index} at G={self.G}: " + "; ".join(problems))
 
@@ -482,7 +517,7 @@ class Instance:
         req.cached_tokens = hashed
         self.prefix_hit_tokens += hashed
         self.prefix_query_tokens += ptok
-        self.queued_prefill_tokens -= hashed
+        self.queued_prefill_tokens += req._qhit - hashed  # the hits it gets, not those estimated when queued
         if req.admitted_s != req.admitted_s:  # nan: first admission
             req.admitted_s = now
         self.running[req] = None
@@ -514,6 +549,8 @@ class Instance:
         self.B += 1
         self.ctx += req.prompt_tokens + gen - 1
         req._ctx_off = G - gen
+        self._left -= req.output_tokens - gen
+        self._dsum += req.output_tokens + G - gen
         seq = next(self._hseq)
         req._hseq = seq
         heapq.heappush(self.fin, (G + req.output_tokens - gen, seq, req))
@@ -525,6 +562,8 @@ class Instance:
         self.cnt[req._key] -= 1
         self.B -= 1
         self.ctx -= req.prompt_tokens + gen - 1
+        self._dsum -= req.output_tokens + req._ctx_off
+        self._left += req.output_tokens - gen
         req._hseq = -1
 
     def _release(self, req: Request) -> None:
@@ -559,7 +598,7 @@ class Instance:
         req.preemptions += 1
         self.n_preemptions += 1
         self.waiting.appendleft(req)
-        self.queued_prefill_tokens += req.prompt_tokens + req.generated
+        self._queue_prefill(req)
 
     def _on_end(self, version: int, now: float) -> None:
         """End of a step: account for it, finish prefills and sequences, plan the next step."""
@@ -604,6 +643,7 @@ class Instance:
         if req.first_token_s != req.first_token_s:
             req.first_token_s = now
         req.generated += 1
+        self._left -= 1
         self.tokens_out += 1
         if req._ncache > req._nref:
             self._insert_prefix(req)
@@ -631,6 +671,7 @@ class Instance:
 
     def _finish(self, req: Request, now: float) -> None:
         del self.running[req]
+        self._left -= req.output_tokens - req.generated  # 0 unless a prefill instance hands the rest on
         self.free += req._priv
         req._priv = 0
         if req._nref:
@@ -695,7 +736,7 @@ class Instance:
         self.cache.clear()
         self.lru.clear()
         self.free = self.capacity
-        self.queued_prefill_tokens = 0
+        self.queued_prefill_tokens = self._left = self._dsum = 0
         self.B = self.ctx = 0
         self.cnt = [0] * self.bs
         self.items = []

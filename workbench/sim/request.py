@@ -44,6 +44,7 @@ class Request:
         "_nref",
         "_priv",
         "_ptok",
+        "_qhit",
         "admitted_s",
         "arrival_s",
         "cached_tokens",
@@ -99,6 +100,7 @@ class Request:
         self._key = 0  # residue class of the private token count (decode block growth)
         self._hseq = -1  # sequence number of the live finish-heap entry (-1: not decoding)
         self._ctx_off = 0  # generated = G - _ctx_off while decoding
+        self._qhit = 0  # prefix-cache hit tokens estimated when queued (Instance.queued_prefill_tokens)
 
     def __repr__(self) -> str:
         return (
