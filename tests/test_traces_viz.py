@@ -74,3 +74,23 @@ def test_prefix_reuse_chart(pair):
 def test_registry_and_bins():
     assert set(CHARTS) == {"rate", "lengths", "interarrival", "prefix_reuse"}
     assert [nice_bin(x) for x in (0.3, 7, 57.3, 3000)] == [1.0, 10.0, 60.0, 3600.0]
+
+
+def test_charts_without_plottable_data_are_empty_with_a_reason(pair):
+    real, _ = pair
+    lengths = real.with_requests(
+        real.requests.with_columns(arrival_s=None), has_arrivals=False, name="lengths only"
+    )
+    tiny = real.with_requests(real.requests.head(2), name="tiny")
+    spec = rate_chart(lengths).to_dict()
+    assert "no arrival times" in spec["title"] and _values(spec) == []
+    for items in (lengths, tiny, [lengths, tiny]):
+        spec = iat_cdf_chart(items).to_dict()
+        assert "no trace with 3 or more timed requests" in spec["title"]
+        data = [d for d in spec["datasets"].values() if not d or not d[0]["trace"].startswith("exponential")]
+        assert data == [[]]  # only the reference curve has points
+    mixed = iat_cdf_chart([tiny, real]).to_dict()
+    assert mixed["title"] == "Inter-arrival CDF vs exponential (dashed)"
+    assert {r["trace"] for r in _values(rate_chart([lengths, real]).to_dict())} == {"real"}
+    for build in CHARTS.values():  # every builder copes with a length-only table
+        assert build(lengths).to_dict()

@@ -42,18 +42,27 @@ def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rate_chart(traces: Trace | Sequence[Trace], bin_s: float | None = None) -> alt.Chart:
-    """Request rate (req/s) over time, one line per trace, in bins of ``bin_s`` (default ~1/60 of duration)."""
-    items = [t for t in _list(traces) if t.has_arrivals]
+    """Request rate (req/s) over time, one line per trace, in bins of ``bin_s`` (default ~1/60 of duration).
+
+    Traces without arrival times (length-only tables) or without requests are left out; when none is left
+    the chart is empty and its title says why.
+    """
+    items = [t for t in _list(traces) if t.has_arrivals and len(t)]
     unit, div = _time_unit(items)
-    bin_s = bin_s or nice_bin(max(t.duration_s for t in items) / 60)
-    data = pl.concat(
-        [
-            rate_series(t, bin_s).with_columns((pl.col("t_s") / div).alias("t"), trace=pl.lit(t.name))
-            for t in items
-        ]
-    ).select("trace", "t", "rate_rps")
+    if not items:
+        data = pl.DataFrame(schema={"trace": pl.Utf8, "t": pl.Float64, "rate_rps": pl.Float64})
+        title = "Request rate (no arrival times in these traces)"
+    else:
+        bin_s = bin_s or nice_bin(max(t.duration_s for t in items) / 60)
+        data = pl.concat(
+            [
+                rate_series(t, bin_s).with_columns((pl.col("t_s") / div).alias("t"), trace=pl.lit(t.name))
+                for t in items
+            ]
+        ).select("trace", "t", "rate_rps")
+        title = f"Request rate ({bin_s:g}-s bins)"
     return (
-        alt.Chart(data, title=f"Request rate ({bin_s:g}-s bins)")
+        alt.Chart(data, title=title)
         .mark_line(interpolate="step-after")
         .encode(
             x=alt.X("t:Q", title=f"time ({unit})"),
@@ -91,17 +100,22 @@ def iat_cdf_chart(traces: Trace | Sequence[Trace]) -> alt.LayerChart:
     """CDF of inter-arrival gaps divided by their mean, against the exponential (Poisson) CDF ``1 - e^-x``.
 
     A curve above the dashed line at small x and below it at large x means bursty (CV > 1) arrivals. Gaps
-    below ``X_MIN`` x the mean (batched arrivals) are drawn at the left edge.
+    below ``X_MIN`` x the mean (batched arrivals) are drawn at the left edge. Traces without arrival times,
+    with fewer than 3 requests or with all requests at one instant are left out; when none is left only the
+    reference curve is drawn and the title says why.
     """
-    rows = []
+    rows = [pl.DataFrame(schema={"trace": pl.Utf8, "x": pl.Float64, "cdf": pl.Float64})]
     for t in _list(traces):
-        if not t.has_arrivals or len(t) < 3:
+        if not t.has_arrivals or len(t) < 3 or t.duration_s <= 0:
             continue
         gaps = np.diff(t.requests["arrival_s"].to_numpy())
         x, y = _ecdf(gaps / gaps.mean())
         rows.append(pl.DataFrame({"trace": t.name, "x": x, "cdf": y}).filter(pl.col("x") > 0))
     data = pl.concat(rows)
-    hi = max(float(data["x"].max()), 10.0)
+    title = "Inter-arrival CDF vs exponential (dashed)"
+    if data.height == 0:
+        title += ": no trace with 3 or more timed requests"
+    hi = max(float(data["x"].max() or 0.0), 10.0)
     grid = np.geomspace(X_MIN, hi, 120)
     expo = pl.DataFrame({"x": grid, "cdf": 1 - np.exp(-grid), "trace": "exponential (Poisson)"})
     scale = alt.Scale(type="log", domain=[X_MIN, hi], clamp=True)
@@ -119,9 +133,7 @@ def iat_cdf_chart(traces: Trace | Sequence[Trace]) -> alt.LayerChart:
         .mark_line(strokeDash=[5, 4], color="black")
         .encode(x=alt.X("x:Q", scale=scale), y="cdf:Q", detail="trace:N")
     )
-    return (base + ref).properties(
-        width=WIDTH, height=HEIGHT, title="Inter-arrival CDF vs exponential (dashed)"
-    )
+    return (base + ref).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
 def prefix_reuse_chart(traces: Trace | Sequence[Trace], bin_s: float | None = None) -> alt.Chart:
