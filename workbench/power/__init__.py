@@ -10,7 +10,15 @@ Quick use::
 """
 
 from workbench.power.classes import PowerClasses, evaluate_held_out, fit_power_classes
-from workbench.power.curves import LogisticPower, build_fits, fit_report, load_fits, power_curve, write_fits
+from workbench.power.curves import (
+    LogisticPower,
+    build_fits,
+    fit_report,
+    leave_one_out,
+    load_fits,
+    power_curve,
+    write_fits,
+)
 from workbench.power.dvfs import H100_WATTLYTICS, ClockChoice, DvfsCurve, clock_sweep, optimal_clock
 from workbench.power.energy import (
     EXEC_IDLE_POWER_RATIO,
@@ -41,6 +49,7 @@ __all__ = [
     "fit_report",
     "idle_power_w",
     "instance_power",
+    "leave_one_out",
     "load_fits",
     "mean_power_w",
     "optimal_clock",

@@ -2,12 +2,21 @@
 
 The model (inference-fleet-sim, arXiv 2603.16054) for the per-GPU power of an instance running batch ``b``::
 
-    P(b) = p_low + (p_high - p_low) / (1 + exp(-k (log2 b - x0)))
+    P(b) = p_low + (p_high - p_low) / (1 + exp(-k (log2 b - x0))),   idle_w <= p_low <= p_high
 
-``p_low`` is the busy power as the batch tends to 1 (not the idle power: see :mod:`workbench.power.states`),
-``p_high`` the saturated power. Fits per (GPU, model, TP/EP, GPU count, task) to the ML.ENERGY v3 runs ship in
-``data/power_fits.csv`` (rebuild with :func:`build_fits`); GPU-level defaults (``scope == "gpu_default"``) cover
-GPUs and models without runs.
+``p_high`` is the saturated power and ``p_low`` the lower asymptote (batch -> 0), never below the GPU's
+loaded-idle power ``idle_w`` (:func:`workbench.power.idle_power_w`), so power never falls with batch and never
+drops under idle. Fits per (GPU, model, TP/EP, GPU count, task) to the ML.ENERGY v3 runs ship in
+``data/power_fits.csv`` (rebuild with :func:`build_fits` / :func:`write_fits`); GPU-level defaults
+(``scope == "gpu_default"``) cover GPUs and models without runs.
+
+Every ML.ENERGY group starts at batch ~8 (``batch_min``), so the data alone leave flat directions in the four
+parameters (e.g. ``p_low`` against ``x0`` when only the upper half of the curve is measured).
+:func:`fit_logistic` therefore fits ``p_low = idle_w + s (p_high - idle_w)`` with ``s`` in [0, 1], caps ``k``
+at :data:`K_MAX`, and adds weak priors (:data:`PRIOR_W`) that decide those flat directions; predictions inside
+the measured range are unchanged by them to well under 1 % and stable to ~1e-6 under 1e-9 input noise.
+Below ``batch_min`` the curve is the logistic's extrapolation (bounded by ``idle_w`` and ``P(batch_min)``);
+above ``batch_max`` it approaches ``p_high``, which the prior keeps close to ``P(batch_max)``.
 """
 
 from __future__ import annotations
@@ -32,6 +41,14 @@ RUNS_FILE = "mlenergy_leaderboard_v3_llm_runs.csv"
 TASK_ORDER = ("lm-arena-chat", "gpqa", "sourcegraph-fim", "image-chat", "video-chat")
 #: k used when a group has only 3-4 points (too few for four free parameters).
 DEFAULT_K = 1.0
+#: Largest steepness: k = 3 moves 90 % of the rise within ~1.5 octaves of batch. The runs are one octave
+#: apart (max_num_seqs 8, 16, 32, ...), so a steeper step is not resolved by the data.
+K_MAX = 3.0
+#: Weight (W per unit deviation) of the soft priors: log k -> 0, x0 -> centre of the measured log2-batch
+#: range (unit: half the range), and the rise left above the largest measured batch, p_high - P(batch_max),
+#: -> 0 (unit: 10 % of the largest measurement). Small against the measurement scatter (fit RMSE 1-50 W):
+#: they only pick a point where the data are indifferent.
+PRIOR_W = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +58,7 @@ class LogisticPower:
     Attributes
     ----------
     p_low_w, p_high_w
-        Power as the batch tends to 1 and at saturation.
+        Lower asymptote (batch -> 0) and saturated power; ``p_low_w <= p_high_w`` (power rises with batch).
     k, x0
         Steepness and midpoint in log2(batch).
     source
@@ -60,6 +77,11 @@ class LogisticPower:
         require_positive("k", self.k)
         if not math.isfinite(self.x0):
             raise ConfigError(f"x0 must be finite, got {self.x0!r}")
+        if self.p_low_w > self.p_high_w:
+            raise ConfigError(
+                "p_low_w must be <= p_high_w (power does not fall with batch), "
+                f"got {self.p_low_w} > {self.p_high_w}"
+            )
 
     def __call__(self, batch: float | np.ndarray) -> float | np.ndarray:
         """Power (W per GPU) at ``batch`` sequences; batches below 1 count as 1."""
@@ -72,34 +94,64 @@ def _logistic(x: np.ndarray, p_low: float, p_high: float, k: float, x0: float) -
     return p_low + (p_high - p_low) / (1.0 + np.exp(-k * (x - x0)))
 
 
-def fit_logistic(batch: np.ndarray, power_w: np.ndarray, *, tdp_w: float) -> tuple[np.ndarray, str]:
-    """Least-squares fit of (p_low, p_high, k, x0) to points; k is fixed at 1 with fewer than 5 points.
+def fit_logistic(
+    batch: np.ndarray, power_w: np.ndarray, *, tdp_w: float, idle_w: float
+) -> tuple[np.ndarray, str]:
+    """Fit ``(p_low, p_high, k, x0)`` to measured points with ``idle_w <= p_low <= p_high``.
 
-    Returns the parameters and the fit kind (``"4p"`` or ``"3p_k1"``). Several starts guard against the
-    flat directions of the logistic; bounds keep powers between 0.05 x TDP and TDP
-    (or just above the largest observation when a run exceeds TDP).
+    Least squares in watts on ``p_high``, ``s = (p_low - idle_w) / (p_high - idle_w)`` in [0, 1], ``k`` in
+    [0.1, :data:`K_MAX`] and ``x0``, plus the soft priors of :data:`PRIOR_W`; ``p_high`` lies between ``idle_w``
+    and the TDP (or just above the largest observation when a run exceeds TDP). With fewer than 5 points ``k``
+    is fixed at :data:`DEFAULT_K`. Three starts (``x0`` at the quartiles of log2 batch), tight tolerances; the
+    result is deterministic.
+
+    Returns
+    -------
+    params, kind
+        ``[p_low, p_high, k, x0]`` and ``"4p"`` (k free) or ``"3p_k1"``.
     """
     x, y = np.log2(np.asarray(batch, float)), np.asarray(power_w, float)
     if x.size < 3:
         raise ConfigError(f"need at least 3 points to fit a power curve, got {x.size}")
-    lo_p, hi_p = 0.05 * tdp_w, max(tdp_w, 1.02 * float(y.max()))
+    require_positive("idle_w", idle_w)
+    if not idle_w < tdp_w:
+        raise ConfigError(f"idle_w must be below tdp_w, got idle_w={idle_w}, tdp_w={tdp_w}")
+    lo, hi = idle_w, max(tdp_w, 1.02 * float(y.max()))
     free_k = x.size >= 5
+    centre, half = float(x.mean()), max(float(np.ptp(x)) / 2.0, 0.5)
+    y_top, x_top = float(y.max()), float(x.max())
+
+    def unpack(p: np.ndarray) -> tuple[float, float, float, float]:
+        k, mid = (p[2], p[3]) if free_k else (DEFAULT_K, p[2])
+        return lo + p[1] * (p[0] - lo), p[0], k, mid
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        p_low, p_high, k, mid = unpack(p)
+        rise_left = (p_high - p_low) / (1.0 + math.exp(k * (x_top - mid)))  # p_high - P(x_top)
+        prior = [(mid - centre) / half, rise_left / (0.1 * y_top)] + ([math.log(k)] if free_k else [])
+        return np.concatenate([_logistic(x, p_low, p_high, k, mid) - y, PRIOR_W * np.array(prior)])
+
+    lb = [lo, 0.0, 0.1, -4.0] if free_k else [lo, 0.0, -4.0]
+    ub = [hi, 1.0, K_MAX, 16.0] if free_k else [hi, 1.0, 16.0]
+    scale = [100.0, 0.1, 0.2, 1.0] if free_k else [100.0, 0.1, 1.0]
+    p_high0 = float(np.clip(y_top, lo, hi))
+    s0 = float(np.clip((y.min() - lo) / max(p_high0 - lo, 1e-9), 0.01, 0.99))
     best = None
     for x0 in np.quantile(x, [0.25, 0.5, 0.75]):
-        start = [y.min(), y.max(), 1.0, x0] if free_k else [y.min(), y.max(), x0]
-
-        def resid(p: np.ndarray) -> np.ndarray:
-            k, mid = (p[2], p[3]) if free_k else (DEFAULT_K, p[2])
-            return _logistic(x, p[0], p[1], k, mid) - y
-
-        lb = [lo_p, lo_p, 0.05, -2.0] if free_k else [lo_p, lo_p, -2.0]
-        ub = [hi_p, hi_p, 10.0, 16.0] if free_k else [hi_p, hi_p, 16.0]
-        sol = least_squares(resid, np.clip(start, lb, ub), bounds=(lb, ub))
+        start = [p_high0, s0, 1.0, x0] if free_k else [p_high0, s0, x0]
+        sol = least_squares(
+            resid,
+            np.clip(start, lb, ub),
+            bounds=(lb, ub),
+            x_scale=scale,
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=5000,
+        )
         if best is None or sol.cost < best.cost:
             best = sol
-    p = best.x
-    params = p if free_k else np.array([p[0], p[1], DEFAULT_K, p[2]])
-    return params, "4p" if free_k else "3p_k1"
+    return np.array(unpack(best.x)), "4p" if free_k else "3p_k1"
 
 
 def _runs_path() -> Path:
@@ -158,7 +210,8 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Fit every ML.ENERGY group with >= 3 points and add GPU-level defaults; the ``power_fits.csv`` table.
 
     Columns: scope (``"run_group"`` | ``"gpu_default"``), gpu, model_id, task, num_gpus, tp, ep, n_points,
-    batch_min, batch_max, p_low_w, p_high_w, k, x0, fit_kind, rmse_w, median_ape, max_ape, source.
+    batch_min, batch_max (measured range), p_low_w, p_high_w, k, x0, fit_kind, rmse_w, median_ape, max_ape
+    (in-sample errors), source, idle_w (the loaded-idle floor of ``p_low_w``) and idle_source.
     """
     runs = load_runs() if runs is None else runs
     rows = []
@@ -167,13 +220,15 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
         if grp.height < 3:
             continue
         b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        params, kind = fit_logistic(b, p, tdp_w=tdp)
+        idle_w, idle_src = loaded_idle(key[0])
+        params, kind = fit_logistic(b, p, tdp_w=tdp, idle_w=idle_w)
         rows.append(
             dict(zip(["gpu", "model_id", "task", "num_gpus", "tp", "ep"], key, strict=True))
             | {"scope": "run_group", "n_points": grp.height, "batch_min": b.min(), "batch_max": b.max()}
             | dict(zip(["p_low_w", "p_high_w", "k", "x0"], params.tolist(), strict=True))
             | {"fit_kind": kind, **_errors(_logistic(np.log2(b), *params), p)}
             | {"source": "ML.ENERGY v3 (ml-energy/leaderboard @0cd52da), per-GPU = avg_power_watts / num_gpus"}
+            | {"idle_w": idle_w, "idle_source": idle_src}
         )
     fits = pl.DataFrame(rows)
     return pl.concat([fits, _gpu_defaults(runs)], how="diagonal_relaxed").select(FIT_COLUMNS)
@@ -218,13 +273,25 @@ _IDLE = {
 IDLE_TDP_RATIO = 143.0 / 700.0
 
 
+def loaded_idle(gpu: str) -> tuple[float, str]:
+    """Loaded-idle power (W) of table GPU ``gpu`` and its basis: a measurement, else IDLE_TDP_RATIO x TDP."""
+    tdp = gpu_facts(gpu).tdp_w
+    return _IDLE.get(
+        gpu, (round(IDLE_TDP_RATIO * tdp, 1), f"APPROX {IDLE_TDP_RATIO:.3f} x TDP (H100 loaded-idle ratio)")
+    )
+
+
 def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
-    """Pooled fits (fractions of TDP) for GPUs with runs; anchors or H100-scaled fractions for the rest."""
-    rows, frac = [], {}
+    """Pooled fits (W) for GPUs with runs; anchors or the H100 pooled fit scaled by TDP for the rest.
+
+    Every default keeps ``idle_w <= p_low_w <= p_high_w``: a scaled ``p_low`` below the GPU's loaded idle is
+    raised to it.
+    """
+    rows, pooled = [], {}
     for gpu, grp in runs.group_by("gpu", maintain_order=True):
         b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        params, kind = fit_logistic(b, p, tdp_w=tdp)
-        frac[gpu[0]] = params
+        params, kind = fit_logistic(b, p, tdp_w=tdp, idle_w=loaded_idle(gpu[0])[0])
+        pooled[gpu[0]] = params
         rows.append(
             {
                 "gpu": gpu[0],
@@ -237,11 +304,11 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
             | _errors(_logistic(np.log2(b), *params), p)
             | {"source": "pooled fit over all ML.ENERGY v3 runs of this GPU (all models, tasks, TP)"}
         )
-    h100 = frac.get("H100-SXM")
+    h100 = pooled.get("H100-SXM")
     from workbench.power._facts import gpu_names
 
     for name in gpu_names():
-        if name in frac:
+        if name in pooled:
             continue
         tdp = gpu_facts(name).tdp_w
         if name in _ANCHORS:
@@ -251,16 +318,13 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
             k, x0, src = h100[2], h100[3], "H100-SXM pooled ML.ENERGY fit scaled by TDP ratio (no runs: APPROX)"
         else:
             continue
+        idle_w = loaded_idle(name)[0]
+        lo, hi = max(lo, idle_w), max(hi, idle_w)
         rows.append(
             {"gpu": name, "p_low_w": lo, "p_high_w": hi, "k": k, "x0": x0, "fit_kind": "default", "source": src}
         )
     for row in rows:
-        tdp = gpu_facts(row["gpu"]).tdp_w
-        default = (
-            round(IDLE_TDP_RATIO * tdp, 1),
-            f"APPROX {IDLE_TDP_RATIO:.3f} x TDP (H100 loaded-idle ratio)",
-        )
-        row["idle_w"], row["idle_source"] = _IDLE.get(row["gpu"], default)
+        row["idle_w"], row["idle_source"] = loaded_idle(row["gpu"])
     return pl.DataFrame(rows).with_columns(scope=pl.lit("gpu_default"), model_id=pl.lit("*"))
 
 
@@ -354,6 +418,39 @@ def fit_report(fits: pl.DataFrame | None = None, runs: pl.DataFrame | None = Non
         .agg(
             n_points=pl.len(),
             n_groups=pl.struct(GROUP_KEYS).n_unique(),
+            median_ape=pl.col("ape").median(),
+            p90_ape=pl.col("ape").quantile(0.9),
+            max_ape=pl.col("ape").max(),
+        )
+        .sort("gpu")
+    )
+
+
+def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Leave-one-out error of the fit per GPU: each interior point of a group with >= 4 points is predicted by
+    the fit to the group's other points (interpolation inside the measured range; refits every time).
+
+    Returns per GPU ``n_points`` (predicted points), ``median_ape``, ``p90_ape`` and ``max_ape``.
+    """
+    runs = load_runs() if runs is None else runs
+    if gpus is not None:
+        runs = runs.filter(pl.col("gpu").is_in([resolve(g) for g in gpus]))
+    out: list[tuple[str, float]] = []
+    for key, grp in runs.group_by(GROUP_KEYS, maintain_order=True):
+        if grp.height < 4:
+            continue
+        grp = grp.sort("avg_batch_size")
+        b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
+        idle_w = loaded_idle(key[0])[0]
+        for i in range(1, b.size - 1):
+            keep = np.arange(b.size) != i
+            params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
+            out.append((key[0], abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0)))
+    ape = pl.DataFrame(out, schema={"gpu": pl.Utf8, "ape": pl.Float64}, orient="row")
+    return (
+        ape.group_by("gpu")
+        .agg(
+            n_points=pl.len(),
             median_ape=pl.col("ape").median(),
             p90_ape=pl.col("ape").quantile(0.9),
             max_ape=pl.col("ape").max(),
