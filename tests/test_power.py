@@ -21,8 +21,8 @@ from workbench.power import (
     energy_timeseries,
     fit_report,
     idle_power_w,
-    leave_one_out,
     instance_power,
+    leave_one_out,
     load_fits,
     mean_power_w,
     optimal_clock,
@@ -91,7 +91,7 @@ def test_fit_logistic_recovers_parameters() -> None:
 def test_fit_logistic_is_monotone_above_idle_and_flat_on_flat_data() -> None:
     b = np.array([8.0, 16, 32, 64, 128, 256])
     falling = np.array([583.6, 362.9, 365.5, 402.7, 349.4, 370.0])  # a B200 run group that falls with batch
-    p_low, p_high, k, x0 = fit_logistic(b, falling, tdp_w=1000.0, idle_w=204.3)[0]
+    p_low, p_high, k, _ = fit_logistic(b, falling, tdp_w=1000.0, idle_w=204.3)[0]
     assert 204.3 <= p_low <= p_high and 0.1 <= k <= K_MAX
     flat = fit_logistic(b, np.full(b.size, 880.0), tdp_w=1000.0, idle_w=204.3)[0]
     curve = LogisticPower(*flat)
