@@ -142,6 +142,21 @@ def test_shipped_default_needs_no_env(monkeypatch):
     assert len(trace) == 8819 and trace.name == "azure_code"
 
 
+def test_scan_pushes_a_window_into_the_read(shipped_data):
+    path = shipped_data / "AzureLLMInferenceTrace_code.csv"
+    lf = traces.scan(path)
+    assert isinstance(lf, pl.LazyFrame) and dict(lf.collect_schema()) == SCHEMA
+    window = lf.filter(pl.col("arrival_s") < 600.0).collect()
+    full = traces.load(path).requests
+    assert window.equals(full.filter(pl.col("arrival_s") < 600.0)) and 0 < window.height < full.height
+    assert traces.scan("azure_code").collect().equals(full)
+    with pytest.warns(UserWarning, match="dropped 2"):
+        burst = traces.load(DATA / "burstgpt_sample.csv").requests
+    assert traces.scan(DATA / "burstgpt_sample.csv").collect().equals(burst)
+    with pytest.raises(WorkloadError, match="file not found"):
+        traces.scan(DATA / "nope.csv")
+
+
 def test_lazy_view_is_the_same_data():
     trace = traces.load("azure_code")
     total = trace.lazy().select(pl.col("prompt_tokens").sum()).collect().item()

@@ -16,13 +16,14 @@ column              dtype               meaning
 ``prefix_hashes``   List(UInt64), null  hashes of consecutive prompt blocks; equal hash = reusable KV block
 ==================  ==================  ======================================================================
 
-Main entry points: :func:`load` (file or dataset name), :func:`write`, :func:`describe`, the generators in
+Main entry points: :func:`load` (file or dataset name), :func:`scan` (lazy, unvalidated, for files too big to
+load), :func:`write`, :func:`describe`, the generators in
 :mod:`workbench.traces.synthetic` and the transforms in :mod:`workbench.traces.transforms`.
 """
 
 from workbench.traces.describe import describe, interarrival_cv, rate_series, summary_table
 from workbench.traces.formats import FORMATS, TableFormat, register_format
-from workbench.traces.io import load, write
+from workbench.traces.io import load, scan, write
 from workbench.traces.schema import COLUMNS, REQUIRED, SCHEMA, Trace
 from workbench.traces.synthetic import (
     Diurnal,
@@ -54,6 +55,7 @@ __all__ = [  # noqa: RUF022 - grouped: schema, io, generators, transforms
     "load",
     "rate_series",
     "register_format",
+    "scan",
     "summary_table",
     "validate",
     "write",

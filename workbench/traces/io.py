@@ -1,4 +1,4 @@
-"""Reading and writing traces: :func:`load` and :func:`write`."""
+"""Reading and writing traces: :func:`load`, :func:`scan` (lazy, unvalidated) and :func:`write`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import polars as pl
 from workbench.errors import WorkloadError
 from workbench.traces.formats import FORMATS, GENERIC, TableFormat, file_kind, header, infer_format
 from workbench.traces.schema import COLUMNS, Trace
-from workbench.traces.validate import validate
+from workbench.traces.validate import conform_exprs, validate
 
 _META_KEYS = ("name", "prefix_block_tokens", "source", "has_arrivals")
 
@@ -112,6 +112,58 @@ def load(
         has_arrivals=has_arrivals,
         meta=meta,
     )
+
+
+def scan(
+    source: str | Path,
+    format: str | None = None,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    time_unit: str | None = None,
+) -> pl.LazyFrame:
+    """Lazy scan of a trace file in the canonical columns, for files too big to load whole.
+
+    :func:`load` collects a file once into memory and validates it; ``Trace.lazy()`` is a lazy view of that
+    in-memory table. ``scan`` instead returns the adapter's polars scan itself, so a filter or a window can be
+    pushed into the read (``scan(p).filter(pl.col("arrival_s") < 600).collect()``) and the rest of the file
+    never held.
+
+    Parameters
+    ----------
+    source
+        A file path or a registered dataset name (as for :func:`load`).
+    format, mapping, time_unit
+        As for :func:`load`.
+
+    Returns
+    -------
+    polars.LazyFrame
+        The columns of :data:`~workbench.traces.schema.SCHEMA`. ``request_id`` is the row number when the file
+        has no ids; Azure times are seconds from the file's first request; failed BurstGPT rows are filtered
+        out (not counted).
+
+    Notes
+    -----
+    The rows are **not validated**: values that do not parse become null. Validate what you collect with
+    :func:`~workbench.traces.validate.validate` (it names the bad row of the collected table) or use
+    :func:`load` for the whole file.
+    """
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and path.suffix == "" and len(path.parts) == 1:
+        from workbench import datasets
+
+        path = datasets.fetch(source)
+    if not path.exists():
+        raise WorkloadError("file not found", file=str(path))
+    kind = file_kind(path)
+    fmt = _pick_format(path, kind, header(path, kind), format, mapping, time_unit)
+    lf = fmt.scan(path, kind)
+    names = lf.collect_schema().names()
+    if "__drop" in names:
+        lf = lf.filter(~pl.col("__drop").fill_null(False))
+    if "request_id" not in names:
+        lf = lf.with_row_index("request_id")
+    return lf.select(conform_exprs(lf.collect_schema()))
 
 
 def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat:

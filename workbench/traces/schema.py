@@ -65,7 +65,12 @@ class Trace:
     meta: dict = field(default_factory=dict, compare=False)
 
     def lazy(self) -> pl.LazyFrame:
-        """Lazy view of the requests (no copy)."""
+        """Lazy view of the in-memory requests (no copy), to compose polars queries.
+
+        A ``Trace`` always holds its table in memory (:func:`~workbench.traces.load` reads the file once, with
+        a streaming scan, and validates it). For files too big for that, :func:`~workbench.traces.io.scan`
+        returns a lazy scan of the file itself in the canonical columns, so filters run while reading.
+        """
         return self.requests.lazy()
 
     def __len__(self) -> int:

@@ -127,7 +127,25 @@ class Poisson:
     def mean_rate(self) -> float:
         return self.rate
 
-    def sample(self, rng, n=None, duration_s=None) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, n: int | None = None, duration_s: float | None = None
+    ) -> np.ndarray:
+        """Poisson arrival times: exponential gaps of mean ``1 / rate``.
+
+        Parameters
+        ----------
+        rng
+            The arrival stream (spawned from the generator's seed).
+        n
+            Number of arrivals; give this or ``duration_s``.
+        duration_s
+            Generate all arrivals in ``[0, duration_s)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted arrival times in seconds (float64).
+        """
         _need_one(n, duration_s)
         return _renewal(rng, "exponential", 1.0, self.rate, n, duration_s)
 
@@ -152,7 +170,25 @@ class Renewal:
     def mean_rate(self) -> float:
         return self.rate
 
-    def sample(self, rng, n=None, duration_s=None) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, n: int | None = None, duration_s: float | None = None
+    ) -> np.ndarray:
+        """Renewal arrival times: i.i.d. gaps of mean ``1 / rate`` and CV ``cv`` from ``family``.
+
+        Parameters
+        ----------
+        rng
+            The arrival stream (spawned from the generator's seed).
+        n
+            Number of arrivals; give this or ``duration_s``.
+        duration_s
+            Generate all arrivals in ``[0, duration_s)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted arrival times in seconds (float64).
+        """
         _need_one(n, duration_s)
         return _renewal(rng, self.family, self.cv, self.rate, n, duration_s)
 
@@ -279,7 +315,25 @@ class TimeVarying:
     def mean_rate(self) -> float:
         return self.profile.mean_rate
 
-    def sample(self, rng, n=None, duration_s=None) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, n: int | None = None, duration_s: float | None = None
+    ) -> np.ndarray:
+        """Arrival times following the rate profile (thinning for CV 1, time rescaling otherwise).
+
+        Parameters
+        ----------
+        rng
+            The arrival stream (spawned from the generator's seed).
+        n
+            Number of arrivals; give this or ``duration_s``.
+        duration_s
+            Generate all arrivals in ``[0, duration_s)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted arrival times in seconds (float64).
+        """
         _need_one(n, duration_s)
         if self.cv == 1.0:
             return self._thinning(rng, n, duration_s)
@@ -326,7 +380,21 @@ class Fixed:
         require_positive("prompt_tokens", self.prompt_tokens)
         require_positive("output_tokens", self.output_tokens)
 
-    def sample(self, rng, n):
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` copies of the fixed prompt and output lengths.
+
+        Parameters
+        ----------
+        rng
+            The length stream (spawned from the generator's seed).
+        n
+            Number of requests.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        """
         return np.full(n, self.prompt_tokens, np.int32), np.full(n, self.output_tokens, np.int32)
 
 
@@ -352,7 +420,21 @@ class LogNormal:
         rho = float(np.corrcoef(lp, lo)[0, 1]) if lp.std() > 0 and lo.std() > 0 else 0.0
         return cls(float(lp.mean()), float(lp.std()), float(lo.mean()), float(lo.std()), rho)
 
-    def sample(self, rng, n):
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Correlated log-normal lengths, rounded to whole tokens (at least 1).
+
+        Parameters
+        ----------
+        rng
+            The length stream (spawned from the generator's seed).
+        n
+            Number of requests.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        """
         z1, z2 = rng.standard_normal(n), rng.standard_normal(n)
         z2 = self.rho * z1 + math.sqrt(1 - self.rho**2) * z2
         return (
@@ -379,7 +461,21 @@ class Empirical:
     def from_trace(cls, trace: Trace) -> Empirical:
         return cls(trace.requests["prompt_tokens"].to_numpy(), trace.requests["output_tokens"].to_numpy())
 
-    def sample(self, rng, n):
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (prompt, output) pairs drawn from the table with replacement.
+
+        Parameters
+        ----------
+        rng
+            The length stream (spawned from the generator's seed).
+        n
+            Number of requests.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        """
         idx = rng.integers(0, self.prompt.size, n)
         return self.prompt[idx], self.output[idx]
 
@@ -402,7 +498,21 @@ class Pmf:
             object.__setattr__(self, f"{name}_values", v)
             object.__setattr__(self, f"{name}_probs", p / p.sum())
 
-    def sample(self, rng, n):
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and output lengths drawn independently from their PMFs, rounded to whole tokens.
+
+        Parameters
+        ----------
+        rng
+            The length stream (spawned from the generator's seed).
+        n
+            Number of requests.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        """
         p = rng.choice(self.prompt_values, n, p=self.prompt_probs)
         o = rng.choice(self.output_values, n, p=self.output_probs)
         return _tokens(p), _tokens(o)
@@ -731,7 +841,25 @@ class Synthetic:
     def generate(self, n: int | None = None, *, duration_s: float | None = None, seed: SeedLike = 0) -> Trace:
         """Generate ``n`` requests, or all requests arriving in ``[0, duration_s)``.
 
-        The first arrival is at the first sampled gap (not forced to 0). Same seed -> identical trace.
+        Parameters
+        ----------
+        n
+            Number of requests; give this or ``duration_s``.
+        duration_s
+            Length of the generated span in seconds.
+        seed
+            Seed (or SeedSequence) from which the arrival, length and prefix streams are spawned.
+
+        Returns
+        -------
+        Trace
+            The requests in the canonical schema. The first arrival is at the first sampled gap (not forced
+            to 0). Same seed -> identical trace.
+
+        Raises
+        ------
+        WorkloadError
+            When no request arrives in the span.
         """
         _need_one(n, duration_s)
         r_arr, r_len, r_ses = streams(seed, 3)
@@ -895,7 +1023,22 @@ class ServeGenMix:
         )
 
     def generate(self, n: int | None = None, *, duration_s: float | None = None, seed: SeedLike = 0) -> Trace:
-        """Generate the mix over ``duration_s`` (default: the whole span), or its first ``n`` requests."""
+        """Generate the mix over ``duration_s`` (default: the whole span), or its first ``n`` requests.
+
+        Parameters
+        ----------
+        n
+            Keep only the first ``n`` requests.
+        duration_s
+            Seconds from ``start_s`` to generate (cut at ``end_s``).
+        seed
+            Seed from which one stream per client is spawned.
+
+        Returns
+        -------
+        Trace
+            Requests with ``client`` (``model/id``) and ``request_class`` (the model), arrivals from 0.
+        """
         if duration_s is None:
             duration_s = self.end_s - self.start_s
         require_positive("duration_s", duration_s)

@@ -25,6 +25,7 @@ rows compared in full, so the duplicate check costs nothing on traces without ti
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -43,17 +44,24 @@ def first_row(df: pl.DataFrame, mask: pl.Expr) -> int:
     return int(out.item()) if out.height else -1
 
 
-def conform(df: pl.DataFrame) -> pl.DataFrame:
-    """Add missing optional columns as nulls, cast to :data:`SCHEMA` and order columns (keeps ``__row``)."""
+def conform_exprs(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """Expressions that give a table of this ``schema`` exactly the columns of :data:`SCHEMA`, in order.
+
+    Missing optional columns become nulls, others are cast (non-strict: values that cannot be cast become
+    null, which validation reports).
+    """
     exprs = []
     for name, dtype in SCHEMA.items():
-        if name in df.columns:
-            exprs.append(pl.col(name).cast(dtype, strict=False) if df.schema[name] != dtype else pl.col(name))
+        if name in schema:
+            exprs.append(pl.col(name).cast(dtype, strict=False) if schema[name] != dtype else pl.col(name))
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
-    if ROW in df.columns:
-        exprs.append(pl.col(ROW))
-    return df.select(exprs)
+    return exprs
+
+
+def conform(df: pl.DataFrame) -> pl.DataFrame:
+    """Add missing optional columns as nulls, cast to :data:`SCHEMA` and order columns (keeps ``__row``)."""
+    return df.select(conform_exprs(df.schema) + ([pl.col(ROW)] if ROW in df.columns else []))
 
 
 DUPLICATES = ("error", "keep", "drop")
