@@ -192,17 +192,12 @@ def test_analysis_helpers_shapes():
     assert not math.isnan(table_["gpu_hours"][0])
 
 
-def test_mooncake_lmetric_far_ahead_of_round_robin():
+def test_mooncake_lmetric_far_ahead_of_round_robin(shared_traces):
     """Seed-paper direction (LMetric, arXiv 2603.15202): on Mooncake with prefix caching, LMetric's TTFT is far
     below round robin's; checked on the first 1,500 requests at 2x speed on 8 instances."""
     from workbench.traces import load, rescale
 
-    path = "/work/shared/data/traces/mooncake_synthetic_trace.jsonl"
-    import os
-
-    path = os.path.join(os.environ.get("WORKBENCH_DATA_DIR", "/work/shared/data/traces"),
-                        "mooncake_synthetic_trace.jsonl")  # fmt: skip
-    tr = rescale(load(path), 2.0)
+    tr = rescale(load(shared_traces / "mooncake_synthetic_trace.jsonl"), 2.0)
     tr = tr.with_requests(tr.requests.head(1500))
     res = {p: simulate(tr, monolithic(8, router=p)) for p in ("round_robin", "lmetric", "jsq")}
     t = compare(res).sort("policy")
@@ -231,3 +226,90 @@ def test_summary_hit_rate_does_not_overflow_int32():
     ).cast(REQUEST_SCHEMA)  # fmt: skip
     res = SimResult(requests=req, segments=pl.DataFrame(), instances=pl.DataFrame())
     assert summarize(res)["hit_rate"] == pytest.approx(0.5)
+
+
+def test_length_pools_without_output_route_by_prompt_within_real_capacity():
+    # short pool on an L4 (38,035 KV tokens for Llama-3.1-8B), long pool on an H100 (context 131,072)
+    pools = (Pool("short", gpu="L4", max_tokens=2048), Pool("long"))
+    by_prompt = Fleet(pools=pools, router="length_pools", router_params={"include_output": False})
+    res = simulate(table([2000, 1000, 3000, 200_000], [500, 50_000, 10, 10]), by_prompt)
+    r = res.requests
+    # 2000 + 500: the prompt is under the threshold, the output is not counted -> short;
+    # 1000 + 50,000 is under the threshold by prompt but no L4 instance holds 51,000 tokens -> long
+    assert r["pool"].to_list() == ["short", "long", "long", None]
+    assert r["reject_reason"][3] == "too long for every pool (200000+10 tokens)"
+    with_output = Fleet(pools=pools, router="length_pools")
+    assert simulate(table([2000], [500]), with_output).requests["pool"].to_list() == ["long"]
+
+
+@pytest.mark.parametrize("mix", [{"H100": 2, "A100-40GB": 1}, {"A100-40GB": 1, "H100": 2}])
+def test_heterogeneous_pool_serves_what_its_largest_instance_holds(mix):
+    # Llama-3.1-70B on tp4: an A100-40GB instance holds about 15,000 KV tokens, an H100 one about 487,000
+    fleet = Fleet(pools=(Pool("m", gpu=mix, model="Llama-3.1-70B", tp=4, router="round_robin"),))
+    res = simulate(table([20_000] * 6 + [500] * 6, [100] * 12, arrival=np.arange(12) * 0.5), fleet)
+    r = res.requests
+    assert not r["rejected"].any()
+    small = res.instances.filter(pl.col("gpu") == "A100-40GB")["instance"][0]
+    big = r.head(6)["instance"].to_list()
+    assert small not in big and len(set(big)) == 2  # round robin over the two instances that hold them
+    assert small in r.tail(6)["instance"].to_list()  # short requests use every instance
+
+
+def test_heterogeneous_pool_estimate_is_order_free_and_between_its_gpus():
+    from workbench.sim.routing import Request
+
+    req = Request(prompt_tokens=2000, output_tokens=200)
+
+    def estimate(gpu):
+        box = {}
+        simulate(table([10], [1]), Fleet(pools=(Pool("m", gpu=gpu),)), setup=lambda _, c: box.update(c=c))
+        return box["c"].estimate(0, req)
+
+    h100, a100 = estimate("H100"), estimate("A100-80GB")
+    ab, ba = estimate({"H100": 1, "A100-80GB": 1}), estimate({"A100-80GB": 1, "H100": 1})
+    assert ab == pytest.approx(ba)
+    for k in (0, 1):  # latency and energy: the mean of the two types
+        assert ab[k] == pytest.approx((h100[k] + a100[k]) / 2)
+    assert h100[0] < a100[0]
+
+
+def test_views_carry_each_pools_block_size():
+    pools = (Pool("a", max_tokens=4096, scheduler={"block_size": 32}), Pool("b"))
+    box = {}
+    fleet = Fleet(pools=pools, router="length_pools")
+    simulate(table([10], [1]), fleet, setup=lambda _, c: box.setdefault("c", c))
+    ctl = box["c"]
+    assert [v.kv_block_tokens for v in ctl.views] == [32, 16]
+    assert ctl.pool_view.kv_block_tokens.tolist() == [32, 16]
+
+
+class _CheckingRouter:
+    """Checks the view's vectorised prefix match against each instance's own walk at every decision."""
+
+    name = "checking"
+
+    def __init__(self):
+        from workbench.sim.routing import get_router
+
+        self.inner = get_router("lmetric")
+        self.decisions = self.matched = 0
+
+    def choose(self, request, view, now):
+        got = view.prefix_match_tokens(request)
+        assert got.tolist() == [inst.prefix_match_tokens(request) for inst in view.insts]
+        self.decisions += 1
+        self.matched += int(got.any())
+        return self.inner.choose(request, view, now)
+
+
+def test_view_prefix_match_equals_instance_walk():
+    from workbench.traces import Sessions
+
+    sessions = Sessions(mean_turns=3.0, think_s=5.0, system_prompt_tokens=1024, n_system_prompts=4,
+                        system_prompt_share=0.6, block_tokens=512)  # fmt: skip
+    lengths = LogNormal(prompt_mu=7.0, prompt_sigma=0.8, output_mu=4.0, output_sigma=0.5)
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=lengths, sessions=sessions).generate(600, seed=2)
+    checker = _CheckingRouter()
+    res = simulate(tr, monolithic(6), setup=lambda sim, ctl: ctl.inner.__setitem__(0, checker))
+    assert checker.decisions == 600 and checker.matched > 100
+    assert res.requests["cached_tokens"].sum() > 0

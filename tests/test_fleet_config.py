@@ -56,7 +56,10 @@ def test_mig_slice_scales_compute_and_memory():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"pools": (Pool("a"),), "router": "lmetrc"}, r"unknown fleet.router 'lmetrc'; choose one of: .*jsq"),
+        (
+            {"pools": (Pool("a"),), "router": "lmetrc"},
+            r"^fleet.router: unknown router 'lmetrc'; choose one of: .*jsq",
+        ),
         ({"pools": (Pool("a"), Pool("a"))}, r"duplicate pool name\(s\) \['a'\]"),
         ({"pools": ()}, "at least one pool"),
         (
@@ -81,7 +84,10 @@ def test_mig_slice_scales_compute_and_memory():
             r"fallback: unknown pool 'z'; choose one of: a",
         ),
         ({"pools": (Pool("a"),), "link_latency_s": -1.0}, "fleet.link_latency_s must be a finite number >= 0"),
-        ({"pools": (Pool("a"),), "interconnect": "carrier-pigeon"}, "unknown fleet.interconnect"),
+        (
+            {"pools": (Pool("a"),), "interconnect": "carrier-pigeon"},
+            r"^fleet.interconnect: unknown interconnect 'carrier-pigeon'; choose one of: ethernet",
+        ),
     ],
 )
 def test_fleet_errors_name_the_field(kwargs, match):
@@ -94,10 +100,11 @@ def test_fleet_errors_name_the_field(kwargs, match):
     [
         ({"instances": -1}, r"pool 'p'.instances: must be an integer >= 0, got -1"),
         ({"tp": 0}, r"pool 'p'.tp: must be a positive integer"),
-        ({"router": "nope"}, r"unknown router of pool 'p' 'nope'; choose one of: .*lmetric"),
+        ({"router": "nope"}, r"^pool 'p'.router: unknown router 'nope'; choose one of: .*lmetric"),
         ({"router": "length_pools"}, r"pool 'p'.router: 'length_pools' chooses pools"),
-        ({"mig": "5g"}, r"unknown pool 'p'.mig '5g'; choose one of: 1g, 2g, 3g, 4g, 7g"),
+        ({"mig": "5g"}, r"^pool 'p'.mig: unknown MIG profile '5g'; choose one of: 1g, 2g, 3g, 4g, 7g"),
         ({"mig": "1g", "tp": 2}, "MIG slices run with tp = 1"),
+        ({"role": "both-ish"}, r"^pool 'p'.role: unknown role 'both-ish'; choose one of: both, decode"),
         ({"gpu": {"H100": -2}}, r"pool 'p'.gpu\['H100'\]: instance count must be an integer >= 0"),
         ({"scheduler": {"max_num_seqs": 0}}, r"pool 'p'.scheduler: max_num_seqs must be an integer >= 1"),
         ({"accuracy": 1.5}, r"pool 'p'.accuracy must be in \[0.0, 1.0\]"),
@@ -107,6 +114,19 @@ def test_fleet_errors_name_the_field(kwargs, match):
 def test_pool_errors_name_the_field(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         Pool("p", **kwargs)
+
+
+def test_unknown_model_names_the_pool_field():
+    with pytest.raises(HardwareError, match=r"^pools\[1\] \('b'\).model: unknown model 'Llama-9'; known: .*8B"):
+        Fleet(pools=(Pool("a"), Pool("b", model="Llama-9")))
+
+
+def test_threshold_checked_against_the_largest_gpu_of_a_mix():
+    mix = {"A100-40GB": 1, "H100": 1}  # Llama-3.1-70B tp4: A100-40GB holds about 15k tokens, H100 about 487k
+    pool = Pool("m", gpu=mix, model="Llama-3.1-70B", tp=4, max_tokens=60_000)
+    Fleet(pools=(pool, Pool("long", model="Llama-3.1-70B", tp=4)), router="length_pools")  # valid
+    with pytest.raises(ConfigError, match=r"pools\[0\] \('m'\).max_tokens: .*largest instance holds \(H100:"):
+        Fleet(pools=(Pool("m", gpu=mix, model="Llama-3.1-70B", tp=4, max_tokens=200_000),))
 
 
 def test_model_that_does_not_fit_its_gpu():

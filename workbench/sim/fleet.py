@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from itertools import compress
-from operator import attrgetter
+from itertools import compress, repeat, takewhile
+from operator import attrgetter, contains
 
 import numpy as np
 import polars as pl
@@ -45,11 +45,13 @@ def _ints(values) -> np.ndarray:
 class InstanceView:
     """:class:`~workbench.sim.routing.Candidates` over a list of live instances (arrays built on access).
 
-    Reads go through ``map`` over the instances' own queue objects (a few microseconds for 64 instances);
-    ``outstanding`` and the decode-token load come from counters the controller keeps per instance.
+    Load arrays are ``np.fromiter`` over the instances' O(1) counters and queue objects (a few microseconds
+    for 64 instances); ``outstanding`` comes from a counter the controller keeps per instance. Prefix matches
+    are computed level by level over the instances still matching (see :meth:`prefix_match_tokens`).
     """
 
-    __slots__ = ("_caches", "_running", "_waiting", "ids", "insts", "kv_block_tokens", "owner", "speed")
+    __slots__ = ("_caches", "_fitting", "_prefix_block", "_running", "_waiting", "fit_tokens", "ids", "insts",
+                 "kv_block_tokens", "owner", "speed")  # fmt: skip
 
     def __init__(self, insts: list[Instance], owner: FleetController, speed: np.ndarray, block: int) -> None:
         self.insts = insts
@@ -61,9 +63,30 @@ class InstanceView:
         self._waiting = [i.waiting for i in insts]
         self._running = [i.running for i in insts]
         self._caches = [i.cache for i in insts]
+        #: longest prompt + output each instance can ever hold (whole KV blocks)
+        self.fit_tokens = _ints(i.fit_tokens for i in insts)
+        sizes = {i.H for i in insts}
+        self._prefix_block = sizes.pop() if len(sizes) == 1 else None  # None: instances differ (not in a pool)
+        self._fitting: dict[int, InstanceView] = {}
 
     def __len__(self) -> int:
         return len(self.insts)
+
+    def fitting(self, tokens: int) -> InstanceView:
+        """The sub-view of the instances that can hold a request of ``tokens`` (prompt + output) tokens.
+
+        ``self`` when every instance can; cached per size class (views are rebuilt on lifecycle changes).
+        """
+        if len(self.insts) == 0 or tokens <= int(self.fit_tokens.min()):
+            return self
+        cap = int(self.fit_tokens[self.fit_tokens >= tokens].min(initial=np.iinfo(np.int64).max))
+        sub = self._fitting.get(cap)
+        if sub is None:
+            keep = np.flatnonzero(self.fit_tokens >= tokens)
+            insts = [self.insts[k] for k in keep]
+            sub = InstanceView(insts, self.owner, self.speed[keep], self.kv_block_tokens)
+            self._fitting[cap] = sub
+        return sub
 
     @property
     def outstanding(self) -> np.ndarray:
@@ -98,13 +121,29 @@ class InstanceView:
         return np.fromiter(map(_KV_UTIL, self.insts), float, len(self.insts))
 
     def prefix_match_tokens(self, request) -> np.ndarray:
-        """Cached prefix tokens per instance; only instances holding the first block are walked."""
-        out = np.zeros(len(self.insts), dtype=np.int64)
+        """Cached prefix tokens per instance (as :meth:`Instance.prefix_match_tokens`).
+
+        One C-level ``map`` tests the first hash against every cache; each instance holding it is walked by
+        ``takewhile`` over its cache's ``__contains__`` (no Python frame per hash). A decision costs
+        N + (sum of match depths) dictionary probes plus one short Python step per holder of the first block.
+        """
+        n = len(self.insts)
         hashes = request.prefix_hashes
-        if hashes:
-            h0 = hashes[0]
-            for k in compress(range(len(self.insts)), [h0 in c for c in self._caches]):
-                out[k] = self.insts[k].prefix_match_tokens(request)
+        block = self._prefix_block
+        if not hashes or not n or block == 0:
+            return np.zeros(n, dtype=np.int64)
+        if block is None:  # instances with different prefix blocks: ask each one
+            return _ints(i.prefix_match_tokens(request) for i in self.insts)
+        limit = min(len(hashes), (request.prompt_tokens - 1) // block)
+        out = np.zeros(n, dtype=np.int64)
+        if limit <= 0:
+            return out
+        caches = self._caches
+        holders = list(compress(range(n), map(contains, caches, repeat(hashes[0]))))
+        if holders:
+            hs = hashes[:limit] if len(hashes) > limit else hashes
+            out[holders] = [len(list(takewhile(caches[k].__contains__, hs))) for k in holders]
+            out *= block
         return out
 
 
@@ -123,12 +162,12 @@ class PoolView:
         specs = [owner.fleet.pools[p] for p in pools]
         self.ids = np.asarray(pools, dtype=np.int64)
         self.names = tuple(p.name for p in specs)
-        self.max_tokens = np.array([owner.limit[p] for p in pools], dtype=np.int64)
+        self.max_tokens = np.array([owner.threshold[p] for p in pools], dtype=np.int64)
         self.classes = tuple(frozenset(p.classes) for p in specs)
         self.accuracy = np.array([p.accuracy for p in specs])
         self.speed = np.array([float(owner.speed[owner.members[p]].sum()) if owner.members[p] else 1.0
                                for p in pools])  # fmt: skip
-        self.kv_block_tokens = owner.block
+        self.kv_block_tokens = np.array([owner.block[p] for p in pools], dtype=np.int64)  # per pool
 
     def __len__(self) -> int:
         return len(self.pools)
@@ -167,10 +206,11 @@ class FleetController:
 
     name = "fleet"
 
-    def __init__(self, sim: Simulation, fleet: Fleet, *, block_tokens: int | None, kv_block: int) -> None:
+    def __init__(self, sim: Simulation, fleet: Fleet) -> None:
+        from workbench.hardware import model
+
         self.sim = sim
         self.fleet = fleet
-        self.block = kv_block
         self.reject_reason = ""
         pools = fleet.pools
         self.pool_index = {p.name: k for k, p in enumerate(pools)}
@@ -180,20 +220,22 @@ class FleetController:
         self.configs: list[InstanceConfig] = []
         self.deferred: list[deque] = [deque() for _ in pools]
         self.prefill_of: dict[int, int] = {}
-        self.limit: list[int] = []
-        self.perf = []
-        self.power_w: list[float] = []
+        #: KV block size of each pool's scheduler
+        self.block = [p.scheduler.block_size for p in pools]
+        #: longest prompt + output a pool serves: its largest instance's KV (whole blocks), at most the context
+        self.capacity: list[int] = []
+        #: length-routing threshold of each pool (``max_tokens``, else its capacity)
+        self.threshold: list[int] = []
+        #: per pool, per distinct instance type: (performance model, power W, member count) for estimates
+        self.kinds: list[list[tuple]] = []
         for k, pool in enumerate(pools):
             cfgs = _pool_configs(pool)
-            caps = [c.kv_capacity() for c in cfgs[: max(1, len(pool.gpu_types()))]]
-            cap = min(caps) if caps else 0
-            from workbench.hardware import model
-
-            m = model(pool.model)
-            self.limit.append(min(cap, m.max_context, pool.max_tokens or 2**62))
-            self.perf.append(cfgs[0].performance_model())
-            g = instance_gpu(pool.gpu_types()[0], pool.mig)
-            self.power_w.append(g.tdp_w * pool.tp)
+            bs = pool.scheduler.block_size
+            fit = max(c.kv_capacity() // bs * bs for c in cfgs) if cfgs else 0
+            cap = min(fit, model(pool.model).max_context)
+            self.capacity.append(cap)
+            self.threshold.append(min(cap, pool.max_tokens) if pool.max_tokens else cap)
+            self.kinds.append(_pool_kinds(pool, cfgs))
             for j, cfg in enumerate(cfgs):
                 on = j < pool.instances
                 inst = sim.add_instance(cfg, state=ON if on else OFF)
@@ -235,8 +277,8 @@ class FleetController:
         for inst in sim.routable:
             live[self.pool_of[inst.index]].append(inst)
         self.views = [
-            InstanceView(lst, self, self.speed[_ints(i.index for i in lst)] if lst else np.ones(0), self.block)
-            for lst in live
+            InstanceView(lst, self, self.speed[_ints(i.index for i in lst)] if lst else np.ones(0), block)
+            for lst, block in zip(live, self.block, strict=True)
         ]
 
     def _state_changed(self, inst: Instance, old: str, new: str, now: float) -> None:
@@ -263,6 +305,14 @@ class FleetController:
         if not view.insts:
             self.deferred[p].append(request)
             return DEFER
+        size = request.prompt_tokens + request.output_tokens
+        view = view.fitting(size)  # heterogeneous pool: only the instances that can hold the request
+        if not view.insts:
+            self.reject_reason = (
+                f"{size} tokens: no live instance of pool {self.fleet.pools[p].name!r} holds them "
+                f"(largest holds {int(self.views[p].fit_tokens.max())})"
+            )
+            return REJECT
         k = router.choose(request, view, now) if len(view) > 1 else 0
         inst = view.insts[k]
         reason = inst.reject_reason(request)
@@ -275,39 +325,53 @@ class FleetController:
         return self.position[i]
 
     def _pick_entry_pool(self, request, now: float) -> int:
+        """The entry pool of ``request`` (or :data:`REJECT` with ``reject_reason`` set).
+
+        The front router decides by its own rule (``length_pools`` by prompt, plus output with
+        ``include_output``, against the pools' thresholds); the hard limit is what a pool can physically serve:
+        prompt + output within its largest instance's KV capacity and the model's context. A request the chosen
+        pool cannot hold goes to the smallest pool that can (``class_pools``: it is rejected).
+        """
         entry = self.entry
         size = request.prompt_tokens + request.output_tokens
         if len(entry) == 1:
-            if size > self.limit[entry[0]]:
-                self.reject_reason = f"too long for every pool ({size} tokens > {self.limit[entry[0]]})"
+            p = entry[0]
+            if size > self.capacity[p]:
+                self.reject_reason = f"too long for every pool ({size} tokens > {self.capacity[p]})"
                 return REJECT
-            return entry[0]
+            return p
         k = self.front.choose(request, self.pool_view, now)
         if k < 0:
-            self.reject_reason = f"{self.front.reject_reason} ({size} tokens, class {request.request_class!r})"
+            cls = "" if request.request_class is None else f", class {request.request_class!r}"
+            self.reject_reason = (
+                f"{self.front.reject_reason} ({request.prompt_tokens}+{request.output_tokens} tokens{cls})"
+            )
             return REJECT
         p = entry[k]
-        if size > self.limit[p]:
-            fits = [q for q in entry if self.limit[q] >= size]
+        if size > self.capacity[p]:
+            fits = [q for q in entry if self.capacity[q] >= size]
             if not fits:
                 self.reject_reason = (
-                    f"too long for every pool ({size} tokens > {max(self.limit[q] for q in entry)})"
+                    f"too long for every pool ({size} tokens > {max(self.capacity[q] for q in entry)})"
                 )
                 return REJECT
-            if self.fleet.router != "class_pools":
-                p = min(fits, key=lambda q: self.limit[q])
-            else:
+            if self.fleet.router == "class_pools":
                 self.reject_reason = (
-                    f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens)"
+                    f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens > "
+                    f"{self.capacity[p]})"
                 )
                 return REJECT
+            p = min(fits, key=lambda q: (self.threshold[q], q))
         return p
 
     def _pick_decode_pool(self, request) -> int:
+        """The least loaded decode pool (outstanding per live instance) that can hold the request."""
         if len(self.decode) == 1:
             return self.decode[0]
+        size = request.prompt_tokens + request.output_tokens
+        fits = [q for q in self.decode if self.capacity[q] >= size] or self.decode
         return min(
-            self.decode,
+            fits,
             key=lambda q: (
                 (len(self.deferred[q]) + sum(i.outstanding for i in self.views[q].insts))
                 / max(len(self.views[q]), 1)
@@ -333,16 +397,23 @@ class FleetController:
 
     # ------------------------------------------------------------------ expectations (multi_objective)
     def estimate(self, p: int, request) -> tuple[float, float]:
-        """Expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load."""
+        """Expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load.
+
+        The pool's mean queued prefill and running batch per live instance; in a heterogeneous pool, the mean
+        over its instance types weighted by their share of the pool's instances.
+        """
         view = self.views[p]
         n = max(len(view), 1)
-        perf = self.perf[p]
         queued = float(view.queued_prefill_tokens.sum()) / n if len(view) else 0.0
         batch = float(view.running.sum()) / n + 1 if len(view) else 1.0
-        prefill = perf.iteration_time(_prefill_batch(int(queued) + request.prompt_tokens))
-        step = perf.decode_time(max(int(batch), 1), request.prompt_tokens + request.output_tokens // 2)
-        latency = prefill + request.output_tokens * step
-        energy = self.power_w[p] * (prefill + request.output_tokens * step / batch)
+        latency = energy = 0.0
+        kinds = self.kinds[p]
+        total = sum(count for _, _, count in kinds)
+        for perf, power_w, count in kinds:
+            prefill = perf.iteration_time(_prefill_batch(int(queued) + request.prompt_tokens))
+            step = perf.decode_time(max(int(batch), 1), request.prompt_tokens + request.output_tokens // 2)
+            latency += count / total * (prefill + request.output_tokens * step)
+            energy += count / total * power_w * (prefill + request.output_tokens * step / batch)
         return latency, energy
 
     # ------------------------------------------------------------------ autoscaling
@@ -440,6 +511,19 @@ def model_kv_bytes(model_name: str) -> int:
     return model(model_name).kv_bytes_per_token(1)
 
 
+def _pool_kinds(pool: Pool, configs: list[InstanceConfig]) -> list[tuple]:
+    """(performance model, power W, instance count) of each distinct instance type of a pool."""
+    kinds: dict[int, list] = {}
+    gpus = pool.gpu_list() or pool.gpu_types()
+    for j, cfg in enumerate(configs):
+        entry = kinds.get(id(cfg))
+        if entry is None:
+            power = instance_gpu(gpus[j % len(gpus)], pool.mig).tdp_w * pool.tp
+            kinds[id(cfg)] = entry = [cfg.performance_model(), power, 0]
+        entry[2] += 1
+    return [tuple(k) for k in kinds.values()]
+
+
 def _pool_configs(pool: Pool) -> list[InstanceConfig]:
     """Instance configurations of a pool's possible members (initial ones first)."""
     from workbench.hardware import RooflineModel, kv_capacity_tokens
@@ -526,8 +610,7 @@ def simulate(
     else:
         requests, block = trace.requests, trace.prefix_block_tokens
     sim = Simulation(seed=seed, prefix_block_tokens=block, record_segments=record_segments)
-    kv_block = fleet.pools[0].scheduler.block_size
-    ctl = FleetController(sim, fleet, block_tokens=block, kv_block=kv_block)
+    ctl = FleetController(sim, fleet)
     last = float(requests["arrival_s"].max()) if requests.height else 0.0
     ctl.start_autoscaling(last)
     if setup is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.config import from_dict, require_choice, require_positive, require_range
+from workbench.config import from_dict, require_positive, require_range
 from workbench.errors import ConfigError, HardwareError
 from workbench.sim.autoscale import AutoscaleConfig
 from workbench.sim.config import SchedulerConfig
@@ -53,6 +53,12 @@ ROLES = ("both", "prefill", "decode")
 
 def _fail(field_name: str, message: str) -> ConfigError:
     return ConfigError(f"{field_name}: {message}")
+
+
+def _require_choice(field_name: str, what: str, value: str, choices) -> None:
+    """``field: unknown <what> 'x'; choose one of: ...`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise _fail(field_name, f"unknown {what} {value!r}; choose one of: {', '.join(sorted(choices))}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +132,11 @@ class Pool:
             raise _fail(f"{where}.instances", f"must be an integer >= 0, got {self.instances!r}")
         if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
             raise _fail(f"{where}.tp", f"must be a positive integer, got {self.tp!r}")
-        check_router_name(self.router, f"router of {where}")
+        check_router_name(self.router, f"{where}.router")
         if self.router in POOL_ROUTERS:
             valid = sorted(set(ROUTERS) - POOL_ROUTERS)
             raise _fail(f"{where}.router", f"{self.router!r} chooses pools; use one of: {', '.join(valid)}")
-        require_choice(f"{where}.role", self.role, ROLES)
+        _require_choice(f"{where}.role", "role", self.role, ROLES)
         if isinstance(self.scheduler, dict):
             try:
                 object.__setattr__(self, "scheduler", from_dict(SchedulerConfig, self.scheduler))
@@ -139,7 +145,7 @@ class Pool:
         elif not isinstance(self.scheduler, SchedulerConfig):
             raise _fail(f"{where}.scheduler", f"expected a table of scheduler fields, got {self.scheduler!r}")
         if self.mig is not None:
-            require_choice(f"{where}.mig", self.mig, tuple(MIG_PROFILES))
+            _require_choice(f"{where}.mig", "MIG profile", self.mig, tuple(MIG_PROFILES))
             if self.tp != 1:
                 raise _fail(f"{where}.mig", f"MIG slices run with tp = 1, got tp = {self.tp}")
         if self.max_tokens is not None:
@@ -241,7 +247,7 @@ class Fleet:
         check_router_name(self.decode_router, "fleet.decode_router")
         if self.decode_router in POOL_ROUTERS:
             raise ConfigError(f"fleet.decode_router: {self.decode_router!r} chooses pools, not instances")
-        require_choice("fleet.interconnect", self.interconnect, tuple(INTERCONNECTS))
+        _require_choice("fleet.interconnect", "interconnect", self.interconnect, tuple(INTERCONNECTS))
         if self.link_bandwidth_gbs is not None:
             require_positive("fleet.link_bandwidth_gbs", self.link_bandwidth_gbs)
         if self.link_latency_s is not None:
@@ -286,23 +292,29 @@ class Fleet:
             )
 
     def _check_memory(self) -> None:
+        """Every pool's model fits each of its GPU types; a threshold fits the pool's largest instance."""
         from workbench.hardware import kv_capacity_tokens, model
 
         for k, p in enumerate(self.pools):
-            m = model(p.model)
+            try:
+                m = model(p.model)
+            except HardwareError as exc:
+                raise HardwareError(f"pools[{k}] ({p.name!r}).model: {exc}") from None
+            caps = {}
             for g in p.gpu_types():
                 try:
-                    cap = kv_capacity_tokens(instance_gpu(g, p.mig), m, p.tp)
+                    caps[g] = kv_capacity_tokens(instance_gpu(g, p.mig), m, p.tp)
                 except HardwareError as exc:
                     raise HardwareError(f"pools[{k}] ({p.name!r}).gpu: {exc}") from None
                 except ConfigError as exc:
                     raise ConfigError(f"pools[{k}] ({p.name!r}): {exc}") from None
-                if p.max_tokens is not None and p.max_tokens > min(cap, m.max_context):
-                    raise ConfigError(
-                        f"pools[{k}] ({p.name!r}).max_tokens: inconsistent pool threshold {p.max_tokens} "
-                        f"exceeds what one instance holds on {g} "
-                        f"(KV capacity {cap} tokens, context {m.max_context})"
-                    )
+            g, cap = max(caps.items(), key=lambda item: item[1])
+            if p.max_tokens is not None and p.max_tokens > min(cap, m.max_context):
+                raise ConfigError(
+                    f"pools[{k}] ({p.name!r}).max_tokens: inconsistent pool threshold {p.max_tokens} "
+                    f"exceeds what its largest instance holds ({g}: KV capacity {cap} tokens, "
+                    f"context {m.max_context})"
+                )
 
     # ------------------------------------------------------------------ derived
     @property

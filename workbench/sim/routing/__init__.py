@@ -64,9 +64,14 @@ def register(cls: type) -> type:
 
 
 def check_router_name(name: str, field: str = "router") -> None:
-    """Raise :class:`ConfigError` naming ``field`` unless ``name`` is a registered router."""
+    """Raise :class:`ConfigError` naming ``field`` unless ``name`` is a registered router.
+
+    The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
+    for the default field).
+    """
     if name not in ROUTERS:
-        raise ConfigError(f"unknown {field} {name!r}; choose one of: {', '.join(sorted(ROUTERS))}")
+        where = "" if field == "router" else f"{field}: "
+        raise ConfigError(f"{where}unknown router {name!r}; choose one of: {', '.join(sorted(ROUTERS))}")
 
 
 def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -> Router:
