@@ -27,6 +27,7 @@ from workbench.whatif import (
     instances_in,
     margin_table,
     plan,
+    plan_workload,
     prob_enough,
     rate_sweep,
     simulate_with_failures,
@@ -189,6 +190,47 @@ def test_capacity_from_screen(small_wl):
     assert h100["requests_per_s"] > 5 * l4["requests_per_s"] > 0
     assert h100["tokens_per_s"] == pytest.approx(h100["requests_per_s"] * small_wl.output.mean())
     assert h100["idle_w"] == idle_power_w("H100") and h100["busy_w"] > h100["idle_w"]
+
+
+def test_plan_measures_capacity_at_the_fleet_size_it_chooses(small_wl):
+    """Per-instance capacity depends on the fleet size (70B on A100: 0.055 req/s alone, 0.80 in a fleet of 4);
+    scaling the single-instance figure made a $5M A100 fleet serve 9.9 req/s instead of 141."""
+    slo, gpus, model = SLO(2.0, 0.1), ["H100", "A100"], "Llama-3.1-70B"
+    one = capacity_at_slo(small_wl, slo, ["A100"], model=model, instances=1)["requests_per_s"][0]
+    four = capacity_at_slo(small_wl, slo, ["A100"], model=model, instances=4)["requests_per_s"][0]
+    assert four > 10 * one
+    budget = plan_workload("budget", 5e6, small_wl, slo, gpus, model=model, instances=1)
+    naive = plan("budget", 5e6, capacity_at_slo(small_wl, slo, gpus, model=model, instances=1))
+    for row in budget.iter_rows(named=True):
+        k = row["instances"]
+        assert row["capacity_instances"] == k > 50
+        at_k = capacity_at_slo(small_wl, slo, [row["gpu"]], model=model, instances=k).row(0, named=True)
+        assert row["requests_per_s"] == pytest.approx(k * at_k["requests_per_s"], rel=1e-9)
+        assert row["tco_usd"] <= 5e6
+    a100 = budget.filter(pl.col("gpu") == "A100-80GB-SXM").row(0, named=True)
+    assert a100["requests_per_s"] > 10 * naive.filter(pl.col("gpu") == "A100-80GB-SXM")["requests_per_s"][0]
+    assert naive["capacity_instances"].to_list() == [1, 1]
+    # performance mode: the fewest nodes whose capacity, measured at their own size, reaches the target
+    perf = plan_workload("performance", 20_000.0, small_wl, slo, gpus, model=model)
+    for row in perf.iter_rows(named=True):
+        k, per_node = row["instances"], row["instances"] // row["nodes"]
+        assert row["tokens_per_s"] >= 20_000.0 and row["capacity_instances"] == k
+        fewer = capacity_at_slo(small_wl, slo, [row["gpu"]], model=model, instances=k - per_node)
+        assert (k - per_node) * fewer["tokens_per_s"][0] < 20_000.0  # one node less misses it
+    assert plan("budget", 1e6, CAP, costs=COSTS)["capacity_instances"][0] is None  # hand-made table: unknown
+
+
+def test_refinement_is_bounded():
+    """A capacity that shrinks as fast as the fleet grows never reaches the target: a note, not a hang."""
+    calls = []
+
+    def shrinking(gpu_name, tp, k):
+        calls.append(k)
+        return {"capacity_instances": k, "requests_per_s": 2.0 / k, "tokens_per_s": 400.0 / k}
+
+    with pytest.raises(WhatIfError, match="H100-SXM: sizing did not settle within 64 capacity measurements"):
+        plan("performance", 5000.0, CAP, costs=COSTS, measure=shrinking)
+    assert len(calls) == 64
 
 
 # ---------------------------------------------------------------------------------------------- grid flex

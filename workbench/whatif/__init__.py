@@ -3,8 +3,10 @@
 * :func:`plan` (:mod:`~workbench.whatif.modes`): size and rank fleets of several GPU types under a fixed budget,
   facility power, performance target or GPU count (Wattlytics' planning modes), from the per-instance capacity
   at the SLO (:func:`capacity_at_slo`, the planning screen) and the TCO model (:mod:`workbench.tco`);
+  :func:`plan_workload` measures that capacity at each fleet's own size (it depends on the fleet size);
 * :func:`grid_flex` (:mod:`~workbench.whatif.gridflex`): the largest power cut a fleet can offer the grid by
-  capping batch size and lowering the GPU clock while it still meets the SLO, checked by simulation;
+  capping batch size and lowering the GPU clock while it still meets the SLO, checked by simulation; both the
+  cut in the power ceiling (a demand-response guarantee) and the cut in mean power drawn are reported;
 * :func:`availability`, :func:`spares_needed`, :func:`failure_study` (:mod:`~workbench.whatif.reliability`):
   failures and repairs -> availability -> spare instances, and failure injection in the simulator;
 * :func:`rate_sweep` (:mod:`~workbench.whatif.sweep`): arrival rate against GPU types side by side.
@@ -13,9 +15,19 @@ Impossible questions (a budget or power cap below one node, a cut below idle pow
 :class:`WhatIfError` naming the limit and the numbers.
 """
 
-from workbench.whatif._common import WhatIfError, capacity_at_slo
-from workbench.whatif.gridflex import GridFlexResult, check_setting, grid_flex, power_ceiling_kw
-from workbench.whatif.modes import METRICS, MODES, ModeCosts, efficiency, fleet_metrics, instances_in, plan
+from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure
+from workbench.whatif.gridflex import OBJECTIVES, GridFlexResult, check_setting, grid_flex, power_ceiling_kw
+from workbench.whatif.modes import (
+    METRICS,
+    MODES,
+    ModeCosts,
+    efficiency,
+    fleet_metrics,
+    instances_in,
+    plan,
+    plan_workload,
+    refine_count,
+)
 from workbench.whatif.reliability import (
     availability,
     failure_study,
@@ -29,11 +41,13 @@ from workbench.whatif.sweep import rate_sweep
 __all__ = [
     "METRICS",
     "MODES",
+    "OBJECTIVES",
     "GridFlexResult",
     "ModeCosts",
     "WhatIfError",
     "availability",
     "capacity_at_slo",
+    "capacity_measure",
     "check_setting",
     "efficiency",
     "failure_study",
@@ -42,9 +56,11 @@ __all__ = [
     "instances_in",
     "margin_table",
     "plan",
+    "plan_workload",
     "power_ceiling_kw",
     "prob_enough",
     "rate_sweep",
+    "refine_count",
     "simulate_with_failures",
     "spares_needed",
 ]

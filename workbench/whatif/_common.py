@@ -103,12 +103,15 @@ def capacity_at_slo(
     Returns
     -------
     polars.DataFrame
-        One row per GPU: ``gpu``, ``tp``, ``gpus_per_node``, ``requests_per_s`` and ``tokens_per_s`` (output
-        tokens) per instance, ``batch`` and ``busy`` (mean running batch and busy share at that rate),
+        One row per GPU: ``gpu``, ``tp``, ``capacity_instances`` (the fleet size measured at),
+        ``gpus_per_node``, ``requests_per_s`` and ``tokens_per_s`` (output tokens) per instance, ``batch`` and
+        ``busy`` (mean running batch and busy share at that rate),
         ``busy_w`` and ``idle_w`` (per GPU at that batch and clock), ``usable`` (the SLO can be met at all).
     """
     if not gpus:
         raise ConfigError("gpus is empty: give at least one GPU type")
+    if isinstance(instances, bool) or not isinstance(instances, int | np.integer) or instances < 1:
+        raise ConfigError(f"instances must be an integer >= 1, got {instances!r}")
     names = [gpu(g).name for g in gpus]
     tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t, max_num_seqs=max_num_seqs, clock=clock) for g, t in zip(names, tps, strict=True)]
@@ -152,6 +155,7 @@ def capacity_at_slo(
         {
             "gpu": names,
             "tp": tps,
+            "capacity_instances": [int(instances)] * len(names),
             "gpus_per_node": [gpu(g).gpus_per_node for g in names],
             "requests_per_s": rate,
             "tokens_per_s": rate * mean_out,
@@ -162,6 +166,26 @@ def capacity_at_slo(
             "usable": usable,
         }
     )
+
+
+def capacity_measure(
+    wl: Workload, slo: SLO, *, model: str = "Llama-3.1-8B", max_num_seqs: int = 256, clock: float = 1.0
+) -> Callable[[str, int, int], dict]:
+    """A cached ``measure(gpu, tp, instances)``: the :func:`capacity_at_slo` row of one GPU type at a fleet of
+    ``instances`` instances (what :func:`~workbench.whatif.plan` uses to re-measure capacity at the fleet
+    size it chooses)."""
+    cache: dict[tuple[str, int, int], dict] = {}
+
+    def measure(gpu_name: str, tp: int, instances: int) -> dict:
+        key = (gpu(gpu_name).name, int(tp), int(instances))
+        if key not in cache:
+            cache[key] = capacity_at_slo(
+                wl, slo, [key[0]], model=model, tp=key[1], instances=key[2], max_num_seqs=max_num_seqs,
+                clock=clock,
+            ).row(0, named=True)  # fmt: skip
+        return cache[key]
+
+    return measure
 
 
 class ClockedPerf:

@@ -29,6 +29,7 @@ output tokens served over the lifetime at ``utilisation`` of the capacity).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ import polars as pl
 from workbench.config import require_choice, require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.hardware import gpu
+from workbench.planning import SLO, Workload
 from workbench.tco import (
     INFRA_USD_PER_NODE,
     MAINTENANCE_USD_PER_NODE_YEAR,
@@ -45,7 +47,7 @@ from workbench.tco import (
     TcoInputs,
     tco_arrays,
 )
-from workbench.whatif._common import WhatIfError
+from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure
 
 MODES: tuple[str, ...] = ("budget", "power", "performance", "count")
 #: Metric -> True when larger is better.
@@ -278,6 +280,106 @@ def _check_capacity(capacity: pl.DataFrame) -> pl.DataFrame:
     return capacity.with_columns(pl.Series("gpu", names, pl.String))
 
 
+#: Most capacity measurements :func:`refine_count` makes for one GPU type.
+MAX_MEASUREMENTS = 64
+
+
+class _Unsettled(Exception):
+    """The measurement budget of :func:`refine_count` is spent."""
+
+
+def refine_count(
+    mode: str,
+    target: float,
+    cap: dict,
+    costs: ModeCosts,
+    unit: str,
+    count: int,
+    measure: Callable[[str, int, int], dict],
+) -> tuple[int, dict, str]:
+    """Re-size one GPU type's fleet on the capacity measured at the fleet's own instance count.
+
+    Starting from ``count`` (nodes, or GPUs in ``"count"`` mode) sized on ``cap``: up to three fixed-point
+    steps (re-size on the capacity measured at the current answer), then a local search for the tight answer
+    with the capacity measured at each count tried -- the most nodes within the budget or power cap, the
+    fewest reaching the performance target. Returns ``(count, capacity row used, note)``: ``count`` 0 with a
+    note when none satisfies the mode or the search needs more than :data:`MAX_MEASUREMENTS` measurements.
+    """
+    gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])
+    per = 1 if mode == "count" else gpn
+    col = {"budget": "tco_usd", "power": "facility_kw"}.get(mode, f"{unit}_per_s")
+    seen: dict[int, dict] = {}
+
+    def at(m: int) -> dict:
+        k = int(instances_in(np.array([m * per]), gpn, tp)[0])
+        if k not in seen:
+            if len(seen) >= MAX_MEASUREMENTS:
+                raise _Unsettled
+            seen[k] = {**cap, **measure(cap["gpu"], tp, k)}
+        return seen[k]
+
+    def ok(m: int) -> bool:
+        value = float(fleet_metrics(at(m), costs, np.array([m * per]))[col][0])
+        return value >= target * (1 - 1e-12) if mode == "performance" else value <= target
+
+    try:
+        if mode == "count":
+            return count, at(count), ""
+        for _ in range(3):
+            new, note = _nodes_for(mode, target, at(count), costs, unit)
+            if new == 0:
+                return 0, cap, note
+            if new == count:
+                break
+            count = new
+        if mode == "performance":
+            while not ok(count):
+                count += 1
+            while count > 1 and ok(count - 1):
+                count -= 1
+        else:
+            while count >= 1 and not ok(count):
+                count -= 1
+            if count == 0:
+                return 0, cap, f"one node exceeds the {mode} limit with the capacity measured at its size"
+            while ok(count + 1):
+                count += 1
+        return count, at(count), ""
+    except _Unsettled:
+        return 0, cap, (
+            f"sizing did not settle within {MAX_MEASUREMENTS} capacity measurements (MAX_MEASUREMENTS); "
+            f"fleet sizes tried up to {max(seen)} instances"
+        )
+
+
+def plan_workload(
+    mode: str,
+    target: float,
+    wl: Workload,
+    slo: SLO,
+    gpus: Sequence[str],
+    *,
+    model: str = "Llama-3.1-8B",
+    tp: int | Mapping[str, int] | None = None,
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    costs: ModeCosts | None = None,
+    unit: str = "tokens",
+    rank_by: str | None = None,
+    instances: int = 4,
+) -> pl.DataFrame:
+    """:func:`plan` straight from a workload: capacity at the SLO measured at ``instances`` instances per GPU
+    type (:func:`~workbench.whatif.capacity_at_slo`), then every fleet re-sized on the capacity measured at
+    its own instance count (``capacity_instances == instances`` in the answer).
+
+    Parameters are those of :func:`capacity_at_slo` and :func:`plan`.
+    """
+    cap = capacity_at_slo(wl, slo, gpus, model=model, tp=tp, instances=instances, max_num_seqs=max_num_seqs,
+                          clock=clock)  # fmt: skip
+    measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock)
+    return plan(mode, target, cap, costs=costs, unit=unit, rank_by=rank_by, measure=measure)
+
+
 def plan(
     mode: str,
     target: float,
@@ -286,6 +388,7 @@ def plan(
     costs: ModeCosts | None = None,
     unit: str = "tokens",
     rank_by: str | None = None,
+    measure: Callable[[str, int, int], dict] | None = None,
 ) -> pl.DataFrame:
     """Size and rank one fleet per GPU type under a fixed budget, power, performance or GPU count.
 
@@ -305,14 +408,22 @@ def plan(
         ``"tokens"`` or ``"requests"``: the unit of a performance target.
     rank_by
         A metric of :data:`METRICS` (default per mode: :data:`DEFAULT_RANK`).
+    measure
+        ``measure(gpu, tp, instances)`` -> the capacity row of one GPU type measured at a fleet of
+        ``instances`` instances (:func:`~workbench.whatif.capacity_measure`). Per-instance capacity depends on
+        the fleet size (pooling: a 70B model on A100s serves 0.055 req/s per instance alone, 0.80 in a fleet of
+        4), so with ``measure`` each fleet is re-sized on the capacity measured at its own instance count
+        (:func:`refine_count`); without it the table's capacity is scaled linearly.
 
     Returns
     -------
     polars.DataFrame
-        One row per GPU type, ranked (``rank`` 1 = best; GPUs that cannot satisfy the mode last, with
-        ``note`` saying why): ``mode``, ``target``, ``gpu``, ``tp``, ``gpus_per_node``, ``nodes``, ``gpus``,
-        ``instances``, ``eta``, ``tokens_per_s``, ``requests_per_s``, ``it_kw``, ``facility_kw``, ``capex_usd``,
-        ``opex_usd``, ``tco_usd``, ``usd_per_mtok`` and the ranking metrics.
+        One row per GPU type, ranked (``rank`` 1 = best; GPUs that cannot satisfy the mode, or have no
+        purchase price, last, with ``note`` saying why): ``mode``, ``target``, ``gpu``, ``tp``,
+        ``gpus_per_node``, ``nodes``, ``gpus``, ``instances``, ``capacity_instances`` (the fleet size the
+        capacity used was measured at; null when the table does not say), ``eta``, ``tokens_per_s``,
+        ``requests_per_s``, ``it_kw``, ``facility_kw``, ``capex_usd``, ``opex_usd``, ``tco_usd``,
+        ``usd_per_mtok`` and the ranking metrics.
 
     Raises
     ------
@@ -338,15 +449,19 @@ def plan(
             count, note = 0, f"no purchase price in gpus.csv (no TCO); {costs._hint(cap['gpu'])}"
         else:
             count, note = _nodes_for(mode, float(target), cap, costs, unit)
+            if count and measure is not None:
+                count, cap, note = refine_count(mode, float(target), cap, costs, unit, count, measure)
         if count:
             n_gpus = count if mode == "count" else count * int(cap["gpus_per_node"])
             metrics = {k: float(v[0]) for k, v in fleet_metrics(cap, costs, np.array([n_gpus])).items()}
         else:
             metrics = dict.fromkeys(_METRIC_KEYS)
             notes.append(f"{cap['gpu']}: {note}")
+        measured = cap.get("capacity_instances") if count else None
         rows.append(
             {"mode": mode, "target": float(target), "gpu": cap["gpu"], "tp": int(cap["tp"]),
-             "gpus_per_node": int(cap["gpus_per_node"]), **metrics, "note": note}
+             "gpus_per_node": int(cap["gpus_per_node"]), **metrics,
+             "capacity_instances": None if measured is None else int(measured), "note": note}
         )  # fmt: skip
     if len(notes) == len(rows):
         what = {
@@ -357,7 +472,7 @@ def plan(
         }[mode]
         raise WhatIfError(f"the {what} is not enough for any GPU type: " + "; ".join(notes))
     table = pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        pl.col("nodes", "gpus", "instances").cast(pl.Int64)
+        pl.col("nodes", "gpus", "instances", "capacity_instances").cast(pl.Int64)
     )
     return (
         table.with_columns(_ok=pl.col("nodes").is_not_null())
