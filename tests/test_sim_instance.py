@@ -407,3 +407,30 @@ def test_outstanding_decode_tokens_count_down_with_generation(skipping):
         t, v, _ = seen[10]
         assert v == 120 - 1 - PERF.decode_iterations_within(1, 300, t - ttft)
         assert v < 120 - 1
+
+
+def test_progress_bar_reports_requests_and_leaves_results_unchanged(capsys):
+    reqs = random_workload(3_000, rate=200.0, seed=5)
+    quiet = simulate(reqs, cfg(), progress=False)
+    assert capsys.readouterr().err == ""
+    shown = simulate(reqs, cfg(), progress=True)
+    err = capsys.readouterr().err
+    assert "simulating" in err and "3000/3000" in err and "simulated" in err
+    assert shown.requests.equals(quiet.requests)
+    simulate(reqs, cfg())  # auto: not interactive under pytest (stderr captured), so quiet
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_auto_needs_an_interactive_session_and_a_long_trace(monkeypatch):
+    from workbench.sim import simulation
+
+    monkeypatch.setattr(simulation, "_interactive", lambda: False)
+    assert simulation._progress_bar(10**7, None) is None
+    monkeypatch.setattr(simulation, "_interactive", lambda: True)
+    assert simulation._progress_bar(simulation.PROGRESS_MIN_REQUESTS - 1, None) is None
+    bar = simulation._progress_bar(simulation.PROGRESS_MIN_REQUESTS, None)
+    try:
+        assert bar.total == simulation.PROGRESS_MIN_REQUESTS and bar.delay == 1.0  # appears after 1 s only
+    finally:
+        bar.close()
+    assert simulation._progress_bar(5, False) is None

@@ -27,6 +27,7 @@ disaggregation, failures) drives the same :class:`Simulation` through a few smal
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -53,6 +54,8 @@ from workbench.sim.request import Request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 
 NAN = math.nan
+#: ``progress=None`` shows a bar only for traces at least this long (and only after a second of wall time).
+PROGRESS_MIN_REQUESTS = 100_000
 #: Router return value: the router keeps the request (e.g. until its pool has an instance on) and routes it
 #: later with :meth:`Simulation.route`.
 DEFER = -2
@@ -255,19 +258,36 @@ class Simulation:
             self._seg.extend((inst, start, end, state, batch, prefill, kv, iters))
 
     # ------------------------------------------------------------------ running a trace
-    def run(self, requests: pl.DataFrame) -> SimResult:
-        """Simulate ``requests`` (canonical trace columns) to completion and return the result tables."""
-        with paused_gc():
-            return self._run(requests)
+    def run(self, requests: pl.DataFrame, *, progress: bool | None = None) -> SimResult:
+        """Simulate ``requests`` (canonical trace columns) to completion and return the result tables.
 
-    def _run(self, requests: pl.DataFrame) -> SimResult:
+        Parameters
+        ----------
+        requests
+            The trace rows.
+        progress
+            Show a tqdm progress bar of the requests done (finished or rejected) and the simulated time,
+            updated every few thousand requests (no cost per event). ``None`` (auto): on when the session is
+            interactive (stderr is a terminal, or an IPython kernel) and the trace has at least
+            :data:`PROGRESS_MIN_REQUESTS` rows, appearing only after one second; quiet otherwise.
+        """
+        bar = _progress_bar(requests.height, progress)
+        try:
+            with paused_gc():
+                return self._run(requests, bar)
+        finally:
+            if bar is not None:
+                bar.update(self._records.count - bar.n)
+                bar.close()
+
+    def _run(self, requests: pl.DataFrame, bar=None) -> SimResult:
         if self.on_finish is None and any(i.role == "prefill" for i in self.instances):
             raise ConfigError("role='prefill' instances need an on_finish hook that hands requests on")
         if not self.instances:
             raise ConfigError("the simulation has no instances")
         n = requests.height
         self._requests = requests
-        self._records = _Records(n)
+        self._records = _Records(n) if bar is None else _ProgressRecords(n, bar, self.engine)
         arrival = requests["arrival_s"].to_list()
         if n and (requests["arrival_s"].is_null().any() or not requests["arrival_s"].is_sorted()):
             raise WorkloadError("arrival times must be present and non-decreasing", field="arrival_s")
@@ -428,6 +448,50 @@ class _Records:
         return out.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
+def _interactive() -> bool:
+    """Whether a person is likely watching: stderr is a terminal or the code runs in an IPython kernel."""
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        pass
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def _progress_bar(n: int, progress: bool | None):
+    """A tqdm bar for ``n`` requests, or ``None`` (see :meth:`Simulation.run` for ``progress``)."""
+    if progress is None:
+        progress = n >= PROGRESS_MIN_REQUESTS and _interactive()
+        delay = 1.0
+    else:
+        delay = 0.0
+    if not progress or n == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n, unit="req", desc="simulating", delay=delay, smoothing=0.1)
+
+
+class _ProgressRecords(_Records):
+    """:class:`_Records` that advance a progress bar every ``step`` requests stored."""
+
+    def __init__(self, n: int, bar, engine: Engine) -> None:
+        super().__init__(n)
+        self.bar = bar
+        self.engine = engine
+        self.step = max(1, min(5_000, n // 200))
+        self.next = self.step
+
+    def store(self, req: Request) -> None:
+        _Records.store(self, req)
+        if self.count >= self.next:
+            self.next = self.count + self.step
+            self.bar.set_postfix_str(f"simulated {self.engine.now:,.1f} s", refresh=False)
+            self.bar.update(self.count - self.bar.n)
+
+
 def simulate(
     trace,
     config: SimConfig | InstanceConfig | None = None,
@@ -435,6 +499,7 @@ def simulate(
     seed: int = 0,
     router: Any = None,
     record_segments: bool = True,
+    progress: bool | None = None,
 ) -> SimResult:
     """Simulate a trace on ``config.n_instances`` identical instances.
 
@@ -450,6 +515,8 @@ def simulate(
         Routing policy object (default round robin).
     record_segments
         Keep the per-instance time series.
+    progress
+        Progress bar: ``True``/``False``, or ``None`` for automatic (see :meth:`Simulation.run`).
 
     Returns
     -------
@@ -479,4 +546,4 @@ def simulate(
     sim = Simulation(seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments)
     for _ in range(config.n_instances):
         sim.add_instance(config.instance)
-    return sim.run(requests)
+    return sim.run(requests, progress=progress)
