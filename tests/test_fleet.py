@@ -313,3 +313,27 @@ def test_view_prefix_match_equals_instance_walk():
     res = simulate(tr, monolithic(6), setup=lambda sim, ctl: ctl.inner.__setitem__(0, checker))
     assert checker.decisions == 600 and checker.matched > 100
     assert res.requests["cached_tokens"].sum() > 0
+
+
+class _Recorder:
+    """Always picks position 0 and records the view's outstanding tokens there."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.seen = []
+
+    def choose(self, request, view, now):
+        self.seen.append(int(view.outstanding_tokens[0]))
+        return 0
+
+
+def test_least_tokens_load_counts_decode_tokens_still_to_generate():
+    # one long decode on instance 0; short requests arriving every 2 s see its remaining output shrink
+    rec = _Recorder()
+    tr = table([100] + [10] * 4, [3000] + [1] * 4, arrival=[0.0, 2.0, 4.0, 6.0, 8.0])
+    res = simulate(tr, monolithic(2), setup=lambda _, ctl: ctl.inner.__setitem__(0, rec))
+    assert res.requests["instance"].to_list() == [0] * 5
+    first, *later = rec.seen[1:]
+    assert first <= 3000 and later == sorted(later, reverse=True) and len(set(later)) == len(later)
+    assert later[-1] < 3000 - 100  # the long request generated well over 100 tokens by t = 6 s

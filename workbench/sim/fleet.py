@@ -46,8 +46,9 @@ class InstanceView:
     """:class:`~workbench.sim.routing.Candidates` over a list of live instances (arrays built on access).
 
     Load arrays are ``np.fromiter`` over the instances' O(1) counters and queue objects (a few microseconds
-    for 64 instances); ``outstanding`` comes from a counter the controller keeps per instance. Prefix matches
-    are computed level by level over the instances still matching (see :meth:`prefix_match_tokens`).
+    for 64 instances; ``outstanding_tokens`` = ``queued_prefill_tokens`` + ``outstanding_decode_tokens``);
+    ``outstanding`` comes from a counter the controller keeps per instance. Prefix matches: see
+    :meth:`prefix_match_tokens`.
     """
 
     __slots__ = ("_caches", "_fitting", "_prefix_block", "_running", "_waiting", "fit_tokens", "ids", "insts",
@@ -106,7 +107,8 @@ class InstanceView:
 
     @property
     def outstanding_tokens(self) -> np.ndarray:
-        return self.queued_prefill_tokens + self.owner.decode_tokens[self.ids]
+        n = len(self.insts)
+        return self.queued_prefill_tokens + np.fromiter(map(_DECODE_LEFT, self.insts), np.int64, n)
 
     @property
     def kv_blocks_used(self) -> np.ndarray:
@@ -148,6 +150,7 @@ class InstanceView:
 
 
 _QUEUED = attrgetter("queued_prefill_tokens")
+_DECODE_LEFT = attrgetter("outstanding_decode_tokens")
 _KV_USED = attrgetter("kv_blocks_used")
 _KV_FREE = attrgetter("free_kv_blocks")
 _KV_UTIL = attrgetter("kv_utilization")
@@ -246,7 +249,6 @@ class FleetController:
         for k, idx in enumerate(self.members):
             self.pool_of[idx] = k
         self.out = np.zeros(n, dtype=np.int64)  # requests routed to each instance and not finished there
-        self.decode_tokens = np.zeros(n, dtype=np.int64)  # their output tokens
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
@@ -321,7 +323,6 @@ class FleetController:
             return REJECT
         i = inst.index
         self.out[i] += 1
-        self.decode_tokens[i] += request.output_tokens
         return self.position[i]
 
     def _pick_entry_pool(self, request, now: float) -> int:
@@ -382,7 +383,6 @@ class FleetController:
     def _on_finish(self, request, inst: Instance, now: float) -> bool:
         i = inst.index
         self.out[i] -= 1
-        self.decode_tokens[i] -= request.output_tokens
         if inst.role != "prefill" or request.generated >= request.output_tokens:
             return False
         p = int(self.pool_of[inst.index])
