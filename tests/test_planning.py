@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import polars as pl
@@ -302,3 +303,214 @@ def test_simulate_points_sweep_and_cache(wl, tmp_path):
     # another SLO is another configuration: no stale verdicts from the cache
     strict = simulate_points(wl, SLO(0.01, 0.05), cands, counts, **kw)
     assert not strict["slo_met"].any() and len(list(tmp_path.glob("*.parquet"))) == 6
+
+
+# ------------------------------------------------------------------------------------ inputs and grid
+
+
+def test_candidate_grid_has_no_duplicates():
+    grid = candidate_grid(
+        ["H100", "h100", "H100-SXM", "A100"],
+        topologies=["monolithic", "length_pools", "disaggregated"],
+        thresholds=[2048],
+        gpus2=[None, "H100", "h100"],
+    )
+    # mono x2 GPUs; 2-pool and P/D each: H100/H100, A100/A100, A100/H100
+    assert len(grid) == 2 + 3 + 3
+    assert len({(c.topology, c.gpu.lower()[:4], c.second_gpu.lower()[:4]) for c in grid}) == len(grid)
+    assert [c.gpu for c in grid[:2]] == ["H100", "A100"]  # first-seen spelling and order
+    het = [c for c in grid if c.gpu2 is not None]
+    assert {(c.gpu, c.gpu2) for c in het} == {("A100", "H100")}
+
+
+def test_candidate_rejects_bad_router_gpu_and_booleans():
+    with pytest.raises(ConfigError, match=r"Candidate\.router.*unknown.*'nope'.*jsq"):
+        Candidate("H100", router="nope")
+    with pytest.raises(ConfigError, match="chooses between pools"):
+        Candidate("H100", router="length_pools")
+    with pytest.raises(ConfigError, match=r"Candidate\.tp must be an integer >= 1, got True"):
+        Candidate("H100", tp=True)
+    with pytest.raises(HardwareError, match="X1"):
+        Candidate("H100", topology="disaggregated", gpu2="X1")
+
+
+def test_size_fleet_validates_its_arguments(poisson_trace, wl):
+    one = [Candidate("H100")]
+    for kw, match in [
+        ({"qps": True}, "qps must be a finite number > 0"),
+        ({"check": -1}, "check must be an integer >= 0"),
+        ({"check": True}, "check must be an integer >= 0"),
+        ({"sim_requests": 0}, "sim_requests must be an integer >= 1"),
+        ({"sim_requests": 2.5}, "sim_requests must be an integer >= 1"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            size_fleet(poisson_trace, SLO(), one, **kw)
+    with pytest.raises(ConfigError, match=r"already prepared at 10 req/s, so qps=20"):
+        size_fleet(wl, SLO(), one, qps=20)
+    with pytest.raises(ConfigError, match="got DataFrame"):
+        size_fleet(poisson_trace.requests, SLO(), one)
+
+
+def test_size_fleet_accepts_a_generator():
+    gen = Synthetic(Poisson(10.0), LogNormal(math.log(800), 1.0, math.log(150), 0.8), name="gen")
+    res = size_fleet(gen, SLO(1.0, 0.05), [Candidate("H100"), Candidate("L40S")], qps=10.0, check=0, seed=1)
+    # the same as sizing the trace the generator draws (4,000 requests with the same seed)
+    again = size_fleet(
+        gen.generate(n=4000, seed=1),
+        SLO(1.0, 0.05),
+        [Candidate("H100"), Candidate("L40S")],
+        qps=10.0,
+        check=0,
+        seed=1,
+    )
+    assert res.workload_name == "gen" and res.table.equals(again.table)
+    assert res.table["instances"].to_list() == again.table["instances"].to_list() and res.best is not None
+
+
+# ------------------------------------------------------------------------------------ explanation
+
+
+def _checked(wl, slo, cands, sim):
+    """Screen table of ``cands`` with hand-set simulation columns (``sim``: label -> (count, usd) | None)."""
+    from workbench.planning.sizing import _best, _rank, explain
+
+    t = screen_table(wl, slo, cands, MODEL)
+    rows = []
+    for label in t["candidate"]:
+        hit = sim.get(label, "skip")
+        if hit == "skip":
+            rows.append({"sim_slo_met": None, "sim_instances": None, "sim_usd_per_hour": None})
+        elif hit is None:
+            rows.append({"sim_slo_met": False, "sim_instances": None, "sim_usd_per_hour": None})
+        else:
+            rows.append({"sim_slo_met": True, "sim_instances": hit[0], "sim_usd_per_hour": hit[1]})
+    extra = pl.DataFrame(
+        rows, schema={"sim_slo_met": pl.Boolean, "sim_instances": pl.Int64, "sim_usd_per_hour": pl.Float64}
+    )
+    t = pl.concat([t, extra], how="horizontal").with_columns(
+        sim_gpus=pl.col("sim_instances"),
+        sim_usd_per_m_output_tokens=pl.col("sim_usd_per_hour"),
+        sim_j_per_output_token=pl.lit(0.5),
+        sim_gco2e_per_1k_output_tokens=pl.lit(0.1),
+        sim_ttft_p99_s=pl.lit(0.5),
+        sim_tpot_p99_s=pl.lit(0.04),
+    )
+    table = _rank(t)
+    best = _best(table)
+    return table, best, explain(table, best, slo, wl, MODEL)
+
+
+def test_explain_compares_like_with_like(wl):
+    slo = SLO(1.0, 0.05)
+    cands = [Candidate("L40S"), Candidate("H100"), Candidate("A100")]
+    t = screen_table(wl, slo, cands, MODEL)
+    usd = dict(zip(t["candidate"], t["usd_per_hour"], strict=True))
+    l40s, h100, a100 = (c.label for c in cands)
+    # L40S verified at 4x its analytic cost; H100 not simulated and analytically 30 % cheaper than the L40S
+    # fleet: compared analytic to analytic ("less", not "-30% more"), and a hint to simulate it
+    _, best, text = _checked(wl, slo, cands, {l40s: (20, 4 * usd[l40s])})
+    assert best["candidate"] == l40s and usd[h100] < usd[l40s]
+    change = 1 - usd[h100] / usd[l40s]
+    assert f"{h100}, was not simulated; by the analytic screen it costs {change:.0%} less per hour" in text
+    assert "raise check= to verify it" in text and "% more" not in text
+    # verified at its analytic cost: the unsimulated H100 would still be cheaper, A100 would not
+    _, best, text = _checked(wl, slo, [Candidate("L40S"), Candidate("A100")], {l40s: (5, usd[l40s])})
+    change = usd[a100] / usd[l40s] - 1
+    assert f"{a100}, was not simulated; by the analytic screen it costs {change:.0%} more per hour" in text
+    assert "raise check=" not in text
+    # two verified: the runner-up is compared on simulated costs, a cheaper one says "less" (never "-73% more")
+    _, best, text = _checked(wl, slo, cands, {l40s: (5, 10.0), h100: (1, 12.5), a100: None})
+    assert best["candidate"] == l40s
+    assert f"The runner-up verified by simulation, {h100}, costs 25% more per hour ($12.50/h)." in text
+    assert f"refuted 1 candidate that met the SLO analytically ({a100})" in text
+    assert "was not simulated" not in text and re.search(r"costs [+-]\d", text) is None
+
+
+def test_explain_when_the_simulator_refutes_every_checked_candidate(wl):
+    slo = SLO(1.0, 0.05)
+    cands = [Candidate("L40S"), Candidate("H100"), Candidate("A100")]
+    labels = [c.label for c in cands]
+    _, best, text = _checked(wl, slo, cands, {labels[0]: None, labels[1]: None})
+    assert best is None
+    assert "no fleet is verified: 3 candidates met the SLO analytically, but all 2 simulated" in text
+    assert (
+        "failed in simulation" in text and "1 other candidate met it analytically but was not simulated" in text
+    )
+    assert "misses" not in text and "0%" not in text
+
+
+def test_explain_goodput_quantile_and_model_that_fits_nowhere(wl):
+    res = size_fleet(wl, SLO(1.0, 0.05, goodput=0.95), [Candidate("H100"), Candidate("L40S")], check=0)
+    assert "P95 TTFT" in res.explanation and "P99" not in res.explanation
+    res = size_fleet(wl, SLO(), [Candidate("L4"), Candidate("A10G")], model="Llama-3.1-70B", check=1)
+    assert res.best is None
+    assert "Llama-3.1-70B does not fit on any candidate GPU" in res.explanation
+    assert "inf" not in res.explanation and "misses" not in res.explanation
+
+
+def test_check_retries_when_the_shortlist_is_refuted(wl, monkeypatch):
+    """The simulator refutes the first `check` candidates: up to `check` more are simulated."""
+    from workbench.planning import check
+
+    real = check._Checker.one
+    refused: list[str] = []
+
+    def one(self, cand, a1, a2):
+        if len(refused) < 2:
+            refused.append(cand.label)
+            return {**real(self, cand, a1, a2), "sim_slo_met": False, "sim_instances1": None}
+        return real(self, cand, a1, a2)
+
+    monkeypatch.setattr(check._Checker, "one", one)
+    cands = [Candidate("H100"), Candidate("L40S"), Candidate("A100"), Candidate("H100", tp=2)]
+    res = size_fleet(wl, SLO(1.0, 0.05), cands, check=2, sim_requests=600)
+    simulated = res.table.filter(pl.col("sim_slo_met").is_not_null())
+    assert simulated.height == 3 and res.best is not None  # two refuted, the third verified
+    assert res.best["candidate"] not in refused
+    assert "refuted 2 candidates" in res.explanation
+
+
+# ------------------------------------------------------------------------------------- two pools vs one
+
+
+@pytest.fixture(scope="module")
+def long_tailed():
+    """Poisson arrivals at 40 req/s, log-normal prompts (median 1,000 tokens, P99 ~9,600, max ~36,000)."""
+    gen = Synthetic(Poisson(40.0), LogNormal(math.log(1000), 1.0, math.log(200), 0.8), name="long-tailed")
+    return workload(gen.generate(n=2000, seed=1), 40.0)
+
+
+def test_pool_split_study_direction_on_a_long_tailed_trace(long_tailed):
+    """inference-fleet-sim's direction: in simulation, two pools beat one on a long-tailed trace on L40S.
+
+    Long prefills in a shared pool stall the decoding of short requests (TPOT target 50 ms); split off, the
+    short pool needs fewer instances than the whole monolithic fleet.
+    """
+    from workbench.planning.compare import pool_split_study
+
+    t = pool_split_study(
+        long_tailed, SLO(2.0, 0.05), gpus=["L40S"], thresholds=[2048, 4096], check=2, sim_requests=2000
+    )
+    assert t["method"].to_list() == ["analytic", "simulated"]
+    sim = t.row(1, named=True)
+    assert sim["two_pool_wins"] and sim["saving"] > 0.1
+    assert sim["two_pool_instances"] < sim["mono_instances"]
+    assert sim["two_pool_threshold"] in (2048, 4096)
+    assert sim["two_pool_usd_per_hour"] == pytest.approx(sim["two_pool_instances"] * 0.86)
+    # the screen sizes each pool for the P99 of its own requests: conservative for the split
+    ana = t.row(0, named=True)
+    assert ana["two_pool_instances"] >= ana["mono_instances"] - 1
+
+
+def test_pool_split_study_skips_degenerate_thresholds(long_tailed):
+    from workbench.planning.compare import pool_split_study
+
+    longest = int(long_tailed.trace.requests["prompt_tokens"].max())
+    t = pool_split_study(long_tailed, SLO(2.0, 0.1), gpus=["H100"], thresholds=[longest, 2048, 10**6, 2048])
+    assert t["thresholds_used"].to_list() == [[2048]] and t["two_pool_threshold"].to_list() == [2048]
+    with pytest.raises(ConfigError, match=r"no threshold in \[.*\] splits the workload 'long-tailed'"):
+        pool_split_study(long_tailed, SLO(2.0, 0.1), gpus=["H100"], thresholds=[longest, 10**6])
+    with pytest.raises(ConfigError, match="gpus is empty"):
+        pool_split_study(long_tailed, SLO(2.0, 0.1), gpus=[])
+    with pytest.raises(ConfigError, match="thresholds is empty"):
+        pool_split_study(long_tailed, SLO(2.0, 0.1), thresholds=[])

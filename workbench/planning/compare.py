@@ -13,9 +13,11 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from workbench.errors import ConfigError
 from workbench.planning.sizing import size_fleet
 from workbench.planning.spec import SLO, Candidate, CostBasis
-from workbench.planning.workload import Workload
+from workbench.planning.workload import Workload, workload
+from workbench.traces.schema import Trace
 
 
 def _cheapest(result, simulated: bool) -> dict | None:
@@ -38,7 +40,7 @@ def _cfg(row: dict) -> dict:
 
 
 def pool_split_study(
-    wl: Workload,
+    wl: Workload | Trace | object,
     slo: SLO,
     *,
     gpus: Sequence[str] = ("H100", "A100", "L40S"),
@@ -48,18 +50,58 @@ def pool_split_study(
     check: int = 0,
     sim_requests: int = 3000,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """Cheapest monolithic vs cheapest two-pool fleet per GPU type.
 
-    Returns one row per (GPU, method): ``method`` is ``"analytic"`` (the screen) and, with ``check > 0``,
-    ``"simulated"`` (each topology's ``check`` cheapest candidates bisected by simulation). Columns: costs
-    and instances of both, the best threshold, ``saving`` (1 - two-pool cost / monolithic cost) and
-    ``two_pool_wins``.
+    Parameters
+    ----------
+    wl
+        The workload (a prepared :class:`Workload`, or a trace or generator for :func:`workload`).
+    slo
+        Latency targets.
+    gpus
+        GPU types; both pools of a two-pool fleet use the same GPU.
+    thresholds
+        Prompt-token thresholds of the split. A threshold at or above the workload's longest prompt, or below
+        its shortest, leaves one pool empty (a monolithic fleet in disguise) and is skipped; the thresholds
+        actually compared are in ``thresholds_used``.
+    check
+        Candidates per topology verified by simulation (0: analytic only).
+
+    Returns
+    -------
+    pl.DataFrame
+        One row per (GPU, method): ``method`` is ``"analytic"`` (the screen) and, with ``check > 0``,
+        ``"simulated"`` (each topology's ``check`` cheapest candidates bisected by simulation). Columns: costs
+        and instances of both, the best threshold, ``saving`` (1 - two-pool cost / monolithic cost),
+        ``two_pool_wins`` and ``thresholds_used``.
+
+    Raises
+    ------
+    ConfigError
+        Empty ``gpus`` or ``thresholds``, or no threshold that splits the workload.
     """
+    gpus, thresholds = list(gpus), list(thresholds)
+    if not gpus:
+        raise ConfigError("gpus is empty: give at least one GPU type to compare")
+    if not thresholds:
+        raise ConfigError("thresholds is empty: give at least one prompt-token threshold")
+    if not isinstance(wl, Workload):
+        wl = workload(wl, seed=seed)
+    prompts = wl.trace.requests["prompt_tokens"]
+    shortest, longest = int(prompts.min()), int(prompts.max())
+    used = splitting_thresholds(wl, thresholds)
+    if not used:
+        raise ConfigError(
+            f"no threshold in {thresholds} splits the workload {wl.name!r} (prompts of {shortest:,} to "
+            f"{longest:,} tokens): a threshold at or above the longest prompt, or below the shortest, leaves "
+            "one pool empty"
+        )
     rows = []
     for g in gpus:
         mono = [Candidate(g)]
-        split = [Candidate(g, topology="length_pools", threshold=t) for t in thresholds]
+        split = [Candidate(g, topology="length_pools", threshold=t) for t in used]
         res = {
             name: size_fleet(
                 wl,
@@ -71,6 +113,7 @@ def pool_split_study(
                 sim_requests=sim_requests,
                 seed=seed,
                 stop_early=False,
+                progress=progress,
             )
             for name, cands in (("mono", mono), ("split", split))
         }
@@ -92,6 +135,25 @@ def pool_split_study(
                     "two_pool_usd_per_hour": s_usd,
                     "saving": (1.0 - s_usd / m_usd) if (m_usd and s_usd) else None,
                     "two_pool_wins": bool(s_usd is not None and (m_usd is None or s_usd < m_usd)),
+                    "thresholds_used": used,
                 }
             )
-    return pl.DataFrame(rows, schema_overrides={"mono_instances": pl.Int64, "two_pool_instances": pl.Int64})
+    return pl.DataFrame(
+        rows,
+        schema_overrides={
+            "mono_instances": pl.Int64,
+            "two_pool_threshold": pl.Int64,
+            "two_pool_instances": pl.Int64,
+            "mono_usd_per_hour": pl.Float64,
+            "two_pool_usd_per_hour": pl.Float64,
+            "saving": pl.Float64,
+            "thresholds_used": pl.List(pl.Int64),
+        },
+    )
+
+
+def splitting_thresholds(wl: Workload, thresholds: Sequence[int]) -> list[int]:
+    """The thresholds (sorted, distinct) that leave requests of the workload's trace in both pools."""
+    prompts = wl.trace.requests["prompt_tokens"]
+    shortest, longest = int(prompts.min()), int(prompts.max())
+    return sorted({int(t) for t in thresholds if shortest <= t < longest})

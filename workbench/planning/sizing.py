@@ -16,9 +16,10 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import ConfigError
+from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
 from workbench.planning.spec import SLO, Candidate, CostBasis, gpu_name
-from workbench.planning.workload import Workload, workload
+from workbench.planning.workload import GENERATED_REQUESTS, Workload, check_qps, workload
 from workbench.traces.schema import Trace
 
 #: Columns of the configuration part of a sizing table.
@@ -202,7 +203,7 @@ def _rank(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def size_fleet(
-    trace: Trace | Workload,
+    trace: Trace | Workload | object,
     slo: SLO,
     candidates: Sequence[Candidate],
     *,
@@ -215,13 +216,16 @@ def size_fleet(
     seed: int = 0,
     perf: screen.PerfFactory = screen.roofline,
     arrivals: str = "burst",
+    progress: bool | None = None,
 ) -> SizingResult:
     """Find the minimum-cost fleet meeting ``slo`` for a workload.
 
     Parameters
     ----------
     trace
-        The workload (a :class:`~workbench.traces.Trace`, real or generated, or a prepared :class:`Workload`).
+        The workload: a :class:`~workbench.traces.Trace` (real or generated), a workload generator with
+        ``.generate`` (e.g. :class:`~workbench.traces.synthetic.Synthetic`; ``max(sim_requests, 4000)`` requests
+        are drawn with ``seed``), or a prepared :class:`Workload`.
     slo
         Latency targets.
     candidates
@@ -233,7 +237,8 @@ def size_fleet(
     cost
         Cost basis (cloud $/GPU-hour by default).
     check
-        Most candidates to verify by simulation, cheapest analytic first (0: analytic only).
+        Candidates to verify by simulation, cheapest analytic first (0: analytic only). When the simulator
+        refutes all of them, up to ``check`` more are tried before the answer says none was verified.
     stop_early
         Stop verifying once no remaining candidate's analytic cost can beat the best verified cost.
     sim_requests
@@ -245,21 +250,31 @@ def size_fleet(
     perf
         Factory ``(gpu, model, tp) -> PerformanceModel`` of the screen (default: roofline, the model the fleet
         simulator uses).
+    progress
+        Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
     """
     if not candidates:
         raise ConfigError("candidate list is empty: give at least one Candidate")
-    if qps is not None and not (isinstance(qps, int | float) and qps > 0):
-        raise ConfigError(f"qps must be a finite number > 0 (requests per second), got {qps!r}")
-    wl = trace if isinstance(trace, Workload) else workload(trace, qps, seed=seed)
+    check_qps(qps)
+    for name, value, low in (("check", check, 0), ("sim_requests", sim_requests, 1)):
+        if isinstance(value, bool) or not (isinstance(value, int) and value >= low):
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    if isinstance(trace, Workload):
+        if qps is not None and qps != trace.qps:
+            raise ConfigError(
+                f"the workload is already prepared at {trace.qps:g} req/s, so qps={qps!r} would be ignored; "
+                "pass the trace itself, or workload(trace, qps)"
+            )
+        wl = trace
+    else:
+        wl = workload(trace, qps, seed=seed, n_requests=max(sim_requests, GENERATED_REQUESTS))
     cost = cost or CostBasis()
     t0 = time.perf_counter()
     table = screen_table(wl, slo, candidates, model, cost, perf, arrivals).with_row_index("_i")
     t1 = time.perf_counter()
     checks = pl.DataFrame()
     if check > 0 and table["slo_met"].any():
-        from workbench.planning.check import check_candidates
-
-        sim_rows, checks = check_candidates(
+        sim_rows, checks = sim_check.check_candidates(
             wl,
             slo,
             candidates,
@@ -270,13 +285,14 @@ def size_fleet(
             sim_requests=sim_requests,
             seed=seed,
             stop_early=stop_early,
+            progress=progress,
         )
         if sim_rows.height:
             table = table.join(sim_rows, on="_i", how="left")
     t2 = time.perf_counter()
     table = _rank(table.drop("_i"))
     best = _best(table)
-    text = explain(table, best, slo, wl, model)
+    text = explain(table, best, slo, wl, model, checks)
     return SizingResult(
         table=table,
         best=best,
@@ -300,23 +316,94 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _fmt_lat(ttft: float, tpot: float) -> str:
-    return f"P99 TTFT {ttft:.2f} s, P99 TPOT {tpot * 1e3:.0f} ms"
+def _fmt_lat(ttft: float, tpot: float, slo: SLO) -> str:
+    q = f"P{slo.quantile * 100:g}"
+    return f"{q} TTFT {ttft:.2f} s, {q} TPOT {tpot * 1e3:.0f} ms"
 
 
-def explain(table: pl.DataFrame, best: dict | None, slo: SLO, wl: Workload, model: str) -> str:
-    """One paragraph: the answer, its cost, analytic vs simulated count, the runner-up (or the closest miss)."""
+def _compare(usd: float, ref: float) -> str:
+    """``"12% more"``, ``"5% less"`` or ``"the same"`` (cost ``usd`` against ``ref``)."""
+    change = usd / ref - 1.0
+    if abs(change) < 0.005:
+        return "the same"
+    return f"{abs(change):.0%} {'more' if change > 0 else 'less'}"
+
+
+def _simulated(table: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(verified, refuted, not simulated) among the candidates that meet the SLO analytically."""
+    met = table.filter(pl.col("slo_met"))
+    if "sim_slo_met" not in table.columns:
+        return met.clear(), met.clear(), met
+    return (
+        met.filter(pl.col("sim_slo_met").fill_null(False)),
+        met.filter(~pl.col("sim_slo_met").fill_null(True)),
+        met.filter(pl.col("sim_slo_met").is_null()),
+    )
+
+
+def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.DataFrame | None) -> str:
+    """The answer when no candidate is verified (or none meets the SLO analytically)."""
+    _, refuted, unchecked = _simulated(table)
+    n_met = int(table["slo_met"].sum())
+    if n_met:  # the screen found fleets, the simulator refuted every one it checked
+        names = ", ".join(refuted["candidate"].to_list())
+        which = "the one simulated" if refuted.height == 1 else f"all {refuted.height} simulated"
+        text = (
+            f"{head}, no fleet is verified: {_n(n_met, 'candidate')} met the SLO analytically, but {which} "
+            f"({names}) failed in simulation at every instance count up to {sim_check.MAX_GROWTH}x the "
+            "analytic one."
+        )
+        if checks is not None and checks.height:
+            last = checks.filter(pl.col("candidate") == refuted["candidate"][0])
+            if last.height:
+                r = last.sort("instances1", "instances2").row(-1, named=True)
+                text += (
+                    f" {refuted['candidate'][0]} with {r['instances1'] + r['instances2']} instances measured "
+                    f"{_fmt_lat(r['ttft_p99_s'], r['tpot_p99_s'], slo)}"
+                    + (f" and rejected {r['rejected']} requests" if r["rejected"] else "")
+                    + "."
+                )
+        if unchecked.height:
+            text += (
+                f" {_n(unchecked.height, 'other candidate')} met it analytically but "
+                f"{'was' if unchecked.height == 1 else 'were'} not simulated (raise check= to verify more)."
+            )
+        return text + " The analytic screen is optimistic here: relax the target or simulate larger fleets."
+    fits = table.filter(pl.col("fits"))
+    if fits.height == 0:
+        note = table["note"][0]
+        return (
+            f"{head}, no candidate can serve the model: {model} does not fit on any candidate GPU at the given "
+            f"tensor-parallel degree ({note}). Add GPUs with more memory or a higher tensor-parallel degree."
+        )
+    row = fits.sort("miss").row(0, named=True)
+    worst = "TTFT" if slo.ttft_s is not None and row["ttft_p99_s"] > slo.ttft_s else "TPOT"
+    skipped = table.height - fits.height
+    by = f"by {row['miss']:.0%}" if np.isfinite(row["miss"]) else "at any instance count"
+    return (
+        f"{head}, no candidate meets the SLO. The closest is {row['candidate']}, whose predicted "
+        f"{_fmt_lat(row['ttft_p99_s'], row['tpot_p99_s'], slo)} misses the {worst} target {by} "
+        "even with unlimited instances: adding instances cannot remove the per-request prefill and decode "
+        "time. Relax the target, add faster GPUs or a higher tensor-parallel degree."
+        + (f" ({skipped} candidate(s) cannot hold {model} at all.)" if skipped else "")
+    )
+
+
+def explain(
+    table: pl.DataFrame,
+    best: dict | None,
+    slo: SLO,
+    wl: Workload,
+    model: str,
+    checks: pl.DataFrame | None = None,
+) -> str:
+    """One paragraph: the answer, its cost, analytic vs simulated count, the runner-up (or why there is none).
+
+    Costs are compared like with like: simulated against simulated, analytic against analytic.
+    """
     head = f"For {wl.name} at {wl.qps:.3g} req/s ({model}, {slo.label})"
     if best is None:
-        row = table.sort("miss").row(0, named=True)
-        worst = "TTFT" if slo.ttft_s is not None and row["ttft_p99_s"] > slo.ttft_s else "TPOT"
-        return (
-            f"{head}, no candidate meets the SLO. The closest is {row['candidate']}, whose predicted "
-            f"{_fmt_lat(row['ttft_p99_s'], row['tpot_p99_s'])} misses the {worst} target by "
-            f"{row['miss']:.0%} at any instance count: adding instances cannot remove the per-request "
-            "prefill and decode time. Relax the target, add faster GPUs or a higher tensor-parallel degree."
-            + (f" ({row['note']})" if row.get("note") else "")
-        )
+        return _no_fleet(table, slo, model, head, checks)
     simulated = best.get("sim_instances") is not None
     n = best["sim_instances"] if simulated else best["instances"]
     usd = best["sim_usd_per_hour"] if simulated else best["usd_per_hour"]
@@ -334,21 +421,42 @@ def explain(table: pl.DataFrame, best: dict | None, slo: SLO, wl: Workload, mode
         agree = "agreed" if best["sim_instances"] == best["instances"] else "disagreed"
         parts.append(
             f"The analytic screen predicted {_n(best['instances'], 'instance')} "
-            f"({_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'])}); "
+            f"({_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'], slo)}); "
             f"the simulator {agree}, needing {best['sim_instances']} "
-            f"({_fmt_lat(best['sim_ttft_p99_s'], best['sim_tpot_p99_s'])} measured)."
+            f"({_fmt_lat(best['sim_ttft_p99_s'], best['sim_tpot_p99_s'], slo)} measured)."
         )
     else:
         parts.append(
-            f"Predicted latencies: {_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'])} (analytic only)."
+            f"Predicted latencies: {_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'], slo)} (analytic only)."
         )
-    others = table.filter(pl.col("candidate") != best["candidate"])
-    met_col = "sim_slo_met" if "sim_slo_met" in others.columns else "slo_met"
-    others = others.filter(pl.coalesce(met_col, "slo_met").fill_null(False))
-    if others.height:
-        nxt = others.row(0, named=True)
-        nxt_usd = nxt.get("sim_usd_per_hour") or nxt["usd_per_hour"]
-        parts.append(f"The runner-up, {nxt['candidate']}, costs {nxt_usd / usd - 1:+.0%} more per hour.")
+    verified, refuted, unchecked = _simulated(table.filter(pl.col("candidate") != best["candidate"]))
+    if simulated and verified.height:
+        nxt = verified.sort("sim_usd_per_hour").row(0, named=True)
+        parts.append(
+            f"The runner-up verified by simulation, {nxt['candidate']}, costs "
+            f"{_compare(nxt['sim_usd_per_hour'], usd)} per hour (${nxt['sim_usd_per_hour']:,.2f}/h)."
+        )
+    if unchecked.height:
+        nxt = unchecked.sort("usd_per_hour").row(0, named=True)
+        verdict = _compare(nxt["usd_per_hour"], best["usd_per_hour"])
+        if not simulated:
+            parts.append(f"The runner-up, {nxt['candidate']}, costs {verdict} per hour (analytic).")
+        else:
+            text = (
+                f"The next candidate, {nxt['candidate']}, was not simulated; by the analytic screen it costs "
+                f"{verdict} per hour than the answer does"
+            )
+            if nxt["usd_per_hour"] < usd:  # the screen is normally optimistic, so it could still win
+                text += (
+                    f", and its analytic ${nxt['usd_per_hour']:,.2f}/h is below the answer's simulated "
+                    f"${usd:,.2f}/h: raise check= to verify it"
+                )
+            parts.append(text + ".")
+    if refuted.height:
+        parts.append(
+            f"The simulator refuted {_n(refuted.height, 'candidate')} that met the SLO analytically "
+            f"({', '.join(refuted['candidate'].to_list())})."
+        )
     n_met = int(table["slo_met"].sum())
     parts.append(f"{n_met} of {table.height} candidates meet the SLO analytically.")
     return " ".join(parts)

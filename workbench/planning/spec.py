@@ -35,6 +35,11 @@ def gpu_name(name: str) -> str:
     return gpu(name).name
 
 
+def _count(value: object) -> bool:
+    """An integer >= 1 (booleans are not counts)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True, slots=True)
 class SLO:
     """Latency targets of a fleet.
@@ -121,14 +126,32 @@ class Candidate:
         require_choice("Candidate.topology", self.topology, TOPOLOGIES)
         for name in ("tp", "max_num_seqs"):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
+            if not _count(value):
                 raise ConfigError(f"Candidate.{name} must be an integer >= 1, got {value!r}")
-        if self.tp2 is not None and not (isinstance(self.tp2, int) and self.tp2 >= 1):
+        if self.tp2 is not None and not _count(self.tp2):
             raise ConfigError(f"Candidate.tp2 must be an integer >= 1, got {self.tp2!r}")
+        for name in ("gpu", "gpu2"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ConfigError(f"Candidate.{name} must be a GPU name, got {value!r}")
+        gpu_name(self.gpu)  # unknown GPU -> HardwareError listing the known ones
+        if self.gpu2 is not None:
+            gpu_name(self.gpu2)
+        from workbench.sim.routing import POOL_ROUTERS, ROUTERS, check_router_name
+
+        if not isinstance(self.router, str):
+            raise ConfigError(f"Candidate.router must be a router name, got {self.router!r}")
+        check_router_name(self.router, "Candidate.router")
+        if self.router in POOL_ROUTERS:
+            valid = ", ".join(sorted(set(ROUTERS) - POOL_ROUTERS))
+            raise ConfigError(
+                f"Candidate.router {self.router!r} chooses between pools (the topology does that); "
+                f"use a router inside a pool: {valid}"
+            )
         require_range("Candidate.clock", self.clock, 0.1, 1.0)
         require_positive("Candidate.link_gbps", self.link_gbps)
         if self.topology == "length_pools":
-            if not (isinstance(self.threshold, int) and self.threshold >= 1):
+            if not _count(self.threshold):
                 raise ConfigError(
                     "Candidate.threshold must be an integer >= 1 for topology 'length_pools', "
                     f"got {self.threshold!r}"
@@ -209,13 +232,17 @@ def candidate_grid(
     clocks: Iterable[float] = (1.0,),
     routers: Iterable[str] = ("jsq",),
 ) -> list[Candidate]:
-    """All combinations of the given axes as candidates (thresholds and ``gpus2`` only where they apply).
+    """All distinct combinations of the axes as candidates (thresholds and ``gpus2`` only where they apply).
 
     ``gpus2=(None,)`` keeps the second pool on the first pool's GPU; list GPU names to add heterogeneous fleets.
+    Combinations that describe the same fleet appear once, in first-seen order: a second-pool GPU equal to the
+    first pool's (``gpus2=[None, "H100"]`` with ``gpus=["H100"]``), or GPU aliases of one GPU (``"h100"``,
+    ``"H100-SXM"``).
     """
     if not gpus:
         raise ConfigError("candidate list is empty: give at least one GPU in gpus")
     out: list[Candidate] = []
+    seen: set[tuple] = set()
     tps, thresholds, gpus2 = list(tps), list(thresholds), list(gpus2)
     caps, clocks, routers = list(max_num_seqs), list(clocks), list(routers)
     for topo in topologies:
@@ -223,7 +250,10 @@ def candidate_grid(
         ths = thresholds if topo == "length_pools" else [None]
         g2s = gpus2 if topo != "monolithic" else [None]
         for g, tp, th, g2, cap, clk, r in itertools.product(gpus, tps, ths, g2s, caps, clocks, routers):
-            out.append(
-                Candidate(g, tp, topo, th, g2 if g2 != g else None, None, cap, clk, r)  # type: ignore[arg-type]
-            )
+            second = None if g2 is None or gpu_name(g2) == gpu_name(g) else g2
+            key = (topo, gpu_name(g), tp, th, None if second is None else gpu_name(second), cap, float(clk), r)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Candidate(g, tp, topo, th, second, None, cap, clk, r))  # type: ignore[arg-type]
     return out

@@ -75,12 +75,46 @@ class Workload:
         return self.qps * float(self.output.mean())
 
 
+#: Requests drawn from a workload generator (a :class:`~workbench.traces.synthetic.Synthetic` ...) by default.
+GENERATED_REQUESTS = 4000
+
+
+def check_qps(qps: object) -> None:
+    """Raise :class:`ConfigError` unless ``qps`` is ``None`` or a finite number > 0 (not a boolean)."""
+    if qps is None:
+        return
+    if isinstance(qps, bool) or not (isinstance(qps, int | float | np.number) and qps > 0 and np.isfinite(qps)):
+        raise ConfigError(f"qps must be a finite number > 0 (requests per second), got {qps!r}")
+
+
+def as_trace(source: object, *, n_requests: int = GENERATED_REQUESTS, seed: int = 0) -> Trace:
+    """A workload source as a trace: a :class:`Trace` as is, a generator (``.generate``) drawn ``n_requests``.
+
+    Raises :class:`ConfigError` naming the type of anything else.
+    """
+    if isinstance(source, Trace):
+        return source
+    generate = getattr(source, "generate", None)
+    if callable(generate):
+        if isinstance(n_requests, bool) or not (isinstance(n_requests, int) and n_requests >= 1):
+            raise ConfigError(f"n_requests must be an integer >= 1, got {n_requests!r}")
+        trace = generate(n=n_requests, seed=seed)
+        if not isinstance(trace, Trace):
+            raise ConfigError(
+                f"{type(source).__name__}.generate returned {type(trace).__name__}, not a workbench Trace"
+            )
+        return trace
+    raise ConfigError(
+        f"the workload must be a Trace, a prepared Workload or a generator with .generate() "
+        f"(e.g. workbench.traces.synthetic.Synthetic), got {type(source).__name__}"
+    )
+
+
 def at_qps(trace: Trace, qps: float | None, *, seed: int = 0) -> Trace:
     """``trace`` with arrivals rescaled to mean rate ``qps`` (Poisson arrivals for length-only traces)."""
     if trace.requests.height == 0:
         raise WorkloadError("the workload trace has no requests", field="requests")
-    if qps is not None and not (isinstance(qps, int | float) and qps > 0 and np.isfinite(qps)):
-        raise ConfigError(f"qps must be a finite number > 0 (requests per second), got {qps!r}")
+    check_qps(qps)
     df = trace.requests
     if not trace.has_arrivals or df["arrival_s"].null_count() == df.height:
         if qps is None:
@@ -99,22 +133,33 @@ def at_qps(trace: Trace, qps: float | None, *, seed: int = 0) -> Trace:
     return trace.with_requests(df.with_columns(arrival_s=(pl.col("arrival_s") - arr[0]) * factor))
 
 
-def workload(trace: Trace, qps: float | None = None, *, n_sample: int = 512, seed: int = 0) -> Workload:
-    """Prepare a trace for sizing: rescale to ``qps`` and draw the length sample.
+def workload(
+    trace: Trace | object,
+    qps: float | None = None,
+    *,
+    n_sample: int = 512,
+    seed: int = 0,
+    n_requests: int = GENERATED_REQUESTS,
+) -> Workload:
+    """Prepare a trace (or a generator's draw) for sizing: rescale to ``qps`` and draw the length sample.
 
     Parameters
     ----------
     trace
-        Any :class:`~workbench.traces.Trace` (real or generated).
+        Any :class:`~workbench.traces.Trace` (real or generated), or a workload generator with
+        ``.generate(n=..., seed=...)`` (:class:`~workbench.traces.synthetic.Synthetic`,
+        :class:`~workbench.traces.synthetic.ServeGenMix`), drawn ``n_requests`` with ``seed``.
     qps
         Target mean arrival rate; ``None`` keeps the trace's own rate.
     n_sample
         Requests in the length sample of the analytic screen.
     seed
-        Seed of the sample (and of Poisson arrivals for length-only traces).
+        Seed of the sample, of a generator's draw and of Poisson arrivals for length-only traces.
+    n_requests
+        Requests drawn from a generator (ignored for traces).
     """
     require_positive("n_sample", n_sample)
-    scaled = at_qps(trace, qps, seed=seed)
+    scaled = at_qps(as_trace(trace, n_requests=n_requests, seed=seed), qps, seed=seed)
     df = scaled.requests
     rate = qps if qps is not None else (df.height - 1) / max(scaled.duration_s, 1e-12)
     if not rate > 0:
