@@ -434,3 +434,42 @@ def test_progress_auto_needs_an_interactive_session_and_a_long_trace(monkeypatch
     finally:
         bar.close()
     assert simulation._progress_bar(5, False) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "row"),
+    [
+        (lambda d: d.drop("request_id"), "request_id", None),
+        (lambda d: d.drop("output_tokens", "prompt_tokens"), "prompt_tokens", None),
+        (
+            lambda d: d.with_columns(pl.Series("prompt_tokens", [10, None, 10, 10], dtype=pl.Int32)),
+            "prompt_tokens",
+            1,
+        ),
+        (
+            lambda d: d.with_columns(pl.Series("output_tokens", [2, 2, 2, 0], dtype=pl.Int32)),
+            "output_tokens",
+            3,
+        ),
+        (lambda d: d.with_columns(pl.Series("output_tokens", [2.0, 2.5, 2.0, 2.0])), "output_tokens", 1),
+        (lambda d: d.with_columns(pl.Series("output_tokens", ["2", "2", "2", "2"])), "output_tokens", None),
+        (lambda d: d.with_columns(pl.Series("arrival_s", [0.0, 0.2, 0.1, 0.3])), "arrival_s", 2),
+        (lambda d: d.with_columns(pl.Series("arrival_s", [0.0, 0.1, float("nan"), 0.3])), "arrival_s", 2),
+        (lambda d: d.with_columns(pl.Series("arrival_s", [-1.0, 0.1, 0.2, 0.3])), "arrival_s", 0),
+        (lambda d: d.with_columns(pl.Series("request_id", [0, 1, -5, 3])), "request_id", 2),
+    ],
+)
+def test_bad_workload_names_the_field_and_first_bad_row(change, field, row):
+    good = frame([0.0, 0.1, 0.2, 0.3], [10] * 4, [2] * 4)
+    with pytest.raises(WorkloadError) as info:
+        simulate(change(good), cfg())
+    assert info.value.field == field and info.value.row == row
+    assert f"field {field!r}" in str(info.value)
+
+
+def test_integral_float_token_counts_are_accepted_and_other_objects_rejected():
+    good = frame([0.0, 0.1], [10, 20], [2, 3])
+    floats = good.with_columns(pl.col("prompt_tokens", "output_tokens").cast(pl.Float64))
+    assert simulate(floats, cfg()).requests.equals(simulate(good, cfg()).requests)
+    with pytest.raises(WorkloadError, match="Trace or a polars DataFrame"):
+        simulate(good.to_dicts(), cfg())

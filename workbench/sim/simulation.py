@@ -285,21 +285,14 @@ class Simulation:
             raise ConfigError("role='prefill' instances need an on_finish hook that hands requests on")
         if not self.instances:
             raise ConfigError("the simulation has no instances")
+        requests = check_requests(requests)
         n = requests.height
         self._requests = requests
         self._records = _Records(n) if bar is None else _ProgressRecords(n, bar, self.engine)
         arrival = requests["arrival_s"].to_list()
-        if n and (requests["arrival_s"].is_null().any() or not requests["arrival_s"].is_sorted()):
-            raise WorkloadError("arrival times must be present and non-decreasing", field="arrival_s")
         ids = requests["request_id"].to_list()
         prompt = requests["prompt_tokens"].to_list()
         output = requests["output_tokens"].to_list()
-        for name, col in (
-            ("prompt_tokens", requests["prompt_tokens"]),
-            ("output_tokens", requests["output_tokens"]),
-        ):
-            if n and (col.is_null().any() or col.min() < 1):
-                raise WorkloadError("token counts must be present and >= 1", field=name)
         optional = {}
         for name in ("prefix_hashes", "session_id", "request_class"):
             if name in requests.columns and requests[name].null_count() < n:
@@ -380,6 +373,85 @@ class Simulation:
             makespan_s=end,
         )
         return SimResult(requests=requests, segments=segments, instances=instances, counters=counters)
+
+
+#: Columns the simulator reads from every trace row.
+REQUIRED_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+
+
+def _first(mask: pl.Series) -> int | None:
+    """Position of the first ``True`` of ``mask`` (nulls count as ``False``), or ``None``."""
+    hits = mask.fill_null(False).arg_true()
+    return int(hits[0]) if hits.len() else None
+
+
+def check_requests(requests: pl.DataFrame) -> pl.DataFrame:
+    """Validate the trace rows the simulator reads; raise one :class:`WorkloadError` naming the field and the
+    first bad row.
+
+    Required: ``request_id`` (integer >= 0), ``arrival_s`` (finite, >= 0, non-decreasing), ``prompt_tokens``
+    and ``output_tokens`` (integers >= 1). Integral float token counts are accepted (cast to integers).
+
+    Examples
+    --------
+    >>> bad = pl.DataFrame({"arrival_s": [0.0], "prompt_tokens": [1], "output_tokens": [1]})
+    >>> check_requests(bad)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    workbench.errors.WorkloadError: the trace lacks required column(s) request_id; ... (field 'request_id')
+    >>> check_requests(pl.DataFrame({"request_id": [0, 1], "arrival_s": [0.0, 1.0], "prompt_tokens": [5, 0],
+    ...                              "output_tokens": [1, 1]}))
+    Traceback (most recent call last):
+    ...
+    workbench.errors.WorkloadError: token counts must be present and >= 1, got 0 (field 'prompt_tokens', row 1)
+    """
+    if not isinstance(requests, pl.DataFrame):
+        raise WorkloadError(f"requests must be a polars DataFrame (or a Trace), got {type(requests).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in requests.columns]
+    if missing:
+        raise WorkloadError(
+            f"the trace lacks required column(s) {', '.join(missing)}; the simulator needs "
+            f"{', '.join(REQUIRED_COLUMNS)}",
+            field=missing[0],
+        )
+    if requests.height == 0:
+        return requests
+    casts = []
+    for name, low in (("request_id", 0), ("prompt_tokens", 1), ("output_tokens", 1)):
+        col = requests[name]
+        if not col.dtype.is_numeric():
+            raise WorkloadError(f"{name} must be integers, got column type {col.dtype}", field=name)
+        if col.dtype.is_float():
+            row = _first(col.is_nan() | (col != col.round()) | col.is_infinite())
+            if row is not None:
+                raise WorkloadError(f"{name} must be whole numbers, got {col[row]!r}", field=name, row=row)
+            casts.append(col.cast(pl.Int64))
+        row = _first(col.is_null() | (col < low))
+        if row is not None:
+            what = (
+                "request ids must be present and >= 0" if low == 0 else "token counts must be present and >= 1"
+            )
+            raise WorkloadError(f"{what}, got {col[row]!r}", field=name, row=row)
+    arrival = requests["arrival_s"]
+    if not arrival.dtype.is_numeric():
+        raise WorkloadError(
+            f"arrival_s must be seconds (numbers), got column type {arrival.dtype}", field="arrival_s"
+        )
+    arrival = arrival.cast(pl.Float64)
+    row = _first(arrival.is_null() | ~arrival.is_finite() | (arrival < 0))
+    if row is not None:
+        raise WorkloadError(
+            f"arrival times must be present, finite and >= 0, got {arrival[row]!r}", field="arrival_s", row=row
+        )
+    row = _first(arrival.diff() < 0)
+    if row is not None:
+        raise WorkloadError(
+            f"arrival times must be non-decreasing: {arrival[row]!r} s after {arrival[row - 1]!r} s "
+            "(sort the trace by arrival_s)",
+            field="arrival_s",
+            row=row,
+        )
+    return requests.with_columns(casts) if casts else requests
 
 
 _REC_FLOAT = ("admitted_s", "first_token_s", "finish_s")
@@ -539,6 +611,8 @@ def simulate(
         config = SimConfig(instance=config)
     if isinstance(trace, pl.DataFrame):
         requests, block = trace, None
+    elif not hasattr(trace, "requests"):
+        raise WorkloadError(f"trace must be a Trace or a polars DataFrame, got {type(trace).__name__}")
     else:
         if not getattr(trace, "has_arrivals", True):
             raise WorkloadError(f"trace {trace.name!r} has no arrival times; attach arrivals before simulating")
