@@ -34,6 +34,7 @@ from workbench.whatif import (
     spares_needed,
 )
 from workbench.whatif.modes import _METRIC_KEYS
+from workbench.whatif.reliability import down_periods
 
 # ---------------------------------------------------------------------------------------------- fixtures
 #: One hand-made capacity row: 2-GPU instances, 400 output tokens/s (2 req/s) each, 600 W busy, 150 W idle.
@@ -370,8 +371,9 @@ def test_failure_injection_retries_and_costs():
         tr, slo, "H100", 2, failure_rate_per_h=200.0, mttr_h=0.0005, spares=1, usd_per_gpu_hr=3.0, seed=1
     )
     base, failing, spare = (study.row(i, named=True) for i in range(3))
-    assert base["failures"] == 0 and base["retried"] == 0 and base["slo_met"]
-    assert failing["failures"] >= 1 and failing["retried"] >= 1
+    assert base["failures"] == 0 and base["interrupted"] == base["requeued"] == 0 and base["slo_met"]
+    assert failing["failures"] >= 1 and failing["interrupted"] + failing["requeued"] >= 1
+    assert failing["repairs"] <= failing["failures"] and failing["node_failures"] == 0
     assert (study["rejected"] == 0).all()  # requests wait for a repair instead of being dropped
     assert spare["instances"] == 3 and spare["usd_per_hour"] == pytest.approx(3 * 3.0)
     assert base["usd_per_hour"] == pytest.approx(2 * 3.0)
@@ -380,10 +382,57 @@ def test_failure_injection_retries_and_costs():
     assert not failing["slo_met"] and spare["slo_met"]  # failures break the SLO; one spare restores it
     res = simulate_with_failures(tr, "H100", 2, failure_rate_per_h=200.0, mttr_h=0.0005, seed=1)
     assert res.counters["failures"] == failing["failures"]
-    assert int(res.requests["retries"].sum()) == res.counters["retried"] == failing["retried"]
+    moved = failing["interrupted"] + failing["requeued"]
+    assert int(res.requests["retries"].sum()) == res.counters["retried"] == moved
+    assert res.counters["interrupted"] == failing["interrupted"]  # running requests, apart from queued ones
+    assert res.counters["repairs"] == res.counters["cold_starts"]  # the simulator counts repairs as cold starts
     assert res.requests["finish_s"].is_not_null().all()  # every retried request finished somewhere
     off = res.segments.filter(pl.col("state") == "off")
     assert off.height >= res.counters["failures"]  # down periods are in the timeline
+
+
+def test_node_failures_by_hand():
+    """Two instances per node, node up 0.8, instance (GPU part) up 0.9: node outages correlate the instances."""
+    # one node holding both: P(>= 1 up) = 0.8 x (1 - 0.1^2) = 0.792 (independent model: 1 - 0.28^2 = 0.9216)
+    assert prob_enough(1, 2, 0.9, node_avail=0.8, per_node=2) == pytest.approx(0.792)
+    assert prob_enough(1, 2, 0.72) == pytest.approx(0.9216)
+    # two nodes, pmf of one = [0.2 + 0.8 x 0.01, 0.8 x 0.18, 0.8 x 0.81] = [0.208, 0.144, 0.648]
+    two = 1 - 0.208**2 - 2 * 0.208 * 0.144
+    assert prob_enough(2, 4, 0.9, node_avail=0.8, per_node=2) == pytest.approx(two)
+    # a partial last node: 3 instances = one full node + one alone
+    one = np.array([0.208, 0.144, 0.648])
+    alone = np.array([0.2 + 0.8 * 0.1, 0.8 * 0.9])
+    three = np.convolve(one, alone)[2:].sum()
+    assert prob_enough(2, 3, 0.9, node_avail=0.8, per_node=2) == pytest.approx(three)
+    vec = prob_enough(2, np.array([4, 3]), 0.9, node_avail=0.8, per_node=2)
+    assert vec.tolist() == pytest.approx([two, three])
+    assert prob_enough(2, 4, 0.9, node_avail=1.0, per_node=2) == pytest.approx(prob_enough(2, 4, 0.9))
+    correlated = spares_needed(8, 0.99, 0.999, node_avail=0.98, per_node=4)
+    assert correlated > spares_needed(8, 0.99 * 0.98, 0.999)  # whole-node outages need more spares
+    # merged down periods: a node failure over a GPU repair keeps the instance down until both are done
+    periods = down_periods([(1.0, 0, 2.0), (10.0, 1, 1.0)], [(2.0, 0, 0.5), (5.0, 0, 1.0)], 2)
+    assert periods == [(1.0, 0, 2.0, "gpu+node"), (2.0, 1, 0.5, "node"), (5.0, 0, 1.0, "node"),
+                       (5.0, 1, 1.0, "node"), (10.0, 1, 1.0, "gpu")]  # fmt: skip
+
+
+def test_node_failure_injection():
+    tr = Synthetic(arrivals=Poisson(12.0), lengths=Fixed(800, 120)).generate(300, seed=2)
+    kw = {"tp": 1, "gpus_per_node": 2, "node_failure_rate_per_h": 300.0, "node_mttr_h": 0.0005, "seed": 1}
+    res = simulate_with_failures(tr, "H100", 4, **kw)
+    c = res.counters
+    assert c["node_failures"] >= 1 and c["failures"] >= 2 * c["node_failures"] - 2  # both instances of a node
+    assert c["retried"] == c["interrupted"] + c["requeued"] == int(res.requests["retries"].sum())
+    assert c["repairs"] == c["failures"] and res.requests["finish_s"].is_not_null().all()
+    off = res.segments.filter(pl.col("state") == "off").sort("start_s")
+    starts = off.group_by("start_s").agg(pl.col("instance").n_unique().alias("n"))
+    assert (starts["n"] == 2).any()  # a node failure takes its two instances down at the same instant
+    study = failure_study(tr, SLO(2.0, 0.06), "H100", 3, failure_rate_per_h=0.0, mttr_h=0.0005, spares=1,
+                          usd_per_gpu_hr=3.0, **kw)  # fmt: skip
+    base, failing = study.row(0, named=True), study.row(1, named=True)
+    assert base["node_failures"] == 0 and failing["node_failures"] >= 1
+    a_node = 1 / (1 + 300.0 * 0.0005)
+    assert failing["availability"] == pytest.approx(a_node)
+    assert failing["p_slo"] == pytest.approx(float(prob_enough(3, 3, 1.0, node_avail=a_node, per_node=2)))
 
 
 # ---------------------------------------------------------------------------------------------- sweep

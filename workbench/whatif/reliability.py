@@ -7,9 +7,12 @@ failures (rate ``lambda`` per hour) and repairs (mean ``MTTR`` hours), each part
 A fleet that needs ``n`` instances up to meet the SLO and runs ``n + s`` meets it with probability
 ``P(Binomial(n + s, A_instance) >= n)``; :func:`spares_needed` finds the smallest ``s`` reaching a target.
 
-:func:`failure_study` checks the margin by simulation: instances fail as a Poisson process and come back after
-exponential repair times (``Simulation.fail_instance``); the requests they were running are retried on the
-others and counted (``retried``), and the SLO and cost of the fleet with and without spares are compared.
+:func:`failure_study` checks the margin by simulation: GPUs and nodes fail as Poisson processes and come back
+after exponential repair times (``Simulation.fail_instance``; a node failure takes all its instances down);
+the requests a failed instance was running restart on the others (``interrupted``) and its queue moves
+(``requeued``), and the SLO and cost of the fleet with and without spares are compared. With node failures,
+instances of one node go down together, so :func:`prob_enough` convolves per-node outcomes instead of using
+the binomial.
 """
 
 from __future__ import annotations
@@ -73,13 +76,45 @@ def availability(
     return float(a)
 
 
-def prob_enough(n_needed: int, n_total: int | np.ndarray, avail: float) -> np.ndarray:
-    """``P(at least n_needed of n_total instances are up)`` with independent availability ``avail``."""
-    return binom.sf(n_needed - 1, np.asarray(n_total), avail)
+def prob_enough(
+    n_needed: int, n_total: int | np.ndarray, avail: float, *, node_avail: float = 1.0, per_node: int = 1
+) -> np.ndarray:
+    """``P(at least n_needed of n_total instances are up)``.
+
+    With ``node_avail = 1``: instances up independently with availability ``avail``. Otherwise instances sit
+    ``per_node`` to a node (filled in order, the last one partial): a node is up with ``node_avail`` and each
+    instance of an up node with ``avail`` (its GPU part), so a node failure takes its instances down together
+    -- fewer, larger outages than the independent model with ``avail x node_avail``.
+    """
+    totals = np.asarray(n_total)
+    if node_avail >= 1.0:
+        return binom.sf(n_needed - 1, totals, avail)
+    flat = np.atleast_1d(totals).astype(np.int64)
+    order = np.argsort(flat)
+    out = np.empty(flat.size)
+    node_pmf = _node_pmf(per_node, avail, node_avail)
+    base, full = np.ones(1), 0  # pmf of the up count of `full` whole nodes
+    for j in order:
+        t = int(flat[j])
+        while full < t // per_node:
+            base, full = np.convolve(base, node_pmf), full + 1
+        pmf = np.convolve(base, _node_pmf(t % per_node, avail, node_avail))
+        out[j] = float(pmf[n_needed:].sum()) if n_needed < pmf.size else 0.0
+    return out.reshape(totals.shape) if totals.ndim else out[0]
 
 
-def spares_needed(n_needed: int, avail: float, target: float = 0.99) -> int:
-    """Smallest ``s`` with ``P(Binomial(n_needed + s, avail) >= n_needed) >= target``.
+def _node_pmf(k: int, avail: float, node_avail: float) -> np.ndarray:
+    """pmf of the up instances of one node holding ``k`` instances."""
+    pmf = node_avail * binom.pmf(np.arange(k + 1), k, avail)
+    pmf[0] += 1.0 - node_avail
+    return pmf
+
+
+def spares_needed(
+    n_needed: int, avail: float, target: float = 0.99, *, node_avail: float = 1.0, per_node: int = 1
+) -> int:
+    """Smallest ``s`` with ``P(at least n_needed of n_needed + s instances up) >= target``
+    (:func:`prob_enough`).
 
     Raises
     ------
@@ -90,19 +125,23 @@ def spares_needed(n_needed: int, avail: float, target: float = 0.99) -> int:
         raise WhatIfError(f"n_needed must be an integer >= 1, got {n_needed!r}")
     require_range("target", target, 0.0, 0.999999999)
     require_range("availability", avail, 1e-12, 1.0)
-    if avail >= 1.0:
+    require_range("node_avail", node_avail, 1e-12, 1.0)
+    if not (isinstance(per_node, int) and per_node >= 1):
+        raise WhatIfError(f"per_node must be an integer >= 1, got {per_node!r}")
+    if avail >= 1.0 and node_avail >= 1.0:
         return 0
-    # the mean up count must exceed n_needed: start near n / A and scan upwards in blocks
-    lo = n_needed
+    # the mean up count must exceed n_needed: scan upwards in blocks
+    lo, step = n_needed, 4096 if node_avail >= 1.0 else 64
     while lo <= MAX_INSTANCES:
-        block = np.arange(lo, min(lo + 4096, MAX_INSTANCES + 1))
-        ok = np.flatnonzero(prob_enough(n_needed, block, avail) >= target)
+        block = np.arange(lo, min(lo + step, MAX_INSTANCES + 1))
+        p = prob_enough(n_needed, block, avail, node_avail=node_avail, per_node=per_node)
+        ok = np.flatnonzero(p >= target)
         if ok.size:
             return int(block[ok[0]] - n_needed)
         lo = int(block[-1]) + 1
     raise WhatIfError(
-        f"{n_needed} instances up with probability {target:g} at availability {avail:.4g} need more than "
-        f"{MAX_INSTANCES:,} instances in total (limit MAX_INSTANCES)"
+        f"{n_needed} instances up with probability {target:g} at availability {avail * node_avail:.4g} need "
+        f"more than {MAX_INSTANCES:,} instances in total (limit MAX_INSTANCES)"
     )
 
 
@@ -114,16 +153,20 @@ def margin_table(
     tp: int = 1,
     usd_per_gpu_hr: float = math.nan,
     extra: int = 2,
+    node_avail: float = 1.0,
+    per_node: int = 1,
 ) -> pl.DataFrame:
     """Probability of meeting the SLO and cost for 0 .. (needed spares + ``extra``) spares.
+
+    ``node_avail`` and ``per_node`` model correlated node outages (:func:`prob_enough`).
 
     Columns: ``spares``, ``instances``, ``gpus`` (instances x tp), ``p_slo``, ``meets_target``,
     ``usd_per_hour`` (every GPU of every instance, spares included), ``extra_cost_share``.
     """
-    s_star = spares_needed(n_needed, avail, target)
+    s_star = spares_needed(n_needed, avail, target, node_avail=node_avail, per_node=per_node)
     spares = np.arange(0, s_star + extra + 1)
     total = n_needed + spares
-    p = prob_enough(n_needed, total, avail)
+    p = prob_enough(n_needed, total, avail, node_avail=node_avail, per_node=per_node)
     return pl.DataFrame(
         {
             "spares": spares,
@@ -140,9 +183,9 @@ def margin_table(
 def failure_schedule(
     instances: int, rate_per_s: float, mean_repair_s: float, horizon_s: float, rng: np.random.Generator
 ) -> list[tuple[float, int, float]]:
-    """Alternating up (exponential, mean ``1 / rate``) and repair (exponential) periods per instance.
+    """Alternating up (exponential, mean ``1 / rate``) and repair (exponential) periods per unit.
 
-    Returns sorted ``(fail_time_s, instance, repair_s)`` for failures before ``horizon_s``.
+    Returns sorted ``(fail_time_s, unit, repair_s)`` for failures before ``horizon_s``.
     """
     events = []
     if rate_per_s <= 0:
@@ -159,6 +202,38 @@ def failure_schedule(
     return sorted(events)
 
 
+def down_periods(
+    gpu_events: list[tuple[float, int, float]],
+    node_events: list[tuple[float, int, float]],
+    instances_per_node: int,
+) -> list[tuple[float, int, float, str]]:
+    """Merge instance (GPU) and node down periods into one list of down periods per instance.
+
+    A node failure takes down every instance of the node (instance ``i`` is on node
+    ``i // instances_per_node``); overlapping periods of one instance merge into one (it is back when both
+    repairs are done). Returns sorted ``(start_s, instance, duration_s, cause)`` with cause ``"gpu"``,
+    ``"node"`` or ``"gpu+node"``.
+    """
+    spans: dict[int, list[tuple[float, float, str]]] = {}
+    for t, i, d in gpu_events:
+        spans.setdefault(i, []).append((t, t + d, "gpu"))
+    for t, node, d in node_events:
+        for i in range(node * instances_per_node, (node + 1) * instances_per_node):
+            spans.setdefault(i, []).append((t, t + d, "node"))
+    out = []
+    for i, items in spans.items():
+        items.sort()
+        start, end, causes = items[0][0], items[0][1], {items[0][2]}
+        for s0, e0, c0 in items[1:]:
+            if s0 <= end:
+                end, causes = max(end, e0), causes | {c0}
+            else:
+                out.append((start, i, end - start, "+".join(sorted(causes))))
+                start, end, causes = s0, e0, {c0}
+        out.append((start, i, end - start, "+".join(sorted(causes))))
+    return sorted(out)
+
+
 def simulate_with_failures(
     trace,
     gpu_name: str,
@@ -168,32 +243,72 @@ def simulate_with_failures(
     tp: int = 1,
     failure_rate_per_h: float = 0.0,
     mttr_h: float = 1.0,
+    node_failure_rate_per_h: float = 0.0,
+    node_mttr_h: float | None = None,
+    gpus_per_node: int | None = None,
     seed: int = 0,
 ):
-    """Simulate a monolithic fleet whose instances fail and recover (rates per instance-hour).
+    """Simulate a monolithic fleet whose GPUs and nodes fail and recover.
 
     Each instance fails at ``tp x failure_rate_per_h`` (any of its GPUs) and is repaired after an exponential
-    time of mean ``mttr_h``; failures stop at the last arrival. Requests that find every instance down wait
-    for the first repair (a load balancer that retries). Returns the
-    :class:`~workbench.sim.result.SimResult` (``counters["failures"]``, ``counters["retried"]``).
+    time of mean ``mttr_h``; each node (``gpus_per_node // tp`` instances, from the GPU table by default)
+    fails at ``node_failure_rate_per_h`` and takes all its instances down for an exponential repair of mean
+    ``node_mttr_h`` (default ``mttr_h``). Overlapping down periods of an instance merge (:func:`down_periods`).
+    Failures stop at the last arrival. Requests that find every instance down wait for the first repair (a
+    load balancer that retries).
+
+    Returns
+    -------
+    SimResult
+        With ``counters``: ``failures`` (down periods), ``retried`` (the simulator's count of requests moved
+        off failed instances: ``interrupted + requeued``), ``interrupted`` (running requests restarted
+        elsewhere), ``requeued`` (waiting requests moved, no work lost), ``node_failures`` (node down
+        periods) and ``repairs`` (instances back up; the simulator counts them under ``cold_starts`` too,
+        there being no autoscaler here).
     """
     from workbench.sim.engine import PRIO_CONTROL
 
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    require_positive("node_failure_rate_per_h", node_failure_rate_per_h, allow_zero=True)
+    node_mttr_h = mttr_h if node_mttr_h is None else node_mttr_h
+    require_positive("node_mttr_h", node_mttr_h, allow_zero=True)
+    gpn = gpu(gpu_name).gpus_per_node if gpus_per_node is None else gpus_per_node
+    if not (isinstance(gpn, int) and gpn >= tp):
+        raise WhatIfError(f"gpus_per_node must be an integer >= tp = {tp}, got {gpn!r}")
+    per_node = gpn // tp
+    seq = np.random.SeedSequence([seed, 7])
+    rng = np.random.default_rng(seq)
+    node_rng = np.random.default_rng(seq.spawn(1)[0])
     reqs = trace.requests if hasattr(trace, "requests") else trace
     horizon = float(reqs["arrival_s"].max())
-    events = failure_schedule(instances, tp * failure_rate_per_h / 3600.0, mttr_h * 3600.0, horizon, rng)
+    gpu_events = failure_schedule(instances, tp * failure_rate_per_h / 3600.0, mttr_h * 3600.0, horizon, rng)
+    nodes = -(-instances // per_node)
+    node_events = failure_schedule(
+        nodes, node_failure_rate_per_h / 3600.0, node_mttr_h * 3600.0, horizon, node_rng
+    )
+    events = down_periods(gpu_events, [(t, n, d) for t, n, d in node_events], per_node)
+    events = [e for e in events if e[1] < instances]
+    extra = {"interrupted": 0, "requeued": 0, "node_failures": len(node_events), "repairs": 0}
 
     def inject(sim, ctl) -> None:
         sim.hold_unroutable = True  # requests wait for a repair when every instance is down
 
-        def fail(arg: tuple[int, float], now: float) -> None:
-            sim.fail_instance(sim.instances[arg[0]], arg[1])
+        def back(inst, now: float) -> None:
+            extra["repairs"] += 1
+            sim.start_instance(inst)
 
-        for t, i, d in events:
+        def fail(arg: tuple[int, float], now: float) -> None:
+            inst = sim.instances[arg[0]]
+            extra["interrupted"] += len(inst.running)
+            extra["requeued"] += len(inst.waiting)
+            sim.fail_instance(inst)
+            sim.engine.schedule(now + arg[1], PRIO_CONTROL, back, inst)
+
+        for t, i, d, _cause in events:
             sim.engine.schedule(t, PRIO_CONTROL, fail, (i, d))
 
-    return simulate_fleet(trace, gpu(gpu_name).name, model, tp, instances, failures=inject, seed=seed)
+    res = simulate_fleet(trace, gpu(gpu_name).name, model, tp, instances, failures=inject, seed=seed)
+    res.counters.update(extra)
+    return res
 
 
 def failure_study(
@@ -206,6 +321,9 @@ def failure_study(
     tp: int = 1,
     failure_rate_per_h: float,
     mttr_h: float,
+    node_failure_rate_per_h: float = 0.0,
+    node_mttr_h: float | None = None,
+    gpus_per_node: int | None = None,
     target: float = 0.99,
     spares: int | None = None,
     usd_per_gpu_hr: float | None = None,
@@ -224,6 +342,9 @@ def failure_study(
         The fleet sized for the SLO without failures (``n_needed`` instances of ``tp`` GPUs).
     failure_rate_per_h, mttr_h
         Failures per GPU-hour and mean repair time (hours); use accelerated rates for short traces.
+    node_failure_rate_per_h, node_mttr_h, gpus_per_node
+        Node failures (each takes the node's ``gpus_per_node // tp`` instances down together; repair defaults
+        to ``mttr_h``, node size to the GPU table's).
     target
         Probability target of :func:`spares_needed` (the spares used when ``spares`` is ``None``).
     usd_per_gpu_hr
@@ -232,36 +353,51 @@ def failure_study(
     Returns
     -------
     polars.DataFrame
-        ``scenario``, ``instances``, ``gpus``, ``spares``, ``availability``, ``p_slo`` (binomial), ``failures``,
-        ``retried``, ``rejected``, ``ttft_p99_s``, ``tpot_p99_s``, ``slo_met``, ``usd_per_hour``.
+        ``scenario``, ``instances``, ``gpus``, ``spares``, ``availability`` (of one instance, node included),
+        ``p_slo`` (:func:`prob_enough`, node outages correlated), ``failures`` (instance down periods),
+        ``node_failures``, ``interrupted`` (running requests restarted on another instance), ``requeued``
+        (waiting requests moved to another instance; the simulator's ``retried`` counter is the sum),
+        ``repairs`` (instances back up), ``rejected``, ``ttft_p99_s``, ``tpot_p99_s``, ``slo_met``,
+        ``usd_per_hour``.
     """
     from workbench.planning.check import measure
 
-    avail = availability(failure_rate_per_h, mttr_h, tp=tp)
-    s = spares_needed(n_needed, avail, target) if spares is None else int(spares)
+    gpn = gpu(gpu_name).gpus_per_node if gpus_per_node is None else gpus_per_node
+    a_gpu = availability(failure_rate_per_h, mttr_h, tp=tp)
+    a_node = availability(0.0, 0.0, node_failure_rate_per_h=node_failure_rate_per_h,
+                          node_mttr_h=mttr_h if node_mttr_h is None else node_mttr_h)  # fmt: skip
+    per_node = max(gpn // tp, 1)
+    prob = {"node_avail": a_node, "per_node": per_node}
+    s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else int(spares)
     price = gpu_hour_price(gpu_name) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
     reqs = trace.requests if hasattr(trace, "requests") else trace
     cut = reqs["arrival_s"].quantile(warmup, "lower")
     rows = []
-    for name, n, rate in (
-        ("no failures", n_needed, 0.0),
-        ("failures", n_needed, failure_rate_per_h),
-        (f"failures + {s} spare(s)", n_needed + s, failure_rate_per_h),
+    for name, n, on in (
+        ("no failures", n_needed, False),
+        ("failures", n_needed, True),
+        (f"failures + {s} spare(s)", n_needed + s, True),
     ):
         res = simulate_with_failures(
-            trace, gpu_name, n, model=model, tp=tp, failure_rate_per_h=rate, mttr_h=mttr_h, seed=seed
-        )
+            trace, gpu_name, n, model=model, tp=tp, failure_rate_per_h=failure_rate_per_h if on else 0.0,
+            mttr_h=mttr_h, node_failure_rate_per_h=node_failure_rate_per_h if on else 0.0,
+            node_mttr_h=node_mttr_h, gpus_per_node=gpn, seed=seed,
+        )  # fmt: skip
         m = measure(res.requests.filter(pl.col("arrival_s") >= cut), slo)
+        c = res.counters
         rows.append(
             {
                 "scenario": name,
                 "instances": n,
                 "gpus": n * tp,
                 "spares": n - n_needed,
-                "availability": avail if rate > 0 else 1.0,
-                "p_slo": float(prob_enough(n_needed, n, avail)) if rate > 0 else 1.0,
-                "failures": int(res.counters.get("failures", 0)),
-                "retried": int(res.counters.get("retried", 0)),
+                "availability": a_gpu * a_node if on else 1.0,
+                "p_slo": float(prob_enough(n_needed, n, a_gpu, **prob)) if on else 1.0,
+                "failures": int(c.get("failures", 0)),
+                "node_failures": int(c["node_failures"]),
+                "interrupted": int(c["interrupted"]),
+                "requeued": int(c["requeued"]),
+                "repairs": int(c["repairs"]),
                 "rejected": int(m["rejected"]),
                 "ttft_p99_s": m["ttft_p99_s"],
                 "tpot_p99_s": m["tpot_p99_s"],
