@@ -447,6 +447,11 @@ def test_rate_sweep_counts_every_tp_gpu():
         assert row["usd_per_hour"] == pytest.approx(row["instances"] * 2 * price)
         tok_s = row["qps"] * workload(tr, row["qps"]).output.mean()
         assert row["usd_per_m_output_tokens"] == pytest.approx(row["usd_per_hour"] / (tok_s * 3600) * 1e6)
+        # facility energy: GPUs + 500 W per (8-GPU) node, times PUE 1.2 (the planning modes' defaults)
+        nodes = math.ceil(row["gpus"] / 8)
+        facility = (row["gpu_j_per_output_token"] * tok_s + 500.0 * nodes) * 1.2 / tok_s
+        assert row["facility_j_per_output_token"] == pytest.approx(facility)
+        assert row["facility_j_per_output_token"] > 1.2 * row["gpu_j_per_output_token"]
     h100 = table.filter(pl.col("gpu") == "H100-SXM")
     assert h100["instances"].to_list()[0] < h100["instances"].to_list()[1]
 

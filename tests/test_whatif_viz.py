@@ -62,6 +62,9 @@ def test_spares_and_sweep_charts():
     spec = vw.rate_sweep_chart(sweep).to_dict()
     assert len(spec["concat"]) == 4
     assert spec["concat"][1]["encoding"]["y"]["field"] == "usd_per_hour"
+    energy = spec["concat"][3]
+    assert energy["encoding"]["y"]["field"] == "facility_j_per_output_token"
+    assert "node baseline + PUE" in energy["encoding"]["y"]["title"]
 
 
 def test_widget_logic():

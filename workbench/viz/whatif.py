@@ -23,10 +23,15 @@ _METRIC_TITLES = {
     "instances": "instances",
     "usd_per_hour": "cost ($/hour, all GPUs)",
     "usd_per_m_output_tokens": "$ per 1M output tokens",
-    "j_per_output_token": "energy (J per output token)",
+    "gpu_j_per_output_token": "GPU energy (J per output token, GPUs only)",
+    "facility_j_per_output_token": "facility energy (J per output token, node baseline + PUE)",
     "ttft_p99_s": "P99 TTFT (s)",
     "tpot_p99_s": "P99 TPOT (s)",
 }
+
+
+#: Default panels of :func:`rate_sweep_chart`.
+SWEEP_METRICS = ("instances", "usd_per_hour", "usd_per_m_output_tokens", "facility_j_per_output_token")
 
 
 def _finite(table: pl.DataFrame) -> pl.DataFrame:
@@ -141,7 +146,7 @@ def spares_chart(table: pl.DataFrame, target: float) -> alt.LayerChart:
 
 def rate_sweep_chart(
     table: pl.DataFrame,
-    metrics: tuple[str, ...] = ("instances", "usd_per_hour", "usd_per_m_output_tokens", "j_per_output_token"),
+    metrics: tuple[str, ...] = SWEEP_METRICS,
 ) -> alt.ConcatChart:
     """One panel per metric against the arrival rate, one line per GPU type.
 
@@ -150,7 +155,8 @@ def rate_sweep_chart(
     table
         Output of :func:`workbench.whatif.rate_sweep`.
     metrics
-        Columns to plot.
+        Columns to plot (energy: ``facility_j_per_output_token`` by default, with node baseline and PUE;
+        ``gpu_j_per_output_token`` for GPUs only).
     """
     panels = [
         alt.Chart(_finite(table).filter(pl.col(m).is_not_null()), width=WIDTH * 0.55, height=HEIGHT * 0.7,

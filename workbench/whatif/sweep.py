@@ -2,7 +2,10 @@
 
 For every rate and GPU type the planning screen (:func:`workbench.planning.screen_table`) gives the fewest
 instances meeting the SLO; the table adds the units explicitly: ``gpus = instances x tp`` and
-``usd_per_hour = gpus x usd_per_gpu_hour`` -- a tensor-parallel instance costs all of its GPUs.
+``usd_per_hour = gpus x usd_per_gpu_hour`` -- a tensor-parallel instance costs all of its GPUs. Energy per
+output token comes twice: ``gpu_j_per_output_token`` counts the GPUs only (the screen's figure) and
+``facility_j_per_output_token`` adds the node baseline of ``ceil(gpus / gpus_per_node)`` nodes and the PUE,
+from the same :class:`~workbench.whatif.ModeCosts` as the planning modes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, CostBasis, screen_table, workload
 from workbench.planning.costs import gpu_hour_usd
 from workbench.whatif._common import resolve_tps
+from workbench.whatif.modes import ModeCosts
 
 COLUMNS = (
     "qps",
@@ -27,7 +31,8 @@ COLUMNS = (
     "usd_per_gpu_hour",
     "usd_per_hour",
     "usd_per_m_output_tokens",
-    "j_per_output_token",
+    "gpu_j_per_output_token",
+    "facility_j_per_output_token",
     "ttft_p99_s",
     "tpot_p99_s",
     "slo_met",
@@ -43,6 +48,7 @@ def rate_sweep(
     model: str = "Llama-3.1-8B",
     tp: int | Mapping[str, int] | None = None,
     cost: CostBasis | None = None,
+    costs: ModeCosts | None = None,
     seed: int = 0,
 ) -> pl.DataFrame:
     """Instances, cost per hour and per million output tokens, energy per token and P99 latencies per
@@ -65,11 +71,15 @@ def rate_sweep(
         smallest that fits each GPU).
     cost
         Cost basis (cloud $/GPU-hour by default).
+    costs
+        Node baseline power and PUE of the facility energy column (the planning modes' defaults).
 
     Returns
     -------
     polars.DataFrame
-        Columns :data:`COLUMNS` (one row per rate and GPU; metrics null where the SLO cannot be met).
+        Columns :data:`COLUMNS` (one row per rate and GPU; metrics null where the SLO cannot be met): energy in
+        ``gpu_j_per_output_token`` (GPUs only) and ``facility_j_per_output_token`` (plus node baseline, times
+        PUE).
     """
     if not gpus:
         raise ConfigError("gpus is empty: give at least one GPU type")
@@ -82,13 +92,22 @@ def rate_sweep(
     tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t) for g, t in zip(names, tps, strict=True)]
     price = {g: gpu_hour_usd(g, cost, model, t) for g, t in zip(names, tps, strict=True)}
+    costs = costs or ModeCosts()
+    per_node = {g: gpu(g).gpus_per_node for g in names}
     frames = []
     for r in rates:
-        table = screen_table(workload(trace, float(r), seed=seed), slo, cands, model, cost)
+        wl = workload(trace, float(r), seed=seed)
+        table = screen_table(wl, slo, cands, model, cost)
         frames.append(table.select("gpu", "tp", "instances", "gpus", "usd_per_hour", "usd_per_m_output_tokens",
-                                   "j_per_output_token", "ttft_p99_s", "tpot_p99_s", "slo_met")
-                      .with_columns(pl.lit(float(r)).alias("qps")))  # fmt: skip
-    out = pl.concat(frames).with_columns(
-        pl.col("gpu").replace_strict(price, return_dtype=pl.Float64).alias("usd_per_gpu_hour")
+                                   pl.col("j_per_output_token").alias("gpu_j_per_output_token"), "ttft_p99_s",
+                                   "tpot_p99_s", "slo_met")
+                      .with_columns(qps=pl.lit(float(r)), tok_s=pl.lit(wl.output_tokens_per_s)))  # fmt: skip
+    out = pl.concat(frames)
+    nodes = (out["gpus"] / out["gpu"].replace_strict(per_node, return_dtype=pl.Int64)).ceil()
+    out = out.with_columns(
+        pl.col("gpu").replace_strict(price, return_dtype=pl.Float64).alias("usd_per_gpu_hour"),
+        ((pl.col("gpu_j_per_output_token") + nodes * costs.node_power_w / pl.col("tok_s")) * costs.pue).alias(
+            "facility_j_per_output_token"
+        ),
     )
     return out.select(COLUMNS)
