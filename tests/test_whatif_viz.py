@@ -72,6 +72,10 @@ def test_widget_logic():
     assert chart is not None and table["gpu"][0] == "H100-SXM" and msg.startswith("best: H100-SXM")
     chart, table, msg = explore_modes(CAP, "budget", 1000.0)
     assert chart is None and table.height == 0 and "not enough for any GPU type" in msg
+    # with a measure, capacity is taken at each fleet's own size (a stub: 200 output tokens/s per instance)
+    stub = lambda g, tp, k: {"capacity_instances": k, "requests_per_s": 1.0, "tokens_per_s": 200.0}  # noqa: E731
+    chart, table, msg = explore_modes(CAP, "count", 64, measure=stub)
+    assert table["capacity_instances"].to_list() == [64, 64] and table["tokens_per_s"][0] == 64 * 200.0
 
 
 def test_explore_cut(flex):

@@ -16,8 +16,8 @@ from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfEr
 
 #: Default target per mode (USD, kW, output tokens/s, GPUs).
 DEFAULT_TARGETS = {"budget": 2e6, "power": 50.0, "performance": 100_000.0, "count": 64.0}
-SHOWN = ["rank", "gpu", "nodes", "gpus", "instances", "tokens_per_s", "facility_kw", "tco_usd", "usd_per_mtok",
-         "tokens_per_s_per_musd", "note"]  # fmt: skip
+SHOWN = ["rank", "gpu", "nodes", "gpus", "instances", "capacity_instances", "tokens_per_s", "facility_kw",
+         "tco_usd", "usd_per_mtok", "tokens_per_s_per_musd", "note"]  # fmt: skip
 
 
 def explore_modes(
@@ -29,8 +29,12 @@ def explore_modes(
     costs: ModeCosts | None = None,
     pue: float | None = None,
     electricity_usd_per_kwh: float | None = None,
+    measure=None,
 ) -> tuple[alt.Chart | None, pl.DataFrame, str]:
-    """Ranking chart, table and a message (the error text when the question has no answer) for one mode."""
+    """Ranking chart, table and a message (the error text when the question has no answer) for one mode.
+
+    ``measure`` (:func:`workbench.whatif.capacity_measure`) re-measures capacity at each fleet's size.
+    """
     import dataclasses
 
     costs = costs or ModeCosts()
@@ -38,7 +42,7 @@ def explore_modes(
     costs = dataclasses.replace(costs, **changes)
     target = DEFAULT_TARGETS[mode] if target is None else target
     try:
-        table = plan(mode, target, capacity, costs=costs, rank_by=rank_by)
+        table = plan(mode, target, capacity, costs=costs, rank_by=rank_by, measure=measure)
     except WhatIfError as exc:
         return None, pl.DataFrame(), str(exc)
     best = table.row(0, named=True)
@@ -46,8 +50,9 @@ def explore_modes(
     return mode_ranking(table), table.select(SHOWN), msg
 
 
-def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None):
-    """An ipywidgets box: mode, target, ranking metric, PUE and electricity price -> ranking chart and table."""
+def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None, measure=None):
+    """An ipywidgets box: mode, target, ranking metric, PUE and electricity price -> ranking chart and table
+    (``measure``: capacity re-measured at each fleet's size, see :func:`explore_modes`)."""
     import ipywidgets as w
     from IPython.display import display
 
@@ -66,7 +71,7 @@ def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None):
     def redraw(_=None) -> None:
         chart, table, msg = explore_modes(
             capacity, mode.value, target.value, None if rank.value.startswith("(") else rank.value,
-            costs=costs, pue=pue.value, electricity_usd_per_kwh=price.value,
+            costs=costs, pue=pue.value, electricity_usd_per_kwh=price.value, measure=measure,
         )  # fmt: skip
         with out:
             out.clear_output(wait=True)
