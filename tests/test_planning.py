@@ -486,7 +486,7 @@ def test_pool_split_study_direction_on_a_long_tailed_trace(long_tailed):
     Long prefills in a shared pool stall the decoding of short requests (TPOT target 50 ms); split off, the
     short pool needs fewer instances than the whole monolithic fleet.
     """
-    from workbench.planning.compare import pool_split_study
+    from workbench.planning.compare import describe_split, pool_split_study
 
     t = pool_split_study(
         long_tailed, SLO(2.0, 0.05), gpus=["L40S"], thresholds=[2048, 4096], check=2, sim_requests=2000
@@ -500,6 +500,10 @@ def test_pool_split_study_direction_on_a_long_tailed_trace(long_tailed):
     # the screen sizes each pool for the P99 of its own requests: conservative for the split
     ana = t.row(0, named=True)
     assert ana["two_pool_instances"] >= ana["mono_instances"] - 1
+    text = describe_split(t)
+    assert text.startswith(f"long-tailed (simulated): two pools beat one on L40S ({sim['saving']:.0%} cheaper")
+    assert f"verdict in {int(ana['two_pool_wins'] == sim['two_pool_wins'])} of 1 cases" in text
+    assert "(analytic): two pools" in describe_split(t.filter(pl.col("method") == "analytic"))
 
 
 def test_pool_split_study_skips_degenerate_thresholds(long_tailed):
@@ -514,3 +518,12 @@ def test_pool_split_study_skips_degenerate_thresholds(long_tailed):
         pool_split_study(long_tailed, SLO(2.0, 0.1), gpus=[])
     with pytest.raises(ConfigError, match="thresholds is empty"):
         pool_split_study(long_tailed, SLO(2.0, 0.1), thresholds=[])
+
+
+def test_check_progress_bar(wl, capsys):
+    cands = [Candidate("H100"), Candidate("L40S")]
+    size_fleet(wl, SLO(1.0, 0.05), cands, check=2, sim_requests=300, progress=True)
+    err = capsys.readouterr().err
+    assert "check" in err and "2/2" in err
+    size_fleet(wl, SLO(1.0, 0.05), cands, check=2, sim_requests=300)  # default: quiet in tests and logs
+    assert "check" not in capsys.readouterr().err

@@ -157,3 +157,48 @@ def splitting_thresholds(wl: Workload, thresholds: Sequence[int]) -> list[int]:
     prompts = wl.trace.requests["prompt_tokens"]
     shortest, longest = int(prompts.min()), int(prompts.max())
     return sorted({int(t) for t in thresholds if shortest <= t < longest})
+
+
+def describe_split(table: pl.DataFrame) -> str:
+    """Sentences summing up a :func:`pool_split_study` table: where two pools win or lose, and by how much.
+
+    Simulated rows are used where present (the analytic ones otherwise), then the analytic verdicts are compared
+    with them.
+    """
+    if table.height == 0:
+        raise ConfigError("the split-study table is empty")
+    method = "simulated" if (table["method"] == "simulated").any() else "analytic"
+    parts = []
+    for name in table["workload"].unique(maintain_order=True):
+        rows = table.filter((pl.col("workload") == name) & (pl.col("method") == method))
+        wins, losses, ties, none = [], [], [], []
+        for r in rows.iter_rows(named=True):
+            if r["saving"] is None:
+                none.append(r["gpu"])
+            elif r["saving"] > 0.005:
+                wins.append(f"{r['gpu']} ({r['saving']:.0%} cheaper, threshold {r['two_pool_threshold']})")
+            elif r["saving"] < -0.005:
+                losses.append(f"{r['gpu']} ({-r['saving']:.0%} dearer)")
+            else:
+                ties.append(r["gpu"])
+        text = [f"{name} ({method})"]
+        if wins:
+            text.append(f"two pools beat one on {_join(wins)}")
+        if losses:
+            text.append(f"two pools cost more on {_join(losses)}")
+        if ties:
+            text.append(f"they cost the same on {_join(ties)}")
+        if none:
+            text.append(f"no verified fleet to compare on {_join(none)}")
+        parts.append(text[0] + ": " + "; ".join(text[1:]) + ".")
+    if method == "simulated":
+        ana = table.filter(pl.col("method") == "analytic")
+        agree = int(
+            (ana["two_pool_wins"] == table.filter(pl.col("method") == "simulated")["two_pool_wins"]).sum()
+        )
+        parts.append(f"The analytic screen reaches the simulator's verdict in {agree} of {ana.height} cases.")
+    return " ".join(parts)
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
