@@ -38,7 +38,9 @@ def test_mode_ranking_spec():
     bars, text = spec["layer"]
     assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["field"] == "tokens_per_s"
     assert text["mark"]["type"] == "text" and text["encoding"]["text"]["field"] == "label"
-    assert "budget mode" in bars["title"]
+    assert bars["title"] == "budget mode ($2,000,000 TCO): ranked by output tokens/s at the SLO"
+    power = vw.mode_ranking(plan("power", 50.0, CAP)).to_dict()["layer"][0]["title"]
+    assert power.startswith("power mode (50 kW (facility))")
     values = spec["datasets"][next(iter(spec["datasets"]))]
     assert [v["gpu"] for v in values] == ["H100-SXM", "L40S"]
     assert values[0]["label"] == f"{table['nodes'][0]} nodes, {table['gpus'][0]} GPUs"
@@ -64,7 +66,7 @@ def test_spares_and_sweep_charts():
     assert spec["concat"][1]["encoding"]["y"]["field"] == "usd_per_hour"
     energy = spec["concat"][3]
     assert energy["encoding"]["y"]["field"] == "facility_j_per_output_token"
-    assert "node baseline + PUE" in energy["encoding"]["y"]["title"]
+    assert energy["encoding"]["y"]["title"] == "J per output token (facility)"
 
 
 def test_widget_logic():

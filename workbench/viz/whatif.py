@@ -23,8 +23,8 @@ _METRIC_TITLES = {
     "instances": "instances",
     "usd_per_hour": "cost ($/hour, all GPUs)",
     "usd_per_m_output_tokens": "$ per 1M output tokens",
-    "gpu_j_per_output_token": "GPU energy (J per output token, GPUs only)",
-    "facility_j_per_output_token": "facility energy (J per output token, node baseline + PUE)",
+    "gpu_j_per_output_token": "J per output token (GPUs only)",
+    "facility_j_per_output_token": "J per output token (facility)",
     "ttft_p99_s": "P99 TTFT (s)",
     "tpot_p99_s": "P99 TPOT (s)",
 }
@@ -57,7 +57,9 @@ def mode_ranking(table: pl.DataFrame, metric: str | None = None) -> alt.Chart:
         .filter(pl.col(metric).is_not_null())
         .with_columns(label=pl.format("{} nodes, {} GPUs", pl.col("nodes"), pl.col("gpus")))
     )
-    title = f"{mode} mode (target {target:g}): ranked by {_METRIC_TITLES.get(metric, metric)}"
+    unit = table["target_unit"][0] if "target_unit" in table.columns else ""
+    what = f"${target:,.0f} TCO" if mode == "budget" else f"{target:,.6g} {unit}".strip()
+    title = f"{mode} mode ({what}): ranked by {_METRIC_TITLES.get(metric, metric)}"
     base = alt.Chart(data, width=WIDTH, height=max(60, 40 * data.height), title=title).encode(
         y=alt.Y("gpu:N", sort=alt.EncodingSortField("rank", order="ascending"), title="GPU"),
         x=alt.X(f"{metric}:Q", title=_METRIC_TITLES.get(metric, metric)),
@@ -155,8 +157,8 @@ def rate_sweep_chart(
     table
         Output of :func:`workbench.whatif.rate_sweep`.
     metrics
-        Columns to plot (energy: ``facility_j_per_output_token`` by default, with node baseline and PUE;
-        ``gpu_j_per_output_token`` for GPUs only).
+        Columns to plot (energy: ``facility_j_per_output_token`` by default, GPUs plus node baseline, times
+        PUE; ``gpu_j_per_output_token`` for GPUs only).
     """
     panels = [
         alt.Chart(_finite(table).filter(pl.col(m).is_not_null()), width=WIDTH * 0.55, height=HEIGHT * 0.7,

@@ -419,7 +419,7 @@ def plan(
     -------
     polars.DataFrame
         One row per GPU type, ranked (``rank`` 1 = best; GPUs that cannot satisfy the mode, or have no
-        purchase price, last, with ``note`` saying why): ``mode``, ``target``, ``gpu``, ``tp``,
+        purchase price, last, with ``note`` saying why): ``mode``, ``target``, ``target_unit``, ``gpu``, ``tp``,
         ``gpus_per_node``, ``nodes``, ``gpus``, ``instances``, ``capacity_instances`` (the fleet size the
         capacity used was measured at; null when the table does not say), ``eta``, ``tokens_per_s``,
         ``requests_per_s``, ``it_kw``, ``facility_kw``, ``capex_usd``, ``opex_usd``, ``tco_usd``,
@@ -443,6 +443,7 @@ def plan(
     if capacity.height == 0:
         raise ConfigError("capacity table is empty: give at least one GPU type")
     capacity = _check_capacity(capacity)
+    target_unit = {"budget": "USD (TCO)", "power": "kW (facility)", "count": "GPUs"}.get(mode, _UNIT[unit])
     rows, notes = [], []
     for cap in capacity.iter_rows(named=True):
         if math.isnan(costs.price_or_nan(cap["gpu"])):
@@ -459,7 +460,8 @@ def plan(
             notes.append(f"{cap['gpu']}: {note}")
         measured = cap.get("capacity_instances") if count else None
         rows.append(
-            {"mode": mode, "target": float(target), "gpu": cap["gpu"], "tp": int(cap["tp"]),
+            {"mode": mode, "target": float(target), "target_unit": target_unit, "gpu": cap["gpu"],
+             "tp": int(cap["tp"]),
              "gpus_per_node": int(cap["gpus_per_node"]), **metrics,
              "capacity_instances": None if measured is None else int(measured), "note": note}
         )  # fmt: skip
