@@ -5,7 +5,9 @@ at 80 % of the instance's saturated throughput (measured by a run with all reque
 Prints wall times, simulated requests per second, the peak resident memory, the speed ratio against a
 per-iteration loops (the same engine with event skipping off, and the straightforward per-sequence loop of
 :mod:`workbench.sim.reference`) and the queueing mode's customers per second
-for M/M/8 at rho = 0.8. ``--erlang`` adds long Erlang-C validation runs (about a minute).
+for M/M/8 at rho = 0.8. ``--erlang`` adds the Erlang-C validation runs of ``tests/test_sim_queueing.py``
+(M/M/4 at rho 0.5, 0.8, 0.95 with 1.5, 2.5 and 18 million customers, about 15 s) and prints their errors and
+95 % confidence half-widths.
 
 Run: ``.venv/bin/python benchmarks/bench_sim.py [--quick] [--erlang]``.
 """
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from workbench import datasets
+from workbench.analytic import erlang_c, mmc_mean_wait
 from workbench.sim import Exponential, InstanceConfig, SchedulerConfig, simulate, simulate_queue, summary
 from workbench.sim.reference import simulate_reference
 from workbench.traces import Empirical, Poisson, Synthetic, load
@@ -52,14 +55,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def erlang_c(c: int, offered: float) -> tuple[float, float]:
-    term, total = 1.0, 0.0
-    for k in range(c):
-        total += term
-        term *= offered / (k + 1)
-    top = term * c / (c - offered)
-    p = top / (total + top)
-    return p, p / (c - offered)
+#: The Erlang-C validation runs (same as tests/test_sim_queueing.py): (rho, customers) of M/M/4, seed 11.
+ERLANG_RUNS = ((0.5, 1_500_000), (0.8, 2_500_000), (0.95, 18_000_000))
+
+
+def erlang(c: int, rho: float) -> tuple[float, float]:
+    """P(wait > 0) and mean wait of M/M/c with unit mean service time."""
+    return float(erlang_c(c, rho)), float(mmc_mean_wait(c, rho, 1.0))
 
 
 def main() -> None:
@@ -117,19 +119,23 @@ def main() -> None:
 
     c, rho, customers = 8, 0.8, 1_000_000
     q, dt = timed(simulate_queue, rho * c, Exponential(1.0), c, customers, seed=1)
-    p, w = erlang_c(c, rho * c)
+    p, w = erlang(c, rho)
     print(
         f"queueing mode M/M/8 at rho 0.8: {customers / dt:,.0f} customers/s; P(wait>0) {q.p_wait:.4f} "
         f"(Erlang-C {p:.4f}), mean wait {q.mean_wait:.4f} (Erlang-C {w:.4f})"
     )
     if args.erlang:
-        for rho, customers in ((0.5, 4_000_000), (0.8, 8_000_000), (0.95, 24_000_000)):
-            q, dt = timed(simulate_queue, rho * 4, Exponential(1.0), 4, customers, seed=7)
-            p, w = erlang_c(4, rho * 4)
+        for rho, customers in ERLANG_RUNS:
+            q, dt = timed(
+                simulate_queue, rho * 4, Exponential(1.0), 4, customers, seed=11, warmup=0.02, table=False
+            )
+            p, w = erlang(4, rho)
+            inside = abs(q.p_wait - p) <= q.p_wait_ci and abs(q.mean_wait - w) <= q.mean_wait_ci
             print(
-                f"M/M/4 rho {rho}: {customers:,} customers in {dt:.0f} s: P(wait>0) error "
+                f"M/M/4 rho {rho}: {customers:,} customers in {dt:.1f} s: P(wait>0) error "
                 f"{q.p_wait / p - 1:+.2%} (95 % CI +-{q.p_wait_ci / p:.2%}), mean wait error "
-                f"{q.mean_wait / w - 1:+.2%} (95 % CI +-{q.mean_wait_ci / w:.2%})"
+                f"{q.mean_wait / w - 1:+.2%} (95 % CI +-{q.mean_wait_ci / w:.2%}); Erlang-C inside both CIs: "
+                f"{'yes' if inside else 'NO'}"
             )
     sys.stdout.flush()
 
