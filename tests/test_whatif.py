@@ -313,6 +313,11 @@ def test_grid_flex_reports_ceiling_and_mean_power_cuts(flex_wl):
     assert asked.best["sim_mean_reduction"] >= 0.3 and asked.best["sim_slo_met"]
     with pytest.raises(Exception, match="objective"):
         grid_flex(flex_wl, slo, "H100", 2, objective="peak", check=False)
+    for caps in ((256, 0), (256, 0.5)):
+        with pytest.raises(ConfigError, match="caps must be integers >= 1"):
+            grid_flex(flex_wl, slo, "H100", 2, caps=caps, check=False)
+    with pytest.raises(ConfigError, match="max_sims must be an integer"):
+        grid_flex(flex_wl, slo, "H100", 2, max_sims=0)
 
 
 def test_grid_flex_requested_cut_and_node_baseline(small_wl):

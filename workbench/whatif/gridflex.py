@@ -258,11 +258,15 @@ def grid_flex(
     if not (isinstance(instances, int) and instances >= 1):
         raise WhatIfError(f"instances must be an integer >= 1, got {instances!r}")
     require_positive("max_num_seqs", max_num_seqs)
-    require_positive("max_sims", max_sims)
+    if isinstance(max_sims, bool) or not isinstance(max_sims, int) or max_sims < 1:
+        raise WhatIfError(f"max_sims must be an integer >= 1, got {max_sims!r}")
     require_choice("objective", objective, OBJECTIVES)
     require_positive("node_power_w", node_power_w, allow_zero=True)
     name = gpu(gpu_name).name
     tp = resolve_tp(name, model, tp)
+    for c in caps:
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 1:
+            raise WhatIfError(f"caps must be integers >= 1 (batch caps), got {c!r}")
     caps = sorted({int(c) for c in caps if int(c) <= max_num_seqs} | {int(max_num_seqs)}, reverse=True)
     clocks = sorted({float(c) for c in clocks} | {1.0}, reverse=True)
     for c in clocks:
