@@ -333,12 +333,15 @@ def test_optimal_clock_analytic_and_slo() -> None:
 def test_power_classes_held_out_by_model(shared_traces) -> None:
     from workbench.power import evaluate_held_out
 
-    ev = {r["gpu"]: r for r in evaluate_held_out(n_trees=30, n_splits=4).to_dicts()}
+    ev = {r["gpu"]: r for r in evaluate_held_out(n_trees=40).to_dicts()}
     assert ev["all"]["n"] == 838
-    assert ev["all"]["power_median_ape"] <= 0.10  # target met for power
-    # energy per token on unseen models is harder (documented ~14 %); guard against regressions
-    assert ev["all"]["energy_median_ape"] <= 0.20
-    assert ev["all"]["class_accuracy"] >= 0.6
+    assert ev["all"]["power_median_ape"] <= 0.10  # Minos-like target (<= 10 %) met for power: 7.9 %
+    # energy per token = predicted power / predicted throughput. Target <= 10 % NOT met on unseen models:
+    # measured 12.7 % here (12.2 % with 200 trees; it was 14.0 % with a direct energy regressor). Most of the
+    # error is a per-model throughput offset that the configuration features do not explain.
+    assert ev["all"]["energy_median_ape"] == pytest.approx(0.127, abs=0.01)
+    assert ev["H100-SXM"]["energy_median_ape"] <= 0.11 < ev["B200"]["energy_median_ape"]
+    assert ev["all"]["class_accuracy"] >= 0.65
 
 
 def test_power_classes_predict_new_config(shared_traces) -> None:
@@ -363,8 +366,11 @@ def test_power_classes_predict_new_config(shared_traces) -> None:
     )
     out = pc.predict(cfg)
     p, e = out["power_per_gpu_w"].to_list(), out["energy_per_token_j"].to_list()
+    t = out["output_tokens_per_s"].to_list()
     assert 300 < p[0] < p[1] <= 700  # more power and less energy per token at the larger batch
-    assert e[0] > 2 * e[1]
+    assert e[0] > 2 * e[1] and t[1] > 4 * t[0]
+    # ML.ENERGY H100 Llama-3.1-8B chat at batch ~255: 9,010 tokens/s, 0.077 J/token (model in training)
+    assert 6_000 < t[1] < 12_000 and 0.05 < e[1] < 0.12
     assert set(out["power_class"]) <= {"low", "medium", "high"}
     with pytest.raises(ConfigError, match="unknown task"):
         pc.predict(cfg.with_columns(task=pl.lit("poetry")))
