@@ -217,3 +217,34 @@ def test_instance_latency(perf):
         instance_service_model(perf, 1000, 200, 0)
     with pytest.raises(ConfigError, match="prompt_mean"):
         instance_service_model(perf, 0, 200)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument", "where"),
+    [
+        (lambda: mmc_mean_wait(2, 0.5, -1.0), "service_mean", "got -1.0"),
+        (lambda: mmc_mean_wait(2, 0.5, np.nan), "service_mean", "got nan"),
+        (lambda: mmc_mean_wait([2, 4], [0.5, 0.6], [1.0, 0.0]), "service_mean", "index 1"),
+        (lambda: mmc_wait_quantile(0.9, 2, 0.5, [[1.0, 2.0], [3.0, -4.0]]), "service_mean", "index (1, 1)"),
+        (lambda: mmc_wait_cdf(np.nan, 2, 0.5, 1.0), "t", "got nan"),
+        (lambda: erlang_c([1, 2, 2.5], 0.5), "servers", "index 2"),
+        (lambda: erlang_c(2, [0.5, np.nan]), "rho", "index 1"),
+        (lambda: erlang_c(2, "high"), "rho", "'high'"),
+        (lambda: erlang_b(2, -1.0), "offered load", "got -1.0"),
+        (lambda: mdc_mean_wait(2, 0.5, -2.0), "service_mean", "got -2.0"),
+        (lambda: mgc_mean_wait(2, 0.5, 1.0, [1.0, -2.0]), "service_scv", "index 1"),
+        (lambda: mgc_mean_wait(2, 0.5, 1.0, 1.0, arrival_scv=np.inf), "arrival_scv", "got inf"),
+        (lambda: mgc_wait_quantile(0.9, 2, 0.5, -1.0, 1.0), "service_mean", "got -1.0"),
+    ],
+)
+def test_invalid_arguments_are_named_never_silent(call, argument, where):
+    with pytest.raises(ConfigError, match=argument) as info:
+        call()
+    assert where in str(info.value)
+    assert str(info.value).count("must be") == 1  # one clear error
+
+
+def test_unstable_and_edge_values_stay_valid():
+    assert float(mmc_mean_wait(2, np.inf, 1.0)) == np.inf  # rho = inf is overload, not an error
+    assert float(mmc_wait_cdf(-1.0, 2, 0.5, 1.0)) == 0.0
+    assert float(erlang_b(3, 0.0)) == 0.0

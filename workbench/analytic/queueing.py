@@ -10,7 +10,9 @@ service time ``service_mean = 1 / mu``; ``scv`` is a squared coefficient of vari
   latter by Cosmetatos' formula; for cs^2 <= 1, falls back to Allen-Cunneen above), and
   :func:`mgc_wait_quantile` (P(wait) from Erlang C, exponential conditional wait with the approximate mean).
 
-Unstable systems (``rho >= 1``) give ``inf`` waits and ``P(wait) = 1``.
+Unstable systems (``rho >= 1``) give ``inf`` waits and ``P(wait) = 1``. Invalid arguments (a negative or
+nan service time, a fractional server count, ...) raise one :class:`~workbench.errors.ConfigError` naming the
+argument and, for arrays, the first bad entry.
 
 Examples
 --------
@@ -18,6 +20,10 @@ Examples
 0.3333333333333333
 >>> float(mmc_mean_wait(2, 0.5, 1.0))  # = C / (c mu - lambda) = (1/3) / (2 - 1)
 0.3333333333333333
+>>> mmc_mean_wait(2, [0.5, 0.7], [1.0, -1.0])
+Traceback (most recent call last):
+...
+workbench.errors.ConfigError: service_mean must be a finite number > 0, got -1.0 at index 1
 """
 
 from __future__ import annotations
@@ -31,22 +37,49 @@ from workbench.errors import ConfigError
 METHODS = ("allen-cunneen", "kimura")
 
 
+def _values(name: str, x: ArrayLike, what: str, ok) -> np.ndarray:
+    """``x`` as a float array; :class:`ConfigError` naming ``name`` and the first entry failing ``ok``."""
+    try:
+        a = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {what}, got {x!r}") from None
+    with np.errstate(invalid="ignore"):
+        good = ok(a)
+    if not np.all(good):
+        i = int(np.flatnonzero(~np.broadcast_to(good, a.shape).ravel())[0])
+        index = i if a.ndim == 1 else tuple(int(j) for j in np.unravel_index(i, a.shape))
+        where = f" at index {index}" if a.ndim else ""
+        raise ConfigError(f"{name} must be {what}, got {float(a.ravel()[i])!r}{where}")
+    return a
+
+
+def _servers(c: ArrayLike) -> np.ndarray:
+    return _values(
+        "c (number of servers)", c, "an integer >= 1", lambda a: np.isfinite(a) & (a >= 1) & (a == np.floor(a))
+    )
+
+
+def _positive(name: str, x: ArrayLike) -> np.ndarray:
+    return _values(name, x, "a finite number > 0", lambda a: np.isfinite(a) & (a > 0))
+
+
+def _non_negative(name: str, x: ArrayLike) -> np.ndarray:
+    return _values(name, x, "a finite number >= 0", lambda a: np.isfinite(a) & (a >= 0))
+
+
 def _check(c: ArrayLike, rho: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    c, rho = np.asarray(c, dtype=float), np.asarray(rho, dtype=float)
-    if np.any(~np.isfinite(c)) or np.any(c < 1) or np.any(c != np.floor(c)):
-        raise ConfigError("c (number of servers) must be an integer >= 1")
-    if np.any(~(rho >= 0)):
-        raise ConfigError("rho (utilisation) must be >= 0")
+    c = _servers(c)
+    rho = _values("rho (utilisation)", rho, "a number >= 0", lambda a: a >= 0)  # inf: unstable
     return c, rho
 
 
 def erlang_b(c: ArrayLike, a: ArrayLike) -> np.ndarray:
     """Erlang-B blocking probability of ``c`` servers with offered load ``a`` Erlangs (Poisson pmf / cdf)."""
-    c, a = np.asarray(c, dtype=float), np.asarray(a, dtype=float)
+    c, a = _servers(c), _values("a (offered load)", a, "a number >= 0", lambda x: x >= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pmf = np.where(a > 0, c * np.log(np.where(a > 0, a, 1.0)) - a - gammaln(c + 1), -np.inf)
         b = np.exp(log_pmf) / pdtr(c, a)
-    return np.where(a > 0, np.clip(b, 0.0, 1.0), 0.0)
+    return np.where(np.isinf(a), 1.0, np.where(a > 0, np.clip(b, 0.0, 1.0), 0.0))
 
 
 def erlang_c(c: ArrayLike, rho: ArrayLike) -> np.ndarray:
@@ -74,7 +107,7 @@ def erlang_c(c: ArrayLike, rho: ArrayLike) -> np.ndarray:
 def mmc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
     """Mean time in queue (before service) of an M/M/c queue: ``C / (c mu (1 - rho))``."""
     c, rho = _check(c, rho)
-    s = np.asarray(service_mean, dtype=float)
+    s = _positive("service_mean", service_mean)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = erlang_c(c, rho) * s / (c * (1.0 - rho))
     return np.where(rho >= 1.0, np.inf, w)
@@ -83,7 +116,8 @@ def mmc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.n
 def mmc_wait_cdf(t: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
     """P(wait <= t) in an M/M/c queue: ``1 - C exp(-c mu (1 - rho) t)``."""
     c, rho = _check(c, rho)
-    t, s = np.asarray(t, dtype=float), np.asarray(service_mean, dtype=float)
+    t = _values("t", t, "a number (not nan)", lambda a: ~np.isnan(a))
+    s = _positive("service_mean", service_mean)
     with np.errstate(over="ignore", invalid="ignore"):
         cdf = 1.0 - erlang_c(c, rho) * np.exp(-c * (1.0 - rho) * t / s)
     return np.where(rho >= 1.0, 0.0, np.where(t < 0, 0.0, cdf))
@@ -97,10 +131,7 @@ def _exp_tail_quantile(q: np.ndarray, p_wait: np.ndarray, cond_mean: np.ndarray)
 
 
 def _check_q(q: ArrayLike) -> np.ndarray:
-    q = np.asarray(q, dtype=float)
-    if np.any(~((q >= 0) & (q < 1))):
-        raise ConfigError(f"quantile q must be in [0, 1), got {q!r}")
-    return q
+    return _values("quantile q", q, "in [0, 1)", lambda a: (a >= 0) & (a < 1))
 
 
 def mmc_wait_quantile(q: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
@@ -110,7 +141,7 @@ def mmc_wait_quantile(q: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: 
     """
     q = _check_q(q)
     c, rho = _check(c, rho)
-    s = np.asarray(service_mean, dtype=float)
+    s = _positive("service_mean", service_mean)
     p = erlang_c(c, rho)
     with np.errstate(divide="ignore", invalid="ignore"):
         cond = s / (c * (1.0 - rho))
@@ -155,9 +186,7 @@ def mgc_mean_wait(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    cs2, ca2 = np.asarray(service_scv, dtype=float), np.asarray(arrival_scv, dtype=float)
-    if np.any(~(cs2 >= 0)) or np.any(~(ca2 >= 0)):
-        raise ConfigError("service_scv and arrival_scv must be >= 0")
+    cs2, ca2 = _non_negative("service_scv", service_scv), _non_negative("arrival_scv", arrival_scv)
     w_mm = mmc_mean_wait(c, rho, service_mean)
     allen = w_mm * (ca2 + cs2) / 2.0
     if method == "allen-cunneen":
