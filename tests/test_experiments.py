@@ -242,15 +242,18 @@ def test_progress_default_on_in_a_notebook_kernel(monkeypatch):
     fake.get_ipython = lambda: shell  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "IPython", fake)
     assert progress_enabled(None)  # a Jupyter kernel: stderr is no terminal, but bars render
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "x")
+    assert progress_enabled(None)  # also when nbval runs the notebook: stored outputs must not differ
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
     shell.kernel = None  # a plain (terminal-less) IPython shell, e.g. `ipython script.py > log`
     assert not progress_enabled(None)
     monkeypatch.delitem(sys.modules, "IPython")
     assert not progress_enabled(None)  # a script with stderr redirected
-    assert progress_enabled(True) and not progress_enabled(False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert progress_enabled(None)  # a terminal
     monkeypatch.setenv("PYTEST_CURRENT_TEST", "x")
-    monkeypatch.setitem(sys.modules, "IPython", fake)
-    shell.kernel = object()
-    assert not progress_enabled(None)  # never in tests
+    assert not progress_enabled(None)  # but not in the unit tests
+    assert progress_enabled(True) and not progress_enabled(False)
 
 
 def test_bad_input():

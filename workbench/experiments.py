@@ -539,15 +539,21 @@ def _in_ipython_kernel() -> bool:
 
 
 def progress_enabled(progress: bool | None) -> bool:
-    """Resolve a ``progress=`` argument: ``None`` means on in a terminal or a notebook kernel, off in pytest.
+    """Resolve a ``progress=`` argument: ``None`` means on in a notebook kernel or a terminal, else off.
 
-    Used by :func:`sweep` and by the simulation check of :func:`workbench.planning.size_fleet`.
+    In a Jupyter/IPython kernel (stderr is no terminal there) bars are widgets, on however the notebook runs
+    (interactively, ``nbconvert --execute`` or nbval), so a notebook's stored outputs do not depend on how it
+    was executed. Elsewhere bars need a terminal on stderr and are off under pytest and in redirected logs.
+    Used by :func:`sweep`, the simulation check of :func:`workbench.planning.size_fleet` and
+    :func:`workbench.planning.compare.pool_split_study`.
     """
     if progress is not None:
         return bool(progress)
+    if _in_ipython_kernel():
+        return True
     if "PYTEST_CURRENT_TEST" in os.environ:
         return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or _in_ipython_kernel()
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def sweep(

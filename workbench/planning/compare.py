@@ -68,6 +68,8 @@ def pool_split_study(
         actually compared are in ``thresholds_used``.
     check
         Candidates per topology verified by simulation (0: analytic only).
+    progress
+        Progress bar over the GPU types (``None``: in a terminal or a notebook only).
 
     Returns
     -------
@@ -98,8 +100,12 @@ def pool_split_study(
             f"{longest:,} tokens): a threshold at or above the longest prompt, or below the shortest, leaves "
             "one pool empty"
         )
+    from tqdm.auto import tqdm
+
+    from workbench.experiments import progress_enabled
+
     rows = []
-    for g in gpus:
+    for g in tqdm(gpus, desc="split study", unit="GPU", disable=not progress_enabled(progress)):
         mono = [Candidate(g)]
         split = [Candidate(g, topology="length_pools", threshold=t) for t in used]
         res = {
@@ -113,7 +119,7 @@ def pool_split_study(
                 sim_requests=sim_requests,
                 seed=seed,
                 stop_early=False,
-                progress=progress,
+                progress=False,
             )
             for name, cands in (("mono", mono), ("split", split))
         }
