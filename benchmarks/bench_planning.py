@@ -1,8 +1,9 @@
 """Benchmark of fleet planning (targets: 10,000-candidate screen <= 1 s, 2-worker sweep >= 1.8x, sizing <= 60s).
 
-1. Analytic screen of 10,000 distinct candidate fleets (8 GPU types, TP 1/2/4, monolithic / two-pool / P-D,
-   thresholds, heterogeneous second pools, batch caps, clocks) on the Azure code trace at 20 req/s; cold (first
-   call: performance tables, power curves) and warm. Baseline in the same process: the same screen called one
+1. Analytic screen of 10,000 distinct candidate fleets drawn at random (seeded) from a grid of 12,150 (8 GPU
+   types, TP 1/2/4, monolithic / two-pool / P-D, thresholds, heterogeneous second pools, batch caps, clocks; the
+   mix is printed) on the Azure code trace at 20 req/s; cold (first call: performance tables, power curves) and
+   warm. Baseline in the same process: the same screen called one
    candidate at a time (200 candidates, extrapolated), printed as a ratio.
 2. A 64-point simulation sweep (fixed fleets x routers x batch caps, 8,000 requests each) through
    :func:`workbench.experiments.sweep` on 1 and 2 workers (loky processes, started before timing): wall
@@ -22,7 +23,10 @@ import math
 import os
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from workbench.experiments import sweep
 from workbench.planning import SLO, Candidate, candidate_grid, pareto_front, screen_table, size_fleet, workload
@@ -41,9 +45,10 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - t
 
 
-def screen_candidates(n: int) -> list[Candidate]:
+def screen_candidates(n: int, seed: int = 0) -> tuple[list[Candidate], int]:
+    """``n`` distinct candidates drawn at random (seeded) from the full grid, and the grid's size."""
     gpus = ["H100", "A100", "L40S", "L4", "H200", "A10G", "MI300X", "B200"]
-    cands = candidate_grid(
+    full = candidate_grid(
         gpus,
         tps=[1, 2, 4],
         topologies=["monolithic", "length_pools", "disaggregated"],
@@ -52,14 +57,30 @@ def screen_candidates(n: int) -> list[Candidate]:
         max_num_seqs=[32, 64, 128, 256, 512],
         clocks=[0.6, 0.7, 0.8, 0.9, 1.0],
     )
-    assert len(set(cands)) >= n, len(set(cands))
-    return cands[:n]
+    assert len(set(full)) == len(full) >= n, (len(set(full)), len(full), n)
+    pick = np.sort(np.random.default_rng(seed).choice(len(full), size=n, replace=False))
+    return [full[i] for i in pick], len(full)
+
+
+def describe_mix(cands: list[Candidate]) -> str:
+    """Counts of the sample by topology, heterogeneous fleets, GPU types, TP degrees, clocks and batch caps."""
+    topo = Counter(c.topology for c in cands)
+    het = sum(c.topology != "monolithic" and c.gpu2 is not None for c in cands)
+    return (
+        f"monolithic {topo['monolithic']:,}, two-pool {topo['length_pools']:,}, P/D {topo['disaggregated']:,} "
+        f"({het:,} heterogeneous); {len({c.gpu for c in cands})} GPU types, "
+        f"TP {sorted({c.tp for c in cands})}, {len({c.clock for c in cands})} clocks, "
+        f"{len({c.max_num_seqs for c in cands})} batch caps, "
+        f"{len({c.threshold for c in cands if c.threshold})} thresholds"
+    )
 
 
 def bench_screen(n: int) -> None:
     wl = workload(load(TRACES / "AzureLLMInferenceTrace_code.csv"), 20.0)
     slo = SLO(2.0, 0.1)
-    cands = screen_candidates(n)
+    cands, grid_size = screen_candidates(n)
+    assert len(set(cands)) == n
+    print(f"[screen] {n:,} distinct candidates drawn at random from {grid_size:,}: {describe_mix(cands)}")
     table, cold = timed(screen_table, wl, slo, cands, MODEL)
     warm = statistics.median(timed(screen_table, wl, slo, cands, MODEL)[1] for _ in range(3))
     sub = cands[:: max(1, n // 200)][:200]
