@@ -14,7 +14,7 @@ pool member and plugs a :class:`FleetController` into its hooks:
 The result is the core :class:`~workbench.sim.result.SimResult` (``pool`` and ``instance`` columns, rejected
 rows with their reason) plus a ``prefill_instance`` column for disaggregated fleets and autoscaling counters.
 Helpers turn results into comparison tables: :func:`compare`, :func:`latency_cdf`, :func:`instance_stats`,
-:func:`instance_count`, :func:`gpu_hours`.
+:func:`instance_count`, :func:`gpu_hours`; :mod:`workbench.sim.studies` runs the seed papers' comparisons.
 """
 
 from __future__ import annotations
@@ -656,8 +656,19 @@ def instance_count(result: SimResult) -> pl.DataFrame:
     )  # fmt: skip
 
 
+#: Columns of :func:`summarize` (one row of :func:`compare`), in order, with their types.
+SUMMARY_SCHEMA: dict[str, type] = {
+    "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p50_s": pl.Float64, "tpot_p99_s": pl.Float64,
+    "e2e_p99_s": pl.Float64, "hit_rate": pl.Float64, "requests": pl.Int64, "rejected": pl.Int64,
+    "preemptions": pl.Int64, "cold_starts": pl.Int64, "gpu_hours": pl.Float64,
+}  # fmt: skip
+
+
 def summarize(result: SimResult) -> dict:
-    """Latency percentiles, hit rate, rejections and cost of one result (one row of :func:`compare`)."""
+    """Latency percentiles, hit rate, rejections and cost of one result (one row of :func:`compare`).
+
+    Keys and types: :data:`SUMMARY_SCHEMA`.
+    """
     r = result.requests
     ok = r.filter(~pl.col("rejected"))
     q = ok.select(
@@ -729,168 +740,15 @@ def instance_stats(results: Mapping[str, SimResult]) -> pl.DataFrame:
     return pl.concat(frames).select("policy", "instance", "pool", "requests", "hit_rate", "busy_fraction")
 
 
-# ---------------------------------------------------------------------------------------------- studies
-#: Policies compared in the LMetric paper's setting (load- and cache-aware), in table order.
-SEED_POLICIES = ("round_robin", "jsq", "vllm_v1", "llmd", "sglang_cache_aware", "dynamo", "lmetric")
-
-
-def gpu_cost_usd(result: SimResult) -> float:
-    """Cloud cost of the powered GPU time (``cloud_usd_per_gpu_hr`` of each instance's GPU, MIG by share)."""
-    from workbench.hardware import gpu
-
-    seg = result.segments.filter(pl.col("state") != "off").join(
-        result.instances.select("instance", "gpu", "n_gpus"), on="instance"
-    )
-    hours = seg.group_by("gpu", "n_gpus").agg(((pl.col("end_s") - pl.col("start_s")).sum() / 3600).alias("h"))
-    return float(
-        sum(row["h"] * row["n_gpus"] * gpu(row["gpu"].split("-MIG-")[0]).cloud_usd_per_gpu_hr
-            for row in hours.iter_rows(named=True))
-    )  # fmt: skip
-
-
-def policy_study(
-    trace,
-    policies: Sequence[str] = SEED_POLICIES,
-    *,
-    loads: Sequence[float] = (1.0,),
-    instances: int = 8,
-    seed: int = 0,
-    **pool,
-) -> tuple[pl.DataFrame, dict[tuple[float, str], SimResult]]:
-    """Run ``trace`` sped up by each of ``loads`` through a monolithic pool under each routing policy.
-
-    Returns the comparison table (one row per load and policy) and the results keyed by (load, policy).
-    Extra keyword arguments go to the :class:`Pool` (``gpu``, ``model``, ``scheduler`` ...).
-    """
-    from workbench.traces import rescale
-
-    results, rows = {}, []
-    for load in loads:
-        t = rescale(trace, load) if load != 1.0 else trace
-        for p in policies:
-            res = simulate(t, monolithic(instances, router=p, **pool), seed=seed)
-            results[(load, p)] = res
-            rows.append({"load": f"x{load:g}", "policy": p, **summarize(res)})
-    return pl.DataFrame(rows), results
-
-
-def length_split_study(
-    trace, *, gpus: int = 8, thresholds: Sequence[int] = (4096,), short_share: float | None = None,
-    seed: int = 0, router: str = "jsq", **pool,
-) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
-    """Monolithic pool vs two pools split by length (short / long) with the same GPU count.
-
-    ``short_share`` of the GPUs serve requests with prompt + output <= threshold (default: the short requests'
-    share of the tokens, so each pool gets GPUs in proportion to its work). The table adds the cloud cost and
-    the P99 TTFT of the short requests (those under the first threshold).
-    """
-    fleets = {"monolithic": monolithic(gpus, router=router, **pool)}
-    reqs = trace.requests if hasattr(trace, "requests") else trace
-    size = reqs["prompt_tokens"].cast(pl.Int64) + reqs["output_tokens"]
-    for th in thresholds:
-        share = short_share if short_share is not None else float(size.filter(size <= th).sum() / size.sum())
-        n_short = max(1, min(gpus - 1, round(gpus * share)))
-        fleets[f"two-pool @{th} ({n_short}+{gpus - n_short})"] = Fleet(
-            pools=(
-                Pool("short", instances=n_short, max_tokens=th, router=router, **pool),
-                Pool("long", instances=gpus - n_short, router=router, **pool),
-            ),
-            router="length_pools",
-        )
-    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
-    short = (pl.col("prompt_tokens") + pl.col("output_tokens")) <= thresholds[0]
-    rows = []
-    for name, res in results.items():
-        s = res.requests.filter(short & ~pl.col("rejected"))["ttft_s"].quantile(0.99)
-        rows.append({"policy": name, **summarize(res), "short_ttft_p99_s": s, "cost_usd": gpu_cost_usd(res)})
-    return pl.DataFrame(rows), results
-
-
-def disaggregation_study(
-    trace, *, gpus: int = 8, prefill_shares: Sequence[float] = (0.25, 0.5), interconnect: str = "infiniband",
-    seed: int = 0, router: str = "jsq", **pool,
-) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
-    """Colocated pool vs prefill/decode pools with the same GPU count (one row per prefill share)."""
-    fleets = {"colocated": monolithic(gpus, router=router, **pool)}
-    for share in prefill_shares:
-        n_p = max(1, min(gpus - 1, round(gpus * share)))
-        fleets[f"disaggregated {n_p}P:{gpus - n_p}D"] = Fleet(
-            pools=(
-                Pool("prefill", role="prefill", instances=n_p, router=router, **pool),
-                Pool("decode", role="decode", instances=gpus - n_p, router=router, **pool),
-            ),
-            interconnect=interconnect,
-        )
-    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
-    return compare(results), results
-
-
-def autoscale_study(
-    trace,
-    policies: Sequence[str] = ("kpa", "saturation", "delayed_off", "threshold"),
-    *,
-    max_instances: int = 8,
-    min_instances: int = 1,
-    seed: int = 0,
-    router: str = "jsq",
-    autoscale: Mapping | None = None,
-    **pool,
-) -> tuple[pl.DataFrame, dict[str, SimResult]]:
-    """GPU-hours vs latency of autoscaling policies, next to static fleets of ``max`` and ``min`` instances.
-
-    ``autoscale`` holds extra :class:`~workbench.sim.autoscale.AutoscaleConfig` fields shared by all policies
-    (``setup_delay_s``, ``target_concurrency`` ...).
-    """
-    from workbench.sim.autoscale import AutoscaleConfig
-
-    fleets = {f"static {max_instances}": monolithic(max_instances, router=router, **pool)}
-    if min_instances != max_instances:
-        fleets[f"static {max(min_instances, 1)}"] = monolithic(max(min_instances, 1), router=router, **pool)
-    for name in policies:
-        cfg = AutoscaleConfig(policy=name, min_instances=min_instances, max_instances=max_instances,
-                              **dict(autoscale or {}))  # fmt: skip
-        fleets[name] = Fleet(pools=(Pool("main", instances=max(min_instances, 1), autoscale=cfg, router=router,
-                                         **pool),))  # fmt: skip
-    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
-    table = compare(results).with_columns(pl.Series("cost_usd", [gpu_cost_usd(r) for r in results.values()]))
-    return table, results
-
-
-def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, seed: int = 0):
-    """Poisson trace with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
-
-    Prompts are drawn by inverting the piecewise-linear CDF; outputs are log-normal (median ``output_median``,
-    sigma 0.8). The agent-heavy CDF is the heavy-tailed mix of the inference-fleet-sim paper.
-    """
-    import json
-
-    from workbench import datasets
-    from workbench.traces import Empirical, Poisson, Synthetic
-
-    cdf = json.loads(datasets.fetch(name, allow_download=False).read_text())["cdf"]
-    x, f = np.array(cdf, dtype=float).T
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    prompt = np.maximum(np.interp(rng.random(n), f, x), 1).astype(np.int32)
-    output = np.maximum(rng.lognormal(math.log(output_median), 0.8, n), 1).astype(np.int32)
-    gen = Synthetic(arrivals=Poisson(rate), lengths=Empirical(prompt, output), name=name)
-    return gen.generate(n, seed=seed)
-
-
 __all__ = [
     "DEFER",
-    "SEED_POLICIES",
+    "SUMMARY_SCHEMA",
     "FleetController",
-    "autoscale_study",
-    "cdf_trace",
     "compare",
-    "disaggregation_study",
-    "gpu_cost_usd",
     "gpu_hours",
     "instance_count",
     "instance_stats",
     "latency_cdf",
-    "length_split_study",
-    "policy_study",
     "simulate",
     "summarize",
 ]

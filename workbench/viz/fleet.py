@@ -1,8 +1,9 @@
 """Charts of fleet simulations: latency CDFs per policy, per-instance load and cache hits, instance count
-over time, and the cost-latency trade-off of autoscalers.
+over time, and the cost-latency trade-off of autoscalers (one point per policy, or curves over a knob).
 
 Every builder takes polars tables produced by :mod:`workbench.sim.fleet` (``latency_cdf``,
-``instance_stats``, ``instance_count``, ``compare``) and returns an altair chart.
+``instance_stats``, ``instance_count``, ``compare``) or :mod:`workbench.sim.studies` and returns an altair
+chart.
 """
 
 from __future__ import annotations
@@ -124,6 +125,43 @@ def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p9
     return (points + labels).properties(title="cost vs tail latency (one point per policy)")
 
 
+def tradeoff_curves(
+    table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p99_s", log_y: bool = True
+) -> alt.LayerChart:
+    """Cost-latency curves: one line per swept knob (``curve``), points in sweep order, static fleets dashed.
+
+    Parameters
+    ----------
+    table
+        Columns ``curve``, ``policy``, ``knob``, ``value``, ``x`` and ``y`` (see
+        :func:`workbench.sim.studies.autoscale_curve`); rows with ``policy == "static"`` form the reference.
+    log_y
+        Logarithmic latency axis.
+    """
+    titles = {"gpu_hours": "GPU-hours", "ttft_p99_s": "P99 TTFT (s)", "ttft_p50_s": "median TTFT (s)",
+              "cost_usd": "cloud cost (USD)"}  # fmt: skip
+    data = table.with_row_index("order")
+    enc = {
+        "x": alt.X(f"{x}:Q", title=titles.get(x, x), scale=alt.Scale(zero=False)),
+        "y": alt.Y(f"{y}:Q", title=titles.get(y, y), scale=alt.Scale(type="log") if log_y else alt.Scale()),
+        "order": alt.Order("order:Q"),
+        "tooltip": [
+            "curve:N", "value:Q", alt.Tooltip(f"{x}:Q", format=".3f"), alt.Tooltip(f"{y}:Q", format=".3f")
+        ],
+    }
+    color = alt.Color("curve:N", title="policy: knob")
+    auto = alt.Chart(data.filter(pl.col("policy") != "static"))
+    static = alt.Chart(data.filter(pl.col("policy") == "static"))
+    dashed = static.mark_line(color="black", strokeDash=[4, 3], point=alt.OverlayMarkDef(color="black"))
+    labels = static.mark_text(align="left", dx=6, dy=-6, color="black")
+    return (
+        dashed.encode(**enc)
+        + labels.encode(x=enc["x"], y=enc["y"], text=alt.Text("value:Q", format="d"))
+        + auto.mark_line(point=True).encode(color=color, **enc)
+    ).properties(width=WIDTH * 1.2, height=HEIGHT,
+                 title="cost vs tail latency (static fleets dashed, labelled by instances)")  # fmt: skip
+
+
 def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:
     """Grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
     long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
@@ -143,4 +181,4 @@ def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s"
     return chart
 
 
-__all__ = ["cost_latency", "instance_count", "instance_load", "latency_cdfs", "policy_bars"]
+__all__ = ["cost_latency", "instance_count", "instance_load", "latency_cdfs", "policy_bars", "tradeoff_curves"]

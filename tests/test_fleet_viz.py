@@ -1,0 +1,144 @@
+"""Fleet charts (:mod:`workbench.viz.fleet`, checked through ``to_dict()``) and the routing widget's logic."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from workbench.errors import ConfigError
+from workbench.sim.fleet import compare, instance_stats, latency_cdf, simulate
+from workbench.sim.topology import monolithic
+from workbench.traces import LogNormal, Poisson, Synthetic
+from workbench.viz import fleet as vf
+from workbench.widgets.fleet import build_fleet, explore
+
+
+def _trace(n=200, seed=1):
+    lengths = LogNormal(prompt_mu=6.5, prompt_sigma=1.0, output_mu=4.5, output_sigma=0.6)
+    return Synthetic(arrivals=Poisson(10.0), lengths=lengths).generate(n, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def results():
+    tr = _trace()
+    return {p: simulate(tr, monolithic(2, router=p)) for p in ("jsq", "round_robin")}
+
+
+def _values(spec: dict) -> list[dict]:
+    (values,) = spec["datasets"].values()
+    return values
+
+
+def _datasets(spec: dict) -> list[list[dict]]:
+    return list(spec["datasets"].values())
+
+
+def test_latency_cdfs_one_panel_per_metric_holds_the_quantiles(results):
+    cdf = latency_cdf(results, points=21)
+    spec = vf.latency_cdfs(cdf).to_dict()
+    assert [p["title"] for p in spec["hconcat"]] == ["TTFT (s)", "TPOT (s/token)"]
+    ttft = spec["hconcat"][0]
+    assert ttft["mark"]["type"] == "line" and ttft["mark"]["interpolate"] == "step-after"
+    assert ttft["encoding"]["x"]["scale"]["type"] == "log"
+    assert ttft["encoding"]["color"]["field"] == "policy"
+    rows = spec["datasets"][ttft["data"]["name"]]
+    largest = results["jsq"].requests["ttft_s"].max()
+    top = max(r["value"] for r in rows if r["policy"] == "jsq" and r["metric"] == "ttft_s")
+    assert top == pytest.approx(largest)
+    linear = vf.latency_cdfs(cdf, log_x=False).to_dict()
+    assert "type" not in linear["hconcat"][0]["encoding"]["x"]["scale"]
+
+
+def test_instance_load_bars_requests_and_hit_rate(results):
+    spec = vf.instance_load(instance_stats(results)).to_dict()
+    load, hits = spec["hconcat"]
+    assert load["facet"]["row"]["field"] == "policy"
+    assert load["spec"]["encoding"]["y"]["field"] == "requests"
+    assert hits["spec"]["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    rows = _datasets(spec)[0]
+    assert sum(r["requests"] for r in rows if r["policy"] == "jsq") == 200
+
+
+def test_instance_count_step_lines():
+    counts = pl.DataFrame({"policy": ["a", "a", "b"], "time_s": [0.0, 5.0, 0.0], "instances": [1, 3, 2]})
+    spec = vf.instance_count(counts).to_dict()
+    assert spec["mark"]["interpolate"] == "step-after"
+    assert spec["encoding"]["strokeDash"]["field"] == "policy"
+    assert [r["instances"] for r in _values(spec)] == [1, 3, 2]
+
+
+def test_cost_latency_points_labelled_by_policy(results):
+    table = compare(results)
+    spec = vf.cost_latency(table).to_dict()
+    points, labels = spec["layer"]
+    assert points["mark"]["type"] == "point" and labels["encoding"]["text"]["field"] == "policy"
+    assert points["encoding"]["x"]["field"] == "gpu_hours" and points["encoding"]["y"]["field"] == "ttft_p99_s"
+    assert sorted(r["policy"] for r in _values(spec)) == ["jsq", "round_robin"]
+
+
+def test_policy_bars_facet_by_load_when_present(results):
+    table = compare(results, load="x1")
+    faceted = vf.policy_bars(table).to_dict()
+    assert faceted["facet"]["column"]["field"] == "load"
+    assert faceted["spec"]["encoding"]["y"]["scale"]["type"] == "log"
+    rows = _values(faceted)
+    assert {r["variable"] for r in rows} == {"ttft_p50_s", "ttft_p99_s"} and len(rows) == 4
+    plain = vf.policy_bars(table.drop("load")).to_dict()
+    assert "facet" not in plain and plain["encoding"]["xOffset"]["field"] == "variable"
+
+
+def test_tradeoff_curves_static_reference_and_one_line_per_knob():
+    table = pl.DataFrame({
+        "policy": ["static", "static", "kpa", "kpa", "threshold"],
+        "knob": ["instances", "instances", "target_concurrency", "target_concurrency", "up_threshold"],
+        "value": [2.0, 4.0, 8.0, 16.0, 4.0],
+        "gpu_hours": [1.0, 2.0, 1.8, 1.5, 1.7],
+        "ttft_p99_s": [5.0, 0.5, 0.6, 0.9, 0.7],
+    }).with_columns((pl.col("policy") + ": " + pl.col("knob")).alias("curve"))  # fmt: skip
+    spec = vf.tradeoff_curves(table).to_dict()
+    dashed, labels, curves = spec["layer"]
+    assert dashed["mark"]["strokeDash"] == [4, 3] and labels["mark"]["type"] == "text"
+    assert curves["encoding"]["color"]["field"] == "curve" and curves["encoding"]["order"]["field"] == "order"
+    assert curves["encoding"]["y"]["scale"]["type"] == "log"
+    static_rows = spec["datasets"][spec["data"]["name"]]  # the static layers share the top-level data
+    auto_rows = spec["datasets"][curves["data"]["name"]]
+    assert [r["value"] for r in static_rows] == [2.0, 4.0]
+    assert [r["curve"] for r in auto_rows] == ["kpa: target_concurrency"] * 2 + ["threshold: up_threshold"]
+    linear = vf.tradeoff_curves(table, log_y=False).to_dict()
+    assert "type" not in linear["layer"][2]["encoding"]["y"]["scale"]
+
+
+def test_build_fleet_shapes():
+    assert [p.instances for p in build_fleet("length pools", 8, "jsq").pools] == [6, 2]
+    dis = build_fleet("disaggregated", 5, "lmetric")
+    assert [(p.role, p.instances) for p in dis.pools] == [("prefill", 2), ("decode", 3)]
+    assert build_fleet("monolithic", 3, "jsq").pools[0].instances == 3
+    with pytest.raises(ConfigError, match="unknown topology 'ring'"):
+        build_fleet("ring", 4, "jsq")
+
+
+def test_explore_simulates_each_policy_on_the_chosen_fleet():
+    tr = _trace(150, seed=3)
+    cdf, per_instance, table = explore(tr, ("jsq", "round_robin"), load=2.0, instances=4,
+                                       topology="length pools")  # fmt: skip
+    assert table["policy"].to_list() == ["jsq", "round_robin"] and table["load"].to_list() == ["x2", "x2"]
+    assert (table["requests"] == 150).all()
+    faster = tr.with_requests(tr.requests.with_columns(pl.col("arrival_s") / 2.0))
+    direct = simulate(faster, build_fleet("length pools", 4, "jsq"))
+    assert table["ttft_p99_s"][0] == pytest.approx(compare({"jsq": direct})["ttft_p99_s"][0])
+    assert len(cdf.to_dict()["hconcat"]) == 2
+    pools = {r["pool"] for r in _datasets(per_instance.to_dict())[0]}
+    assert pools == {"short", "long"}
+
+
+def test_routing_explorer_widget_runs():
+    from workbench.widgets.fleet import routing_explorer
+
+    box = routing_explorer(_trace(60), instances=2)
+    controls = box.children[0]
+    policies = controls.children[0]
+    run = controls.children[1].children[-1]
+    policies.value = ("jsq",)
+    run.click()
+    assert np.isin(["round_robin", "lmetric"], list(policies.options)).all()

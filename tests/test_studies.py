@@ -1,0 +1,151 @@
+"""Fleet studies (:mod:`workbench.sim.studies`): tables, SLO sizing and autoscaling curves on small traces."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from workbench.errors import ConfigError
+from workbench.sim.fleet import SUMMARY_SCHEMA, simulate, summarize
+from workbench.sim.studies import (
+    autoscale_curve,
+    cdf_trace,
+    disaggregation_study,
+    length_split_study,
+    policy_ranks,
+    policy_study,
+    slo_sizing,
+)
+from workbench.sim.topology import monolithic
+from workbench.traces import Fixed, Poisson, Synthetic, TimeVarying
+from workbench.traces.synthetic import PiecewiseRate
+
+
+def test_summarize_keys_match_schema():
+    tr = Synthetic(arrivals=Poisson(5.0), lengths=Fixed(500, 20)).generate(30, seed=0)
+    row = summarize(simulate(tr, monolithic(1)))
+    assert list(row) == list(SUMMARY_SCHEMA)
+
+
+def test_policy_ranks_and_ratios():
+    table = pl.DataFrame({
+        "load": ["x1"] * 3 + ["x2"] * 3,
+        "policy": ["round_robin", "jsq", "lmetric"] * 2,
+        "ttft_p50_s": [1.0, 0.5, 0.5, 4.0, 2.0, 0.4],
+        "ttft_p99_s": [10.0, 5.0, 6.0, 40.0, 30.0, 50.0],
+    })  # fmt: skip
+    ranks = policy_ranks(table)
+    lm = ranks.filter(pl.col("policy") == "lmetric")
+    assert lm["rank_p50"].to_list() == [1, 1] and lm["rank_p99"].to_list() == [2, 3]
+    assert lm["p50_vs_base"].to_list() == pytest.approx([0.5, 0.1])
+    assert lm["p99_vs_base"].to_list() == pytest.approx([0.6, 1.25])
+    with pytest.raises(ConfigError, match="baseline: policy 'random' is not in the table; it has: round_robin"):
+        policy_ranks(table, baseline="random")
+
+
+def test_policy_study_rows_per_load_and_policy():
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=Fixed(800, 30)).generate(120, seed=0)
+    table, results = policy_study(tr, ("round_robin", "jsq"), loads=(1.0, 2.0), instances=2)
+    assert table.select("load", "policy").rows() == [
+        ("x1", "round_robin"), ("x1", "jsq"), ("x2", "round_robin"), ("x2", "jsq"),
+    ]  # fmt: skip
+    assert set(results) == {(1.0, "round_robin"), (1.0, "jsq"), (2.0, "round_robin"), (2.0, "jsq")}
+    x2 = table.filter(pl.col("load") == "x2")["ttft_p50_s"]
+    x1 = table.filter(pl.col("load") == "x1")["ttft_p50_s"]
+    assert (x2 >= x1).all()  # the same requests twice as fast wait at least as long
+
+
+def test_cdf_trace_is_seeded_and_follows_the_cdf():
+    a = cdf_trace("ifs_agent_heavy_cdf", 500, rate=10.0, seed=4)
+    b = cdf_trace("ifs_agent_heavy_cdf", 500, rate=10.0, seed=4)
+    assert a.requests.equals(b.requests)
+    assert not a.requests.equals(cdf_trace("ifs_agent_heavy_cdf", 500, rate=10.0, seed=5).requests)
+    prompts = a.requests["prompt_tokens"]
+    assert 1000 < prompts.median() < 10_000 and prompts.max() > 20_000  # heavy tail
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return cdf_trace("ifs_agent_heavy_cdf", 600, rate=8.0, seed=0)
+
+
+def test_length_split_study_columns_and_split(agent):
+    table, results = length_split_study(agent, gpus=4, thresholds=(8192,))
+    size = agent.requests["prompt_tokens"].cast(pl.Int64) + agent.requests["output_tokens"]
+    n_short = round(4 * size.filter(size <= 8192).sum() / size.sum())  # GPUs in proportion to the tokens
+    name = f"two-pool @8192 ({n_short}+{4 - n_short})"
+    assert table["policy"].to_list() == ["monolithic", name]
+    two = results[name].requests.filter(~pl.col("rejected"))
+    size = two["prompt_tokens"] + two["output_tokens"]
+    assert (two.filter(size <= 8192)["pool"] == "short").all()
+    assert (two.filter(size > 8192)["pool"] == "long").all()
+    assert (table["cost_usd"] > 0).all() and table["short_ttft_p99_s"].is_not_null().all()
+
+
+def _attains(res, slo):
+    ok = res.requests.filter(~pl.col("rejected"))
+    return float((ok["ttft_s"] <= slo).mean()) >= 0.99
+
+
+def test_slo_sizing_finds_the_fewest_gpus(agent):
+    slo = 4.0
+    table, results = slo_sizing(agent, slo_s=slo, thresholds=(8192,), max_gpus=8)
+    mono, two = table.iter_rows(named=True)
+    assert mono["policy"] == "monolithic" and mono["meets_slo"]
+    n = mono["gpus"]
+    assert _attains(results["monolithic"], slo)
+    assert n == 1 or not _attains(simulate(agent, monolithic(n - 1)), slo)  # one GPU fewer misses the SLO
+    assert two["policy"] == "two-pool @8192" and two["short_gpus"] + two["long_gpus"] == two["gpus"]
+    assert two["meets_slo"] == _attains(results["two-pool @8192"], slo)
+    from workbench.hardware import gpu
+
+    assert mono["usd_per_hour"] == pytest.approx(n * gpu("H100-SXM").cloud_usd_per_gpu_hr)
+    # an SLO below the prefill time of the longest prompts cannot be met: rows stay, with nulls
+    none, _ = slo_sizing(agent, slo_s=0.05, thresholds=(8192,), max_gpus=3)
+    assert none["gpus"].to_list() == [None, None] and not none["meets_slo"].any()
+    assert none.columns == table.columns
+    with pytest.raises(ConfigError, match="max_gpus must be an integer >= 2"):
+        slo_sizing(agent, slo_s=1.0, max_gpus=1)
+    with pytest.raises(ConfigError, match="slo_s"):
+        slo_sizing(agent, slo_s=-1.0)
+
+
+def test_disaggregation_study_rows():
+    tr = Synthetic(arrivals=Poisson(4.0), lengths=Fixed(2000, 100)).generate(150, seed=0)
+    table, results = disaggregation_study(tr, gpus=4, prefill_shares=(0.25, 0.5))
+    assert table["policy"].to_list() == ["colocated", "disaggregated 1P:3D", "disaggregated 2P:2D"]
+    dis = results["disaggregated 1P:3D"].requests
+    assert dis["prefill_instance"].is_not_null().all() and (dis["pool"] == "decode").all()
+
+
+def _bursty():
+    profile = PiecewiseRate(edges_s=np.array([0.0, 60.0, 120.0, 240.0]), rates=np.array([1.0, 20.0, 1.0, 1.0]))
+    return Synthetic(arrivals=TimeVarying(profile, cv=2.0), lengths=Fixed(2000, 200)).generate(
+        duration_s=240.0, seed=0
+    )
+
+
+def test_autoscale_curve_sweeps_a_knob_next_to_static_fleets():
+    sweeps = (("kpa", "target_concurrency", (2.0, 32.0)), ("delayed_off", "target_concurrency", (2.0, 32.0)),
+              ("threshold", "up_threshold", (2.0, 16.0)))  # fmt: skip
+    table, results = autoscale_curve(_bursty(), sweeps, max_instances=4, autoscale={"setup_delay_s": 10})
+    assert table.select("policy", "value").rows() == [
+        ("static", 1.0), ("static", 2.0), ("static", 4.0), ("kpa", 2.0), ("kpa", 32.0), ("delayed_off", 2.0),
+        ("delayed_off", 32.0), ("threshold", 2.0), ("threshold", 16.0),
+    ]  # fmt: skip
+    assert table["curve"][3] == "kpa: target_concurrency"
+    assert set(results) == set(table.select("policy", "knob", "value").rows())
+    hours = dict(zip(table.select("policy", "value").rows(), table["gpu_hours"], strict=True))
+    p99 = dict(zip(table.select("policy", "value").rows(), table["ttft_p99_s"], strict=True))
+    # static fleets: more instances, more GPU-hours, lower tail
+    assert hours[("static", 1.0)] < hours[("static", 2.0)] < hours[("static", 4.0)]
+    assert p99[("static", 1.0)] > p99[("static", 4.0)]
+    # a larger target concurrency / up threshold scales up later: fewer GPU-hours ...
+    for policy, low, high in (("kpa", 2.0, 32.0), ("delayed_off", 2.0, 32.0), ("threshold", 2.0, 16.0)):
+        assert hours[(policy, high)] < hours[(policy, low)]
+    # ... and a longer tail (the threshold policy adds one instance per tick: its P99 is the cold start anyway)
+    for policy in ("kpa", "delayed_off"):
+        assert p99[(policy, 32.0)] > 5 * p99[(policy, 2.0)]
+    with pytest.raises(ConfigError, match=r"sweeps\[0\]: unknown autoscale field 'tau'"):
+        autoscale_curve(_bursty(), (("delayed_off", "tau", (1.0,)),), static=())

@@ -1,0 +1,370 @@
+"""Fleet studies behind the seed papers' claims: each runs a set of simulations and returns a comparison table.
+
+* :func:`policy_study` and :func:`policy_ranks`: routing policies on one pool at several loads (LMetric,
+  arXiv 2603.15202);
+* :func:`length_split_study`: one pool vs two pools split by length at the same GPU count, and
+  :func:`slo_sizing`: the fewest GPUs each fleet shape needs to meet a P99 TTFT SLO (inference-fleet-sim,
+  arXiv 2603.16054);
+* :func:`disaggregation_study`: colocated vs prefill/decode pools at the same GPU count;
+* :func:`autoscale_curve`: GPU-hours vs P99 TTFT of each autoscaling policy as its knob is swept, next to
+  static fleets (Knative KPA; Carlsson & Eager, arXiv 2507.19667).
+
+Every study returns ``(table, results)``: a polars table with :func:`~workbench.sim.fleet.summarize`'s
+columns (one row per simulated fleet) and the :class:`~workbench.sim.result.SimResult` of each row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from workbench.config import require_positive, require_range
+from workbench.errors import ConfigError
+from workbench.sim.fleet import SUMMARY_SCHEMA, compare, simulate, summarize
+from workbench.sim.result import SimResult
+from workbench.sim.topology import Fleet, Pool, monolithic
+
+#: Policies compared in the LMetric paper's setting (load- and cache-aware), in table order.
+SEED_POLICIES = ("round_robin", "jsq", "vllm_v1", "llmd", "sglang_cache_aware", "dynamo", "lmetric")
+
+
+def gpu_cost_usd(result: SimResult) -> float:
+    """Cloud cost of the powered GPU time (``cloud_usd_per_gpu_hr`` of each instance's GPU, MIG by share)."""
+    from workbench.hardware import gpu
+
+    seg = result.segments.filter(pl.col("state") != "off").join(
+        result.instances.select("instance", "gpu", "n_gpus"), on="instance"
+    )
+    hours = seg.group_by("gpu", "n_gpus").agg(((pl.col("end_s") - pl.col("start_s")).sum() / 3600).alias("h"))
+    return float(
+        sum(row["h"] * row["n_gpus"] * gpu(row["gpu"].split("-MIG-")[0]).cloud_usd_per_gpu_hr
+            for row in hours.iter_rows(named=True))
+    )  # fmt: skip
+
+
+def _requests(trace) -> pl.DataFrame:
+    return trace.requests if hasattr(trace, "requests") else trace
+
+
+def _subset(trace, mask: pl.Series):
+    """The requests of ``trace`` where ``mask`` holds (same type as ``trace``)."""
+    reqs = _requests(trace).filter(mask)
+    return trace.with_requests(reqs) if hasattr(trace, "with_requests") else reqs
+
+
+def _size() -> pl.Expr:
+    return pl.col("prompt_tokens").cast(pl.Int64) + pl.col("output_tokens")
+
+
+# ---------------------------------------------------------------------------------------------- routing
+def policy_study(
+    trace,
+    policies: Sequence[str] = SEED_POLICIES,
+    *,
+    loads: Sequence[float] = (1.0,),
+    instances: int = 8,
+    seed: int = 0,
+    **pool,
+) -> tuple[pl.DataFrame, dict[tuple[float, str], SimResult]]:
+    """Run ``trace`` sped up by each of ``loads`` through a monolithic pool under each routing policy.
+
+    Returns the comparison table (one row per load and policy, ``load`` as ``"x2"``) and the results keyed by
+    (load, policy). Extra keyword arguments go to the :class:`Pool` (``gpu``, ``model``, ``scheduler`` ...).
+    """
+    from workbench.traces import rescale
+
+    results, rows = {}, []
+    for load in loads:
+        t = rescale(trace, load) if load != 1.0 else trace
+        for p in policies:
+            res = simulate(t, monolithic(instances, router=p, **pool), seed=seed)
+            results[(load, p)] = res
+            rows.append({"load": f"x{load:g}", "policy": p, **summarize(res)})
+    return pl.DataFrame(rows), results
+
+
+def policy_ranks(table: pl.DataFrame, *, baseline: str = "round_robin") -> pl.DataFrame:
+    """Rank of each policy at each load by P50 and P99 TTFT (1 = best), and its TTFT relative to ``baseline``.
+
+    Columns: ``load``, ``policy``, ``rank_p50``, ``rank_p99``, ``p50_vs_base``, ``p99_vs_base`` (policy TTFT /
+    baseline TTFT: 0.1 means ten times lower).
+    """
+    if baseline not in table["policy"].to_list():
+        have = ", ".join(table["policy"].unique(maintain_order=True).to_list())
+        raise ConfigError(f"baseline: policy {baseline!r} is not in the table; it has: {have}")
+    base = table.filter(pl.col("policy") == baseline).select(
+        "load", pl.col("ttft_p50_s").alias("_b50"), pl.col("ttft_p99_s").alias("_b99")
+    )
+    return (
+        table.with_columns(
+            pl.col("ttft_p50_s").rank("min").over("load").cast(pl.Int32).alias("rank_p50"),
+            pl.col("ttft_p99_s").rank("min").over("load").cast(pl.Int32).alias("rank_p99"),
+        )
+        .join(base, on="load", maintain_order="left")
+        .select(
+            "load", "policy", "rank_p50", "rank_p99",
+            (pl.col("ttft_p50_s") / pl.col("_b50")).alias("p50_vs_base"),
+            (pl.col("ttft_p99_s") / pl.col("_b99")).alias("p99_vs_base"),
+        )
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- length split
+def _two_pool(n_short: int, n_long: int, threshold: int, router: str, pool: Mapping) -> Fleet:
+    return Fleet(
+        pools=(
+            Pool("short", instances=n_short, max_tokens=threshold, router=router, **pool),
+            Pool("long", instances=n_long, router=router, **pool),
+        ),
+        router="length_pools",
+    )
+
+
+def _short_p99(res: SimResult, threshold: int) -> float:
+    ok = res.requests.filter(~pl.col("rejected") & (_size() <= threshold))
+    return float(ok["ttft_s"].quantile(0.99)) if ok.height else math.nan
+
+
+def length_split_study(
+    trace, *, gpus: int = 8, thresholds: Sequence[int] = (4096,), short_share: float | None = None,
+    seed: int = 0, router: str = "jsq", **pool,
+) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
+    """Monolithic pool vs two pools split by length (short / long) with the same GPU count.
+
+    ``short_share`` of the GPUs serve requests with prompt + output <= threshold (default: the short requests'
+    share of the tokens, so each pool gets GPUs in proportion to its work). The table adds the cloud cost and
+    the P99 TTFT of the short requests (those under the first threshold).
+    """
+    fleets = {"monolithic": monolithic(gpus, router=router, **pool)}
+    size = _requests(trace).select(_size()).to_series()
+    for th in thresholds:
+        share = short_share if short_share is not None else float(size.filter(size <= th).sum() / size.sum())
+        n_short = max(1, min(gpus - 1, round(gpus * share)))
+        fleets[f"two-pool @{th} ({n_short}+{gpus - n_short})"] = _two_pool(n_short, gpus - n_short, th, router,
+                                                                           pool)  # fmt: skip
+    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
+    rows = [
+        {"policy": name, **summarize(res), "short_ttft_p99_s": _short_p99(res, thresholds[0]),
+         "cost_usd": gpu_cost_usd(res)}
+        for name, res in results.items()
+    ]  # fmt: skip
+    return pl.DataFrame(rows), results
+
+
+def _violations(res: SimResult, slo_s: float) -> tuple[int, int]:
+    """(served requests with TTFT above ``slo_s``, served requests)."""
+    ok = res.requests.filter(~pl.col("rejected"))
+    return int((ok["ttft_s"] > slo_s).sum()), ok.height
+
+
+def slo_sizing(
+    trace, *, slo_s: float, thresholds: Sequence[int] = (8192,), quantile: float = 0.99, max_gpus: int = 16,
+    seed: int = 0, router: str = "jsq", **pool,
+) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
+    """Fewest GPUs with which a monolithic pool, and two pools split at each threshold, meet a TTFT SLO.
+
+    The SLO: at least ``quantile`` of the served requests have TTFT <= ``slo_s`` (the P99 TTFT is at most
+    ``slo_s``). The monolithic pool grows one GPU at a time. With ``length_pools`` routing each pool serves a
+    fixed part of the trace (the requests above or below the threshold), so each pool is simulated alone at
+    1..``max_gpus`` GPUs, and the split with the fewest GPUs whose violations add up to at most
+    (1 - ``quantile``) of the served requests is chosen; that two-pool fleet is then simulated as a whole and
+    its row reports that run.
+
+    Returns a table with one row per fleet shape: ``policy``, ``gpus`` (``None`` when ``max_gpus`` are not
+    enough), ``short_gpus``, ``long_gpus``, ``meets_slo``, ``usd_per_hour`` (cloud price of the GPUs),
+    :func:`~workbench.sim.fleet.summarize`'s columns and ``short_ttft_p99_s`` (requests under the first
+    threshold), and the results of the chosen fleets.
+    """
+    require_positive("slo_s", slo_s)
+    require_range("quantile", quantile, 0.0, 1.0)
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 2:
+        raise ConfigError(f"max_gpus must be an integer >= 2, got {max_gpus!r}")
+    from workbench.hardware import gpu
+
+    price = gpu(pool.get("gpu", "H100-SXM")).cloud_usd_per_gpu_hr
+    rows, results = [], {}
+
+    def add(name, res, n, n_short=None, n_long=None, meets=False):
+        row = {"policy": name, "gpus": n, "short_gpus": n_short, "long_gpus": n_long, "meets_slo": meets,
+               "usd_per_hour": None if n is None else n * price, **dict.fromkeys(SUMMARY_SCHEMA),
+               "short_ttft_p99_s": None}  # fmt: skip
+        if res is not None:
+            results[name] = res
+            row.update(summarize(res), short_ttft_p99_s=_short_p99(res, thresholds[0]))
+        rows.append(row)
+
+    for n in range(1, max_gpus + 1):
+        res = simulate(trace, monolithic(n, router=router, **pool), seed=seed)
+        bad, served = _violations(res, slo_s)
+        if bad <= (1.0 - quantile) * served:
+            add("monolithic", res, n, meets=True)
+            break
+    else:
+        add("monolithic", None, None)
+
+    reqs = _requests(trace)
+    for th in thresholds:
+        short = reqs.select(_size() <= th).to_series()
+        parts = {"short": _subset(trace, short), "long": _subset(trace, ~short)}
+        curves: dict[str, list[tuple[int, int]]] = {}  # violations and served requests at 1, 2, ... GPUs
+        for name, part in parts.items():
+            curves[name] = [] if _requests(part).height else [(0, 0)]
+            for n in range(1, max_gpus if _requests(part).height else 1):
+                res = simulate(part, monolithic(n, router=router, **pool), seed=seed)
+                curves[name].append(_violations(res, slo_s))
+                if curves[name][-1][0] == 0:
+                    break
+        served = curves["short"][0][1] + curves["long"][0][1]
+        budget = (1.0 - quantile) * served
+        best = None
+        for i, (bad_s, _) in enumerate(curves["short"]):
+            for j, (bad_l, _) in enumerate(curves["long"]):
+                if bad_s + bad_l <= budget and (best is None or i + j < best[0] + best[1]):
+                    best = (i, j)
+        name = f"two-pool @{th}"
+        if best is None or best[0] + best[1] + 2 > max_gpus:
+            add(name, None, None)
+            continue
+        n_s, n_l = best[0] + 1, best[1] + 1
+        res = simulate(trace, _two_pool(n_s, n_l, th, router, pool), seed=seed)
+        bad, served = _violations(res, slo_s)
+        add(name, res, n_s + n_l, n_s, n_l, bad <= (1.0 - quantile) * served)
+    schema = {"policy": pl.Utf8, "gpus": pl.Int64, "short_gpus": pl.Int64, "long_gpus": pl.Int64,
+              "meets_slo": pl.Boolean, "usd_per_hour": pl.Float64, **SUMMARY_SCHEMA,
+              "short_ttft_p99_s": pl.Float64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema), results
+
+
+# ---------------------------------------------------------------------------------------------- disaggregation
+def disaggregation_study(
+    trace, *, gpus: int = 8, prefill_shares: Sequence[float] = (0.25, 0.5), interconnect: str = "infiniband",
+    seed: int = 0, router: str = "jsq", **pool,
+) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
+    """Colocated pool vs prefill/decode pools with the same GPU count (one row per prefill share)."""
+    fleets = {"colocated": monolithic(gpus, router=router, **pool)}
+    for share in prefill_shares:
+        n_p = max(1, min(gpus - 1, round(gpus * share)))
+        fleets[f"disaggregated {n_p}P:{gpus - n_p}D"] = Fleet(
+            pools=(
+                Pool("prefill", role="prefill", instances=n_p, router=router, **pool),
+                Pool("decode", role="decode", instances=gpus - n_p, router=router, **pool),
+            ),
+            interconnect=interconnect,
+        )
+    results = {name: simulate(trace, f, seed=seed) for name, f in fleets.items()}
+    return compare(results), results
+
+
+# ---------------------------------------------------------------------------------------------- autoscaling
+#: (policy, knob, values) swept by :func:`autoscale_curve` (``threshold``: ``down_threshold`` = up / 4).
+DEFAULT_SWEEPS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
+    ("kpa", "target_concurrency", (4.0, 8.0, 16.0, 32.0)),
+    ("saturation", "queue_threshold", (1, 5, 20, 80)),
+    ("delayed_off", "target_concurrency", (4.0, 8.0, 16.0, 32.0)),
+    ("delayed_off", "idle_timeout_s", (10.0, 60.0, 480.0)),
+    ("threshold", "up_threshold", (4.0, 8.0, 16.0, 32.0)),
+)
+
+
+def autoscale_curve(
+    trace,
+    sweeps: Sequence[tuple[str, str, Sequence[float]]] = DEFAULT_SWEEPS,
+    *,
+    max_instances: int = 8,
+    min_instances: int = 1,
+    static: Sequence[int] | None = None,
+    autoscale: Mapping | None = None,
+    seed: int = 0,
+    router: str = "jsq",
+    **pool,
+) -> tuple[pl.DataFrame, dict[tuple[str, str, float], SimResult]]:
+    """GPU-hours vs latency of autoscaling policies as one knob at a time is swept, and of static fleets.
+
+    Parameters
+    ----------
+    sweeps
+        (policy, :class:`~workbench.sim.autoscale.AutoscaleConfig` field, values) triples; a policy may appear
+        with several knobs. Sweeping ``up_threshold`` of ``threshold`` sets ``down_threshold`` to a quarter of
+        it.
+    static
+        Static fleet sizes, the reference curve (``policy = "static"``, knob ``instances``); default 1, 2, 4,
+        ... up to ``max_instances``.
+    autoscale
+        Other :class:`~workbench.sim.autoscale.AutoscaleConfig` fields shared by all policies
+        (``setup_delay_s`` ...).
+
+    Returns
+    -------
+    table, results
+        One row per (policy, knob, value) in sweep order: ``policy``, ``knob``, ``value``, ``curve``
+        (``"policy: knob"``), the :func:`~workbench.sim.fleet.summarize` columns and ``cost_usd``; results keyed
+        by (policy, knob, value).
+    """
+    from workbench.sim.autoscale import AutoscaleConfig
+
+    if static is None:
+        static = sorted({min(2**k, max_instances) for k in range(max_instances.bit_length() + 1)})
+    shared = dict(autoscale or {})
+    fleets: dict[tuple[str, str, float], Fleet] = {}
+    for n in static:
+        fleets[("static", "instances", float(n))] = monolithic(n, router=router, **pool)
+    for k, (policy, knob, values) in enumerate(sweeps):
+        for v in values:
+            fields = {**shared, knob: v}
+            if policy == "threshold" and knob == "up_threshold":
+                fields["down_threshold"] = v / 4
+            try:
+                cfg = AutoscaleConfig(policy=policy, min_instances=min_instances, max_instances=max_instances,
+                                      **fields)  # fmt: skip
+            except TypeError:
+                raise ConfigError(f"sweeps[{k}]: unknown autoscale field {knob!r}") from None
+            start = max(min_instances, 1)
+            fleets[(policy, knob, float(v))] = Fleet(
+                pools=(Pool("main", instances=start, autoscale=cfg, router=router, **pool),)
+            )
+    results, rows = {}, []
+    for key, fleet in fleets.items():
+        res = simulate(trace, fleet, seed=seed)
+        results[key] = res
+        policy, knob, value = key
+        rows.append({"policy": policy, "knob": knob, "value": value, "curve": f"{policy}: {knob}",
+                     **summarize(res), "cost_usd": gpu_cost_usd(res)})  # fmt: skip
+    return pl.DataFrame(rows), results
+
+
+# ---------------------------------------------------------------------------------------------- traces
+def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, seed: int = 0):
+    """Poisson trace with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
+
+    Prompts are drawn by inverting the piecewise-linear CDF; outputs are log-normal (median ``output_median``,
+    sigma 0.8). The agent-heavy CDF is the heavy-tailed mix of the inference-fleet-sim paper.
+    """
+    import json
+
+    from workbench import datasets
+    from workbench.traces import Empirical, Poisson, Synthetic
+
+    cdf = json.loads(datasets.fetch(name, allow_download=False).read_text())["cdf"]
+    x, f = np.array(cdf, dtype=float).T
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    prompt = np.maximum(np.interp(rng.random(n), f, x), 1).astype(np.int32)
+    output = np.maximum(rng.lognormal(math.log(output_median), 0.8, n), 1).astype(np.int32)
+    gen = Synthetic(arrivals=Poisson(rate), lengths=Empirical(prompt, output), name=name)
+    return gen.generate(n, seed=seed)
+
+
+__all__ = [
+    "DEFAULT_SWEEPS",
+    "SEED_POLICIES",
+    "autoscale_curve",
+    "cdf_trace",
+    "disaggregation_study",
+    "gpu_cost_usd",
+    "length_split_study",
+    "policy_ranks",
+    "policy_study",
+    "slo_sizing",
+]
