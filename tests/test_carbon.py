@@ -8,12 +8,14 @@ import polars as pl
 import pytest
 
 from workbench.carbon import (
+    PUE_RANGE,
     USD_PER_EUR,
     choose_site,
     compare_sites,
     diurnal_profile,
     embodied_carbon_kg,
     footprint,
+    footprint_of,
     operational_carbon_kg,
     site,
     water_l,
@@ -130,3 +132,71 @@ def test_site_chart_spec() -> None:
     assert points["encoding"]["x"]["field"] == "cost_usd" and labels["encoding"]["text"]["field"] == "name"
     rows = next(iter(spec["datasets"].values()))
     assert [r["name"] for r in rows if r["chosen"]] == ["C"]
+
+
+def _one_instance_run(end_s: float, output_tokens: int):
+    """A SimResult of one 2-GPU instance busy from 0 to ``end_s`` that finished one request."""
+    from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
+
+    seg = pl.DataFrame(
+        {
+            "instance": [0],
+            "start_s": [0.0],
+            "end_s": [end_s],
+            "state": ["busy"],
+            "batch_size": [8],
+            "prefill_tokens": [0],
+            "kv_blocks_used": [0],
+            "iterations": [1],
+        },
+        schema=SEGMENT_SCHEMA,
+    )
+    inst = pl.DataFrame(
+        [(0, "p", "H100-SXM", "Llama-3.1-8B", 2, 2.0, 1000)], schema=list(INSTANCE_SCHEMA), orient="row"
+    ).cast(INSTANCE_SCHEMA)  # type: ignore[arg-type]
+    rows = {k: [None] for k in REQUEST_SCHEMA} | {
+        "request_id": [0],
+        "instance": [0],
+        "pool": ["p"],
+        "output_tokens": [output_tokens],
+        "finish_s": [end_s],
+        "rejected": [False],
+    }
+    return SimResult(pl.DataFrame(rows, schema=REQUEST_SCHEMA), seg, inst)
+
+
+def test_footprint_of_a_simulation_hour_by_hour() -> None:
+    from workbench.power import InstancePower, LogisticPower, energy
+
+    res = _one_instance_run(5400.0, 1_000_000)  # 1.5 h
+    flat = InstancePower(LogisticPower(400.0, 400.0, 1.0, 0.0), idle_w=100.0, n_gpus=2.0)
+    report = energy(res, power={0: flat})  # 800 W: 0.8 kWh in hour 0, 0.4 kWh in hour 1
+    s = site("germany", pue=1.25, carbon_profile=[100.0, 300.0])
+    f = footprint_of(report, s, embodied_kg_per_gpu=1000.0, lifetime_years=4.0).row(0, named=True)
+    assert f["it_kwh"] == pytest.approx(1.2) and f["hours"] == pytest.approx(1.5)
+    assert f["operational_kgco2e"] == pytest.approx((0.8 * 100 + 0.4 * 300) * 1.25 / 1000)
+    assert f["embodied_kgco2e"] == pytest.approx(2 * 1000.0 * 1.5 / (4 * 8760))
+    assert f["water_onsite_l"] == pytest.approx(1.2 * 1.8)
+    assert f["g_co2e_per_output_token"] == pytest.approx(f["total_kgco2e"] * 1000 / 1e6)
+    # from the SimResult directly (default power curves, the site's PUE)
+    g = footprint_of(res, site("germany")).row(0, named=True)
+    assert g["it_kwh"] == pytest.approx(energy(res).fleet["it_kwh"][0])
+    assert g["operational_kgco2e"] == pytest.approx(g["it_kwh"] * 1.56 * 0.381)
+
+
+def test_pue_bound_is_one_rule() -> None:
+    from workbench.power import energy
+    from workbench.tco import TcoInputs
+
+    res = _one_instance_run(10.0, 10)
+    assert PUE_RANGE == (1.0, 5.0)
+    energy(res, pue=5.0)
+    site("us-avg", pue=5.0)
+    TcoInputs(n_gpus=1, gpu_price_usd=1.0, gpu_busy_w=2.0, gpu_idle_w=1.0, pue=5.0)
+    for build in (
+        lambda: energy(res, pue=5.01),
+        lambda: site("us-avg", pue=5.01),
+        lambda: TcoInputs(n_gpus=1, gpu_price_usd=1.0, gpu_busy_w=2.0, gpu_idle_w=1.0, pue=5.01),
+    ):
+        with pytest.raises(ConfigError, match=r"pue must be in \[1.0, 5.0\]"):
+            build()

@@ -30,8 +30,9 @@ BASE = TcoInputs(
 def test_ishigami_sobol_matches_published_values() -> None:
     res = {r["param"]: r for r in sobol(ishigami, ISHIGAMI_BOUNDS, n=2048, seed=7).to_dicts()}
     for k in ("x1", "x2", "x3"):
-        assert res[k]["S1"] == pytest.approx(ISHIGAMI_S1[k], abs=0.04), k
-        assert res[k]["ST"] == pytest.approx(ISHIGAMI_ST[k], abs=0.04), k
+        # largest error at n = 2048 over seeds 0 and 7 is 0.0063 (ST of x1, seed 7)
+        assert res[k]["S1"] == pytest.approx(ISHIGAMI_S1[k], abs=0.015), k
+        assert res[k]["ST"] == pytest.approx(ISHIGAMI_ST[k], abs=0.015), k
     assert res["x3"]["ST"] > 0.2 > abs(res["x3"]["S1"])  # x3 acts only through its interaction with x1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from workbench.carbon import site
@@ -89,10 +90,14 @@ def test_break_even_utilisation_against_elastic_cloud() -> None:
         < tco(replace(GOLDEN, utilisation=min(1, u + 0.1), cloud_elastic=True))["cloud_usd"]
     )
     assert math.isinf(break_even_utilisation(replace(GOLDEN, cloud_usd_per_gpu_hr=0.01)))
+    # a cloud cheaper to run than the own fleet: owning never pays back (inf); no cloud price: NaN
     assert math.isinf(tco(replace(GOLDEN, cloud_usd_per_gpu_hr=0.01))["break_even_years"])
+    assert math.isnan(tco(replace(GOLDEN, cloud_usd_per_gpu_hr=math.nan))["break_even_years"])
+    with pytest.raises(ConfigError, match="needs cloud_usd_per_gpu_hr"):
+        break_even_utilisation(replace(GOLDEN, cloud_usd_per_gpu_hr=math.nan))
 
 
-def test_fleet_tco_uses_power_model_and_tables(shared_traces) -> None:
+def test_fleet_tco_uses_power_model_and_tables() -> None:
     model = "meta-llama/Llama-3.1-8B-Instruct"
     r = fleet_tco("H100-SXM", 16, utilisation=0.5, batch=128, model=model, site=site("us-avg"))
     i = r.inputs
@@ -115,6 +120,11 @@ def test_fleet_tco_uses_power_model_and_tables(shared_traces) -> None:
         ("lifetime_years", 0.0),
         ("utilisation", 1.5),
         ("n_gpus", 0),
+        ("n_gpus", 16.5),
+        ("n_gpus", True),
+        ("gpus_per_node", 8.0),
+        ("gpu_idle_w", 700.0),  # above the busy power of 600 W
+        ("pue", 5.5),
     ],
 )
 def test_bad_inputs_one_clear_error(field: str, value: float) -> None:
@@ -122,6 +132,40 @@ def test_bad_inputs_one_clear_error(field: str, value: float) -> None:
 
     with pytest.raises(ConfigError, match=field):
         TcoInputs(**{**asdict(GOLDEN), field: value})
+
+
+def test_numpy_integer_gpu_count_accepted() -> None:
+    from dataclasses import replace
+
+    assert tco(replace(GOLDEN, n_gpus=np.int64(16)))["tco_usd"] == pytest.approx(tco(GOLDEN)["tco_usd"])
+
+
+def test_shipped_throughput_table_is_reproducible(shared_traces) -> None:
+    from workbench.tco import THROUGHPUT_COLUMNS, build_throughput_table, load_throughput
+
+    shipped, rebuilt = load_throughput(), build_throughput_table()
+    assert shipped.columns == THROUGHPUT_COLUMNS and shipped.height == rebuilt.height == 838
+    assert shipped.select(THROUGHPUT_COLUMNS[:7]).equals(rebuilt.select(THROUGHPUT_COLUMNS[:7]))
+    for col in ("avg_batch_size", "output_tokens_per_s_per_gpu"):
+        np.testing.assert_allclose(shipped[col], rebuilt[col], rtol=0, atol=5.1e-5)  # written to 4 decimals
+
+
+def test_fleet_tco_and_widget_work_without_shared_data(tmp_path, monkeypatch) -> None:
+    import workbench.power.curves as curves
+    from workbench.tco import load_throughput
+    from workbench.widgets.energy import explore
+
+    def no_runs(*_args, **_kwargs):
+        raise AssertionError("the ML.ENERGY runs were read")
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))  # an empty folder
+    monkeypatch.setattr(curves, "load_runs", no_runs)
+    monkeypatch.setattr(curves, "_runs_path", no_runs)
+    load_throughput.cache_clear()
+    r = fleet_tco("H100-SXM", 16, batch=128, model="meta-llama/Llama-3.1-8B-Instruct", site=site("us-avg"))
+    assert r.inputs.tokens_per_s_per_gpu == pytest.approx(7036.5, rel=0.01)
+    _, numbers = explore("B200", 8, "finland", model="Qwen3-8B")
+    assert numbers["USD per M output tokens"][0] > 0
 
 
 def test_fleet_tco_errors() -> None:
@@ -172,3 +216,21 @@ def test_widget_explore_logic(shared_traces) -> None:
     assert chart.to_dict()["title"].startswith("16 x H100-SXM at finland")
     box = tco_explorer()
     assert len(box.children) == 2
+
+
+def test_widget_redraws_once_per_change(monkeypatch) -> None:
+    import workbench.widgets.energy as widget
+
+    calls = []
+    real = widget.explore
+    monkeypatch.setattr(widget, "explore", lambda **kw: calls.append(kw) or real(**kw))
+    box = widget.tco_explorer()
+    controls = {c.description: c for column in box.children[0].children for c in column.children}
+    assert len(calls) == 1
+    controls["site"].value = "finland"  # moves the price slider to Finland's EUR 0.089 = USD 0.098 per kWh
+    assert len(calls) == 2 and calls[-1]["electricity_usd_per_kwh"] == 0.098
+    assert calls[-1]["site_name"] == "finland"
+    controls["site"].value = "france"  # no price in the table: the slider stays
+    assert len(calls) == 3 and calls[-1]["electricity_usd_per_kwh"] == 0.098
+    controls["PUE"].value = 1.5
+    assert len(calls) == 4 and calls[-1]["pue"] == 1.5

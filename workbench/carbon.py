@@ -5,6 +5,8 @@ from ``data/sites.csv`` (sources per row in the file). Carbon intensity is a con
 (repeated over the run). Operational carbon = facility energy (IT x PUE) x grid intensity; embodied carbon of
 the GPUs is amortised linearly over their life; on-site water = IT energy x WUE, plus an optional off-site
 factor (L per facility kWh, water used to generate the electricity; no default: none found, see README).
+:func:`footprint` takes an energy total or an hourly series; :func:`footprint_of` takes a simulation
+(``EnergyReport`` or ``SimResult``) and adds per-output-token intensities.
 
 :func:`choose_site` is the Green-LLM rule (arXiv 2507.09942): among candidates within a water cap, keep those
 whose cost is within a tolerance of the cheapest, then those whose carbon is within a tolerance of the lowest,
@@ -28,6 +30,15 @@ from workbench.errors import ConfigError
 USD_PER_EUR = 1.10
 #: Facility profile that fills PUE/WUE when a grid region has none.
 DEFAULT_FACILITY = "industry-average-2024"
+#: Accepted PUE range, used by :class:`Site`, :class:`workbench.tco.TcoInputs` and
+#: :func:`workbench.power.energy`: 1 is the ideal; 5 is far above any surveyed facility (industry average
+#: 1.56, Uptime 2024) and catches values typed as a percentage overhead or a ratio the wrong way round.
+PUE_RANGE = (1.0, 5.0)
+
+
+def require_pue(pue: float, name: str = "pue") -> None:
+    """Raise :class:`ConfigError` unless ``pue`` lies in :data:`PUE_RANGE`."""
+    require_range(name, pue, *PUE_RANGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +72,7 @@ class Site:
     carbon_profile: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        require_range("pue", self.pue, 1.0, 5.0)
+        require_pue(self.pue)
         require_positive("wue_l_per_kwh", self.wue_l_per_kwh, allow_zero=True)
         require_positive("offsite_water_l_per_kwh", self.offsite_water_l_per_kwh, allow_zero=True)
         for name in ("grid_gco2e_per_kwh", "electricity_usd_per_kwh"):
@@ -208,6 +219,61 @@ def footprint(
             "water_offsite_l": [off],
             "water_total_l": [on + off],
         }
+    )
+
+
+def footprint_of(
+    run: object,
+    site: Site,
+    *,
+    embodied_kg_per_gpu: float = 0.0,
+    lifetime_years: float = 5.0,
+    start_hour: int = 0,
+) -> pl.DataFrame:
+    """Carbon and water of a simulation at ``site``: :func:`footprint` of its hourly IT energy plus
+    per-output-token intensities.
+
+    Parameters
+    ----------
+    run
+        A :class:`workbench.power.EnergyReport`, or a :class:`workbench.sim.result.SimResult` whose energy is
+        computed with :func:`workbench.power.energy` (default power curves, no execution-idle).
+    site
+        Where the fleet runs. Its PUE makes the facility energy (a report's own ``pue`` is not used).
+    embodied_kg_per_gpu, lifetime_years
+        Embodied CO2e per GPU, amortised over its life for the simulated span.
+    start_hour
+        Hour of the site's carbon profile at simulation time 0.
+
+    Returns
+    -------
+    pl.DataFrame
+        The columns of :func:`footprint` plus ``hours`` (simulated span), ``output_tokens``,
+        ``g_co2e_per_output_token`` and ``ml_water_per_output_token`` (NaN without tokens).
+    """
+    from workbench.power.energy import J_PER_KWH, EnergyReport, energy, energy_timeseries
+
+    report = run if isinstance(run, EnergyReport) else energy(run, pue=site.pue)  # type: ignore[arg-type]
+    hourly = energy_timeseries(report, 3600.0)
+    it_kwh = hourly["energy_j"].to_numpy() / J_PER_KWH
+    span_h = float(report.segments["end_s"].max() or 0.0) / 3600.0
+    fleet = report.fleet.row(0, named=True)
+    out = footprint(
+        it_kwh,
+        site,
+        n_gpus=float(fleet["n_gpus"]),
+        hours=span_h,
+        embodied_kg_per_gpu=embodied_kg_per_gpu,
+        lifetime_years=lifetime_years,
+        start_hour=start_hour,
+    )
+    tokens = int(fleet["output_tokens"] or 0)
+    per_token = pl.lit(1.0 / tokens if tokens > 0 else math.nan)
+    return out.with_columns(
+        hours=pl.lit(span_h),
+        output_tokens=pl.lit(tokens),
+        g_co2e_per_output_token=pl.col("total_kgco2e") * 1000.0 * per_token,
+        ml_water_per_output_token=pl.col("water_total_l") * 1000.0 * per_token,
     )
 
 

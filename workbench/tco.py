@@ -9,18 +9,25 @@ With ``n`` GPUs in ``m = ceil(n / gpus_per_node)`` nodes, lifetime ``L`` years a
 
 Output tokens per year are ``u x tokens_per_s_per_gpu x n x 3600 h``; with a discount rate the tokens are
 discounted the same way (a levelised cost). The cloud alternative rents the same GPUs on demand for
-``cloud_usd_per_gpu_hr`` (all hours, or only busy hours when ``cloud_elastic``). Every formula works on numpy
-arrays too, which :mod:`workbench.sensitivity` uses for Sobol and Monte Carlo studies.
+``cloud_usd_per_gpu_hr`` (all hours, or only busy hours when ``cloud_elastic``). ``break_even_years`` is the
+time after which owning is cheaper than the cloud: ``inf`` when owning never pays back (the cloud costs no more
+a year than running the own fleet), NaN when there is no cloud price. Every formula works on numpy arrays too,
+which :mod:`workbench.sensitivity` uses for Sobol and Monte Carlo studies.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from workbench._paths import DATA_DIR, data_path
+from workbench.carbon import require_pue
 from workbench.config import require_positive, require_range
 from workbench.errors import ConfigError
 
@@ -58,10 +65,13 @@ class TcoInputs:
     cloud_elastic: bool = False
 
     def __post_init__(self) -> None:
-        require_positive("n_gpus", self.n_gpus)
-        require_positive("gpus_per_node", self.gpus_per_node)
+        for name in ("n_gpus", "gpus_per_node"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be a whole number of GPUs (int), got {value!r}")
+            require_positive(name, int(value))
         require_positive("lifetime_years", self.lifetime_years)
-        require_range("pue", self.pue, 1.0, 5.0)
+        require_pue(self.pue)
         require_range("utilisation", self.utilisation, 0.0, 1.0)
         require_range("hours_per_year", self.hours_per_year, 0.0, 8784.0)
         require_range("discount_rate", self.discount_rate, 0.0, 1.0)
@@ -79,6 +89,11 @@ class TcoInputs:
             "maintenance_usd_per_node_year",
         ):
             require_positive(name, getattr(self, name), allow_zero=True)
+        if self.gpu_idle_w > self.gpu_busy_w:
+            raise ConfigError(
+                "gpu_idle_w must be <= gpu_busy_w (idle power above busy power), "
+                f"got gpu_idle_w={self.gpu_idle_w} > gpu_busy_w={self.gpu_busy_w}"
+            )
         if not (math.isnan(self.cloud_usd_per_gpu_hr) or self.cloud_usd_per_gpu_hr >= 0):
             raise ConfigError(f"cloud_usd_per_gpu_hr must be >= 0 (or NaN), got {self.cloud_usd_per_gpu_hr!r}")
 
@@ -133,7 +148,8 @@ def tco_arrays(p: dict[str, np.ndarray | float]) -> dict[str, np.ndarray]:
         r = a["discount_rate"]
         safe_r = np.where(r > 0, r, 1.0)
         years = np.where(r > 0, -np.log1p(-np.minimum(need * safe_r, 1.0)) / np.log1p(safe_r), need)
-        out["break_even_years"] = np.where((cloud_yr > opex_yr) & np.isfinite(years), years, np.inf)
+        never = np.where((cloud_yr > opex_yr) & np.isfinite(years), years, np.inf)
+        out["break_even_years"] = np.where(np.isnan(cloud_yr), np.nan, never)
     return out
 
 
@@ -249,15 +265,60 @@ def fleet_tco(
     return tco(TcoInputs(**kw))  # type: ignore[arg-type]
 
 
+#: Shipped per-GPU throughput of the ML.ENERGY v3 runs (derived; rebuild with :func:`write_throughput_table`).
+THROUGHPUT_FILE = "mlenergy_throughput.csv"
+THROUGHPUT_COLUMNS = [
+    "gpu",
+    "model_id",
+    "task",
+    "num_gpus",
+    "tensor_parallel",
+    "expert_parallel",
+    "max_num_seqs",
+    "avg_batch_size",
+    "output_tokens_per_s_per_gpu",
+]
+
+
+def build_throughput_table(runs: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Output tokens/s per GPU of every ML.ENERGY v3 run (``output_throughput_tokens_per_sec / num_gpus``) with
+    its configuration; the content of ``data/mlenergy_throughput.csv``."""
+    from workbench.power.curves import load_runs
+
+    runs = load_runs() if runs is None else runs
+    return (
+        runs.with_columns(
+            output_tokens_per_s_per_gpu=pl.col("output_throughput_tokens_per_sec") / pl.col("num_gpus")
+        )
+        .select(THROUGHPUT_COLUMNS)
+        .sort(THROUGHPUT_COLUMNS[:7])
+    )
+
+
+def write_throughput_table(path: str | Path | None = None) -> Path:
+    """Rebuild the throughput table from the runs and write it (4 decimals) to ``path`` (default: ``data/``)."""
+    path = Path(path or DATA_DIR / THROUGHPUT_FILE)
+    table = build_throughput_table()
+    table.with_columns(pl.col("avg_batch_size", "output_tokens_per_s_per_gpu").round(4)).write_csv(path)
+    return path
+
+
+@functools.cache
+def load_throughput() -> pl.DataFrame:
+    """The shipped throughput table (see :func:`build_throughput_table`); needs no shared data folder."""
+    return pl.read_csv(data_path(THROUGHPUT_FILE))
+
+
 def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task: str | None = None) -> float:
-    """Output tokens/s per GPU of ``model`` on ``gpu`` at ``batch`` from the ML.ENERGY runs (log-log
-    interpolation over the matching runs; clipped to the measured batch range); 0 when no run matches."""
+    """Output tokens/s per GPU of ``model`` on ``gpu`` at ``batch`` from the shipped ML.ENERGY throughput table
+    (log-log interpolation over the matching runs; clipped to the measured batch range); 0 when no run
+    matches. Among tasks the one given, else chat first; the smallest GPU count with that TP."""
     from workbench.power._facts import resolve
-    from workbench.power.curves import TASK_ORDER, _matches, load_runs
+    from workbench.power.curves import TASK_ORDER, _matches
 
     if model is None:
         return 0.0
-    runs = load_runs().filter(pl.col("gpu") == resolve(gpu), pl.col("tensor_parallel") == tp)
+    runs = load_throughput().filter(pl.col("gpu") == resolve(gpu), pl.col("tensor_parallel") == tp)
     runs = runs.filter(pl.col("model_id").map_elements(lambda m: _matches(m, model), return_dtype=pl.Boolean))
     if task is not None:
         runs = runs.filter(pl.col("task") == task)
@@ -266,7 +327,7 @@ def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task:
     best = min(runs["task"].unique(), key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 99)
     r = runs.filter(pl.col("task") == best, pl.col("num_gpus") == runs["num_gpus"].min()).sort("avg_batch_size")
     x = np.log(r["avg_batch_size"].to_numpy())
-    y = np.log(r["output_throughput_tokens_per_sec"].to_numpy() / r["num_gpus"].to_numpy())
+    y = np.log(r["output_tokens_per_s_per_gpu"].to_numpy())
     return float(np.exp(np.interp(np.log(max(batch, 1.0)), x, y)))
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from workbench.carbon import require_pue
 from workbench.config import require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.power._facts import resolve
@@ -178,7 +179,8 @@ def energy(
     result
         A simulation result (segments and instances per :mod:`workbench.sim.result`).
     pue
-        Power usage effectiveness (>= 1); facility energy = IT energy x PUE.
+        Power usage effectiveness in :data:`workbench.carbon.PUE_RANGE` (1 to 5); facility energy = IT energy x
+        PUE.
     exec_idle_share
         Execution-idle share of busy time: one value, or a mapping by instance id or pool name (``"*"`` for
         the rest).
@@ -189,7 +191,7 @@ def energy(
     task
         ML.ENERGY task whose fits to prefer (default: chat).
     """
-    require_range("pue", pue, 1.0, 10.0)
+    require_pue(pue)
     inst = result.instances.sort("instance")
     seg = result.segments
     _check_segments(seg, inst)

@@ -58,7 +58,11 @@ def explore(
 
 
 def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0):
-    """An ipywidgets box: controls for GPU, count, site, electricity price, PUE, lifetime, utilisation."""
+    """An ipywidgets box: controls for GPU, count, site, electricity price, PUE, lifetime, utilisation.
+
+    Every change redraws once; choosing a site also moves the price slider to the site's price (when the
+    table has one). Works from the shipped tables alone (no shared data folder).
+    """
     import ipywidgets as w
     from IPython.display import display
 
@@ -86,11 +90,6 @@ def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0):
     }
     out = w.Output()
 
-    def on_site(change) -> None:
-        price = site(change["new"]).electricity_usd_per_kwh
-        if not math.isnan(price):
-            c["electricity_usd_per_kwh"].value = round(price, 3)
-
     def redraw(_=None) -> None:
         chart, numbers = explore(**{k: v.value for k, v in c.items()}, model=model, batch=batch)
         with out:
@@ -98,8 +97,18 @@ def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0):
             display(chart)
             display(numbers)
 
+    def on_site(change) -> None:
+        """Take the site's electricity price (its slider redraws); redraw here only if the price stays."""
+        price = site(change["new"]).electricity_usd_per_kwh
+        slider = c["electricity_usd_per_kwh"]
+        if not math.isnan(price) and round(price, 3) != slider.value:
+            slider.value = round(price, 3)
+        else:
+            redraw()
+
     c["site_name"].observe(on_site, names="value")
-    for ctl in c.values():
-        ctl.observe(redraw, names="value")
+    for name, ctl in c.items():
+        if name != "site_name":
+            ctl.observe(redraw, names="value")
     redraw()
     return w.VBox([w.HBox([w.VBox(list(c.values())[:4]), w.VBox(list(c.values())[4:])]), out])
