@@ -405,3 +405,22 @@ def test_cache_file_with_malformed_checksum_is_not_used(tmp_path: Path, name: st
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sweep([{"x": 1, "scale": 1.0}], run_point, cache_dir=tmp_path)  # the recomputed file is valid
+
+
+FACTOR = 3
+
+
+def run_factor(cfg: dict, seed: int) -> dict:
+    return {"y": _times_factor(cfg["x"])}
+
+
+def _times_factor(x: float) -> float:
+    return x * FACTOR
+
+
+def test_module_constants_and_helpers_enter_the_key(monkeypatch):
+    before = run_fingerprint(run_factor)
+    monkeypatch.setattr(sys.modules[__name__], "FACTOR", 4)  # a constant read by a helper it calls
+    assert run_fingerprint(run_factor) != before
+    monkeypatch.setattr(sys.modules[__name__], "FACTOR", 3)
+    assert run_fingerprint(run_factor) == before

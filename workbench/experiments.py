@@ -217,6 +217,8 @@ def point_seed(config: Config, seed: int = 0) -> int:
 
 #: Deepest nesting of objects :func:`run_fingerprint` follows.
 _MAX_DEPTH = 24
+#: Depth up to which the code of same-module functions that ``run`` calls enters the fingerprint.
+_FOLLOW_DEPTH = 8
 _CODE_TYPES = (types.FunctionType, types.MethodType, functools.partial)
 
 
@@ -231,8 +233,8 @@ def run_fingerprint(run: Callable) -> str:
 
     * plain functions and lambdas: qualified name, bytecode and constants (nested code included), argument
       defaults, closure values, and the module-level names the code reads that hold immutable plain values
-      (numbers, strings, tuples of them) or other functions of the same module (followed in turn); mutable
-      globals (lists, dicts, counters) do not enter;
+      (numbers, strings, tuples of them) or other functions of the same module (followed in turn, a few calls
+      deep); mutable globals (lists, dicts, counters) do not enter;
     * ``functools.partial``: the function, the bound positional and keyword arguments;
     * bound methods: the function and the instance;
     * callable instances: the class, its ``__call__`` and the instance's state, from ``__sweep_key__()`` when
@@ -311,7 +313,9 @@ def _function_token(fn: types.FunctionType, where: str, seen: set[int], depth: i
         if _immutable_plain(value):
             refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1)
         elif isinstance(value, _CODE_TYPES) and getattr(value, "__module__", None) == module:
-            refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1)
+            # helpers of the same module, a few calls deep (deeper ones enter by name only)
+            follow = depth < _FOLLOW_DEPTH
+            refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1) if follow else ref
     closure = [_cell(c) for c in (fn.__closure__ or ())]
     return [
         "function",
