@@ -421,3 +421,12 @@ def test_power_chart_spec() -> None:
     assert spec["encoding"]["y"]["title"] == "IT power (kW)"
     data = next(iter(spec["datasets"].values()))
     assert len(data) == 4 and data[0]["kw"] == pytest.approx(power_curve("B200")(8) / 1000)
+
+
+def test_data_readme_lists_every_shipped_file(shipped_data) -> None:
+    text = (shipped_data / "README.md").read_text()
+    files = [p.relative_to(shipped_data).as_posix() for p in shipped_data.rglob("*") if p.is_file()]
+    assert "power_fits.csv" in files and "LICENSES/Apache-2.0.txt" in files
+    for name in files:
+        if name != "README.md":
+            assert f"`{name}`" in text or f"`{name.split('/')[-1]}`" in text, name
