@@ -45,29 +45,39 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _fixed_width(data: np.ndarray, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fast path when every string has the same ``width``: columns of one (n, width) byte matrix."""
-    d = data.reshape(n, width) - np.uint8(48)  # digits 0..9; other characters wrap around to > 9
-    frac_digits = min(width - 20, 9) if width > 19 else 0
-    digit_pos = [i for lo, hi in _FIELDS.values() for i in range(lo, hi)] + list(range(20, 20 + frac_digits))
-    ok = (d[:, digit_pos] <= 9).all(axis=1)
-    seps = {**{k: v[0] for k, v in _SEPARATORS.items()}, **({19: ord(".")} if width > 19 else {})}
+    """Fast path when every string has the same ``width``: columns of one (n, width) byte matrix.
+
+    Every operation runs down one column (a long inner loop), which is several times faster in numpy than
+    row-wise reductions over the short rows.
+    """
     raw = data.reshape(n, width)
-    ok &= (raw[:, list(seps)] == np.array(list(seps.values()), np.uint8)).all(axis=1)
+    frac_digits = min(width - 20, 9) if width > 19 else 0
+    positions = [i for lo, hi in _FIELDS.values() for i in range(lo, hi)] + list(range(20, 20 + frac_digits))
+    d = {i: raw[:, i] - np.uint8(48) for i in positions}  # digits 0..9; other characters wrap around to > 9
+    worst = d[positions[0]].copy()
+    for i in positions[1:]:
+        np.maximum(worst, d[i], out=worst)
+    ok = worst <= 9
+    for pos, sep in {**_SEPARATORS, **({19: b"."} if width > 19 else {})}.items():
+        ok &= raw[:, pos] == sep[0]
     ok &= (raw[:, 10] == ord(" ")) | (raw[:, 10] == ord("T"))
 
     def number(lo: int, hi: int) -> np.ndarray:
-        value = d[:, lo].astype(np.int32)  # <= 9 digits fit in int32
+        value = d[lo].astype(np.int32)  # <= 9 digits fit in int32
         for i in range(lo + 1, hi):
             value *= 10
-            value += d[:, i]
+            value += d[i]
         return value
 
     year, month, day, hour, minute, second = (number(lo, hi) for lo, hi in _FIELDS.values())
     ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31) & (hour < 24) & (minute < 60) & (second < 61)
-    seconds = _days(year, month, day).astype(np.int64) * 86_400 + (hour * 3_600 + minute * 60 + second)
-    ns = seconds * 1_000_000_000
+    ns = _days(year, month, day).astype(np.int64) * 86_400 + (hour * 3_600 + minute * 60 + second)
+    ns *= 1_000_000_000
     if frac_digits:
-        ns += number(20, 20 + frac_digits).astype(np.int64) * 10 ** (9 - frac_digits)
+        frac = number(20, 20 + frac_digits)
+        if frac_digits < 9:
+            frac *= 10 ** (9 - frac_digits)
+        ns += frac
     return ns, ok
 
 

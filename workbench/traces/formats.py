@@ -26,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import WorkloadError
+from workbench.traces import _fastcsv
 from workbench.traces._timeparse import iso_to_ns
 from workbench.traces.schema import COLUMNS
 
@@ -115,12 +116,10 @@ class TableFormat:
         """
         src = {v: k for k, v in self.columns.items()}
         if kind == "csv":
-            overrides = None if as_strings else {c: pl.Utf8 for c in self._string_columns()} | dict(self.dtypes)
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
             lf = pl.scan_csv(
                 path,
-                separator=sep,
-                schema_overrides=overrides,
+                separator=separator(path),
+                schema_overrides=None if as_strings else self.csv_dtypes(),
                 infer_schema=not as_strings,
                 infer_schema_length=1000,
             )
@@ -138,12 +137,23 @@ class TableFormat:
             return lf.with_columns(self._arrival_expr()).with_columns((arr - arr.min()) / 1e9)
         return lf.with_columns(self._arrival_expr()) if self.time is not None else lf
 
-    def _string_columns(self) -> list[str]:
-        """Source columns read as text (datetime strings and class labels)."""
-        out = [self.columns[c] for c in ("client", "request_class") if c in self.columns]
+    def csv_dtypes(self) -> dict[str, pl.DataType]:
+        """Source column -> dtype for CSV reads: text for datetime strings and class labels, plus ``dtypes``."""
+        text = [self.columns[c] for c in ("client", "request_class") if c in self.columns]
         if self.time == "datetime":
-            out.append(self.columns["arrival_s"])
-        return out
+            text.append(self.columns["arrival_s"])
+        return {c: pl.Utf8() for c in text} | dict(self.dtypes)
+
+    def collect(self, path: Path, kind: str) -> pl.DataFrame:
+        """Read the whole file: :meth:`scan` collected with the streaming engine, or, for big Azure-style CSV
+        files with ISO timestamps, the parallel range reader of :mod:`workbench.traces._fastcsv` (same table).
+        """
+        iso_csv = kind == "csv" and self.time == "datetime" and self.datetime_format == ISO_FRACTION
+        if iso_csv and not self.drop_rows:
+            df = _fastcsv.read(path, dict(self.columns), self.csv_dtypes(), separator=separator(path))
+            if df is not None:
+                return df
+        return self.scan(path, kind).collect(engine="streaming")
 
     def _arrival_expr(self) -> pl.Expr:
         col = pl.col("arrival_s")
@@ -241,6 +251,11 @@ register_format(
 GENERIC = register_format(TableFormat("generic", ("csv", "parquet", "jsonl"), {}, time="s"))
 
 
+def separator(path: Path) -> str:
+    """CSV field separator: a tab for ``.tsv`` files, else a comma."""
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
 def file_kind(path: Path) -> str:
     """``csv`` / ``jsonl`` / ``parquet`` from the extension, or a :class:`WorkloadError`."""
     kind = KINDS.get(path.suffix.lower())
@@ -258,8 +273,8 @@ def header(path: Path, kind: str) -> list[str]:
         raise WorkloadError("file is empty (no header, no requests)", file=str(path), row=0)
     try:
         if kind == "csv":
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            return pl.scan_csv(path, separator=sep, n_rows=0, infer_schema=False).collect_schema().names()
+            lf = pl.scan_csv(path, separator=separator(path), n_rows=0, infer_schema=False)
+            return lf.collect_schema().names()
         if kind == "jsonl":
             with path.open() as fh:
                 line = next((x for x in fh if x.strip()), "")

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import WorkloadError
-from workbench.traces.formats import FORMATS, GENERIC, TableFormat, file_kind, header, infer_format
+from workbench.traces.formats import FORMATS, GENERIC, TableFormat, file_kind, header, infer_format, separator
 from workbench.traces.schema import COLUMNS, Trace
 from workbench.traces.validate import conform_exprs, validate
 
@@ -194,10 +194,10 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
 
 
 def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
-    """Collect the lazy scan once (streaming engine: morsels in parallel, source strings never held whole);
-    on a parse error, re-read as text to find the first bad value."""
+    """Read the file once (:meth:`TableFormat.collect`: source strings are never held whole); on a parse
+    error, re-read as text to find the first bad value."""
     try:
-        return fmt.scan(path, kind).collect(engine="streaming")
+        return fmt.collect(path, kind)
     except pl.exceptions.PolarsError as exc:
         if kind == "jsonl":
             _raise_bad_json(path, fmt)
@@ -214,9 +214,8 @@ def _raise_ragged_csv(path: Path) -> None:
     """Raise for the first CSV record with more fields than the header (polars only says that one exists)."""
     import csv
 
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open(newline="") as fh:
-        reader = csv.reader(fh, delimiter=sep)
+        reader = csv.reader(fh, delimiter=separator(path))
         width = len(next(reader, []))
         for row, fields in enumerate(reader, start=1):
             if len(fields) > width:
