@@ -1,15 +1,20 @@
 """Speed of the exact energy integral (workbench.power.energy) against a per-segment Python loop baseline.
 
-Prints timings and the ratio baseline / vectorised measured in the same process (the machine is noisy).
+Prints timings and the ratio baseline / vectorised measured in the same process (the machine is noisy), and the
+time of the hourly carbon footprint of the same run (:func:`workbench.carbon.footprint_of`).
+
+Usage: ``python benchmarks/bench_energy.py [--quick]`` (``--quick``: one small run, a few seconds).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
 import polars as pl
 
+from workbench.carbon import diurnal_profile, footprint_of, site
 from workbench.power import energy, instance_power
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 
@@ -56,19 +61,26 @@ def baseline(res: SimResult) -> float:
     return total
 
 
-def main() -> None:
-    for n_inst, per in ((16, 6_250), (64, 15_625)):
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small run (20,000 segments)")
+    args = parser.parse_args(argv)
+    sizes = ((4, 5_000),) if args.quick else ((16, 6_250), (64, 15_625))
+    place = site("germany", carbon_profile=diurnal_profile(381.0, 100.0))
+    for n_inst, per in sizes:
         res = make(n_inst, per)
         t0 = time.perf_counter()
-        fast = energy(res).fleet["energy_j"][0]
+        report = energy(res)
         t1 = time.perf_counter()
         slow = baseline(res)
         t2 = time.perf_counter()
-        assert abs(fast / slow - 1) < 1e-9
+        footprint_of(report, place)
+        t3 = time.perf_counter()
+        assert abs(report.fleet["energy_j"][0] / slow - 1) < 1e-9
         n = res.segments.height
         print(
             f"{n:>9,} segments: energy() {t1 - t0:.3f} s, Python loop {t2 - t1:.3f} s, "
-            f"speed-up x{(t2 - t1) / (t1 - t0):.0f}"
+            f"speed-up x{(t2 - t1) / (t1 - t0):.0f}; hourly footprint_of() {t3 - t2:.3f} s"
         )
 
 
