@@ -261,11 +261,11 @@ def disaggregation_study(
 # ---------------------------------------------------------------------------------------------- autoscaling
 #: (policy, knob, values) swept by :func:`autoscale_curve` (``threshold``: ``down_threshold`` = up / 4).
 DEFAULT_SWEEPS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
-    ("kpa", "target_concurrency", (4.0, 8.0, 16.0, 32.0)),
-    ("saturation", "queue_threshold", (1, 5, 20, 80)),
-    ("delayed_off", "target_concurrency", (4.0, 8.0, 16.0, 32.0)),
+    ("kpa", "target_concurrency", (8.0, 16.0, 32.0, 64.0, 128.0)),
+    ("saturation", "queue_threshold", (1, 5, 20)),
+    ("delayed_off", "target_concurrency", (8.0, 16.0, 32.0, 64.0, 128.0)),
     ("delayed_off", "idle_timeout_s", (10.0, 60.0, 480.0)),
-    ("threshold", "up_threshold", (4.0, 8.0, 16.0, 32.0)),
+    ("threshold", "up_threshold", (8.0, 16.0, 32.0, 64.0)),
 )
 
 
