@@ -114,8 +114,9 @@ class Instance:
         self.running: dict[Request, None] = {}  # admitted, in admission order (youngest last)
         self.prefilling: list[Request] = []
         self.queued_prefill_tokens = 0  # prompt tokens to prefill (waiting + partial), cache hits excluded
-        self._left = 0  # output tokens still to generate by the requests here that are not decoding
-        self._dsum = 0  # sum of output_tokens + _ctx_off over the decoding requests
+        # output tokens owed: sum over requests here of (output - generated at arrival), plus the tokens
+        # generated here for requests that have left; minus tokens_out it is what is still to generate
+        self._owed = 0
         # decode set
         self.B = 0
         self.ctx = 0
@@ -169,10 +170,10 @@ class Instance:
     def outstanding_decode_tokens(self) -> int:
         """Output tokens still to generate by the requests on this instance (waiting and running).
 
-        O(1) and exact at the last event: a decoding request has ``output_tokens - (G - _ctx_off)`` left,
-        so the decoding ones together have ``_dsum - B * G``.
+        O(1) and exact at the last event (like :meth:`generated`): a running sum updated when a request
+        arrives or leaves, less the instance's generated-token counter.
         """
-        return self._left + self._dsum - self.B * self.G
+        return self._owed - self.tokens_out
 
     @property
     def free_kv_blocks(self) -> int:
@@ -226,9 +227,12 @@ class Instance:
         req.instance = self.index
         waiting = self.waiting
         waiting.append(req)
-        self._left += req.output_tokens - req.generated
+        self._owed += req.output_tokens - req.generated
         if not req.kv_ready:
-            self._queue_prefill(req)
+            if self.H and req.prefix_hashes:
+                self._queue_prefill(req)
+            else:  # no cache to consult (the common case, kept free of a call; _qhit is 0 off an instance)
+                self.queued_prefill_tokens += req.prompt_tokens + req.generated
         if not self.busy:
             if self.state == ON or self.state == DRAINING:
                 self._close_open_segment(now)
@@ -549,8 +553,6 @@ class Instance:
         self.B += 1
         self.ctx += req.prompt_tokens + gen - 1
         req._ctx_off = G - gen
-        self._left -= req.output_tokens - gen
-        self._dsum += req.output_tokens + G - gen
         seq = next(self._hseq)
         req._hseq = seq
         heapq.heappush(self.fin, (G + req.output_tokens - gen, seq, req))
@@ -562,8 +564,6 @@ class Instance:
         self.cnt[req._key] -= 1
         self.B -= 1
         self.ctx -= req.prompt_tokens + gen - 1
-        self._dsum -= req.output_tokens + req._ctx_off
-        self._left += req.output_tokens - gen
         req._hseq = -1
 
     def _release(self, req: Request) -> None:
@@ -643,7 +643,6 @@ class Instance:
         if req.first_token_s != req.first_token_s:
             req.first_token_s = now
         req.generated += 1
-        self._left -= 1
         self.tokens_out += 1
         if req._ncache > req._nref:
             self._insert_prefix(req)
@@ -671,7 +670,7 @@ class Instance:
 
     def _finish(self, req: Request, now: float) -> None:
         del self.running[req]
-        self._left -= req.output_tokens - req.generated  # 0 unless a prefill instance hands the rest on
+        self._owed -= req.output_tokens - req.generated  # 0 unless a prefill instance hands the rest on
         self.free += req._priv
         req._priv = 0
         if req._nref:
@@ -736,7 +735,8 @@ class Instance:
         self.cache.clear()
         self.lru.clear()
         self.free = self.capacity
-        self.queued_prefill_tokens = self._left = self._dsum = 0
+        self.queued_prefill_tokens = 0
+        self._owed = self.tokens_out  # nothing left to generate here
         self.B = self.ctx = 0
         self.cnt = [0] * self.bs
         self.items = []
@@ -744,4 +744,5 @@ class Instance:
         for req in out:
             req.retries += 1
             req.instance = -1
+            req._qhit = 0
         return out
