@@ -296,11 +296,7 @@ def header(path: Path, kind: str) -> list[str]:
                     row=1,
                 )
             return list(record)
-        return (
-            pl.read_parquet_schema(path).names()
-            if hasattr(pl, "read_parquet_schema")
-            else (pl.scan_parquet(path).collect_schema().names())
-        )
+        return pl.scan_parquet(path).collect_schema().names()  # reads the footer only
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise WorkloadError(f"cannot read file: {exc}", file=str(path)) from None
 
