@@ -177,7 +177,9 @@ def test_footprint_of_a_simulation_hour_by_hour() -> None:
     assert f["operational_kgco2e"] == pytest.approx((0.8 * 100 + 0.4 * 300) * 1.25 / 1000)
     assert f["embodied_kgco2e"] == pytest.approx(2 * 1000.0 * 1.5 / (4 * 8760))
     assert f["water_onsite_l"] == pytest.approx(1.2 * 1.8)
-    assert f["g_co2e_per_output_token"] == pytest.approx(f["total_kgco2e"] * 1000 / 1e6)
+    assert f["kgco2e_per_mtok"] == pytest.approx(f["total_kgco2e"])  # one million tokens
+    assert f["water_l_per_mtok"] == pytest.approx(f["water_total_l"])
+    assert math.isnan(footprint_of(_one_instance_run(10.0, 0), s)["kgco2e_per_mtok"][0])
     # from the SimResult directly (default power curves, the site's PUE)
     g = footprint_of(res, site("germany")).row(0, named=True)
     assert g["it_kwh"] == pytest.approx(energy(res).fleet["it_kwh"][0])

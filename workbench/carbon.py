@@ -248,8 +248,9 @@ def footprint_of(
     Returns
     -------
     pl.DataFrame
-        The columns of :func:`footprint` plus ``hours`` (simulated span), ``output_tokens``,
-        ``g_co2e_per_output_token`` and ``ml_water_per_output_token`` (NaN without tokens).
+        The columns of :func:`footprint` plus ``hours`` (simulated span), ``output_tokens``, and the intensities
+        ``kgco2e_per_mtok`` and ``water_l_per_mtok`` per million output tokens (as
+        :func:`workbench.tco.lifetime_footprint`; NaN without tokens).
     """
     from workbench.power.energy import J_PER_KWH, EnergyReport, energy, energy_timeseries
 
@@ -268,12 +269,12 @@ def footprint_of(
         start_hour=start_hour,
     )
     tokens = int(fleet["output_tokens"] or 0)
-    per_token = pl.lit(1.0 / tokens if tokens > 0 else math.nan)
+    per_mtok = pl.lit(1e6 / tokens if tokens > 0 else math.nan)
     return out.with_columns(
         hours=pl.lit(span_h),
         output_tokens=pl.lit(tokens),
-        g_co2e_per_output_token=pl.col("total_kgco2e") * 1000.0 * per_token,
-        ml_water_per_output_token=pl.col("water_total_l") * 1000.0 * per_token,
+        kgco2e_per_mtok=pl.col("total_kgco2e") * per_mtok,
+        water_l_per_mtok=pl.col("water_total_l") * per_mtok,
     )
 
 
