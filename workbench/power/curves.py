@@ -199,8 +199,8 @@ def _errors(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
     }
 
 
-#: GPU-level defaults where no ML.ENERGY run exists: (p_low, p_high) as fractions of TDP, or absolute watts
-#: where a documented anchor exists (inference-fleet-sim catalogue, arXiv 2603.16054).
+#: Documented GPU-level curves (p_low W, p_high W, k, x0, basis) for GPUs without ML.ENERGY runs
+#: (inference-fleet-sim catalogue, arXiv 2603.16054); other GPUs without runs scale the H100 pooled fit by TDP.
 _ANCHORS = {
     "A100-80GB-SXM": (
         175.0,
