@@ -46,11 +46,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(trace, instances: int, router: str) -> tuple[float, dict]:
-    t0 = time.perf_counter()
-    res = simulate(trace, monolithic(instances, router=router), record_segments=False)
-    dt = time.perf_counter() - t0
-    return dt, summarize(res)
+def run(trace, instances: int, router: str) -> tuple[float, float, dict]:
+    """Wall and CPU seconds of one simulation, and its summary."""
+    cpu, t0 = time.process_time(), time.perf_counter()
+    res = simulate(trace, monolithic(instances, router=router), record_segments=False, progress=False)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    return dt, cpu, summarize(res)
 
 
 def main() -> None:
@@ -58,6 +59,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=DEFAULT_REQUESTS)
     ap.add_argument("--instances", type=int, default=DEFAULT_INSTANCES)
     args = ap.parse_args()
+    load1, load5, _ = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load1:.1f} (1 min), {load5:.1f} (5 min); "
+          "the machine is shared when the load exceeds 1: compare CPU times")
     at_target_size = (args.requests, args.instances) == (DEFAULT_REQUESTS, DEFAULT_INSTANCES)
     t0 = time.perf_counter()
     trace = workload(args.requests, args.instances)
@@ -66,13 +70,13 @@ def main() -> None:
     targets = {"round_robin": None, "jsq": 30.0, "lmetric": 60.0}
     times = {}
     for router, target in targets.items():
-        dt, s = run(trace, args.instances, router)
+        dt, cpu, s = run(trace, args.instances, router)
         times[router] = dt
         verdict = ""
         if target is not None and at_target_size:
             verdict = f"  target {target:.0f} s: {'met' if dt <= target else 'MISSED'}"
         print(
-            f"{router:12s} {dt:7.1f} s  {len(trace) / dt:10,.0f} simulated req/s  "
+            f"{router:12s} {dt:7.1f} s (CPU {cpu:6.1f} s)  {len(trace) / dt:10,.0f} simulated req/s  "
             f"x{dt / times['round_robin']:.2f} vs round_robin  peak RSS {peak_rss_mb():,.0f} MiB  "
             f"TTFT p50 {s['ttft_p50_s']:.3f} s p99 {s['ttft_p99_s']:.3f} s  hit rate {s['hit_rate']:.2f}"
             f"{verdict}"

@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from itertools import compress, repeat, takewhile
-from operator import attrgetter, contains
+from operator import attrgetter
 
 import numpy as np
 import polars as pl
@@ -34,6 +33,7 @@ from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
 from workbench.sim.result import SimResult
 from workbench.sim.routing import REJECT, get_router
+from workbench.sim.routing.prefix_index import PrefixIndex
 from workbench.sim.simulation import DEFER, Simulation
 from workbench.sim.topology import Fleet, Pool, instance_gpu, monolithic
 
@@ -51,8 +51,8 @@ class InstanceView:
     :meth:`prefix_match_tokens`.
     """
 
-    __slots__ = ("_caches", "_fitting", "_prefix_block", "_running", "_waiting", "fit_tokens", "ids", "insts",
-                 "kv_block_tokens", "owner", "speed")  # fmt: skip
+    __slots__ = ("_cols", "_fitting", "_full", "_index", "_prefix_block", "_running", "_waiting", "fit_tokens",
+                 "ids", "insts", "kv_block_tokens", "owner", "speed")  # fmt: skip
 
     def __init__(self, insts: list[Instance], owner: FleetController, speed: np.ndarray, block: int) -> None:
         self.insts = insts
@@ -63,7 +63,10 @@ class InstanceView:
         # the instances keep these containers for life (cleared, never replaced)
         self._waiting = [i.waiting for i in insts]
         self._running = [i.running for i in insts]
-        self._caches = [i.cache for i in insts]
+        # the pool's prefix index and this view's columns in it (looked up at the first prefix match)
+        self._index: PrefixIndex | None = None
+        self._cols = np.zeros(0, dtype=np.int64)
+        self._full = -1  # the index's column count while this view is all its columns in order, else -1
         #: longest prompt + output each instance can ever hold (whole KV blocks)
         self.fit_tokens = _ints(i.fit_tokens for i in insts)
         sizes = {i.H for i in insts}
@@ -125,9 +128,9 @@ class InstanceView:
     def prefix_match_tokens(self, request) -> np.ndarray:
         """Cached prefix tokens per instance (as :meth:`Instance.prefix_match_tokens`).
 
-        One C-level ``map`` tests the first hash against every cache; each instance holding it is walked by
-        ``takewhile`` over its cache's ``__contains__`` (no Python frame per hash). A decision costs
-        N + (sum of match depths) dictionary probes plus one short Python step per holder of the first block.
+        Read from the pool's :class:`~workbench.sim.routing.prefix_index.PrefixIndex` (built at the first
+        call, then kept by the instances' hooks): a few numpy calls on an array of (matched blocks + 1) x N
+        booleans, whatever the number of instances, instead of a walk of each instance's cache.
         """
         n = len(self.insts)
         hashes = request.prefix_hashes
@@ -137,16 +140,22 @@ class InstanceView:
         if block is None:  # instances with different prefix blocks: ask each one
             return _ints(i.prefix_match_tokens(request) for i in self.insts)
         limit = min(len(hashes), (request.prompt_tokens - 1) // block)
-        out = np.zeros(n, dtype=np.int64)
         if limit <= 0:
-            return out
-        caches = self._caches
-        holders = list(compress(range(n), map(contains, caches, repeat(hashes[0]))))
-        if holders:
-            hs = hashes[:limit] if len(hashes) > limit else hashes
-            out[holders] = [len(list(takewhile(caches[k].__contains__, hs))) for k in holders]
-            out *= block
+            return np.zeros(n, dtype=np.int64)
+        index = self._index
+        if index is None:
+            index = self._attach()
+        out = index.match(hashes, limit, None if index.ncols == self._full else self._cols)
+        out *= block
         return out
+
+    def _attach(self) -> PrefixIndex:
+        owner = self.owner
+        index = owner.prefix_index(int(owner.pool_of[self.insts[0].index]))
+        self._cols = index.columns(self.ids.tolist())
+        self._full = index.ncols if np.array_equal(self._cols, np.arange(index.ncols)) else -1
+        self._index = index
+        return index
 
 
 _QUEUED = attrgetter("queued_prefill_tokens")
@@ -257,6 +266,8 @@ class FleetController:
         self.front = get_router(fleet.router, rng=sim.rng(), **fleet.router_params)
         self.inner = [get_router(p.router, rng=sim.rng(), **p.router_params) for p in pools]
         self.decode_router = get_router(fleet.decode_router, rng=sim.rng())
+        #: per pool, the index of its instances' prefix caches (made when a router first asks for a match)
+        self.prefix_indexes: list[PrefixIndex | None] = [None] * len(pools)
         self.views: list[InstanceView] = []
         self._refresh()
         self.pool_view = PoolView(self, self.entry)
@@ -282,6 +293,15 @@ class FleetController:
             InstanceView(lst, self, self.speed[_ints(i.index for i in lst)] if lst else np.ones(0), block)
             for lst, block in zip(live, self.block, strict=True)
         ]
+
+    def prefix_index(self, p: int) -> PrefixIndex:
+        """The prefix index of pool ``p`` (made on first use: it tracks every member, on or off)."""
+        index = self.prefix_indexes[p]
+        if index is None:
+            index = self.prefix_indexes[p] = PrefixIndex()
+            for i in self.members[p]:
+                index.track(self.sim.instances[i])
+        return index
 
     def _state_changed(self, inst: Instance, old: str, new: str, now: float) -> None:
         self._refresh()
@@ -567,6 +587,7 @@ def simulate(
     record_segments: bool = True,
     router: str | None = None,
     setup=None,
+    progress: bool | None = None,
 ) -> SimResult:
     """Simulate ``trace`` through ``fleet``.
 
@@ -585,6 +606,9 @@ def simulate(
     setup
         Optional ``setup(sim, controller)`` called before the run, e.g. to schedule failures
         (``sim.fail_instance``) or swap an instance's performance model.
+    progress
+        Progress bar of the run (see :meth:`Simulation.run <workbench.sim.simulation.Simulation.run>`):
+        ``None`` shows one only for long traces in an interactive session.
 
     Returns
     -------
@@ -615,7 +639,7 @@ def simulate(
     ctl.start_autoscaling(last)
     if setup is not None:
         setup(sim, ctl)
-    result = sim.run(requests)
+    result = sim.run(requests, progress=progress)
     return _finish_result(result, ctl)
 
 

@@ -28,7 +28,9 @@ are shared: an entry holds ``prefix_block_tokens / block_size`` KV blocks and a 
 unreferenced entries sit in an LRU list and are evicted when blocks are needed. A request references its
 longest cached leading run of hashes at admission (those tokens skip prefill) and inserts its remaining
 full blocks when its prefill completes. A finished or preempted request releases its entries tail first
-(vLLM frees a sequence's blocks in reverse order), so eviction shortens a chain from its end.
+(vLLM frees a sequence's blocks in reverse order), so eviction shortens a chain from its end. An instance
+with a ``prefix_index`` (a :class:`~workbench.sim.routing.prefix_index.PrefixIndex`, set when a cache-aware
+router first asks for prefix matches) tells it of every entry created, evicted or dropped by a failure.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from workbench.sim.engine import PRIO_ITERATION, SimulationError
 from workbench.sim.request import Request
 
 if TYPE_CHECKING:
+    from workbench.sim.routing.prefix_index import PrefixIndex
     from workbench.sim.simulation import Simulation
 
 #: Instance lifecycle states.
@@ -128,6 +131,8 @@ class Instance:
         self.free = self.capacity
         self.cache: dict[int, int] = {}
         self.lru: OrderedDict[int, None] = OrderedDict()
+        #: index told of every cache entry added and dropped (set by ``PrefixIndex.track``; None: none)
+        self.prefix_index: PrefixIndex | None = None
         # current step
         self.busy = False
         self.version = 0
@@ -313,6 +318,8 @@ class Instance:
                     )
                 h, _ = lru.popitem(last=False)
                 del cache[h]
+                if self.prefix_index is not None:
+                    self.prefix_index.remove(h, self.index)
                 self.free += hb
         self.free -= n
 
@@ -346,6 +353,8 @@ class Instance:
             problems.append("prefix-cache reference counts disagree with the running requests")
         if set(self.lru) != {h for h, c in self.cache.items() if c == 0}:
             problems.append("LRU list is not the set of unreferenced cache entries")
+        if self.prefix_index is not None and self.prefix_index.holds(self.index) != set(self.cache):
+            problems.append("the prefix index disagrees with the prefix cache")
         queued = sum(r.prompt_tokens + r.generated - r._qhit for r in self.waiting if not r.kv_ready)
         queued += sum(r._ptok - r._done for r in self.prefilling)
         if queued != self.queued_prefill_tokens:
@@ -656,10 +665,13 @@ class Instance:
         cache = self.cache
         lru = self.lru
         hb = self.hb
+        index = self.prefix_index
         for h in req.prefix_hashes[req._nref : req._ncache]:
             c = cache.get(h)
             if c is None:
                 cache[h] = 1  # the request's private blocks become the shared entry
+                if index is not None:
+                    index.add(h, self.index)
             else:
                 if c == 0:
                     del lru[h]
@@ -732,6 +744,8 @@ class Instance:
         self.prefilling.clear()
         self.waiting.clear()
         self.fin.clear()
+        if self.prefix_index is not None:
+            self.prefix_index.clear(self.index)
         self.cache.clear()
         self.lru.clear()
         self.free = self.capacity
