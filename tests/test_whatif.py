@@ -270,7 +270,7 @@ def test_grid_flex_scans_deepest_first(flex_wl):
     slo = SLO(2.0, 0.06)
     res = grid_flex(flex_wl, slo, "H100", 2, sim_requests=800, node_power_w=0.0)
     assert (res.best["max_num_seqs"], res.best["clock"]) == (64, 0.55)
-    assert res.best["ceiling_reduction"] == pytest.approx(0.5552, abs=1e-4)
+    assert res.best["ceiling_reduction"] == pytest.approx(0.5550, abs=1e-4)
     assert res.exhaustive
     feasible = res.options.filter("slo_met")
     deeper = feasible.filter(pl.col("ceiling_reduction") > res.best["ceiling_reduction"])
@@ -300,7 +300,7 @@ def test_grid_flex_reports_ceiling_and_mean_power_cuts(flex_wl):
     assert best["sim_mean_kw"] == pytest.approx(caps.baseline_sim["mean_kw"], rel=0.01)
     assert caps.sims == caps.checks.height + 1
     text = caps.summary()
-    assert "ceiling cut 18.8%" in text and "mean-power cut 0.0% predicted, " in text and "simulated" in text
+    assert "ceiling cut 18.7%" in text and "mean-power cut 0.0% predicted, " in text and "simulated" in text
     # both objectives over two levers: "mean" trades the cap for the clock, which cuts the power drawn
     two = {"caps": (256, 32), "clocks": (1.0, 0.7), **kw}
     ceil = grid_flex(flex_wl, slo, "H100", 2, **two)

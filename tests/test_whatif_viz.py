@@ -105,7 +105,7 @@ def test_flex_slider_end_is_reachable():
     kw = {"caps": (256, 64, 32, 16), "clocks": (1.0, 0.8, 0.6), "node_power_w": 0.0, "check": False}
     res = grid_flex(workload(tr, 20.0), SLO(2.0, 0.06), "H100", 2, **kw)
     top = res.options["ceiling_reduction"].max()
-    assert top == pytest.approx(0.5998, abs=1e-4) and slider_max(res) == pytest.approx(0.59)
+    assert top == pytest.approx(0.5997, abs=1e-4) and slider_max(res) == pytest.approx(0.59)
     assert explore_cut(res, slider_max(res)).height == 1
     text, row = describe_cut(res, 0.65)
     assert row.height == 0 and "beyond the deepest setting tried (60.0%)" in text
