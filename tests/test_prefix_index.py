@@ -1,5 +1,6 @@
 """The fleet's prefix index: exact against each instance's own cache walk, through evictions, failures and
-autoscaling; results of cache-aware routers unchanged by it; no index for routers that never ask."""
+autoscaling; results of cache-aware routers unchanged by it; no index for routers that never ask. The
+instance view's vectorised load arrays are checked against the instances' properties on the way."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_index_matches_walk_through_adds_removes_and_clears():
 
 
 class _Checker:
-    """At every decision: the view's match equals each instance's walk, for the view and every pool member."""
+    """At every decision: the view's match equals each instance's walk, for the view and every pool member,
+    and the view's KV and token arrays equal the instances' own properties."""
 
     name = "checker"
 
@@ -77,6 +79,10 @@ class _Checker:
     def choose(self, request, view, now):
         got = view.prefix_match_tokens(request)
         assert got.tolist() == [inst.prefix_match_tokens(request) for inst in view.insts]
+        for name in ("free_kv_blocks", "kv_blocks_used", "kv_utilization", "queued_prefill_tokens"):
+            assert getattr(view, name).tolist() == [getattr(i, name) for i in view.insts], name
+        want = [i.queued_prefill_tokens + i.outstanding_decode_tokens for i in view.insts]
+        assert view.outstanding_tokens.tolist() == want
         index = view._index
         if index is not None and request.prefix_hashes:
             members = [self.ctl.sim.instances[i] for i in self.ctl.members[0]]

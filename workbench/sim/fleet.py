@@ -45,14 +45,17 @@ def _ints(values) -> np.ndarray:
 class InstanceView:
     """:class:`~workbench.sim.routing.Candidates` over a list of live instances (arrays built on access).
 
-    Load arrays are ``np.fromiter`` over the instances' O(1) counters and queue objects (a few microseconds
-    for 64 instances; ``outstanding_tokens`` = ``queued_prefill_tokens`` + ``outstanding_decode_tokens``);
+    Load arrays are ``np.fromiter`` over the instances' plain counters and queue objects, read by C-level
+    ``attrgetter``/``len`` (no Python frame per instance), combined with numpy: the KV arrays are the
+    instances' properties recomputed from ``free``, the LRU list lengths and the (fixed) capacity and blocks
+    per prefix entry, ``outstanding_tokens`` = ``queued_prefill_tokens`` + owed - generated output tokens;
     ``outstanding`` comes from a counter the controller keeps per instance. Prefix matches: see
     :meth:`prefix_match_tokens`.
     """
 
-    __slots__ = ("_cols", "_fitting", "_full", "_index", "_prefix_block", "_running", "_waiting", "fit_tokens",
-                 "ids", "insts", "kv_block_tokens", "owner", "speed")  # fmt: skip
+    __slots__ = ("_capacity", "_cols", "_fitting", "_full", "_hb", "_index", "_lrus", "_prefix_block",
+                 "_running", "_waiting", "fit_tokens", "ids", "insts", "kv_block_tokens", "owner",
+                 "speed")  # fmt: skip
 
     def __init__(self, insts: list[Instance], owner: FleetController, speed: np.ndarray, block: int) -> None:
         self.insts = insts
@@ -63,6 +66,9 @@ class InstanceView:
         # the instances keep these containers for life (cleared, never replaced)
         self._waiting = [i.waiting for i in insts]
         self._running = [i.running for i in insts]
+        self._lrus = [i.lru for i in insts]
+        self._capacity = _ints(i.capacity for i in insts)  # KV blocks
+        self._hb = _ints(i.hb for i in insts)  # KV blocks per prefix-cache entry
         # the pool's prefix index and this view's columns in it (looked up at the first prefix match)
         self._index: PrefixIndex | None = None
         self._cols = np.zeros(0, dtype=np.int64)
@@ -110,20 +116,23 @@ class InstanceView:
 
     @property
     def outstanding_tokens(self) -> np.ndarray:
-        n = len(self.insts)
-        return self.queued_prefill_tokens + np.fromiter(map(_DECODE_LEFT, self.insts), np.int64, n)
+        n, insts = len(self.insts), self.insts
+        owed = np.fromiter(map(_OWED, insts), np.int64, n) - np.fromiter(map(_TOKENS_OUT, insts), np.int64, n)
+        return self.queued_prefill_tokens + owed  # Instance.outstanding_decode_tokens = _owed - tokens_out
 
     @property
     def kv_blocks_used(self) -> np.ndarray:
-        return np.fromiter(map(_KV_USED, self.insts), np.int64, len(self.insts))
+        return self._capacity - self.free_kv_blocks
 
     @property
     def free_kv_blocks(self) -> np.ndarray:
-        return np.fromiter(map(_KV_FREE, self.insts), np.int64, len(self.insts))
+        n = len(self.insts)  # as Instance.free_kv_blocks: free + evictable entries x blocks per entry
+        free = np.fromiter(map(_FREE, self.insts), np.int64, n)
+        return free + np.fromiter(map(len, self._lrus), np.int64, n) * self._hb
 
     @property
     def kv_utilization(self) -> np.ndarray:
-        return np.fromiter(map(_KV_UTIL, self.insts), float, len(self.insts))
+        return self.kv_blocks_used / self._capacity
 
     def prefix_match_tokens(self, request) -> np.ndarray:
         """Cached prefix tokens per instance (as :meth:`Instance.prefix_match_tokens`).
@@ -159,10 +168,9 @@ class InstanceView:
 
 
 _QUEUED = attrgetter("queued_prefill_tokens")
-_DECODE_LEFT = attrgetter("outstanding_decode_tokens")
-_KV_USED = attrgetter("kv_blocks_used")
-_KV_FREE = attrgetter("free_kv_blocks")
-_KV_UTIL = attrgetter("kv_utilization")
+_OWED = attrgetter("_owed")
+_TOKENS_OUT = attrgetter("tokens_out")
+_FREE = attrgetter("free")
 
 
 class PoolView:
