@@ -81,8 +81,12 @@ def test_policy_bars_facet_by_load_when_present(results):
     table = compare(results, load="x1")
     faceted = vf.policy_bars(table).to_dict()
     assert faceted["facet"]["column"]["field"] == "load"
-    assert faceted["spec"]["encoding"]["y"]["scale"]["type"] == "log"
+    y = faceted["spec"]["encoding"]["y"]
     rows = _values(faceted)
+    # log bars render only unstacked and above a positive floor (stacked log bars are drawn empty)
+    assert y["scale"]["type"] == "log" and y["stack"] is None
+    smallest = min(r["value"] for r in rows)
+    assert 0 < y["scale"]["domainMin"] < smallest and y["scale"]["domainMin"] > smallest / 100
     assert {r["variable"] for r in rows} == {"ttft_p50_s", "ttft_p99_s"} and len(rows) == 4
     plain = vf.policy_bars(table.drop("load")).to_dict()
     assert "facet" not in plain and plain["encoding"]["xOffset"]["field"] == "variable"

@@ -48,6 +48,32 @@ def demo(
 
 
 @app.command()
+def figures(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the figures (PNG and SVG).")] = Path(
+        "out/figures"
+    ),
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Build only this figure (repeatable); see --list.")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the figures and exit.")] = False,
+) -> None:
+    """Regenerate every figure of the workbench's studies (workloads, instance, routing, energy, sizing,
+    what-if) as PNG and SVG in OUT."""
+    from workbench.figures import FIGURES, write_figures
+
+    def body() -> None:
+        if list_:
+            for fig in FIGURES.values():
+                typer.echo(f"{fig.name:24s} {fig.notebook:16s} {fig.title}")
+            return
+        table = write_figures(out, only, echo=typer.echo)
+        typer.echo(format_table(table))
+        typer.echo(f"wrote {2 * table.height} files to {out}/")
+
+    _guard(body)
+
+
+@app.command()
 def describe(
     source: Annotated[
         str, typer.Argument(help="Trace file (csv, jsonl, parquet) or dataset name (azure_code).")

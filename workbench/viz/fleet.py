@@ -9,6 +9,7 @@ chart.
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import polars as pl
 
 from workbench.viz import HEIGHT, WIDTH
@@ -165,13 +166,16 @@ def tradeoff_curves(
 def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:
     """Grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
     long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
+    positive = long.filter(pl.col("value") > 0)["value"]
+    # a log axis has no zero: bars are not stacked and rise from a decade below the smallest value
+    low = 10.0 ** np.floor(np.log10(0.99 * positive.min())) if positive.len() else 1e-3
     chart = (
         alt.Chart(long, width=WIDTH * 0.6, height=HEIGHT * 0.8)
         .mark_bar()
         .encode(
             x=alt.X("policy:N", title=None, sort=None),
             xOffset="variable:N",
-            y=alt.Y("value:Q", title="seconds (log)", scale=alt.Scale(type="log")),
+            y=alt.Y("value:Q", title="seconds (log)", scale=alt.Scale(type="log", domainMin=low), stack=None),
             color=alt.Color("variable:N", title="metric"),
             tooltip=["policy", "variable", alt.Tooltip("value:Q", format=".3f")],
         )

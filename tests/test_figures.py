@@ -1,0 +1,48 @@
+"""The figure registry behind ``make figures``: names, CLI, a few cheap figures written as PNG and SVG."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench import cli, figures
+from workbench.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_every_notebook_contributes_figures():
+    notebooks = {f.notebook for f in figures.FIGURES.values()}
+    assert notebooks == {"01_workloads", "02_instance", "03_routing", "04_energy_tco", "05_fleet_sizing",
+                         "06_what_if"}  # fmt: skip
+    assert len(figures.FIGURES) >= 18 and all(f.title for f in figures.FIGURES.values())
+
+
+def test_write_figures_png_and_svg(tmp_path):
+    names = ["workload_interarrival", "tco_breakdown", "spares"]
+    table = figures.write_figures(tmp_path, names, echo=lambda s: None)
+    assert table["figure"].to_list() == names and (table["seconds"] > 0).all()
+    for name in names:
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / f"{name}.svg").read_text().lstrip().startswith("<svg")
+
+
+def test_each_builder_returns_a_chart_spec():
+    for name in ("workload_lengths", "instance_timeline", "power_vs_batch", "sobol", "grid_flex"):
+        spec = figures.FIGURES[name].build().to_dict()
+        assert "$schema" in spec and ("data" in spec or "datasets" in spec), name
+
+
+def test_unknown_figure_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown figure\(s\) \['nope'\]; choose from: workload_rate"):
+        figures.write_figures(tmp_path, ["nope"])
+    result = runner.invoke(cli.app, ["figures", "--out", str(tmp_path), "--only", "nope"])
+    assert result.exit_code == 1 and "unknown figure" in result.output and "Traceback" not in result.output
+
+
+def test_cli_lists_and_builds(tmp_path):
+    listed = runner.invoke(cli.app, ["figures", "--list"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in figures.FIGURES)
+    built = runner.invoke(cli.app, ["figures", "--out", str(tmp_path), "--only", "tornado"])
+    assert built.exit_code == 0, built.output
+    assert "wrote 2 files" in built.output and (tmp_path / "tornado.png").exists()
