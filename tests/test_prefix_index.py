@@ -66,8 +66,11 @@ def test_index_matches_walk_through_adds_removes_and_clears():
 
 
 class _Checker:
-    """At every decision: the view's match equals each instance's walk, for the view and every pool member,
-    and the view's KV and token arrays equal the instances' own properties."""
+    """Checks the view at every decision (then routes as ``inner``).
+
+    Its prefix match equals each instance's walk, for the view and for every pool member; its KV and token
+    arrays equal the instances' own properties.
+    """
 
     name = "checker"
 
@@ -186,6 +189,14 @@ def test_no_index_for_routers_that_do_not_ask():
     assert ctl.prefix_indexes == [None]
     assert all(i.prefix_index is None for i in ctl.sim.instances)
     assert sum(len(i.cache) for i in ctl.sim.instances) > 0
+    # asked later, the index is built from the caches as they are
+    view, matched = ctl.views[0], 0
+    for r in tr.requests.iter_rows(named=True):
+        req = Request(prompt_tokens=r["prompt_tokens"], prefix_hashes=r["prefix_hashes"])
+        got = view.prefix_match_tokens(req).tolist()
+        assert got == [i.prefix_match_tokens(req) for i in view.insts]
+        matched += any(got)
+    assert matched > 50 and all(i.prefix_index is ctl.prefix_indexes[0] for i in ctl.sim.instances)
 
 
 def test_view_without_prefix_hashes_or_short_prompt_matches_nothing():
