@@ -30,3 +30,17 @@ def test_config_helpers():
         require_positive("x", -1)
     with pytest.raises(ConfigError, match="choose one of: a, b"):
         require_choice("policy", "c", ["b", "a"])
+
+
+def test_readme_first_session_runs(capsys):
+    """The README's Python example runs as written and prints what it promises."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "rate_rps" in out and "ttft_p99_s" in out and "j_per_output_token" in out
+    assert "the minimum-cost fleet is" in " ".join(out.split())
