@@ -37,22 +37,6 @@ DEMO_THRESHOLDS = (2048, 4096)
 #: Site of the TCO, carbon and water figures (:func:`workbench.carbon.site_names`) and the lifetime.
 DEMO_SITE = "us-avg"
 DEMO_YEARS = 5.0
-#: Columns of the ranked sizing table the demo prints.
-SIZING_SHOWN = (
-    "rank",
-    "candidate",
-    "instances",
-    "sim_instances",
-    "gpus",
-    "usd_per_hour",
-    "sim_usd_per_hour",
-    "usd_per_m_output_tokens",
-    "j_per_output_token",
-    "ttft_p99_s",
-    "tpot_p99_s",
-    "slo_met",
-    "sim_slo_met",
-)
 
 
 @dataclass
@@ -150,6 +134,7 @@ def chart_workloads(ctx: DemoContext) -> None:
 def size_default_fleet(ctx: DemoContext) -> None:
     """The minimum-cost fleet for the default trace at :data:`DEMO_QPS` (analytic screen + simulation check)."""
     from workbench.planning import SLO, candidate_grid, size_fleet
+    from workbench.planning.sizing import RANKED_COLUMNS
     from workbench.viz.planning import check_chart, sizing_chart
 
     slo = SLO(ttft_s=2.0, tpot_s=0.1)
@@ -159,7 +144,8 @@ def size_default_fleet(ctx: DemoContext) -> None:
     ctx.results["sizing"] = result
     ctx.save_table("fleet_sizing", result.table)
     ctx.echo(f"{len(cands)} candidate fleets for {DEMO_MODEL} at {DEMO_QPS:g} req/s, {slo.label}:")
-    ctx.echo(format_table(result.table.select([c for c in SIZING_SHOWN if c in result.table.columns]).head(8)))
+    shown = [c for c in RANKED_COLUMNS if not c.startswith("sim_t") and c != "gco2e_per_1k_output_tokens"]
+    ctx.echo(format_table(result.ranked(shown).head(8)))
     ctx.echo(textwrap.fill(result.explanation, 110))
     ctx.save_chart("fleet_sizing", sizing_chart(result.table, top=12))
     if "sim_instances" in result.table.columns:

@@ -37,6 +37,27 @@ CONFIG_COLUMNS = (
 )
 
 
+#: Columns of :meth:`SizingResult.ranked`: the candidate, its counts, cost, energy, latency and verdicts.
+RANKED_COLUMNS = (
+    "rank",
+    "candidate",
+    "instances",
+    "sim_instances",
+    "gpus",
+    "usd_per_hour",
+    "sim_usd_per_hour",
+    "usd_per_m_output_tokens",
+    "j_per_output_token",
+    "gco2e_per_1k_output_tokens",
+    "ttft_p99_s",
+    "sim_ttft_p99_s",
+    "tpot_p99_s",
+    "sim_tpot_p99_s",
+    "slo_met",
+    "sim_slo_met",
+)
+
+
 def _config_frame(cands: Sequence[Candidate]) -> pl.DataFrame:
     second = [c.topology != "monolithic" for c in cands]
     return pl.DataFrame(
@@ -179,6 +200,10 @@ class SizingResult:
     qps: float
     workload_name: str
     timings: dict = field(default_factory=dict)
+
+    def ranked(self, columns: Sequence[str] = RANKED_COLUMNS) -> pl.DataFrame:
+        """The ranked table cut to ``columns`` (those present; the ``sim_*`` ones only after a check)."""
+        return self.table.select([c for c in columns if c in self.table.columns])
 
 
 def _rank(table: pl.DataFrame) -> pl.DataFrame:

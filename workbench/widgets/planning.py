@@ -24,25 +24,6 @@ WORKLOADS: dict[str, str] = {
     "servegen": "ServeGen-style client mix (m-large, 20 busiest clients)",
     "poisson": "synthetic Poisson arrivals, log-normal lengths",
 }
-#: Columns of the ranked table the widget shows.
-SHOW = (
-    "rank",
-    "candidate",
-    "instances",
-    "sim_instances",
-    "gpus",
-    "usd_per_hour",
-    "sim_usd_per_hour",
-    "usd_per_m_output_tokens",
-    "j_per_output_token",
-    "gco2e_per_1k_output_tokens",
-    "ttft_p99_s",
-    "sim_ttft_p99_s",
-    "tpot_p99_s",
-    "sim_tpot_p99_s",
-    "slo_met",
-    "sim_slo_met",
-)
 
 
 def workload_trace(name: str, *, n: int = 4000, seed: int = 0) -> Trace:
@@ -93,7 +74,7 @@ def plan(
     wl = workload(trace, qps)
     cands = candidate_grid(list(gpus), topologies=list(topologies), thresholds=list(thresholds))
     result = size_fleet(wl, slo, cands, model=model, check=check, sim_requests=sim_requests, stop_early=False)
-    ranked = result.table.select([c for c in SHOW if c in result.table.columns])
+    ranked = result.ranked()
     topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
     trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds))
     split = (
