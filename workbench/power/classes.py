@@ -8,11 +8,17 @@ output length) maps to
 * a **predicted output throughput** and **energy per output token**: energy/token = instance power / throughput
   (ML.ENERGY's own identity), with both learned in log space by extra-trees on the base features plus
   roofline features (GPU memory bandwidth, a roofline decode rate, and the weight bytes a decode step reads per
-  GPU, counting the MoE experts a batch touches). Predicting the two factors with alike models lets their
-  errors cancel in the ratio (a model that serves slower than its size suggests also draws less power).
+  GPU, counting the MoE experts a batch touches) and KV-cache features from the model architecture
+  (:func:`kv_roofline_features`). Throughput is learned as the log ratio to a roofline decode estimate that
+  reads weights plus the KV cache of the running batch, and instance power per GPU; predicting the two factors
+  with alike models lets their errors cancel in the ratio (a model that serves slower than its size suggests
+  also draws less power).
 
-Prompt length is not a feature: ML.ENERGY v3 publishes no prompt-length column, so the task one-hot (chat,
-GPQA, code fill-in-the-middle, image and video chat, each with its own prompt mix) stands in for it.
+The KV-cache facts per model (full-attention and windowed layers, window, KV values per token and layer) come
+from ``data/mlenergy_model_arch.csv`` (Hugging Face ``config.json`` facts for the 34 ML.ENERGY models) by
+``model_id``, or from :data:`ARCH_COLUMNS` given in the configurations. ML.ENERGY v3 publishes no prompt-length
+column, so a nominal prompt per task (:data:`TASK_PROMPT_TOKENS`, APPROX) gives the context, unless the
+configurations carry ``avg_input_len``; the task one-hot stays a feature.
 
 :func:`evaluate_held_out` scores the regressors on configurations of models never seen in training
 (``GroupKFold`` by model id), which is how a new model would be planned.
@@ -28,6 +34,7 @@ from sklearn.cluster import KMeans
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.model_selection import GroupKFold
 
+from workbench._paths import data_path
 from workbench.config import require_positive
 from workbench.errors import ConfigError
 from workbench.hardware import gpu as gpu_spec
@@ -49,6 +56,26 @@ CONFIG_COLUMNS = (
     "task",
     "avg_output_len",
 )
+#: KV-cache architecture columns (from ``data/mlenergy_model_arch.csv`` by ``model_id`` when absent):
+#: full-attention layers, windowed (sliding or chunked) layers, their window in tokens, KV heads (the TP split;
+#: 1 for MLA) and KV values per token per layer (2 x KV heads x head dim, or MLA's latent + RoPE dims).
+ARCH_COLUMNS = ("kv_layers", "window_layers", "attention_window", "kv_heads", "kv_values_per_layer")
+ARCH_FILE = "mlenergy_model_arch.csv"
+#: APPROX nominal prompt tokens per ML.ENERGY task (no prompt lengths are published): GPQA-diamond questions,
+#: LMArena chat turns, Sourcegraph FIM code context, one Vision-Arena image, LLaVA-Video clips. Set a priori,
+#: not tuned on the held-out score; prompt 0 everywhere scores about 1 point worse.
+TASK_PROMPT_TOKENS = {
+    "gpqa": 250.0,
+    "lm-arena-chat": 300.0,
+    "sourcegraph-fim": 1500.0,
+    "image-chat": 1200.0,
+    "video-chat": 6000.0,
+}
+#: Bytes per KV value (vLLM's default KV-cache dtype is the activation dtype, BF16, also for FP8 weights).
+KV_BYTES = 2.0
+#: Fixed seconds per decode step in the roofline estimate: the documented default of
+#: :class:`workbench.hardware.roofline.RooflineModel` (scheduler, sampling, launch), not tuned here.
+STEP_OVERHEAD_S = 1e-3
 CLASS_NAMES = ("low", "medium", "high", "very high", "extreme")
 #: Bytes per weight by precision: MXFP4 is 4-bit values plus one 8-bit scale per 32 (4.25 bits).
 BYTES_PER_WEIGHT = {"mxfp4": 4.25 / 8, "fp8": 1.0, "int8": 1.0}
@@ -118,8 +145,69 @@ def roofline_features(configs: pl.DataFrame) -> np.ndarray:
     return np.column_stack([np.log2(bw), np.log(b / step_s), np.log2(touched_bytes)])
 
 
-def _energy_features(configs: pl.DataFrame) -> np.ndarray:
-    return np.column_stack([features(configs), roofline_features(configs)])
+def model_architectures() -> pl.DataFrame:
+    """KV-cache architecture facts of the ML.ENERGY v3 models (``data/mlenergy_model_arch.csv``)."""
+    return pl.read_csv(data_path(ARCH_FILE))
+
+
+def with_architecture(configs: pl.DataFrame) -> pl.DataFrame:
+    """``configs`` with :data:`ARCH_COLUMNS`, looked up by ``model_id`` unless all are already given."""
+    if set(ARCH_COLUMNS) <= set(configs.columns):
+        return configs
+    if "model_id" not in configs.columns:
+        raise ConfigError(f"configurations need a model_id column or all of {list(ARCH_COLUMNS)}")
+    table = model_architectures().select("model_id", *ARCH_COLUMNS)
+    out = configs.drop([c for c in ARCH_COLUMNS if c in configs.columns]).join(
+        table, on="model_id", how="left", maintain_order="left"
+    )
+    unknown = out.with_row_index("row").filter(pl.col("kv_layers").is_null())
+    if unknown.height:
+        r = unknown.row(0, named=True)
+        raise ConfigError(
+            f"row {r['row']}: model_id {r['model_id']!r} is not in {ARCH_FILE}; give {list(ARCH_COLUMNS)}"
+        )
+    return out
+
+
+def kv_roofline_features(configs: pl.DataFrame) -> np.ndarray:
+    """Log roofline decode rate with the KV cache (tokens/s), log2 KV bytes a decode step reads per GPU and
+    log2 KV bytes per token of context.
+
+    The running batch ``b`` holds a mean context of prompt + output / 2 tokens (prompt from ``avg_input_len``
+    or :data:`TASK_PROMPT_TOKENS`); windowed layers read at most their window. KV bytes per GPU split over
+    ``min(n, kv_heads)`` GPUs and are capped at the HBM left after the weights (0.9 of capacity, at least 5 %).
+    A step takes ``STEP_OVERHEAD_S + max((weights touched + KV) / bandwidth, 2 act b / (n FLOP/s))``.
+    """
+    c = with_architecture(configs)
+    specs = [gpu_spec(g) for g in c["gpu"]]
+    bw = np.array([s.mem_bw_tbps for s in specs]) * 1e12
+    flops = np.array([s.bf16_tflops for s in specs]) * 1e12
+    mem = np.array([s.memory_bytes for s in specs])
+    nbytes = _bytes_per_weight(c["weight_precision"])
+    n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
+    act = c["activated_params_billions"].to_numpy() * 1e9
+    tot = c["total_params_billions"].to_numpy() * 1e9
+    prompt = (
+        c["avg_input_len"].to_numpy().astype(float)
+        if "avg_input_len" in c.columns
+        else c["task"].replace_strict(TASK_PROMPT_TOKENS, return_dtype=pl.Float64).to_numpy()
+    )
+    ctx = prompt + 0.5 * c["avg_output_len"].to_numpy()
+    full, win = c["kv_layers"].to_numpy().astype(float), c["window_layers"].to_numpy().astype(float)
+    window = c["attention_window"].to_numpy().astype(float)
+    kv_token = KV_BYTES * c["kv_values_per_layer"].to_numpy() * (full + win * np.minimum(1.0, window / ctx))
+    kv_step = b * ctx * kv_token / np.minimum(n, c["kv_heads"].to_numpy())
+    kv_step = np.minimum(kv_step, np.maximum(0.9 * mem - tot * nbytes / n, 0.05 * mem))
+    touched_bytes = (act + (tot - act) * (1.0 - np.exp(-b * act / tot))) * nbytes / n
+    step_s = STEP_OVERHEAD_S + np.maximum((touched_bytes + kv_step) / bw, 2.0 * act * b / (n * flops))
+    return np.column_stack([np.log(b / step_s), np.log2(kv_step), np.log2(kv_token)])
+
+
+def _energy_features(configs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy feature matrix, the log roofline rate (throughput offset) and log GPU count (power offset)."""
+    kv = kv_roofline_features(configs)
+    x = np.column_stack([features(configs), roofline_features(configs), kv])
+    return x, kv[:, 0], np.log(configs["num_gpus"].to_numpy().astype(float))
 
 
 def _targets(runs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,8 +234,9 @@ class PowerClasses:
     power_model
         Per-GPU power fraction of TDP from :func:`features`.
     instance_power_model, throughput_model
-        Log instance power (W) and log output throughput (tokens/s) from :func:`features` plus
-        :func:`roofline_features`; energy per token is their ratio.
+        Log per-GPU power (W) and log of output throughput over the roofline rate of
+        :func:`kv_roofline_features`, from :func:`features`, :func:`roofline_features` and
+        :func:`kv_roofline_features`; energy per token is instance power over throughput.
     """
 
     centroids: np.ndarray
@@ -163,10 +252,11 @@ class PowerClasses:
         """``configs`` plus predicted ``power_per_gpu_w``, ``output_tokens_per_s``, ``energy_per_token_j`` and
         ``power_class``."""
         configs = configs.with_columns(gpu=pl.col("gpu").map_elements(resolve, return_dtype=pl.Utf8))
-        x, xe = features(configs), _energy_features(configs)
+        x, (xe, roof, log_n) = features(configs), _energy_features(configs)
         tdp = np.array([gpu_facts(g).tdp_w for g in configs["gpu"]])
         frac = self.power_model.predict(x)
-        log_p, log_t = self.instance_power_model.predict(xe), self.throughput_model.predict(xe)
+        log_p = self.instance_power_model.predict(xe) + log_n
+        log_t = self.throughput_model.predict(xe) + roof
         return configs.with_columns(
             power_per_gpu_w=pl.Series(frac * tdp),
             output_tokens_per_s=pl.Series(np.exp(log_t)),
@@ -185,12 +275,12 @@ def fit_power_classes(
     runs = load_runs() if runs is None else runs
     yf, yp, yt = _targets(runs)
     km = KMeans(n_classes, n_init=10, random_state=seed).fit(yf[:, None])
-    x, xe = features(runs), _energy_features(runs)
+    x, (xe, roof, log_n) = features(runs), _energy_features(runs)
     return PowerClasses(
         np.sort(km.cluster_centers_.ravel()),
         _regressor(seed, n_trees).fit(x, yf),
-        _regressor(seed, n_trees, 1.0).fit(xe, yp),
-        _regressor(seed, n_trees, 1.0).fit(xe, yt),
+        _regressor(seed, n_trees, 1.0).fit(xe, yp - log_n),
+        _regressor(seed, n_trees, 1.0).fit(xe, yt - roof),
     )
 
 
@@ -217,14 +307,14 @@ def evaluate_held_out(
     require_positive("n_splits", n_splits)
     runs = load_runs() if runs is None else runs
     yf, yp, yt = _targets(runs)
-    x, xe = features(runs), _energy_features(runs)
+    x, (xe, roof, log_n) = features(runs), _energy_features(runs)
     pf, pp, pt = np.empty_like(yf), np.empty_like(yp), np.empty_like(yt)
     cls_ok = np.empty(yf.size, bool)
     for tr, te in GroupKFold(n_splits).split(x, groups=runs["model_id"].to_numpy()):
         cent = np.sort(KMeans(3, n_init=10, random_state=seed).fit(yf[tr, None]).cluster_centers_.ravel())
         pf[te] = _regressor(seed, n_trees).fit(x[tr], yf[tr]).predict(x[te])
-        pp[te] = _regressor(seed, n_trees, 1.0).fit(xe[tr], yp[tr]).predict(xe[te])
-        pt[te] = _regressor(seed, n_trees, 1.0).fit(xe[tr], yt[tr]).predict(xe[te])
+        pp[te] = _regressor(seed, n_trees, 1.0).fit(xe[tr], (yp - log_n)[tr]).predict(xe[te]) + log_n[te]
+        pt[te] = _regressor(seed, n_trees, 1.0).fit(xe[tr], (yt - roof)[tr]).predict(xe[te]) + roof[te]
         cls_ok[te] = _label(pf[te], cent) == _label(yf[te], cent)
     pe, ye = pp - pt, yp - yt  # log energy per output token
     keep = np.ones(yf.size, bool)
