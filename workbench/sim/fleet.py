@@ -53,14 +53,19 @@ class InstanceView:
     :meth:`prefix_match_tokens`.
     """
 
-    __slots__ = ("_capacity", "_cols", "_fitting", "_full", "_hb", "_index", "_lrus", "_prefix_block",
-                 "_running", "_waiting", "fit_tokens", "ids", "insts", "kv_block_tokens", "owner",
-                 "speed")  # fmt: skip
+    __slots__ = ("_capacity", "_cols", "_fitting", "_full", "_hb", "_index", "_lrus", "_min_fit",
+                 "_prefix_block", "_rows", "_running", "_waiting", "fit_tokens", "ids", "insts",
+                 "kv_block_tokens", "owner", "speed")  # fmt: skip
 
     def __init__(self, insts: list[Instance], owner: FleetController, speed: np.ndarray, block: int) -> None:
         self.insts = insts
         self.owner = owner
         self.ids = _ints(i.index for i in insts)
+        # the controller's per-instance arrays are read through a slice (a view, no copy) when the ids are
+        # consecutive, as in every pool that has not been scaled
+        lo = int(self.ids[0]) if len(insts) else 0
+        consecutive = bool(len(insts)) and bool((self.ids == np.arange(lo, lo + len(insts))).all())
+        self._rows = slice(lo, lo + len(insts)) if consecutive else self.ids
         self.speed = speed
         self.kv_block_tokens = block
         # the instances keep these containers for life (cleared, never replaced)
@@ -75,6 +80,7 @@ class InstanceView:
         self._full = -1  # the index's column count while this view is all its columns in order, else -1
         #: longest prompt + output each instance can ever hold (whole KV blocks)
         self.fit_tokens = _ints(i.fit_tokens for i in insts)
+        self._min_fit = int(self.fit_tokens.min()) if len(insts) else 0
         sizes = {i.H for i in insts}
         self._prefix_block = sizes.pop() if len(sizes) == 1 else None  # None: instances differ (not in a pool)
         self._fitting: dict[int, InstanceView] = {}
@@ -87,7 +93,7 @@ class InstanceView:
 
         ``self`` when every instance can; cached per size class (views are rebuilt on lifecycle changes).
         """
-        if len(self.insts) == 0 or tokens <= int(self.fit_tokens.min()):
+        if tokens <= self._min_fit or not self.insts:
             return self
         cap = int(self.fit_tokens[self.fit_tokens >= tokens].min(initial=np.iinfo(np.int64).max))
         sub = self._fitting.get(cap)
@@ -100,7 +106,7 @@ class InstanceView:
 
     @property
     def outstanding(self) -> np.ndarray:
-        return self.owner.out[self.ids]
+        return self.owner.out[self._rows]
 
     @property
     def waiting(self) -> np.ndarray:
@@ -343,9 +349,8 @@ class FleetController:
             return REJECT
         k = router.choose(request, view, now) if len(view) > 1 else 0
         inst = view.insts[k]
-        reason = inst.reject_reason(request)
-        if reason is not None:
-            self.reject_reason = reason
+        if size > inst.fit_tokens or request.prompt_tokens > inst.max_prompt:  # the cheap test first
+            self.reject_reason = inst.reject_reason(request)
             return REJECT
         i = inst.index
         self.out[i] += 1

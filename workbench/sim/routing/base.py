@@ -222,9 +222,9 @@ class ArrayCandidates:
 
 def argmin_first(values: np.ndarray) -> int:
     """Position of the smallest value (the lowest position among ties)."""
-    return int(np.argmin(values))
+    return int(np.asarray(values).argmin())
 
 
 def argmax_first(values: np.ndarray) -> int:
     """Position of the largest value (the lowest position among ties)."""
-    return int(np.argmax(values))
+    return int(np.asarray(values).argmax())
