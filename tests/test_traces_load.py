@@ -116,6 +116,15 @@ def test_servegen_windows_readme_counts(shared_traces):
     ]
 
 
+def test_servegen_length_pdfs_readme_counts(shared_traces):
+    pdfs = pl.read_parquet(shared_traces / "servegen_client_length_pdfs.parquet")
+    assert pdfs.height == 7_607_627
+    pmf = ("category", "model", "client_id", "window_start_s", "field")
+    sums = pdfs.group_by(pmf).agg(pl.col("probability").sum())
+    assert sums.height == 16_174
+    assert ((sums["probability"] - 1.0).abs() < 1e-9).all()
+
+
 def test_burstgpt_fixture_drops_failed_rows_with_count():
     with pytest.warns(UserWarning, match="dropped 2 failed requests"):
         trace = traces.load(DATA / "burstgpt_sample.csv")
