@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
 
 import workbench
-from workbench.config import from_dict, require_choice, require_positive
+import numpy as np
+
+from workbench.config import from_dict, require_choice, require_int, require_positive
 from workbench.errors import ConfigError, WorkbenchError, WorkloadError
 
 
@@ -30,6 +33,23 @@ def test_config_helpers():
         require_positive("x", -1)
     with pytest.raises(ConfigError, match="choose one of: a, b"):
         require_choice("policy", "c", ["b", "a"])
+    with pytest.raises(ConfigError, match=r"^unknown router 'x'; choose one of: a, b$"):
+        require_choice("router", "x", ("a", "b"))
+    with pytest.raises(ConfigError, match=r"^unknown pool 'a'\.router 'x'; choose one of: a, b$"):
+        require_choice("router", "x", ("a", "b"), what="pool 'a'.router")
+    require_choice("router", "a", ("a", "b"), what="pool 'a'.router")
+
+
+@pytest.mark.parametrize("value, low, expected", [(3, 1, 3), (np.int64(3), 1, 3), (0, 0, 0), (np.uint8(7), 5, 7)])
+def test_require_int_accepts_integers(value, low, expected):
+    out = require_int("n", value, low=low)
+    assert out == expected and type(out) is int
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True), 2.0, "3", None, 0, -1, np.int32(0)])
+def test_require_int_rejects_with_one_message(value):
+    with pytest.raises(ConfigError, match=rf"^n_gpus must be an integer >= 1, got {re.escape(repr(value))}$"):
+        require_int("n_gpus", value)
 
 
 def test_readme_first_session_runs(capsys):

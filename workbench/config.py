@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,10 +28,26 @@ def require_range(name: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
-def require_choice(name: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (listed in the message)."""
+def require_int(name: str, value: object, *, low: int = 1) -> int:
+    """Raise :class:`ConfigError` unless ``value`` is an integer >= ``low``; return it as a Python ``int``.
+
+    Python and numpy integers are accepted; booleans, floats (even integral ones) and strings are not.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def require_choice(
+    name: str, value: str, choices: list[str] | tuple[str, ...], *, what: str | None = None
+) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (listed in the message).
+
+    ``what`` labels the value in the message instead of ``name`` (e.g. ``"pool 'a'.router"``).
+    """
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(choices))}")
+        label = name if what is None else what
+        raise ConfigError(f"unknown {label} {value!r}; choose one of: {', '.join(sorted(choices))}")
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
