@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 import workbench
-import numpy as np
-
 from workbench.config import from_dict, require_choice, require_int, require_positive
 from workbench.errors import ConfigError, WorkbenchError, WorkloadError
 
@@ -40,7 +39,9 @@ def test_config_helpers():
     require_choice("router", "a", ("a", "b"), what="pool 'a'.router")
 
 
-@pytest.mark.parametrize("value, low, expected", [(3, 1, 3), (np.int64(3), 1, 3), (0, 0, 0), (np.uint8(7), 5, 7)])
+@pytest.mark.parametrize(
+    "value, low, expected", [(3, 1, 3), (np.int64(3), 1, 3), (0, 0, 0), (np.uint8(7), 5, 7)]
+)
 def test_require_int_accepts_integers(value, low, expected):
     out = require_int("n", value, low=low)
     assert out == expected and type(out) is int
