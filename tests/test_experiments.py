@@ -424,3 +424,24 @@ def test_module_constants_and_helpers_enter_the_key(monkeypatch):
     assert run_fingerprint(run_factor) != before
     monkeypatch.setattr(sys.modules[__name__], "FACTOR", 3)
     assert run_fingerprint(run_factor) == before
+
+
+def test_fingerprint_of_set_literal_constant_is_the_same_in_every_process(tmp_path: Path):
+    """``x in {...}`` compiles to a frozenset constant whose repr depends on PYTHONHASHSEED."""
+    import os
+    import subprocess
+
+    (tmp_path / "setrun.py").write_text(
+        "def run(c, seed):\n    return {'hit': c['x'] in {'alpha', 'beta', 'gamma', 'delta', 'epsilon'}}\n"
+    )
+    script = (
+        "import setrun; from workbench.experiments import run_fingerprint; print(run_fingerprint(setrun.run))"
+    )
+    prints = set()
+    for hashseed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed, "PYTHONPATH": str(tmp_path)}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        prints.add(out.stdout.strip())
+    assert len(prints) == 1 and len(next(iter(prints))) == 64

@@ -279,8 +279,11 @@ def _frame_token(frame: pl.DataFrame) -> list:
 
 
 def _code_token(code: types.CodeType) -> list:
+    # constants through _token, not repr: a set literal's frozenset has a hash-seed-dependent repr order
     consts = [
-        _code_token(c) if isinstance(c, types.CodeType) else ["c", type(c).__name__, repr(c)]
+        _code_token(c)
+        if isinstance(c, types.CodeType)
+        else ["c", type(c).__name__, _token(c, "constant", set(), 0)]
         for c in code.co_consts
     ]
     return ["code", _sha(code.co_code), consts, list(code.co_names), code.co_argcount, code.co_kwonlyargcount]
