@@ -348,6 +348,42 @@ def test_prefix_reuse_measures_depth_and_lag_exactly():
     assert model.reuse_ratio == pytest.approx(6 / 11)
 
 
+@pytest.mark.parametrize("tail", [None, []])
+def test_prefix_reuse_counts_trailing_rows_without_hashes(tail):
+    df = pl.DataFrame(
+        {
+            "arrival_s": [0.0, 1.0, 2.0, 3.0],
+            "prompt_tokens": [1000, 1000, 1000, 1000],
+            "output_tokens": [10, 10, 10, 10],
+            "prefix_hashes": [[1, 2], [1, 3], tail, tail],
+        },
+        schema_overrides={"prefix_hashes": pl.List(pl.UInt64)},
+    )
+    model = traces.PrefixReuse.from_trace(traces.Trace(traces.validate(df), prefix_block_tokens=512))
+    assert model.blocks.tolist() == [2, 2, 2, 2]
+    assert model.depth.tolist() == [0, 1, 0, 0]
+    assert model.lag.tolist() == [0, 1, 0, 0]
+
+
+def test_fit_accepts_trace_ending_in_rows_without_hashes():
+    rng = np.random.default_rng(0)
+    n = 50
+    hashes = [[int(k), int(k) + 100] for k in rng.integers(0, 5, n)]
+    hashes[-1] = None
+    df = pl.DataFrame(
+        {
+            "arrival_s": np.sort(rng.random(n) * 100),
+            "prompt_tokens": np.full(n, 1000),
+            "output_tokens": np.full(n, 10),
+            "prefix_hashes": hashes,
+        },
+        schema_overrides={"prefix_hashes": pl.List(pl.UInt64)},
+    )
+    gen = traces.fit(traces.Trace(traces.validate(df), prefix_block_tokens=512))
+    assert isinstance(gen.sessions, traces.PrefixReuse)
+    assert gen.sessions.depth[-1] == 0 and gen.sessions.depth.sum() > 0
+
+
 def test_prefix_reuse_hashes_follow_mooncake_convention():
     model = traces.PrefixReuse(
         blocks=np.array([1, 4, 4, 8]), depth=np.array([0, 2, 4, 6]), lag=np.array([0, 1, 3, 2]), block_tokens=16

@@ -691,8 +691,12 @@ class PrefixReuse:
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         # leading run of seen blocks: position of the first unseen block in each request (or its length)
         unseen_pos = np.where(seen, np.iinfo(np.int64).max, np.arange(i.size) - first[i])
-        depth = np.minimum(np.minimum.reduceat(unseen_pos, first), counts) if i.size else counts
-        depth = np.where(counts > 0, depth, 0)
+        # one reduceat segment per row with hashes (a row without any has no segment: its start would be
+        # i.size after trailing empty rows, out of reduceat's bounds)
+        has = counts > 0
+        depth = np.zeros(df.height, np.int64)
+        if i.size:
+            depth[has] = np.minimum(np.minimum.reduceat(unseen_pos, first[has]), counts[has])
         last = np.where(depth > 0, first + depth - 1, 0)
         lag = np.where(depth > 0, np.maximum(lag_flat[last] if i.size else 0, 1), 0)
         blocks = -(-df["prompt_tokens"].to_numpy().astype(np.int64) // block)
