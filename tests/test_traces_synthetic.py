@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -282,8 +283,17 @@ def test_fit_trace_that_does_not_start_at_zero():
 
 def test_zero_rate_span_is_a_workload_error():
     gen = traces.Synthetic(traces.TimeVarying(traces.PiecewiseRate([0.0, 100.0], [0.0, 1.0]), cv=2.0))
-    with pytest.raises(WorkloadError, match="no arrivals to generate"):
+    with pytest.raises(WorkloadError, match="'synthetic' produced no requests; raise the rate or duration"):
         gen.generate(duration_s=50.0)
+    assert gen.arrivals.sample(np.random.default_rng(0), duration_s=50.0).size == 0
+    # a fitted twin whose profile is zero over the asked span reports the same
+    base = traces.Synthetic(traces.Poisson(1.0)).generate(n=400, seed=1)
+    twin = traces.fit(base)
+    zero = dataclasses.replace(
+        twin, arrivals=dataclasses.replace(twin.arrivals, profile=traces.PiecewiseRate([0.0, 1e6], [0.0, 1.0]))
+    )
+    with pytest.raises(WorkloadError, match="_twin' produced no requests"):
+        zero.generate(duration_s=60.0)
 
 
 TWIN_COLUMNS = ("rate_rps", "iat_cv", "prompt_p50", "prompt_p90", "prompt_p99", "output_p50", "output_p99")

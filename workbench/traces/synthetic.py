@@ -95,21 +95,17 @@ def _gaps(rng: np.random.Generator, family: str, cv: float, mean: float, size: i
 
 
 def _renewal(rng, family, cv, rate, n=None, duration_s=None) -> np.ndarray:
-    """Renewal-process arrival times: exactly ``n`` or all before ``duration_s`` (which must be > 0)."""
+    """Renewal-process arrival times: exactly ``n`` or all before ``duration_s`` (none when it is 0)."""
     if n is not None:
         return np.cumsum(_gaps(rng, family, cv, 1.0 / rate, n))
-    if not duration_s > 0:  # a rate profile that is zero over the whole span expects no arrivals
-        raise WorkloadError(
-            f"no arrivals to generate: {duration_s!r} requests expected in the span; "
-            "raise the rate or the duration",
-            field="duration_s",
-        )
     chunks, t = [], 0.0
     while t < duration_s:
         k = max(16, int(1.2 * (duration_s - t) * rate) + 16)
         times = t + np.cumsum(_gaps(rng, family, cv, 1.0 / rate, k))
         chunks.append(times)
         t = float(times[-1])
+    if not chunks:  # e.g. a rate profile that is zero over the whole span (the caller reports no requests)
+        return np.empty(0)
     out = np.concatenate(chunks)
     return out[out < duration_s]
 
