@@ -445,3 +445,41 @@ def test_fingerprint_of_set_literal_constant_is_the_same_in_every_process(tmp_pa
         )
         prints.add(out.stdout.strip())
     assert len(prints) == 1 and len(next(iter(prints))) == 64
+
+
+class Doubler:
+    """A same-module class that ``run_with_class`` builds and calls."""
+
+    base = 2
+
+    def apply(self, x: float) -> float:
+        return x * self.base
+
+
+def run_with_class(cfg: dict, seed: int) -> dict:
+    return {"y": Doubler().apply(cfg["x"])}
+
+
+class Stepper:
+    """A callable class whose ``__call__`` delegates to another method."""
+
+    def __call__(self, cfg: dict, seed: int) -> dict:
+        return {"y": self.step(cfg["x"])}
+
+    def step(self, x: float) -> float:
+        return x + 1
+
+
+def test_same_module_classes_enter_the_key(monkeypatch):
+    before, callable_before = run_fingerprint(run_with_class), run_fingerprint(Stepper())
+    monkeypatch.setattr(Doubler, "apply", lambda self, x: x * self.base + 1)  # other method code
+    assert run_fingerprint(run_with_class) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(Doubler, "base", 3)  # another class constant
+    assert run_fingerprint(run_with_class) != before
+    monkeypatch.undo()
+    assert run_fingerprint(run_with_class) == before
+    monkeypatch.setattr(Stepper, "step", lambda self, x: x + 2)  # a helper method, not __call__ itself
+    assert run_fingerprint(Stepper()) != callable_before
+    monkeypatch.undo()
+    assert run_fingerprint(Stepper()) == callable_before

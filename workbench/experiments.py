@@ -9,12 +9,15 @@ first columns are the configuration's fields. Three guarantees:
 * **Resumable.** With ``cache_dir`` every finished point is written at once to its own Parquet file named by a
   hash of (configuration, root seed, a fingerprint of ``run``, package version); a rerun of an interrupted sweep
   computes only the missing points.
-* **Never silently wrong.** The fingerprint of ``run`` (:func:`run_fingerprint`) covers its code, defaults,
-  closure values and instance state, so two lambdas, two ``functools.partial`` or two instances of a callable
-  class that compute different things never share a cache entry; a callable it cannot fingerprint is refused
-  with a clear error (pass ``cache_key=`` then). The file name carries the SHA-256 of its bytes; a file whose
-  bytes or name do not match (a truncated write, a flipped bit, a renamed file) is reported with a
-  :class:`CacheWarning`, deleted and recomputed.
+* **Checked.** The fingerprint of ``run`` (:func:`run_fingerprint`) covers its code, defaults, closure values,
+  instance state and the functions, classes and immutable constants of its own module that it uses, so two
+  lambdas, two ``functools.partial`` or two instances of a callable class that compute different things never
+  share a cache entry; a callable it cannot fingerprint is refused with a clear error (pass ``cache_key=``
+  then). It cannot see everything: mutable module globals (lists, dicts) and code in other modules than
+  ``run``'s own (other than :mod:`workbench`, covered by the package version) do not enter, so a ``run`` that
+  depends on those must be given a ``cache_key=`` that changes with them. The file name carries the SHA-256 of
+  its bytes; a file whose bytes or name do not match (a truncated write, a flipped bit, a renamed file) is
+  reported with a :class:`CacheWarning`, deleted and recomputed.
 
 Backends (joblib): ``None`` (sequential when ``n_jobs == 1``, else ``"loky"`` processes), ``"loky"``,
 ``"threading"``, ``"multiprocessing"`` or ``"dask"``. For Dask (``pip install 'workbench[dask]'``), create a
@@ -220,6 +223,8 @@ _MAX_DEPTH = 24
 #: Depth up to which the code of same-module functions that ``run`` calls enters the fingerprint.
 _FOLLOW_DEPTH = 8
 _CODE_TYPES = (types.FunctionType, types.MethodType, functools.partial)
+#: Class attributes that say where a class is defined, not what it computes (left out of its fingerprint).
+_CLASS_PLACE = frozenset({"__module__", "__firstlineno__", "__static_attributes__"})
 
 
 class _Opaque(ConfigError):
@@ -233,16 +238,24 @@ def run_fingerprint(run: Callable) -> str:
 
     * plain functions and lambdas: qualified name, bytecode and constants (nested code included), argument
       defaults, closure values, and the module-level names the code reads that hold immutable plain values
-      (numbers, strings, tuples of them) or other functions of the same module (followed in turn, a few calls
-      deep); mutable globals (lists, dicts, counters) do not enter;
+      (numbers, strings, tuples and frozensets of them), other functions of the same module or classes of the
+      same module (their methods and plain class attributes), followed in turn a few calls deep;
     * ``functools.partial``: the function, the bound positional and keyword arguments;
     * bound methods: the function and the instance;
-    * callable instances: the class, its ``__call__`` and the instance's state, from ``__sweep_key__()`` when
-      the class defines it (a string), else the dataclass fields (``compare=True`` ones), else ``__dict__`` and
-      ``__slots__``; values may be plain data, numpy arrays, polars frames, dataclasses and other such objects.
+    * callable instances: the class (all its methods, and those of its bases from the same module) and the
+      instance's state, from ``__sweep_key__()`` when the class defines it (a string), else the dataclass
+      fields (``compare=True`` ones), else ``__dict__`` and ``__slots__``; values may be plain data, numpy
+      arrays, polars frames, dataclasses and other such objects.
 
-    What does not enter: the code of functions in other modules (the package version in the cache key covers
-    :mod:`workbench` itself), line numbers and file names (moving a function does not invalidate its cache).
+    What does not enter, so a change there does **not** invalidate the cache:
+
+    * mutable module globals (lists, dicts, sets, counters): they are left out on purpose, since a counter or
+      a memo a function writes would otherwise change the key on every run;
+    * the code of functions and classes in other modules than the one that defines them (the package version
+      in the cache key covers :mod:`workbench` itself, nothing covers your other modules);
+    * line numbers and file names (moving a function does not invalidate its cache).
+
+    When ``run`` depends on any of these, pass ``cache_key=`` to :func:`sweep` and change it with them.
     Bytecode is specific to the Python version, so a new Python recomputes the cache.
 
     Raises
@@ -315,10 +328,14 @@ def _function_token(fn: types.FunctionType, where: str, seen: set[int], depth: i
         value = fn.__globals__[ref]
         if _immutable_plain(value):
             refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1)
-        elif isinstance(value, _CODE_TYPES) and getattr(value, "__module__", None) == module:
-            # helpers of the same module, a few calls deep (deeper ones enter by name only)
-            follow = depth < _FOLLOW_DEPTH
-            refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1) if follow else ref
+        elif isinstance(value, (*_CODE_TYPES, type)) and getattr(value, "__module__", None) == module:
+            # helpers and classes of the same module, a few calls deep (deeper ones enter by name only)
+            if depth >= _FOLLOW_DEPTH:
+                refs[ref] = ref
+            elif isinstance(value, type):
+                refs[ref] = _class_token(value, f"{where} global {ref!r}", seen, depth + 1)
+            else:
+                refs[ref] = _token(value, f"{where} global {ref!r}", seen, depth + 1)
     closure = [_cell(c) for c in (fn.__closure__ or ())]
     return [
         "function",
@@ -332,6 +349,37 @@ def _function_token(fn: types.FunctionType, where: str, seen: set[int], depth: i
         ],
         refs,
     ]
+
+
+def _class_token(cls: type, where: str, seen: set[int], depth: int) -> list:
+    """A class's code: its methods (and those of its bases from the same module) and plain class attributes."""
+    if id(cls) in seen:  # a method that names its own class
+        return ["type", cls.__module__, cls.__qualname__]
+    seen = seen | {id(cls)}
+    members: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass.__module__ != cls.__module__:
+            continue
+        for attr, value in vars(klass).items():
+            if attr in _CLASS_PLACE:
+                continue
+            member = _member_code(value)
+            if member is None and _immutable_plain(value):
+                member = value
+            if member is not None:
+                members[f"{klass.__qualname__}.{attr}"] = _token(member, f"{where}.{attr}", seen, depth + 1)
+    return ["class", cls.__module__, cls.__qualname__, {k: members[k] for k in sorted(members)}]
+
+
+def _member_code(value: Any) -> list | None:
+    """The functions behind a class attribute (method, static/class method, property), else ``None``."""
+    if isinstance(value, staticmethod | classmethod):
+        value = value.__func__
+    elif isinstance(value, functools.cached_property):
+        value = value.func
+    elif isinstance(value, property):
+        return [f for f in (value.fget, value.fset, value.fdel) if f is not None]
+    return [value] if isinstance(value, types.FunctionType) else None
 
 
 def _cell(cell: types.CellType) -> Any:
@@ -424,7 +472,7 @@ def _token(obj: Any, where: str, seen: set[int], depth: int) -> Any:
     cls = type(obj)
     name = f"{cls.__module__}.{cls.__qualname__}"
     call = (
-        _token(cls.__call__, f"{where}.__call__", seen, depth + 1)
+        _class_token(cls, f"{where} class", seen, depth + 1)
         if callable(obj) and isinstance(cls.__call__, types.FunctionType)
         else None
     )
