@@ -256,6 +256,23 @@ def test_progress_default_on_in_a_notebook_kernel(monkeypatch):
     assert progress_enabled(True) and not progress_enabled(False)
 
 
+def test_one_progress_rule_for_every_layer(monkeypatch):
+    from workbench import _progress, experiments
+
+    assert experiments.progress_enabled is _progress.progress_enabled  # one helper, importable by sim
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+
+    class Closed:
+        def isatty(self):
+            raise ValueError("I/O operation on closed file")
+
+    monkeypatch.setattr(sys, "stderr", Closed())
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    assert not _progress.interactive()  # a closed stderr is no terminal, and no error
+    monkeypatch.setattr(sys, "stderr", None)
+    assert not _progress.interactive()
+
+
 def test_bad_input():
     with pytest.raises(ConfigError, match="configs is empty"):
         sweep([], run_point)

@@ -55,7 +55,6 @@ import json
 import math
 import os
 import re
-import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -66,6 +65,7 @@ import numpy as np
 import polars as pl
 
 import workbench
+from workbench._progress import progress_enabled
 from workbench.config import require_choice
 from workbench.errors import ConfigError, WorkbenchError
 
@@ -579,36 +579,6 @@ class _Cache:
 
 
 # ----------------------------------------------------------------------------------------------------- sweep
-
-
-def _in_ipython_kernel() -> bool:
-    """Whether this process is a Jupyter/IPython kernel (a notebook), where stderr is not a terminal."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:  # an IPython too old or half-imported
-        return False
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def progress_enabled(progress: bool | None) -> bool:
-    """Resolve a ``progress=`` argument: ``None`` means on in a notebook kernel or a terminal, else off.
-
-    In a Jupyter/IPython kernel (stderr is no terminal there) bars are widgets, on however the notebook runs
-    (interactively, ``nbconvert --execute`` or nbval), so a notebook's stored outputs do not depend on how it
-    was executed. Elsewhere bars need a terminal on stderr and are off under pytest and in redirected logs.
-    Used by :func:`sweep`, the simulation check of :func:`workbench.planning.size_fleet` and
-    :func:`workbench.planning.compare.pool_split_study`.
-    """
-    if progress is not None:
-        return bool(progress)
-    if _in_ipython_kernel():
-        return True
-    if "PYTEST_CURRENT_TEST" in os.environ:
-        return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def sweep(

@@ -182,8 +182,8 @@ def check_candidates(
     """
     from tqdm.auto import tqdm
 
+    from workbench._progress import progress_enabled
     from workbench.carbon import site
-    from workbench.experiments import progress_enabled
     from workbench.planning.costs import gpu_hour_usd
 
     retry = budget if retry is None else retry

@@ -102,7 +102,7 @@ def pool_split_study(
         )
     from tqdm.auto import tqdm
 
-    from workbench.experiments import progress_enabled
+    from workbench._progress import progress_enabled
 
     rows = []
     for g in tqdm(gpus, desc="split study", unit="GPU", disable=not progress_enabled(progress)):
