@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from workbench import traces
 from workbench.errors import ConfigError, WorkloadError
 from workbench.hardware.perf import Batch
 from workbench.sim import (
@@ -444,19 +445,19 @@ def test_progress_auto_needs_an_interactive_session_and_a_long_trace(monkeypatch
         (
             lambda d: d.with_columns(pl.Series("prompt_tokens", [10, None, 10, 10], dtype=pl.Int32)),
             "prompt_tokens",
-            1,
+            2,
         ),
         (
             lambda d: d.with_columns(pl.Series("output_tokens", [2, 2, 2, 0], dtype=pl.Int32)),
             "output_tokens",
-            3,
+            4,
         ),
-        (lambda d: d.with_columns(pl.Series("output_tokens", [2.0, 2.5, 2.0, 2.0])), "output_tokens", 1),
+        (lambda d: d.with_columns(pl.Series("output_tokens", [2.0, 2.5, 2.0, 2.0])), "output_tokens", 2),
         (lambda d: d.with_columns(pl.Series("output_tokens", ["2", "2", "2", "2"])), "output_tokens", None),
-        (lambda d: d.with_columns(pl.Series("arrival_s", [0.0, 0.2, 0.1, 0.3])), "arrival_s", 2),
-        (lambda d: d.with_columns(pl.Series("arrival_s", [0.0, 0.1, float("nan"), 0.3])), "arrival_s", 2),
-        (lambda d: d.with_columns(pl.Series("arrival_s", [-1.0, 0.1, 0.2, 0.3])), "arrival_s", 0),
-        (lambda d: d.with_columns(pl.Series("request_id", [0, 1, -5, 3])), "request_id", 2),
+        (lambda d: d.with_columns(pl.Series("arrival_s", [0.0, 0.2, 0.1, 0.3])), "arrival_s", 3),
+        (lambda d: d.with_columns(pl.Series("arrival_s", [0.0, 0.1, float("nan"), 0.3])), "arrival_s", 3),
+        (lambda d: d.with_columns(pl.Series("arrival_s", [-1.0, 0.1, 0.2, 0.3])), "arrival_s", 1),
+        (lambda d: d.with_columns(pl.Series("request_id", [0, 1, -5, 3])), "request_id", 3),
     ],
 )
 def test_bad_workload_names_the_field_and_first_bad_row(change, field, row):
@@ -473,3 +474,38 @@ def test_integral_float_token_counts_are_accepted_and_other_objects_rejected():
     assert simulate(floats, cfg()).requests.equals(simulate(good, cfg()).requests)
     with pytest.raises(WorkloadError, match="Trace or a polars DataFrame"):
         simulate(good.to_dicts(), cfg())
+
+
+def test_bad_rows_are_numbered_as_trace_validation_numbers_them():
+    bad = pl.DataFrame({"arrival_s": [0.0, 1.0], "prompt_tokens": [5, 0], "output_tokens": [1, 1]})
+    with pytest.raises(WorkloadError) as sim_err:
+        simulate(bad.with_columns(request_id=pl.Series([0, 1], dtype=pl.UInt64)), cfg())
+    with pytest.raises(WorkloadError) as trace_err:
+        traces.validate(bad)
+    assert sim_err.value.row == trace_err.value.row == 2
+    assert "got 0 (field 'prompt_tokens', row 2)" in str(sim_err.value)
+    with pytest.raises(WorkloadError, match=r"non-decreasing: 0.1 s after 0.2 s .*'arrival_s', row 3\)"):
+        simulate(frame([0.0, 0.2, 0.1], [10] * 3, [2] * 3), cfg())
+
+
+def test_simulation_run_accepts_a_trace_and_rejects_other_objects_before_starting():
+    trace = traces.Synthetic(traces.Poisson(5.0), traces.Fixed(50, 5)).generate(20, seed=1)
+    sim = Simulation()
+    sim.add_instance(cfg())
+    res = sim.run(trace, progress=True)
+    assert res.requests.height == 20 and res.requests["finish_s"].is_not_null().all()
+    for other in ({"a": 1}, trace.requests.to_dicts()):
+        sim = Simulation()
+        sim.add_instance(cfg())
+        with pytest.raises(WorkloadError, match="must be a Trace or a polars DataFrame, got"):
+            sim.run(other, progress=True)
+    hashed = traces.Synthetic(
+        traces.Poisson(5.0), traces.Fixed(600, 5), traces.Sessions(block_tokens=512)
+    ).generate(20, seed=1)
+    sim = Simulation()  # built without the trace's block size: its caches would ignore the hashes
+    sim.add_instance(cfg())
+    with pytest.raises(ConfigError, match="prefix_block_tokens is 512 but the simulation's is None"):
+        sim.run(hashed)
+    sim = Simulation(prefix_block_tokens=512)
+    sim.add_instance(cfg())
+    assert sim.run(hashed).counters["prefix_query_tokens"] > 0

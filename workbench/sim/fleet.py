@@ -34,7 +34,7 @@ from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
 from workbench.sim.result import SimResult
 from workbench.sim.routing import REJECT, get_router
 from workbench.sim.routing.prefix_index import PrefixIndex
-from workbench.sim.simulation import DEFER, Simulation
+from workbench.sim.simulation import DEFER, Simulation, trace_rows
 from workbench.sim.topology import Fleet, Pool, instance_gpu, monolithic
 
 
@@ -640,10 +640,7 @@ def simulate(
     """
     if isinstance(fleet, int):
         fleet = monolithic(fleet, router=router or "jsq")
-    if isinstance(trace, pl.DataFrame):
-        requests, block = trace, None
-    else:
-        requests, block = trace.requests, trace.prefix_block_tokens
+    requests, block = trace_rows(trace)
     sim = Simulation(seed=seed, prefix_block_tokens=block, record_segments=record_segments)
     ctl = FleetController(sim, fleet)
     last = float(requests["arrival_s"].max()) if requests.height else 0.0

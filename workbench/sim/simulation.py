@@ -52,6 +52,7 @@ from workbench.sim.instance import (
 )
 from workbench.sim.request import Request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
+from workbench.traces.validate import first_row
 
 NAN = math.nan
 #: ``progress=None`` shows a bar only for traces at least this long (and only after a second of wall time).
@@ -258,19 +259,38 @@ class Simulation:
             self._seg.extend((inst, start, end, state, batch, prefill, kv, iters))
 
     # ------------------------------------------------------------------ running a trace
-    def run(self, requests: pl.DataFrame, *, progress: bool | None = None) -> SimResult:
+    def run(self, requests, *, progress: bool | None = None) -> SimResult:
         """Simulate ``requests`` (canonical trace columns) to completion and return the result tables.
 
         Parameters
         ----------
         requests
-            The trace rows.
+            The trace rows: a polars DataFrame, or a :class:`~workbench.traces.schema.Trace` (whose
+            ``prefix_block_tokens``, when set, must be the simulation's if an instance caches prefixes).
         progress
             Show a tqdm progress bar of the requests done (finished or rejected) and the simulated time,
             updated every few thousand requests (no cost per event). ``None`` (auto): on when the session is
             interactive (stderr is a terminal, or an IPython kernel) and the trace has at least
             :data:`PROGRESS_MIN_REQUESTS` rows, appearing only after one second; quiet otherwise.
+
+        Raises
+        ------
+        WorkloadError
+            For anything but a Trace or DataFrame, and for bad rows (see :func:`check_requests`).
+        ConfigError
+            Without instances, for prefill instances without ``on_finish``, or when the trace's prefix block
+            size differs from the one the instances were built with (their caches would ignore its hashes).
         """
+        requests, block = trace_rows(requests)
+        if (
+            block is not None
+            and block != self.prefix_block_tokens
+            and any(i.config.scheduler.prefix_caching for i in self.instances)
+        ):
+            raise ConfigError(
+                f"the trace's prefix_block_tokens is {block} but the simulation's is "
+                f"{self.prefix_block_tokens}; build it with Simulation(prefix_block_tokens={block})"
+            )
         bar = _progress_bar(requests.height, progress)
         try:
             with paused_gc():
@@ -281,11 +301,11 @@ class Simulation:
                 bar.close()
 
     def _run(self, requests: pl.DataFrame, bar=None) -> SimResult:
+        """Run checked ``requests`` (see :func:`trace_rows`)."""
         if self.on_finish is None and any(i.role == "prefill" for i in self.instances):
             raise ConfigError("role='prefill' instances need an on_finish hook that hands requests on")
         if not self.instances:
             raise ConfigError("the simulation has no instances")
-        requests = check_requests(requests)
         n = requests.height
         self._requests = requests
         self._records = _Records(n) if bar is None else _ProgressRecords(n, bar, self.engine)
@@ -379,15 +399,35 @@ class Simulation:
 REQUIRED_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
 
 
-def _first(mask: pl.Series) -> int | None:
-    """Position of the first ``True`` of ``mask`` (nulls count as ``False``), or ``None``."""
-    hits = mask.fill_null(False).arg_true()
-    return int(hits[0]) if hits.len() else None
+def trace_rows(trace) -> tuple[pl.DataFrame, int | None]:
+    """The checked rows of a Trace or DataFrame (:func:`check_requests`) and the trace's prefix block size.
+
+    Raises
+    ------
+    WorkloadError
+        For another object, a trace without arrival times, or bad rows.
+    """
+    if isinstance(trace, pl.DataFrame):
+        return check_requests(trace), None
+    if not isinstance(getattr(trace, "requests", None), pl.DataFrame):
+        raise WorkloadError(f"trace must be a Trace or a polars DataFrame, got {type(trace).__name__}")
+    if not getattr(trace, "has_arrivals", True):
+        raise WorkloadError(f"trace {trace.name!r} has no arrival times; attach arrivals before simulating")
+    return check_requests(trace.requests), trace.prefix_block_tokens
+
+
+def _first_bad(requests: pl.DataFrame, mask: pl.Expr, *values: pl.Expr) -> tuple[int, tuple] | None:
+    """Row where ``mask`` first holds (from 1, like ``first_row``) and ``values`` in it; ``None``: nowhere."""
+    row = first_row(requests, mask)
+    if row < 0:
+        return None
+    at = requests.lazy().select(mask.alias("__bad"), *values).filter("__bad").drop("__bad")
+    return row, at.head(1).collect().row(0)
 
 
 def check_requests(requests: pl.DataFrame) -> pl.DataFrame:
     """Validate the trace rows the simulator reads; raise one :class:`WorkloadError` naming the field and the
-    first bad row.
+    first bad row (rows count from 1, as in :func:`workbench.traces.validate`).
 
     Required: ``request_id`` (integer >= 0), ``arrival_s`` (finite, >= 0, non-decreasing), ``prompt_tokens``
     and ``output_tokens`` (integers >= 1). Integral float token counts are accepted (cast to integers).
@@ -403,7 +443,7 @@ def check_requests(requests: pl.DataFrame) -> pl.DataFrame:
     ...                              "output_tokens": [1, 1]}))
     Traceback (most recent call last):
     ...
-    workbench.errors.WorkloadError: token counts must be present and >= 1, got 0 (field 'prompt_tokens', row 1)
+    workbench.errors.WorkloadError: token counts must be present and >= 1, got 0 (field 'prompt_tokens', row 2)
     """
     if not isinstance(requests, pl.DataFrame):
         raise WorkloadError(f"requests must be a polars DataFrame (or a Trace), got {type(requests).__name__}")
@@ -418,36 +458,35 @@ def check_requests(requests: pl.DataFrame) -> pl.DataFrame:
         return requests
     casts = []
     for name, low in (("request_id", 0), ("prompt_tokens", 1), ("output_tokens", 1)):
-        col = requests[name]
-        if not col.dtype.is_numeric():
-            raise WorkloadError(f"{name} must be integers, got column type {col.dtype}", field=name)
-        if col.dtype.is_float():
-            row = _first(col.is_nan() | (col != col.round()) | col.is_infinite())
-            if row is not None:
-                raise WorkloadError(f"{name} must be whole numbers, got {col[row]!r}", field=name, row=row)
+        dtype = requests.schema[name]
+        if not dtype.is_numeric():
+            raise WorkloadError(f"{name} must be integers, got column type {dtype}", field=name)
+        col = pl.col(name)
+        if dtype.is_float():
+            bad = _first_bad(requests, col.is_nan() | (col != col.round()) | col.is_infinite(), col)
+            if bad is not None:
+                raise WorkloadError(f"{name} must be whole numbers, got {bad[1][0]!r}", field=name, row=bad[0])
             casts.append(col.cast(pl.Int64))
-        row = _first(col.is_null() | (col < low))
-        if row is not None:
+        bad = _first_bad(requests, col.is_null() | (col < low), col)
+        if bad is not None:
             what = (
                 "request ids must be present and >= 0" if low == 0 else "token counts must be present and >= 1"
             )
-            raise WorkloadError(f"{what}, got {col[row]!r}", field=name, row=row)
-    arrival = requests["arrival_s"]
-    if not arrival.dtype.is_numeric():
+            raise WorkloadError(f"{what}, got {bad[1][0]!r}", field=name, row=bad[0])
+    dtype = requests.schema["arrival_s"]
+    if not dtype.is_numeric():
+        raise WorkloadError(f"arrival_s must be seconds (numbers), got column type {dtype}", field="arrival_s")
+    arrival = pl.col("arrival_s").cast(pl.Float64)
+    bad = _first_bad(requests, arrival.is_null() | ~arrival.is_finite() | (arrival < 0), arrival)
+    if bad is not None:
         raise WorkloadError(
-            f"arrival_s must be seconds (numbers), got column type {arrival.dtype}", field="arrival_s"
+            f"arrival times must be present, finite and >= 0, got {bad[1][0]!r}", field="arrival_s", row=bad[0]
         )
-    arrival = arrival.cast(pl.Float64)
-    row = _first(arrival.is_null() | ~arrival.is_finite() | (arrival < 0))
-    if row is not None:
+    bad = _first_bad(requests, arrival.diff() < 0, arrival, arrival.shift(1).alias("previous"))
+    if bad is not None:
+        (row, (now, before)) = bad
         raise WorkloadError(
-            f"arrival times must be present, finite and >= 0, got {arrival[row]!r}", field="arrival_s", row=row
-        )
-    row = _first(arrival.diff() < 0)
-    if row is not None:
-        raise WorkloadError(
-            f"arrival times must be non-decreasing: {arrival[row]!r} s after {arrival[row - 1]!r} s "
-            "(sort the trace by arrival_s)",
+            f"arrival times must be non-decreasing: {now!r} s after {before!r} s (sort the trace by arrival_s)",
             field="arrival_s",
             row=row,
         )
@@ -609,14 +648,7 @@ def simulate(
         config = SimConfig()
     if isinstance(config, InstanceConfig):
         config = SimConfig(instance=config)
-    if isinstance(trace, pl.DataFrame):
-        requests, block = trace, None
-    elif not hasattr(trace, "requests"):
-        raise WorkloadError(f"trace must be a Trace or a polars DataFrame, got {type(trace).__name__}")
-    else:
-        if not getattr(trace, "has_arrivals", True):
-            raise WorkloadError(f"trace {trace.name!r} has no arrival times; attach arrivals before simulating")
-        requests, block = trace.requests, trace.prefix_block_tokens
+    requests, block = trace_rows(trace)
     sim = Simulation(seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments)
     for _ in range(config.n_instances):
         sim.add_instance(config.instance)
