@@ -442,6 +442,78 @@ def test_power_classes_predict_new_config(shared_traces) -> None:
         pc.predict(cfg.with_columns(task=pl.lit("poetry")))
 
 
+def test_power_classes_predict_without_architecture(shared_traces) -> None:
+    """Power and class need only CONFIG_COLUMNS; throughput and energy are NaN where the model is unknown."""
+    from workbench.power import fit_power_classes
+    from workbench.power.classes import CONFIG_COLUMNS
+    from workbench.power.curves import load_runs
+
+    runs = load_runs()
+    pc = fit_power_classes(runs, n_trees=5)
+    known = runs.head(3).select(*CONFIG_COLUMNS, "model_id")
+    full = pc.predict(known)
+    assert full["energy_per_token_j"].is_finite().all() and full["output_tokens_per_s"].is_finite().all()
+    bare = pc.predict(known.drop("model_id"))  # no model_id, no ARCH_COLUMNS: power and class only
+    assert bare["power_per_gpu_w"].to_list() == full["power_per_gpu_w"].to_list()
+    assert bare["power_class"].to_list() == full["power_class"].to_list()
+    assert bare["energy_per_token_j"].is_nan().all() and bare["output_tokens_per_s"].is_nan().all()
+    # a new model id among known ones: its row gets power and class, NaN energy; the others are unchanged
+    mixed = pc.predict(known.with_columns(model_id=pl.Series(["acme/NewModel-8B", *known["model_id"][1:]])))
+    assert mixed["power_per_gpu_w"].to_list() == full["power_per_gpu_w"].to_list()
+    assert np.isnan(mixed["energy_per_token_j"][0]) and np.isnan(mixed["output_tokens_per_s"][0])
+    assert mixed["energy_per_token_j"][1:].to_list() == full["energy_per_token_j"][1:].to_list()
+    with pytest.raises(ConfigError, match=r"lack column\(s\) \['task'\]"):
+        pc.predict(known.drop("task"))
+    with pytest.raises(ConfigError, match=r"give \['kv_heads'\] but not all of"):
+        pc.predict(known.drop("model_id").with_columns(kv_heads=pl.lit(8)))
+
+
+ARCH_8B = {
+    "kv_layers": 32,
+    "window_layers": 0,
+    "attention_window": 0,
+    "kv_heads": 8,
+    "kv_values_per_layer": 2048,
+}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kv_heads": 0}, "kv_heads must be >= 1"),
+        ({"kv_values_per_layer": 0}, "kv_values_per_layer must be > 0"),
+        ({"kv_values_per_layer": -2048}, "kv_values_per_layer must be > 0"),
+        ({"kv_layers": 0}, "kv_layers \\+ window_layers must be >= 1"),
+        ({"kv_layers": -1, "window_layers": 2, "attention_window": 4096}, "kv_layers must be >= 0"),
+        ({"kv_layers": 16, "window_layers": 16}, "attention_window must be >= 1 where window_layers > 0"),
+    ],
+)
+def test_with_architecture_checks_given_columns(change, message) -> None:
+    from workbench.power.classes import with_architecture
+
+    cfg = pl.DataFrame([ARCH_8B, {**ARCH_8B, **change}])
+    assert with_architecture(cfg.head(1)).height == 1
+    with pytest.raises(ConfigError, match=rf"^row 1: {message}"):
+        with_architecture(cfg)
+
+
+def test_with_architecture_rejects_nulls_and_text() -> None:
+    from workbench.power.classes import with_architecture
+
+    with pytest.raises(ConfigError, match=r"row 1: architecture value\(s\) \['kv_heads'\] are null"):
+        with_architecture(pl.DataFrame([ARCH_8B, {**ARCH_8B, "kv_heads": None}]))
+    with pytest.raises(ConfigError, match=r"\['kv_heads'\] must hold numbers"):
+        with_architecture(pl.DataFrame([{**ARCH_8B, "kv_heads": "8"}]))
+
+
+@pytest.mark.parametrize("n_splits, message", [(1, "n_splits must be an integer >= 2"), (35, "at most 34")])
+def test_held_out_split_count_is_checked(shared_traces, n_splits, message) -> None:
+    from workbench.power import evaluate_held_out
+
+    with pytest.raises(ConfigError, match=message):
+        evaluate_held_out(n_splits=n_splits, n_trees=2)
+
+
 # --- with the simulator and charts --------------------------------------------------------------------------
 
 

@@ -35,10 +35,10 @@ from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.model_selection import GroupKFold
 
 from workbench._paths import data_path
-from workbench.config import require_positive
+from workbench.config import require_int
 from workbench.errors import ConfigError
 from workbench.hardware import gpu as gpu_spec
-from workbench.power._facts import gpu_facts, resolve
+from workbench.power._facts import resolve
 from workbench.power.curves import load_runs
 
 TASKS = ("gpqa", "image-chat", "lm-arena-chat", "sourcegraph-fim", "video-chat")
@@ -89,20 +89,51 @@ def _bytes_per_weight(precision: pl.Series) -> np.ndarray:
     return out
 
 
-def features(configs: pl.DataFrame) -> np.ndarray:
-    """Base feature matrix of configurations (see :data:`CONFIG_COLUMNS`)."""
+@dataclass(frozen=True, slots=True)
+class _Decode:
+    """Per-configuration inputs of a decode step.
+
+    GPU bandwidth (B/s), BF16 FLOP/s and HBM (bytes), bytes per weight, GPUs ``n``, batch ``b``, active and
+    total parameters, and the weight bytes a step touches per GPU.
+    """
+
+    bw: np.ndarray
+    flops: np.ndarray
+    mem: np.ndarray
+    nbytes: np.ndarray
+    n: np.ndarray
+    b: np.ndarray
+    act: np.ndarray
+    tot: np.ndarray
+    touched_bytes: np.ndarray
+
+
+def _gpu_column(gpus: pl.Series, attr: str) -> np.ndarray:
+    """``attr`` of each row's GPU spec (each distinct GPU looked up once)."""
+    specs = {g: gpu_spec(g) for g in gpus.unique().to_list()}
+    return np.array([getattr(specs[g], attr) for g in gpus], dtype=float)
+
+
+def _check_columns(configs: pl.DataFrame) -> None:
     missing = set(CONFIG_COLUMNS) - set(configs.columns)
     if missing:
-        raise ConfigError(f"configurations lack column(s) {sorted(missing)}")
+        raise ConfigError(
+            f"configurations lack column(s) {sorted(missing)}; give all of {list(CONFIG_COLUMNS)}"
+        )
     bad_task = set(configs["task"].unique()) - set(TASKS)
     if bad_task:
         raise ConfigError(f"unknown task(s) {sorted(bad_task)}; choose one of: {', '.join(TASKS)}")
+
+
+def _base(configs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The base feature matrix (see :func:`features`) and each row's GPU TDP (W)."""
+    _check_columns(configs)
     c = configs
-    tdp = np.array([gpu_facts(g).tdp_w for g in c["gpu"]])
+    tdp = _gpu_column(c["gpu"], "tdp_w")
     nbytes = _bytes_per_weight(c["weight_precision"])
     n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
     act, tot = c["activated_params_billions"].to_numpy(), c["total_params_billions"].to_numpy()
-    return np.column_stack(
+    x = np.column_stack(
         [
             np.log2(tot),
             np.log2(act),
@@ -122,6 +153,38 @@ def features(configs: pl.DataFrame) -> np.ndarray:
             c["architecture"].str.contains("(?i)mamba").cast(int),
         ]
     )
+    return x, tdp
+
+
+def features(configs: pl.DataFrame) -> np.ndarray:
+    """Base feature matrix of configurations (needs :data:`CONFIG_COLUMNS` only)."""
+    return _base(configs)[0]
+
+
+def _decode_inputs(configs: pl.DataFrame) -> _Decode:
+    """The inputs of a decode step shared by :func:`roofline_features` and :func:`kv_roofline_features`
+    (each distinct GPU's spec looked up once)."""
+    c = configs
+    nbytes = _bytes_per_weight(c["weight_precision"])
+    n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
+    act = c["activated_params_billions"].to_numpy() * 1e9
+    tot = c["total_params_billions"].to_numpy() * 1e9
+    return _Decode(
+        bw=_gpu_column(c["gpu"], "mem_bw_tbps") * 1e12,
+        flops=_gpu_column(c["gpu"], "bf16_tflops") * 1e12,
+        mem=_gpu_column(c["gpu"], "memory_bytes"),
+        nbytes=nbytes,
+        n=n,
+        b=b,
+        act=act,
+        tot=tot,
+        touched_bytes=(act + (tot - act) * (1.0 - np.exp(-b * act / tot))) * nbytes / n,
+    )
+
+
+def _roofline(d: _Decode) -> np.ndarray:
+    step_s = np.maximum(d.touched_bytes / d.bw, 2.0 * d.act * d.b / (d.n * d.flops))
+    return np.column_stack([np.log2(d.bw), np.log(d.b / step_s), np.log2(d.touched_bytes)])
 
 
 def roofline_features(configs: pl.DataFrame) -> np.ndarray:
@@ -132,17 +195,7 @@ def roofline_features(configs: pl.DataFrame) -> np.ndarray:
     ``act + (tot - act)(1 - exp(-b act / tot))`` parameters (APPROX: independent routing), and does
     ``2 act b`` FLOPs; the step time is the larger of the memory and BF16 compute times across ``n`` GPUs.
     """
-    c = configs
-    specs = [gpu_spec(g) for g in c["gpu"]]
-    bw = np.array([s.mem_bw_tbps for s in specs]) * 1e12
-    flops = np.array([s.bf16_tflops for s in specs]) * 1e12
-    nbytes = _bytes_per_weight(c["weight_precision"])
-    n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
-    act = c["activated_params_billions"].to_numpy() * 1e9
-    tot = c["total_params_billions"].to_numpy() * 1e9
-    touched_bytes = (act + (tot - act) * (1.0 - np.exp(-b * act / tot))) * nbytes / n
-    step_s = np.maximum(touched_bytes / bw, 2.0 * act * b / (n * flops))
-    return np.column_stack([np.log2(bw), np.log(b / step_s), np.log2(touched_bytes)])
+    return _roofline(_decode_inputs(configs))
 
 
 def model_architectures() -> pl.DataFrame:
@@ -150,23 +203,99 @@ def model_architectures() -> pl.DataFrame:
     return pl.read_csv(data_path(ARCH_FILE))
 
 
-def with_architecture(configs: pl.DataFrame) -> pl.DataFrame:
-    """``configs`` with :data:`ARCH_COLUMNS`, looked up by ``model_id`` unless all are already given."""
-    if set(ARCH_COLUMNS) <= set(configs.columns):
-        return configs
-    if "model_id" not in configs.columns:
-        raise ConfigError(f"configurations need a model_id column or all of {list(ARCH_COLUMNS)}")
-    table = model_architectures().select("model_id", *ARCH_COLUMNS)
-    out = configs.drop([c for c in ARCH_COLUMNS if c in configs.columns]).join(
-        table, on="model_id", how="left", maintain_order="left"
-    )
-    unknown = out.with_row_index("row").filter(pl.col("kv_layers").is_null())
-    if unknown.height:
-        r = unknown.row(0, named=True)
+#: Checks of the architecture columns: (condition a valid row meets, what the message says).
+_ARCH_CHECKS = (
+    (pl.col("kv_layers") >= 0, "kv_layers must be >= 0"),
+    (pl.col("window_layers") >= 0, "window_layers must be >= 0"),
+    (pl.col("kv_layers") + pl.col("window_layers") >= 1, "kv_layers + window_layers must be >= 1"),
+    (
+        (pl.col("window_layers") == 0) | (pl.col("attention_window") >= 1),
+        "attention_window must be >= 1 where window_layers > 0",
+    ),
+    (pl.col("kv_heads") >= 1, "kv_heads must be >= 1"),
+    (pl.col("kv_values_per_layer") > 0, "kv_values_per_layer must be > 0"),
+)
+
+
+def _architecture(configs: pl.DataFrame) -> pl.DataFrame:
+    """``configs`` with :data:`ARCH_COLUMNS` (given, or joined by ``model_id``; null where unknown), checked.
+
+    Raises :class:`ConfigError` for some but not all :data:`ARCH_COLUMNS` without a ``model_id``, and for
+    architecture values no model has (naming the row and column).
+    """
+    given = [c for c in ARCH_COLUMNS if c in configs.columns]
+    if len(given) == len(ARCH_COLUMNS):
+        out = configs
+    elif "model_id" in configs.columns:
+        table = model_architectures().select("model_id", *ARCH_COLUMNS)
+        out = configs.drop(given).join(table, on="model_id", how="left", maintain_order="left")
+    elif given:
         raise ConfigError(
-            f"row {r['row']}: model_id {r['model_id']!r} is not in {ARCH_FILE}; give {list(ARCH_COLUMNS)}"
+            f"configurations give {given} but not all of {list(ARCH_COLUMNS)}; give them all, or a model_id"
         )
+    else:
+        out = configs.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ARCH_COLUMNS)
+    not_numbers = [c for c in ARCH_COLUMNS if not (out.schema[c].is_numeric() or out.schema[c] == pl.Null)]
+    if not_numbers:
+        raise ConfigError(f"architecture column(s) {not_numbers} must hold numbers")
+    indexed = out.select(ARCH_COLUMNS).with_row_index("row")
+    for ok, message in _ARCH_CHECKS:
+        bad = indexed.filter(~ok)  # rows with a null value are unknown, not invalid
+        if bad.height:
+            r = bad.row(0, named=True)
+            values = ", ".join(f"{k} {v}" for k, v in r.items() if k != "row")
+            raise ConfigError(f"row {r['row']}: {message} ({values})")
     return out
+
+
+def _known(arch: pl.DataFrame) -> np.ndarray:
+    """Rows of an :func:`_architecture` table whose every architecture value is known."""
+    return arch.select(pl.all_horizontal(pl.col(ARCH_COLUMNS).is_not_null())).to_series().to_numpy()
+
+
+def with_architecture(configs: pl.DataFrame) -> pl.DataFrame:
+    """``configs`` with :data:`ARCH_COLUMNS`, looked up by ``model_id`` unless all are already given.
+
+    Given columns are checked: ``kv_layers``, ``window_layers`` >= 0 with at least one layer between them,
+    ``attention_window`` >= 1 where there are windowed layers, ``kv_heads`` >= 1, ``kv_values_per_layer`` > 0.
+
+    Raises
+    ------
+    ConfigError
+        No ``model_id`` and not all :data:`ARCH_COLUMNS`, a ``model_id`` not in
+        ``data/mlenergy_model_arch.csv``, a null or invalid architecture value (the message names the row).
+    """
+    if not set(ARCH_COLUMNS) <= set(configs.columns) and "model_id" not in configs.columns:
+        raise ConfigError(f"configurations need a model_id column or all of {list(ARCH_COLUMNS)}")
+    out = _architecture(configs)
+    unknown = np.flatnonzero(~_known(out))
+    if unknown.size:
+        row = int(unknown[0])
+        if "model_id" in out.columns and not set(ARCH_COLUMNS) <= set(configs.columns):
+            raise ConfigError(
+                f"row {row}: model_id {out['model_id'][row]!r} is not in {ARCH_FILE}; give {list(ARCH_COLUMNS)}"
+            )
+        nulls = [c for c in ARCH_COLUMNS if out[c][row] is None]
+        raise ConfigError(f"row {row}: architecture value(s) {nulls} are null")
+    return out
+
+
+def _kv_roofline(c: pl.DataFrame, d: _Decode) -> np.ndarray:
+    prompt = (
+        c["avg_input_len"].to_numpy().astype(float)
+        if "avg_input_len" in c.columns
+        else c["task"].replace_strict(TASK_PROMPT_TOKENS, return_dtype=pl.Float64).to_numpy()
+    )
+    ctx = prompt + 0.5 * c["avg_output_len"].to_numpy()
+    full, win = c["kv_layers"].to_numpy().astype(float), c["window_layers"].to_numpy().astype(float)
+    window = c["attention_window"].to_numpy().astype(float)
+    kv_token = KV_BYTES * c["kv_values_per_layer"].to_numpy() * (full + win * np.minimum(1.0, window / ctx))
+    kv_step = d.b * ctx * kv_token / np.minimum(d.n, c["kv_heads"].to_numpy())
+    kv_step = np.minimum(kv_step, np.maximum(0.9 * d.mem - d.tot * d.nbytes / d.n, 0.05 * d.mem))
+    step_s = STEP_OVERHEAD_S + np.maximum(
+        (d.touched_bytes + kv_step) / d.bw, 2.0 * d.act * d.b / (d.n * d.flops)
+    )
+    return np.column_stack([np.log(d.b / step_s), np.log2(kv_step), np.log2(kv_token)])
 
 
 def kv_roofline_features(configs: pl.DataFrame) -> np.ndarray:
@@ -177,37 +306,21 @@ def kv_roofline_features(configs: pl.DataFrame) -> np.ndarray:
     or :data:`TASK_PROMPT_TOKENS`); windowed layers read at most their window. KV bytes per GPU split over
     ``min(n, kv_heads)`` GPUs and are capped at the HBM left after the weights (0.9 of capacity, at least 5 %).
     A step takes ``STEP_OVERHEAD_S + max((weights touched + KV) / bandwidth, 2 act b / (n FLOP/s))``.
+    Needs the architecture (see :func:`with_architecture`).
     """
     c = with_architecture(configs)
-    specs = [gpu_spec(g) for g in c["gpu"]]
-    bw = np.array([s.mem_bw_tbps for s in specs]) * 1e12
-    flops = np.array([s.bf16_tflops for s in specs]) * 1e12
-    mem = np.array([s.memory_bytes for s in specs])
-    nbytes = _bytes_per_weight(c["weight_precision"])
-    n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
-    act = c["activated_params_billions"].to_numpy() * 1e9
-    tot = c["total_params_billions"].to_numpy() * 1e9
-    prompt = (
-        c["avg_input_len"].to_numpy().astype(float)
-        if "avg_input_len" in c.columns
-        else c["task"].replace_strict(TASK_PROMPT_TOKENS, return_dtype=pl.Float64).to_numpy()
-    )
-    ctx = prompt + 0.5 * c["avg_output_len"].to_numpy()
-    full, win = c["kv_layers"].to_numpy().astype(float), c["window_layers"].to_numpy().astype(float)
-    window = c["attention_window"].to_numpy().astype(float)
-    kv_token = KV_BYTES * c["kv_values_per_layer"].to_numpy() * (full + win * np.minimum(1.0, window / ctx))
-    kv_step = b * ctx * kv_token / np.minimum(n, c["kv_heads"].to_numpy())
-    kv_step = np.minimum(kv_step, np.maximum(0.9 * mem - tot * nbytes / n, 0.05 * mem))
-    touched_bytes = (act + (tot - act) * (1.0 - np.exp(-b * act / tot))) * nbytes / n
-    step_s = STEP_OVERHEAD_S + np.maximum((touched_bytes + kv_step) / bw, 2.0 * act * b / (n * flops))
-    return np.column_stack([np.log(b / step_s), np.log2(kv_step), np.log2(kv_token)])
+    return _kv_roofline(c, _decode_inputs(c))
 
 
-def _energy_features(configs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Energy feature matrix, the log roofline rate (throughput offset) and log GPU count (power offset)."""
-    kv = kv_roofline_features(configs)
-    x = np.column_stack([features(configs), roofline_features(configs), kv])
-    return x, kv[:, 0], np.log(configs["num_gpus"].to_numpy().astype(float))
+def _energy_features(configs: pl.DataFrame, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy feature matrix, the log roofline rate (throughput offset) and log GPU count (power offset).
+
+    ``configs`` carry :data:`ARCH_COLUMNS` (see :func:`with_architecture`) and ``base`` is their
+    :func:`features` matrix.
+    """
+    d = _decode_inputs(configs)
+    kv = _kv_roofline(configs, d)
+    return np.column_stack([base, _roofline(d), kv]), kv[:, 0], np.log(d.n)
 
 
 def _targets(runs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -249,19 +362,46 @@ class PowerClasses:
         return _label(power_frac, self.centroids)
 
     def predict(self, configs: pl.DataFrame) -> pl.DataFrame:
-        """``configs`` plus predicted ``power_per_gpu_w``, ``output_tokens_per_s``, ``energy_per_token_j`` and
-        ``power_class``."""
+        """Predict power, power class, throughput and energy per token of configurations.
+
+        Parameters
+        ----------
+        configs
+            One row per configuration with :data:`CONFIG_COLUMNS` (enough for power and class; ``gpu`` may be
+            an alias). Throughput and energy per token also need the KV-cache architecture: a ``model_id``
+            listed in ``data/mlenergy_model_arch.csv``, or all :data:`ARCH_COLUMNS`; ``avg_input_len`` is
+            optional (else :data:`TASK_PROMPT_TOKENS`).
+
+        Returns
+        -------
+        pl.DataFrame
+            ``configs`` plus ``power_per_gpu_w``, ``power_class``, ``output_tokens_per_s`` and
+            ``energy_per_token_j``. The last two are NaN in rows whose architecture is unknown (a ``model_id``
+            not in the table, null architecture values, or neither a ``model_id`` nor :data:`ARCH_COLUMNS`).
+
+        Raises
+        ------
+        ConfigError
+            A missing :data:`CONFIG_COLUMNS` column, an unknown task or GPU, some but not all
+            :data:`ARCH_COLUMNS` without a ``model_id``, or an invalid architecture value (naming the row).
+        """
+        _check_columns(configs)
         configs = configs.with_columns(gpu=pl.col("gpu").map_elements(resolve, return_dtype=pl.Utf8))
-        x, (xe, roof, log_n) = features(configs), _energy_features(configs)
-        tdp = np.array([gpu_facts(g).tdp_w for g in configs["gpu"]])
+        x, tdp = _base(configs)
         frac = self.power_model.predict(x)
-        log_p = self.instance_power_model.predict(xe) + log_n
-        log_t = self.throughput_model.predict(xe) + roof
+        tok_s, energy = np.full(configs.height, np.nan), np.full(configs.height, np.nan)
+        arch = _architecture(configs)
+        known = _known(arch)
+        if known.any():
+            xe, roof, log_n = _energy_features(arch.filter(pl.Series(known)), x[known])
+            log_p = self.instance_power_model.predict(xe) + log_n
+            log_t = self.throughput_model.predict(xe) + roof
+            tok_s[known], energy[known] = np.exp(log_t), np.exp(log_p - log_t)
         return configs.with_columns(
             power_per_gpu_w=pl.Series(frac * tdp),
-            output_tokens_per_s=pl.Series(np.exp(log_t)),
-            energy_per_token_j=pl.Series(np.exp(log_p - log_t)),
-            power_class=pl.Series([CLASS_NAMES[i] for i in self.classify(frac)]),
+            output_tokens_per_s=pl.Series(tok_s),
+            energy_per_token_j=pl.Series(energy),
+            power_class=pl.Series([CLASS_NAMES[i] for i in self.classify(frac)], dtype=pl.Utf8),
         )
 
 
@@ -269,13 +409,14 @@ def fit_power_classes(
     runs: pl.DataFrame | None = None, *, n_classes: int = 3, seed: int = 0, n_trees: int = 200
 ) -> PowerClasses:
     """Cluster per-GPU power fractions into ``n_classes`` and fit the three regressors on ``runs``."""
-    require_positive("n_classes", n_classes)
+    require_int("n_classes", n_classes)
     if n_classes > len(CLASS_NAMES):
         raise ConfigError(f"n_classes must be <= {len(CLASS_NAMES)}, got {n_classes}")
     runs = load_runs() if runs is None else runs
     yf, yp, yt = _targets(runs)
     km = KMeans(n_classes, n_init=10, random_state=seed).fit(yf[:, None])
-    x, (xe, roof, log_n) = features(runs), _energy_features(runs)
+    x = features(runs)
+    xe, roof, log_n = _energy_features(with_architecture(runs), x)
     return PowerClasses(
         np.sort(km.cluster_centers_.ravel()),
         _regressor(seed, n_trees).fit(x, yf),
@@ -302,12 +443,24 @@ def evaluate_held_out(
 
     With ``reference_run`` (the Minos setting: one profile of the new workload is measured), each held-out
     (model, GPU, task, parallelism) group is calibrated by the ratio observed at its smallest batch, which is
-    then left out of the scores.
+    then left out of the scores. ``n_splits`` folds (2 up to the number of distinct models) hold out about
+    1 / ``n_splits`` of the models each.
+
+    Raises
+    ------
+    ConfigError
+        ``n_splits`` not an integer in [2, distinct models].
     """
-    require_positive("n_splits", n_splits)
+    require_int("n_splits", n_splits, low=2)
     runs = load_runs() if runs is None else runs
+    n_models = runs["model_id"].n_unique()
+    if n_splits > n_models:
+        raise ConfigError(
+            f"n_splits must be at most {n_models} (the distinct models, each held out whole), got {n_splits}"
+        )
     yf, yp, yt = _targets(runs)
-    x, (xe, roof, log_n) = features(runs), _energy_features(runs)
+    x = features(runs)
+    xe, roof, log_n = _energy_features(with_architecture(runs), x)
     pf, pp, pt = np.empty_like(yf), np.empty_like(yp), np.empty_like(yt)
     cls_ok = np.empty(yf.size, bool)
     for tr, te in GroupKFold(n_splits).split(x, groups=runs["model_id"].to_numpy()):
