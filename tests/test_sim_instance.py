@@ -238,6 +238,36 @@ def test_prefill_decode_handoff_through_on_finish_hook():
     assert res.counters["tokens_generated"] == 31
 
 
+def test_transferred_request_preempted_on_decode_instance_recomputes_there():
+    reqs = frame([0.0, 0.001], [320, 320], [200, 200])
+    sim = Simulation()
+    sim.audit = True  # recounts queued prefill tokens before every step
+    prefill = sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=50_000, role="prefill", pool="p"))
+    # 48 blocks: both transferred requests fit (21 blocks each) but cannot both grow to 33 blocks
+    decode = sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=48 * 16, role="decode", pool="d"))
+
+    class ByRole:
+        def choose(self, request, instances, now):
+            return decode.index if request.kv_ready else prefill.index
+
+    def handoff(req, inst, now):
+        if inst is prefill and req.generated < req.output_tokens:
+            req.kv_ready = True
+            sim.submit(req, at=now + 0.002)
+            return True
+        return False
+
+    sim.router = ByRole()
+    sim.on_finish = handoff
+    res = sim.run(reqs)
+    assert res.requests["preemptions"].to_list() == [0, 1]
+    assert res.requests["instance"].to_list() == [decode.index, decode.index]
+    assert decode.n_preemptions == 1 and decode.queued_prefill_tokens == 0
+    # the youngest lost its transferred KV and prefilled prompt + generated tokens on the decode instance
+    assert 320 < decode.prefix_query_tokens < 520 and prefill.prefix_query_tokens == 640
+    assert res.counters["tokens_generated"] == 400  # every output token generated once
+
+
 def test_prefill_role_without_hook_is_an_error():
     sim = Simulation()
     sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=50_000, role="prefill"))

@@ -594,8 +594,15 @@ class Instance:
             req._nref = 0
 
     def _preempt_youngest(self) -> None:
-        """Preempt (recompute) the most recently admitted running request."""
+        """Preempt (recompute) the most recently admitted running request.
+
+        Its KV blocks are freed and it waits at the head of the queue to recompute its prompt and generated
+        tokens here. That holds for a transferred (``kv_ready``) request on a decode instance too: as with
+        vLLM's recompute preemption behind a KV connector, the copy it was sent is gone (the prefill instance
+        freed its blocks after the transfer), so it loses ``kv_ready`` and is prefilled again locally.
+        """
         req = next(reversed(self.running))
+        req.kv_ready = False
         if req._hseq >= 0:
             self._leave_decode(req)
         else:
