@@ -17,6 +17,7 @@ from workbench.carbon import (
     footprint,
     footprint_of,
     operational_carbon_kg,
+    per_mtok,
     site,
     water_l,
 )
@@ -202,3 +203,13 @@ def test_pue_bound_is_one_rule() -> None:
     ):
         with pytest.raises(ConfigError, match=r"pue must be in \[1.0, 5.0\]"):
             build()
+
+
+def test_per_mtok_is_the_one_intensity_rule() -> None:
+    f = footprint(1000.0, site("germany"))
+    out = per_mtok(f, 2_000_000).row(0, named=True)
+    assert out["kgco2e_per_mtok"] == pytest.approx(out["total_kgco2e"] / 2)
+    assert out["water_l_per_mtok"] == pytest.approx(out["water_total_l"] / 2)
+    assert per_mtok(f, 0).columns == [*f.columns, "kgco2e_per_mtok", "water_l_per_mtok"]
+    assert math.isnan(per_mtok(f, 0)["kgco2e_per_mtok"][0])
+    assert math.isnan(per_mtok(f, -1)["water_l_per_mtok"][0])

@@ -269,12 +269,18 @@ def footprint_of(
         start_hour=start_hour,
     )
     tokens = int(fleet["output_tokens"] or 0)
-    per_mtok = pl.lit(1e6 / tokens if tokens > 0 else math.nan)
-    return out.with_columns(
-        hours=pl.lit(span_h),
-        output_tokens=pl.lit(tokens),
-        kgco2e_per_mtok=pl.col("total_kgco2e") * per_mtok,
-        water_l_per_mtok=pl.col("water_total_l") * per_mtok,
+    return per_mtok(out.with_columns(hours=pl.lit(span_h), output_tokens=pl.lit(tokens)), tokens)
+
+
+def per_mtok(footprint_table: pl.DataFrame, output_tokens: float) -> pl.DataFrame:
+    """A :func:`footprint` table plus ``kgco2e_per_mtok`` and ``water_l_per_mtok``, per million output tokens.
+
+    Both are NaN when ``output_tokens`` is not positive (no work to charge the footprint to).
+    """
+    scale = pl.lit(1e6 / output_tokens if output_tokens > 0 else math.nan)
+    return footprint_table.with_columns(
+        kgco2e_per_mtok=pl.col("total_kgco2e") * scale,
+        water_l_per_mtok=pl.col("water_total_l") * scale,
     )
 
 

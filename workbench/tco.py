@@ -334,7 +334,7 @@ def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task:
 def lifetime_footprint(result: TcoResult, site, *, embodied_kg_per_gpu: float = 0.0) -> pl.DataFrame:
     """Carbon and water of a TCO scenario over its lifetime at ``site`` (:class:`workbench.carbon.Site`),
     with per-million-token intensities (cost, kg CO2e, litres)."""
-    from workbench.carbon import footprint
+    from workbench.carbon import footprint, per_mtok
 
     i = result.inputs
     it_kwh = result["facility_kwh"] / i.pue
@@ -347,10 +347,4 @@ def lifetime_footprint(result: TcoResult, site, *, embodied_kg_per_gpu: float = 
         embodied_kg_per_gpu=embodied_kg_per_gpu,
         lifetime_years=i.lifetime_years,
     )
-    mtok = result["output_tokens"] / 1e6
-    scale = pl.lit(1.0 / mtok if mtok > 0 else math.nan)
-    return f.with_columns(
-        usd_per_mtok=pl.lit(result["usd_per_mtok"]),
-        kgco2e_per_mtok=pl.col("total_kgco2e") * scale,
-        water_l_per_mtok=pl.col("water_total_l") * scale,
-    )
+    return per_mtok(f.with_columns(usd_per_mtok=pl.lit(result["usd_per_mtok"])), result["output_tokens"])
