@@ -158,6 +158,17 @@ def test_shipped_fits_are_reproducible(shared_traces) -> None:
         np.testing.assert_allclose(shipped[col], rebuilt[col], rtol=1e-3, atol=1e-4)
 
 
+def test_shipped_gpu_defaults_are_reproducible(shared_traces) -> None:
+    cols = ["gpu", "fit_kind", "p_low_w", "p_high_w", "k", "x0", "idle_w", "idle_source", "source"]
+    shipped = load_fits().filter(pl.col("scope") == "gpu_default").sort("gpu").select(cols)
+    rebuilt = build_fits().filter(pl.col("scope") == "gpu_default").sort("gpu").select(cols)
+    assert shipped.height == rebuilt.height >= 5
+    assert shipped.drop("p_low_w", "p_high_w", "k", "x0").equals(rebuilt.drop("p_low_w", "p_high_w", "k", "x0"))
+    for col in ("p_low_w", "p_high_w", "k", "x0"):
+        np.testing.assert_allclose(shipped[col], rebuilt[col], rtol=1e-3, atol=1e-4)
+    assert (rebuilt["idle_w"] <= rebuilt["p_low_w"]).all()
+
+
 def test_power_curve_lookup_and_fallback() -> None:
     fit = power_curve("H100", LLAMA8, 1)
     assert fit.source.startswith("fit H100-SXM meta-llama/Llama-3.1-8B-Instruct lm-arena-chat")

@@ -298,7 +298,8 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
     rows, pooled = [], {}
     for gpu, grp in runs.group_by("gpu", maintain_order=True):
         b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        params, kind = fit_logistic(b, p, tdp_w=tdp, idle_w=loaded_idle(gpu[0])[0])
+        idle_w, idle_src = loaded_idle(gpu[0])
+        params, kind = fit_logistic(b, p, tdp_w=tdp, idle_w=idle_w)
         pooled[gpu[0]] = params
         rows.append(
             {
@@ -311,6 +312,7 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
             | dict(zip(["p_low_w", "p_high_w", "k", "x0"], params.tolist(), strict=True))
             | _errors(_logistic(np.log2(b), *params), p)
             | {"source": "pooled fit over all ML.ENERGY v3 runs of this GPU (all models, tasks, TP)"}
+            | {"idle_w": idle_w, "idle_source": idle_src}
         )
     h100 = pooled.get("H100-SXM")
     from workbench.power._facts import gpu_names
@@ -326,13 +328,12 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
             k, x0, src = h100[2], h100[3], "H100-SXM pooled ML.ENERGY fit scaled by TDP ratio (no runs: APPROX)"
         else:
             continue
-        idle_w = loaded_idle(name)[0]
+        idle_w, idle_src = loaded_idle(name)
         lo, hi = max(lo, idle_w), max(hi, idle_w)
         rows.append(
             {"gpu": name, "p_low_w": lo, "p_high_w": hi, "k": k, "x0": x0, "fit_kind": "default", "source": src}
+            | {"idle_w": idle_w, "idle_source": idle_src}
         )
-    for row in rows:
-        row["idle_w"], row["idle_source"] = loaded_idle(row["gpu"])
     return pl.DataFrame(rows).with_columns(scope=pl.lit("gpu_default"), model_id=pl.lit("*"))
 
 
