@@ -295,7 +295,11 @@ def test_grid_flex_reports_ceiling_and_mean_power_cuts(flex_wl):
     assert (best["max_num_seqs"], best["clock"]) == (32, 1.0)
     assert best["ceiling_reduction"] == pytest.approx(0.188, abs=1e-3)
     assert abs(best["mean_reduction"]) < 0.01 and abs(best["sim_mean_reduction"]) < 0.01
-    assert caps.mean_reduction == best["sim_mean_reduction"] and caps.max_reduction == best["ceiling_reduction"]
+    assert (
+        caps.mean_reduction == best["sim_mean_reduction"]
+        and caps.ceiling_reduction == best["ceiling_reduction"]
+    )
+    assert caps.reduction == caps.ceiling_reduction  # the objective's reduction
     assert caps.baseline_sim["max_num_seqs"] == 256 and caps.baseline_sim["clock"] == 1.0
     assert best["sim_mean_kw"] == pytest.approx(caps.baseline_sim["mean_kw"], rel=0.01)
     assert caps.sims == caps.checks.height + 1
@@ -306,6 +310,7 @@ def test_grid_flex_reports_ceiling_and_mean_power_cuts(flex_wl):
     ceil = grid_flex(flex_wl, slo, "H100", 2, **two)
     mean = grid_flex(flex_wl, slo, "H100", 2, objective="mean", **two)
     assert mean.objective == "mean" and mean.best["sim_mean_reduction"] > 0.25
+    assert mean.reduction == mean.best["sim_mean_reduction"] != mean.ceiling_reduction  # not the ceiling's
     assert mean.best["sim_mean_reduction"] >= ceil.best["sim_mean_reduction"] - 1e-9
     assert mean.curve["mean_reduction"].min() >= 0.0 and "sim_mean_reduction" in mean.checks.columns
     # a requested mean-power cut holds in simulation, not only in the prediction
@@ -314,10 +319,19 @@ def test_grid_flex_reports_ceiling_and_mean_power_cuts(flex_wl):
     with pytest.raises(Exception, match="objective"):
         grid_flex(flex_wl, slo, "H100", 2, objective="peak", check=False)
     for caps in ((256, 0), (256, 0.5)):
-        with pytest.raises(ConfigError, match="caps must be integers >= 1"):
+        with pytest.raises(ConfigError, match="caps must be an integer >= 1"):
             grid_flex(flex_wl, slo, "H100", 2, caps=caps, check=False)
     with pytest.raises(ConfigError, match="max_sims must be an integer"):
         grid_flex(flex_wl, slo, "H100", 2, max_sims=0)
+    for bad in (True, 2.0):  # True was taken for one instance
+        with pytest.raises(ConfigError, match=rf"^instances must be an integer >= 1, got {bad!r}$"):
+            grid_flex(flex_wl, slo, "H100", bad, check=False)
+    with pytest.raises(ConfigError, match=r"max_num_seqs must be an integer >= 1, got 64\.5"):
+        grid_flex(flex_wl, slo, "H100", 2, max_num_seqs=64.5, check=False)
+    assert (
+        grid_flex(flex_wl, slo, "H100", np.int64(2), caps=(np.int64(32),), clocks=(1.0,), check=False).nodes
+        == 1
+    )
 
 
 def test_grid_flex_requested_cut_and_node_baseline(small_wl):

@@ -114,3 +114,20 @@ def test_flex_slider_end_is_reachable():
     assert slider.max == pytest.approx(0.59)
     slider.value = slider.max  # redraws without raising
     slider.value = 0.3
+
+
+def test_cut_widget_curve_and_grid_flex_agree_on_ties():
+    """Beyond 45 % every option misses the SLO (ratio inf): a tie that grid_flex broke by the deeper cut while
+    the curve and the widget took whichever row the sort left first."""
+    tr = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(300, seed=1)
+    wl, slo = workload(tr, 20.0), SLO(2.0, 0.06)
+    res = grid_flex(wl, slo, "H100", 2, check=False)
+    assert res.objective_column == "ceiling_reduction"
+    curve = {round(r["cut"], 2): r for r in res.curve.iter_rows(named=True)}
+    for cut in (0.3, 0.45, 0.5):
+        asked = grid_flex(wl, slo, "H100", 2, check=False, cut=cut).best
+        shown = explore_cut(res, cut).row(0, named=True)
+        key = ("max_num_seqs", "clock")
+        assert [asked[k] for k in key] == [shown[k] for k in key] == [curve[cut][k] for k in key], cut
+    tied = explore_cut(res, 0.45).row(0, named=True)
+    assert tied["slo_ratio"] == float("inf") and (tied["max_num_seqs"], tied["clock"]) == (1, 0.5)  # deepest

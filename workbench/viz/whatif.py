@@ -83,7 +83,7 @@ def flex_curve(result) -> alt.LayerChart:
     result
         A :class:`workbench.whatif.GridFlexResult`.
     """
-    col = "mean_reduction" if result.objective == "mean" else "ceiling_reduction"
+    col = result.objective_column
     what = "mean power drawn" if result.objective == "mean" else "power ceiling"
     opts = _finite(
         result.options.with_columns(

@@ -16,7 +16,14 @@ Impossible questions (a budget or power cap below one node, a cut below idle pow
 """
 
 from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure
-from workbench.whatif.gridflex import OBJECTIVES, GridFlexResult, check_setting, grid_flex, power_ceiling_kw
+from workbench.whatif.gridflex import (
+    OBJECTIVES,
+    GridFlexResult,
+    check_setting,
+    grid_flex,
+    least_damaging,
+    power_ceiling_kw,
+)
 from workbench.whatif.modes import (
     METRICS,
     MODES,
@@ -54,6 +61,7 @@ __all__ = [
     "fleet_metrics",
     "grid_flex",
     "instances_in",
+    "least_damaging",
     "margin_table",
     "plan",
     "plan_workload",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_choice, require_positive, require_range
+from workbench.config import require_choice, require_int, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
@@ -45,8 +45,8 @@ CLOCKS: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.
 
 
 OBJECTIVES: tuple[str, ...] = ("ceiling", "mean")
-#: Options column of each objective's reduction.
-_COLUMN = {"ceiling": "ceiling_reduction", "mean": "mean_reduction"}
+#: Options column of each objective's reduction (also :attr:`GridFlexResult.objective_column`).
+OBJECTIVE_COLUMNS: dict[str, str] = {"ceiling": "ceiling_reduction", "mean": "mean_reduction"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class GridFlexResult:
         ``tpot_p99_s``, ``slo_ratio`` (worst latency / target; <= 1 meets the SLO), ``slo_met``.
     curve
         The SLO cost of deeper cuts of the objective: for each reachable level, the option with the
-        smallest ``slo_ratio`` that sheds at least that much.
+        smallest ``slo_ratio`` that sheds at least that much (:func:`least_damaging`).
     best
         The option with the deepest cut of the objective that meets the SLO (row dict): verified by
         simulation when checked (analytically feasible options simulated deepest first, the first that passes),
@@ -110,7 +110,12 @@ class GridFlexResult:
     baseline_sim: dict | None = None
 
     @property
-    def max_reduction(self) -> float:
+    def objective_column(self) -> str:
+        """Column of ``options`` (and ``curve``) holding the objective's reduction."""
+        return OBJECTIVE_COLUMNS[self.objective]
+
+    @property
+    def ceiling_reduction(self) -> float:
         """Ceiling reduction of ``best`` (share of the baseline ceiling)."""
         return float(self.best["ceiling_reduction"])
 
@@ -119,6 +124,11 @@ class GridFlexResult:
         """Mean-power reduction of ``best``: simulated when checked, else predicted."""
         sim = self.best.get("sim_mean_reduction")
         return float(self.best["mean_reduction"] if sim is None else sim)
+
+    @property
+    def reduction(self) -> float:
+        """The objective's reduction of ``best``: :attr:`ceiling_reduction` or :attr:`mean_reduction`."""
+        return self.ceiling_reduction if self.objective == "ceiling" else self.mean_reduction
 
     @property
     def sims(self) -> int:
@@ -163,13 +173,30 @@ def power_ceiling_kw(
     ``node_power_w`` adds each node's baseline (``ceil(instances x tp / gpus_per_node)`` nodes) to both:
     no lever lowers it.
     """
-    g = gpu(gpu_name)
-    p_low, p_high, k, x0, idle = power_params(g.name, model, tp)
+    name = gpu(gpu_name).name
+    p_low, p_high, k, x0, idle = power_params(name, model, tp)
     b = np.maximum(np.asarray(caps, float), 1.0)
     busy = (p_low + (p_high - p_low) / (1.0 + np.exp(-k * (np.log2(b) - x0)))) * clock_power_scale(clocks)
     per_gpu = np.maximum(busy, idle)
-    nodes_w = math.ceil(instances * tp / g.gpus_per_node) * node_power_w
+    nodes_w = fleet_nodes(name, instances, tp) * node_power_w
     return (instances * tp * per_gpu + nodes_w) / 1000.0, (instances * tp * idle + nodes_w) / 1000.0
+
+
+def fleet_nodes(gpu_name: str, instances: int, tp: int) -> int:
+    """Nodes a fleet of ``instances`` x ``tp`` GPUs fills: ``ceil(instances x tp / gpus_per_node)``."""
+    return math.ceil(instances * tp / gpu(gpu_name).gpus_per_node)
+
+
+def least_damaging(options: pl.DataFrame, column: str, cut: float) -> pl.DataFrame:
+    """The options that shed at least ``cut`` of ``column``, least SLO-damaging first.
+
+    Ordered by ``slo_ratio`` (smallest first); ties (e.g. several options that cannot meet the SLO at all)
+    go to the deeper cut, then to the options' own order (larger cap, higher clock first). The one rule behind
+    :func:`grid_flex` with ``cut``, :func:`slo_cost_curve` and the grid-flexibility widget, so they agree.
+    """
+    return options.filter(pl.col(column) >= cut - 1e-12).sort(
+        ["slo_ratio", column], descending=[False, True], maintain_order=True
+    )
 
 
 def _predict(wl: Workload, slo: SLO, cands: list[Candidate], model: str, n: int) -> dict[str, np.ndarray]:
@@ -231,7 +258,8 @@ def grid_flex(
         Settings to try (caps above ``max_num_seqs`` are dropped).
     cut
         Optional requested cut of the objective (share of the baseline): checked against the idle floor
-        and the settings tried; ``best`` then becomes the option meeting the cut with the smallest SLO ratio.
+        and the settings tried; ``best`` then becomes the option meeting the cut with the smallest SLO ratio
+        (ties to the deeper cut, :func:`least_damaging`).
     objective
         ``"ceiling"``: maximise the cut in the power ceiling (what a demand-response commitment guarantees);
         ``"mean"``: maximise the cut in mean power drawn under the workload (energy). Both are reported.
@@ -255,19 +283,16 @@ def grid_flex(
         A cut deeper than the idle power or the settings tried allow, a fleet that misses the SLO even
         without a cut, or no setting that passes the simulation check.
     """
-    if not (isinstance(instances, int) and instances >= 1):
-        raise WhatIfError(f"instances must be an integer >= 1, got {instances!r}")
-    require_positive("max_num_seqs", max_num_seqs)
-    if isinstance(max_sims, bool) or not isinstance(max_sims, int) or max_sims < 1:
-        raise WhatIfError(f"max_sims must be an integer >= 1, got {max_sims!r}")
+    instances = require_int("instances", instances)
+    max_num_seqs = require_int("max_num_seqs", max_num_seqs)
+    max_sims = require_int("max_sims", max_sims)
+    sim_requests = require_int("sim_requests", sim_requests)
     require_choice("objective", objective, OBJECTIVES)
     require_positive("node_power_w", node_power_w, allow_zero=True)
     name = gpu(gpu_name).name
     tp = resolve_tp(name, model, tp)
-    for c in caps:
-        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 1:
-            raise WhatIfError(f"caps must be integers >= 1 (batch caps), got {c!r}")
-    caps = sorted({int(c) for c in caps if int(c) <= max_num_seqs} | {int(max_num_seqs)}, reverse=True)
+    caps = [require_int("caps", c) for c in caps]
+    caps = sorted({c for c in caps if c <= max_num_seqs} | {max_num_seqs}, reverse=True)
     clocks = sorted({float(c) for c in clocks} | {1.0}, reverse=True)
     for c in clocks:
         require_range("clock", c, 0.1, 1.0)
@@ -277,7 +302,7 @@ def grid_flex(
     cap_arr = np.array([c for c, _ in grid], float)
     clk_arr = np.array([f for _, f in grid], float)
     ceiling, floor = power_ceiling_kw(name, model, tp, instances, cap_arr, clk_arr, node_power_w=node_power_w)
-    nodes = math.ceil(instances * tp / gpu(name).gpus_per_node)
+    nodes = fleet_nodes(name, instances, tp)
     cands = [Candidate(name, tp, max_num_seqs=c, clock=f) for c, f in grid]
     pred = _predict(wl, slo, cands, model, instances)
     n = np.full(len(grid), float(instances))
@@ -303,8 +328,8 @@ def grid_flex(
             "slo_met": pred["ok"],
         }
     )
-    col = _COLUMN[objective]
-    other = _COLUMN["mean" if objective == "ceiling" else "ceiling"]
+    col = OBJECTIVE_COLUMNS[objective]
+    other = OBJECTIVE_COLUMNS["mean" if objective == "ceiling" else "ceiling"]
     if cut is not None:
         _check_cut(cut, objective, options, floor, node_power_w, name, instances, model, tp)
     if not bool(pred["ok"][0]):
@@ -316,7 +341,7 @@ def grid_flex(
     if cut is None:
         ranked = options.filter("slo_met").sort([col, other], descending=True)
     else:
-        ranked = options.filter(pl.col(col) >= cut - 1e-12).sort(["slo_ratio", col], descending=[False, True])
+        ranked = least_damaging(options, col, cut)
     analytic = ranked.row(0, named=True)
     best, checks, exhaustive, base = {**analytic, **dict.fromkeys(_SIM_KEYS)}, None, False, None
     if check:
@@ -338,10 +363,10 @@ def grid_flex(
                     "passes": bool(found["slo_met"] and meets_cut)}  # fmt: skip
 
         what = "no cut" if cut is None else f"no setting shedding >= {cut:.1%} ({objective})"
-        pick, checks, exhaustive = _first_passing(ranked, run, max_sims, bisect=cut is None, what=what)
-        best = {**pick, **_sim_fields(checks.filter(
-            (pl.col("max_num_seqs") == pick["max_num_seqs"]) & (pl.col("clock") == pick["clock"])
-        ).row(0, named=True))}  # fmt: skip
+        pick, simulated, checks, exhaustive = _first_passing(
+            ranked, run, max_sims, bisect=cut is None, what=what
+        )
+        best = {**pick, **_sim_fields(simulated)}
     return GridFlexResult(
         options, slo_cost_curve(options, col), best, float(ceiling[0]), floor, analytic, checks, exhaustive,
         objective, float(node_power_w), nodes, base,
@@ -367,7 +392,7 @@ def _check_cut(
     instances: int, model: str, tp: int,
 ) -> None:  # fmt: skip
     """One clear error for a requested cut below the idle floor or beyond the deepest setting tried."""
-    col = _COLUMN[objective]
+    col = OBJECTIVE_COLUMNS[objective]
     ref = float(options["ceiling_kw" if objective == "ceiling" else "mean_kw"][0])
     max_cut = 1.0 - floor / ref
     what = "ceiling" if objective == "ceiling" else "mean power"
@@ -390,7 +415,7 @@ def _check_cut(
 
 def _first_passing(
     ranked: pl.DataFrame, run, max_sims: int, *, bisect: bool, what: str
-) -> tuple[dict, pl.DataFrame, bool]:
+) -> tuple[dict, dict, pl.DataFrame, bool]:
     """Simulate ``ranked`` options in order (deepest cut, or least SLO damage, first) and stop at the first
     that passes.
 
@@ -400,7 +425,7 @@ def _first_passing(
     bisected, which assumes monotonicity there; ``exhaustive`` says whether every option ranked before the
     answer was simulated.
 
-    Returns ``(best, checks, exhaustive)``; every simulated setting is in ``checks``.
+    Returns ``(best, its simulation, checks, exhaustive)``; every simulated setting is in ``checks``.
     """
     rows = list(ranked.iter_rows(named=True))
     done: dict[int, dict] = {}
@@ -428,19 +453,18 @@ def _first_passing(
             f"(cap {last['max_num_seqs']}, clock {last['clock']:g}), miss it "
             f"(P99 TTFT {last['ttft_p99_s']:.3g} s, TPOT {last['tpot_p99_s'] * 1e3:.3g} ms); add instances"
         )
-    return rows[found], checks, exhaustive
+    return rows[found], done[found], checks, exhaustive
 
 
 def slo_cost_curve(
     options: pl.DataFrame, column: str = "ceiling_reduction", step: float = 0.05
 ) -> pl.DataFrame:
     """For cut levels 0, ``step``, 2 ``step`` ... of ``column``: the option shedding at least that much with
-    the best SLO ratio (the SLO cost of deeper cuts)."""
+    the best SLO ratio (the SLO cost of deeper cuts; ties as :func:`least_damaging`)."""
     top = float(options[column].max())
     rows = []
     for level in np.arange(0.0, top + 1e-9, step):
-        row = options.filter(pl.col(column) >= level - 1e-12).sort("slo_ratio").row(0, named=True)
-        rows.append({"cut": float(level), **row})
+        rows.append({"cut": float(level), **least_damaging(options, column, level).row(0, named=True)})
     return pl.DataFrame(rows)
 
 
@@ -479,7 +503,7 @@ def check_setting(
     rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
     span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
     busy = rep.segments.filter(pl.col("state") == "busy")
-    nodes_kw = math.ceil(instances * tp / gpu(name).gpus_per_node) * node_power_w / 1000.0
+    nodes_kw = fleet_nodes(name, instances, tp) * node_power_w / 1000.0
     return {
         "max_num_seqs": max_num_seqs,
         "clock": clock,

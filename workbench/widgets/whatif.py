@@ -12,7 +12,7 @@ import altair as alt
 import polars as pl
 
 from workbench.viz.whatif import mode_ranking
-from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfError, plan
+from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfError, least_damaging, plan
 
 #: Default target per mode (USD, kW, output tokens/s, GPUs).
 DEFAULT_TARGETS = {"budget": 2e6, "power": 50.0, "performance": 100_000.0, "count": 64.0}
@@ -87,20 +87,16 @@ def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None, measu
     return w.VBox([w.HBox([w.VBox([mode, target, rank]), w.VBox([pue, price])]), out])
 
 
-def _objective_column(result: GridFlexResult) -> str:
-    return "mean_reduction" if result.objective == "mean" else "ceiling_reduction"
-
-
 def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:
     """The least SLO-damaging setting that sheds at least ``cut`` of the result's objective (ceiling or mean
-    power; one row), or an empty table beyond reach."""
-    rows = result.options.filter(pl.col(_objective_column(result)) >= cut - 1e-12).sort("slo_ratio")
-    return rows.head(1)
+    power; one row, chosen as :func:`workbench.whatif.grid_flex` with ``cut`` does), or an empty table beyond
+    reach."""
+    return least_damaging(result.options, result.objective_column, cut).head(1)
 
 
 def slider_max(result: GridFlexResult, step: float = 0.01) -> float:
     """Deepest cut on a slider of ``step``: the deepest option rounded *down*, so the end stays reachable."""
-    top = float(result.options[_objective_column(result)].max())
+    top = float(result.options[result.objective_column].max())
     return max(math.floor(top / step + 1e-9) * step, 0.0)
 
 
@@ -108,7 +104,7 @@ def describe_cut(result: GridFlexResult, cut: float) -> tuple[str, pl.DataFrame]
     """A line about the setting a ``cut`` takes (or why none does) and its row (empty beyond reach)."""
     row = explore_cut(result, cut)
     if row.height == 0:
-        top = float(result.options[_objective_column(result)].max())
+        top = float(result.options[result.objective_column].max())
         return f"cut {cut:.0%}: beyond the deepest setting tried ({top:.1%})", row
     verdict = "meets" if row["slo_met"][0] else "misses"
     setting = f"cap {row['max_num_seqs'][0]}, clock {row['clock'][0]:g}"
