@@ -53,7 +53,9 @@ def test_specs_validate_and_label():
         SLO(None, None)
     with pytest.raises(ConfigError, match=r"SLO\.ttft_s"):
         SLO(-1.0, 0.1)
-    with pytest.raises(ConfigError, match="threshold must be an integer"):
+    with pytest.raises(
+        ConfigError, match=r"threshold \(of topology 'length_pools'\) must be an integer >= 1, got None"
+    ):
         Candidate("H100", topology="length_pools")
     with pytest.raises(ConfigError, match=r"unknown Candidate\.topology 'ring'"):
         Candidate("H100", topology="ring")
@@ -349,6 +351,24 @@ def test_size_fleet_validates_its_arguments(poisson_trace, wl):
         size_fleet(wl, SLO(), one, qps=20)
     with pytest.raises(ConfigError, match="got DataFrame"):
         size_fleet(poisson_trace.requests, SLO(), one)
+
+
+def test_numpy_integers_are_counts_booleans_are_not(wl):
+    """One integer rule (workbench.config.require_int): numpy integers were refused by size_fleet, workload
+    and Candidate.threshold although counts computed with numpy are numpy integers."""
+    res = size_fleet(wl, SLO(1.0, 0.05), [Candidate("H100")], check=np.int64(0), sim_requests=np.int64(500))
+    assert res.best is not None
+    cand = Candidate(
+        "H100", tp=np.int64(2), max_num_seqs=np.int32(64), topology="length_pools", threshold=np.int64(900)
+    )
+    assert (cand.tp, cand.max_num_seqs, cand.threshold) == (2, 64, 900) and type(cand.threshold) is int
+    gen = Synthetic(Poisson(10.0), LogNormal(math.log(800), 1.0, math.log(150), 0.8), name="gen")
+    assert workload(gen, 10.0, n_requests=np.int64(50), seed=1).trace.requests.height == 50
+    for bad in (True, 50.0):
+        with pytest.raises(ConfigError, match=rf"^n_requests must be an integer >= 1, got {bad!r}$"):
+            workload(gen, 10.0, n_requests=bad)
+    with pytest.raises(ConfigError, match=r"Candidate\.threshold \(of topology 'length_pools'\) must be an"):
+        Candidate("H100", topology="length_pools", threshold=True)
 
 
 def test_size_fleet_accepts_a_generator():

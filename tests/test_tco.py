@@ -138,6 +138,7 @@ def test_numpy_integer_gpu_count_accepted() -> None:
     from dataclasses import replace
 
     assert tco(replace(GOLDEN, n_gpus=np.int64(16)))["tco_usd"] == pytest.approx(tco(GOLDEN)["tco_usd"])
+    assert type(replace(GOLDEN, n_gpus=np.int64(16), gpus_per_node=np.int32(8)).gpus_per_node) is int
 
 
 def test_shipped_throughput_table_is_reproducible(shared_traces) -> None:

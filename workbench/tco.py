@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import polars as pl
 
 from workbench._paths import DATA_DIR, data_path
 from workbench.carbon import require_pue
-from workbench.config import require_positive, require_range
+from workbench.config import require_int, require_positive, require_range
 from workbench.errors import ConfigError
 
 #: Wattlytics defaults (main.js @336900e): 500 W node baseline, maintenance EUR 200/node/yr (x 1.10 USD/EUR).
@@ -65,11 +64,8 @@ class TcoInputs:
     cloud_elastic: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("n_gpus", "gpus_per_node"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-                raise ConfigError(f"{name} must be a whole number of GPUs (int), got {value!r}")
-            require_positive(name, int(value))
+        for name in ("n_gpus", "gpus_per_node"):  # numpy integers are stored as Python ints
+            object.__setattr__(self, name, require_int(name, getattr(self, name)))
         require_positive("lifetime_years", self.lifetime_years)
         require_pue(self.pue)
         require_range("utilisation", self.utilisation, 0.0, 1.0)

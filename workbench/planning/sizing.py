@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from workbench.config import require_int
 from workbench.errors import ConfigError
 from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
@@ -281,9 +282,8 @@ def size_fleet(
     if not candidates:
         raise ConfigError("candidate list is empty: give at least one Candidate")
     check_qps(qps)
-    for name, value, low in (("check", check, 0), ("sim_requests", sim_requests, 1)):
-        if isinstance(value, bool) or not (isinstance(value, int) and value >= low):
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    check = require_int("check", check, low=0)
+    sim_requests = require_int("sim_requests", sim_requests)
     if isinstance(trace, Workload):
         if qps is not None and qps != trace.qps:
             raise ConfigError(

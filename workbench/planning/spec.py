@@ -21,7 +21,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from workbench.config import require_choice, require_positive, require_range
+from workbench.config import require_choice, require_int, require_positive, require_range
 from workbench.errors import ConfigError
 
 TOPOLOGIES: tuple[str, ...] = ("monolithic", "length_pools", "disaggregated")
@@ -33,11 +33,6 @@ def gpu_name(name: str) -> str:
     from workbench.hardware import gpu
 
     return gpu(name).name
-
-
-def _count(value: object) -> bool:
-    """An integer >= 1 (booleans are not counts)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +119,10 @@ class Candidate:
 
     def __post_init__(self) -> None:
         require_choice("Candidate.topology", self.topology, TOPOLOGIES)
-        for name in ("tp", "max_num_seqs"):
-            value = getattr(self, name)
-            if not _count(value):
-                raise ConfigError(f"Candidate.{name} must be an integer >= 1, got {value!r}")
-        if self.tp2 is not None and not _count(self.tp2):
-            raise ConfigError(f"Candidate.tp2 must be an integer >= 1, got {self.tp2!r}")
+        for name in ("tp", "max_num_seqs"):  # numpy integers are stored as Python ints
+            object.__setattr__(self, name, require_int(f"Candidate.{name}", getattr(self, name)))
+        if self.tp2 is not None:
+            object.__setattr__(self, "tp2", require_int("Candidate.tp2", self.tp2))
         for name in ("gpu", "gpu2"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, str) and value):
@@ -151,11 +144,8 @@ class Candidate:
         require_range("Candidate.clock", self.clock, 0.1, 1.0)
         require_positive("Candidate.link_gbps", self.link_gbps)
         if self.topology == "length_pools":
-            if not _count(self.threshold):
-                raise ConfigError(
-                    "Candidate.threshold must be an integer >= 1 for topology 'length_pools', "
-                    f"got {self.threshold!r}"
-                )
+            threshold = require_int("Candidate.threshold (of topology 'length_pools')", self.threshold)
+            object.__setattr__(self, "threshold", threshold)
         elif self.threshold is not None:
             raise ConfigError(f"Candidate.threshold is only used by 'length_pools', not {self.topology!r}")
         if self.topology == "monolithic" and (self.gpu2 is not None or self.tp2 is not None):

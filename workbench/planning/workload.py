@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive
+from workbench.config import require_int, require_positive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.traces.schema import Trace
 
@@ -96,9 +96,7 @@ def as_trace(source: object, *, n_requests: int = GENERATED_REQUESTS, seed: int 
         return source
     generate = getattr(source, "generate", None)
     if callable(generate):
-        if isinstance(n_requests, bool) or not (isinstance(n_requests, int) and n_requests >= 1):
-            raise ConfigError(f"n_requests must be an integer >= 1, got {n_requests!r}")
-        trace = generate(n=n_requests, seed=seed)
+        trace = generate(n=require_int("n_requests", n_requests), seed=seed)
         if not isinstance(trace, Trace):
             raise ConfigError(
                 f"{type(source).__name__}.generate returned {type(trace).__name__}, not a workbench Trace"

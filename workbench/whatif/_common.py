@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from workbench.config import require_int
 from workbench.errors import ConfigError
 from workbench.hardware import gpu, min_tensor_parallel
 from workbench.hardware.perf import Batch
@@ -34,9 +35,7 @@ def resolve_tp(gpu_name: str, model: str, tp: int | None) -> int:
     """``tp`` or the smallest tensor-parallel degree at which ``model`` fits on ``gpu_name``."""
     if tp is None:
         return min_tensor_parallel(gpu_name, model)
-    if isinstance(tp, bool) or not isinstance(tp, int | np.integer) or tp < 1:
-        raise ConfigError(f"tp for {gpu_name} must be an integer >= 1, got {tp!r}")
-    return int(tp)
+    return require_int(f"tp for {gpu_name}", tp)
 
 
 def resolve_tps(names: Sequence[str], model: str, tp: int | Mapping[str, int] | None) -> list[int]:
@@ -110,8 +109,7 @@ def capacity_at_slo(
     """
     if not gpus:
         raise ConfigError("gpus is empty: give at least one GPU type")
-    if isinstance(instances, bool) or not isinstance(instances, int | np.integer) or instances < 1:
-        raise ConfigError(f"instances must be an integer >= 1, got {instances!r}")
+    instances = require_int("instances", instances)
     names = [gpu(g).name for g in gpus]
     tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t, max_num_seqs=max_num_seqs, clock=clock) for g, t in zip(names, tps, strict=True)]

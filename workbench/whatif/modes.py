@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
-from workbench.config import require_choice, require_positive, require_range
+from workbench.config import require_choice, require_int, require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.hardware import gpu
 from workbench.planning import SLO, Workload
@@ -266,8 +266,7 @@ def _check_capacity(capacity: pl.DataFrame) -> pl.DataFrame:
             raise ConfigError(f"{where}: {exc}") from None
         tp, gpn = row["tp"], row["gpus_per_node"]
         for name, value in (("tp", tp), ("gpus_per_node", gpn)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ConfigError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+            require_int(f"{where}: {name}", value)
         if tp > gpn:
             raise ConfigError(
                 f"{where}: tp {tp} > gpus_per_node {gpn}; tensor parallelism never crosses a node, so no "
