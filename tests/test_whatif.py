@@ -434,6 +434,30 @@ def test_node_failures_by_hand():
                        (5.0, 1, 1.0, "node"), (10.0, 1, 1.0, "gpu")]  # fmt: skip
 
 
+def test_failure_study_checks_node_size_first(monkeypatch):
+    """A node smaller than an instance was caught only after spares_needed ran with a made-up one-instance
+    node; numpy integer node sizes were refused."""
+    from workbench.whatif import reliability
+
+    tr = Synthetic(arrivals=Poisson(12.0), lengths=Fixed(800, 120)).generate(60, seed=2)
+    kw = {"failure_rate_per_h": 1.0, "mttr_h": 0.001}
+
+    def untouched(*args, **kwargs):
+        raise AssertionError("spares_needed ran before the arguments were checked")
+
+    monkeypatch.setattr(reliability, "spares_needed", untouched)
+    with pytest.raises(WhatIfError, match=r"gpus_per_node must be an integer >= tp = 2, got 1"):
+        failure_study(tr, SLO(2.0, 0.06), "H100", 2, tp=2, gpus_per_node=1, **kw)
+    with pytest.raises(ConfigError, match=r"gpus_per_node must be an integer >= 1, got True"):
+        failure_study(tr, SLO(2.0, 0.06), "H100", 2, gpus_per_node=True, **kw)
+    with pytest.raises(ConfigError, match=r"spares must be an integer >= 0, got 1\.5"):
+        failure_study(tr, SLO(2.0, 0.06), "H100", 2, spares=1.5, **kw)
+    monkeypatch.undo()
+    study = failure_study(tr, SLO(2.0, 0.06), "H100", 2, gpus_per_node=np.int64(2), spares=np.int64(1), **kw)
+    assert study["instances"].to_list() == [2, 2, 3]
+    assert spares_needed(np.int64(2), 0.9, 0.99, per_node=np.int64(2), node_avail=0.99) >= 2
+
+
 def test_node_failure_injection():
     tr = Synthetic(arrivals=Poisson(12.0), lengths=Fixed(800, 120)).generate(300, seed=2)
     kw = {"tp": 1, "gpus_per_node": 2, "node_failure_rate_per_h": 300.0, "node_mttr_h": 0.0005, "seed": 1}

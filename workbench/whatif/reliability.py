@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import binom
 
-from workbench.config import require_positive, require_range
+from workbench.config import require_int, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO
 from workbench.whatif._common import WhatIfError, gpu_hour_price, simulate_fleet
@@ -61,8 +61,7 @@ def availability(
     require_positive("node_failure_rate_per_h", node_failure_rate_per_h, allow_zero=True)
     node_mttr_h = mttr_h if node_mttr_h is None else node_mttr_h
     require_positive("node_mttr_h", node_mttr_h, allow_zero=True)
-    if not (isinstance(tp, int) and tp >= 1):
-        raise WhatIfError(f"tp must be an integer >= 1, got {tp!r}")
+    tp = require_int("tp", tp)
     a_gpu = 1.0 / (1.0 + failure_rate_per_h * mttr_h)
     a_node = 1.0 / (1.0 + node_failure_rate_per_h * node_mttr_h)
     a = a_gpu**tp * a_node
@@ -121,13 +120,11 @@ def spares_needed(
     WhatIfError
         When more than :data:`MAX_INSTANCES` instances would be needed.
     """
-    if not (isinstance(n_needed, int | np.integer) and n_needed >= 1):
-        raise WhatIfError(f"n_needed must be an integer >= 1, got {n_needed!r}")
+    n_needed = require_int("n_needed", n_needed)
     require_range("target", target, 0.0, 0.999999999)
     require_range("availability", avail, 1e-12, 1.0)
     require_range("node_avail", node_avail, 1e-12, 1.0)
-    if not (isinstance(per_node, int) and per_node >= 1):
-        raise WhatIfError(f"per_node must be an integer >= 1, got {per_node!r}")
+    per_node = require_int("per_node", per_node)
     if avail >= 1.0 and node_avail >= 1.0:
         return 0
     # the mean up count must exceed n_needed: scan upwards in blocks
@@ -234,6 +231,14 @@ def down_periods(
     return sorted(out)
 
 
+def _node_size(gpu_name: str, tp: int, gpus_per_node: int | None) -> int:
+    """GPUs per node (the GPU table's by default), checked to hold at least one ``tp``-GPU instance."""
+    gpn = require_int("gpus_per_node", gpu(gpu_name).gpus_per_node if gpus_per_node is None else gpus_per_node)
+    if gpn < tp:
+        raise WhatIfError(f"gpus_per_node must be an integer >= tp = {tp}, got {gpn!r}")
+    return gpn
+
+
 def simulate_with_failures(
     trace,
     gpu_name: str,
@@ -271,10 +276,8 @@ def simulate_with_failures(
     require_positive("node_failure_rate_per_h", node_failure_rate_per_h, allow_zero=True)
     node_mttr_h = mttr_h if node_mttr_h is None else node_mttr_h
     require_positive("node_mttr_h", node_mttr_h, allow_zero=True)
-    gpn = gpu(gpu_name).gpus_per_node if gpus_per_node is None else gpus_per_node
-    if not (isinstance(gpn, int) and gpn >= tp):
-        raise WhatIfError(f"gpus_per_node must be an integer >= tp = {tp}, got {gpn!r}")
-    per_node = gpn // tp
+    tp, instances = require_int("tp", tp), require_int("instances", instances)
+    per_node = _node_size(gpu_name, tp, gpus_per_node) // tp
     seq = np.random.SeedSequence([seed, 7])
     rng = np.random.default_rng(seq)
     node_rng = np.random.default_rng(seq.spawn(1)[0])
@@ -285,7 +288,7 @@ def simulate_with_failures(
     node_events = failure_schedule(
         nodes, node_failure_rate_per_h / 3600.0, node_mttr_h * 3600.0, horizon, node_rng
     )
-    events = down_periods(gpu_events, [(t, n, d) for t, n, d in node_events], per_node)
+    events = down_periods(gpu_events, node_events, per_node)
     events = [e for e in events if e[1] < instances]
     extra = {"interrupted": 0, "requeued": 0, "node_failures": len(node_events), "repairs": 0}
 
@@ -362,13 +365,15 @@ def failure_study(
     """
     from workbench.planning.check import measure
 
-    gpn = gpu(gpu_name).gpus_per_node if gpus_per_node is None else gpus_per_node
+    tp, n_needed = require_int("tp", tp), require_int("n_needed", n_needed)
+    gpn = _node_size(gpu_name, tp, gpus_per_node)
+    if spares is not None:
+        spares = require_int("spares", spares, low=0)
     a_gpu = availability(failure_rate_per_h, mttr_h, tp=tp)
     a_node = availability(0.0, 0.0, node_failure_rate_per_h=node_failure_rate_per_h,
                           node_mttr_h=mttr_h if node_mttr_h is None else node_mttr_h)  # fmt: skip
-    per_node = max(gpn // tp, 1)
-    prob = {"node_avail": a_node, "per_node": per_node}
-    s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else int(spares)
+    prob = {"node_avail": a_node, "per_node": gpn // tp}
+    s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else spares
     price = gpu_hour_price(gpu_name) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
     reqs = trace.requests if hasattr(trace, "requests") else trace
     cut = reqs["arrival_s"].quantile(warmup, "lower")
