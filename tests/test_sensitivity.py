@@ -54,6 +54,13 @@ def test_sobol_bad_inputs() -> None:
         sobol(ishigami, ISHIGAMI_BOUNDS, n=1000)
     with pytest.raises(ConfigError, match="low < high"):
         sobol(ishigami, {"x1": (1.0, 1.0)}, n=64)
+    with pytest.raises(
+        ConfigError, match=r"^n must be an integer >= 1, got 64\.0$"
+    ):  # was a TypeError on n & (n - 1)
+        sobol(ishigami, ISHIGAMI_BOUNDS, n=64.0)
+    with pytest.raises(ConfigError, match=r"^n must be an integer >= 1, got 2\.5$"):
+        monte_carlo(lambda p: p["a"], {"a": ("uniform", 0.0, 1.0)}, n=2.5)
+    assert monte_carlo(lambda p: p["a"], {"a": ("uniform", 0.0, 1.0)}, n=np.int64(8)).height == 8
 
 
 def test_monte_carlo_streams_and_summary() -> None:

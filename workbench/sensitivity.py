@@ -15,7 +15,7 @@ from dataclasses import asdict
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive
+from workbench.config import require_int, require_positive
 from workbench.errors import ConfigError
 from workbench.tco import TcoInputs, tco_arrays
 
@@ -63,7 +63,7 @@ def sobol(
     from SALib.sample import sobol as sobol_sample
 
     _check_bounds(bounds)
-    require_positive("n", n)
+    n = require_int("n", n)
     if n & (n - 1):
         raise ConfigError(f"n must be a power of 2 for Sobol sampling, got {n}")
     names = list(bounds)
@@ -88,7 +88,7 @@ def monte_carlo(
     ``("normal", mean, sd)`` or ``("lognormal", median, sigma)``. Each input gets its own stream spawned from
     one SeedSequence, so adding an input does not change the others' draws.
     """
-    require_positive("n", n)
+    n = require_int("n", n)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     gens = [np.random.default_rng(s) for s in ss.spawn(len(dists))]
     samples = {name: _draw(name, spec, g, n) for (name, spec), g in zip(dists.items(), gens, strict=True)}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_int, require_positive
+from workbench.config import require_int
 from workbench.errors import ConfigError, WorkloadError
 from workbench.traces.schema import Trace
 
@@ -156,7 +156,7 @@ def workload(
     n_requests
         Requests drawn from a generator (ignored for traces).
     """
-    require_positive("n_sample", n_sample)
+    n_sample = require_int("n_sample", n_sample)
     scaled = at_qps(as_trace(trace, n_requests=n_requests, seed=seed), qps, seed=seed)
     df = scaled.requests
     rate = qps if qps is not None else (df.height - 1) / max(scaled.duration_s, 1e-12)
