@@ -33,7 +33,6 @@ from workbench.whatif import (
     simulate_with_failures,
     spares_needed,
 )
-from workbench.whatif.modes import _METRIC_KEYS
 from workbench.whatif.reliability import down_periods
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -158,7 +157,11 @@ def test_gpu_without_price_is_ranked_last_with_a_note():
     prices = {"H100": 25e3, "H200": 3e4}
     priced = plan("count", 16, cap, costs=ModeCosts(**{**COSTS_KW, "gpu_price_usd": prices}))
     assert priced.filter(pl.col("gpu") == "H200-SXM")["nodes"][0] == 2  # an override prices it
-    assert set(fleet_metrics(CAP.row(0, named=True), COSTS, np.array([8]))) == set(_METRIC_KEYS)
+    keys = list(fleet_metrics(CAP.row(0, named=True), COSTS, np.array([8])))
+    unpriced_first = plan("count", 16, cap.reverse(), costs=COSTS)  # a failing GPU type in the first row
+    for table in (plan("count", 16, cap, costs=COSTS), unpriced_first):
+        assert [c for c in table.columns if c in keys] == keys  # every metric, in fleet_metrics' order
+        assert table.filter(pl.col("nodes").is_null()).select(keys).null_count().row(0) == (2,) * len(keys)
     with pytest.raises(WhatIfError, match="not enough for any GPU type: H200-SXM: no purchase price"):
         plan("count", 16, cap.filter(pl.col("gpu") == "H200"), costs=COSTS)
     with pytest.raises(ConfigError, match=r"capacity row 0 \(H999\): unknown gpu"):

@@ -38,9 +38,13 @@ def test_mode_ranking_spec():
     bars, text = spec["layer"]
     assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["field"] == "tokens_per_s"
     assert text["mark"]["type"] == "text" and text["encoding"]["text"]["field"] == "label"
-    assert bars["title"] == "budget mode ($2,000,000 TCO): ranked by output tokens/s at the SLO"
+    assert bars["title"] == "budget mode, $2,000,000 (TCO): ranked by output tokens/s at the SLO"
     power = vw.mode_ranking(plan("power", 50.0, CAP)).to_dict()["layer"][0]["title"]
-    assert power.startswith("power mode (50 kW (facility))")
+    assert power == "power mode, 50 kW (facility): ranked by output tokens/s at the SLO"
+    perf = vw.mode_ranking(plan("performance", 2000.0, CAP, unit="requests")).to_dict()["layer"][0]["title"]
+    assert perf == "performance mode, 2,000 requests/s: ranked by TCO ($)"
+    count = vw.mode_ranking(plan("count", 64, CAP)).to_dict()["layer"][0]["title"]
+    assert count.startswith("count mode, 64 GPUs: ranked by")
     values = spec["datasets"][next(iter(spec["datasets"]))]
     assert [v["gpu"] for v in values] == ["H100-SXM", "L40S"]
     assert values[0]["label"] == f"{table['nodes'][0]} nodes, {table['gpus'][0]} GPUs"

@@ -10,6 +10,7 @@ import altair as alt
 import polars as pl
 
 from workbench.viz import HEIGHT, WIDTH
+from workbench.whatif.modes import target_text
 
 _METRIC_TITLES = {
     "tokens_per_s": "output tokens/s at the SLO",
@@ -57,9 +58,8 @@ def mode_ranking(table: pl.DataFrame, metric: str | None = None) -> alt.Chart:
         .filter(pl.col(metric).is_not_null())
         .with_columns(label=pl.format("{} nodes, {} GPUs", pl.col("nodes"), pl.col("gpus")))
     )
-    unit = table["target_unit"][0] if "target_unit" in table.columns else ""
-    what = f"${target:,.0f} TCO" if mode == "budget" else f"{target:,.6g} {unit}".strip()
-    title = f"{mode} mode ({what}): ranked by {_METRIC_TITLES.get(metric, metric)}"
+    what = target_text(mode, target, table["target_unit"][0])
+    title = f"{mode} mode, {what}: ranked by {_METRIC_TITLES.get(metric, metric)}"
     base = alt.Chart(data, width=WIDTH, height=max(60, 40 * data.height), title=title).encode(
         y=alt.Y("gpu:N", sort=alt.EncodingSortField("rank", order="ascending"), title="GPU"),
         x=alt.X(f"{metric}:Q", title=_METRIC_TITLES.get(metric, metric)),

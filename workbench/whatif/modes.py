@@ -249,10 +249,26 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
 
 
 _UNIT = {"tokens": "output tokens/s", "requests": "requests/s"}
-_METRIC_KEYS = (
-    "nodes", "gpus", "instances", "eta", "tokens_per_s", "requests_per_s", "it_kw", "facility_kw", "capex_usd",
-    "opex_usd", "tco_usd", "usd_per_mtok", "tokens_per_s_per_musd", "kw_per_musd", "tokens_per_j_per_musd",
-)  # fmt: skip
+#: What each mode's target is called and its unit (a performance target's unit comes from ``unit``).
+_TARGETS: dict[str, tuple[str, str | None]] = {
+    "budget": ("budget", "USD (TCO)"),
+    "power": ("power cap", "kW (facility)"),
+    "performance": ("target", None),
+    "count": ("GPU count", "GPUs"),
+}
+
+
+def target_unit(mode: str, unit: str = "tokens") -> str:
+    """Unit of a mode's target (the ``target_unit`` column of :func:`plan`)."""
+    return _TARGETS[mode][1] or _UNIT[unit]
+
+
+def target_text(mode: str, target: float, label: str) -> str:
+    """A mode's target as messages and chart titles write it, ``label`` being its :func:`target_unit`:
+    ``$2,000,000 (TCO)``, ``50 kW (facility)``, ``100,000 output tokens/s``, ``64 GPUs``."""
+    if mode == "budget":
+        return f"${target:,.0f} {label.removeprefix('USD ')}"
+    return f"{target:,.6g} {label}"
 
 
 def _check_capacity(capacity: pl.DataFrame) -> pl.DataFrame:
@@ -442,8 +458,8 @@ def plan(
     if capacity.height == 0:
         raise ConfigError("capacity table is empty: give at least one GPU type")
     capacity = _check_capacity(capacity)
-    target_unit = {"budget": "USD (TCO)", "power": "kW (facility)", "count": "GPUs"}.get(mode, _UNIT[unit])
-    rows, notes = [], []
+    label = target_unit(mode, unit)
+    rows, notes = [], []  # (leading columns, fleet_metrics or None, trailing columns) per GPU type
     for cap in capacity.iter_rows(named=True):
         if math.isnan(costs.price_or_nan(cap["gpu"])):
             count, note = 0, f"no purchase price in gpus.csv (no TCO); {costs._hint(cap['gpu'])}"
@@ -451,27 +467,24 @@ def plan(
             count, note = _nodes_for(mode, float(target), cap, costs, unit)
             if count and measure is not None:
                 count, cap, note = refine_count(mode, float(target), cap, costs, unit, count, measure)
+        metrics = None
         if count:
             n_gpus = count if mode == "count" else count * int(cap["gpus_per_node"])
             metrics = {k: float(v[0]) for k, v in fleet_metrics(cap, costs, np.array([n_gpus])).items()}
         else:
-            metrics = dict.fromkeys(_METRIC_KEYS)
             notes.append(f"{cap['gpu']}: {note}")
         measured = cap.get("capacity_instances") if count else None
-        rows.append(
-            {"mode": mode, "target": float(target), "target_unit": target_unit, "gpu": cap["gpu"],
-             "tp": int(cap["tp"]),
-             "gpus_per_node": int(cap["gpus_per_node"]), **metrics,
-             "capacity_instances": None if measured is None else int(measured), "note": note}
-        )  # fmt: skip
+        rows.append((
+            {"mode": mode, "target": float(target), "target_unit": label, "gpu": cap["gpu"],
+             "tp": int(cap["tp"]), "gpus_per_node": int(cap["gpus_per_node"])},
+            metrics,
+            {"capacity_instances": None if measured is None else int(measured), "note": note},
+        ))  # fmt: skip
     if len(notes) == len(rows):
-        what = {
-            "budget": f"budget ${target:,.0f} (TCO)",
-            "power": f"power cap {target:,.4g} kW (facility)",
-            "performance": f"target {target:,.4g} {_UNIT[unit]}",
-            "count": f"GPU count {target:g} GPUs",
-        }[mode]
+        what = f"{_TARGETS[mode][0]} {target_text(mode, float(target), label)}"
         raise WhatIfError(f"the {what} is not enough for any GPU type: " + "; ".join(notes))
+    empty = dict.fromkeys(next(m for _, m, _ in rows if m is not None))  # fleet_metrics' keys, all null
+    rows = [{**head, **(empty if m is None else m), **tail} for head, m, tail in rows]
     table = pl.DataFrame(rows, infer_schema_length=None).with_columns(
         pl.col("nodes", "gpus", "instances", "capacity_instances").cast(pl.Int64)
     )
