@@ -526,6 +526,31 @@ def test_pool_split_study_direction_on_a_long_tailed_trace(long_tailed):
     assert "(analytic): two pools" in describe_split(t.filter(pl.col("method") == "analytic"))
 
 
+def _split_row(gpu: str, method: str, saving: float | None) -> dict:
+    return {"workload": "w", "qps": 10.0, "gpu": gpu, "method": method, "saving": saving,
+            "two_pool_threshold": 2048, "two_pool_wins": saving is not None and saving > 0}  # fmt: skip
+
+
+def test_describe_split_matches_verdicts_by_gpu_not_position():
+    """Rows in another order (a sorted or concatenated table) were compared by position; a GPU without a
+    verdict counted as a disagreement."""
+    from workbench.planning.compare import describe_split
+
+    table = pl.DataFrame(
+        [
+            _split_row("H100", "analytic", 0.2),
+            _split_row("A100", "analytic", -0.1),
+            _split_row("L40S", "analytic", 0.1),
+            _split_row("A100", "simulated", -0.05),  # simulated rows in another GPU order
+            _split_row("L40S", "simulated", None),  # no verified fleet: no verdict to compare
+            _split_row("H100", "simulated", 0.15),
+        ]
+    )
+    text = describe_split(table)
+    assert text.endswith("verdict in 2 of 2 cases (1 without a fleet of each kind from both methods left out).")
+    assert "no verified fleet to compare on L40S" in text
+
+
 def test_pool_split_study_skips_degenerate_thresholds(long_tailed):
     from workbench.planning.compare import pool_split_study
 

@@ -91,9 +91,8 @@ def pool_split_study(
         raise ConfigError("thresholds is empty: give at least one prompt-token threshold")
     if not isinstance(wl, Workload):
         wl = workload(wl, seed=seed)
-    prompts = wl.trace.requests["prompt_tokens"]
-    shortest, longest = int(prompts.min()), int(prompts.max())
-    used = splitting_thresholds(wl, thresholds)
+    shortest, longest = _prompt_range(wl)
+    used = _splitting(thresholds, shortest, longest)
     if not used:
         raise ConfigError(
             f"no threshold in {thresholds} splits the workload {wl.name!r} (prompts of {shortest:,} to "
@@ -158,18 +157,27 @@ def pool_split_study(
     )
 
 
+def _prompt_range(wl: Workload) -> tuple[int, int]:
+    """Shortest and longest prompt of the workload's trace (tokens)."""
+    prompts = wl.trace.requests["prompt_tokens"]
+    return int(prompts.min()), int(prompts.max())
+
+
+def _splitting(thresholds: Sequence[int], shortest: int, longest: int) -> list[int]:
+    return sorted({int(t) for t in thresholds if shortest <= t < longest})
+
+
 def splitting_thresholds(wl: Workload, thresholds: Sequence[int]) -> list[int]:
     """The thresholds (sorted, distinct) that leave requests of the workload's trace in both pools."""
-    prompts = wl.trace.requests["prompt_tokens"]
-    shortest, longest = int(prompts.min()), int(prompts.max())
-    return sorted({int(t) for t in thresholds if shortest <= t < longest})
+    return _splitting(thresholds, *_prompt_range(wl))
 
 
 def describe_split(table: pl.DataFrame) -> str:
     """Sentences summing up a :func:`pool_split_study` table: where two pools win or lose, and by how much.
 
     Simulated rows are used where present (the analytic ones otherwise), then the analytic verdicts are compared
-    with them.
+    with them, matched by workload, rate and GPU (not by row position), where both methods found a fleet of each
+    kind (a non-null ``saving``).
     """
     if table.height == 0:
         raise ConfigError("the split-study table is empty")
@@ -198,11 +206,20 @@ def describe_split(table: pl.DataFrame) -> str:
             text.append(f"no verified fleet to compare on {_join(none)}")
         parts.append(text[0] + ": " + "; ".join(text[1:]) + ".")
     if method == "simulated":
-        ana = table.filter(pl.col("method") == "analytic")
-        agree = int(
-            (ana["two_pool_wins"] == table.filter(pl.col("method") == "simulated")["two_pool_wins"]).sum()
+        keys = ["workload", "qps", "gpu"]
+        verdicts = [
+            table.filter((pl.col("method") == m) & pl.col("saving").is_not_null()).select(
+                *keys, pl.col("two_pool_wins").alias(m)
+            )
+            for m in ("analytic", "simulated")
+        ]
+        both = verdicts[0].join(verdicts[1], on=keys, how="inner")
+        agree = int((both["analytic"] == both["simulated"]).sum())
+        skipped = table.filter(pl.col("method") == "simulated").height - both.height
+        note = f" ({skipped} without a fleet of each kind from both methods left out)" if skipped else ""
+        parts.append(
+            f"The analytic screen reaches the simulator's verdict in {agree} of {both.height} cases{note}."
         )
-        parts.append(f"The analytic screen reaches the simulator's verdict in {agree} of {ana.height} cases.")
     return " ".join(parts)
 
 
