@@ -19,7 +19,7 @@ from workbench.traces import LogNormal, Poisson, Sessions, Synthetic
 
 
 def _inst(i, hashes=()):
-    return SimpleNamespace(index=i, cache=dict.fromkeys(hashes, 0), prefix_index=None)
+    return SimpleNamespace(index=i, cache=dict.fromkeys(hashes, 0), prefix_index=None, evict_at=float("inf"))
 
 
 def _walk(cache, hashes, limit):

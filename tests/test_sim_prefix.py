@@ -7,22 +7,31 @@ Regression tests for three bugs (all seen on 20-block instances with 16-token ha
 * a request arriving during a decode run that fitted only thanks to its prefix-cache hits did not cut the
   run, so it waited for the whole run to end;
 * released prefixes entered the LRU list head first, so evicting one block killed the whole cached chain.
+
+A decode run that grows past the free blocks stays one event and evicts lazily, in iteration order, when the
+cache is read mid-run (the instance's prefix match, its prefix index) or the run is cut or ends: the tests
+below read the cache between iterations and through a cache-aware router, and compare with no skipping.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.sim import InstanceConfig, LinearPerfModel, SchedulerConfig, Simulation
+from workbench.sim import PRIO_CONTROL, InstanceConfig, LinearPerfModel, SchedulerConfig, Simulation
 from workbench.sim.reference import simulate_reference
+from workbench.sim.routing import Request
+from workbench.sim.routing.prefix_index import PrefixIndex
 
 H = 16  # tokens per prefix hash block (= KV block: one cache entry holds one KV block)
 A = [1000 + j for j in range(10)]  # a 10-block prompt prefix
 PERF = LinearPerfModel()  # 5 ms + 0.05 ms/prefill token + 0.1 ms/decode sequence + 1e-8 s/context token
 TIMES = ("admitted_s", "first_token_s", "finish_s")
+ROUTED = (*TIMES, "cached_tokens", "preemptions", "instance")
+FAMILIES = [[10_000 * f + j for j in range(12)] for f in range(3)]  # prefixes of the tight workloads below
 
 
 def frame(arrival, prompt, output, hashes) -> pl.DataFrame:
@@ -46,11 +55,37 @@ def config(kv_blocks=20, skipping=True, perf=PERF, **sched) -> InstanceConfig:
     )
 
 
-def engine(reqs, conf, n_instances=1, hash_tokens=H):
+class LongestPrefix:
+    """Routes to the instance with the longest cached prefix (then the fewest outstanding requests), read
+    from a :class:`PrefixIndex` over the instances (``index=True``) or from each instance's own walk."""
+
+    def __init__(self, sim, index):
+        self.sim = sim
+        self.index = PrefixIndex() if index else None
+
+    def choose(self, req, instances, now):
+        hashes = req.prefix_hashes
+        limit = min(len(hashes), (req.prompt_tokens - 1) // instances[0].H)
+        if self.index is None:
+            depth = [inst.prefix_match_tokens(req) for inst in instances]
+        elif limit > 0:
+            if not self.index.ncols:
+                for inst in self.sim.instances:
+                    self.index.track(inst)
+            self.index.settle(now)
+            depth = self.index.match(hashes, limit, self.index.columns(i.index for i in instances)).tolist()
+        else:
+            depth = [0] * len(instances)
+        return min(range(len(instances)), key=lambda k: (-depth[k], instances[k].outstanding, k))
+
+
+def engine(reqs, conf, n_instances=1, hash_tokens=H, router=None):
     sim = Simulation(seed=0, prefix_block_tokens=hash_tokens)
     sim.audit = True  # recount blocks, decode set and cache references before every step
     for _ in range(n_instances):
         sim.add_instance(conf)
+    if router is not None:
+        sim.router = LongestPrefix(sim, index=router == "index")
     return sim.run(reqs), sim
 
 
@@ -103,6 +138,55 @@ def test_eviction_shortens_a_cached_chain_from_its_tail():
     assert next(iter(inst.lru)) == 7  # B's block is the least recently used now
 
 
+def probed(reqs, conf, queries, times, *, how, n_instances=1, hash_tokens=H, track_at=0.0):
+    """Run ``reqs`` and read the cache at ``times`` (control events, after the iterations ending then): the
+    leading blocks of each query cached by each instance, through its own walk (``how="walk"``) or through a
+    :class:`PrefixIndex` over the instances tracked from ``track_at`` on (``how="index"``)."""
+    sim = Simulation(seed=0, prefix_block_tokens=hash_tokens)
+    sim.audit = True
+    for _ in range(n_instances):
+        sim.add_instance(conf)
+    index = PrefixIndex()
+    asks = [Request(prompt_tokens=10**6, prefix_hashes=q) for q in queries]
+    seen = []
+
+    def probe(_, now):
+        if how == "walk":
+            seen.append([[i.prefix_match_tokens(q) // hash_tokens for i in sim.instances] for q in asks])
+            return
+        if now < track_at:
+            return
+        if not index.ncols:  # tracked late: instances may be in the middle of a decode run
+            for inst in sim.instances:
+                index.track(inst)
+        index.settle(now)
+        seen.append([index.match(q, len(q), None).tolist() for q in queries])
+
+    for t in times:
+        sim.engine.schedule(float(t), PRIO_CONTROL, probe, None)
+    res = sim.run(reqs)
+    return seen, res, sim
+
+
+@pytest.mark.parametrize("how", ["walk", "index"])
+def test_decode_run_evicts_lazily_in_iteration_order(how):
+    # A leaves 9 cached blocks, then B's 248-iteration decode run grows past the 9 free blocks by 6
+    reqs = frame([0.0, 0.0], [160, 17], [2, 250], [A, [7]])
+    times = np.linspace(0.05, 2.0, 40)
+    fast, res, sim = probed(reqs, config(), [A], times, how=how, track_at=0.3)
+    slow, ref, _ = probed(reqs, config(skipping=False), [A], times, how=how, track_at=0.3)
+    assert fast == slow  # the cache as a per-iteration loop holds it at every probe
+    depth = [row[0][0] for row in fast]
+    assert depth[0] == 9 and depth[-1] == 3 and sorted(depth, reverse=True) == depth
+    assert set(depth) == set(range(3, 10))  # six evictions, one at a time, tail first
+    # 2 arrivals, the prefill step, A's last decode next to B's, and B's whole run as one event (it was
+    # cut at each of its six evictions before); one event per iteration: 253
+    assert res.counters["events"] - len(times) == 5 and ref.counters["events"] - len(times) == 253
+    assert_same(res.requests, ref.requests, (*TIMES, "cached_tokens"))
+    inst = sim.instances[0]
+    assert set(inst.cache) == set(A[:3]) | {7} and inst.free == 16  # B's blocks back, but its hashed one
+
+
 def test_reference_loop_prefix_cache_matches_engine_on_a_busy_workload():
     rng = np.random.default_rng(5)
     n = 150
@@ -122,7 +206,7 @@ def tight_prefix_workloads(draw):
     instance whose KV cache holds little more than the largest request."""
     n = draw(st.integers(2, 12))
     hash_tokens = draw(st.sampled_from([16, 32]))
-    families = [[10_000 * f + j for j in range(12)] for f in range(3)]
+    families = FAMILIES
     rows = []
     for _ in range(n):
         fam = families[draw(st.integers(0, 2))]
@@ -149,6 +233,21 @@ def tight_prefix_workloads(draw):
     return reqs, hash_tokens, kv_blocks, sched, draw(st.integers(1, 2))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tight_prefix_workloads(),
+    st.lists(st.floats(0.0, 4.0), min_size=1, max_size=30),
+    st.sampled_from(["walk", "index"]),
+    st.floats(0.0, 2.0),
+)
+def test_cache_read_mid_run_equals_per_iteration_loop(case, times, how, track_at):
+    reqs, hash_tokens, kv_blocks, sched, n_inst = case
+    kw = {"how": how, "n_instances": n_inst, "hash_tokens": hash_tokens, "track_at": track_at}
+    fast, _, _ = probed(reqs, config(kv_blocks, **sched), FAMILIES, sorted(times), **kw)
+    slow, _, _ = probed(reqs, config(kv_blocks, skipping=False, **sched), FAMILIES, sorted(times), **kw)
+    assert fast == slow
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tight_prefix_workloads())
 def test_skipping_equals_per_iteration_under_tight_kv_with_prefixes(case):
@@ -156,6 +255,11 @@ def test_skipping_equals_per_iteration_under_tight_kv_with_prefixes(case):
     fast, _ = engine(reqs, config(kv_blocks, **sched), n_inst, hash_tokens)
     slow, _ = engine(reqs, config(kv_blocks, skipping=False, **sched), n_inst, hash_tokens)
     assert_same(fast.requests, slow.requests, (*TIMES, "cached_tokens", "preemptions", "instance"))
+    if n_inst > 1:  # routed by the cache as it is at each arrival, read through an index or each instance
+        routed = [engine(reqs, config(kv_blocks, skipping=s, **sched), n_inst, hash_tokens, router=how)[0]
+                  for s, how in ((True, "index"), (False, "index"), (True, "walk"))]  # fmt: skip
+        for other in routed[1:]:
+            assert_same(routed[0].requests, other.requests, ROUTED)
     for key in ("iterations", "preemptions", "prefix_hit_tokens", "tokens_generated"):
         assert fast.counters[key] == slow.counters[key], key
     if n_inst == 1 and sched["priority"] == "decode_first":  # the reference loop's scope

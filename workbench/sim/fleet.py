@@ -159,6 +159,7 @@ class InstanceView:
         index = self._index
         if index is None:
             index = self._attach()
+        index.settle(self.owner.sim.engine.now)  # evictions decode runs have made by now (made lazily)
         out = index.match(hashes, limit, None if index.ncols == self._full else self._cols)
         out *= block
         return out

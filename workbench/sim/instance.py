@@ -5,11 +5,16 @@ How an instance advances
 An instance is either idle or running one *step*: a single iteration with prefill work (prompt chunks,
 possibly next to the running decodes), or a *decode run* of ``k`` identical pure-decode iterations jumped
 over in one event (``perf.decode_run_time``). ``k`` is the number of iterations until the first sequence
-finishes or until decode growth would exhaust the free KV blocks, whichever is first (an iteration that must
-evict a cached prefix block starts a step of its own, so evictions happen exactly when a per-iteration loop
-makes them and a request arriving mid-run sees the same cache). A request routed to the
-instance during a decode run cuts the run at the end of the iteration in progress
+finishes or until decode growth would exhaust the free and evictable KV blocks, whichever is first. A request
+routed to the instance during a decode run cuts the run at the end of the iteration in progress
 (``perf.decode_iterations_within``), so it is admitted exactly when a per-iteration loop would admit it.
+
+A run that grows past the free blocks evicts cached prefix blocks *lazily*: it reserves its blocks at its start
+and the blocks it borrows from evictable entries show as a negative ``free``; the evictions themselves are
+made in iteration order by :meth:`Instance.settle` when something reads the cache mid-run (a prefix match at
+enqueue or by a router, through the instance or its prefix index, which :meth:`Instance.settle` is
+scheduled on), when the run is cut, and at its end. The LRU order cannot change during a pure decode run,
+so a reader sees exactly the cache a per-iteration loop holds at that time, while the run stays one event.
 
 Bookkeeping that keeps a run O(1)
 ---------------------------------
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import OrderedDict, deque
 from heapq import heappush
 from typing import TYPE_CHECKING
@@ -140,6 +146,9 @@ class Instance:
         self.run_k = 0
         self.run_B = 0
         self.run_extra = 0  # blocks allocated for iterations 2..k of a decode run
+        #: when free < 0 (a decode run borrows evictable blocks): no eviction is due before this time (a
+        #: lower bound of the start of the run's next evicting iteration); inf when the run owes nothing
+        self.evict_at = math.inf
         self.items: list[tuple[Request, int]] = []
         self.step_prefill = 0
         self.step_kv = 0
@@ -196,10 +205,12 @@ class Instance:
         return self.kv_blocks_used / self.capacity
 
     def prefix_match_tokens(self, request: Request) -> int:
-        """Leading prompt tokens of ``request`` found in this instance's prefix cache."""
+        """Leading prompt tokens of ``request`` in this instance's prefix cache (exact at ``engine.now``)."""
         hashes = request.prefix_hashes
         if not self.H or not hashes:
             return 0
+        if self.free < 0:  # a decode run's evictions may be due
+            self.settle(self.engine.now)
         cache = self.cache
         n = 0
         limit = min(len(hashes), (request.prompt_tokens - 1) // self.H)
@@ -267,6 +278,9 @@ class Instance:
         if k >= self.run_k:
             return
         extra = self._crossings(self.G + 1, k - 1)
+        if self.free < 0:  # make the evictions of iterations 2..k (all started by now)
+            self._make_free(extra - self.run_extra)
+            self.evict_at = math.inf
         self.free += self.run_extra - extra
         self.run_extra = extra
         self.run_k = k
@@ -310,18 +324,46 @@ class Instance:
     def _alloc(self, n: int) -> None:
         """Take ``n`` blocks, evicting least recently used cached prefix blocks when needed."""
         if n > self.free:
-            lru, cache, hb = self.lru, self.cache, self.hb
-            while n > self.free:
-                if not lru:
-                    raise SimulationError(
-                        f"instance {self.index}: KV allocation of {n} blocks exceeds capacity"
-                    )
-                h, _ = lru.popitem(last=False)
-                del cache[h]
-                if self.prefix_index is not None:
-                    self.prefix_index.remove(h, self.index)
-                self.free += hb
+            self._make_free(n)
         self.free -= n
+
+    def _make_free(self, n: int) -> None:
+        """Evict least recently used cached prefix blocks until ``free >= n``."""
+        lru, cache, hb = self.lru, self.cache, self.hb
+        while n > self.free:
+            if not lru:
+                raise SimulationError(f"instance {self.index}: KV allocation of {n} blocks exceeds capacity")
+            h, _ = lru.popitem(last=False)
+            del cache[h]
+            if self.prefix_index is not None:
+                self.prefix_index.remove(h, self.index)
+            self.free += hb
+
+    def settle(self, now: float) -> None:
+        """Make the evictions the decode run in progress has made by ``now`` in a per-iteration loop.
+
+        A no-op unless the run borrows evictable blocks (``free < 0``) and its next evicting iteration may
+        have started. Iteration ``j + 1`` is in progress at ``now`` (``j`` finished, as :meth:`_cut_run`
+        counts them), so the blocks of iterations 2..j+1 are allocated, evicting in LRU order.
+        """
+        if now < self.evict_at:
+            return
+        j = min(self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0), self.run_k - 1)
+        self._make_free(self._crossings(self.G + 1, j) - self.run_extra)
+        if self.free < 0:
+            self._next_eviction()
+        else:
+            self.evict_at = math.inf
+
+    def _next_eviction(self) -> None:
+        """Set :attr:`evict_at` for a decode run that still borrows ``-free`` blocks (tell the index)."""
+        # free + run_extra blocks are backed: they hold the growth of the next m iterations (2..m+1); the
+        # run's iteration m + 2 must evict, and it starts once m + 1 iterations are done
+        m = self._affordable(self.G + 1, self.free + self.run_extra, self.run_k - 1)
+        t = self.t0 + self.perf.decode_run_time(self.run_B, self.ctx, m + 1)
+        self.evict_at = t - 1e-9 * t  # a margin for rounding: settle() then counts the iterations exactly
+        if self.prefix_index is not None:
+            self.prefix_index.defer(self, self.evict_at)
 
     def audit(self) -> None:
         """Check the scheduler's bookkeeping against a recount (O(batch); tests run it between steps).
@@ -417,19 +459,22 @@ class Instance:
             while fin[0][2]._hseq != fin[0][1]:
                 heapq.heappop(fin)
             k = fin[0][0] - self.G
+            self.run_B = B
             if k > 1 and self.skipping:
-                # iterations 2..k grow into free blocks only: an iteration that must evict a cached prefix
-                # starts a new step, so the cache holds exactly what a per-iteration loop holds at any time
-                k = 1 + self._affordable(self.G + 1, self.free, k - 1)
+                k = 1 + self._affordable(self.G + 1, self.free + len(self.lru) * self.hb, k - 1)
                 extra = self._crossings(self.G + 1, k - 1)
-                if extra:
-                    self._alloc(extra)
                 self.run_extra = extra
+                self.run_k = k
+                if extra:
+                    # reserve now; blocks beyond the free ones are borrowed from evictable entries and
+                    # evicted in iteration order by settle() (readers mid-run, a cut, the run's end)
+                    self.free -= extra
+                    if self.free < 0:
+                        self._next_eviction()
             else:
                 k = 1
                 self.run_extra = 0
-            self.run_k = k
-            self.run_B = B
+                self.run_k = 1
             dt = self.perf.decode_run_time(B, self.ctx, k)
         else:
             if waiting or running:
@@ -620,6 +665,9 @@ class Instance:
         """End of a step: account for it, finish prefills and sequences, plan the next step."""
         if version != self.version:
             return
+        if self.free < 0:  # the decode run's remaining evictions, before anything releases cache entries
+            self._make_free(0)
+            self.evict_at = math.inf
         k = self.run_k
         B = self.run_B
         items = self.items
@@ -756,6 +804,7 @@ class Instance:
         self.cache.clear()
         self.lru.clear()
         self.free = self.capacity
+        self.evict_at = math.inf
         self.queued_prefill_tokens = 0
         self._owed = self.tokens_out  # nothing left to generate here
         self.B = self.ctx = 0

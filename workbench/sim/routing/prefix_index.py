@@ -7,22 +7,31 @@ the instances, updated by hooks where an instance's cache gains or loses an entr
 numpy calls whatever the number of instances: gather the rows of the request's hashes (up to the first one
 no instance holds, followed by the all-false row 0) and take, per instance, the position of the first
 ``False`` (``argmin`` down each column).
+
+An instance in a decode run evicts lazily (see :mod:`workbench.sim.instance`): it tells the index, with
+:meth:`PrefixIndex.defer`, from when an eviction may be due, and a reader calls :meth:`PrefixIndex.settle`
+with the current time before :meth:`PrefixIndex.match`, so the rows are those of a per-iteration loop.
 """
 
 from __future__ import annotations
 
-from itertools import repeat
+from heapq import heappop, heappush
+from itertools import count, repeat
 from typing import Protocol
 
 import numpy as np
 
 
 class CachingInstance(Protocol):
-    """What the index needs of an instance: its id, its prefix cache (hash -> references), its hook."""
+    """What the index needs of an instance: its id, its prefix cache (hash -> references), its hook, and
+    its lazy evictions (none due before ``evict_at``; ``settle(now)`` makes those due by ``now``)."""
 
     index: int
     cache: dict[int, int]
     prefix_index: PrefixIndex | None
+    evict_at: float
+
+    def settle(self, now: float) -> None: ...
 
 
 class PrefixIndex:
@@ -34,7 +43,7 @@ class PrefixIndex:
     reused. Memory: one byte per (cached distinct hash, tracked instance).
     """
 
-    __slots__ = ("_col", "_count", "_free", "_hash", "_m", "_row", "ncols")
+    __slots__ = ("_col", "_count", "_due", "_free", "_hash", "_m", "_row", "_seq", "ncols")
 
     def __init__(self) -> None:
         #: instance id -> column
@@ -46,6 +55,9 @@ class PrefixIndex:
         self._hash: list[int | None] = [None] * 64
         self._count = [0] * 64  # instances holding each row's hash
         self._free = list(range(63, 0, -1))
+        # (time, tie-break, instance): instances whose lazy evictions may be due from that time on
+        self._due: list[tuple[float, int, CachingInstance]] = []
+        self._seq = count()
 
     def __len__(self) -> int:
         """Distinct hashes cached by at least one tracked instance."""
@@ -69,6 +81,8 @@ class PrefixIndex:
         for h in inst.cache:
             self.add(h, inst.index)
         inst.prefix_index = self
+        if inst.evict_at < float("inf"):  # tracked in the middle of a decode run that evicts lazily
+            self.defer(inst, inst.evict_at)
 
     def _grow(self) -> None:
         n = self._m.shape[0]
@@ -110,6 +124,16 @@ class PrefixIndex:
         self._m[held, c] = False
         for r in held.tolist():
             self._release(r)
+
+    def defer(self, inst: CachingInstance, at: float) -> None:
+        """``inst`` evicts nothing before time ``at``; :meth:`settle` asks it from then on."""
+        heappush(self._due, (at, next(self._seq), inst))
+
+    def settle(self, now: float) -> None:
+        """Have every instance with evictions due by ``now`` make them (call before :meth:`match`)."""
+        due = self._due
+        while due and due[0][0] <= now:
+            heappop(due)[2].settle(now)  # one still owing blocks defers itself again
 
     def holds(self, inst_id: int) -> set[int]:
         """The hashes the index records for instance ``inst_id`` (for audits and tests)."""
