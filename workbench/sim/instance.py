@@ -266,7 +266,7 @@ class Instance:
     # ------------------------------------------------------------------ scheduling
     def _queue_prefill(self, req: Request) -> None:
         """Count a (re)queued request's prefill work, less the cache hits it would get now."""
-        hit = self.prefix_match_tokens(req) if self.H and req.prefix_hashes else 0
+        hit = self.prefix_match_tokens(req)  # 0 without a cache or hashes
         req._qhit = hit
         self.queued_prefill_tokens += req.prompt_tokens + req.generated - hit
 

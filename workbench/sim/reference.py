@@ -27,7 +27,6 @@ class _Seq:
     __slots__ = (
         "arrival",
         "blocks",
-        "cached",
         "done",
         "first",
         "gen",
@@ -45,7 +44,7 @@ class _Seq:
     def __init__(self, index: int, arrival: float, prompt: int, out: int, hashes: list[int]) -> None:
         self.index, self.arrival, self.prompt, self.out, self.hashes = index, arrival, prompt, out, hashes
         self.gen = self.done = self.ptok = self.blocks = self.preempt = 0  # blocks: private KV blocks
-        self.nref = self.ncache = self.cached = self.join = 0
+        self.nref = self.ncache = self.join = 0
         self.first = math.nan
 
 
