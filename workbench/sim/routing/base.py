@@ -67,7 +67,8 @@ class Candidates(Protocol):
     speed
         Relative serving speed (weight for weighted round robin); 1.0 for a homogeneous pool.
     kv_block_tokens
-        Tokens per KV-cache block (for block-based costs).
+        Tokens per KV-cache block (for block-based costs): one number for the instances of a pool (they share
+        its scheduler); for pool candidates (:class:`PoolCandidates`) an array, one block size per pool.
     """
 
     ids: np.ndarray
@@ -80,7 +81,7 @@ class Candidates(Protocol):
     kv_blocks_used: np.ndarray
     free_kv_blocks: np.ndarray
     speed: np.ndarray
-    kv_block_tokens: int
+    kv_block_tokens: int | np.ndarray
 
     def __len__(self) -> int: ...
 
@@ -102,6 +103,8 @@ class PoolCandidates(Candidates, Protocol):
         Request classes each pool serves (empty set: any class).
     accuracy
         Quality figure of each pool's model variant (for ``multi_objective``).
+    kv_block_tokens
+        Each pool's KV-cache block size (an array, so block-based costs broadcast per pool).
     """
 
     names: tuple[str, ...]
@@ -158,7 +161,7 @@ class ArrayCandidates:
     kv_blocks_used: np.ndarray | None = None
     free_kv_blocks: np.ndarray | None = None
     speed: np.ndarray | None = None
-    kv_block_tokens: int = 16
+    kv_block_tokens: int | np.ndarray = 16
     cached_hashes: Sequence[set[int]] | None = None
     prefix_block_tokens: int = 16
     names: tuple[str, ...] = ()
