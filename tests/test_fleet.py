@@ -255,6 +255,50 @@ def test_heterogeneous_pool_serves_what_its_largest_instance_holds(mix):
     assert small in r.tail(6)["instance"].to_list()  # short requests use every instance
 
 
+HETERO_AUTO = AutoscaleConfig(policy="kpa", min_instances=1, max_instances=3, setup_delay_s=5.0, interval_s=1.0,
+                              target_concurrency=8.0)  # fmt: skip
+
+
+def test_autoscaled_heterogeneous_pool_starts_the_off_member_a_long_request_needs():
+    # members A10G, A10G, H100 (Llama-3.1-8B: 38,035 and 450,912 KV tokens); only the first A10G is on
+    fleet = Fleet(pools=(Pool("m", gpu={"A10G": 2, "H100": 1}, instances=1, autoscale=HETERO_AUTO),))
+    res = simulate(table([100, 60_000, 100], [10, 10, 10], arrival=[0.0, 0.5, 1.0]), fleet)
+    r = res.requests
+    assert not r["rejected"].any()
+    h100 = res.instances.filter(pl.col("gpu") == "H100")["instance"][0]
+    assert r["instance"][1] == h100 and r["instance"][0] != h100
+    # held from 0.5 s until the first tick after it (1 s) started the H100, which took 5 s to come on
+    assert r["admitted_s"][1] == pytest.approx(6.0)
+    assert res.counters["cold_starts"] == 1  # the policy alone would not have scaled this load
+
+
+def test_request_held_for_a_failed_member_is_served_after_repair_or_rejected_at_the_end():
+    from workbench.sim.engine import PRIO_CONTROL
+
+    fleet = Fleet(pools=(Pool("m", gpu={"A10G": 1, "H100": 1}, instances=2),))
+    reqs = table([100, 60_000], [10, 10], arrival=[0.0, 2.0])
+    for repair, admitted in ((3.0, 4.0), (None, None)):
+
+        def setup(sim, ctl, repair=repair):
+            big = next(i for i in sim.instances if i.config.gpu == "H100")
+            sim.engine.schedule(1.0, PRIO_CONTROL, lambda i, now: sim.fail_instance(i, repair), big)
+
+        r = simulate(reqs, fleet, setup=setup).requests
+        assert r["admitted_s"][1] == (pytest.approx(admitted) if admitted else None)
+        assert r["rejected"].to_list() == [False, repair is None]
+        if repair is None:  # nothing came back: recorded as rejected, with the reason, not lost
+            assert r["reject_reason"][1] == (
+                "no instance of pool 'm' that holds its 60010 tokens was on before the end of the simulation"
+            )
+
+
+def test_transferred_request_no_decode_instance_can_hold_is_rejected_not_held():
+    fleet = Fleet(pools=(Pool("p", role="prefill", gpu="H100"), Pool("d", role="decode", gpu="A10G")))
+    r = simulate(table([100, 60_000], [10, 10], arrival=[0.0, 0.5]), fleet).requests
+    assert r["rejected"].to_list() == [False, True]
+    assert r["reject_reason"][1] == "60010 tokens: no instance of pool 'd' holds them (largest holds 38032)"
+
+
 def test_heterogeneous_pool_estimate_is_order_free_and_between_its_gpus():
     from workbench.sim.routing import Request
 

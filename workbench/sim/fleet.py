@@ -291,6 +291,7 @@ class FleetController:
         sim.router = self
         sim.on_state_change = self._state_changed
         sim.on_finish = self._on_finish
+        sim.on_end = self._reject_deferred
         if self.scalers:  # hold requests while the whole fleet is scaled to zero
             sim.hold_unroutable = True
 
@@ -323,7 +324,9 @@ class FleetController:
         if new == ON:
             self.idle_since[inst.index] = now if inst.outstanding == 0 else math.inf
             queue = self.deferred[p]
-            while queue and self.views[p].insts:
+            for _ in range(len(queue)):  # each once: one that no live instance holds yet is deferred again
+                if not self.views[p].insts:
+                    break
                 self.sim.route(queue.popleft(), now)
 
     # ------------------------------------------------------------------ routing (Simulation.router)
@@ -343,14 +346,18 @@ class FleetController:
         size = request.prompt_tokens + request.output_tokens
         view = view.fitting(size)  # heterogeneous pool: only the instances that can hold the request
         if not view.insts:
-            self.reject_reason = (
-                f"{size} tokens: no live instance of pool {self.fleet.pools[p].name!r} holds them "
-                f"(largest holds {int(self.views[p].fit_tokens.max())})"
-            )
-            return REJECT
+            if size > self.capacity[p]:  # a decode pool no member of which can ever hold it
+                self.reject_reason = (
+                    f"{size} tokens: no instance of pool {self.fleet.pools[p].name!r} holds them "
+                    f"(largest holds {self.capacity[p]})"
+                )
+                return REJECT
+            # a larger member is off, starting or failed: wait for it (an autoscaler starts one, see _tick)
+            self.deferred[p].append(request)
+            return DEFER
         k = router.choose(request, view, now) if len(view) > 1 else 0
         inst = view.insts[k]
-        if size > inst.fit_tokens or request.prompt_tokens > inst.max_prompt:  # the cheap test first
+        if request.prompt_tokens > inst.max_prompt:  # the view holds only instances that fit the tokens
             self.reject_reason = inst.reject_reason(request)
             return REJECT
         i = inst.index
@@ -503,31 +510,58 @@ class FleetController:
             )
         want = clamp(cfg, self.scalers[p].desired(obs))
         current = len(on) + len(starting)
+        need, keep = 0, None
+        if deferred:  # the largest held request needs a member that holds it, on or starting
+            need = max(r.prompt_tokens + r.output_tokens for r in self.deferred[p])
+            holders = [i for i in on + starting if i.fit_tokens >= need]
+            if holders:
+                need = 0
+                keep = holders[0] if len(holders) == 1 else None  # never drain the only one
+            else:  # only an off (or draining) member holds it: start one, whatever the policy says
+                want = max(want, current + 1)
         if want > current:
-            self._scale_up(insts, want - current, cfg.setup_delay_s)
+            self._scale_up(insts, want - current, cfg.setup_delay_s, need)
         elif want < current:
-            self._scale_down(on, starting, current - want)
+            self._scale_down(on, starting, current - want, keep)
         self._record(p, now)
         busy = any(i.outstanding for i in insts) or deferred or self.sim.pending
         if now < self.until or busy:
             self.sim.engine.schedule(now + cfg.interval_s, PRIO_CONTROL, self._tick, p)
 
-    def _scale_up(self, insts: list[Instance], k: int, setup_s: float) -> None:
-        for inst in [i for i in insts if i.state == DRAINING][:k]:  # re-use a draining instance: no cold start
-            self.sim.start_instance(inst)
-            k -= 1
-        for inst in [i for i in insts if i.state == OFF][:k]:
-            self.sim.start_instance(inst, setup_s)
+    def _scale_up(self, insts: list[Instance], k: int, setup_s: float, need: int = 0) -> None:
+        """Start ``k`` members: draining ones first (no cold start), then off ones in member order; with
+        ``need``, the first member that holds ``need`` tokens goes first."""
+        order = [i for i in insts if i.state == DRAINING] + [i for i in insts if i.state == OFF]
+        if need:
+            big = next(i for i in order if i.fit_tokens >= need)  # exists: the pool's capacity holds it
+            order.remove(big)
+            order.insert(0, big)
+        for inst in order[:k]:
+            self.sim.start_instance(inst, setup_s)  # a draining one comes back at once
 
-    def _scale_down(self, on: list[Instance], starting: list[Instance], k: int) -> None:
-        for inst in starting[::-1][:k]:
+    def _reject_deferred(self, now: float) -> None:
+        """Reject the requests still held when the events run out (their pool had no instance for them)."""
+        for p, queue in enumerate(self.deferred):
+            for req in queue:
+                self.sim.reject(
+                    req,
+                    f"no instance of pool {self.fleet.pools[p].name!r} that holds its "
+                    f"{req.prompt_tokens + req.output_tokens} tokens was on before the end of the simulation",
+                )
+            queue.clear()
+
+    def _scale_down(self, on: list[Instance], starting: list[Instance], k: int, keep: Instance | None) -> None:
+        """Drain ``k`` members: starting ones first (youngest first), then on ones in drain order; never
+        ``keep`` (the only member that holds a held request) nor, while requests are held, the last on."""
+        for inst in [i for i in starting[::-1] if i is not keep][:k]:
             self.sim.drain_instance(inst)
             k -= 1
         if k <= 0 or not on:
             return
         order = drain_order(_ints(i.outstanding for i in on), self.idle_since[[i.index for i in on]])
+        order = [int(j) for j in order if on[int(j)] is not keep]
         for j in order[: min(k, len(on) - 1 if any(len(d) for d in self.deferred) else k)]:
-            self.sim.drain_instance(on[int(j)])
+            self.sim.drain_instance(on[j])
 
 
 def _prefill_batch(tokens: int):

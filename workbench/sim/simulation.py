@@ -22,6 +22,9 @@ disaggregation, failures) drives the same :class:`Simulation` through a few smal
 ``submit(request, at=None)``
     Route a request now or at a later time. Requests that find no routable instance wait in
     ``sim.pending`` and are routed when an instance turns on.
+``on_end(now)``
+    Called when the events have run out: a router that holds requests (:data:`DEFER`) rejects those it still
+    holds (:meth:`Simulation.reject`), so that every request is recorded.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class Simulation:
         self.pending: deque[Request] = deque()
         self.on_finish: Callable[[Request, Instance, float], bool] | None = None
         self.on_state_change: Callable[[Instance, str, str, float], None] | None = None
+        self.on_end: Callable[[float], None] | None = None
         #: Keep requests that find no routable instance in ``pending`` (an autoscaler will start one)
         #: instead of rejecting them.
         self.hold_unroutable = False
@@ -336,6 +340,8 @@ class Simulation:
             route(Request(i, ids[i], now, prompt[i], output[i]), now)
 
         self.engine.run(ArrivalFeed(arrival, arrive if optional else arrive_plain))
+        if self.on_end is not None:
+            self.on_end(self.engine.now)
         if self.pending:
             for req in list(self.pending):
                 self.reject(req, "no instance turned on before the end of the simulation")
