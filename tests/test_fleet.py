@@ -304,9 +304,10 @@ def test_heterogeneous_pool_estimate_is_order_free_and_between_its_gpus():
 
     req = Request(prompt_tokens=2000, output_tokens=200)
 
-    def estimate(gpu):
+    def estimate(gpu, **pool):
         box = {}
-        simulate(table([10], [1]), Fleet(pools=(Pool("m", gpu=gpu),)), setup=lambda _, c: box.update(c=c))
+        fleet = Fleet(pools=(Pool("m", gpu=gpu, **pool),))
+        simulate(table([10], [1]), fleet, setup=lambda _, c: box.update(c=c))
         return box["c"].estimate(0, req)
 
     h100, a100 = estimate("H100"), estimate("A100-80GB")
@@ -315,6 +316,10 @@ def test_heterogeneous_pool_estimate_is_order_free_and_between_its_gpus():
     for k in (0, 1):  # latency and energy: the mean of the two types
         assert ab[k] == pytest.approx((h100[k] + a100[k]) / 2)
     assert h100[0] < a100[0]
+    # weighted by the live instances: with the A100 member off, the pool is its H100
+    auto = AutoscaleConfig(policy="kpa", min_instances=1, max_instances=2)
+    live_h100 = estimate({"H100": 1, "A100-80GB": 1}, instances=1, autoscale=auto)
+    assert live_h100 == pytest.approx(h100)
 
 
 def test_views_carry_each_pools_block_size():

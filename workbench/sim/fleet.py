@@ -31,7 +31,7 @@ from workbench.sim.autoscale import PoolObservation, clamp, drain_order, get_sca
 from workbench.sim.config import InstanceConfig
 from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
-from workbench.sim.result import SimResult
+from workbench.sim.result import REQUEST_SCHEMA, SimResult
 from workbench.sim.routing import REJECT, get_router
 from workbench.sim.routing.prefix_index import PrefixIndex
 from workbench.sim.simulation import DEFER, Simulation, trace_rows
@@ -81,8 +81,8 @@ class InstanceView:
         #: longest prompt + output each instance can ever hold (whole KV blocks)
         self.fit_tokens = _ints(i.fit_tokens for i in insts)
         self._min_fit = int(self.fit_tokens.min()) if len(insts) else 0
-        sizes = {i.H for i in insts}
-        self._prefix_block = sizes.pop() if len(sizes) == 1 else None  # None: instances differ (not in a pool)
+        # tokens per prefix-cache entry: one pool's instances share its scheduler and the trace's block size
+        self._prefix_block = insts[0].H if insts else 0
         self._fitting: dict[int, InstanceView] = {}
 
     def __len__(self) -> int:
@@ -149,10 +149,8 @@ class InstanceView:
         n = len(self.insts)
         hashes = request.prefix_hashes
         block = self._prefix_block
-        if not hashes or not n or block == 0:
+        if not hashes or not block:
             return np.zeros(n, dtype=np.int64)
-        if block is None:  # instances with different prefix blocks: ask each one
-            return _ints(i.prefix_match_tokens(request) for i in self.insts)
         limit = min(len(hashes), (request.prompt_tokens - 1) // block)
         if limit <= 0:
             return np.zeros(n, dtype=np.int64)
@@ -242,7 +240,6 @@ class FleetController:
         self.entry = [k for k, p in enumerate(pools) if p.role != "decode"]
         self.decode = [k for k, p in enumerate(pools) if p.role == "decode"]
         self.members: list[list[int]] = [[] for _ in pools]
-        self.configs: list[InstanceConfig] = []
         self.deferred: list[deque] = [deque() for _ in pools]
         self.prefill_of: dict[int, int] = {}
         #: KV block size of each pool's scheduler
@@ -251,21 +248,25 @@ class FleetController:
         self.capacity: list[int] = []
         #: length-routing threshold of each pool (``max_tokens``, else its capacity)
         self.threshold: list[int] = []
-        #: per pool, per distinct instance type: (performance model, power W, member count) for estimates
+        #: per pool, per distinct instance type: (performance model, power W) for estimates
         self.kinds: list[list[tuple]] = []
+        kind_of: list[int] = []  # per instance: its type's position in its pool's kinds
         for k, pool in enumerate(pools):
-            cfgs = _pool_configs(pool)
-            bs = pool.scheduler.block_size
-            fit = max(c.kv_capacity() // bs * bs for c in cfgs) if cfgs else 0
+            kinds: dict[int, int] = {}
+            self.kinds.append([])
+            for j, (cfg, gpu_name) in enumerate(_pool_configs(pool)):
+                inst = sim.add_instance(cfg, state=ON if j < pool.instances else OFF)
+                self.members[k].append(inst.index)
+                kind = kinds.get(id(cfg))  # members of one GPU type share their configuration object
+                if kind is None:
+                    kind = kinds[id(cfg)] = len(self.kinds[k])
+                    self.kinds[k].append((inst.perf, instance_gpu(gpu_name, pool.mig).tdp_w * pool.tp))
+                kind_of.append(kind)
+            fit = max((sim.instances[i].fit_tokens for i in self.members[k]), default=0)
             cap = min(fit, model(pool.model).max_context)
             self.capacity.append(cap)
             self.threshold.append(min(cap, pool.max_tokens) if pool.max_tokens else cap)
-            self.kinds.append(_pool_kinds(pool, cfgs))
-            for j, cfg in enumerate(cfgs):
-                on = j < pool.instances
-                inst = sim.add_instance(cfg, state=ON if on else OFF)
-                self.members[k].append(inst.index)
-                self.configs.append(cfg)
+        self.kind_of = np.asarray(kind_of, dtype=np.int64)
         n = len(sim.instances)
         self.pool_of = np.empty(n, dtype=np.int64)
         for k, idx in enumerate(self.members):
@@ -439,20 +440,24 @@ class FleetController:
         """Expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load.
 
         The pool's mean queued prefill and running batch per live instance; in a heterogeneous pool, the mean
-        over its instance types weighted by their share of the pool's instances.
+        over its instance types weighted by their share of the pool's live instances (of all its members when
+        none is live).
         """
         view = self.views[p]
-        n = max(len(view), 1)
-        queued = float(view.queued_prefill_tokens.sum()) / n if len(view) else 0.0
-        batch = float(view.running.sum()) / n + 1 if len(view) else 1.0
-        latency = energy = 0.0
+        n = len(view)
+        queued = float(view.queued_prefill_tokens.sum()) / n if n else 0.0
+        batch = float(view.running.sum()) / n + 1 if n else 1.0
         kinds = self.kinds[p]
-        total = sum(count for _, _, count in kinds)
-        for perf, power_w, count in kinds:
+        ids = view.ids if n else self.members[p]
+        share = np.bincount(self.kind_of[ids], minlength=len(kinds)) / len(ids)
+        latency = energy = 0.0
+        for (perf, power_w), w in zip(kinds, share.tolist(), strict=True):
+            if not w:
+                continue
             prefill = perf.iteration_time(_prefill_batch(int(queued) + request.prompt_tokens))
             step = perf.decode_time(max(int(batch), 1), request.prompt_tokens + request.output_tokens // 2)
-            latency += count / total * (prefill + request.output_tokens * step)
-            energy += count / total * power_w * (prefill + request.output_tokens * step / batch)
+            latency += w * (prefill + request.output_tokens * step)
+            energy += w * power_w * (prefill + request.output_tokens * step / batch)
         return latency, energy
 
     # ------------------------------------------------------------------ autoscaling
@@ -577,21 +582,9 @@ def model_kv_bytes(model_name: str) -> int:
     return model(model_name).kv_bytes_per_token(1)
 
 
-def _pool_kinds(pool: Pool, configs: list[InstanceConfig]) -> list[tuple]:
-    """(performance model, power W, instance count) of each distinct instance type of a pool."""
-    kinds: dict[int, list] = {}
-    gpus = pool.gpu_list() or pool.gpu_types()
-    for j, cfg in enumerate(configs):
-        entry = kinds.get(id(cfg))
-        if entry is None:
-            power = instance_gpu(gpus[j % len(gpus)], pool.mig).tdp_w * pool.tp
-            kinds[id(cfg)] = entry = [cfg.performance_model(), power, 0]
-        entry[2] += 1
-    return [tuple(k) for k in kinds.values()]
-
-
-def _pool_configs(pool: Pool) -> list[InstanceConfig]:
-    """Instance configurations of a pool's possible members (initial ones first)."""
+def _pool_configs(pool: Pool) -> list[tuple[InstanceConfig, str]]:
+    """(instance configuration, GPU type) of a pool's possible members, initial ones first; members of one
+    GPU type share one configuration object."""
     from workbench.hardware import RooflineModel, kv_capacity_tokens
 
     gpus = pool.gpu_list() or pool.gpu_types()
@@ -621,7 +614,7 @@ def _pool_configs(pool: Pool) -> list[InstanceConfig]:
                 n_gpus=pool.gpus_per_instance,
                 **kw,
             )
-        out.append(cache[g])
+        out.append((cache[g], g))
     return out
 
 
@@ -723,12 +716,33 @@ def instance_count(result: SimResult) -> pl.DataFrame:
     )  # fmt: skip
 
 
-#: Columns of :func:`summarize` (one row of :func:`compare`), in order, with their types.
-SUMMARY_SCHEMA: dict[str, type] = {
-    "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p50_s": pl.Float64, "tpot_p99_s": pl.Float64,
-    "e2e_p99_s": pl.Float64, "hit_rate": pl.Float64, "requests": pl.Int64, "rejected": pl.Int64,
-    "preemptions": pl.Int64, "cold_starts": pl.Int64, "gpu_hours": pl.Float64,
-}  # fmt: skip
+def _summary(requests: pl.DataFrame, counters: Mapping) -> pl.DataFrame:
+    """:func:`summarize`'s one-row table (latencies and hit rate over the served requests)."""
+    ok = ~pl.col("rejected")
+
+    def served(col: str) -> pl.Expr:
+        return pl.col(col).filter(ok)
+
+    return requests.select(
+        served("ttft_s").quantile(0.5).alias("ttft_p50_s"),
+        served("ttft_s").quantile(0.99).alias("ttft_p99_s"),
+        served("tpot_s").quantile(0.5).alias("tpot_p50_s"),
+        served("tpot_s").quantile(0.99).alias("tpot_p99_s"),
+        served("e2e_s").quantile(0.99).alias("e2e_p99_s"),
+        (served("cached_tokens").cast(pl.Int64).sum() / served("prompt_tokens").cast(pl.Int64).sum()).alias(
+            "hit_rate"
+        ),
+        pl.len().cast(pl.Int64).alias("requests"),
+        pl.col("rejected").sum().cast(pl.Int64).alias("rejected"),
+        pl.lit(int(counters.get("preemptions", 0)), dtype=pl.Int64).alias("preemptions"),
+        pl.lit(int(counters.get("cold_starts", 0)), dtype=pl.Int64).alias("cold_starts"),
+        pl.lit(float(counters.get("gpu_hours", math.nan)), dtype=pl.Float64).alias("gpu_hours"),
+    )
+
+
+#: Columns of :func:`summarize` (one row of :func:`compare`), in order, with their types (read off the
+#: summary of an empty result).
+SUMMARY_SCHEMA: dict[str, pl.DataType] = dict(_summary(pl.DataFrame(schema=REQUEST_SCHEMA), {}).schema)
 
 
 def summarize(result: SimResult) -> dict:
@@ -736,27 +750,7 @@ def summarize(result: SimResult) -> dict:
 
     Keys and types: :data:`SUMMARY_SCHEMA`.
     """
-    r = result.requests
-    ok = r.filter(~pl.col("rejected"))
-    q = ok.select(
-        pl.col("ttft_s").quantile(0.5).alias("ttft_p50_s"),
-        pl.col("ttft_s").quantile(0.99).alias("ttft_p99_s"),
-        pl.col("tpot_s").quantile(0.5).alias("tpot_p50_s"),
-        pl.col("tpot_s").quantile(0.99).alias("tpot_p99_s"),
-        pl.col("e2e_s").quantile(0.99).alias("e2e_p99_s"),
-        (pl.col("cached_tokens").cast(pl.Int64).sum() / pl.col("prompt_tokens").cast(pl.Int64).sum()).alias(
-            "hit_rate"
-        ),
-    ).row(0, named=True)
-    c = result.counters
-    q.update(
-        requests=r.height,
-        rejected=int(r["rejected"].sum()),
-        preemptions=int(c.get("preemptions", 0)),
-        cold_starts=int(c.get("cold_starts", 0)),
-        gpu_hours=float(c.get("gpu_hours", math.nan)),
-    )
-    return q
+    return _summary(result.requests, result.counters).row(0, named=True)
 
 
 def compare(results: Mapping[str, SimResult], **extra_columns) -> pl.DataFrame:
