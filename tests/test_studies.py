@@ -147,5 +147,9 @@ def test_autoscale_curve_sweeps_a_knob_next_to_static_fleets():
     # ... and a longer tail (the threshold policy adds one instance per tick: its P99 is the cold start anyway)
     for policy in ("kpa", "delayed_off"):
         assert p99[(policy, 32.0)] > 5 * p99[(policy, 2.0)]
-    with pytest.raises(ConfigError, match=r"sweeps\[0\]: unknown autoscale field 'tau'"):
+    unknown = r"sweeps\[0\] \('delayed_off', 'tau', 1.0\): unknown field\(s\) \['tau'\] for AutoscaleConfig"
+    with pytest.raises(ConfigError, match=unknown + "; valid fields: policy, min_instances"):
         autoscale_curve(_bursty(), (("delayed_off", "tau", (1.0,)),), static=())
+    # an unknown shared field is named as such (not the swept knob)
+    with pytest.raises(ConfigError, match=r"2.0\): unknown field\(s\) \['bogus'\] for AutoscaleConfig; valid"):
+        autoscale_curve(_bursty(), (("kpa", "target_concurrency", (2.0,)),), static=(), autoscale={"bogus": 1})

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive, require_range
+from workbench.config import from_dict, require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.sim.fleet import SUMMARY_SCHEMA, compare, simulate, summarize
 from workbench.sim.result import SimResult
@@ -316,11 +316,11 @@ def autoscale_curve(
             fields = {**shared, knob: v}
             if policy == "threshold" and knob == "up_threshold":
                 fields["down_threshold"] = v / 4
+            fields.update(policy=policy, min_instances=min_instances, max_instances=max_instances)
             try:
-                cfg = AutoscaleConfig(policy=policy, min_instances=min_instances, max_instances=max_instances,
-                                      **fields)  # fmt: skip
-            except TypeError:
-                raise ConfigError(f"sweeps[{k}]: unknown autoscale field {knob!r}") from None
+                cfg = from_dict(AutoscaleConfig, fields)  # unknown fields named, with the valid ones
+            except ConfigError as err:
+                raise ConfigError(f"sweeps[{k}] ({policy!r}, {knob!r}, {v!r}): {err}") from None
             start = max(min_instances, 1)
             fleets[(policy, knob, float(v))] = Fleet(
                 pools=(Pool("main", instances=start, autoscale=cfg, router=router, **pool),)
