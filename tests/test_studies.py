@@ -111,6 +111,20 @@ def test_slo_sizing_finds_the_fewest_gpus(agent):
         slo_sizing(agent, slo_s=-1.0)
 
 
+def test_slo_sizing_prices_the_gpus_of_the_instances():
+    from workbench.hardware import gpu
+
+    tr = Synthetic(arrivals=Poisson(4.0), lengths=Fixed(1000, 50)).generate(60, seed=0)
+    for g in ("H100-SXM", "A100-80GB-SXM"):
+        table, results = slo_sizing(tr, slo_s=2.0, thresholds=(600,), max_gpus=4, gpu=g, tp=2)
+        mono = table.row(0, named=True)
+        n = mono["gpus"]  # instances, of two GPUs each
+        assert mono["meets_slo"] and (results["monolithic"].instances["n_gpus"] == 2).all()
+        assert mono["usd_per_hour"] == pytest.approx(n * 2 * gpu(g).cloud_usd_per_gpu_hr)
+    with pytest.raises(ConfigError, match="slo_sizing grows each pool one instance at a time, which a GPU mix"):
+        slo_sizing(tr, slo_s=2.0, gpu={"H100-SXM": 1, "A100-80GB-SXM": 1})
+
+
 def test_disaggregation_study_rows():
     tr = Synthetic(arrivals=Poisson(4.0), lengths=Fixed(2000, 100)).generate(150, seed=0)
     table, results = disaggregation_study(tr, gpus=4, prefill_shares=(0.25, 0.5))

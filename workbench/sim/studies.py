@@ -31,18 +31,26 @@ from workbench.sim.topology import Fleet, Pool, monolithic
 SEED_POLICIES = ("round_robin", "jsq", "vllm_v1", "llmd", "sglang_cache_aware", "dynamo", "lmetric")
 
 
-def gpu_cost_usd(result: SimResult) -> float:
-    """Cloud cost of the powered GPU time (``cloud_usd_per_gpu_hr`` of each instance's GPU, MIG by share)."""
+def _usd_per_gpu_hour(gpu_name: str) -> float:
+    """Cloud price of one GPU of an instance's ``gpu`` (a MIG slice is priced as its whole GPU)."""
     from workbench.hardware import gpu
 
+    return gpu(gpu_name.split("-MIG-")[0]).cloud_usd_per_gpu_hr
+
+
+def gpu_cost_usd(result: SimResult) -> float:
+    """Cloud cost of the powered GPU time (``cloud_usd_per_gpu_hr`` of each instance's GPU, MIG by share)."""
     seg = result.segments.filter(pl.col("state") != "off").join(
         result.instances.select("instance", "gpu", "n_gpus"), on="instance"
     )
     hours = seg.group_by("gpu", "n_gpus").agg(((pl.col("end_s") - pl.col("start_s")).sum() / 3600).alias("h"))
-    return float(
-        sum(row["h"] * row["n_gpus"] * gpu(row["gpu"].split("-MIG-")[0]).cloud_usd_per_gpu_hr
-            for row in hours.iter_rows(named=True))
-    )  # fmt: skip
+    rows = hours.select("gpu", "n_gpus", "h").iter_rows()
+    return float(sum(h * n * _usd_per_gpu_hour(g) for g, n, h in rows))
+
+
+def fleet_usd_per_hour(result: SimResult) -> float:
+    """Cloud price per hour of all the result's instances (GPUs per instance x price per GPU, MIG by share)."""
+    return float(sum(n * _usd_per_gpu_hour(g) for g, n in result.instances.select("gpu", "n_gpus").iter_rows()))
 
 
 def _requests(trace) -> pl.DataFrame:
@@ -174,26 +182,32 @@ def slo_sizing(
     its row reports that run.
 
     Returns a table with one row per fleet shape: ``policy``, ``gpus`` (``None`` when ``max_gpus`` are not
-    enough), ``short_gpus``, ``long_gpus``, ``meets_slo``, ``usd_per_hour`` (cloud price of the GPUs),
-    :func:`~workbench.sim.fleet.summarize`'s columns and ``short_ttft_p99_s`` (requests under the first
-    threshold), and the results of the chosen fleets.
+    enough), ``short_gpus``, ``long_gpus``, ``meets_slo``, ``usd_per_hour`` (cloud price of the fleet's GPUs,
+    :func:`fleet_usd_per_hour`), :func:`~workbench.sim.fleet.summarize`'s columns and ``short_ttft_p99_s``
+    (requests under the first threshold), and the results of the chosen fleets.
+
+    The counts (``gpus``, ``short_gpus``, ``long_gpus`` and ``max_gpus``) are instances, one GPU each with the
+    default ``tp = 1`` and no MIG; ``usd_per_hour`` prices the GPUs the instances really use (``tp`` GPUs, or a
+    MIG share, each at its GPU type's price).
     """
     require_positive("slo_s", slo_s)
     require_range("quantile", quantile, 0.0, 1.0)
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 2:
         raise ConfigError(f"max_gpus must be an integer >= 2, got {max_gpus!r}")
-    from workbench.hardware import gpu
-
-    price = gpu(pool.get("gpu", "H100-SXM")).cloud_usd_per_gpu_hr
+    if isinstance(pool.get("gpu"), Mapping):
+        raise ConfigError(
+            f"gpu: slo_sizing grows each pool one instance at a time, which a GPU mix {pool['gpu']!r} (a fixed "
+            "instance count per type) does not allow; give one GPU type"
+        )
     rows, results = [], {}
 
     def add(name, res, n, n_short=None, n_long=None, meets=False):
         row = {"policy": name, "gpus": n, "short_gpus": n_short, "long_gpus": n_long, "meets_slo": meets,
-               "usd_per_hour": None if n is None else n * price, **dict.fromkeys(SUMMARY_SCHEMA),
-               "short_ttft_p99_s": None}  # fmt: skip
+               "usd_per_hour": None, **dict.fromkeys(SUMMARY_SCHEMA), "short_ttft_p99_s": None}  # fmt: skip
         if res is not None:
             results[name] = res
-            row.update(summarize(res), short_ttft_p99_s=_short_p99(res, thresholds[0]))
+            row.update(summarize(res), usd_per_hour=fleet_usd_per_hour(res))
+            row.update(short_ttft_p99_s=_short_p99(res, thresholds[0]))
         rows.append(row)
 
     for n in range(1, max_gpus + 1):
@@ -362,6 +376,7 @@ __all__ = [
     "autoscale_curve",
     "cdf_trace",
     "disaggregation_study",
+    "fleet_usd_per_hour",
     "gpu_cost_usd",
     "length_split_study",
     "policy_ranks",
