@@ -112,3 +112,32 @@ def test_bad_input():
     assert isinstance(service_distribution("lognormal", mean=1.0, cv=0.5), Lognormal)
     assert math.isclose(Lognormal(2.0, 0.5).var, 1.0)
     assert isinstance(simulate_queue(1.0, Exponential(1.0), 2, 100).customers, pl.DataFrame)
+
+
+class _Fixed:
+    """A user service distribution returning given times (cycled)."""
+
+    def __init__(self, times):
+        self.times = np.asarray(times, dtype=float)
+        self.mean = 1.0
+
+    def sample(self, rng, n):
+        return np.resize(self.times, n)
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        ([1.0, -0.5], r"_Fixed.sample must give finite service times >= 0 s; customer 1 got -0.5 \(5 of 10"),
+        ([1.0, 1.0, math.nan], r"customer 2 got nan \(3 of 10 bad\)"),
+        ([math.inf], r"customer 0 got inf \(10 of 10 bad\)"),
+    ],
+)
+def test_bad_service_times_are_one_clear_error(times, message):
+    with pytest.raises(ConfigError, match=message):
+        simulate_queue(0.5, _Fixed(times), 2, 10)
+    wrong = _Fixed([1.0])
+    wrong.sample = lambda rng, n: np.ones((n, 2))
+    with pytest.raises(ConfigError, match=r"_Fixed.sample gave an array of shape \(10, 2\), not 10"):
+        simulate_queue(0.5, wrong, 2, 10)
+    assert simulate_queue(0.5, _Fixed([0.0, 2.0]), 2, 10).customers.height == 9  # 0 s is a valid time

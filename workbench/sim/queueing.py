@@ -213,6 +213,17 @@ def simulate_queue(
     arr_ss, svc_ss = np.random.SeedSequence(seed).spawn(2)
     arrivals = np.cumsum(np.random.default_rng(arr_ss).exponential(1.0 / arrival_rate, customers))
     service_np = np.asarray(service.sample(np.random.default_rng(svc_ss), customers), dtype=np.float64)
+    # departures go straight onto the engine's heap (no past-event check): the times must be valid
+    name = type(service).__name__
+    if service_np.shape != (customers,):
+        raise ConfigError(f"service: {name}.sample gave an array of shape {service_np.shape}, not {customers}")
+    bad = ~((service_np >= 0.0) & (service_np < math.inf))  # one vectorised pass; nan fails both tests
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ConfigError(
+            f"service: {name}.sample must give finite service times >= 0 s; customer {i} got "
+            f"{float(service_np[i])!r} ({int(bad.sum())} of {customers} bad)"
+        )
     service_s = array("d", service_np.tobytes())
     if not table:
         del service_np
