@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench import traces
-from workbench.errors import WorkloadError
+from workbench.errors import DatasetError, WorkloadError
 from workbench.traces import SCHEMA, Trace
 
 DATA = Path(__file__).parent / "data"
@@ -164,6 +164,10 @@ def test_scan_pushes_a_window_into_the_read(shipped_data):
     assert traces.scan(DATA / "burstgpt_sample.csv").collect().equals(burst)
     with pytest.raises(WorkloadError, match="file not found"):
         traces.scan(DATA / "nope.csv")
+    # a dataset that is no request trace is refused as load refuses it (not scanned as a table)
+    for read in (traces.load, traces.scan):
+        with pytest.raises(DatasetError, match="'ifs_lmsys_cdf' is a table file, not a request trace"):
+            read("ifs_lmsys_cdf")
 
 
 def test_lazy_view_is_the_same_data():

@@ -296,6 +296,21 @@ def load(name: str, *, sort: bool = False, duplicates: str = "error", allow_down
     (``kind == "table"``) are read with polars from :func:`fetch`'s path.
     """
     d = get(name)
+    path = trace_file(name, allow_download=allow_download)
+    trace = load_trace(path, sort=sort, duplicates=duplicates, name=name)
+    return trace.with_requests(trace.requests, source=trace.source or f"{d.citation} License: {d.license}.")
+
+
+def trace_file(name: str, *, allow_download: bool = True) -> Path:
+    """:func:`fetch` for a request dataset (kinds ``trace``, ``lengths``): what :func:`load` and
+    :func:`workbench.traces.scan` read.
+
+    Raises
+    ------
+    DatasetError
+        As :func:`fetch`, and for a dataset of another kind (the message says how to read it).
+    """
+    d = get(name)
     if d.kind not in ("trace", "lengths"):
         raise DatasetError(
             f"dataset {name!r} is a {d.kind} file, not a request trace; "
@@ -306,5 +321,4 @@ def load(name: str, *, sort: bool = False, duplicates: str = "error", allow_down
             ),
             field="name",
         )
-    trace = load_trace(fetch(name, allow_download=allow_download), sort=sort, duplicates=duplicates, name=name)
-    return trace.with_requests(trace.requests, source=trace.source or f"{d.citation} License: {d.license}.")
+    return fetch(name, allow_download=allow_download)

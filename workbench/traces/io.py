@@ -72,11 +72,11 @@ def load(
     if isinstance(source, Trace):
         return source
     path = Path(source)
-    if not path.exists():
-        if isinstance(source, str) and path.suffix == "" and len(path.parts) == 1:
-            from workbench import datasets
+    if _dataset_name(source, path):
+        from workbench import datasets
 
-            return datasets.load(source, sort=sort, duplicates=duplicates)
+        return datasets.load(source, sort=sort, duplicates=duplicates)
+    if not path.exists():
         raise WorkloadError("file not found", file=str(path))
     kind = file_kind(path)
     columns = header(path, kind)
@@ -149,10 +149,10 @@ def scan(
     :func:`load` for the whole file.
     """
     path = Path(source)
-    if not path.exists() and isinstance(source, str) and path.suffix == "" and len(path.parts) == 1:
+    if _dataset_name(source, path):
         from workbench import datasets
 
-        path = datasets.fetch(source)
+        path = datasets.trace_file(source)  # a request dataset (other kinds: a clear error)
     if not path.exists():
         raise WorkloadError("file not found", file=str(path))
     kind = file_kind(path)
@@ -164,6 +164,11 @@ def scan(
     if "request_id" not in names:
         lf = lf.with_row_index("request_id")
     return lf.select(conform_exprs(lf.collect_schema()))
+
+
+def _dataset_name(source, path: Path) -> bool:
+    """Whether ``source`` names a registered dataset: a bare name (no folder, no suffix) that is no file."""
+    return isinstance(source, str) and path.suffix == "" and len(path.parts) == 1 and not path.exists()
 
 
 def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat:
