@@ -53,6 +53,18 @@ def test_bad_file_raises_one_clear_error(name):
     assert name in str(err) and f"row {row}" in str(err)
 
 
+@pytest.mark.parametrize(("name", "passes"), [("extra_field.csv", 1), ("non_numeric_tokens.csv", 0)])
+def test_ragged_record_search_runs_only_for_a_field_count_error(monkeypatch, name, passes):
+    from workbench.traces import io
+
+    calls = []
+    real = io._raise_ragged_csv
+    monkeypatch.setattr(io, "_raise_ragged_csv", lambda path: calls.append(path) or real(path))
+    with pytest.raises(WorkloadError, match=EXPECTED[name][2]):
+        traces.load(BAD / name)
+    assert len(calls) == passes  # the pure-Python pass over the file only when polars counted fields
+
+
 def test_unsorted_sorted_on_request_with_warning_and_nothing_dropped():
     with pytest.warns(UserWarning, match="not sorted .first at row 3.; sorted them"):
         trace = traces.load(BAD / "unsorted_timestamps.csv", sort=True)

@@ -207,7 +207,8 @@ def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
         if kind == "jsonl":
             _raise_bad_json(path, fmt)
         if kind == "csv":
-            _raise_ragged_csv(path)
+            if "more fields" in str(exc):  # polars: "found more fields than defined in 'Schema'"
+                _raise_ragged_csv(path)
             try:
                 return fmt.scan(path, kind, as_strings=True).collect()
             except pl.exceptions.PolarsError:
