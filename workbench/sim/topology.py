@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.config import from_dict, require_positive, require_range
+from workbench.config import from_dict, require_choice, require_positive, require_range
 from workbench.errors import ConfigError, HardwareError
 from workbench.sim.autoscale import AutoscaleConfig
 from workbench.sim.config import SchedulerConfig
@@ -56,9 +56,11 @@ def _fail(field_name: str, message: str) -> ConfigError:
 
 
 def _require_choice(field_name: str, what: str, value: str, choices) -> None:
-    """``field: unknown <what> 'x'; choose one of: ...`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise _fail(field_name, f"unknown {what} {value!r}; choose one of: {', '.join(sorted(choices))}")
+    """``field: unknown <what> 'x'; choose one of: ...`` (the message of config.require_choice)."""
+    try:
+        require_choice(field_name, value, tuple(choices), what=what)
+    except ConfigError as err:
+        raise _fail(field_name, str(err)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import inspect
 
 import numpy as np
 
+from workbench.config import require_choice
 from workbench.errors import ConfigError
 from workbench.sim.routing.base import (
     REJECT,
@@ -69,9 +70,10 @@ def check_router_name(name: str, field: str = "router") -> None:
     The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
     for the default field).
     """
-    if name not in ROUTERS:
-        where = "" if field == "router" else f"{field}: "
-        raise ConfigError(f"{where}unknown router {name!r}; choose one of: {', '.join(sorted(ROUTERS))}")
+    try:
+        require_choice(field, name, tuple(ROUTERS), what="router")
+    except ConfigError as err:
+        raise ConfigError(str(err) if field == "router" else f"{field}: {err}") from None
 
 
 def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -> Router:
