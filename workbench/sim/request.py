@@ -30,7 +30,8 @@ class Request:
         Times the request was preempted (recompute) / moved off a failed instance.
     kv_ready
         ``True`` when its KV cache was transferred (prefill/decode disaggregation): a decode instance admits it
-        straight into the decode batch.
+        straight into the decode batch. Preempted there, it loses the transferred cache (``False`` again) and
+        recomputes its prompt and generated tokens on that instance.
     instance
         Index of the instance holding it (-1 before routing).
     """
