@@ -157,7 +157,9 @@ class InstanceView:
         index = self._index
         if index is None:
             index = self._attach()
-        index.settle(self.owner.sim.engine.now)  # evictions decode runs have made by now (made lazily)
+        due = index.due  # decode runs evict lazily: make those due by now first
+        if due and due[0][0] <= self.owner.sim.engine.now:
+            index.settle(self.owner.sim.engine.now)
         out = index.match(hashes, limit, None if index.ncols == self._full else self._cols)
         out *= block
         return out

@@ -43,7 +43,7 @@ class PrefixIndex:
     reused. Memory: one byte per (cached distinct hash, tracked instance).
     """
 
-    __slots__ = ("_col", "_count", "_due", "_free", "_hash", "_m", "_row", "_seq", "ncols")
+    __slots__ = ("_col", "_count", "_free", "_hash", "_m", "_row", "_seq", "due", "ncols")
 
     def __init__(self) -> None:
         #: instance id -> column
@@ -55,8 +55,9 @@ class PrefixIndex:
         self._hash: list[int | None] = [None] * 64
         self._count = [0] * 64  # instances holding each row's hash
         self._free = list(range(63, 0, -1))
-        # (time, tie-break, instance): instances whose lazy evictions may be due from that time on
-        self._due: list[tuple[float, int, CachingInstance]] = []
+        #: heap of (time, tie-break, instance): instances whose lazy evictions may be due from that time on
+        #: (a reader may test ``due and due[0][0] <= now`` before calling :meth:`settle`)
+        self.due: list[tuple[float, int, CachingInstance]] = []
         self._seq = count()
 
     def __len__(self) -> int:
@@ -127,11 +128,11 @@ class PrefixIndex:
 
     def defer(self, inst: CachingInstance, at: float) -> None:
         """``inst`` evicts nothing before time ``at``; :meth:`settle` asks it from then on."""
-        heappush(self._due, (at, next(self._seq), inst))
+        heappush(self.due, (at, next(self._seq), inst))
 
     def settle(self, now: float) -> None:
         """Have every instance with evictions due by ``now`` make them (call before :meth:`match`)."""
-        due = self._due
+        due = self.due
         while due and due[0][0] <= now:
             heappop(due)[2].settle(now)  # one still owing blocks defers itself again
 
