@@ -15,6 +15,8 @@ below read the cache between iterations and through a cache-aware router, and co
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import polars as pl
 import pytest
@@ -268,3 +270,36 @@ def test_skipping_equals_per_iteration_under_tight_kv_with_prefixes(case):
         ref = simulate_reference(reqs, config(kv_blocks, **sched), prefix_block_tokens=hash_tokens)
         assert (ref["finish_s"].is_null().to_numpy() == too_long).all()
         assert_same(fast.requests, ref, ("first_token_s", "finish_s", "cached_tokens", "preemptions"))
+
+
+def test_index_settle_inside_the_rounding_margin_returns():
+    # an eviction is announced a hair (1e-9 relative) before the iteration that makes it starts; a reader at
+    # a time inside that margin evicts nothing yet, and the instance must defer itself to a later time (it
+    # deferred to the same time before, and PrefixIndex.settle looped on it forever: 1M-request runs hung)
+    reqs = frame([0.0, 0.0], [160, 17], [2, 250], [A, [7]])
+    sim = Simulation(seed=0, prefix_block_tokens=H)
+    sim.add_instance(config())
+    index = PrefixIndex()
+    inst = sim.instances[0]
+    announced = []
+
+    def read_at_announcement(_, now):
+        index.settle(now)  # must return
+        assert not index.due or index.due[0][0] > now
+        walk = inst.prefix_match_tokens(Request(prompt_tokens=10**6, prefix_hashes=A)) // H
+        announced.append((now, inst.evict_at, index.match(A, len(A), None)[0], walk))
+
+    def track(_, now):
+        index.track(inst)
+        assert inst.evict_at < float("inf")  # B's run borrows evictable blocks
+        sim.engine.schedule(inst.evict_at, PRIO_CONTROL, read_at_announcement, None)
+
+    sim.engine.schedule(0.3, PRIO_CONTROL, track, None)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("PrefixIndex.settle did not return"))
+    signal.alarm(20)
+    try:
+        sim.run(reqs)
+    finally:
+        signal.alarm(0)
+    ((now, next_at, depth, walk),) = announced
+    assert next_at > now and depth == walk == 9  # the first eviction is announced: none made inside the margin

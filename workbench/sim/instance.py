@@ -351,17 +351,20 @@ class Instance:
         j = min(self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0), self.run_k - 1)
         self._make_free(self._crossings(self.G + 1, j) - self.run_extra)
         if self.free < 0:
-            self._next_eviction()
+            self._next_eviction(now)
         else:
             self.evict_at = math.inf
 
-    def _next_eviction(self) -> None:
-        """Set :attr:`evict_at` for a decode run that still borrows ``-free`` blocks (tell the index)."""
+    def _next_eviction(self, now: float) -> None:
+        """Set :attr:`evict_at` (after ``now``) for a decode run that still borrows ``-free`` blocks (tell
+        the index)."""
         # free + run_extra blocks are backed: they hold the growth of the next m iterations (2..m+1); the
         # run's iteration m + 2 must evict, and it starts once m + 1 iterations are done
         m = self._affordable(self.G + 1, self.free + self.run_extra, self.run_k - 1)
         t = self.t0 + self.perf.decode_run_time(self.run_B, self.ctx, m + 1)
-        self.evict_at = t - 1e-9 * t  # a margin for rounding: settle() then counts the iterations exactly
+        # a margin for rounding (settle() then counts the iterations exactly), but always later than now: a
+        # settle at a time within the margin makes no eviction and must not be asked again at that time
+        self.evict_at = max(t - 1e-9 * t, math.nextafter(now, math.inf))
         if self.prefix_index is not None:
             self.prefix_index.defer(self, self.evict_at)
 
@@ -470,7 +473,7 @@ class Instance:
                     # evicted in iteration order by settle() (readers mid-run, a cut, the run's end)
                     self.free -= extra
                     if self.free < 0:
-                        self._next_eviction()
+                        self._next_eviction(now)
             else:
                 k = 1
                 self.run_extra = 0

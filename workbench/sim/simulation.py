@@ -30,7 +30,6 @@ disaggregation, failures) drives the same :class:`Simulation` through a few smal
 from __future__ import annotations
 
 import math
-import sys
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from workbench._progress import interactive as _interactive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.sim.config import InstanceConfig, SimConfig
 from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError, paused_gc
@@ -563,18 +563,6 @@ class _Records:
         schema = dict(REQUEST_SCHEMA)
         schema["retries"] = pl.Int32()
         return out.select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def _interactive() -> bool:
-    """Whether a person is likely watching: stderr is a terminal or the code runs in an IPython kernel."""
-    try:
-        if sys.stderr is not None and sys.stderr.isatty():
-            return True
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        pass
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return getattr(shell, "kernel", None) is not None
 
 
 def _progress_bar(n: int, progress: bool | None):

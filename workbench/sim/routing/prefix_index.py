@@ -133,8 +133,11 @@ class PrefixIndex:
     def settle(self, now: float) -> None:
         """Have every instance with evictions due by ``now`` make them (call before :meth:`match`)."""
         due = self.due
+        ready = []
         while due and due[0][0] <= now:
-            heappop(due)[2].settle(now)  # one still owing blocks defers itself again
+            ready.append(heappop(due)[2])
+        for inst in ready:  # taken off first: one still owing blocks defers itself (to a later time) again
+            inst.settle(now)
 
     def holds(self, inst_id: int) -> set[int]:
         """The hashes the index records for instance ``inst_id`` (for audits and tests)."""
