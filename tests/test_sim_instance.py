@@ -206,6 +206,20 @@ def test_start_and_drain_lifecycle_segments():
         assert (g["start_s"].shift(-1) - g["end_s"]).drop_nulls().abs().max() < 1e-12
 
 
+def transfer_after_prefill(sim, prefill, delay_s=0.002):
+    """An ``on_finish`` hook: requests leaving ``prefill`` with tokens still to generate are resubmitted,
+    ``kv_ready``, ``delay_s`` later (the KV transfer of a P/D pair)."""
+
+    def handoff(req, inst, now):
+        if inst is prefill and req.generated < req.output_tokens:
+            req.kv_ready = True
+            sim.submit(req, at=now + delay_s)
+            return True
+        return False
+
+    return handoff
+
+
 def test_prefill_decode_handoff_through_on_finish_hook():
     reqs = frame([0.0, 0.01], [500, 400], [30, 1])
     sim = Simulation()
@@ -219,14 +233,7 @@ def test_prefill_decode_handoff_through_on_finish_hook():
 
     sim.router = ByRole()
 
-    def handoff(req, inst, now):
-        if inst is prefill and req.generated < req.output_tokens:
-            req.kv_ready = True
-            sim.submit(req, at=now + 0.002)
-            return True
-        return False
-
-    sim.on_finish = handoff
+    sim.on_finish = transfer_after_prefill(sim, prefill)
     res = sim.run(reqs)
     r = res.requests
     assert r["instance"].to_list() == [decode.index, prefill.index]
@@ -250,15 +257,8 @@ def test_transferred_request_preempted_on_decode_instance_recomputes_there():
         def choose(self, request, instances, now):
             return decode.index if request.kv_ready else prefill.index
 
-    def handoff(req, inst, now):
-        if inst is prefill and req.generated < req.output_tokens:
-            req.kv_ready = True
-            sim.submit(req, at=now + 0.002)
-            return True
-        return False
-
     sim.router = ByRole()
-    sim.on_finish = handoff
+    sim.on_finish = transfer_after_prefill(sim, prefill)
     res = sim.run(reqs)
     assert res.requests["preemptions"].to_list() == [0, 1]
     assert res.requests["instance"].to_list() == [decode.index, decode.index]
