@@ -565,6 +565,25 @@ def test_pool_split_study_skips_degenerate_thresholds(long_tailed):
         pool_split_study(long_tailed, SLO(2.0, 0.1), thresholds=[])
 
 
+def test_pool_split_study_draws_a_generator_for_sim_requests(monkeypatch):
+    """A generator was drawn the default 4,000 requests, so sim_requests above that simulated fewer (as
+    size_fleet draws max(sim_requests, 4000))."""
+    from workbench.planning import check
+    from workbench.planning.compare import pool_split_study
+
+    replayed: list[int] = []
+
+    def one(self, cand, a1, a2):  # record the replayed window, refute without simulating
+        replayed.append(self.trace.requests.height)
+        return {"sim_instances1": None, "sim_instances2": None, "sim_slo_met": False,
+                "sim_j_per_output_token": None, "sim_runs": 0}  # fmt: skip
+
+    monkeypatch.setattr(check._Checker, "one", one)
+    gen = Synthetic(Poisson(40.0), LogNormal(math.log(1000), 1.0, math.log(200), 0.8), name="long-tailed")
+    pool_split_study(gen, SLO(2.0, 0.1), gpus=["H100"], thresholds=[2048], check=1, sim_requests=4500)
+    assert replayed and set(replayed) == {4500}
+
+
 def test_check_progress_bar(wl, capsys):
     cands = [Candidate("H100"), Candidate("L40S")]
     size_fleet(wl, SLO(1.0, 0.05), cands, check=2, sim_requests=300, progress=True)

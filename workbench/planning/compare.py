@@ -16,7 +16,7 @@ import polars as pl
 from workbench.errors import ConfigError
 from workbench.planning.sizing import size_fleet
 from workbench.planning.spec import SLO, Candidate, CostBasis
-from workbench.planning.workload import Workload, workload
+from workbench.planning.workload import Workload, prepare_workload
 from workbench.traces.schema import Trace
 
 
@@ -57,7 +57,8 @@ def pool_split_study(
     Parameters
     ----------
     wl
-        The workload (a prepared :class:`Workload`, or a trace or generator for :func:`workload`).
+        The workload: a prepared :class:`Workload`, a trace, or a generator drawn ``max(sim_requests, 4000)``
+        requests with ``seed`` (as by :func:`~workbench.planning.size_fleet`).
     slo
         Latency targets.
     gpus
@@ -89,8 +90,7 @@ def pool_split_study(
         raise ConfigError("gpus is empty: give at least one GPU type to compare")
     if not thresholds:
         raise ConfigError("thresholds is empty: give at least one prompt-token threshold")
-    if not isinstance(wl, Workload):
-        wl = workload(wl, seed=seed)
+    wl = prepare_workload(wl, None, seed=seed, sim_requests=sim_requests)
     shortest, longest = _prompt_range(wl)
     used = _splitting(thresholds, shortest, longest)
     if not used:

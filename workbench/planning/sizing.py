@@ -20,7 +20,7 @@ from workbench.errors import ConfigError
 from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
 from workbench.planning.spec import SLO, Candidate, CostBasis, gpu_name
-from workbench.planning.workload import GENERATED_REQUESTS, Workload, check_qps, workload
+from workbench.planning.workload import Workload, check_qps, prepare_workload
 from workbench.traces.schema import Trace
 
 #: Columns of the configuration part of a sizing table.
@@ -284,15 +284,7 @@ def size_fleet(
     check_qps(qps)
     check = require_int("check", check, low=0)
     sim_requests = require_int("sim_requests", sim_requests)
-    if isinstance(trace, Workload):
-        if qps is not None and qps != trace.qps:
-            raise ConfigError(
-                f"the workload is already prepared at {trace.qps:g} req/s, so qps={qps!r} would be ignored; "
-                "pass the trace itself, or workload(trace, qps)"
-            )
-        wl = trace
-    else:
-        wl = workload(trace, qps, seed=seed, n_requests=max(sim_requests, GENERATED_REQUESTS))
+    wl = prepare_workload(trace, qps, seed=seed, sim_requests=sim_requests)
     cost = cost or CostBasis()
     t0 = time.perf_counter()
     table = screen_table(wl, slo, candidates, model, cost, perf, arrivals).with_row_index("_i")

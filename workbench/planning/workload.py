@@ -167,3 +167,43 @@ def workload(
     prompt = df["prompt_tokens"].to_numpy()[take].astype(np.float64)
     output = df["output_tokens"].to_numpy()[take].astype(np.float64)
     return Workload(trace=scaled, qps=float(rate), prompt=prompt, output=output)
+
+
+def prepare_workload(
+    trace: Workload | Trace | object, qps: float | None, *, seed: int, sim_requests: int
+) -> Workload:
+    """The :class:`Workload` a sizing question runs on: a prepared one as is, else :func:`workload` of it.
+
+    A generator is drawn ``max(sim_requests, GENERATED_REQUESTS)`` requests with ``seed``, so that a simulation
+    check replays ``sim_requests`` of them.
+
+    Parameters
+    ----------
+    trace
+        A prepared :class:`Workload`, a :class:`~workbench.traces.Trace` or a generator (``.generate``).
+    qps
+        Target mean arrival rate (``None``: the trace's own rate, or the prepared workload's).
+    seed
+        Seed of the length sample, of a generator's draw and of Poisson arrivals for length-only traces.
+    sim_requests
+        Requests each simulation check replays.
+
+    Returns
+    -------
+    Workload
+        The workload at ``qps``.
+
+    Raises
+    ------
+    ConfigError
+        ``sim_requests`` not an integer >= 1, or a prepared workload with a ``qps`` other than its own.
+    """
+    sim_requests = require_int("sim_requests", sim_requests)
+    if isinstance(trace, Workload):
+        if qps is not None and qps != trace.qps:
+            raise ConfigError(
+                f"the workload is already prepared at {trace.qps:g} req/s, so qps={qps!r} would be ignored; "
+                "pass the trace itself, or workload(trace, qps)"
+            )
+        return trace
+    return workload(trace, qps, seed=seed, n_requests=max(sim_requests, GENERATED_REQUESTS))
