@@ -303,3 +303,14 @@ def test_index_settle_inside_the_rounding_margin_returns():
         signal.alarm(0)
     ((now, next_at, depth, walk),) = announced
     assert next_at > now and depth == walk == 9  # the first eviction is announced: none made inside the margin
+
+
+def test_reference_loop_ends_when_the_last_arrival_is_rejected():
+    # found by hypothesis: request 1 (65 tokens > max_num_batched_tokens 64, chunked prefill off) is rejected
+    # on arrival after request 0 has finished; the loop then looked up arrival[n]
+    reqs = frame([0.0, 0.0], [1, 65], [1, 1], [[], [0, 1, 2, 3]])
+    conf = config(5, max_num_seqs=1, max_num_batched_tokens=64, chunked_prefill=False)
+    ref = simulate_reference(reqs, conf, prefix_block_tokens=H)
+    fast, _ = engine(reqs, conf)
+    assert ref["finish_s"].is_null().to_list() == [False, True]
+    assert_same(fast.requests, ref, ("first_token_s", "finish_s"))

@@ -161,6 +161,8 @@ def simulate_reference(
         while nxt < n and arrival[nxt] < now:  # arrived during the last iteration: queued for the next
             arrive()
         if not waiting and not running:  # idle: the next arrival starts a step on its own (like the engine)
+            if nxt == n:  # the last arrivals were all rejected
+                break
             now = max(now, arrival[nxt])
             arrive()
             continue
