@@ -160,7 +160,6 @@ def check_candidates(
     model: str,
     cost: CostBasis,
     budget: int = 3,
-    retry: int | None = None,
     sim_requests: int = 3000,
     seed: int = 0,
     stop_early: bool = False,
@@ -173,8 +172,8 @@ def check_candidates(
     stops after ``budget`` candidates, or (``stop_early``) when the next candidate's analytic cost is already at
     least the cheapest simulated cost (the analytic count is normally optimistic, so it cannot win). When the
     simulator refutes all ``budget`` candidates (no count up to :data:`MAX_GROWTH` x the analytic one meets the
-    SLO), up to ``retry`` more are tried (default: ``budget``), so that one unlucky shortlist does not turn into
-    "no fleet". Candidates at a reduced clock are not simulated (the fleet simulator runs GPUs at full clock).
+    SLO), up to ``budget`` more are tried, so that one unlucky shortlist does not turn into "no fleet".
+    Candidates at a reduced clock are not simulated (the fleet simulator runs GPUs at full clock).
     ``progress`` shows a bar over the candidates (``None``: in a terminal or notebook only).
 
     Returns ``(rows, runs)``: one row per simulated candidate (``_i`` and ``sim_*`` columns) and one row per
@@ -186,7 +185,6 @@ def check_candidates(
     from workbench.carbon import site
     from workbench.planning.costs import gpu_hour_usd
 
-    retry = budget if retry is None else retry
     place = site(cost.site)
     g_per_j = 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh")  # per 1k tokens
 
@@ -199,11 +197,11 @@ def check_candidates(
     )
     with bar:
         for a in order.iter_rows(named=True):
-            verified = np.isfinite(best)
-            if len(rows) >= budget + (0 if verified else retry) or (stop_early and a["usd_per_hour"] >= best):
+            limit = budget if np.isfinite(best) else 2 * budget
+            if len(rows) >= limit or (stop_early and a["usd_per_hour"] >= best):
                 break
             if len(rows) >= bar.total:  # retrying after the simulator refuted the shortlist
-                bar.total = min(budget + retry, order.height)
+                bar.total = min(2 * budget, order.height)
                 bar.refresh()
             cand = cands[a["_i"]]
             bar.set_postfix_str(cand.label, refresh=True)
