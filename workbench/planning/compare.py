@@ -167,11 +167,6 @@ def _splitting(thresholds: Sequence[int], shortest: int, longest: int) -> list[i
     return sorted({int(t) for t in thresholds if shortest <= t < longest})
 
 
-def splitting_thresholds(wl: Workload, thresholds: Sequence[int]) -> list[int]:
-    """The thresholds (sorted, distinct) that leave requests of the workload's trace in both pools."""
-    return _splitting(thresholds, *_prompt_range(wl))
-
-
 def describe_split(table: pl.DataFrame) -> str:
     """Sentences summing up a :func:`pool_split_study` table: where two pools win or lose, and by how much.
 
