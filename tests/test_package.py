@@ -34,9 +34,9 @@ def test_config_helpers():
         require_choice("policy", "c", ["b", "a"])
     with pytest.raises(ConfigError, match=r"^unknown router 'x'; choose one of: a, b$"):
         require_choice("router", "x", ("a", "b"))
-    with pytest.raises(ConfigError, match=r"^unknown pool 'a'\.router 'x'; choose one of: a, b$"):
-        require_choice("router", "x", ("a", "b"), what="pool 'a'.router")
-    require_choice("router", "a", ("a", "b"), what="pool 'a'.router")
+    with pytest.raises(ConfigError, match=r"^pool 'a'\.router: unknown router 'x'; choose one of: a, b$"):
+        require_choice("pool 'a'.router", "x", ("a", "b"), what="router")
+    require_choice("pool 'a'.router", "a", ("a", "b"), what="router")
 
 
 @pytest.mark.parametrize(

@@ -43,11 +43,12 @@ def require_choice(
 ) -> None:
     """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (listed in the message).
 
-    ``what`` labels the value in the message instead of ``name`` (e.g. ``"pool 'a'.router"``).
+    The message reads ``unknown <name> 'x'; choose one of: ...``; with ``what`` (what the value is, when
+    ``name`` is a field path such as ``"pool 'a'.role"``) it reads ``<name>: unknown <what> 'x'; ...``.
     """
     if value not in choices:
-        label = name if what is None else what
-        raise ConfigError(f"unknown {label} {value!r}; choose one of: {', '.join(sorted(choices))}")
+        head = f"unknown {name}" if what is None else f"{name}: unknown {what}"
+        raise ConfigError(f"{head} {value!r}; choose one of: {', '.join(sorted(choices))}")
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

@@ -55,14 +55,6 @@ def _fail(field_name: str, message: str) -> ConfigError:
     return ConfigError(f"{field_name}: {message}")
 
 
-def _require_choice(field_name: str, what: str, value: str, choices) -> None:
-    """``field: unknown <what> 'x'; choose one of: ...`` (the message of config.require_choice)."""
-    try:
-        require_choice(field_name, value, tuple(choices), what=what)
-    except ConfigError as err:
-        raise _fail(field_name, str(err)) from None
-
-
 @dataclass(frozen=True, slots=True)
 class Pool:
     """A group of identical-role instances behind one in-pool router.
@@ -138,7 +130,7 @@ class Pool:
         if self.router in POOL_ROUTERS:
             valid = sorted(set(ROUTERS) - POOL_ROUTERS)
             raise _fail(f"{where}.router", f"{self.router!r} chooses pools; use one of: {', '.join(valid)}")
-        _require_choice(f"{where}.role", "role", self.role, ROLES)
+        require_choice(f"{where}.role", self.role, ROLES, what="role")
         if isinstance(self.scheduler, dict):
             try:
                 object.__setattr__(self, "scheduler", from_dict(SchedulerConfig, self.scheduler))
@@ -147,7 +139,7 @@ class Pool:
         elif not isinstance(self.scheduler, SchedulerConfig):
             raise _fail(f"{where}.scheduler", f"expected a table of scheduler fields, got {self.scheduler!r}")
         if self.mig is not None:
-            _require_choice(f"{where}.mig", "MIG profile", self.mig, tuple(MIG_PROFILES))
+            require_choice(f"{where}.mig", self.mig, tuple(MIG_PROFILES), what="MIG profile")
             if self.tp != 1:
                 raise _fail(f"{where}.mig", f"MIG slices run with tp = 1, got tp = {self.tp}")
         if self.max_tokens is not None:
@@ -249,7 +241,7 @@ class Fleet:
         check_router_name(self.decode_router, "fleet.decode_router")
         if self.decode_router in POOL_ROUTERS:
             raise ConfigError(f"fleet.decode_router: {self.decode_router!r} chooses pools, not instances")
-        _require_choice("fleet.interconnect", "interconnect", self.interconnect, tuple(INTERCONNECTS))
+        require_choice("fleet.interconnect", self.interconnect, tuple(INTERCONNECTS), what="interconnect")
         if self.link_bandwidth_gbs is not None:
             require_positive("fleet.link_bandwidth_gbs", self.link_bandwidth_gbs)
         if self.link_latency_s is not None:

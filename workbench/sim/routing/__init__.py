@@ -70,10 +70,7 @@ def check_router_name(name: str, field: str = "router") -> None:
     The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
     for the default field).
     """
-    try:
-        require_choice(field, name, tuple(ROUTERS), what="router")
-    except ConfigError as err:
-        raise ConfigError(str(err) if field == "router" else f"{field}: {err}") from None
+    require_choice(field, name, tuple(ROUTERS), what=None if field == "router" else "router")
 
 
 def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -> Router:
