@@ -26,7 +26,6 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import WorkloadError
-from workbench.traces import _fastcsv
 from workbench.traces._timeparse import iso_to_ns
 from workbench.traces.schema import COLUMNS
 
@@ -150,6 +149,8 @@ class TableFormat:
         """
         iso_csv = kind == "csv" and self.time == "datetime" and self.datetime_format == ISO_FRACTION
         if iso_csv and not self.drop_rows:
+            from workbench.traces import _fastcsv  # imports pyarrow: only when a file may take this path
+
             df = _fastcsv.read(path, dict(self.columns), self.csv_dtypes(), separator=separator(path))
             if df is not None:
                 return df
