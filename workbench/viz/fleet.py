@@ -20,6 +20,14 @@ _METRIC_TITLES = {
     "e2e_s": "end-to-end latency (s)",
     "queue_s": "queueing delay (s)",
 }
+#: Axis titles of the cost-latency charts' columns (others are titled by their column name).
+_AXIS_TITLES = {
+    "gpu_hours": "GPU-hours",
+    "cost_usd": "cloud cost (USD)",
+    "ttft_p50_s": "median TTFT (s)",
+    "ttft_p99_s": "P99 TTFT (s)",
+    "tpot_p50_s": "median TPOT (s/token)",
+}
 
 
 def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
@@ -115,11 +123,9 @@ def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p9
     table
         A comparison table with columns ``policy``, ``x`` and ``y`` (see :func:`workbench.sim.fleet.compare`).
     """
-    titles = {"gpu_hours": "GPU-hours", "ttft_p99_s": "P99 TTFT (s)", "tpot_p50_s": "median TPOT (s/token)",
-              "ttft_p50_s": "median TTFT (s)"}  # fmt: skip
     base = alt.Chart(table, width=WIDTH, height=HEIGHT).encode(
-        x=alt.X(f"{x}:Q", title=titles.get(x, x), scale=alt.Scale(zero=False)),
-        y=alt.Y(f"{y}:Q", title=titles.get(y, y), scale=alt.Scale(zero=False)),
+        x=alt.X(f"{x}:Q", title=_AXIS_TITLES.get(x, x), scale=alt.Scale(zero=False)),
+        y=alt.Y(f"{y}:Q", title=_AXIS_TITLES.get(y, y), scale=alt.Scale(zero=False)),
     )
     points = base.mark_point(filled=True, size=80, color="black")
     labels = base.mark_text(align="left", dx=7, dy=-4).encode(text="policy:N")
@@ -139,15 +145,17 @@ def tradeoff_curves(
     log_y
         Logarithmic latency axis.
     """
-    titles = {"gpu_hours": "GPU-hours", "ttft_p99_s": "P99 TTFT (s)", "ttft_p50_s": "median TTFT (s)",
-              "cost_usd": "cloud cost (USD)"}  # fmt: skip
     data = table.with_row_index("order")
+    y_scale = alt.Scale(type="log") if log_y else alt.Scale()
     enc = {
-        "x": alt.X(f"{x}:Q", title=titles.get(x, x), scale=alt.Scale(zero=False)),
-        "y": alt.Y(f"{y}:Q", title=titles.get(y, y), scale=alt.Scale(type="log") if log_y else alt.Scale()),
+        "x": alt.X(f"{x}:Q", title=_AXIS_TITLES.get(x, x), scale=alt.Scale(zero=False)),
+        "y": alt.Y(f"{y}:Q", title=_AXIS_TITLES.get(y, y), scale=y_scale),
         "order": alt.Order("order:Q"),
         "tooltip": [
-            "curve:N", "value:Q", alt.Tooltip(f"{x}:Q", format=".3f"), alt.Tooltip(f"{y}:Q", format=".3f")
+            "curve:N",
+            "value:Q",
+            alt.Tooltip(f"{x}:Q", format=".3f"),
+            alt.Tooltip(f"{y}:Q", format=".3f"),
         ],
     }
     color = alt.Color("curve:N", title="policy: knob")
