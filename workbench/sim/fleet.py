@@ -677,7 +677,7 @@ def simulate(
     ctl.start_autoscaling(last)
     if setup is not None:
         setup(sim, ctl)
-    result = sim.run(requests, progress=progress)
+    result = sim._run_checked(requests, block, progress)  # rows checked above: not twice
     return _finish_result(result, ctl)
 
 

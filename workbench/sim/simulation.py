@@ -285,7 +285,10 @@ class Simulation:
             Without instances, for prefill instances without ``on_finish``, or when the trace's prefix block
             size differs from the one the instances were built with (their caches would ignore its hashes).
         """
-        requests, block = trace_rows(requests)
+        return self._run_checked(*trace_rows(requests), progress)
+
+    def _run_checked(self, requests: pl.DataFrame, block: int | None, progress: bool | None) -> SimResult:
+        """:meth:`run` on rows already checked by :func:`trace_rows` (with the trace's block size)."""
         if (
             block is not None
             and block != self.prefix_block_tokens
@@ -646,4 +649,4 @@ def simulate(
     sim = Simulation(seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments)
     for _ in range(config.n_instances):
         sim.add_instance(config.instance)
-    return sim.run(requests, progress=progress)
+    return sim._run_checked(requests, block, progress)
