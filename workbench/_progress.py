@@ -49,7 +49,8 @@ def progress_enabled(progress: bool | None) -> bool:
     """Resolve a ``progress=`` argument: ``True``/``False`` as given, ``None`` as :func:`interactive`.
 
     Used by :func:`workbench.experiments.sweep`, the simulation check of :func:`workbench.planning.size_fleet`,
-    :func:`workbench.planning.compare.pool_split_study` and (for long traces) the simulator.
+    :func:`workbench.planning.compare.pool_split_study`; the simulator asks :func:`interactive` itself, for
+    traces of at least ``PROGRESS_MIN_REQUESTS`` rows.
     """
     if progress is not None:
         return bool(progress)
