@@ -67,7 +67,24 @@ class ArrivalProcess(Protocol):
 
     def sample(
         self, rng: np.random.Generator, n: int | None = None, duration_s: float | None = None
-    ) -> np.ndarray: ...
+    ) -> np.ndarray:
+        """Arrival times of ``n`` requests, or of all requests in ``[0, duration_s)``.
+
+        Parameters
+        ----------
+        rng
+            The arrival stream (spawned from the generator's seed).
+        n
+            Number of arrivals; give this or ``duration_s``.
+        duration_s
+            Generate all arrivals in ``[0, duration_s)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted arrival times in seconds (float64).
+        """
+        ...
 
     @property
     def mean_rate(self) -> float: ...
@@ -128,19 +145,7 @@ class Poisson:
     ) -> np.ndarray:
         """Poisson arrival times: exponential gaps of mean ``1 / rate``.
 
-        Parameters
-        ----------
-        rng
-            The arrival stream (spawned from the generator's seed).
-        n
-            Number of arrivals; give this or ``duration_s``.
-        duration_s
-            Generate all arrivals in ``[0, duration_s)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            Sorted arrival times in seconds (float64).
+        Parameters and returns: see :meth:`ArrivalProcess.sample`.
         """
         _need_one(n, duration_s)
         return _renewal(rng, "exponential", 1.0, self.rate, n, duration_s)
@@ -171,19 +176,7 @@ class Renewal:
     ) -> np.ndarray:
         """Renewal arrival times: i.i.d. gaps of mean ``1 / rate`` and CV ``cv`` from ``family``.
 
-        Parameters
-        ----------
-        rng
-            The arrival stream (spawned from the generator's seed).
-        n
-            Number of arrivals; give this or ``duration_s``.
-        duration_s
-            Generate all arrivals in ``[0, duration_s)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            Sorted arrival times in seconds (float64).
+        Parameters and returns: see :meth:`ArrivalProcess.sample`.
         """
         _need_one(n, duration_s)
         return _renewal(rng, self.family, self.cv, self.rate, n, duration_s)
@@ -316,19 +309,7 @@ class TimeVarying:
     ) -> np.ndarray:
         """Arrival times following the rate profile (thinning for CV 1, time rescaling otherwise).
 
-        Parameters
-        ----------
-        rng
-            The arrival stream (spawned from the generator's seed).
-        n
-            Number of arrivals; give this or ``duration_s``.
-        duration_s
-            Generate all arrivals in ``[0, duration_s)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            Sorted arrival times in seconds (float64).
+        Parameters and returns: see :meth:`ArrivalProcess.sample`.
         """
         _need_one(n, duration_s)
         if self.cv == 1.0:
@@ -358,7 +339,22 @@ class TimeVarying:
 class LengthModel(Protocol):
     """Prompt and output token counts (int32 arrays, >= 1) for ``n`` requests."""
 
-    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and output token counts of ``n`` requests.
+
+        Parameters
+        ----------
+        rng
+            The length stream (spawned from the generator's seed).
+        n
+            Number of requests.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        """
+        ...
 
 
 def _tokens(x: np.ndarray) -> np.ndarray:
@@ -379,17 +375,7 @@ class Fixed:
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` copies of the fixed prompt and output lengths.
 
-        Parameters
-        ----------
-        rng
-            The length stream (spawned from the generator's seed).
-        n
-            Number of requests.
-
-        Returns
-        -------
-        tuple of numpy.ndarray
-            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        Parameters and returns: see :meth:`LengthModel.sample`.
         """
         return np.full(n, self.prompt_tokens, np.int32), np.full(n, self.output_tokens, np.int32)
 
@@ -419,17 +405,7 @@ class LogNormal:
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Correlated log-normal lengths, rounded to whole tokens (at least 1).
 
-        Parameters
-        ----------
-        rng
-            The length stream (spawned from the generator's seed).
-        n
-            Number of requests.
-
-        Returns
-        -------
-        tuple of numpy.ndarray
-            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        Parameters and returns: see :meth:`LengthModel.sample`.
         """
         z1, z2 = rng.standard_normal(n), rng.standard_normal(n)
         z2 = self.rho * z1 + math.sqrt(1 - self.rho**2) * z2
@@ -460,17 +436,7 @@ class Empirical:
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` (prompt, output) pairs drawn from the table with replacement.
 
-        Parameters
-        ----------
-        rng
-            The length stream (spawned from the generator's seed).
-        n
-            Number of requests.
-
-        Returns
-        -------
-        tuple of numpy.ndarray
-            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        Parameters and returns: see :meth:`LengthModel.sample`.
         """
         idx = rng.integers(0, self.prompt.size, n)
         return self.prompt[idx], self.output[idx]
@@ -497,17 +463,7 @@ class Pmf:
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Prompt and output lengths drawn independently from their PMFs, rounded to whole tokens.
 
-        Parameters
-        ----------
-        rng
-            The length stream (spawned from the generator's seed).
-        n
-            Number of requests.
-
-        Returns
-        -------
-        tuple of numpy.ndarray
-            ``(prompt_tokens, output_tokens)``, int32 arrays of length ``n``, values >= 1.
+        Parameters and returns: see :meth:`LengthModel.sample`.
         """
         p = rng.choice(self.prompt_values, n, p=self.prompt_probs)
         o = rng.choice(self.output_values, n, p=self.output_probs)
