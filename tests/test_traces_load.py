@@ -197,6 +197,18 @@ def test_csv_cannot_hold_hashes(tmp_path):
         traces.write(gen.generate(n=20, seed=0), tmp_path / "s.csv")
 
 
+def test_has_prefix_hashes():
+    sessions = traces.Synthetic(traces.Poisson(1.0), traces.Fixed(600, 10), traces.Sessions(mean_turns=2))
+    hashed = sessions.generate(n=20, seed=0)
+    plain = traces.Synthetic(traces.Poisson(1.0), traces.Fixed(600, 10)).generate(n=20, seed=0)
+    assert hashed.has_prefix_hashes and not plain.has_prefix_hashes
+    one = hashed.requests.with_columns(
+        prefix_hashes=pl.when(pl.col("request_id") == 3).then(pl.col("prefix_hashes")).otherwise(None)
+    )
+    assert hashed.with_requests(one).has_prefix_hashes  # one request with hashes is enough
+    assert not hashed.with_requests(hashed.requests.head(0)).has_prefix_hashes
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(1, 60),

@@ -66,8 +66,7 @@ def _one(trace: Trace) -> dict:
         # inverted CDF: the smallest length x with share(length <= x) >= p (an observed value)
         qs = np.quantile(values, [p / 100 for p in PERCENTILES], method="inverted_cdf")
         row.update({f"{short}_p{p}": float(q) for p, q in zip(PERCENTILES, qs, strict=True)})
-    has_hashes = df["prefix_hashes"].null_count() < df.height
-    if has_hashes:
+    if trace.has_prefix_hashes:
         reuse = block_reuse(trace)
         total = reuse["blocks"].sum()
         row["prefix_reuse"] = reuse["reused_blocks"].sum() / total if total else 0.0

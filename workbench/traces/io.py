@@ -292,7 +292,7 @@ def write(trace: Trace, path: str | Path) -> Path:
         attrs = {k: getattr(trace, k) for k in _META_KEYS}
         df.write_parquet(path, metadata={"workbench": json.dumps(attrs)})
     elif kind == "csv":
-        if df["prefix_hashes"].null_count() != df.height:
+        if trace.has_prefix_hashes:
             raise WorkloadError(
                 "CSV cannot store prefix_hashes; write .parquet or .jsonl",
                 file=str(path),

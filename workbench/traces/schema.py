@@ -84,6 +84,18 @@ class Trace:
         col = self.requests["arrival_s"]
         return float(col.max() - col.min())
 
+    @property
+    def has_prefix_hashes(self) -> bool:
+        """Whether any request carries prefix hashes.
+
+        Returns
+        -------
+        bool
+            ``True`` when the ``prefix_hashes`` column has at least one non-null value (``False`` for an empty
+            trace).
+        """
+        return self.requests["prefix_hashes"].null_count() < self.requests.height
+
     def with_requests(self, requests: pl.DataFrame, **changes) -> Trace:
         """Return a copy with other requests (and optionally other attributes)."""
         kwargs = {

@@ -624,7 +624,7 @@ class PrefixReuse:
         """
         block = block_tokens or trace.prefix_block_tokens
         df = trace.requests
-        if block is None or df["prefix_hashes"].null_count() == df.height:
+        if block is None or not trace.has_prefix_hashes:
             raise WorkloadError(
                 f"{trace.name!r} has no prefix hashes with a known block size (prefix_block_tokens)",
                 field="prefix_hashes",

@@ -277,7 +277,7 @@ def fit(
     p, o = trace.requests["prompt_tokens"].to_numpy(), trace.requests["output_tokens"].to_numpy()
     model = Empirical(p, o) if lengths == "empirical" else LogNormal.fit(p, o)
     reuse = None
-    if prefix and trace.requests["prefix_hashes"].null_count() < len(trace):
+    if prefix and trace.has_prefix_hashes:
         if trace.prefix_block_tokens is None:
             warnings.warn(
                 f"{trace.name}: prefix_hashes without prefix_block_tokens; the twin carries no hashes",

@@ -138,7 +138,7 @@ def iat_cdf_chart(traces: Trace | Sequence[Trace]) -> alt.LayerChart:
 
 def prefix_reuse_chart(traces: Trace | Sequence[Trace], bin_s: float | None = None) -> alt.Chart:
     """Share of prompt blocks already seen earlier, per time bin, for traces that have prefix hashes."""
-    items = [t for t in _list(traces) if t.has_arrivals and t.requests["prefix_hashes"].null_count() < len(t)]
+    items = [t for t in _list(traces) if t.has_arrivals and t.has_prefix_hashes]
     if not items:
         data = pl.DataFrame(schema={"trace": pl.Utf8, "t": pl.Float64, "reuse": pl.Float64})
         unit, bin_s = "s", bin_s or 1.0
