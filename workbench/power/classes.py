@@ -417,11 +417,25 @@ def fit_power_classes(
     km = KMeans(n_classes, n_init=10, random_state=seed).fit(yf[:, None])
     x = features(runs)
     xe, roof, log_n = _energy_features(with_architecture(runs), x)
-    return PowerClasses(
-        np.sort(km.cluster_centers_.ravel()),
-        _regressor(seed, n_trees).fit(x, yf),
-        _regressor(seed, n_trees, 1.0).fit(xe, yp - log_n),
-        _regressor(seed, n_trees, 1.0).fit(xe, yt - roof),
+    regressors = _fit_regressors(x, xe, yf, yp - log_n, yt - roof, seed, n_trees)
+    return PowerClasses(np.sort(km.cluster_centers_.ravel()), *regressors)
+
+
+def _fit_regressors(
+    x: np.ndarray,
+    xe: np.ndarray,
+    frac: np.ndarray,
+    log_power: np.ndarray,
+    log_ratio: np.ndarray,
+    seed: int,
+    n_trees: int,
+) -> tuple[ExtraTreesRegressor, ExtraTreesRegressor, ExtraTreesRegressor]:
+    """The three regressors of :class:`PowerClasses`: power fraction of TDP on the base features, log per-GPU
+    power and log throughput over the roofline rate on the energy features."""
+    return (
+        _regressor(seed, n_trees).fit(x, frac),
+        _regressor(seed, n_trees, 1.0).fit(xe, log_power),
+        _regressor(seed, n_trees, 1.0).fit(xe, log_ratio),
     )
 
 
@@ -465,9 +479,11 @@ def evaluate_held_out(
     cls_ok = np.empty(yf.size, bool)
     for tr, te in GroupKFold(n_splits).split(x, groups=runs["model_id"].to_numpy()):
         cent = np.sort(KMeans(3, n_init=10, random_state=seed).fit(yf[tr, None]).cluster_centers_.ravel())
-        pf[te] = _regressor(seed, n_trees).fit(x[tr], yf[tr]).predict(x[te])
-        pp[te] = _regressor(seed, n_trees, 1.0).fit(xe[tr], (yp - log_n)[tr]).predict(xe[te]) + log_n[te]
-        pt[te] = _regressor(seed, n_trees, 1.0).fit(xe[tr], (yt - roof)[tr]).predict(xe[te]) + roof[te]
+        targets = (yf[tr], (yp - log_n)[tr], (yt - roof)[tr])
+        power, inst_power, ratio = _fit_regressors(x[tr], xe[tr], *targets, seed, n_trees)
+        pf[te] = power.predict(x[te])
+        pp[te] = inst_power.predict(xe[te]) + log_n[te]
+        pt[te] = ratio.predict(xe[te]) + roof[te]
         cls_ok[te] = _label(pf[te], cent) == _label(yf[te], cent)
     pe, ye = pp - pt, yp - yt  # log energy per output token
     keep = np.ones(yf.size, bool)
