@@ -27,6 +27,17 @@ def test_write_figures_png_and_svg(tmp_path):
         assert (tmp_path / f"{name}.svg").read_text().lstrip().startswith("<svg")
 
 
+def test_save_as_writes_one_file_per_suffix(tmp_path):
+    import altair as alt
+
+    from workbench.viz import save_as
+
+    chart = alt.Chart(alt.Data(values=[{"x": 1}])).mark_point().encode(x="x:Q")
+    paths = save_as(chart, tmp_path / "sub" / "v1.2", suffixes=(".svg", ".json"))
+    assert paths == [tmp_path / "sub" / "v1.2.svg", tmp_path / "sub" / "v1.2.json"]
+    assert paths[0].read_text().lstrip().startswith("<svg") and paths[1].read_text() == chart.to_json()
+
+
 def test_each_builder_returns_a_chart_spec():
     for name in ("workload_lengths", "instance_timeline", "power_vs_batch", "sobol", "grid_flex"):
         spec = figures.FIGURES[name].build().to_dict()

@@ -77,10 +77,9 @@ class DemoContext:
 
     def save_chart(self, name: str, chart) -> None:
         """Write ``chart`` to ``out/<name>.png`` and ``out/<name>.svg``."""
-        from workbench.viz import save
+        from workbench.viz import save_as
 
-        for suffix in (".png", ".svg"):
-            self.files.append(save(chart, self.out / f"{name}{suffix}"))
+        self.files.extend(save_as(chart, self.out / name))
 
 
 DemoStep = Callable[[DemoContext], None]

@@ -55,7 +55,7 @@ def write_figures(
     Returns one row per figure: name, notebook, title, build seconds (wall).
     """
     from workbench.errors import ConfigError
-    from workbench.viz import save
+    from workbench.viz import save_as
 
     names = list(FIGURES) if not names else list(names)
     unknown = [n for n in names if n not in FIGURES]
@@ -66,8 +66,7 @@ def write_figures(
         fig = FIGURES[name]
         start = time.perf_counter()
         chart = fig.build()
-        for suffix in (".png", ".svg"):
-            save(chart, Path(out) / f"{name}{suffix}")
+        save_as(chart, Path(out) / name)
         rows.append({"figure": name, "notebook": fig.notebook, "title": fig.title,
                      "seconds": time.perf_counter() - start})  # fmt: skip
         echo(f"[{name}] {rows[-1]['seconds']:.1f} s")
