@@ -268,8 +268,8 @@ def simulate_with_failures(
         With ``counters``: ``failures`` (down periods), ``retried`` (the simulator's count of requests moved
         off failed instances: ``interrupted + requeued``), ``interrupted`` (running requests restarted
         elsewhere), ``requeued`` (waiting requests moved, no work lost), ``node_failures`` (node down
-        periods) and ``repairs`` (instances back up; the simulator counts them under ``cold_starts`` too,
-        there being no autoscaler here).
+        periods) and ``repairs`` (instances back up: the simulator's ``cold_starts``, there being no
+        autoscaler here).
     """
     from workbench.sim.engine import PRIO_CONTROL
 
@@ -290,27 +290,22 @@ def simulate_with_failures(
     )
     events = down_periods(gpu_events, node_events, per_node)
     events = [e for e in events if e[1] < instances]
-    extra = {"interrupted": 0, "requeued": 0, "node_failures": len(node_events), "repairs": 0}
+    extra = {"interrupted": 0, "requeued": 0, "node_failures": len(node_events)}
 
     def inject(sim, ctl) -> None:
         sim.hold_unroutable = True  # requests wait for a repair when every instance is down
-
-        def back(inst, now: float) -> None:
-            extra["repairs"] += 1
-            sim.start_instance(inst)
 
         def fail(arg: tuple[int, float], now: float) -> None:
             inst = sim.instances[arg[0]]
             extra["interrupted"] += len(inst.running)
             extra["requeued"] += len(inst.waiting)
-            sim.fail_instance(inst)
-            sim.engine.schedule(now + arg[1], PRIO_CONTROL, back, inst)
+            sim.fail_instance(inst, repair_s=arg[1])
 
         for t, i, d, _cause in events:
             sim.engine.schedule(t, PRIO_CONTROL, fail, (i, d))
 
     res = simulate_fleet(trace, gpu(gpu_name).name, model, tp, instances, failures=inject, seed=seed)
-    res.counters.update(extra)
+    res.counters.update(extra, repairs=res.counters["cold_starts"])  # no autoscaler: every start is a repair
     return res
 
 
