@@ -35,10 +35,7 @@ from workbench.traces.synthetic import (
     streams,
     weibull_shape,
 )
-
-
-def _renumber(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+from workbench.traces.validate import _renumber
 
 
 def _need_arrivals(trace: Trace, what: str) -> None:

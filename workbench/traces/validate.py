@@ -37,6 +37,11 @@ ROW = "__row"
 TOKEN_FIELDS = ("prompt_tokens", "output_tokens")
 
 
+def _renumber(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with ``request_id`` set to 0, 1, ... in row order (added as the last column when missing)."""
+    return df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+
+
 def first_row(df: pl.DataFrame, mask: pl.Expr) -> int:
     """1-based source row of the first record where ``mask`` is true."""
     rows = df.lazy().with_row_index("__pos", offset=1).filter(mask)
@@ -123,7 +128,7 @@ def validate(
         _not_lists(df, file, label["prefix_hashes"])
     own_ids = "request_id" in df.columns
     if not own_ids:
-        df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+        df = _renumber(df)
     df = conform(df)
 
     # Tokens: cast failures (non-numeric), nulls, NaN/fractions in float sources, values <= 0.
@@ -168,7 +173,7 @@ def validate(
             )
             df = df.sort("arrival_s", maintain_order=True)
             if not own_ids:  # generated ids follow arrival order
-                df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+                df = _renumber(df)
         if not own_ids:
             df = _duplicates(df, file, label, duplicates, report)
     elif df["arrival_s"].null_count() != df.height:
@@ -246,4 +251,4 @@ def _duplicates(df: pl.DataFrame, file, label: dict, mode: str, report: dict | N
         warnings.warn(f"{where}; kept them as distinct requests", stacklevel=4)
         return df
     warnings.warn(f"{where}; dropped them", stacklevel=4)
-    return df.filter(~mask).with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+    return _renumber(df.filter(~mask))
