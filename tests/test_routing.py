@@ -25,7 +25,15 @@ def test_registry_names_and_protocol():
         "length_pools", "class_pools", "multi_objective",
     }  # fmt: skip
     for name in ROUTERS:
-        assert isinstance(get_router(name), Router)
+        assert isinstance(get_router(name, rng=np.random.default_rng(0)), Router)
+
+
+def test_randomised_routers_need_a_stream():
+    # no hidden fallback generator: a randomised router is handed its named stream
+    for name in ("random", "p2c", "jiq"):
+        with pytest.raises(ConfigError, match="rng="):
+            get_router(name)
+    assert get_router("jsq").rng is None
 
 
 def test_unknown_router_lists_valid_names():
@@ -71,8 +79,8 @@ def test_p2c_picks_less_loaded_of_two():
     v = view(outstanding=[9, 9, 9, 0])
     picks = [r.choose(REQ, v, 0) for _ in range(300)]
     assert 0.4 < np.mean(np.array(picks) == 3) < 0.6  # 3 sampled in half of the pairs
-    assert get_router("p2c").choose(REQ, view(outstanding=[4, 1]), 0) == 1
-    assert get_router("p2c").choose(REQ, view(outstanding=[4]), 0) == 0
+    assert get_router("p2c", rng=np.random.default_rng(0)).choose(REQ, view(outstanding=[4, 1]), 0) == 1
+    assert get_router("p2c", rng=np.random.default_rng(0)).choose(REQ, view(outstanding=[4]), 0) == 0
 
 
 def test_least_tokens():

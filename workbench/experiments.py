@@ -68,6 +68,7 @@ import workbench
 from workbench._progress import progress_enabled
 from workbench.config import require_choice
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.seeds import Streams
 
 __all__ = [
     "BACKENDS",
@@ -212,8 +213,7 @@ def point_seed(config: Config, seed: int = 0) -> int:
     """
     digest = hashlib.sha256(_digest(_canonical(config)).encode()).digest()
     words = tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
-    child = np.random.SeedSequence(entropy=int(seed), spawn_key=words)
-    return int(child.generate_state(2, np.uint32).astype(np.uint64) @ np.array([1, 2**32], dtype=np.uint64))
+    return Streams(int(seed)).integer(words)
 
 
 # ---------------------------------------------------------------------------------- fingerprint of ``run``

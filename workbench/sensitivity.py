@@ -17,6 +17,7 @@ import polars as pl
 
 from workbench.config import require_int, require_positive
 from workbench.errors import ConfigError
+from workbench.seeds import Streams, root
 from workbench.tco import TcoInputs, tco_arrays
 
 Model = Callable[[Mapping[str, np.ndarray]], np.ndarray]
@@ -36,8 +37,7 @@ ISHIGAMI_BOUNDS = {k: (-math.pi, math.pi) for k in ("x1", "x2", "x3")}
 
 
 def _seed(seed: int | np.random.SeedSequence) -> int:
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return int(ss.generate_state(1)[0])
+    return int(root(seed).generate_state(1)[0])
 
 
 def _check_bounds(bounds: Mapping[str, tuple[float, float]]) -> None:
@@ -85,12 +85,13 @@ def monte_carlo(
     """Sample inputs and evaluate the model; returns the samples and an ``output`` column.
 
     Each distribution is a tuple: ``("uniform", lo, hi)``, ``("triangular", lo, mode, hi)``,
-    ``("normal", mean, sd)`` or ``("lognormal", median, sigma)``. Each input gets its own stream spawned from
-    one SeedSequence, so adding an input does not change the others' draws.
+    ``("normal", mean, sd)`` or ``("lognormal", median, sigma)``. Each input gets its own stream (the k-th
+    input's stream of :class:`workbench.seeds.Streams`), so appending an input does not change the others'
+    draws.
     """
     n = require_int("n", n)
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    gens = [np.random.default_rng(s) for s in ss.spawn(len(dists))]
+    streams = Streams(seed)  # the k-th input's stream
+    gens = [streams.rng(k) for k in range(len(dists))]
     samples = {name: _draw(name, spec, g, n) for (name, spec), g in zip(dists.items(), gens, strict=True)}
     return pl.DataFrame(samples).with_columns(output=pl.Series(np.asarray(model(samples), float)))
 

@@ -51,6 +51,7 @@ from workbench.hardware.catalog import GPU, ModelSpec, gpu, model
 from workbench.hardware.perf import Batch, PerformanceModel
 from workbench.hardware.roofline import RooflineModel
 from workbench.hardware.table import BATCH_COLUMNS, mape
+from workbench.seeds import Streams
 
 #: SplitwiseSim hardware names -> GPU table names (``-pcap`` is a power-capped H100: same chip, own fit).
 SPLITWISE_HARDWARE = {"a100-80gb": "A100-80GB-SXM", "h100-80gb": "H100-SXM", "h100-80gb-pcap": "H100-SXM"}
@@ -149,7 +150,7 @@ def holdout_split(profile: pl.DataFrame, frac: float = 0.2, seed: int = 0) -> tu
     if "config" not in profile.columns:
         raise ConfigError("profile needs a 'config' column for a grouped split")
     configs = profile["config"].unique().sort().to_numpy()
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    rng = Streams(seed).rng("calibrate/holdout")
     test = set(rng.choice(configs, size=max(1, round(frac * len(configs))), replace=False).tolist())
     mask = profile["config"].is_in(list(test))
     return profile.filter(~mask), profile.filter(mask)

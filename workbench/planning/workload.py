@@ -9,6 +9,7 @@ import polars as pl
 
 from workbench.config import require_int
 from workbench.errors import ConfigError, WorkloadError
+from workbench.seeds import Streams
 from workbench.traces.schema import Trace
 
 
@@ -117,7 +118,7 @@ def at_qps(trace: Trace, qps: float | None, *, seed: int = 0) -> Trace:
     if not trace.has_arrivals or df["arrival_s"].null_count() == df.height:
         if qps is None:
             raise ConfigError(f"trace {trace.name!r} has no arrival times: give qps to attach Poisson arrivals")
-        rng = np.random.default_rng(np.random.SeedSequence(seed))
+        rng = Streams(seed).rng("workload/arrivals")
         arrivals = np.cumsum(rng.exponential(1.0 / qps, df.height))
         return trace.with_requests(df.with_columns(arrival_s=pl.Series(arrivals)), has_arrivals=True)
     if qps is None:

@@ -9,6 +9,7 @@ import polars as pl
 
 from workbench.config import require_positive
 from workbench.errors import ConfigError
+from workbench.seeds import Streams
 from workbench.sim.config import InstanceConfig
 from workbench.sim.simulation import simulate
 
@@ -67,10 +68,10 @@ def load_curve(
     )
     capacity = float(svc.capacity_rps[0])
     rows = []
-    streams = np.random.SeedSequence(seed).spawn(len(loads))
-    for f, ss in zip(loads, streams, strict=True):
+    streams = Streams(seed)
+    for k, f in enumerate(loads):  # the k-th load's stream
         rate = f * capacity
-        rng = np.random.default_rng(ss)
+        rng = streams.rng(k)
         prompt, output = _lengths_sample(lengths, rng, requests)
         reqs = pl.DataFrame(
             {

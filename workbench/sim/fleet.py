@@ -278,10 +278,12 @@ class FleetController:
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
         self.kv_bytes_token = [model_kv_bytes(p.model) for p in pools]
-        # routers (randomised ones draw from their own stream)
-        self.front = get_router(fleet.router, rng=sim.rng(), **fleet.router_params)
-        self.inner = [get_router(p.router, rng=sim.rng(), **p.router_params) for p in pools]
-        self.decode_router = get_router(fleet.decode_router, rng=sim.rng())
+        # routers (randomised ones draw from their own stream, named for their place in the fleet)
+        self.front = get_router(fleet.router, rng=sim.rng("router/front"), **fleet.router_params)
+        self.inner = [
+            get_router(p.router, rng=sim.rng(f"router/pool/{p.name}"), **p.router_params) for p in pools
+        ]
+        self.decode_router = get_router(fleet.decode_router, rng=sim.rng("router/decode"))
         #: per pool, the index of its instances' prefix caches (made when a router first asks for a match)
         self.prefix_indexes: list[PrefixIndex | None] = [None] * len(pools)
         self.views: list[InstanceView] = []

@@ -24,6 +24,7 @@ import polars as pl
 
 from workbench.config import require_choice, require_positive, require_range
 from workbench.errors import ConfigError
+from workbench.seeds import Streams
 from workbench.sim.engine import PRIO_ITERATION, ArrivalFeed, Engine
 
 
@@ -210,9 +211,9 @@ def simulate_queue(
     if not isinstance(customers, int) or customers < 1:
         raise ConfigError(f"customers must be an integer >= 1, got {customers!r}")
     require_range("warmup", warmup, 0.0, 0.9)
-    arr_ss, svc_ss = np.random.SeedSequence(seed).spawn(2)
-    arrivals = np.cumsum(np.random.default_rng(arr_ss).exponential(1.0 / arrival_rate, customers))
-    service_np = np.asarray(service.sample(np.random.default_rng(svc_ss), customers), dtype=np.float64)
+    streams = Streams(seed)
+    arrivals = np.cumsum(streams.rng("queue/arrivals").exponential(1.0 / arrival_rate, customers))
+    service_np = np.asarray(service.sample(streams.rng("queue/service"), customers), dtype=np.float64)
     # departures go straight onto the engine's heap (no past-event check): the times must be valid
     name = type(service).__name__
     if service_np.shape != (customers,):

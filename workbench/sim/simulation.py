@@ -40,6 +40,7 @@ import polars as pl
 
 from workbench._progress import interactive as _interactive
 from workbench.errors import ConfigError, WorkloadError
+from workbench.seeds import Streams
 from workbench.sim.config import InstanceConfig, SimConfig
 from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError, paused_gc
 from workbench.sim.instance import (
@@ -85,7 +86,7 @@ class Simulation:
     Parameters
     ----------
     seed
-        Root of the :class:`numpy.random.SeedSequence`; :meth:`rng` spawns independent streams from it.
+        Root of the simulation's named random streams (:class:`workbench.seeds.Streams`; :meth:`rng`).
     router
         Routing policy (see module docstring); default round robin.
     prefix_block_tokens
@@ -97,13 +98,14 @@ class Simulation:
     def __init__(
         self,
         *,
-        seed: int | np.random.SeedSequence = 0,
+        seed: int | np.random.SeedSequence | Streams = 0,
         router: Any = None,
         prefix_block_tokens: int | None = None,
         record_segments: bool = True,
     ) -> None:
         self.engine = Engine()
-        self.seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        #: the simulation's named random streams (:mod:`workbench.seeds`)
+        self.streams = Streams(seed)
         self.router = router if router is not None else RoundRobin()
         self.prefix_block_tokens = prefix_block_tokens
         self.record_segments = record_segments
@@ -124,9 +126,9 @@ class Simulation:
         self._records = _Records(0)
 
     # ------------------------------------------------------------------ setup and hooks
-    def rng(self) -> np.random.Generator:
-        """A fresh, independent random stream spawned from the simulation's seed."""
-        return np.random.default_rng(self.seed_seq.spawn(1)[0])
+    def rng(self, name: str) -> np.random.Generator:
+        """The generator of the simulation's random stream ``name`` (keyed by the name, not by call order)."""
+        return self.streams.rng(name)
 
     def add_instance(self, config: InstanceConfig, *, state: str = ON) -> Instance:
         """Create an instance, ``"on"`` (serving at the current time) or ``"off"``."""
@@ -618,7 +620,7 @@ def simulate(
     config
         :class:`SimConfig` (or a single :class:`InstanceConfig`); default one Llama-3.1-8B on an H100.
     seed
-        Seed of the simulation's random streams (routers that randomise draw from ``Simulation.rng()``).
+        Seed of the simulation's random streams (randomised routers draw from ``Simulation.rng(name)``).
     router
         Routing policy object (default round robin).
     record_segments

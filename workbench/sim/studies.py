@@ -23,6 +23,7 @@ import polars as pl
 
 from workbench.config import from_dict, require_positive, require_range
 from workbench.errors import ConfigError
+from workbench.seeds import Streams
 from workbench.sim.fleet import SUMMARY_SCHEMA, compare, simulate, summarize
 from workbench.sim.result import SimResult
 from workbench.sim.topology import Fleet, Pool, monolithic
@@ -363,7 +364,7 @@ def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, s
 
     cdf = json.loads(datasets.fetch(name, allow_download=False).read_text())["cdf"]
     x, f = np.array(cdf, dtype=float).T
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    rng = Streams(seed).rng(0)
     prompt = np.maximum(np.interp(rng.random(n), f, x), 1).astype(np.int32)
     output = np.maximum(rng.lognormal(math.log(output_median), 0.8, n), 1).astype(np.int32)
     gen = Synthetic(arrivals=Poisson(rate), lengths=Empirical(prompt, output), name=name)

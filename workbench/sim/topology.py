@@ -263,11 +263,11 @@ class Fleet:
                 )
             if not any(p.classes for p in entry) and fallback is None:
                 raise ConfigError("fleet.pools: class_pools needs pools with 'classes' or a fallback pool")
-        from workbench.sim.routing import get_router
+        from workbench.sim.routing import check_router
 
-        get_router(self.router, **self.router_params)  # validates the parameters
+        check_router(self.router, **self.router_params)  # validates the parameters
         for p in pools:
-            get_router(p.router, **p.router_params)
+            check_router(p.router, **p.router_params)
         self._check_memory()
 
     @staticmethod

@@ -34,21 +34,11 @@ from scipy import optimize, special
 
 from workbench.config import require_choice, require_positive, require_range
 from workbench.errors import ConfigError, WorkloadError
+from workbench.seeds import SeedLike, Streams
 from workbench.traces.schema import SCHEMA, Trace
 from workbench.traces.validate import conform
 
-SeedLike = int | np.random.SeedSequence
 MAX_TOKENS = 2**31 - 1
-
-
-def seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
-    """A SeedSequence from an int (or the sequence itself)."""
-    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-
-
-def streams(seed: SeedLike, k: int) -> list[np.random.Generator]:
-    """``k`` independent generators spawned from one seed."""
-    return [np.random.default_rng(s) for s in seed_sequence(seed).spawn(k)]
 
 
 def _need_one(n: int | None, duration_s: float | None) -> None:
@@ -818,7 +808,8 @@ class Synthetic:
             When no request arrives in the span.
         """
         _need_one(n, duration_s)
-        r_arr, r_len, r_ses = streams(seed, 3)
+        streams = Streams(seed)
+        r_arr, r_len, r_ses = (streams.rng(f"synthetic/{s}") for s in ("arrivals", "lengths", "sessions"))
         t = self.arrivals.sample(r_arr, n=n, duration_s=duration_s)
         if t.size == 0:
             raise WorkloadError(f"generator {self.name!r} produced no requests; raise the rate or duration")
@@ -1000,7 +991,8 @@ class ServeGenMix:
         require_positive("duration_s", duration_s)
         end = min(self.end_s, self.start_s + duration_s)
         clients = self.clients
-        rngs = dict(zip(clients, streams(seed, len(clients)), strict=True))
+        streams = Streams(seed)  # one stream per client, keyed by its position in the client list
+        rngs = {client: streams.rng(k) for k, client in enumerate(clients)}
         parts = []
         for (client,), rows in self.windows.group_by(["client_id"], maintain_order=True):
             rng = rngs[client]

@@ -21,6 +21,7 @@ import polars as pl
 
 from workbench.config import require_choice, require_positive
 from workbench.errors import ConfigError, WorkloadError
+from workbench.seeds import SeedLike, Streams
 from workbench.traces.describe import interarrival_cv, rate_series
 from workbench.traces.schema import Trace
 from workbench.traces.synthetic import (
@@ -29,10 +30,8 @@ from workbench.traces.synthetic import (
     LogNormal,
     PiecewiseRate,
     PrefixReuse,
-    SeedLike,
     Synthetic,
     TimeVarying,
-    streams,
     weibull_shape,
 )
 from workbench.traces.validate import _renumber
@@ -154,7 +153,8 @@ def attach_arrivals(
         Number of requests (default: all rows, in a random permutation; larger ``n`` resamples with
         replacement).
     """
-    r_arr, r_rows = streams(seed, 2)
+    streams = Streams(seed)
+    r_arr, r_rows = streams.rng("resample/arrivals"), streams.rng("resample/rows")
     n = trace.requests.height if n is None else n
     t = arrivals.sample(r_arr, n=n)
     size = trace.requests.height

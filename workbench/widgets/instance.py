@@ -10,6 +10,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
+from workbench.seeds import Streams
 from workbench.sim import InstanceConfig, SchedulerConfig, simulate, summary
 from workbench.sim.curves import load_curve
 from workbench.viz.sim import latency_percentiles, latency_vs_load, timeline
@@ -40,12 +41,12 @@ def instance_config(
 
 def poisson_requests(lengths: pl.DataFrame, qps: float, n: int, seed: int = 0) -> pl.DataFrame:
     """``n`` requests with Poisson arrivals at ``qps`` and (prompt, output) pairs resampled from ``lengths``."""
-    arr_ss, len_ss = np.random.SeedSequence(seed).spawn(2)
-    idx = np.random.default_rng(len_ss).integers(0, lengths.height, n)
+    streams = Streams(seed)
+    idx = streams.rng("poisson/lengths").integers(0, lengths.height, n)
     return pl.DataFrame(
         {
             "request_id": pl.Series(np.arange(n), dtype=pl.UInt64),
-            "arrival_s": np.cumsum(np.random.default_rng(arr_ss).exponential(1.0 / qps, n)),
+            "arrival_s": np.cumsum(streams.rng("poisson/arrivals").exponential(1.0 / qps, n)),
             "prompt_tokens": lengths["prompt_tokens"].to_numpy()[idx].astype(np.int32),
             "output_tokens": lengths["output_tokens"].to_numpy()[idx].astype(np.int32),
         }

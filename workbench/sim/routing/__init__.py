@@ -73,6 +73,20 @@ def check_router_name(name: str, field: str = "router") -> None:
     require_choice(field, name, tuple(ROUTERS), what=None if field == "router" else "router")
 
 
+class _NoStream:
+    """Stands in for a randomised router's stream when a router is built only to check its parameters."""
+
+    def __getattr__(self, attr: str):
+        raise RuntimeError("a router built by check_router() has no random stream")
+
+
+def check_router(name: str, field: str = "router", **params) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params`` (nothing is
+    drawn: a randomised router gets its stream where it is built for a run)."""
+    check_router_name(name, field)
+    get_router(name, rng=_NoStream(), **params)  # type: ignore[arg-type]
+
+
 def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -> Router:
     """Build the router registered as ``name`` with its parameters.
 
@@ -112,6 +126,7 @@ __all__ = [
     "Request",
     "RouteRequest",
     "Router",
+    "check_router",
     "check_router_name",
     "get_router",
     "register",

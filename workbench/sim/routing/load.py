@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench.errors import ConfigError
 from workbench.sim.routing.base import Candidates, RouteRequest, argmax_first, argmin_first
 
 
 class RouterBase:
-    """Common constructor: an optional seeded ``numpy.random.Generator`` (never a global RNG)."""
+    """Common constructor: the router's random stream (``None`` for a deterministic router).
+
+    Randomised routers (``randomised = True``) require ``rng``, a generator of a named stream (e.g.
+    ``Simulation.rng("router/...")`` or :func:`workbench.seeds.rng`); there is no fallback generator.
+    """
 
     name = "base"
     reject_reason = ""
+    #: The router draws random numbers (and so needs ``rng``).
+    randomised = False
 
     def __init__(self, *, rng: np.random.Generator | None = None) -> None:
-        self.rng = rng if rng is not None else np.random.default_rng(0)
+        if rng is None and self.randomised:
+            raise ConfigError(
+                f"router {self.name!r} draws random numbers: give it rng= (a named stream, e.g. "
+                "workbench.seeds.rng(seed, 'router'))",
+            )
+        self.rng = rng
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -39,6 +51,7 @@ class Random(RouterBase):
     """Uniformly random candidate (from the router's seeded generator)."""
 
     name = "random"
+    randomised = True
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         return int(self.rng.integers(len(view)))
@@ -57,6 +70,7 @@ class PowerOfTwo(RouterBase):
     """Power of two choices: sample two distinct candidates, keep the one with fewer outstanding requests."""
 
     name = "p2c"
+    randomised = True
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         n = len(view)
@@ -80,6 +94,7 @@ class JIQ(RouterBase):
     """Join the idle queue: a random idle candidate (no outstanding request) if any, else a random one."""
 
     name = "jiq"
+    randomised = True
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         idle = np.flatnonzero(view.outstanding == 0)
