@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from workbench import datasets
 from workbench.analytic import erlang_c, mmc_mean_wait
 from workbench.sim import Exponential, InstanceConfig, SchedulerConfig, simulate, simulate_queue, summary
 from workbench.sim.reference import simulate_reference
@@ -31,7 +30,7 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trace
 
 
 def azure_lengths() -> Empirical:
-    return Empirical.from_trace(datasets.load("azure_code", allow_download=False))
+    return Empirical.from_trace(load("azure_code", allow_download=False))
 
 
 def sharegpt_lengths() -> Empirical | None:

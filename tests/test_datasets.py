@@ -52,7 +52,7 @@ def test_fetch_prefers_data_dir_and_verifies(shared_traces, monkeypatch):
     path = datasets.fetch("mooncake_synthetic", allow_download=False)
     assert path == shared_traces / "mooncake_synthetic_trace.jsonl"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == datasets.get("mooncake_synthetic").sha256
-    trace = datasets.load("mooncake_synthetic")
+    trace = traces.load("mooncake_synthetic")
     assert len(trace) == 3993 and "Apache-2.0" in trace.source
     assert len(traces.load("vidur_arxiv")) == 28257  # names work through traces.load too
 
@@ -92,6 +92,6 @@ def test_unknown_and_non_trace_names():
     with pytest.raises(DatasetError, match="unknown dataset 'nope'; registered: azure_code"):
         datasets.get("nope")
     with pytest.raises(DatasetError, match="ServeGenMix"):
-        datasets.load("servegen_windows")
+        traces.load("servegen_windows")
     with pytest.raises(DatasetError, match="with polars"):
-        datasets.load("splitwise_perf")
+        traces.load("splitwise_perf")

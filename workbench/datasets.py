@@ -1,4 +1,8 @@
-"""Registry of public LLM-serving data files: checksummed, local copies first, download via pooch.
+"""Registry of public LLM-serving data files: names, checksums, citations; local copies first, then pooch.
+
+A pure file registry: it resolves a name to a verified local file and knows nothing about what is in the file
+(it imports nothing from :mod:`workbench.traces`). ``workbench.traces.load(name)`` reads a request dataset
+through it; ``workbench.traces.ServeGenMix.from_datasets()`` the ServeGen files.
 
 Resolution order for :func:`fetch`:
 
@@ -16,7 +20,8 @@ Examples
 >>> from workbench import datasets
 >>> "azure_code" in datasets.list()["name"].to_list()
 True
->>> trace = datasets.load("azure_code")
+>>> datasets.fetch("azure_code").name
+'AzureLLMInferenceTrace_code.csv'
 """
 
 from __future__ import annotations
@@ -31,8 +36,6 @@ import polars as pl
 
 from workbench._paths import DATA_DIR
 from workbench.errors import DatasetError
-from workbench.traces import Trace
-from workbench.traces import load as load_trace
 
 GH = "https://raw.githubusercontent.com"
 
@@ -44,7 +47,7 @@ class Dataset:
     Attributes
     ----------
     name
-        Short name used by :func:`fetch` / :func:`load` and by ``workbench.traces.load(name)``.
+        Short name used by :func:`fetch` and by ``workbench.traces.load(name)``.
     file
         File name (in ``WORKBENCH_DATA_DIR``, ``data/`` or the cache).
     sha256
@@ -288,22 +291,9 @@ def fetch(name: str, *, allow_download: bool = True) -> Path:
     return Path(path)
 
 
-def load(name: str, *, sort: bool = False, duplicates: str = "error", allow_download: bool = True) -> Trace:
-    """Load a registered request dataset as a :class:`~workbench.traces.Trace` (kinds ``trace``, ``lengths``).
-
-    ``sort`` and ``duplicates`` are passed to :func:`workbench.traces.load`. ServeGen files are client-mixture
-    inputs: use :meth:`workbench.traces.synthetic.ServeGenMix.from_datasets`. Other tables
-    (``kind == "table"``) are read with polars from :func:`fetch`'s path.
-    """
-    d = get(name)
-    path = trace_file(name, allow_download=allow_download)
-    trace = load_trace(path, sort=sort, duplicates=duplicates, name=name)
-    return trace.with_requests(trace.requests, source=trace.source or f"{d.citation} License: {d.license}.")
-
-
 def trace_file(name: str, *, allow_download: bool = True) -> Path:
-    """:func:`fetch` for a request dataset (kinds ``trace``, ``lengths``): what :func:`load` and
-    :func:`workbench.traces.scan` read.
+    """:func:`fetch` for a request dataset (kinds ``trace``, ``lengths``): what :func:`workbench.traces.load`
+    and :func:`workbench.traces.scan` read for a dataset name.
 
     Raises
     ------

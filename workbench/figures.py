@@ -82,9 +82,9 @@ def _azure() -> Trace:
 
 @cache
 def _mooncake() -> Trace:
-    from workbench import datasets
+    from workbench import traces
 
-    return datasets.load("mooncake_synthetic")
+    return traces.load("mooncake_synthetic")
 
 
 # --------------------------------------------------------------------------------------------- workloads (01)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import polars as pl
 
+from workbench import datasets
 from workbench.errors import WorkloadError
 from workbench.traces.formats import FORMATS, GENERIC, TableFormat, file_kind, header, infer_format, separator
-from workbench.traces.schema import COLUMNS, Trace
-from workbench.traces.validate import conform_exprs, validate
+from workbench.traces.schema import COLUMNS, Trace, conform_exprs
+from workbench.traces.validate import validate
 
 _META_KEYS = ("name", "prefix_block_tokens", "source", "has_arrivals")
 
@@ -26,6 +27,7 @@ def load(
     time_unit: str | None = None,
     name: str | None = None,
     duplicates: str = "error",
+    allow_download: bool = True,
 ) -> Trace:
     """Load a workload into the canonical schema.
 
@@ -51,6 +53,9 @@ def load(
         request ids): ``"error"`` (default), ``"keep"`` (distinct requests) or ``"drop"``; kept or dropped
         repeats are counted in ``Trace.meta["duplicate_rows"]`` with a warning (see
         :mod:`workbench.traces.validate`).
+    allow_download
+        For a dataset name: fetch a missing file (``False``: never touch the network, see
+        :func:`workbench.datasets.fetch`).
 
     Returns
     -------
@@ -72,10 +77,11 @@ def load(
     if isinstance(source, Trace):
         return source
     path = Path(source)
+    dataset = None
     if _dataset_name(source, path):
-        from workbench import datasets
-
-        return datasets.load(source, sort=sort, duplicates=duplicates)
+        dataset = datasets.get(source)
+        path = datasets.trace_file(source, allow_download=allow_download)
+        name = name or source
     if not path.exists():
         raise WorkloadError("file not found", file=str(path))
     kind = file_kind(path)
@@ -108,7 +114,9 @@ def load(
         requests=requests,
         name=name or attrs.get("name") or path.stem,
         prefix_block_tokens=attrs.get("prefix_block_tokens", fmt.block_tokens),
-        source=attrs.get("source") or fmt.source,
+        source=attrs.get("source")
+        or fmt.source
+        or (f"{dataset.citation} License: {dataset.license}." if dataset is not None else ""),
         has_arrivals=has_arrivals,
         meta=meta,
     )
@@ -150,8 +158,6 @@ def scan(
     """
     path = Path(source)
     if _dataset_name(source, path):
-        from workbench import datasets
-
         path = datasets.trace_file(source)  # a request dataset (other kinds: a clear error)
     if not path.exists():
         raise WorkloadError("file not found", file=str(path))

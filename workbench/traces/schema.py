@@ -20,8 +20,10 @@ column              dtype               meaning
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -37,6 +39,21 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 REQUIRED: tuple[str, ...] = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+
+
+def conform_exprs(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """Expressions that give a table of this ``schema`` exactly the columns of :data:`SCHEMA`, in order.
+
+    Missing optional columns become nulls, others are cast (non-strict: values that cannot be cast become
+    null, which validation reports).
+    """
+    exprs = []
+    for name, dtype in SCHEMA.items():
+        if name in schema:
+            exprs.append(pl.col(name).cast(dtype, strict=False) if schema[name] != dtype else pl.col(name))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    return exprs
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +124,26 @@ class Trace:
         }
         kwargs.update(changes)
         return Trace(requests=requests, **kwargs)
+
+
+def to_trace(columns: dict, *, name: str, block_tokens: int | None = None, source: str = "", **meta) -> Trace:
+    """Build a canonical :class:`Trace` from column arrays (missing columns become null).
+
+    Parameters
+    ----------
+    columns
+        Canonical column name -> values (``request_id`` is 0, 1, ... when missing).
+    name, block_tokens, source
+        The trace's name, prefix block size and source text (default ``"synthetic"``).
+    **meta
+        Stored in ``Trace.meta``.
+
+    Returns
+    -------
+    Trace
+    """
+    n = len(columns["prompt_tokens"])
+    cols = {"request_id": np.arange(n, dtype=np.uint64)} | columns
+    data = pl.DataFrame({k: pl.Series(k, v, dtype=SCHEMA[k]) for k, v in cols.items()})
+    df = data.select(conform_exprs(data.schema))
+    return Trace(df, name=name, prefix_block_tokens=block_tokens, source=source or "synthetic", meta=meta)

@@ -25,12 +25,11 @@ rows compared in full, so the duplicate check costs nothing on traces without ti
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 
 import polars as pl
 
 from workbench.errors import WorkloadError
-from workbench.traces.schema import COLUMNS, SCHEMA
+from workbench.traces.schema import COLUMNS, SCHEMA, conform_exprs
 
 #: Internal column with the 1-based source row of each request (dropped after validation).
 ROW = "__row"
@@ -47,21 +46,6 @@ def first_row(df: pl.DataFrame, mask: pl.Expr) -> int:
     rows = df.lazy().with_row_index("__pos", offset=1).filter(mask)
     out = rows.select(pl.col(ROW) if ROW in df.columns else pl.col("__pos")).head(1).collect()
     return int(out.item()) if out.height else -1
-
-
-def conform_exprs(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
-    """Expressions that give a table of this ``schema`` exactly the columns of :data:`SCHEMA`, in order.
-
-    Missing optional columns become nulls, others are cast (non-strict: values that cannot be cast become
-    null, which validation reports).
-    """
-    exprs = []
-    for name, dtype in SCHEMA.items():
-        if name in schema:
-            exprs.append(pl.col(name).cast(dtype, strict=False) if schema[name] != dtype else pl.col(name))
-        else:
-            exprs.append(pl.lit(None, dtype=dtype).alias(name))
-    return exprs
 
 
 def conform(df: pl.DataFrame) -> pl.DataFrame:

@@ -30,9 +30,9 @@ def workload_trace(name: str, *, n: int = 4000, seed: int = 0) -> Trace:
     """One of :data:`WORKLOADS` as a trace (at its own rate; :func:`plan` rescales it)."""
     require_choice("workload", name, tuple(WORKLOADS))
     if name == "azure_code":
-        from workbench import datasets
+        from workbench import traces
 
-        return datasets.load("azure_code", allow_download=False)
+        return traces.load("azure_code", allow_download=False)
     if name == "servegen":
         from workbench.traces.synthetic import ServeGenMix
 
