@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 from workbench.carbon import (
-    PUE_RANGE,
     USD_PER_EUR,
     choose_site,
     compare_sites,
@@ -21,6 +20,7 @@ from workbench.carbon import (
     site,
     water_l,
 )
+from workbench.config import PUE_RANGE
 from workbench.errors import ConfigError
 
 

@@ -23,24 +23,14 @@ import numpy as np
 import polars as pl
 
 from workbench._paths import data_path
-from workbench.config import require_positive, require_range
+from workbench.config import require_positive, require_pue, require_range
 from workbench.errors import ConfigError
+from workbench.power.energy import J_PER_KWH, EnergyReport, energy, energy_timeseries
 
 #: EUR -> USD used for EUR-quoted electricity prices (the rate the hardware README uses).
 USD_PER_EUR = 1.10
 #: Facility profile that fills PUE/WUE when a grid region has none.
 DEFAULT_FACILITY = "industry-average-2024"
-#: Accepted PUE range, used by :class:`Site`, :class:`workbench.tco.TcoInputs` and
-#: :func:`workbench.power.energy`: 1 is the ideal; 5 is far above any surveyed facility (industry average
-#: 1.56, Uptime 2024) and catches values typed as a percentage overhead or a ratio the wrong way round.
-PUE_RANGE = (1.0, 5.0)
-
-
-def require_pue(pue: float, name: str = "pue") -> None:
-    """Raise :class:`ConfigError` unless ``pue`` lies in :data:`PUE_RANGE`."""
-    require_range(name, pue, *PUE_RANGE)
-
-
 @dataclass(frozen=True, slots=True)
 class Site:
     """A place to run a fleet.
@@ -252,8 +242,6 @@ def footprint_of(
         ``kgco2e_per_mtok`` and ``water_l_per_mtok`` per million output tokens (as
         :func:`workbench.tco.lifetime_footprint`; NaN without tokens).
     """
-    from workbench.power.energy import J_PER_KWH, EnergyReport, energy, energy_timeseries
-
     report = run if isinstance(run, EnergyReport) else energy(run, pue=site.pue)  # type: ignore[arg-type]
     hourly = energy_timeseries(report, 3600.0)
     it_kwh = hourly["energy_j"].to_numpy() / J_PER_KWH

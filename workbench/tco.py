@@ -26,8 +26,7 @@ import numpy as np
 import polars as pl
 
 from workbench._paths import DATA_DIR, data_path
-from workbench.carbon import require_pue
-from workbench.config import require_int, require_positive, require_range
+from workbench.config import require_int, require_positive, require_pue, require_range
 from workbench.errors import ConfigError
 
 #: Wattlytics defaults (main.js @336900e): 500 W node baseline, maintenance EUR 200/node/yr (x 1.10 USD/EUR).

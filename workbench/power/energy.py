@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.carbon import require_pue
-from workbench.config import require_positive, require_range
+from workbench.config import require_positive, require_pue, require_range
 from workbench.errors import ConfigError
 from workbench.power._facts import resolve
 from workbench.power.curves import LogisticPower, load_fits, power_curve
@@ -179,7 +178,7 @@ def energy(
     result
         A simulation result (segments and instances per :mod:`workbench.sim.result`).
     pue
-        Power usage effectiveness in :data:`workbench.carbon.PUE_RANGE` (1 to 5); facility energy = IT energy x
+        Power usage effectiveness in :data:`workbench.config.PUE_RANGE` (1 to 5); facility energy = IT energy x
         PUE.
     exec_idle_share
         Execution-idle share of busy time: one value, or a mapping by instance id or pool name (``"*"`` for
