@@ -126,12 +126,16 @@ def test_servegen_length_pdfs_readme_counts(shared_traces):
 
 
 def test_burstgpt_fixture_drops_failed_rows_with_count():
-    with pytest.warns(UserWarning, match="dropped 2 failed requests"):
+    with pytest.warns(UserWarning) as record:
         trace = traces.load(DATA / "burstgpt_sample.csv")
+    messages = [str(w.message) for w in record]
+    assert any("dropped 2 failed requests" in m for m in messages)
+    assert any("start at 5 s; shifted to start at 0" in m for m in messages)
     assert trace.meta["format"] == "burstgpt" and trace.meta["dropped_rows"] == 2
     assert len(trace) == 8
     assert trace.requests["request_class"].to_list()[:3] == ["ChatGPT", "GPT-4", "ChatGPT"]
-    assert trace.requests["arrival_s"].to_list()[:2] == [5.0, 118.0]
+    # the file's first request (t = 5 s) arrives at 0; the offset is kept
+    assert trace.requests["arrival_s"].to_list()[:2] == [0.0, 113.0] and trace.meta["time_offset_s"] == 5.0
 
 
 def test_generic_mapping_ms():
@@ -161,7 +165,9 @@ def test_scan_pushes_a_window_into_the_read(shipped_data):
     assert traces.scan("azure_code").collect().equals(full)
     with pytest.warns(UserWarning, match="dropped 2"):
         burst = traces.load(DATA / "burstgpt_sample.csv").requests
-    assert traces.scan(DATA / "burstgpt_sample.csv").collect().equals(burst)
+    # scan keeps the file's numeric times (a filter on them is pushed into the read); load shifts them to 0
+    scanned = traces.scan(DATA / "burstgpt_sample.csv").collect()
+    assert scanned.with_columns(pl.col("arrival_s") - 5.0).equals(burst)
     with pytest.raises(WorkloadError, match="file not found"):
         traces.scan(DATA / "nope.csv")
     # a dataset that is no request trace is refused as load refuses it (not scanned as a table)
@@ -225,8 +231,11 @@ def test_round_trip_identity_property(tmp_path_factory, n, seed, suffix, turns):
     )
     trace = gen.generate(n=n, seed=seed)
     path = traces.write(trace, tmp_path_factory.mktemp("rt") / f"t{suffix}")
-    back = traces.load(path)
-    assert back.requests.equals(trace.requests)
+    first = trace.requests["arrival_s"][0]
+    with pytest.warns(UserWarning, match="shifted to start at 0"):  # generators: first arrival = first gap
+        back = traces.load(path)
+    assert back.meta["time_offset_s"] == first
+    assert back.requests.equals(trace.requests.with_columns(pl.col("arrival_s") - first))
     if suffix == ".parquet":
         assert back.prefix_block_tokens == 256
 

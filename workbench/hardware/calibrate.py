@@ -91,7 +91,7 @@ def splitwise_profile(path: str | Path | None = None) -> pl.DataFrame:
         from workbench import datasets
 
         path = datasets.fetch("splitwise_perf", allow_download=False)
-    raw = pl.read_csv(path)
+    raw = pl.read_csv(path, glob=False)
     need = {
         "model",
         "hardware",

@@ -69,7 +69,7 @@ def vidur_dir(root: str | Path | None = None) -> Path:
 
 def vidur_linear(file: str, root: str | Path | None = None) -> pl.DataFrame:
     """One Vidur MLP table as ``tp, tokens, measured_s`` (median per-layer seconds of the linear operators)."""
-    df = pl.read_csv(vidur_dir(root) / file)
+    df = pl.read_csv(vidur_dir(root) / file, glob=False)
     return df.select(
         pl.col("num_tensor_parallel_workers").alias("tp"),
         pl.col("num_tokens").alias("tokens"),
@@ -81,7 +81,7 @@ def vidur_linear(file: str, root: str | Path | None = None) -> pl.DataFrame:
 
 def vidur_attention(root: str | Path | None = None) -> pl.DataFrame:
     """Vidur's attention table as ``kind, prefill_pairs, decode_context, measured_s`` (per layer)."""
-    df = pl.read_csv(vidur_dir(root) / ATTENTION_TABLE[0], infer_schema_length=None)
+    df = pl.read_csv(vidur_dir(root) / ATTENTION_TABLE[0], glob=False, infer_schema_length=None)
     chunk, kv = pl.col("prefill_chunk_size"), pl.col("kv_cache_size")
     prefill = df.filter(pl.col("is_prefill")).select(
         pl.lit("attention_prefill").alias("kind"),

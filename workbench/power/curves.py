@@ -178,7 +178,7 @@ def _runs_path() -> Path:
 
 def load_runs(path: str | Path | None = None) -> pl.DataFrame:
     """ML.ENERGY v3 runs with ``gpu`` (table name), ``power_per_gpu_w`` and ``tdp_w`` added."""
-    runs = pl.read_csv(path or _runs_path())
+    runs = pl.read_csv(path or _runs_path(), glob=False)
     tdp = {g: gpu_facts(g).tdp_w for g in runs["gpu_model"].unique()}
     return runs.with_columns(
         gpu=pl.col("gpu_model").replace_strict({g: resolve(g) for g in tdp}),

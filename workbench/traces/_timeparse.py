@@ -3,7 +3,11 @@
 ``polars`` ``str.to_datetime`` costs about 0.5 us per row; reading the digits straight from the Arrow string
 buffer with numpy is an order of magnitude cheaper, which matters for 10-million-row traces. Rows that do not
 match the pattern (wrong separators, non-digits, out-of-range fields, more than 9 fractional digits) become
-null, which validation reports as unparseable with the row number.
+null, which validation reports as unparseable with the row number and the value.
+
+ISO 8601 time-zone designators are accepted: a trailing ``Z`` or a ``+HH:MM`` / ``-HH:MM`` / ``+HHMM`` / ``+HH``
+offset; such times are converted to UTC. Timestamps without a designator are taken as they are. Only rows the
+fast path rejects are looked at again for a designator, so traces without one pay nothing.
 """
 
 from __future__ import annotations
@@ -124,8 +128,12 @@ def _parse_chunk(arr) -> tuple[np.ndarray, np.ndarray]:
     return seconds * 1_000_000_000 + frac, ok
 
 
-def iso_to_ns(series: pl.Series) -> pl.Series:
-    """Nanoseconds since the epoch (Int64, null where malformed) of ISO-like timestamp strings."""
+#: An ISO 8601 time-zone designator at the end of a timestamp: ``Z``, ``+HH:MM``, ``+HHMM`` or ``+HH``.
+_ZONE = r"^(.*?)(Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _parse(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(nanoseconds since the epoch, valid mask) of timestamp strings without a zone designator."""
     out = np.empty(series.len(), np.int64)
     valid = np.empty(series.len(), bool)
     for lo in range(0, series.len(), CHUNK):
@@ -133,5 +141,32 @@ def iso_to_ns(series: pl.Series) -> pl.Series:
         chunk = chunk.combine_chunks() if hasattr(chunk, "combine_chunks") else chunk
         ns, ok = _parse_chunk(chunk)
         out[lo : lo + ns.size], valid[lo : lo + ns.size] = ns, ok
+    return out, valid
+
+
+def _with_zone(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(UTC nanoseconds, valid mask) of timestamps ending in a zone designator (:data:`_ZONE`)."""
+    parts = series.cast(pl.Utf8).str.strip_chars().str.extract_groups(_ZONE).struct.unnest()
+    base, zone = parts[parts.columns[0]], parts[parts.columns[1]]
+    ns, ok = _parse(base.fill_null(""))
+    digits = zone.str.replace_all(":", "").str.slice(1)
+    hours = digits.str.slice(0, 2).cast(pl.Int64, strict=False).fill_null(0).to_numpy()
+    minutes = digits.str.slice(2, 2).cast(pl.Int64, strict=False).fill_null(0).to_numpy()
+    sign = np.where(zone.str.starts_with("-").fill_null(False).to_numpy(), -1, 1)
+    ok &= zone.is_not_null().to_numpy() & (hours < 24) & (minutes < 60)
+    return ns - sign * (hours * 3_600 + minutes * 60) * 1_000_000_000, ok
+
+
+def iso_to_ns(series: pl.Series) -> pl.Series:
+    """Nanoseconds since the epoch (Int64, null where malformed) of ISO-like timestamp strings.
+
+    A trailing zone designator (``Z``, ``+HH:MM``, ...) converts the time to UTC (see the module docstring).
+    """
+    out, valid = _parse(series)
+    if not valid.all():
+        retry = np.flatnonzero(~valid)
+        ns, ok = _with_zone(series.gather(retry))
+        out[retry[ok]] = ns[ok]
+        valid[retry[ok]] = True
     result = pl.Series(series.name, out, dtype=pl.Int64)
     return result if valid.all() else result.set(pl.Series(~valid), None)

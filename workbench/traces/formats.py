@@ -18,6 +18,7 @@ Built-in formats
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -117,15 +118,16 @@ class TableFormat:
         if kind == "csv":
             lf = pl.scan_csv(
                 path,
+                glob=False,
                 separator=separator(path),
                 schema_overrides=None if as_strings else self.csv_dtypes(),
                 infer_schema=not as_strings,
                 infer_schema_length=1000,
             )
         elif kind == "jsonl":
-            lf = pl.scan_ndjson(path, infer_schema_length=1000)
+            lf = pl.scan_ndjson(literal_glob(path), infer_schema_length=1000)
         else:
-            lf = pl.scan_parquet(path)
+            lf = pl.scan_parquet(path, glob=False)
         extra = []
         if self.drop_rows is not None:  # keep source row numbers for messages after dropping rows
             lf = lf.with_row_index("__row", offset=1).with_columns(self.drop_rows[0]().alias("__drop"))
@@ -252,20 +254,45 @@ register_format(
 GENERIC = register_format(TableFormat("generic", ("csv", "parquet", "jsonl"), {}, time="s"))
 
 
+def literal_glob(path: Path) -> str:
+    """``path`` as a glob pattern that matches only that file (for polars readers without ``glob=False``).
+
+    Paths are literal everywhere in the workbench: ``run[1].jsonl`` means that file, never ``run1.jsonl``.
+    polars' ``scan_ndjson`` has no switch for that, so its pattern characters are escaped as one-character
+    classes (``*`` -> ``[*]``, ``?`` -> ``[?]``, ``[`` -> ``[[]``); other readers get ``glob=False``.
+    """
+    text = str(path)
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def separator(path: Path) -> str:
     """CSV field separator: a tab for ``.tsv`` files, else a comma."""
     return "\t" if path.suffix.lower() == ".tsv" else ","
 
 
-def file_kind(path: Path) -> str:
-    """``csv`` / ``jsonl`` / ``parquet`` from the extension, or a :class:`WorkloadError`."""
+def file_kind(path: Path, *, sniff: bool = False) -> str:
+    """``csv`` / ``jsonl`` / ``parquet`` from the extension, or from the content with ``sniff``.
+
+    ``sniff`` (used when the caller named a format or a mapping) reads a file with an unknown extension by its
+    first bytes: the Parquet magic ``PAR1``, a JSON object (``{``), else CSV. Without it an unknown extension
+    is a :class:`WorkloadError`.
+    """
     kind = KINDS.get(path.suffix.lower())
-    if kind is None:
+    if kind is not None:
+        return kind
+    if not sniff:
         raise WorkloadError(
-            f"unknown file extension {path.suffix!r}; use one of {', '.join(sorted(KINDS))} or pass format=",
+            f"unknown file extension {path.suffix!r}; use one of {', '.join(sorted(KINDS))}, or pass format= "
+            "(or mapping=) to read the file by its content",
             file=str(path),
         )
-    return kind
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.lstrip().startswith((b"{", b"[")):
+        return "jsonl"
+    return "csv"
 
 
 def header(path: Path, kind: str) -> list[str]:
@@ -274,7 +301,10 @@ def header(path: Path, kind: str) -> list[str]:
         raise WorkloadError("file is empty (no header, no requests)", file=str(path), row=0)
     try:
         if kind == "csv":
-            lf = pl.scan_csv(path, separator=separator(path), n_rows=0, infer_schema=False)
+            with path.open(newline="", errors="replace") as fh:
+                names = next(csv.reader(fh, delimiter=separator(path)), [])
+            _no_duplicate_names(names, path)
+            lf = pl.scan_csv(path, glob=False, separator=separator(path), n_rows=0, infer_schema=False)
             return lf.collect_schema().names()
         if kind == "jsonl":
             with path.open() as fh:
@@ -287,7 +317,10 @@ def header(path: Path, kind: str) -> list[str]:
                     row=1,
                 )
             try:
-                record = json.loads(line)
+                pairs = json.loads(line, object_pairs_hook=lambda items: items)
+                record = dict(pairs) if isinstance(pairs, list) else pairs
+                if isinstance(pairs, list):
+                    _no_duplicate_names([k for k, _ in pairs], path)
             except json.JSONDecodeError:
                 raise WorkloadError("invalid or truncated JSON line", file=str(path), row=1) from None
             if not isinstance(record, dict):
@@ -297,9 +330,23 @@ def header(path: Path, kind: str) -> list[str]:
                     row=1,
                 )
             return list(record)
-        return pl.scan_parquet(path).collect_schema().names()  # reads the footer only
+        return pl.scan_parquet(path, glob=False).collect_schema().names()  # reads the footer only
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise WorkloadError(f"cannot read file: {exc}", file=str(path)) from None
+
+
+def _no_duplicate_names(names: Sequence[str], path: Path) -> None:
+    """Raise for a header (or first JSON object) that names a column twice (readers would silently pick one)."""
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names, start=1):
+        if n in seen:
+            raise WorkloadError(
+                f"the header names column {n!r} twice (columns {seen[n]} and {i}); rename one of them",
+                file=str(path),
+                field=n,
+                row=0,
+            )
+        seen[n] = i
 
 
 def infer_format(path: Path, columns: Sequence[str], kind: str) -> TableFormat:

@@ -11,7 +11,17 @@ import polars as pl
 
 from workbench import datasets
 from workbench.errors import WorkloadError
-from workbench.traces.formats import FORMATS, GENERIC, TableFormat, file_kind, header, infer_format, separator
+from workbench.traces.formats import (
+    FORMATS,
+    GENERIC,
+    ISO_FRACTION,
+    TableFormat,
+    file_kind,
+    header,
+    infer_format,
+    literal_glob,
+    separator,
+)
 from workbench.traces.schema import COLUMNS, Trace, conform_exprs
 from workbench.traces.validate import validate
 
@@ -76,15 +86,9 @@ def load(
     """
     if isinstance(source, Trace):
         return source
-    path = Path(source)
-    dataset = None
-    if _dataset_name(source, path):
-        dataset = datasets.get(source)
-        path = datasets.trace_file(source, allow_download=allow_download)
-        name = name or source
-    if not path.exists():
-        raise WorkloadError("file not found", file=str(path))
-    kind = file_kind(path)
+    path, kind, dataset = _resolve(source, format is not None or mapping is not None, allow_download)
+    if dataset is not None:
+        name = name or dataset.name
     columns = header(path, kind)
     fmt = _pick_format(path, kind, columns, format, mapping, time_unit)
     df = _collect(fmt, path, kind)
@@ -101,25 +105,52 @@ def load(
     has_arrivals = attrs.get("has_arrivals", fmt.has_arrivals)
     if fmt.name == "canonical" and df.height and df["arrival_s"].null_count() == df.height:
         has_arrivals = False
-    requests = validate(
-        df,
-        file=str(path),
-        sort=sort,
-        has_arrivals=has_arrivals,
-        names=dict(fmt.columns),
-        duplicates=duplicates,
-        report=meta,
-    )
+    block_tokens = attrs.get("prefix_block_tokens", fmt.block_tokens)
+    try:
+        requests = validate(
+            df,
+            file=str(path),
+            sort=sort,
+            has_arrivals=has_arrivals,
+            names=dict(fmt.columns),
+            duplicates=duplicates,
+            report=meta,
+            block_tokens=block_tokens,
+        )
+    except WorkloadError as exc:
+        raise _quote_source_value(exc, fmt, path, kind) from None
+    if has_arrivals and fmt.time != "datetime":  # datetimes are already seconds from the first request
+        requests = _shift_to_zero(requests, path, meta)
     return Trace(
         requests=requests,
         name=name or attrs.get("name") or path.stem,
-        prefix_block_tokens=attrs.get("prefix_block_tokens", fmt.block_tokens),
+        prefix_block_tokens=block_tokens,
         source=attrs.get("source")
         or fmt.source
         or (f"{dataset.citation} License: {dataset.license}." if dataset is not None else ""),
         has_arrivals=has_arrivals,
         meta=meta,
     )
+
+
+def _shift_to_zero(requests: pl.DataFrame, path: Path, meta: dict) -> pl.DataFrame:
+    """Shift numeric arrival times so the first request arrives at 0; the offset goes to ``meta``.
+
+    The schema's times are seconds from the first request. A file whose times start later (Unix epoch seconds,
+    seconds since a server started) would otherwise be simulated with that much idle time before the first
+    request (54 years for epoch times). The shift is recorded in ``meta["time_offset_s"]`` and, when not 0,
+    announced with a warning.
+    """
+    offset = float(requests["arrival_s"].min())
+    meta["time_offset_s"] = offset
+    if offset > 0:
+        warnings.warn(
+            f"{path.name}: arrival times start at {offset:.6g} s; shifted to start at 0 "
+            "(the offset is in Trace.meta['time_offset_s'])",
+            stacklevel=3,
+        )
+        requests = requests.with_columns(pl.col("arrival_s") - offset)
+    return requests
 
 
 def scan(
@@ -152,16 +183,12 @@ def scan(
 
     Notes
     -----
-    The rows are **not validated**: values that do not parse become null. Validate what you collect with
-    :func:`~workbench.traces.validate.validate` (it names the bad row of the collected table) or use
-    :func:`load` for the whole file.
+    The rows are **not validated**: values that do not parse become null. Numeric arrival times are as in the
+    file (:func:`load` shifts them to start at 0), so a filter on them is pushed into the read. Validate what
+    you collect with :func:`~workbench.traces.validate.validate` (it names the bad row of the collected table)
+    or use :func:`load` for the whole file.
     """
-    path = Path(source)
-    if _dataset_name(source, path):
-        path = datasets.trace_file(source)  # a request dataset (other kinds: a clear error)
-    if not path.exists():
-        raise WorkloadError("file not found", file=str(path))
-    kind = file_kind(path)
+    path, kind, _ = _resolve(source, format is not None or mapping is not None, True)
     fmt = _pick_format(path, kind, header(path, kind), format, mapping, time_unit)
     lf = fmt.scan(path, kind)
     names = lf.collect_schema().names()
@@ -170,6 +197,61 @@ def scan(
     if "request_id" not in names:
         lf = lf.with_row_index("request_id")
     return lf.select(conform_exprs(lf.collect_schema()))
+
+
+def _resolve(source, told_format: bool, allow_download: bool) -> tuple[Path, str, datasets.Dataset | None]:
+    """The file behind ``source`` (a path, read literally, or a dataset name), its kind and its dataset entry.
+
+    Raises
+    ------
+    WorkloadError
+        For a missing path, a folder, or an unknown extension when no format was given.
+    """
+    path = Path(source)
+    dataset = None
+    if _dataset_name(source, path):
+        dataset = datasets.get(source)
+        path = datasets.trace_file(source, allow_download=allow_download)  # other kinds: a clear error
+    if not path.exists():
+        raise WorkloadError("file not found", file=str(path))
+    if path.is_dir():
+        raise WorkloadError("this is a folder, not a file; give the path of one trace file", file=str(path))
+    return path, file_kind(path, sniff=told_format), dataset
+
+
+def _quote_source_value(exc: WorkloadError, fmt: TableFormat, path: Path, kind: str) -> WorkloadError:
+    """``exc`` with the file's own text of an arrival time that did not parse (the parsed column only has null).
+
+    Only errors about unparseable arrival values are rewritten; others are returned unchanged.
+    """
+    src = fmt.columns.get("arrival_s")
+    if src is None or exc.field != src or exc.row is None or exc.row < 1 or "unparseable" not in str(exc):
+        return exc
+    if kind == "csv":
+        lf = pl.scan_csv(path, glob=False, separator=separator(path), infer_schema=False)
+    elif kind == "jsonl":
+        lf = pl.scan_ndjson(literal_glob(path), infer_schema_length=None)
+    else:
+        lf = pl.scan_parquet(path, glob=False)
+    try:
+        value = lf.select(pl.col(src).cast(pl.Utf8)).slice(exc.row - 1, 1).collect().item()
+    except (pl.exceptions.PolarsError, ValueError):
+        return exc
+    if value is None:
+        return exc
+    if fmt.time == "datetime":
+        expected = (
+            "an ISO 8601 date and time (YYYY-MM-DD HH:MM:SS[.fffffffff], 'T' or a space between date and time, "
+            "optionally ending in Z or a +HH:MM offset)"
+            if fmt.datetime_format == ISO_FRACTION
+            else f"a date and time in the format {fmt.datetime_format!r}"
+        )
+    else:
+        unit = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}.get(fmt.time or "", fmt.time)
+        expected = f"a finite number of {unit} >= 0"
+    return WorkloadError(
+        f"unparseable arrival time {value!r}: expected {expected}", file=str(path), field=src, row=exc.row
+    )
 
 
 def _dataset_name(source, path: Path) -> bool:
@@ -243,8 +325,12 @@ class _Constant(str):
 def _raise_bad_json(path: Path, fmt: TableFormat) -> None:
     """Find the first line that is not a valid JSON object and raise a :class:`WorkloadError` for it.
 
-    Rows count the non-blank lines (records) from 1.
+    Rows count the non-blank lines (records) from 1. The mapped token columns (and a numeric arrival column)
+    must hold JSON numbers: a boolean (``true`` would read as 1 token), string, list or object is an error.
     """
+    numbers = [c for c in ("prompt_tokens", "output_tokens") if c in fmt.columns]
+    if fmt.time not in (None, "datetime") and "arrival_s" in fmt.columns:
+        numbers.append("arrival_s")
     with path.open() as fh:
         row = 0
         for line in fh:
@@ -274,6 +360,16 @@ def _raise_bad_json(path: Path, fmt: TableFormat) -> None:
                     field=bad,
                     row=row,
                 )
+            for canon in numbers:
+                value = record.get(fmt.columns[canon])
+                if isinstance(value, bool) or isinstance(value, str | list | dict):
+                    kind = "a boolean" if isinstance(value, bool) else f"a JSON {type(value).__name__}"
+                    raise WorkloadError(
+                        f"{canon} must be a number, not {kind}, got {json.dumps(value)}",
+                        file=str(path),
+                        field=fmt.columns[canon],
+                        row=row,
+                    )
 
 
 def _file_attrs(path: Path, kind: str) -> dict:
@@ -287,7 +383,9 @@ def _file_attrs(path: Path, kind: str) -> dict:
 def write(trace: Trace, path: str | Path) -> Path:
     """Write a trace; the suffix picks the format (``.parquet`` keeps everything, ``.csv``, ``.jsonl``).
 
-    ``load(write(trace, p))`` returns an equal trace (requests, and for Parquet also name, block size, source).
+    ``load(write(trace, p))`` returns an equal trace (requests, and for Parquet also name, block size, source),
+    its arrival times shifted to start at 0 (generators put the first arrival at their first gap; the shift is
+    in ``meta["time_offset_s"]``).
     CSV cannot hold ``prefix_hashes``: writing a trace that has them to CSV raises a :class:`WorkloadError`.
     """
     path = Path(path)

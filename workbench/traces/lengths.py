@@ -15,10 +15,7 @@ import numpy as np
 
 from workbench.config import require_positive, require_range
 from workbench.errors import ConfigError
-from workbench.traces.schema import Trace
-
-#: Largest token count of one request (the Int32 columns of the canonical schema).
-MAX_TOKENS = 2**31 - 1
+from workbench.traces.schema import MAX_TOKENS, Trace
 
 
 @runtime_checkable

@@ -39,6 +39,8 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 REQUIRED: tuple[str, ...] = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+#: Largest token count of one request (the token columns are Int32).
+MAX_TOKENS = 2**31 - 1
 
 
 def conform_exprs(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:

@@ -81,7 +81,7 @@ class ServeGenMix:
         if end_s <= start_s:
             raise ConfigError(f"end_s must be > start_s, got {start_s}..{end_s}")
         win = (
-            pl.scan_parquet(windows_path)
+            pl.scan_parquet(windows_path, glob=False)
             .filter(
                 (pl.col("model") == model)
                 & (pl.col("timestamp") >= start_s - SERVEGEN_WINDOW_S + 1)
@@ -107,7 +107,7 @@ class ServeGenMix:
             win = win.filter(pl.col("client_id").is_in(top.implode()))
         lo = math.floor(start_s / SERVEGEN_PDF_WINDOW_S) * SERVEGEN_PDF_WINDOW_S
         pmfs = (
-            pl.scan_parquet(pdfs_path)
+            pl.scan_parquet(pdfs_path, glob=False)
             .filter(
                 (pl.col("model") == model)
                 & pl.col("field").is_in(["input_tokens", "output_tokens"])

@@ -15,8 +15,7 @@ import polars as pl
 
 from workbench.config import require_positive, require_range
 from workbench.errors import ConfigError, WorkloadError
-from workbench.traces.lengths import MAX_TOKENS
-from workbench.traces.schema import Trace
+from workbench.traces.schema import MAX_TOKENS, Trace
 
 
 @dataclass(frozen=True, slots=True)

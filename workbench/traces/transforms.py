@@ -23,7 +23,7 @@ from workbench.config import require_choice, require_positive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
 from workbench.traces.describe import interarrival_cv, rate_series
-from workbench.traces.schema import Trace
+from workbench.traces.schema import MAX_TOKENS, Trace
 from workbench.traces.synthetic import (
     ArrivalProcess,
     Empirical,
@@ -62,7 +62,7 @@ def scale_lengths(trace: Trace, prompt: float = 1.0, output: float = 1.0) -> Tra
     require_positive("prompt", prompt)
     require_positive("output", output)
     df = trace.requests.with_columns(
-        (pl.col(c) * f).round(0).clip(1, 2**31 - 1).cast(pl.Int32)
+        (pl.col(c) * f).round(0).clip(1, MAX_TOKENS).cast(pl.Int32)
         for c, f in (("prompt_tokens", prompt), ("output_tokens", output))
     )
     block = trace.prefix_block_tokens

@@ -5,10 +5,13 @@ row; rows are numbered from 1 = first data record, row 0 is the header):
 
 * every required column (``request_id``, ``arrival_s``, ``prompt_tokens``, ``output_tokens``) is present
   (``arrival_s`` may be null only in length-only tables, ``has_arrivals=False``);
-* token counts are whole numbers > 0 (missing, non-numeric, NaN, zero and negative values are errors);
+* token counts are whole numbers from 1 to 2,147,483,647 (the Int32 limit of the token columns); missing,
+  non-numeric, boolean (JSON ``true``), NaN, zero, negative and larger values are errors;
 * ``arrival_s`` is finite, >= 0 and non-decreasing. Equal timestamps are legal (Mooncake has several requests at
   0 ms). Unsorted input is an error unless ``sort=True``, which sorts (stable) with a warning;
-* ``prefix_hashes`` are lists of integer ids >= 0 (a JSON string or number in their place is an error);
+* ``prefix_hashes`` are lists of integer ids >= 0 (a JSON string or number in their place is an error); with a
+  known block size (``block_tokens``) a request has at most ``ceil(prompt_tokens / block_tokens)`` of them
+  (one id per prompt block: more blocks than the prompt holds is an error);
 * ``request_id`` is unique: a repeated id (a duplicated request) is an error;
 * duplicate rows: in a table without its own ids, a row equal to an earlier one in every column (same arrival
   time, same lengths, same hashes and tags) is most likely the same request written twice, since real traces
@@ -29,7 +32,7 @@ import warnings
 import polars as pl
 
 from workbench.errors import WorkloadError
-from workbench.traces.schema import COLUMNS, SCHEMA, conform_exprs
+from workbench.traces.schema import COLUMNS, MAX_TOKENS, SCHEMA, conform_exprs
 
 #: Internal column with the 1-based source row of each request (dropped after validation).
 ROW = "__row"
@@ -65,6 +68,7 @@ def validate(
     names: dict[str, str] | None = None,
     duplicates: str = "error",
     report: dict | None = None,
+    block_tokens: int | None = None,
 ) -> pl.DataFrame:
     """Check a request table against the canonical schema and return it conformed.
 
@@ -86,6 +90,8 @@ def validate(
         ``"keep"`` or ``"drop"`` (see module docstring).
     report
         Optional dict that receives ``duplicate_rows`` (count) when repeats were kept or dropped.
+    block_tokens
+        Tokens per prefix-hash block, when known: a request may carry at most one hash per prompt block.
 
     Returns
     -------
@@ -115,9 +121,30 @@ def validate(
         df = _renumber(df)
     df = conform(df)
 
-    # Tokens: cast failures (non-numeric), nulls, NaN/fractions in float sources, values <= 0.
+    # Tokens: booleans, values beyond Int32, cast failures (non-numeric), nulls, NaN/fractions, values <= 0.
     for col in TOKEN_FIELDS:
         src = raw[col]
+        if src.dtype == pl.Boolean:  # JSON true/false would cast to 1/0 tokens
+            _check(
+                df,
+                raw,
+                col,
+                pl.lit(src).is_not_null(),
+                file,
+                label,
+                "must be a number, not a boolean",
+            )
+        if src.dtype.is_numeric():
+            big = pl.lit(src) > MAX_TOKENS
+            _check(
+                df,
+                raw,
+                col,
+                big,
+                file,
+                label,
+                f"must be at most {MAX_TOKENS:,} (the Int32 limit of token counts)",
+            )
         bad_value = pl.col(col).is_null() | (pl.col(col) <= 0)
         if src.dtype.is_float():
             bad_value = bad_value | pl.lit(src).is_nan() | (pl.lit(src) != pl.lit(src).round(0))
@@ -131,6 +158,18 @@ def validate(
                 pl.col("prefix_hashes").list.drop_nulls().list.len() != hashes.list.drop_nulls().list.len()
             )
             _check(df, raw, "prefix_hashes", lost, file, label, "must be lists of integer ids >= 0")
+    if block_tokens is not None and "prefix_hashes" in raw.columns:
+        blocks = (pl.col("prompt_tokens").cast(pl.Int64) + block_tokens - 1) // block_tokens
+        extra = pl.col("prefix_hashes").list.len().fill_null(0) > blocks
+        _check(
+            df,
+            raw,
+            "prefix_hashes",
+            extra,
+            file,
+            label,
+            f"has more ids than the prompt has {block_tokens}-token blocks (one id per block)",
+        )
     if has_arrivals:
         arr = pl.col("arrival_s")
         _check(
