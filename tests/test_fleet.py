@@ -345,7 +345,7 @@ class _CheckingRouter:
 
     def choose(self, request, view, now):
         got = view.prefix_match_tokens(request)
-        assert got.tolist() == [inst.prefix_match_tokens(request) for inst in view.insts]
+        assert got.tolist() == [inst.prefix_match_tokens(request) for inst in view.instances]
         self.decisions += 1
         self.matched += int(got.any())
         return self.inner.choose(request, view, now)

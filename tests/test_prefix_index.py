@@ -19,7 +19,8 @@ from workbench.traces import LogNormal, Poisson, Sessions, Synthetic
 
 
 def _inst(i, hashes=()):
-    return SimpleNamespace(index=i, cache=dict.fromkeys(hashes, 0), prefix_index=None, evict_at=float("inf"))
+    prefix = SimpleNamespace(refs=dict.fromkeys(hashes, 0), index=None)
+    return SimpleNamespace(index=i, prefix=prefix, cache=prefix.refs, evict_at=float("inf"))
 
 
 def _walk(cache, hashes, limit):
@@ -35,7 +36,7 @@ def test_index_matches_walk_through_adds_removes_and_clears():
     index = PrefixIndex()
     for inst in insts:
         index.track(inst)
-    assert insts[0].prefix_index is index and len(index) == 2
+    assert insts[0].prefix.index is index and len(index) == 2
     for step in range(3000):  # random edits (enough distinct hashes to grow the matrix), checked each time
         inst = insts[rng.integers(len(insts))]
         h = int(rng.integers(300))
@@ -81,15 +82,15 @@ class _Checker:
 
     def choose(self, request, view, now):
         got = view.prefix_match_tokens(request)
-        assert got.tolist() == [inst.prefix_match_tokens(request) for inst in view.insts]
+        assert got.tolist() == [inst.prefix_match_tokens(request) for inst in view.instances]
         for name in ("free_kv_blocks", "kv_blocks_used", "kv_utilization", "queued_prefill_tokens"):
-            assert getattr(view, name).tolist() == [getattr(i, name) for i in view.insts], name
-        want = [i.queued_prefill_tokens + i.outstanding_decode_tokens for i in view.insts]
+            assert getattr(view, name).tolist() == [getattr(i, name) for i in view.instances], name
+        want = [i.queued_prefill_tokens + i.outstanding_decode_tokens for i in view.instances]
         assert view.outstanding_tokens.tolist() == want
         index = view._index
         if index is not None and request.prefix_hashes:
             members = [self.ctl.sim.instances[i] for i in self.ctl.members[0]]
-            block = members[0].H
+            block = members[0].prefix.entry_tokens
             limit = min(len(request.prefix_hashes), (request.prompt_tokens - 1) // block)
             if limit > 0:
                 depth = index.match(request.prefix_hashes, limit, index.columns(i.index for i in members))
@@ -150,7 +151,7 @@ def test_index_exact_under_eviction_failures_and_autoscaling():
     c = res.counters
     assert c["failures"] == 2 and c["cold_starts"] >= 2 and c["retried"] > 0
     insts = ctl.sim.instances
-    assert all(index.holds(i.index) == set(i.cache) for i in insts)
+    assert all(index.holds(i.index) == set(i.prefix.refs) for i in insts)
     assert res.requests["cached_tokens"].sum() > 0
 
 
@@ -165,7 +166,7 @@ def test_cache_routers_results_do_not_depend_on_the_index(router):
 
         def match(self, hashes, limit, cols):
             insts = [i for i in box["sim"].instances if i.index in self._col]
-            out = np.array([_walk(i.cache, hashes, limit) for i in insts], dtype=np.int64)
+            out = np.array([_walk(i.prefix.refs, hashes, limit) for i in insts], dtype=np.int64)
             return out if cols is None else out[cols]
 
     box = {}
@@ -187,16 +188,16 @@ def test_no_index_for_routers_that_do_not_ask():
     simulate(tr, monolithic(3, router="jsq"), setup=lambda sim, ctl: box.setdefault("ctl", ctl))
     ctl = box["ctl"]
     assert ctl.prefix_indexes == [None]
-    assert all(i.prefix_index is None for i in ctl.sim.instances)
-    assert sum(len(i.cache) for i in ctl.sim.instances) > 0
+    assert all(i.prefix.index is None for i in ctl.sim.instances)
+    assert sum(len(i.prefix) for i in ctl.sim.instances) > 0
     # asked later, the index is built from the caches as they are
     view, matched = ctl.views[0], 0
     for r in tr.requests.iter_rows(named=True):
         req = Request(prompt_tokens=r["prompt_tokens"], prefix_hashes=r["prefix_hashes"])
         got = view.prefix_match_tokens(req).tolist()
-        assert got == [i.prefix_match_tokens(req) for i in view.insts]
+        assert got == [i.prefix_match_tokens(req) for i in view.instances]
         matched += any(got)
-    assert matched > 50 and all(i.prefix_index is ctl.prefix_indexes[0] for i in ctl.sim.instances)
+    assert matched > 50 and all(i.prefix.index is ctl.prefix_indexes[0] for i in ctl.sim.instances)
 
 
 def test_view_without_prefix_hashes_or_short_prompt_matches_nothing():

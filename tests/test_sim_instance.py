@@ -227,9 +227,9 @@ def test_prefill_decode_handoff_through_on_finish_hook():
     decode = sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=50_000, role="decode", pool="d"))
 
     class ByRole:
-        def choose(self, request, instances, now):
+        def choose(self, request, view, now):
             want = "d" if request.kv_ready else "p"
-            return next(i for i, inst in enumerate(instances) if inst.pool == want)
+            return next(i for i, inst in enumerate(view.instances) if inst.pool == want)
 
     sim.router = ByRole()
 
@@ -254,7 +254,7 @@ def test_transferred_request_preempted_on_decode_instance_recomputes_there():
     decode = sim.add_instance(InstanceConfig(perf=PERF, kv_capacity_tokens=48 * 16, role="decode", pool="d"))
 
     class ByRole:
-        def choose(self, request, instances, now):
+        def choose(self, request, view, now):
             return decode.index if request.kv_ready else prefill.index
 
     sim.router = ByRole()

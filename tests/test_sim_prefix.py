@@ -65,9 +65,10 @@ class LongestPrefix:
         self.sim = sim
         self.index = PrefixIndex() if index else None
 
-    def choose(self, req, instances, now):
+    def choose(self, req, view, now):
+        instances = view.instances
         hashes = req.prefix_hashes
-        limit = min(len(hashes), (req.prompt_tokens - 1) // instances[0].H)
+        limit = min(len(hashes), (req.prompt_tokens - 1) // instances[0].prefix.entry_tokens)
         if self.index is None:
             depth = [inst.prefix_match_tokens(req) for inst in instances]
         elif limit > 0:
@@ -136,8 +137,8 @@ def test_eviction_shortens_a_cached_chain_from_its_tail():
     r, inst = three_ways(reqs)
     assert r["cached_tokens"].to_list() == [0, 0, 112]
     # C re-inserted its recomputed blocks 7 and 8: A's whole chain (9 entries) and B's block are cached
-    assert set(inst.cache) == set(A[:9]) | {7}
-    assert next(iter(inst.lru)) == 7  # B's block is the least recently used now
+    assert set(inst.prefix.refs) == set(A[:9]) | {7}
+    assert next(iter(inst.prefix.lru)) == 7  # B's block is the least recently used now
 
 
 def probed(reqs, conf, queries, times, *, how, n_instances=1, hash_tokens=H, track_at=0.0):
@@ -186,7 +187,9 @@ def test_decode_run_evicts_lazily_in_iteration_order(how):
     assert res.counters["events"] - len(times) == 5 and ref.counters["events"] - len(times) == 253
     assert_same(res.requests, ref.requests, (*TIMES, "cached_tokens"))
     inst = sim.instances[0]
-    assert set(inst.cache) == set(A[:3]) | {7} and inst.free == 16  # B's blocks back, but its hashed one
+    assert (
+        set(inst.prefix.refs) == set(A[:3]) | {7} and inst.kv.free == 16
+    )  # B's blocks back, but its hashed one
 
 
 def test_reference_loop_prefix_cache_matches_engine_on_a_busy_workload():

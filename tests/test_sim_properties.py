@@ -66,7 +66,8 @@ def run(reqs, sched, kv, n_inst, *, skipping=True, seed=0):
     res = sim.run(reqs)
     for inst in sim.instances:  # all requests gone: only unreferenced cached blocks remain
         inst.audit()
-        assert not inst.running and inst.free + len(inst.cache) * inst.hb == inst.capacity
+        assert not inst.running and inst.kv.free + inst.prefix.evictable_blocks == inst.kv.capacity
+        assert len(inst.prefix.lru) == len(inst.prefix)
     return res
 
 

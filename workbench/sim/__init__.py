@@ -24,7 +24,8 @@ from workbench.sim.queueing import (
 )
 from workbench.sim.request import Request
 from workbench.sim.result import SimResult
-from workbench.sim.simulation import RoundRobin, Simulation, simulate
+from workbench.sim.routing.load import RoundRobin
+from workbench.sim.simulation import Simulation, simulate
 
 __all__ = [
     "PRIO_ARRIVAL",

@@ -1,5 +1,12 @@
 """One continuous-batching LLM instance: vLLM-like scheduler, paged KV cache, prefix cache, event skipping.
 
+An :class:`Instance` is the scheduler of one model replica. It owns its parts: the KV block allocator and the
+prefix cache (:mod:`workbench.sim.kvcache`), the decode set (:class:`DecodeSet`) and the recorder of its time
+series (:class:`SegmentRecorder`). It talks to its host (a :class:`~workbench.sim.simulation.Simulation`)
+only through the narrow :class:`InstanceHost` interface, and the host drives it only through public methods
+(:meth:`Instance.enqueue`, :meth:`Instance.resume`, :meth:`Instance.evacuate`,
+:meth:`Instance.set_segment_state`, :meth:`Instance.close_segments`).
+
 How an instance advances
 ------------------------
 An instance is either idle or running one *step*: a single iteration with prefill work (prompt chunks,
@@ -10,7 +17,7 @@ routed to the instance during a decode run cuts the run at the end of the iterat
 (``perf.decode_iterations_within``), so it is admitted exactly when a per-iteration loop would admit it.
 
 A run that grows past the free blocks evicts cached prefix blocks *lazily*: it reserves its blocks at its start
-and the blocks it borrows from evictable entries show as a negative ``free``; the evictions themselves are
+and the blocks it borrows from evictable entries show as a negative ``kv.free``; the evictions themselves are
 made in iteration order by :meth:`Instance.settle` when something reads the cache mid-run (a prefix match at
 enqueue or by a router, through the instance or its prefix index, which :meth:`Instance.settle` is
 scheduled on), when the run is cut, and at its end. The LRU order cannot change during a pure decode run,
@@ -18,24 +25,22 @@ so a reader sees exactly the cache a per-iteration loop holds at that time, whil
 
 Bookkeeping that keeps a run O(1)
 ---------------------------------
-``G`` counts the iterations in which the decodes advanced; a decoding sequence stores ``G`` at which it
-finishes (a min-heap gives the next finish) and its generated tokens are ``G - _ctx_off``. KV blocks are
-allocated one slot ahead: between iterations a sequence holds ``ceil(private tokens / block)`` blocks
-where its tokens count the next token to be written, so a decode iteration starting at ``G`` needs a new
-block for exactly the sequences whose private token count is a multiple of the block size. Those fall in
-one residue class of ``G`` modulo the block size, so ``cnt[r]`` (sequences per residue) gives the blocks a
-run of ``k`` iterations needs in O(block size).
+``DecodeSet.iteration`` counts the iterations in which the decodes advanced; a decoding sequence stores the
+iteration at which it finishes (a min-heap gives the next finish) and its generated tokens are ``iteration -
+decode_offset``. KV blocks are allocated one slot ahead: between iterations a sequence holds ``ceil(private
+tokens / block)`` blocks where its tokens count the next token to be written, so a decode iteration starting
+at ``g`` needs a new block for exactly the sequences whose private token count is a multiple of the block
+size. Those fall in one residue class of ``g`` modulo the block size, so ``DecodeSet.residues[r]`` (sequences
+per residue) gives the blocks a run of ``k`` iterations needs in O(block size).
 
 Prefix cache
 ------------
 Prompt blocks named by ``prefix_hashes`` (``prefix_block_tokens`` each, a multiple of the KV block size)
-are shared: an entry holds ``prefix_block_tokens / block_size`` KV blocks and a reference count;
-unreferenced entries sit in an LRU list and are evicted when blocks are needed. A request references its
-longest cached leading run of hashes at admission (those tokens skip prefill) and inserts its remaining
-full blocks when its prefill completes. A finished or preempted request releases its entries tail first
-(vLLM frees a sequence's blocks in reverse order), so eviction shortens a chain from its end. An instance
-with a ``prefix_index`` (a :class:`~workbench.sim.routing.prefix_index.PrefixIndex`, set when a cache-aware
-router first asks for prefix matches) tells it of every entry created, evicted or dropped by a failure.
+are shared (:class:`~workbench.sim.kvcache.PrefixCache`). A request references its longest cached leading
+run of hashes at admission (those tokens skip prefill) and inserts its remaining full blocks when its prefill
+completes. A finished or preempted request releases its entries tail first, so eviction shortens a chain
+from its end. An instance with a prefix index (set when a cache-aware router first asks for prefix matches)
+tells it of every entry created, evicted or dropped by a failure.
 """
 
 from __future__ import annotations
@@ -43,25 +48,192 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import OrderedDict, deque
-from heapq import heappush
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from workbench.errors import ConfigError
 from workbench.hardware.perf import Batch
 from workbench.sim.config import InstanceConfig
-from workbench.sim.engine import PRIO_ITERATION, SimulationError
+from workbench.sim.engine import PRIO_ITERATION, Engine, SimulationError
+from workbench.sim.kvcache import KVBlocks, PrefixCache
 from workbench.sim.request import Request
-
-if TYPE_CHECKING:
-    from workbench.sim.routing.prefix_index import PrefixIndex
-    from workbench.sim.simulation import Simulation
 
 #: Instance lifecycle states.
 OFF, STARTING, ON, DRAINING = "off", "starting", "on", "draining"
 #: Segment state codes (result table ``state``).
 SEG_STATES = ("busy", "idle", "starting", "off")
 BUSY, IDLE, SEG_STARTING, SEG_OFF = 0, 1, 2, 3
+
+
+class InstanceHost(Protocol):
+    """What an instance needs of the simulation that hosts it (and nothing else).
+
+    Attributes
+    ----------
+    engine
+        The clock and event queue (steps are pushed with :meth:`Engine.push`).
+    audit
+        Recount every instance's bookkeeping before each step (slow; tests).
+    segment_sink
+        Receives each finished segment as 8 numbers (instance, start, end, state, batch, prefill tokens, KV
+        blocks, iterations); ``None``: segments are not recorded.
+    """
+
+    engine: Engine
+    audit: bool
+    segment_sink: Callable[[Iterable[float]], object] | None
+
+    def request_finished(self, request: Request, instance: Instance, now: float) -> None:
+        """``request`` finished on ``instance`` (for a prefill instance: its prefill)."""
+        ...
+
+    def instance_drained(self, instance: Instance, now: float) -> None:
+        """A draining ``instance`` has no work left."""
+        ...
+
+
+class DecodeSet:
+    """The sequences in the decode phase, advanced in O(1) per decode iteration (see module docstring).
+
+    Attributes
+    ----------
+    size
+        Decoding sequences.
+    context
+        Sum of their context lengths (tokens attended to by the next iteration).
+    iteration
+        Decode iterations run so far on the instance.
+    residues
+        Sequences per residue class of their private token count less ``iteration`` modulo the block size.
+    finishes
+        Heap of ``(iteration at which it finishes, sequence number, request)``; entries whose sequence number
+        is not the request's ``decode_seq`` any more are stale (the request left) and skipped.
+    """
+
+    __slots__ = ("block_tokens", "context", "finishes", "iteration", "residues", "sequence", "size")
+
+    def __init__(self, block_tokens: int) -> None:
+        self.block_tokens = block_tokens
+        self.size = 0
+        self.context = 0
+        self.iteration = 0
+        self.residues = [0] * block_tokens
+        self.finishes: list[tuple[int, int, Request]] = []
+        self.sequence = itertools.count()
+
+    def join(self, req: Request, private_tokens: int) -> None:
+        """``req`` (with ``private_tokens`` tokens in its private blocks) starts decoding."""
+        g = self.iteration
+        gen = req.generated
+        key = (private_tokens - g) % self.block_tokens
+        req.decode_residue = key
+        self.residues[key] += 1
+        self.size += 1
+        self.context += req.prompt_tokens + gen - 1
+        req.decode_offset = g - gen
+        seq = next(self.sequence)
+        req.decode_seq = seq
+        heapq.heappush(self.finishes, (g + req.output_tokens - gen, seq, req))
+
+    def leave(self, req: Request) -> int:
+        """``req`` stops decoding; returns (and stores) its generated tokens."""
+        gen = self.iteration - req.decode_offset
+        req.generated = gen
+        self.residues[req.decode_residue] -= 1
+        self.size -= 1
+        self.context -= req.prompt_tokens + gen - 1
+        req.decode_seq = -1
+        return gen
+
+    def next_finish(self) -> int:
+        """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
+        fin = self.finishes
+        while fin[0][2].decode_seq != fin[0][1]:
+            heapq.heappop(fin)
+        return fin[0][0]
+
+    def blocks_needed(self, g: int, k: int) -> int:
+        """KV blocks the decode set needs for ``k`` iterations starting at iteration ``g``."""
+        if k <= 0:
+            return 0
+        bs = self.block_tokens
+        full, rem = divmod(k, bs)
+        total = full * self.size
+        if rem:
+            # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
+            cnt = self.residues
+            s = -g % bs
+            lo = s - rem + 1
+            total += sum(cnt[lo : s + 1]) if lo >= 0 else sum(cnt[: s + 1]) + sum(cnt[bs + lo :])
+        return total
+
+    def affordable(self, g: int, avail: int, limit: int) -> int:
+        """Most decode iterations (<= ``limit``) from iteration ``g`` whose block growth fits in ``avail``."""
+        size = self.size
+        bs = self.block_tokens
+        cycles = avail // size
+        if cycles * bs >= limit:
+            return limit
+        rem = avail - cycles * size
+        cnt = self.residues
+        k = cycles * bs
+        for j in range(bs):
+            x = cnt[-(g + j) % bs]
+            if x > rem:
+                break
+            rem -= x
+            k += 1
+        return min(k, limit)
+
+    def clear(self) -> None:
+        """Forget every sequence (the instance dropped its work)."""
+        self.size = self.context = 0
+        self.residues = [0] * self.block_tokens
+        self.finishes.clear()
+
+
+class SegmentRecorder:
+    """The instance's time series: an open (idle/starting/off) segment and a pending busy one that grows
+    while consecutive steps keep the batch size; finished segments go to the host's sink."""
+
+    __slots__ = ("instance", "pending", "since", "sink", "state")
+
+    def __init__(self, instance: int, sink: Callable[[Iterable[float]], object] | None, state: int, now: float):
+        self.instance = instance
+        self.sink = sink
+        #: state of the open segment and its start
+        self.state = state
+        self.since = now
+        #: the busy segment not yet written: [start, end, batch, prefill tokens, KV blocks, iterations]
+        self.pending: list | None = None
+
+    def busy(self, start: float, end: float, batch: int, prefill: int, kv: int, iterations: int) -> None:
+        """A busy stretch: extends the pending busy segment when contiguous with the same batch."""
+        pb = self.pending
+        if pb is not None:
+            if pb[1] == start and pb[2] == batch:
+                pb[1] = end
+                pb[3] += prefill
+                pb[5] += iterations
+                return
+            if self.sink is not None:
+                self.sink((self.instance, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+        self.pending = [start, end, batch, prefill, kv, iterations]
+
+    def flush_busy(self) -> None:
+        """Write the pending busy segment."""
+        pb = self.pending
+        if pb is not None:
+            if self.sink is not None:
+                self.sink((self.instance, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+            self.pending = None
+
+    def close_open(self, now: float, kv_used: int) -> None:
+        """Close the open idle/starting/off segment at ``now`` (a new one of the same state starts)."""
+        self.flush_busy()
+        if now > self.since and self.sink is not None:
+            self.sink((self.instance, self.since, now, self.state, 0, 0, kv_used, 0))
+        self.since = now
 
 
 class Instance:
@@ -72,97 +244,105 @@ class Instance:
     :attr:`kv_utilization`, :attr:`kv_blocks_used`, :attr:`free_kv_blocks`, :meth:`prefix_match_tokens`,
     :attr:`state`.
 
+    Parameters
+    ----------
+    host
+        The simulation (see :class:`InstanceHost`).
+    index
+        The instance's id (its position in the simulation's instance list).
+    config
+        Hardware, model and scheduler.
+    prefix_block_tokens
+        Tokens per prefix-hash block of the trace (``None``: prefix caching off).
+    state
+        ``"on"`` or ``"off"`` at creation.
+
     Attributes
     ----------
+    kv, prefix, decode, segments
+        The parts the instance owns: KV block allocator, prefix cache, decode set, time-series recorder.
+    waiting, running, prefilling
+        Queued requests (FCFS), admitted requests in admission order (youngest last), and the admitted
+        requests still prefilling.
     queued_prefill_tokens
         Prompt tokens still to compute for the waiting and the partly prefilled requests, prefix-cache hits
         excluded. A waiting request counts its prompt (plus tokens to recompute) minus its cache hits at the
         time it was queued; the count is corrected to the hits it really gets when it is admitted (the
         cache may gain or lose its prefix meanwhile), so for waiting requests it is an estimate, for
         admitted ones exact.
+    owed_tokens
+        Output tokens owed: the sum over requests here of (output - generated at arrival), plus the tokens
+        generated here for requests that have left; less ``tokens_out`` it is what is still to generate.
     """
 
-    def __init__(self, sim: Simulation, index: int, config: InstanceConfig, *, prefix_block_tokens: int | None):
+    def __init__(
+        self,
+        host: InstanceHost,
+        index: int,
+        config: InstanceConfig,
+        *,
+        prefix_block_tokens: int | None,
+        state: str = ON,
+        now: float = 0.0,
+    ) -> None:
         s = config.scheduler
-        self.sim = sim
-        self.engine = sim.engine
-        self.heap = sim.engine._heap  # launching a step pushes straight onto the engine's heap
-        self._seg_extend = sim._seg.extend if sim.record_segments else None
-        self.counter = sim.engine._counter
+        self.host = host
+        self.engine = host.engine
+        self.push = host.engine.push  # launching a step is the engine's fast path
         self.index = index
         self.config = config
         self.pool = config.pool
-        self.perf = config.performance_model()
-        self.capacity_tokens = config.kv_capacity()
-        self.bs = s.block_size
-        self.capacity = self.capacity_tokens // self.bs
-        if self.capacity < 1:
-            raise ConfigError(f"KV capacity of {self.capacity_tokens} tokens is less than one block")
-        self.max_seqs = s.max_num_seqs
-        self.max_tokens = s.max_num_batched_tokens
-        self.chunked = s.chunked_prefill
-        self.chunk = s.prefill_chunk_tokens or self.max_tokens
-        self.fit_tokens = self.capacity * self.bs  # longest prompt + output that can ever run
-        self.max_prompt = self.max_tokens if not self.chunked else 2**62
-        self.prefill_first = s.priority == "prefill_first"
-        self.skipping = s.event_skipping
-        self.watermark = int(s.watermark * self.capacity)
         self.role = config.role
-        H = prefix_block_tokens if (s.prefix_caching and prefix_block_tokens) else 0
-        if H and H % self.bs:
-            raise ConfigError(
-                f"prefix_block_tokens ({H}) must be a multiple of block_size ({self.bs}) for prefix caching; "
-                "set scheduler.prefix_caching = false or change block_size"
-            )
-        self.H = H
-        self.hb = H // self.bs if H else 0
-        self.state = ON
-        self.audit_steps = sim.audit
+        self.perf = config.performance_model()
+        # parts
+        self.kv = KVBlocks(config.kv_capacity(), s.block_size)
+        self.prefix = PrefixCache(prefix_block_tokens if (s.prefix_caching and prefix_block_tokens) else 0,
+                                  s.block_size, index)  # fmt: skip
+        self.decode = DecodeSet(s.block_size)
+        self.segments = SegmentRecorder(index, host.segment_sink, IDLE if state == ON else SEG_OFF, now)
+        # scheduler limits
+        self.max_seqs = s.max_num_seqs
+        self.max_batched_tokens = s.max_num_batched_tokens
+        self.chunked = s.chunked_prefill
+        self.chunk_tokens = s.prefill_chunk_tokens or self.max_batched_tokens
+        #: longest prompt + output that can ever run (whole KV blocks)
+        self.fit_tokens = self.kv.capacity * self.kv.block_tokens
+        #: longest prompt admitted (whole prompts must fit one iteration without chunked prefill)
+        self.max_prompt = self.max_batched_tokens if not self.chunked else 2**62
+        self.prefill_first = s.priority == "prefill_first"
+        self.event_skipping = s.event_skipping
+        self.watermark_blocks = int(s.watermark * self.kv.capacity)
+        self.state = state
+        self.audit_steps = host.audit
         # queues
         self.waiting: deque[Request] = deque()
-        self.running: dict[Request, None] = {}  # admitted, in admission order (youngest last)
+        self.running: dict[Request, None] = {}
         self.prefilling: list[Request] = []
-        self.queued_prefill_tokens = 0  # prompt tokens to prefill (waiting + partial), cache hits excluded
-        # output tokens owed: sum over requests here of (output - generated at arrival), plus the tokens
-        # generated here for requests that have left; minus tokens_out it is what is still to generate
-        self._owed = 0
-        # decode set
-        self.B = 0
-        self.ctx = 0
-        self.G = 0
-        self.cnt = [0] * self.bs
-        self.fin: list[tuple[int, int, Request]] = []
-        self._hseq = itertools.count()
-        # KV blocks and prefix cache
-        self.free = self.capacity
-        self.cache: dict[int, int] = {}
-        self.lru: OrderedDict[int, None] = OrderedDict()
-        #: index told of every cache entry added and dropped (set by ``PrefixIndex.track``; None: none)
-        self.prefix_index: PrefixIndex | None = None
-        # current step
+        self.queued_prefill_tokens = 0
+        self.owed_tokens = 0
+        # the current step
         self.busy = False
+        #: version of the scheduled step end (a cut or a failure makes the old one stale)
         self.version = 0
-        self.t0 = 0.0
-        self.run_k = 0
-        self.run_B = 0
-        self.run_extra = 0  # blocks allocated for iterations 2..k of a decode run
-        #: when free < 0 (a decode run borrows evictable blocks): no eviction is due before this time (a
-        #: lower bound of the start of the run's next evicting iteration); inf when the run owes nothing
+        self.step_start = 0.0
+        #: iterations of the step (k of a decode run), decoding sequences in it, and the blocks allocated for
+        #: its iterations 2..k
+        self.run_iterations = 0
+        self.run_batch = 0
+        self.run_reserved = 0
+        #: when ``kv.free < 0`` (a decode run borrows evictable blocks): no eviction is due before this time
+        #: (a lower bound of the start of the run's next evicting iteration); inf when the run owes nothing
         self.evict_at = math.inf
-        self.items: list[tuple[Request, int]] = []
-        self.step_prefill = 0
-        self.step_kv = 0
-        # open (non-busy) segment and pending busy segment (merged while batch size is unchanged)
-        self.seg_state = IDLE
-        self.seg_t = 0.0
-        self.pb = None  # [start, end, batch, prefill, kv, iters]
+        #: the step's prefill work: (request, tokens) chunks, their sum, and the KV blocks in use at its start
+        self.step_items: list[tuple[Request, int]] = []
+        self.step_prefill_tokens = 0
+        self.step_kv_blocks = 0
         # counters
         self.n_preemptions = 0
         self.n_iterations = 0
         self.tokens_out = 0
         self.prefix_hit_tokens = 0
         self.prefix_query_tokens = 0
-        self.kv_peak = 0
 
     # ------------------------------------------------------------------ router views
     @property
@@ -187,186 +367,209 @@ class Instance:
         O(1) and exact at the last event (like :meth:`generated`): a running sum updated when a request
         arrives or leaves, less the instance's generated-token counter.
         """
-        return self._owed - self.tokens_out
+        return self.owed_tokens - self.tokens_out
 
     @property
     def free_kv_blocks(self) -> int:
         """KV blocks free for admission (free plus evictable cached blocks)."""
-        return self.free + len(self.lru) * self.hb
+        return self.kv.free + self.prefix.evictable_blocks
 
     @property
     def kv_blocks_used(self) -> int:
         """KV blocks held by requests (private plus referenced cached blocks)."""
-        return self.capacity - self.free_kv_blocks
+        return self.kv.capacity - self.free_kv_blocks
 
     @property
     def kv_utilization(self) -> float:
         """Fraction of KV blocks held by requests."""
-        return self.kv_blocks_used / self.capacity
+        return self.kv_blocks_used / self.kv.capacity
 
     def prefix_match_tokens(self, request: Request) -> int:
         """Leading prompt tokens of ``request`` in this instance's prefix cache (exact at ``engine.now``)."""
         hashes = request.prefix_hashes
-        if not self.H or not hashes:
+        prefix = self.prefix
+        if not prefix.entry_tokens or not hashes:
             return 0
-        if self.free < 0:  # a decode run's evictions may be due
+        if self.kv.free < 0:  # a decode run's evictions may be due
             self.settle(self.engine.now)
-        cache = self.cache
-        n = 0
-        limit = min(len(hashes), (request.prompt_tokens - 1) // self.H)
-        while n < limit and hashes[n] in cache:
-            n += 1
-        return n * self.H
+        return prefix.match(hashes, prefix.cacheable(hashes, request.prompt_tokens)) * prefix.entry_tokens
 
     def generated(self, request: Request) -> int:
         """Output tokens ``request`` has generated so far on this instance (exact at the last event)."""
-        return self.G - request._ctx_off if request._hseq >= 0 else request.generated
+        return self.decode.iteration - request.decode_offset if request.decode_seq >= 0 else request.generated
 
     def reject_reason(self, request: Request) -> str | None:
         """Why ``request`` can never run on this instance (``None`` if it can)."""
-        need = -(-(request.prompt_tokens + request.output_tokens) // self.bs)
-        if need > self.capacity:
+        need = self.kv.blocks_for(request.prompt_tokens + request.output_tokens)
+        if need > self.kv.capacity:
             return (
                 f"needs {need} KV blocks for {request.prompt_tokens}+{request.output_tokens} tokens; "
-                f"instance {self.index} holds {self.capacity}"
+                f"instance {self.index} holds {self.kv.capacity}"
             )
-        if not self.chunked and request.prompt_tokens > self.max_tokens:
+        if not self.chunked and request.prompt_tokens > self.max_batched_tokens:
             return (
-                f"prompt of {request.prompt_tokens} tokens exceeds max_num_batched_tokens={self.max_tokens} "
-                "with chunked prefill off"
+                f"prompt of {request.prompt_tokens} tokens exceeds max_num_batched_tokens="
+                f"{self.max_batched_tokens} with chunked prefill off"
             )
         return None
 
-    # ------------------------------------------------------------------ entry point
+    # ------------------------------------------------------------------ driven by the host
     def enqueue(self, req: Request, now: float) -> None:
         """Queue ``req`` (already checked with :meth:`reject_reason`) and start or cut the current step."""
         req.instance = self.index
         waiting = self.waiting
         waiting.append(req)
-        self._owed += req.output_tokens - req.generated
+        self.owed_tokens += req.output_tokens - req.generated
         if not req.kv_ready:
-            if self.H and req.prefix_hashes:
+            if self.prefix.entry_tokens and req.prefix_hashes:
                 self._queue_prefill(req)
-            else:  # no cache to consult (the common case, kept free of a call; _qhit is 0 off an instance)
+            else:  # no cache to consult (the common case, kept free of a call)
                 self.queued_prefill_tokens += req.prompt_tokens + req.generated
         if not self.busy:
             if self.state == ON or self.state == DRAINING:
-                self._close_open_segment(now)
+                self.segments.close_open(now, self.kv.capacity - self.kv.free)
                 self._step(now)
-        elif self.run_k > 1 and len(waiting) == 1 and len(self.running) < self.max_seqs:
+        elif self.run_iterations > 1 and len(waiting) == 1 and len(self.running) < self.max_seqs:
             # a decode run is in flight and this request may be admissible: stop after the current iteration
             # (a superset of the admission test: prefix-cache hits counted, watermark and LRU hits not)
             if req.kv_ready:
-                need = -(-(req.prompt_tokens + req.generated) // self.bs)
+                need = self.kv.blocks_for(req.prompt_tokens + req.generated)
             else:
-                need = -(-(req.prompt_tokens + req.generated + 1 - req._qhit) // self.bs)
-            if need <= self.free + self.run_extra + len(self.lru) * self.hb:
+                need = self.kv.blocks_for(req.prompt_tokens + req.generated + 1 - req.queued_hit_tokens)
+            if need <= self.kv.free + self.run_reserved + self.prefix.evictable_blocks:
                 self._cut_run(now)
+
+    def resume(self, now: float) -> None:
+        """Start stepping if idle with queued work (an instance that has just turned on)."""
+        if not self.busy and self.waiting:
+            self._step(now)
+
+    def set_segment_state(self, state: int, now: float) -> None:
+        """Close the open segment at ``now``; the next one has ``state`` (a lifecycle change)."""
+        self.segments.close_open(now, self.kv.capacity - self.kv.free)
+        self.segments.state = state
+
+    def close_segments(self, now: float) -> None:
+        """Write the open segments at the end of a run (the open idle/off one ends at ``now``)."""
+        if not self.busy:
+            self.segments.close_open(now, self.kv.capacity - self.kv.free)
+        self.segments.flush_busy()
+
+    def evacuate(self, now: float) -> list[Request]:
+        """Drop all work (a failure): return the requests, reset the KV blocks and the prefix cache."""
+        decode = self.decode
+        if self.busy:
+            self.version += 1
+            self.busy = False
+            if now > self.step_start:
+                self.segments.busy(self.step_start, now, self.run_batch + len(self.step_items), 0,
+                                   self.step_kv_blocks, 0)  # fmt: skip
+            if self.run_batch:
+                done = min(
+                    self.perf.decode_iterations_within(self.run_batch, decode.context, now - self.step_start),
+                    self.run_iterations - 1,
+                )
+                decode.iteration += done
+                decode.context += self.run_batch * done
+                self.tokens_out += self.run_batch * done
+        out = []
+        for req in self.running:
+            if req.decode_seq >= 0:
+                decode.leave(req)
+            req.kv_blocks = req.prefix_refs = req.prefill_done = 0
+            out.append(req)
+        out.extend(self.waiting)
+        self.running.clear()
+        self.prefilling.clear()
+        self.waiting.clear()
+        decode.clear()
+        self.prefix.clear()
+        self.kv.free = self.kv.capacity
+        self.evict_at = math.inf
+        self.queued_prefill_tokens = 0
+        self.owed_tokens = self.tokens_out  # nothing left to generate here
+        self.step_items = []
+        self.run_iterations = self.run_batch = self.run_reserved = 0
+        for req in out:
+            req.retries += 1
+            req.instance = -1
+            req.queued_hit_tokens = 0
+        return out
 
     # ------------------------------------------------------------------ scheduling
     def _queue_prefill(self, req: Request) -> None:
         """Count a (re)queued request's prefill work, less the cache hits it would get now."""
         hit = self.prefix_match_tokens(req)  # 0 without a cache or hashes
-        req._qhit = hit
+        req.queued_hit_tokens = hit
         self.queued_prefill_tokens += req.prompt_tokens + req.generated - hit
 
     def _cut_run(self, now: float) -> None:
         perf = self.perf
-        B = self.run_B
-        j = perf.decode_iterations_within(B, self.ctx, now - self.t0)
-        k = j + 1
-        if k >= self.run_k:
+        decode = self.decode
+        batch = self.run_batch
+        k = perf.decode_iterations_within(batch, decode.context, now - self.step_start) + 1
+        if k >= self.run_iterations:
             return
-        extra = self._crossings(self.G + 1, k - 1)
-        if self.free < 0:  # make the evictions of iterations 2..k (all started by now)
-            self._make_free(extra - self.run_extra)
+        reserved = decode.blocks_needed(decode.iteration + 1, k - 1)
+        if self.kv.free < 0:  # make the evictions of iterations 2..k (all started by now)
+            self._make_free(reserved - self.run_reserved)
             self.evict_at = math.inf
-        self.free += self.run_extra - extra
-        self.run_extra = extra
-        self.run_k = k
+        self.kv.free += self.run_reserved - reserved
+        self.run_reserved = reserved
+        self.run_iterations = k
         self.version += 1
-        end = self.t0 + perf.decode_run_time(B, self.ctx, k)
+        end = self.step_start + perf.decode_run_time(batch, decode.context, k)
         self.engine.schedule(end if end > now else now, PRIO_ITERATION, self._on_end, self.version)
-
-    def _crossings(self, g: int, k: int) -> int:
-        """KV blocks the decode set needs for ``k`` iterations starting at iteration ``g``."""
-        if k <= 0:
-            return 0
-        bs = self.bs
-        full, rem = divmod(k, bs)
-        total = full * self.B
-        if rem:
-            # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
-            cnt = self.cnt
-            s = -g % bs
-            lo = s - rem + 1
-            total += sum(cnt[lo : s + 1]) if lo >= 0 else sum(cnt[: s + 1]) + sum(cnt[bs + lo :])
-        return total
-
-    def _affordable(self, g: int, avail: int, limit: int) -> int:
-        """Most decode iterations (<= ``limit``) from iteration ``g`` whose block growth fits in ``avail``."""
-        B = self.B
-        bs = self.bs
-        cycles = avail // B
-        if cycles * bs >= limit:
-            return limit
-        rem = avail - cycles * B
-        cnt = self.cnt
-        k = cycles * bs
-        for j in range(bs):
-            x = cnt[-(g + j) % bs]
-            if x > rem:
-                break
-            rem -= x
-            k += 1
-        return min(k, limit)
 
     def _alloc(self, n: int) -> None:
         """Take ``n`` blocks, evicting least recently used cached prefix blocks when needed."""
-        if n > self.free:
+        if n > self.kv.free:
             self._make_free(n)
-        self.free -= n
+        self.kv.free -= n
 
     def _make_free(self, n: int) -> None:
-        """Evict least recently used cached prefix blocks until ``free >= n``."""
-        lru, cache, hb = self.lru, self.cache, self.hb
-        while n > self.free:
-            if not lru:
+        """Evict least recently used cached prefix blocks until ``kv.free >= n``."""
+        kv = self.kv
+        prefix = self.prefix
+        while n > kv.free:
+            freed = prefix.evict_lru()
+            if not freed:
                 raise SimulationError(f"instance {self.index}: KV allocation of {n} blocks exceeds capacity")
-            h, _ = lru.popitem(last=False)
-            del cache[h]
-            if self.prefix_index is not None:
-                self.prefix_index.remove(h, self.index)
-            self.free += hb
+            kv.free += freed
 
     def settle(self, now: float) -> None:
         """Make the evictions the decode run in progress has made by ``now`` in a per-iteration loop.
 
-        A no-op unless the run borrows evictable blocks (``free < 0``) and its next evicting iteration may
+        A no-op unless the run borrows evictable blocks (``kv.free < 0``) and its next evicting iteration may
         have started. Iteration ``j + 1`` is in progress at ``now`` (``j`` finished, as :meth:`_cut_run`
         counts them), so the blocks of iterations 2..j+1 are allocated, evicting in LRU order.
         """
         if now < self.evict_at:
             return
-        j = min(self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0), self.run_k - 1)
-        self._make_free(self._crossings(self.G + 1, j) - self.run_extra)
-        if self.free < 0:
+        decode = self.decode
+        j = min(
+            self.perf.decode_iterations_within(self.run_batch, decode.context, now - self.step_start),
+            self.run_iterations - 1,
+        )
+        self._make_free(decode.blocks_needed(decode.iteration + 1, j) - self.run_reserved)
+        if self.kv.free < 0:
             self._next_eviction(now)
         else:
             self.evict_at = math.inf
 
     def _next_eviction(self, now: float) -> None:
-        """Set :attr:`evict_at` (after ``now``) for a decode run that still borrows ``-free`` blocks (tell
+        """Set :attr:`evict_at` (after ``now``) for a decode run that still borrows ``-kv.free`` blocks (tell
         the index)."""
-        # free + run_extra blocks are backed: they hold the growth of the next m iterations (2..m+1); the
-        # run's iteration m + 2 must evict, and it starts once m + 1 iterations are done
-        m = self._affordable(self.G + 1, self.free + self.run_extra, self.run_k - 1)
-        t = self.t0 + self.perf.decode_run_time(self.run_B, self.ctx, m + 1)
+        decode = self.decode
+        # kv.free + run_reserved blocks are backed: they hold the growth of the next m iterations (2..m+1);
+        # the run's iteration m + 2 must evict, and it starts once m + 1 iterations are done
+        m = decode.affordable(decode.iteration + 1, self.kv.free + self.run_reserved, self.run_iterations - 1)
+        t = self.step_start + self.perf.decode_run_time(self.run_batch, decode.context, m + 1)
         # a margin for rounding (settle() then counts the iterations exactly), but always later than now: a
         # settle at a time within the margin makes no eviction and must not be asked again at that time
         self.evict_at = max(t - 1e-9 * t, math.nextafter(now, math.inf))
-        if self.prefix_index is not None:
-            self.prefix_index.defer(self, self.evict_at)
+        if self.prefix.index is not None:
+            self.prefix.index.defer(self, self.evict_at)
 
     def audit(self) -> None:
         """Check the scheduler's bookkeeping against a recount (O(batch); tests run it between steps).
@@ -374,41 +577,52 @@ class Instance:
         Raises :class:`SimulationError` when the decode set, context sum, KV block count, prefix-cache
         reference counts or the router counters disagree with the queued and running requests.
         """
-        decoding = [r for r in self.running if r._hseq >= 0]
-        H, bs = self.H, self.bs
+        decode, kv, prefix = self.decode, self.kv, self.prefix
+        G = decode.iteration
+        decoding = [r for r in self.running if r.decode_seq >= 0]
+        entry, bs = prefix.entry_tokens, kv.block_tokens
         problems = []
-        if self.B != len(decoding) or sum(self.cnt) != self.B:
-            problems.append(f"decode set {self.B} vs {len(decoding)} running decodes, cnt sum {sum(self.cnt)}")
-        ctx = sum(r.prompt_tokens + self.G - r._ctx_off - 1 for r in decoding)
-        if ctx != self.ctx:
-            problems.append(f"context sum {self.ctx} vs recount {ctx}")
+        if decode.size != len(decoding) or sum(decode.residues) != decode.size:
+            problems.append(
+                f"decode set {decode.size} vs {len(decoding)} running decodes, "
+                f"residue sum {sum(decode.residues)}"
+            )
+        ctx = sum(r.prompt_tokens + G - r.decode_offset - 1 for r in decoding)
+        if ctx != decode.context:
+            problems.append(f"context sum {decode.context} vs recount {ctx}")
         held = 0
         refs: dict[int, int] = {}
         for r in self.running:
-            gen = self.G - r._ctx_off if r._hseq >= 0 else r.generated
-            held += -(-(r.prompt_tokens + gen - r._nref * H) // bs) if r._hseq >= 0 else r._priv
-            for h in (r.prefix_hashes or [])[: r._nref]:
-                refs[h] = refs.get(h, 0) + 1
-        if self.free < 0 or held + len(self.cache) * self.hb + self.free != self.capacity:
-            problems.append(
-                f"blocks: {held} private + {len(self.cache)} cached entries x {self.hb} + {self.free} free "
-                f"!= capacity {self.capacity}"
+            gen = G - r.decode_offset if r.decode_seq >= 0 else r.generated
+            held += (
+                -(-(r.prompt_tokens + gen - r.prefix_refs * entry) // bs) if r.decode_seq >= 0 else r.kv_blocks
             )
-        if any(self.cache[h] != refs.get(h, 0) for h in self.cache) or set(refs) - set(self.cache):
+            for h in (r.prefix_hashes or [])[: r.prefix_refs]:
+                refs[h] = refs.get(h, 0) + 1
+        cached = len(prefix.refs)
+        if kv.free < 0 or held + cached * prefix.blocks_per_entry + kv.free != kv.capacity:
+            problems.append(
+                f"blocks: {held} private + {cached} cached entries x {prefix.blocks_per_entry} + "
+                f"{kv.free} free "
+                f"!= capacity {kv.capacity}"
+            )
+        if any(prefix.refs[h] != refs.get(h, 0) for h in prefix.refs) or set(refs) - set(prefix.refs):
             problems.append("prefix-cache reference counts disagree with the running requests")
-        if set(self.lru) != {h for h, c in self.cache.items() if c == 0}:
+        if set(prefix.lru) != {h for h, c in prefix.refs.items() if c == 0}:
             problems.append("LRU list is not the set of unreferenced cache entries")
-        if self.prefix_index is not None and self.prefix_index.holds(self.index) != set(self.cache):
+        if prefix.index is not None and prefix.index.holds(self.index) != set(prefix.refs):
             problems.append("the prefix index disagrees with the prefix cache")
-        queued = sum(r.prompt_tokens + r.generated - r._qhit for r in self.waiting if not r.kv_ready)
-        queued += sum(r._ptok - r._done for r in self.prefilling)
+        queued = sum(
+            r.prompt_tokens + r.generated - r.queued_hit_tokens for r in self.waiting if not r.kv_ready
+        )
+        queued += sum(r.prefill_target - r.prefill_done for r in self.prefilling)
         if queued != self.queued_prefill_tokens:
             problems.append(f"queued prefill tokens {self.queued_prefill_tokens} vs recount {queued}")
         left = sum(r.output_tokens - self.generated(r) for r in itertools.chain(self.waiting, self.running))
         if left != self.outstanding_decode_tokens:
             problems.append(f"outstanding decode tokens {self.outstanding_decode_tokens} vs recount {left}")
         if problems:
-            raise SimulationError(f"instance {self.index} at G={self.G}: " + "; ".join(problems))
+            raise SimulationError(f"instance {self.index} at iteration {G}: " + "; ".join(problems))
 
     def _step(self, now: float) -> None:
         """Plan and launch the next step (or go idle)."""
@@ -416,102 +630,105 @@ class Instance:
             self.audit()
         waiting = self.waiting
         running = self.running
+        kv = self.kv
+        decode = self.decode
         # transferred requests (kv_ready) join the decode set directly
         while waiting and waiting[0].kv_ready and len(running) < self.max_seqs:
             if not self._admit_decode(waiting[0], now):
                 break
             waiting.popleft()
         items: list = []
-        P = 0
-        pctx = 0.0
-        decode = self.B > 0
+        prefill = 0
+        prefill_context = 0.0
+        decoding = decode.size > 0
         if self.prefill_first and (self.prefilling or waiting):
-            items, P, pctx = self._plan_prefill(self.max_tokens, now)
+            items, prefill, prefill_context = self._plan_prefill(self.max_batched_tokens, now)
             if items:
-                decode = False
-        if decode:
-            bs = self.bs
-            need = self.cnt[-self.G % bs]
+                decoding = False
+        if decoding:
+            need = decode.residues[-decode.iteration % kv.block_tokens]
             if need:
-                while need > self.free + len(self.lru) * self.hb:
+                prefix = self.prefix
+                while need > kv.free + len(prefix.lru) * prefix.blocks_per_entry:
                     self._preempt_youngest()
-                    need = self.cnt[-self.G % bs]
-                decode = self.B > 0
+                    need = decode.residues[-decode.iteration % kv.block_tokens]
+                decoding = decode.size > 0
                 if need:
                     self._alloc(need)
             if not self.prefill_first and (waiting or self.prefilling):
-                items, P, pctx = self._plan_prefill(self.max_tokens - self.B, now)
+                items, prefill, prefill_context = self._plan_prefill(self.max_batched_tokens - decode.size, now)
         elif not self.prefill_first and (waiting or self.prefilling):
-            items, P, pctx = self._plan_prefill(self.max_tokens, now)
-        self.t0 = now
-        self.items = items
-        self.step_prefill = P
-        used = self.capacity - self.free
-        self.step_kv = used
-        if used > self.kv_peak:
-            self.kv_peak = used
+            items, prefill, prefill_context = self._plan_prefill(self.max_batched_tokens, now)
+        self.step_start = now
+        self.step_items = items
+        self.step_prefill_tokens = prefill
+        used = kv.capacity - kv.free
+        self.step_kv_blocks = used
+        if used > kv.peak:
+            kv.peak = used
         if items:
-            B = self.B if decode else 0
-            dt = self.perf.iteration_time(Batch(P, pctx, B, self.ctx if decode else 0))
-            self.run_k = 1
-            self.run_B = B
-            self.run_extra = 0
-        elif decode:
-            B = self.B
-            fin = self.fin
-            while fin[0][2]._hseq != fin[0][1]:
-                heapq.heappop(fin)
-            k = fin[0][0] - self.G
-            self.run_B = B
-            if k > 1 and self.skipping:
-                k = 1 + self._affordable(self.G + 1, self.free + len(self.lru) * self.hb, k - 1)
-                extra = self._crossings(self.G + 1, k - 1)
-                self.run_extra = extra
-                self.run_k = k
-                if extra:
+            batch = decode.size if decoding else 0
+            dt = self.perf.iteration_time(
+                Batch(prefill, prefill_context, batch, decode.context if decoding else 0)
+            )
+            self.run_iterations = 1
+            self.run_batch = batch
+            self.run_reserved = 0
+        elif decoding:
+            batch = decode.size
+            k = decode.next_finish() - decode.iteration
+            self.run_batch = batch
+            if k > 1 and self.event_skipping:
+                prefix = self.prefix
+                avail = kv.free + len(prefix.lru) * prefix.blocks_per_entry
+                k = 1 + decode.affordable(decode.iteration + 1, avail, k - 1)
+                reserved = decode.blocks_needed(decode.iteration + 1, k - 1)
+                self.run_reserved = reserved
+                self.run_iterations = k
+                if reserved:
                     # reserve now; blocks beyond the free ones are borrowed from evictable entries and
                     # evicted in iteration order by settle() (readers mid-run, a cut, the run's end)
-                    self.free -= extra
-                    if self.free < 0:
+                    kv.free -= reserved
+                    if kv.free < 0:
                         self._next_eviction(now)
             else:
                 k = 1
-                self.run_extra = 0
-                self.run_k = 1
-            dt = self.perf.decode_run_time(B, self.ctx, k)
+                self.run_reserved = 0
+                self.run_iterations = 1
+            dt = self.perf.decode_run_time(batch, decode.context, k)
         else:
             if waiting or running:
                 raise SimulationError(
                     f"instance {self.index} cannot schedule its {len(waiting)} waiting request(s) with "
-                    f"{self.free} of {self.capacity} KV blocks free and an empty batch"
+                    f"{kv.free} of {kv.capacity} KV blocks free and an empty batch"
                 )
             self.busy = False
-            self.run_k = 0
-            self.seg_state = IDLE
-            self.seg_t = now
+            self.run_iterations = 0
+            self.segments.state = IDLE
+            self.segments.since = now
             if self.state == DRAINING:
-                self.sim._drained(self, now)
+                self.host.instance_drained(self, now)
             return
         if not dt >= 0.0:  # also catches nan: time must never go back
             raise SimulationError(f"performance model returned an iteration time of {dt!r} s")
         self.busy = True
-        heappush(self.heap, (now + dt, PRIO_ITERATION, next(self.counter), self._on_end, self.version))
+        self.push(now + dt, PRIO_ITERATION, self._on_end, self.version)
 
     def _plan_prefill(self, budget: int, now: float) -> tuple[list, int, float]:
         """Prefill chunks for this iteration: partial prefills first, then FCFS admission."""
         items = []
-        P = 0
-        pctx = 0.0
-        chunk_cap = self.chunk
+        prefill = 0
+        prefill_context = 0.0
+        chunk_cap = self.chunk_tokens
         if self.chunked:
             for req in self.prefilling:
                 if budget <= 0:
                     break
-                todo = req._ptok - req._done
+                todo = req.prefill_target - req.prefill_done
                 c = min(todo, budget, chunk_cap)
                 items.append((req, c))
-                P += c
-                pctx += c * (req._done + c * 0.5)
+                prefill += c
+                prefill_context += c * (req.prefill_done + c * 0.5)
                 budget -= c
         waiting = self.waiting
         running = self.running
@@ -523,62 +740,49 @@ class Instance:
             if not self.chunked:
                 # a whole prompt must fit the budget; one longer than any budget (a recompute) runs alone
                 todo = req.prompt_tokens + req.generated - self.prefix_match_tokens(req)
-                if todo > budget and (items or todo <= self.max_tokens):
+                if todo > budget and (items or todo <= self.max_batched_tokens):
                     break
             if not self._admit(req, now):
                 break
             waiting.popleft()
-            todo = req._ptok - req._done
+            todo = req.prefill_target - req.prefill_done
             c = min(todo, budget, chunk_cap) if self.chunked else todo
             items.append((req, c))
-            P += c
-            pctx += c * (req._done + c * 0.5)
+            prefill += c
+            prefill_context += c * (req.prefill_done + c * 0.5)
             budget -= c
-        return items, P, pctx
+        return items, prefill, prefill_context
 
     def _admit(self, req: Request, now: float) -> bool:
         """Reserve KV blocks for ``req``'s prefill (cache hits referenced); ``False`` if it does not fit."""
         ptok = req.prompt_tokens + req.generated
-        H = self.H
+        prefix = self.prefix
         nmatch = ncache = 0
-        lru_hits = 0
+        unreferenced = 0
         hashes = req.prefix_hashes
-        if H and hashes:
-            cache = self.cache
-            lru = self.lru
-            ncache = min(len(hashes), (req.prompt_tokens - 1) // H)
-            while nmatch < ncache:
-                h = hashes[nmatch]
-                if h not in cache:
-                    break
-                if h in lru:
-                    lru_hits += 1
-                nmatch += 1
-        hashed = nmatch * H
-        need = -(-(ptok + 1 - hashed) // self.bs)
-        avail = self.free + (len(self.lru) - lru_hits) * self.hb
+        if prefix.entry_tokens and hashes:
+            ncache = prefix.cacheable(hashes, req.prompt_tokens)
+            nmatch, unreferenced = prefix.match_unreferenced(hashes, ncache)
+        hashed = nmatch * prefix.entry_tokens
+        kv = self.kv
+        need = -(-(ptok + 1 - hashed) // kv.block_tokens)
+        avail = kv.free + (len(prefix.lru) - unreferenced) * prefix.blocks_per_entry
         if self.running:
-            avail -= self.watermark
+            avail -= self.watermark_blocks
         if need > avail:
             return False
         if nmatch:
-            cache = self.cache
-            lru = self.lru
-            for h in hashes[:nmatch]:
-                c = cache[h]
-                if c == 0:
-                    del lru[h]
-                cache[h] = c + 1
+            prefix.reference(hashes[:nmatch])
         self._alloc(need)
-        req._ptok = ptok
-        req._done = hashed
-        req._nref = nmatch
-        req._ncache = ncache
-        req._priv = need
+        req.prefill_target = ptok
+        req.prefill_done = hashed
+        req.prefix_refs = nmatch
+        req.prefix_cacheable = ncache
+        req.kv_blocks = need
         req.cached_tokens = hashed
         self.prefix_hit_tokens += hashed
         self.prefix_query_tokens += ptok
-        self.queued_prefill_tokens += req._qhit - hashed  # the hits it gets, not those estimated when queued
+        self.queued_prefill_tokens += req.queued_hit_tokens - hashed  # the hits it gets, not those estimated
         if req.admitted_s != req.admitted_s:  # nan: first admission
             req.admitted_s = now
         self.running[req] = None
@@ -587,59 +791,31 @@ class Instance:
 
     def _admit_decode(self, req: Request, now: float) -> bool:
         """Admit a request whose KV cache was transferred straight into the decode set."""
-        need = -(-(req.prompt_tokens + req.generated) // self.bs)
-        avail = self.free + len(self.lru) * self.hb - (self.watermark if self.running else 0)
+        kv = self.kv
+        need = kv.blocks_for(req.prompt_tokens + req.generated)
+        avail = kv.free + self.prefix.evictable_blocks - (self.watermark_blocks if self.running else 0)
         if need > avail:
             return False
         self._alloc(need)
-        req._priv = need
-        req._nref = req._ncache = 0
+        req.kv_blocks = need
+        req.prefix_refs = req.prefix_cacheable = 0
         if req.admitted_s != req.admitted_s:
             req.admitted_s = now
         self.running[req] = None
-        self._join_decode(req)
+        self.decode.join(req, req.prompt_tokens + req.generated)
         return True
 
-    def _join_decode(self, req: Request) -> None:
-        G = self.G
-        gen = req.generated
-        priv_tok = req.prompt_tokens + gen - req._nref * self.H
-        key = (priv_tok - G) % self.bs
-        req._key = key
-        self.cnt[key] += 1
-        self.B += 1
-        self.ctx += req.prompt_tokens + gen - 1
-        req._ctx_off = G - gen
-        seq = next(self._hseq)
-        req._hseq = seq
-        heapq.heappush(self.fin, (G + req.output_tokens - gen, seq, req))
-
     def _leave_decode(self, req: Request) -> None:
-        gen = self.G - req._ctx_off
-        req.generated = gen
-        req._priv = -(-(req.prompt_tokens + gen - req._nref * self.H) // self.bs)  # blocks grown so far
-        self.cnt[req._key] -= 1
-        self.B -= 1
-        self.ctx -= req.prompt_tokens + gen - 1
-        req._hseq = -1
+        gen = self.decode.leave(req)
+        req.kv_blocks = self.kv.blocks_for(req.prompt_tokens + gen - req.prefix_refs * self.prefix.entry_tokens)
 
     def _release(self, req: Request) -> None:
-        """Free ``req``'s private blocks and dereference its cached prefix blocks.
-
-        Blocks enter the LRU list tail first (as vLLM frees a sequence's blocks in reverse), so eviction
-        shortens a cached chain from its end instead of cutting its head and stranding the rest.
-        """
-        self.free += req._priv
-        req._priv = 0
-        if req._nref:
-            cache = self.cache
-            lru = self.lru
-            for h in reversed(req.prefix_hashes[: req._nref]):
-                c = cache[h] - 1
-                cache[h] = c
-                if c == 0:
-                    lru[h] = None
-            req._nref = 0
+        """Free ``req``'s private blocks and dereference its cached prefix blocks (tail first)."""
+        self.kv.free += req.kv_blocks
+        req.kv_blocks = 0
+        if req.prefix_refs:
+            self.prefix.release(req.prefix_hashes[: req.prefix_refs])
+            req.prefix_refs = 0
 
     def _preempt_youngest(self) -> None:
         """Preempt (recompute) the most recently admitted running request.
@@ -651,14 +827,14 @@ class Instance:
         """
         req = next(reversed(self.running))
         req.kv_ready = False
-        if req._hseq >= 0:
+        if req.decode_seq >= 0:
             self._leave_decode(req)
         else:
             self.prefilling.remove(req)
-            self.queued_prefill_tokens -= req._ptok - req._done
+            self.queued_prefill_tokens -= req.prefill_target - req.prefill_done
         del self.running[req]
         self._release(req)
-        req._done = 0
+        req.prefill_done = 0
         req.preemptions += 1
         self.n_preemptions += 1
         self.waiting.appendleft(req)
@@ -668,38 +844,40 @@ class Instance:
         """End of a step: account for it, finish prefills and sequences, plan the next step."""
         if version != self.version:
             return
-        if self.free < 0:  # the decode run's remaining evictions, before anything releases cache entries
+        if self.kv.free < 0:  # the decode run's remaining evictions, before anything releases cache entries
             self._make_free(0)
             self.evict_at = math.inf
-        k = self.run_k
-        B = self.run_B
-        items = self.items
-        batch = B + len(items)
-        t0 = self.t0
-        pb = self.pb
-        if pb is not None and pb[1] == t0 and pb[2] == batch:  # extend the pending busy segment
+        k = self.run_iterations
+        batch_decode = self.run_batch
+        items = self.step_items
+        batch = batch_decode + len(items)
+        start = self.step_start
+        seg = self.segments
+        pb = seg.pending
+        if pb is not None and pb[1] == start and pb[2] == batch:  # extend the pending busy segment
             pb[1] = now
-            pb[3] += self.step_prefill
+            pb[3] += self.step_prefill_tokens
             pb[5] += k
         else:
-            if pb is not None and self._seg_extend is not None:
-                self._seg_extend((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
-            self.pb = [t0, now, batch, self.step_prefill, self.step_kv, k]
+            if pb is not None and seg.sink is not None:
+                seg.sink((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+            seg.pending = [start, now, batch, self.step_prefill_tokens, self.step_kv_blocks, k]
         self.n_iterations += k
-        if B:
-            self.G += k
-            self.ctx += B * k
-            self.tokens_out += B * k
+        decode = self.decode
+        if batch_decode:
+            decode.iteration += k
+            decode.context += batch_decode * k
+            self.tokens_out += batch_decode * k
         for req, c in items:
-            req._done += c
+            req.prefill_done += c
             self.queued_prefill_tokens -= c
-            if req._done >= req._ptok:
+            if req.prefill_done >= req.prefill_target:
                 self._prefill_done(req, now)
-        fin = self.fin
-        G = self.G
+        fin = decode.finishes
+        G = decode.iteration
         while fin and fin[0][0] <= G:
             _, seq, req = heapq.heappop(fin)
-            if req._hseq == seq:
+            if req.decode_seq == seq:
                 self._leave_decode(req)
                 self._finish(req, now)
         self.busy = False
@@ -711,111 +889,29 @@ class Instance:
             req.first_token_s = now
         req.generated += 1
         self.tokens_out += 1
-        if req._ncache > req._nref:
+        if req.prefix_cacheable > req.prefix_refs:
             self._insert_prefix(req)
         if req.generated >= req.output_tokens or self.role == "prefill":
             self._finish(req, now)
         else:
-            self._join_decode(req)
+            self.decode.join(
+                req, req.prompt_tokens + req.generated - req.prefix_refs * self.prefix.entry_tokens
+            )
 
     def _insert_prefix(self, req: Request) -> None:
         """Turn ``req``'s computed full prompt blocks into shared prefix-cache entries."""
-        cache = self.cache
-        lru = self.lru
-        hb = self.hb
-        index = self.prefix_index
-        for h in req.prefix_hashes[req._nref : req._ncache]:
-            c = cache.get(h)
-            if c is None:
-                cache[h] = 1  # the request's private blocks become the shared entry
-                if index is not None:
-                    index.add(h, self.index)
-            else:
-                if c == 0:
-                    del lru[h]
-                cache[h] = c + 1
-                self.free += hb  # duplicate computed concurrently: drop the private copy
-            req._priv -= hb
-        req._nref = req._ncache
+        prefix = self.prefix
+        new = req.prefix_cacheable - req.prefix_refs
+        duplicates = prefix.insert(req.prefix_hashes[req.prefix_refs : req.prefix_cacheable])
+        self.kv.free += duplicates * prefix.blocks_per_entry  # private copies of entries computed concurrently
+        req.kv_blocks -= new * prefix.blocks_per_entry
+        req.prefix_refs = req.prefix_cacheable
 
     def _finish(self, req: Request, now: float) -> None:
         del self.running[req]
-        self._owed -= req.output_tokens - req.generated  # 0 unless a prefill instance hands the rest on
-        self.free += req._priv
-        req._priv = 0
-        if req._nref:
+        self.owed_tokens -= req.output_tokens - req.generated  # 0 unless a prefill instance hands the rest on
+        self.kv.free += req.kv_blocks
+        req.kv_blocks = 0
+        if req.prefix_refs:
             self._release(req)
-        self.sim._finished(req, self, now)
-
-    # ------------------------------------------------------------------ segments
-    def _record_busy(self, start: float, end: float, batch: int, prefill: int, kv: int, iters: int) -> None:
-        pb = self.pb
-        if pb is not None:
-            if pb[1] == start and pb[2] == batch:
-                pb[1] = end
-                pb[3] += prefill
-                pb[5] += iters
-                return
-            self.sim._segment(self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5])
-        self.pb = [start, end, batch, prefill, kv, iters]
-
-    def _flush_busy(self) -> None:
-        pb = self.pb
-        if pb is not None:
-            self.sim._segment(self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5])
-            self.pb = None
-
-    def _close_open_segment(self, now: float) -> None:
-        """Close the open idle/starting/off segment at ``now``."""
-        self._flush_busy()
-        if now > self.seg_t:
-            self.sim._segment(self.index, self.seg_t, now, self.seg_state, 0, 0, self.capacity - self.free, 0)
-        self.seg_t = now
-
-    def _set_open_segment(self, state: int, now: float) -> None:
-        self._close_open_segment(now)
-        self.seg_state = state
-
-    # ------------------------------------------------------------------ lifecycle (driven by Simulation)
-    def _evacuate(self, now: float) -> list[Request]:
-        """Drop all work (failure): return the requests, reset KV and prefix cache."""
-        if self.busy:
-            self.version += 1
-            self.busy = False
-            if now > self.t0:
-                self._record_busy(self.t0, now, self.run_B + len(self.items), 0, self.step_kv, 0)
-            if self.run_B:
-                done = min(
-                    self.perf.decode_iterations_within(self.run_B, self.ctx, now - self.t0), self.run_k - 1
-                )
-                self.G += done
-                self.ctx += self.run_B * done
-                self.tokens_out += self.run_B * done
-        out = []
-        for req in self.running:
-            if req._hseq >= 0:
-                self._leave_decode(req)
-            req._priv = req._nref = req._done = 0
-            out.append(req)
-        out.extend(self.waiting)
-        self.running.clear()
-        self.prefilling.clear()
-        self.waiting.clear()
-        self.fin.clear()
-        if self.prefix_index is not None:
-            self.prefix_index.clear(self.index)
-        self.cache.clear()
-        self.lru.clear()
-        self.free = self.capacity
-        self.evict_at = math.inf
-        self.queued_prefill_tokens = 0
-        self._owed = self.tokens_out  # nothing left to generate here
-        self.B = self.ctx = 0
-        self.cnt = [0] * self.bs
-        self.items = []
-        self.run_k = self.run_B = self.run_extra = 0
-        for req in out:
-            req.retries += 1
-            req.instance = -1
-            req._qhit = 0
-        return out
+        self.host.request_finished(req, self, now)

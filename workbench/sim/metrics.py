@@ -1,11 +1,17 @@
-"""Summary metrics of a :class:`~workbench.sim.result.SimResult`: latency percentiles, throughput, SLOs."""
+"""Metrics of :class:`~workbench.sim.result.SimResult` tables: :func:`summary` (latency percentiles,
+throughput, SLO attainment, utilisation), the fleet comparisons (:func:`summarize`, :func:`compare`,
+:func:`latency_cdf`, :func:`instance_stats`) and the time series (:func:`gpu_hours`, :func:`instance_count`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 import polars as pl
 
 from workbench.config import require_positive
-from workbench.sim.result import SimResult
+from workbench.sim.result import REQUEST_SCHEMA, SimResult
 
 PERCENTILES = (50, 90, 99)
 
@@ -84,3 +90,110 @@ def summary(
         seg = seg.join(inst_pool, on="instance") if by == "pool" else seg
         out = out.join(seg.group_by(by).agg(util.alias("utilization")), on=by, how="left")
     return out
+
+
+def gpu_hours(result: SimResult) -> float:
+    """GPU-hours of powered instances (segments not ``off``), MIG slices counted by their share."""
+    seg = result.segments.filter(pl.col("state") != "off").join(
+        result.instances.select("instance", "n_gpus"), on="instance"
+    )
+    return float(((seg["end_s"] - seg["start_s"]) * seg["n_gpus"]).sum()) / 3600.0
+
+
+def instance_count(result: SimResult) -> pl.DataFrame:
+    """Powered instances (starting, on, draining) over time: ``time_s``, ``instances`` (a step series)."""
+    seg = result.segments.filter(pl.col("state") != "off")
+    events = pl.concat([
+        seg.select(pl.col("start_s").alias("time_s"), pl.lit(1).alias("d")),
+        seg.select(pl.col("end_s").alias("time_s"), pl.lit(-1).alias("d")),
+    ])  # fmt: skip
+    return (
+        events.group_by("time_s").agg(pl.col("d").sum()).sort("time_s")
+        .with_columns(pl.col("d").cum_sum().alias("instances"))
+        .filter(pl.col("d") != 0).select("time_s", "instances")
+    )  # fmt: skip
+
+
+def _summary(requests: pl.DataFrame, counters: Mapping) -> pl.DataFrame:
+    """:func:`summarize`'s one-row table (latencies and hit rate over the served requests)."""
+    ok = ~pl.col("rejected")
+
+    def served(col: str) -> pl.Expr:
+        return pl.col(col).filter(ok)
+
+    return requests.select(
+        served("ttft_s").quantile(0.5).alias("ttft_p50_s"),
+        served("ttft_s").quantile(0.99).alias("ttft_p99_s"),
+        served("tpot_s").quantile(0.5).alias("tpot_p50_s"),
+        served("tpot_s").quantile(0.99).alias("tpot_p99_s"),
+        served("e2e_s").quantile(0.99).alias("e2e_p99_s"),
+        (served("cached_tokens").cast(pl.Int64).sum() / served("prompt_tokens").cast(pl.Int64).sum()).alias(
+            "hit_rate"
+        ),
+        pl.len().cast(pl.Int64).alias("requests"),
+        pl.col("rejected").sum().cast(pl.Int64).alias("rejected"),
+        pl.lit(int(counters.get("preemptions", 0)), dtype=pl.Int64).alias("preemptions"),
+        pl.lit(int(counters.get("cold_starts", 0)), dtype=pl.Int64).alias("cold_starts"),
+        pl.lit(float(counters.get("gpu_hours", math.nan)), dtype=pl.Float64).alias("gpu_hours"),
+    )
+
+
+#: Columns of :func:`summarize` (one row of :func:`compare`), in order, with their types (read off the
+#: summary of an empty result).
+SUMMARY_SCHEMA: dict[str, pl.DataType] = dict(_summary(pl.DataFrame(schema=REQUEST_SCHEMA), {}).schema)
+
+
+def summarize(result: SimResult) -> dict:
+    """Latency percentiles, hit rate, rejections and cost of one result (one row of :func:`compare`).
+
+    Keys and types: :data:`SUMMARY_SCHEMA`.
+    """
+    return _summary(result.requests, result.counters).row(0, named=True)
+
+
+def compare(results: Mapping[str, SimResult], **extra_columns) -> pl.DataFrame:
+    """One row per named result with :func:`summarize`'s columns (plus constant ``extra_columns``)."""
+    rows = [{"policy": name, **extra_columns, **summarize(res)} for name, res in results.items()]
+    return pl.DataFrame(rows)
+
+
+def latency_cdf(
+    results: Mapping[str, SimResult], metrics: Sequence[str] = ("ttft_s", "tpot_s"), points: int = 200
+) -> pl.DataFrame:
+    """Empirical CDFs (``points`` quantiles) of ``metrics`` per named result, long format for charts."""
+    qs = np.linspace(0.0, 1.0, points)
+    frames = []
+    for name, res in results.items():
+        ok = res.requests.filter(~pl.col("rejected"))
+        for m in metrics:
+            col = ok[m].drop_nulls().drop_nans().to_numpy()
+            if col.size == 0:
+                continue
+            frames.append(
+                pl.DataFrame({"policy": name, "metric": m, "value": np.quantile(col, qs), "quantile": qs})
+            )
+    return pl.concat(frames)
+
+
+def instance_stats(results: Mapping[str, SimResult]) -> pl.DataFrame:
+    """Per instance and result: requests served, prefix-cache hit rate, busy fraction."""
+    frames = []
+    for name, res in results.items():
+        r = res.requests.filter(~pl.col("rejected"))
+        per = r.group_by("instance", "pool").agg(
+            pl.len().alias("requests"),
+            (pl.col("cached_tokens").cast(pl.Int64).sum() / pl.col("prompt_tokens").cast(pl.Int64).sum()).alias(
+                "hit_rate"
+            ),
+        )
+        span = float(res.counters.get("makespan_s", 1.0)) or 1.0
+        busy = (
+            res.segments.filter(pl.col("state") == "busy")
+            .group_by("instance")
+            .agg(((pl.col("end_s") - pl.col("start_s")).sum() / span).alias("busy_fraction"))
+        )
+        frames.append(
+            res.instances.select("instance", "pool").join(per.drop("pool"), on="instance", how="left")
+            .join(busy, on="instance", how="left").fill_null(0).with_columns(pl.lit(name).alias("policy"))
+        )  # fmt: skip
+    return pl.concat(frames).select("policy", "instance", "pool", "requests", "hit_rate", "busy_fraction")

@@ -9,10 +9,11 @@ NAN = math.nan
 
 
 class Request:
-    """A request moving through the simulator.
+    """A request moving through the simulator (also the plain request the routers' tests build).
 
-    The public fields are those a router reads (:class:`workbench.sim.routing.RouteRequest`) plus the
-    lifecycle times the result table reports; the underscored fields are the scheduler's bookkeeping.
+    The fields a router reads (:class:`workbench.sim.routing.RouteRequest`) and the lifecycle times the result
+    table reports, then the scheduler's bookkeeping of the instance holding it (named, not private: an
+    instance's parts read them, and audits and tests check them).
 
     Attributes
     ----------
@@ -34,31 +35,43 @@ class Request:
         recomputes its prompt and generated tokens on that instance.
     instance
         Index of the instance holding it (-1 before routing).
+    prefill_target, prefill_done
+        Tokens to prefill in this attempt (prompt + generated, for a recompute) and those done (cache hits
+        included).
+    prefix_refs, prefix_cacheable
+        Leading prefix-cache entries it references / that may be cached (its full prompt blocks).
+    kv_blocks
+        Private KV blocks it holds.
+    queued_hit_tokens
+        Prefix-cache hit tokens estimated when it was queued (:attr:`Instance.queued_prefill_tokens`).
+    decode_seq, decode_offset, decode_residue
+        While decoding: its entry in the decode set's finish heap (-1: not decoding), ``iteration -
+        generated``, and the residue class of its block growth (:class:`~workbench.sim.instance.DecodeSet`).
     """
 
     __slots__ = (
-        "_ctx_off",
-        "_done",
-        "_hseq",
-        "_key",
-        "_ncache",
-        "_nref",
-        "_priv",
-        "_ptok",
-        "_qhit",
         "admitted_s",
         "arrival_s",
         "cached_tokens",
+        "decode_offset",
+        "decode_residue",
+        "decode_seq",
         "finish_s",
         "first_token_s",
         "generated",
         "index",
         "instance",
+        "kv_blocks",
         "kv_ready",
         "output_tokens",
         "preemptions",
+        "prefill_done",
+        "prefill_target",
+        "prefix_cacheable",
         "prefix_hashes",
+        "prefix_refs",
         "prompt_tokens",
+        "queued_hit_tokens",
         "request_class",
         "request_id",
         "retries",
@@ -67,11 +80,11 @@ class Request:
 
     def __init__(
         self,
-        index: int,
-        request_id: int,
-        arrival_s: float,
-        prompt_tokens: int,
-        output_tokens: int,
+        index: int = 0,
+        request_id: int = 0,
+        arrival_s: float = 0.0,
+        prompt_tokens: int = 1,
+        output_tokens: int = 1,
         prefix_hashes: Sequence[int] | None = None,
         session_id: int | None = None,
         request_class: str | None = None,
@@ -93,15 +106,15 @@ class Request:
         self.retries = 0
         self.kv_ready = False
         self.instance = -1
-        self._ptok = 0  # tokens to prefill in this attempt (prompt + generated, for recompute)
-        self._done = 0  # prefill tokens done in this attempt (cache hits included)
-        self._nref = 0  # leading prefix-hash blocks referenced in the cache
-        self._ncache = 0  # leading prefix-hash blocks that may be cached
-        self._priv = 0  # private KV blocks held
-        self._key = 0  # residue class of the private token count (decode block growth)
-        self._hseq = -1  # sequence number of the live finish-heap entry (-1: not decoding)
-        self._ctx_off = 0  # generated = G - _ctx_off while decoding
-        self._qhit = 0  # prefix-cache hit tokens estimated when queued (Instance.queued_prefill_tokens)
+        self.prefill_target = 0
+        self.prefill_done = 0
+        self.prefix_refs = 0
+        self.prefix_cacheable = 0
+        self.kv_blocks = 0
+        self.queued_hit_tokens = 0
+        self.decode_seq = -1
+        self.decode_offset = 0
+        self.decode_residue = 0
 
     def __repr__(self) -> str:
         return (

@@ -4,9 +4,11 @@
 disaggregation, failures) drives the same :class:`Simulation` through a few small hooks:
 
 ``router``
-    Any object with ``choose(request, instances, now) -> int``: ``instances`` is the list of routable
-    (``"on"``) :class:`Instance` objects and the return value a position in that list, or -1 to reject
-    (the router's ``reject_reason`` attribute, if any, is recorded). Default: round robin.
+    A :class:`~workbench.sim.routing.Router`: ``choose(request, view, now) -> int`` over the
+    :class:`~workbench.sim.views.InstanceView` of the routable (``"on"``) instances (``view.instances``),
+    returning a position in it, or -1 to reject (the router's ``reject_reason`` attribute, if any, is
+    recorded). The routers of :mod:`workbench.sim.routing` and the fleet controller are such routers.
+    Default: round robin.
 ``add_instance(config, state="on"|"off")``
     A new instance (its index is its position in ``sim.instances``).
 ``start_instance(inst, setup_s)`` / ``drain_instance(inst)`` / ``fail_instance(inst, repair_s=None)``
@@ -32,7 +34,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,8 @@ from workbench.sim.instance import (
 )
 from workbench.sim.request import Request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
+from workbench.sim.routing.load import RoundRobin
+from workbench.sim.views import InstanceView
 from workbench.traces.validate import first_row
 
 NAN = math.nan
@@ -66,22 +70,9 @@ PROGRESS_MIN_REQUESTS = 100_000
 DEFER = -2
 
 
-class RoundRobin:
-    """Default router: cycle over the routable instances."""
-
-    name = "round_robin"
-
-    def __init__(self) -> None:
-        self._next = 0
-
-    def choose(self, request: Request, instances: Sequence[Instance], now: float) -> int:
-        i = self._next % len(instances)
-        self._next = i + 1
-        return i
-
-
 class Simulation:
-    """Discrete-event simulation of LLM instances sharing one clock.
+    """Discrete-event simulation of LLM instances sharing one clock (the :class:`InstanceHost` of its
+    instances).
 
     Parameters
     ----------
@@ -123,7 +114,10 @@ class Simulation:
         self.counters: dict[str, int] = {"rejected": 0, "retried": 0, "failures": 0, "cold_starts": 0}
         # segments as rows of 8 doubles (instance, start, end, state, batch, prefill, kv, iterations)
         self._seg = array("d")
+        #: where instances write their finished segments (``None``: not recorded)
+        self.segment_sink = self._seg.extend if record_segments else None
         self._records = _Records(0)
+        self._view: InstanceView | None = None
 
     # ------------------------------------------------------------------ setup and hooks
     def rng(self, name: str) -> np.random.Generator:
@@ -134,19 +128,26 @@ class Simulation:
         """Create an instance, ``"on"`` (serving at the current time) or ``"off"``."""
         if state not in (ON, OFF):
             raise ConfigError(f"state must be 'on' or 'off' when adding an instance, got {state!r}")
-        inst = Instance(self, len(self.instances), config, prefix_block_tokens=self.prefix_block_tokens)
-        inst.seg_t = self.engine.now
+        inst = Instance(self, len(self.instances), config, prefix_block_tokens=self.prefix_block_tokens,
+                        state=state, now=self.engine.now)  # fmt: skip
         self.instances.append(inst)
         if state == ON:
             self.routable.append(inst)
-        else:
-            inst.state = OFF
-            inst.seg_state = SEG_OFF
+            self._view = None
         return inst
+
+    @property
+    def view(self) -> InstanceView:
+        """The routers' view of the routable instances (rebuilt after a lifecycle change)."""
+        view = self._view
+        if view is None:
+            view = self._view = InstanceView(self.routable, self.engine)
+        return view
 
     def _set_state(self, inst: Instance, new: str, now: float) -> None:
         old = inst.state
         inst.state = new
+        self._view = None
         if new == ON:
             if inst not in self.routable:
                 self.routable.append(inst)
@@ -165,17 +166,16 @@ class Simulation:
         if inst.state != OFF:
             return
         self.counters["cold_starts"] += 1
-        inst._set_open_segment(SEG_STARTING, now)
+        inst.set_segment_state(SEG_STARTING, now)
         self._set_state(inst, STARTING, now)
         self.engine.schedule(now + setup_s, PRIO_CONTROL, self._started, inst)
 
     def _started(self, inst: Instance, now: float) -> None:
         if inst.state != STARTING:
             return
-        inst._set_open_segment(IDLE, now)
+        inst.set_segment_state(IDLE, now)
         self._set_state(inst, ON, now)
-        if inst.waiting:
-            inst._step(now)
+        inst.resume(now)
         while self.pending and self.routable:
             self.route(self.pending.popleft(), now)
 
@@ -185,15 +185,16 @@ class Simulation:
         if inst.state not in (ON, STARTING):
             return
         if inst.state == STARTING:
-            inst._set_open_segment(SEG_OFF, now)
+            inst.set_segment_state(SEG_OFF, now)
             self._set_state(inst, OFF, now)
             return
         self._set_state(inst, DRAINING, now)
         if not inst.busy and not inst.waiting:
-            self._drained(inst, now)
+            self.instance_drained(inst, now)
 
-    def _drained(self, inst: Instance, now: float) -> None:
-        inst._set_open_segment(SEG_OFF, now)
+    def instance_drained(self, inst: Instance, now: float) -> None:
+        """A draining instance ran out of work: it turns off."""
+        inst.set_segment_state(SEG_OFF, now)
         self._set_state(inst, OFF, now)
 
     def fail_instance(self, inst: Instance, repair_s: float | None = None) -> list[Request]:
@@ -201,10 +202,10 @@ class Simulation:
         now = self.engine.now
         if inst.state == OFF:
             return []
-        reqs = inst._evacuate(now)
+        reqs = inst.evacuate(now)
         self.counters["failures"] += 1
         self.counters["retried"] += len(reqs)
-        inst._set_open_segment(SEG_OFF, now)
+        inst.set_segment_state(SEG_OFF, now)
         self._set_state(inst, OFF, now)
         for req in reqs:
             self.route(req, now)
@@ -234,7 +235,7 @@ class Simulation:
                 self.reject(req, "no instance is on")
             return
         else:
-            pos = self.router.choose(req, routable, now)
+            pos = self.router.choose(req, self.view, now)
             if pos == DEFER:  # the router holds the request and submits it later (fleet layer)
                 return
             if pos < 0:
@@ -252,17 +253,12 @@ class Simulation:
         self._records.reasons[req.index] = reason
         self._records.store(req)
 
-    def _finished(self, req: Request, inst: Instance, now: float) -> None:
+    def request_finished(self, req: Request, inst: Instance, now: float) -> None:
+        """``req`` finished on ``inst``: hand it to ``on_finish`` or record it."""
         if self.on_finish is not None and self.on_finish(req, inst, now):
             return
         req.finish_s = now
         self._records.store(req)
-
-    def _segment(
-        self, inst: int, start: float, end: float, state: int, batch: int, prefill: int, kv: int, iters: int
-    ) -> None:
-        if self.record_segments:
-            self._seg.extend((inst, start, end, state, batch, prefill, kv, iters))
 
     # ------------------------------------------------------------------ running a trace
     def run(self, requests, *, progress: bool | None = None) -> SimResult:
@@ -360,9 +356,7 @@ class Simulation:
         """Build the result tables (once, from the recorded lists)."""
         end = self.engine.now
         for inst in self.instances:
-            if not inst.busy:
-                inst._close_open_segment(end)
-            inst._flush_busy()
+            inst.close_segments(end)
         requests = self._records.table(self._requests, self.instances)
         seg = np.frombuffer(self._seg, dtype=np.float64).reshape(-1, 8)
         segments = pl.DataFrame(
@@ -388,7 +382,7 @@ class Simulation:
                 "model": [i.config.model for i in self.instances],
                 "tp": [i.config.tp for i in self.instances],
                 "n_gpus": [float(i.config.n_gpus or i.config.tp) for i in self.instances],
-                "kv_capacity_blocks": [i.capacity for i in self.instances],
+                "kv_capacity_blocks": [i.kv.capacity for i in self.instances],
             },
             schema=INSTANCE_SCHEMA,
         )
@@ -400,7 +394,7 @@ class Simulation:
             preemptions=sum(i.n_preemptions for i in self.instances),
             prefix_hit_tokens=sum(i.prefix_hit_tokens for i in self.instances),
             prefix_query_tokens=sum(i.prefix_query_tokens for i in self.instances),
-            kv_peak_blocks=max(i.kv_peak for i in self.instances),
+            kv_peak_blocks=max(i.kv.peak for i in self.instances),
             makespan_s=end,
         )
         return SimResult(requests=requests, segments=segments, instances=instances, counters=counters)

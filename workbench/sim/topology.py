@@ -26,7 +26,7 @@ from typing import Any
 from workbench.config import from_dict, require_choice, require_positive, require_range
 from workbench.errors import ConfigError, HardwareError
 from workbench.sim.autoscale import AutoscaleConfig
-from workbench.sim.config import SchedulerConfig
+from workbench.sim.config import ROLES, SchedulerConfig
 from workbench.sim.routing import POOL_ROUTERS, ROUTERS, check_router_name
 
 #: MIG profiles of A100/H100-class GPUs: (share of compute = g/7, share of memory and bandwidth = slices/8).
@@ -48,7 +48,6 @@ INTERCONNECTS: dict[str, tuple[float, float]] = {
     "roce": (25.0, 10e-6),
     "ethernet": (12.5, 30e-6),
 }
-ROLES = ("both", "prefill", "decode")
 
 
 def _fail(field_name: str, message: str) -> ConfigError:

@@ -14,12 +14,12 @@ import numpy as np
 
 from workbench.config import require_choice
 from workbench.errors import ConfigError
+from workbench.sim.request import Request
 from workbench.sim.routing.base import (
     REJECT,
     ArrayCandidates,
     Candidates,
     PoolCandidates,
-    Request,
     Router,
     RouteRequest,
 )

@@ -30,18 +30,6 @@ class RouteRequest(Protocol):
     request_class: str | None
 
 
-@dataclass(slots=True)
-class Request:
-    """A plain :class:`RouteRequest` (used by tests and by the fleet simulator)."""
-
-    request_id: int = 0
-    prompt_tokens: int = 1
-    output_tokens: int = 1
-    prefix_hashes: Sequence[int] | None = None
-    session_id: int | None = None
-    request_class: str | None = None
-
-
 class Candidates(Protocol):
     """State of the candidates at one decision, as arrays indexed by candidate position.
 

@@ -22,13 +22,19 @@ from typing import Protocol
 import numpy as np
 
 
+class TrackedCache(Protocol):
+    """What the index needs of an instance's prefix cache: its entries and its hook."""
+
+    refs: dict[int, int]
+    index: PrefixIndex | None
+
+
 class CachingInstance(Protocol):
-    """What the index needs of an instance: its id, its prefix cache (hash -> references), its hook, and
-    its lazy evictions (none due before ``evict_at``; ``settle(now)`` makes those due by ``now``)."""
+    """What the index needs of an instance: its id, its prefix cache, and its lazy evictions (none due before
+    ``evict_at``; ``settle(now)`` makes those due by ``now``)."""
 
     index: int
-    cache: dict[int, int]
-    prefix_index: PrefixIndex | None
+    prefix: TrackedCache
     evict_at: float
 
     def settle(self, now: float) -> None: ...
@@ -37,7 +43,7 @@ class CachingInstance(Protocol):
 class PrefixIndex:
     """Prefix-block hash -> row of a boolean matrix over the tracked instances (exact, kept by hooks).
 
-    An instance joins with :meth:`track`, which records what its cache holds and sets its ``prefix_index``
+    An instance joins with :meth:`track`, which records what its cache holds and sets its cache's ``index``
     so that it calls :meth:`add` for every new cache entry, :meth:`remove` for every evicted one and
     :meth:`clear` when its cache is dropped (a failure). Rows of hashes no instance holds any more are
     reused. Memory: one byte per (cached distinct hash, tracked instance).
@@ -79,9 +85,9 @@ class PrefixIndex:
         m = np.zeros((self._m.shape[0], c + 1), dtype=bool)
         m[:, :c] = self._m
         self._m = m
-        for h in inst.cache:
+        for h in inst.prefix.refs:
             self.add(h, inst.index)
-        inst.prefix_index = self
+        inst.prefix.index = self
         if inst.evict_at < float("inf"):  # tracked in the middle of a decode run that evicts lazily
             self.defer(inst, inst.evict_at)
 

@@ -1,0 +1,422 @@
+"""The fleet controller: routes, hands off and scales a fleet inside one :class:`Simulation`.
+
+:class:`FleetController` builds one instance per (possible) pool member and plugs into the simulation's hooks:
+it is the simulation's router (front router to an entry pool, the pool's router to an instance, over one
+:class:`~workbench.sim.views.InstanceView` per pool), its ``on_finish`` hook (a prefill instance hands a
+request's KV cache to a decode pool) and, with autoscaling, ticks each autoscaled pool's policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from workbench.hardware import RooflineModel, kv_capacity_tokens, model
+from workbench.hardware.perf import Batch
+from workbench.sim.autoscale import PoolObservation, clamp, drain_order, get_scaler
+from workbench.sim.config import InstanceConfig
+from workbench.sim.engine import PRIO_CONTROL
+from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
+from workbench.sim.request import Request
+from workbench.sim.routing import REJECT, get_router
+from workbench.sim.routing.prefix_index import PrefixIndex
+from workbench.sim.simulation import DEFER, Simulation
+from workbench.sim.topology import Fleet, Pool, instance_gpu
+from workbench.sim.views import InstanceView, PoolView, ints
+
+_ints = ints
+
+
+class FleetController:
+    """Routes, hands off and scales a fleet inside one :class:`Simulation` (see module docstring)."""
+
+    name = "fleet"
+
+    def __init__(self, sim: Simulation, fleet: Fleet) -> None:
+        self.sim = sim
+        self.fleet = fleet
+        self.reject_reason = ""
+        pools = fleet.pools
+        self.pool_index = {p.name: k for k, p in enumerate(pools)}
+        self.entry = [k for k, p in enumerate(pools) if p.role != "decode"]
+        self.decode = [k for k, p in enumerate(pools) if p.role == "decode"]
+        self.members: list[list[int]] = [[] for _ in pools]
+        self.deferred: list[deque] = [deque() for _ in pools]
+        self.prefill_of: dict[int, int] = {}
+        #: KV block size of each pool's scheduler
+        self.block = [p.scheduler.block_size for p in pools]
+        #: longest prompt + output a pool serves: its largest instance's KV (whole blocks), at most the context
+        self.capacity: list[int] = []
+        #: length-routing threshold of each pool (``max_tokens``, else its capacity)
+        self.threshold: list[int] = []
+        #: per pool, per distinct instance type: (performance model, power W) for estimates
+        self.kinds: list[list[tuple]] = []
+        kind_of: list[int] = []  # per instance: its type's position in its pool's kinds
+        for k, pool in enumerate(pools):
+            kinds: dict[int, int] = {}
+            self.kinds.append([])
+            for j, (cfg, gpu_name) in enumerate(_pool_configs(pool)):
+                inst = sim.add_instance(cfg, state=ON if j < pool.instances else OFF)
+                self.members[k].append(inst.index)
+                kind = kinds.get(id(cfg))  # members of one GPU type share their configuration object
+                if kind is None:
+                    kind = kinds[id(cfg)] = len(self.kinds[k])
+                    self.kinds[k].append((inst.perf, instance_gpu(gpu_name, pool.mig).tdp_w * pool.tp))
+                kind_of.append(kind)
+            fit = max((sim.instances[i].fit_tokens for i in self.members[k]), default=0)
+            cap = min(fit, model(pool.model).max_context)
+            self.capacity.append(cap)
+            self.threshold.append(min(cap, pool.max_tokens) if pool.max_tokens else cap)
+        self.kind_of = np.asarray(kind_of, dtype=np.int64)
+        n = len(sim.instances)
+        self.pool_of = np.empty(n, dtype=np.int64)
+        for k, idx in enumerate(self.members):
+            self.pool_of[idx] = k
+        self.out = np.zeros(n, dtype=np.int64)  # requests routed to each instance and not finished there
+        # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
+        t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
+        self.speed = t.min() / t
+        self.kv_bytes_token = [model_kv_bytes(p.model) for p in pools]
+        # routers (randomised ones draw from their own stream, named for their place in the fleet)
+        self.front = get_router(fleet.router, rng=sim.rng("router/front"), **fleet.router_params)
+        self.inner = [
+            get_router(p.router, rng=sim.rng(f"router/pool/{p.name}"), **p.router_params) for p in pools
+        ]
+        self.decode_router = get_router(fleet.decode_router, rng=sim.rng("router/decode"))
+        #: per pool, the index of its instances' prefix caches (made when a router first asks for a match)
+        self.prefix_indexes: list[PrefixIndex | None] = [None] * len(pools)
+        self.views: list[InstanceView] = []
+        self._refresh()
+        self.pool_view = PoolView(self, self.entry)
+        # autoscaling state
+        self.scalers = {k: get_scaler(p.autoscale) for k, p in enumerate(pools) if p.autoscale is not None}
+        self.idle_since = np.full(n, math.inf)
+        self.timeline: list[tuple[float, str, int]] = []
+        sim.router = self
+        sim.on_state_change = self._state_changed
+        sim.on_finish = self._on_finish
+        sim.on_end = self._reject_deferred
+        if self.scalers:  # hold requests while the whole fleet is scaled to zero
+            sim.hold_unroutable = True
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _refresh(self) -> None:
+        """Rebuild the per-pool live instance lists and positions (on every lifecycle change)."""
+        sim = self.sim
+        self.position = {inst.index: k for k, inst in enumerate(sim.routable)}
+        live: list[list[Instance]] = [[] for _ in self.fleet.pools]
+        for inst in sim.routable:
+            live[self.pool_of[inst.index]].append(inst)
+        engine = sim.engine
+        self.views = [
+            InstanceView(lst, engine, speed=self.speed[_ints(i.index for i in lst)] if lst else np.ones(0),
+                         outstanding=self.out, prefix_index=lambda p=p: self.prefix_index(p))
+            for p, lst in enumerate(live)
+        ]  # fmt: skip
+
+    def prefix_index(self, p: int) -> PrefixIndex:
+        """The prefix index of pool ``p`` (made on first use: it tracks every member, on or off)."""
+        index = self.prefix_indexes[p]
+        if index is None:
+            index = self.prefix_indexes[p] = PrefixIndex()
+            for i in self.members[p]:
+                index.track(self.sim.instances[i])
+        return index
+
+    def _state_changed(self, inst: Instance, old: str, new: str, now: float) -> None:
+        self._refresh()
+        self.out[inst.index] = inst.outstanding  # a failed instance's requests were taken away
+        p = int(self.pool_of[inst.index])
+        if new == ON:
+            self.idle_since[inst.index] = now if inst.outstanding == 0 else math.inf
+            queue = self.deferred[p]
+            for _ in range(len(queue)):  # each once: one that no live instance holds yet is deferred again
+                if not self.views[p].instances:
+                    break
+                self.sim.route(queue.popleft(), now)
+
+    # ------------------------------------------------------------------ routing (Simulation.router)
+    def choose(self, request: Request, routable: InstanceView, now: float) -> int:
+        """Position in the simulation's ``routable`` instances of the instance that serves ``request``
+        (:data:`REJECT` with ``reject_reason`` set, or :data:`DEFER` when a pool holds it for later); the
+        pool's router chooses over the pool's own view."""
+        if request.kv_ready:
+            p = self._pick_decode_pool(request)
+            router = self.decode_router
+        else:
+            p = self._pick_entry_pool(request, now)
+            if p < 0:
+                return REJECT
+            router = self.inner[p]
+        view = self.views[p]
+        if not view.instances:
+            self.deferred[p].append(request)
+            return DEFER
+        size = request.prompt_tokens + request.output_tokens
+        view = view.fitting(size)  # heterogeneous pool: only the instances that can hold the request
+        if not view.instances:
+            if size > self.capacity[p]:  # a decode pool no member of which can ever hold it
+                self.reject_reason = (
+                    f"{size} tokens: no instance of pool {self.fleet.pools[p].name!r} holds them "
+                    f"(largest holds {self.capacity[p]})"
+                )
+                return REJECT
+            # a larger member is off, starting or failed: wait for it (an autoscaler starts one, see _tick)
+            self.deferred[p].append(request)
+            return DEFER
+        k = router.choose(request, view, now) if len(view) > 1 else 0
+        inst = view.instances[k]
+        if request.prompt_tokens > inst.max_prompt:  # the view holds only instances that fit the tokens
+            self.reject_reason = inst.reject_reason(request)
+            return REJECT
+        i = inst.index
+        self.out[i] += 1
+        return self.position[i]
+
+    def _pick_entry_pool(self, request, now: float) -> int:
+        """The entry pool of ``request`` (or :data:`REJECT` with ``reject_reason`` set).
+
+        The front router decides by its own rule (``length_pools`` by prompt, plus output with
+        ``include_output``, against the pools' thresholds); the hard limit is what a pool can physically serve:
+        prompt + output within its largest instance's KV capacity and the model's context. A request the chosen
+        pool cannot hold goes to the smallest pool that can (``class_pools``: it is rejected).
+        """
+        entry = self.entry
+        size = request.prompt_tokens + request.output_tokens
+        if len(entry) == 1:
+            p = entry[0]
+            if size > self.capacity[p]:
+                self.reject_reason = f"too long for every pool ({size} tokens > {self.capacity[p]})"
+                return REJECT
+            return p
+        k = self.front.choose(request, self.pool_view, now)
+        if k < 0:
+            cls = "" if request.request_class is None else f", class {request.request_class!r}"
+            self.reject_reason = (
+                f"{self.front.reject_reason} ({request.prompt_tokens}+{request.output_tokens} tokens{cls})"
+            )
+            return REJECT
+        p = entry[k]
+        if size > self.capacity[p]:
+            fits = [q for q in entry if self.capacity[q] >= size]
+            if not fits:
+                self.reject_reason = (
+                    f"too long for every pool ({size} tokens > {max(self.capacity[q] for q in entry)})"
+                )
+                return REJECT
+            if self.fleet.router == "class_pools":
+                self.reject_reason = (
+                    f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens > "
+                    f"{self.capacity[p]})"
+                )
+                return REJECT
+            p = min(fits, key=lambda q: (self.threshold[q], q))
+        return p
+
+    def _pick_decode_pool(self, request) -> int:
+        """The least loaded decode pool (outstanding per live instance) that can hold the request."""
+        if len(self.decode) == 1:
+            return self.decode[0]
+        size = request.prompt_tokens + request.output_tokens
+        fits = [q for q in self.decode if self.capacity[q] >= size] or self.decode
+        return min(
+            fits,
+            key=lambda q: (
+                (len(self.deferred[q]) + sum(i.outstanding for i in self.views[q].instances))
+                / max(len(self.views[q]), 1)
+            ),
+        )
+
+    # ------------------------------------------------------------------ disaggregation (Simulation.on_finish)
+    def _on_finish(self, request, inst: Instance, now: float) -> bool:
+        i = inst.index
+        self.out[i] -= 1
+        if inst.role != "prefill" or request.generated >= request.output_tokens:
+            return False
+        p = int(self.pool_of[inst.index])
+        bw, latency = self.fleet.link
+        lanes = self.fleet.pools[p].tp  # each tensor-parallel shard moves its part in parallel
+        tokens = request.prompt_tokens + request.generated
+        transfer = tokens * self.kv_bytes_token[p] / (bw * lanes) + latency
+        self.prefill_of[request.index] = inst.index
+        request.kv_ready = True
+        self.sim.submit(request, at=now + transfer)
+        return True
+
+    # ------------------------------------------------------------------ expectations (multi_objective)
+    def estimate(self, p: int, request) -> tuple[float, float]:
+        """Expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load.
+
+        The pool's mean queued prefill and running batch per live instance; in a heterogeneous pool, the mean
+        over its instance types weighted by their share of the pool's live instances (of all its members when
+        none is live).
+        """
+        view = self.views[p]
+        n = len(view)
+        queued = float(view.queued_prefill_tokens.sum()) / n if n else 0.0
+        batch = float(view.running.sum()) / n + 1 if n else 1.0
+        kinds = self.kinds[p]
+        ids = view.ids if n else self.members[p]
+        share = np.bincount(self.kind_of[ids], minlength=len(kinds)) / len(ids)
+        latency = energy = 0.0
+        for (perf, power_w), w in zip(kinds, share.tolist(), strict=True):
+            if not w:
+                continue
+            prefill = perf.iteration_time(_prefill_batch(int(queued) + request.prompt_tokens))
+            step = perf.decode_time(max(int(batch), 1), request.prompt_tokens + request.output_tokens // 2)
+            latency += w * (prefill + request.output_tokens * step)
+            energy += w * power_w * (prefill + request.output_tokens * step / batch)
+        return latency, energy
+
+    # ------------------------------------------------------------------ autoscaling
+    def start_autoscaling(self, until: float) -> None:
+        """Schedule the autoscalers' periodic decisions (they stop once the trace is over and work is done)."""
+        self.until = until
+        for p in self.scalers:
+            self._record(p, 0.0)
+            self.sim.engine.schedule(0.0, PRIO_CONTROL, self._tick, p)
+
+    def _record(self, p: int, now: float) -> None:
+        insts = [self.sim.instances[i] for i in self.members[p]]
+        self.timeline.append((now, self.fleet.pools[p].name, sum(i.state != OFF for i in insts)))
+
+    def _adopt_pending(self) -> None:
+        """Move requests the simulation held (no instance on anywhere) to their pool's queue."""
+        pending = self.sim.pending
+        while pending:
+            req = pending.popleft()
+            q = self._pick_decode_pool(req) if req.kv_ready else self._pick_entry_pool(req, self.sim.engine.now)
+            if q < 0:
+                self.sim.reject(req, self.reject_reason)
+            else:
+                self.deferred[q].append(req)
+
+    def _tick(self, p: int, now: float) -> None:
+        cfg = self.fleet.pools[p].autoscale
+        self._adopt_pending()
+        insts = [self.sim.instances[i] for i in self.members[p]]
+        on = [i for i in insts if i.state == ON]
+        starting = [i for i in insts if i.state == STARTING]
+        for i in on:
+            if i.outstanding:
+                self.idle_since[i.index] = math.inf
+            elif self.idle_since[i.index] == math.inf:
+                self.idle_since[i.index] = now
+        deferred = len(self.deferred[p])
+        out = _ints(i.outstanding for i in on).astype(float)
+        wait = _ints(i.n_waiting for i in on).astype(float)
+        if deferred:  # requests held for the pool count as waiting work
+            out = np.append(out, deferred) if not on else out + deferred / len(on)
+            wait = np.append(wait, deferred) if not on else wait + deferred / len(on)
+        obs = PoolObservation(
+            now=now,
+            n_on=len(on),
+            n_starting=len(starting),
+            outstanding=out if on else np.zeros(0) + out,
+            waiting=wait if on else np.zeros(0) + wait,
+            kv_utilization=np.fromiter((i.kv_utilization for i in on), dtype=float),
+            idle_since=self.idle_since[[i.index for i in on]] if on else np.zeros(0),
+        )
+        if not on:  # keep arrays aligned for policies that look per instance
+            obs = PoolObservation(
+                now, 0, len(starting), out, wait, np.zeros(out.size), np.full(out.size, math.inf)
+            )
+        want = clamp(cfg, self.scalers[p].desired(obs))
+        current = len(on) + len(starting)
+        need, keep = 0, None
+        if deferred:  # the largest held request needs a member that holds it, on or starting
+            need = max(r.prompt_tokens + r.output_tokens for r in self.deferred[p])
+            holders = [i for i in on + starting if i.fit_tokens >= need]
+            if holders:
+                need = 0
+                keep = holders[0] if len(holders) == 1 else None  # never drain the only one
+            else:  # only an off (or draining) member holds it: start one, whatever the policy says
+                want = max(want, current + 1)
+        if want > current:
+            self._scale_up(insts, want - current, cfg.setup_delay_s, need)
+        elif want < current:
+            self._scale_down(on, starting, current - want, keep)
+        self._record(p, now)
+        busy = any(i.outstanding for i in insts) or deferred or self.sim.pending
+        if now < self.until or busy:
+            self.sim.engine.schedule(now + cfg.interval_s, PRIO_CONTROL, self._tick, p)
+
+    def _scale_up(self, insts: list[Instance], k: int, setup_s: float, need: int = 0) -> None:
+        """Start ``k`` members: draining ones first (no cold start), then off ones in member order; with
+        ``need``, the first member that holds ``need`` tokens goes first."""
+        order = [i for i in insts if i.state == DRAINING] + [i for i in insts if i.state == OFF]
+        if need:
+            big = next(i for i in order if i.fit_tokens >= need)  # exists: the pool's capacity holds it
+            order.remove(big)
+            order.insert(0, big)
+        for inst in order[:k]:
+            self.sim.start_instance(inst, setup_s)  # a draining one comes back at once
+
+    def _reject_deferred(self, now: float) -> None:
+        """Reject the requests still held when the events run out (their pool had no instance for them)."""
+        for p, queue in enumerate(self.deferred):
+            for req in queue:
+                self.sim.reject(
+                    req,
+                    f"no instance of pool {self.fleet.pools[p].name!r} that holds its "
+                    f"{req.prompt_tokens + req.output_tokens} tokens was on before the end of the simulation",
+                )
+            queue.clear()
+
+    def _scale_down(self, on: list[Instance], starting: list[Instance], k: int, keep: Instance | None) -> None:
+        """Drain ``k`` members: starting ones first (youngest first), then on ones in drain order; never
+        ``keep`` (the only member that holds a held request) nor, while requests are held, the last on."""
+        for inst in [i for i in starting[::-1] if i is not keep][:k]:
+            self.sim.drain_instance(inst)
+            k -= 1
+        if k <= 0 or not on:
+            return
+        order = drain_order(_ints(i.outstanding for i in on), self.idle_since[[i.index for i in on]])
+        order = [int(j) for j in order if on[int(j)] is not keep]
+        for j in order[: min(k, len(on) - 1 if any(len(d) for d in self.deferred) else k)]:
+            self.sim.drain_instance(on[j])
+
+
+def _prefill_batch(tokens: int) -> Batch:
+    return Batch(prefill_tokens=tokens, prefill_context=tokens * tokens / 2)
+
+
+def model_kv_bytes(model_name: str) -> int:
+    """KV-cache bytes per token of the whole model (all layers, all KV heads)."""
+    return model(model_name).kv_bytes_per_token(1)
+
+
+def _pool_configs(pool: Pool) -> list[tuple[InstanceConfig, str]]:
+    """(instance configuration, GPU type) of a pool's possible members, initial ones first; members of one
+    GPU type share one configuration object."""
+    gpus = pool.gpu_list() or pool.gpu_types()
+    n = pool.max_instances
+    cycle = [gpus[j % len(gpus)] for j in range(n)]
+    role = pool.role
+    out, cache = [], {}
+    for g in cycle:
+        if g not in cache:
+            kw: dict = {}
+            if pool.mig is not None:
+                sl = instance_gpu(g, pool.mig)
+                kw = {
+                    "perf": RooflineModel(sl, pool.model, 1),
+                    "kv_capacity_tokens": kv_capacity_tokens(sl, pool.model),
+                }
+                name = sl.name
+            else:
+                name = g
+            cache[g] = InstanceConfig(
+                gpu=name,
+                model=pool.model,
+                tp=pool.tp,
+                scheduler=pool.scheduler,
+                role=role,
+                pool=pool.name,
+                n_gpus=pool.gpus_per_instance,
+                **kw,
+            )
+        out.append((cache[g], g))
+    return out
