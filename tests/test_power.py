@@ -15,6 +15,7 @@ from workbench.errors import ConfigError, HardwareError
 from workbench.power import (
     EXEC_IDLE_POWER_RATIO,
     H100_WATTLYTICS,
+    RULE_ERRORS,
     InstancePower,
     LogisticPower,
     energy,
@@ -24,12 +25,13 @@ from workbench.power import (
     instance_power,
     leave_one_out,
     load_fits,
+    lookup_rule_errors,
     mean_power_w,
     optimal_clock,
     power_curve,
 )
-from workbench.power.curves import K_MAX, build_fits, fit_logistic, load_runs
 from workbench.power.dvfs import DvfsCurve
+from workbench.power.fitting import K_MAX, build_fits, fit_logistic, load_runs
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 
 LLAMA8 = "meta-llama/Llama-3.1-8B-Instruct"
@@ -139,10 +141,16 @@ def test_shipped_fits_are_physical() -> None:
     assert idle_power_w("B200") <= c(1) <= c(8) <= c(64)
 
 
-def test_shipped_fits_are_reproducible(shared_traces) -> None:
+@pytest.fixture(scope="module")
+def rebuilt_fits(shared_traces) -> pl.DataFrame:
+    """The fit table rebuilt from the runs (once for the module: ~15 s)."""
+    return build_fits()
+
+
+def test_shipped_fits_are_reproducible(rebuilt_fits) -> None:
     keys = ["gpu", "model_id", "task", "num_gpus", "tp", "ep"]
     shipped = load_fits().filter(pl.col("scope") == "run_group").sort(keys)
-    rebuilt = build_fits().filter(pl.col("scope") == "run_group").sort(keys)
+    rebuilt = rebuilt_fits.filter(pl.col("scope") == "run_group").sort(keys)
     assert shipped.height == rebuilt.height >= 100
     assert shipped.select(keys).equals(rebuilt.select(keys))
     # compare what the fits predict on a grid inside each measured range (parameters may sit on flat
@@ -158,10 +166,10 @@ def test_shipped_fits_are_reproducible(shared_traces) -> None:
         np.testing.assert_allclose(shipped[col], rebuilt[col], rtol=1e-3, atol=1e-4)
 
 
-def test_shipped_gpu_defaults_are_reproducible(shared_traces) -> None:
+def test_shipped_gpu_defaults_are_reproducible(rebuilt_fits) -> None:
     cols = ["gpu", "fit_kind", "p_low_w", "p_high_w", "k", "x0", "idle_w", "idle_source", "source"]
     shipped = load_fits().filter(pl.col("scope") == "gpu_default").sort("gpu").select(cols)
-    rebuilt = build_fits().filter(pl.col("scope") == "gpu_default").sort("gpu").select(cols)
+    rebuilt = rebuilt_fits.filter(pl.col("scope") == "gpu_default").sort("gpu").select(cols)
     assert shipped.height == rebuilt.height >= 5
     assert shipped.drop("p_low_w", "p_high_w", "k", "x0").equals(rebuilt.drop("p_low_w", "p_high_w", "k", "x0"))
     for col in ("p_low_w", "p_high_w", "k", "x0"):
@@ -180,6 +188,35 @@ def test_power_curve_lookup_and_fallback() -> None:
     assert power_curve("L4").source.startswith("gpu_default L4")
     with pytest.raises(HardwareError, match=r"(?i)unknown gpu 'Z100'"):
         power_curve("Z100")
+
+
+def test_power_curve_lookup_rule_is_explicit() -> None:
+    # the issue-17 case: 1-GPU video chat has two runs (472, 510 W at batch 8, 16); the 2-GPU fit (322-345 W)
+    # is no longer used: the H100 default scaled to the two runs is
+    c = power_curve("H100", "Qwen/Qwen3-VL-30B-A3B-Instruct", 1, task="video-chat")
+    assert c.rule == "scaled_default" and "n=1" in c.source
+    assert c(8) == pytest.approx(472, rel=0.05) and c(16) == pytest.approx(510, rel=0.05)
+    assert c.rule_error == RULE_ERRORS["scaled_default"]
+    # no run at this GPU count: the GPU default, saying so (never the 1-GPU fit)
+    two = power_curve("H100", LLAMA8, 2)
+    assert two.rule == "gpu_default" and "no ML.ENERGY run" in two.source
+    assert "[1] GPUs are not used" in two.source
+    # another task of the same model at the same GPU count
+    other = power_curve("H100", "Qwen3-14B", 1, task="video-chat")
+    assert other.rule == "other_task" and "lm-arena-chat" in other.source
+    assert power_curve("H100", LLAMA8, 1).rule == "fit"
+    assert LogisticPower(400, 600, 1, 4).rule == "user" and np.isnan(LogisticPower(400, 600, 1, 4).rule_error)
+
+
+def test_lookup_rule_errors_match_the_documented_ones(shared_traces) -> None:
+    errors = {r["rule"]: r for r in lookup_rule_errors(refit=False).to_dicts()}
+    for rule in ("scaled_default", "other_task", "gpu_default"):
+        assert errors[rule]["median_ape"] == pytest.approx(RULE_ERRORS[rule], abs=0.001), rule
+    # the reason another GPU count's fit is not a step: worse than the GPU default
+    assert errors["other_gpu_count"]["median_ape"] > RULE_ERRORS["gpu_default"] + 0.02
+    runs = load_runs().filter(pl.col("model_id").str.starts_with("meta-llama/Llama-3"))
+    fit = lookup_rule_errors(runs).filter(pl.col("rule") == "fit").row(0, named=True)
+    assert fit["n_points"] >= 40 and fit["median_ape"] <= 2 * RULE_ERRORS["fit"]
 
 
 def test_idle_power_table() -> None:
@@ -360,7 +397,7 @@ def test_power_classes_held_out_by_model(shared_traces) -> None:
 def test_model_architectures_cover_runs_and_match_zoo(shared_traces) -> None:
     from workbench.hardware import model
     from workbench.power.classes import KV_BYTES, model_architectures
-    from workbench.power.curves import load_runs
+    from workbench.power.fitting import load_runs
 
     arch = model_architectures()
     assert (
@@ -457,7 +494,7 @@ def test_power_classes_predict_without_architecture(shared_traces) -> None:
     """Power and class need only CONFIG_COLUMNS; throughput and energy are NaN where the model is unknown."""
     from workbench.power import fit_power_classes
     from workbench.power.classes import CONFIG_COLUMNS
-    from workbench.power.curves import load_runs
+    from workbench.power.fitting import load_runs
 
     runs = load_runs()
     pc = fit_power_classes(runs, n_trees=5)

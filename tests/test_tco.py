@@ -152,7 +152,7 @@ def test_shipped_throughput_table_is_reproducible(shared_traces) -> None:
 
 
 def test_fleet_tco_and_widget_work_without_shared_data(tmp_path, monkeypatch) -> None:
-    import workbench.power.curves as curves
+    import workbench.power.fitting as curves
     from workbench.tco import load_throughput
     from workbench.widgets.energy import explore
 

@@ -190,7 +190,7 @@ def autoscale_tradeoff() -> alt.TopLevelMixin:
 @figure("power_vs_batch", "H100 power vs batch (Llama-3.1-8B): ML.ENERGY runs and fit", "04_energy_tco")
 def power_vs_batch() -> alt.TopLevelMixin:
     from workbench.power import power_curve
-    from workbench.power.curves import load_runs
+    from workbench.power.fitting import load_runs
     from workbench.viz.energy import power_vs_batch as chart
 
     runs = load_runs().filter(

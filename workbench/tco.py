@@ -278,7 +278,7 @@ THROUGHPUT_COLUMNS = [
 def build_throughput_table(runs: pl.DataFrame | None = None) -> pl.DataFrame:
     """Output tokens/s per GPU of every ML.ENERGY v3 run (``output_throughput_tokens_per_sec / num_gpus``) with
     its configuration; the content of ``data/mlenergy_throughput.csv``."""
-    from workbench.power.curves import load_runs
+    from workbench.power.fitting import load_runs
 
     runs = load_runs() if runs is None else runs
     return (
@@ -309,12 +309,14 @@ def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task:
     (log-log interpolation over the matching runs; clipped to the measured batch range); 0 when no run
     matches. Among tasks the one given, else chat first; the smallest GPU count with that TP."""
     from workbench.power._facts import resolve
-    from workbench.power.curves import TASK_ORDER, _matches
+    from workbench.power.curves import TASK_ORDER, matches_model
 
     if model is None:
         return 0.0
     runs = load_throughput().filter(pl.col("gpu") == resolve(gpu), pl.col("tensor_parallel") == tp)
-    runs = runs.filter(pl.col("model_id").map_elements(lambda m: _matches(m, model), return_dtype=pl.Boolean))
+    runs = runs.filter(
+        pl.col("model_id").map_elements(lambda m: matches_model(m, model), return_dtype=pl.Boolean)
+    )
     if task is not None:
         runs = runs.filter(pl.col("task") == task)
     if runs.height == 0:

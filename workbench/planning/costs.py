@@ -10,6 +10,8 @@ import numpy as np
 from workbench.errors import ConfigError
 from workbench.hardware import gpu
 from workbench.planning.spec import CostBasis
+from workbench.power.curves import LogisticPower
+from workbench.power.dvfs import clock_power_scale
 
 HOURS_PER_YEAR = 8760.0
 
@@ -56,19 +58,14 @@ def gpu_hour_usd(gpu_name: str, basis: CostBasis, model_name: str, tp: int) -> f
 
 
 @functools.lru_cache(maxsize=512)
-def power_params(gpu_name: str, model_name: str, tp: int) -> tuple[float, float, float, float, float]:
-    """Per-GPU ``(p_low, p_high, k, x0, idle)`` of the power model for a (GPU, model, TP)."""
+def power_params(gpu_name: str, model_name: str, tp: int) -> tuple[LogisticPower, float]:
+    """Per-GPU busy power curve and loaded-idle power (W) of a (GPU, model, TP).
+
+    The curve is :func:`workbench.power.power_curve`'s (its ``rule`` says how it was looked up).
+    """
     from workbench.power import idle_power_w, power_curve
 
-    c = power_curve(gpu(gpu_name).name, model_name, tp)
-    return c.p_low_w, c.p_high_w, c.k, c.x0, idle_power_w(gpu(gpu_name).name)
-
-
-def clock_power_scale(clock: np.ndarray) -> np.ndarray:
-    """Busy power at clock fraction ``clock`` relative to full clock (Wattlytics H100 DVFS shape)."""
-    from workbench.power import H100_WATTLYTICS as curve
-
-    return np.asarray(curve.power_w(np.asarray(clock) * curve.f_max)) / float(curve.power_w(curve.f_max))
+    return power_curve(gpu(gpu_name).name, model_name, tp), idle_power_w(gpu(gpu_name).name)
 
 
 def pool_power_w(
@@ -84,12 +81,9 @@ def pool_power_w(
     out = np.zeros(len(gpus))
     for key in {(g, int(t)) for g, t in zip(gpus, tps, strict=True) if g}:
         sel = (gpus == key[0]) & (tps == key[1])
-        p_low, p_high, k, x0, idle = power_params(key[0], model_name, key[1])
+        curve, idle = power_params(key[0], model_name, key[1])
         u = np.clip(busy[sel], 1e-9, 1.0)
-        b = np.maximum(batch[sel] / u, 1.0)
-        p_busy = (p_low + (p_high - p_low) / (1.0 + np.exp(-k * (np.log2(b) - x0)))) * clock_power_scale(
-            clock[sel]
-        )
+        p_busy = curve(batch[sel] / u) * clock_power_scale(clock[sel])
         per_gpu = idle + u * np.maximum(p_busy - idle, 0.0)
         out[sel] = n[sel] * key[1] * per_gpu
     return out

@@ -10,15 +10,7 @@ Quick use::
 """
 
 from workbench.power.classes import PowerClasses, evaluate_held_out, fit_power_classes
-from workbench.power.curves import (
-    LogisticPower,
-    build_fits,
-    fit_report,
-    leave_one_out,
-    load_fits,
-    power_curve,
-    write_fits,
-)
+from workbench.power.curves import RULE_ERRORS, LogisticPower, load_fits, logistic_power, power_curve
 from workbench.power.dvfs import H100_WATTLYTICS, ClockChoice, DvfsCurve, clock_sweep, optimal_clock
 from workbench.power.energy import (
     EXEC_IDLE_POWER_RATIO,
@@ -30,10 +22,19 @@ from workbench.power.energy import (
     instance_power,
     mean_power_w,
 )
+from workbench.power.fitting import (
+    build_fits,
+    fit_report,
+    leave_one_out,
+    load_runs,
+    lookup_rule_errors,
+    write_fits,
+)
 
 __all__ = [
     "EXEC_IDLE_POWER_RATIO",
     "H100_WATTLYTICS",
+    "RULE_ERRORS",
     "ClockChoice",
     "DvfsCurve",
     "EnergyReport",
@@ -51,6 +52,9 @@ __all__ = [
     "instance_power",
     "leave_one_out",
     "load_fits",
+    "load_runs",
+    "logistic_power",
+    "lookup_rule_errors",
     "mean_power_w",
     "optimal_clock",
     "power_curve",

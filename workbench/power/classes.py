@@ -39,7 +39,7 @@ from workbench.config import require_int
 from workbench.errors import ConfigError
 from workbench.hardware import gpu as gpu_spec
 from workbench.power._facts import resolve
-from workbench.power.curves import load_runs
+from workbench.power.fitting import load_runs
 
 TASKS = ("gpqa", "image-chat", "lm-arena-chat", "sourcegraph-fim", "video-chat")
 #: Columns a configuration table needs (ML.ENERGY names; ``gpu`` may be any GPU-table name or alias).

@@ -123,3 +123,10 @@ def clock_sweep(curve: DvfsCurve, *, latency_ref_s: float, n: int = 50) -> pl.Da
     p = curve.power_w(f)
     lat = latency_ref_s * curve.f_max / f
     return pl.DataFrame({"f_mhz": f, "power_w": p, "latency_s": lat, "energy_j": p * lat})
+
+
+def clock_power_scale(clock: float | np.ndarray) -> float | np.ndarray:
+    """Busy power at clock fraction ``clock`` (of ``f_max``) relative to full clock (Wattlytics H100 shape)."""
+    c = H100_WATTLYTICS
+    out = np.asarray(c.power_w(np.asarray(clock, dtype=float) * c.f_max)) / float(c.power_w(c.f_max))
+    return float(out) if out.ndim == 0 else out

@@ -116,7 +116,7 @@ def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> al
     ----------
     runs
         Columns ``avg_batch_size`` and ``power_per_gpu_w`` (and optionally ``task``), e.g. ML.ENERGY runs
-        from :func:`workbench.power.curves.load_runs` filtered to one configuration.
+        from :func:`workbench.power.load_runs` filtered to one configuration.
     curve
         A :class:`workbench.power.LogisticPower`.
     """

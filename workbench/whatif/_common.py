@@ -9,7 +9,6 @@ largest arrival rate a fleet of ``instances`` instances serves while the predict
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -21,7 +20,7 @@ from workbench.hardware import gpu, min_tensor_parallel
 from workbench.hardware.perf import Batch
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
-from workbench.planning.costs import clock_power_scale
+from workbench.power.dvfs import clock_power_scale
 
 
 class WhatIfError(ConfigError):
@@ -142,11 +141,8 @@ def capacity_at_slo(
 
     busy_w, idle_w = [], []
     for g, t, b, u in zip(names, tps, pred["batch"][first], pred["util"][first], strict=True):
-        p_low, p_high, k, x0, idle = power_params(g, model, t)
-        bb = max(float(b) / max(float(u), 1e-9), 1.0)
-        p = (p_low + (p_high - p_low) / (1.0 + math.exp(-k * (math.log2(bb) - x0)))) * float(
-            clock_power_scale(np.array(clock))
-        )
+        curve, idle = power_params(g, model, t)
+        p = float(curve(float(b) / max(float(u), 1e-9))) * float(clock_power_scale(clock))
         busy_w.append(max(p, idle))
         idle_w.append(idle)
     return pl.DataFrame(

@@ -6,7 +6,7 @@ Two levers, each with its power model:
   draw more than the busy power ``P(cap)`` of the power-versus-batch curve
   (:func:`workbench.power.power_curve`);
 * a lower GPU clock (DVFS): busy power scales with the Wattlytics power-versus-clock shape
-  (:data:`workbench.power.H100_WATTLYTICS`, via :func:`workbench.planning.costs.clock_power_scale`) and
+  (:func:`workbench.power.dvfs.clock_power_scale`) and
   iteration times with ``1 / clock``.
 
 The fleet's *power ceiling* under a (cap, clock) setting is
@@ -36,7 +36,8 @@ from workbench.config import require_choice, require_int, require_positive, requ
 from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
-from workbench.planning.costs import clock_power_scale, pool_power_w, power_params
+from workbench.planning.costs import pool_power_w, power_params
+from workbench.power.dvfs import clock_power_scale
 from workbench.tco import NODE_POWER_W
 from workbench.whatif._common import WhatIfError, resolve_tp, simulate_fleet
 
@@ -174,9 +175,8 @@ def power_ceiling_kw(
     no lever lowers it.
     """
     name = gpu(gpu_name).name
-    p_low, p_high, k, x0, idle = power_params(name, model, tp)
-    b = np.maximum(np.asarray(caps, float), 1.0)
-    busy = (p_low + (p_high - p_low) / (1.0 + np.exp(-k * (np.log2(b) - x0)))) * clock_power_scale(clocks)
+    curve, idle = power_params(name, model, tp)
+    busy = curve(np.asarray(caps, float)) * clock_power_scale(clocks)
     per_gpu = np.maximum(busy, idle)
     nodes_w = fleet_nodes(name, instances, tp) * node_power_w
     return (instances * tp * per_gpu + nodes_w) / 1000.0, (instances * tp * idle + nodes_w) / 1000.0
@@ -397,7 +397,7 @@ def _check_cut(
     max_cut = 1.0 - floor / ref
     what = "ceiling" if objective == "ceiling" else "mean power"
     if cut > max_cut + 1e-12:
-        idle_w = power_params(name, model, tp)[4]
+        idle_w = power_params(name, model, tp)[1]
         nodes_txt = f" + node baseline {node_power_w:g} W per node" if node_power_w else ""
         raise WhatIfError(
             f"a {cut:.0%} cut of the {what} asks for <= {ref * (1 - cut):,.2f} kW, below the fleet's idle "
@@ -490,16 +490,14 @@ def check_setting(
     ``peak_instance_kw`` (largest GPU power of one instance in any segment).
     """
     from workbench.planning.check import measure
-    from workbench.power import InstancePower, LogisticPower, energy, instance_power
+    from workbench.power import InstancePower, energy, instance_power
 
     name = gpu(gpu_name).name
     res = simulate_fleet(trace, name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=seed)
     cut = trace.requests["arrival_s"].quantile(warmup, "lower") if hasattr(trace, "requests") else 0.0
     m = measure(res.requests.filter(pl.col("arrival_s") >= cut), slo)
     base = instance_power(name, model, tp)
-    s = float(clock_power_scale(np.array(clock)))
-    c = base.curve
-    scaled = InstancePower(LogisticPower(c.p_low_w * s, c.p_high_w * s, c.k, c.x0, c.source), base.idle_w, tp)
+    scaled = InstancePower(base.curve.scaled(float(clock_power_scale(clock))), base.idle_w, tp)
     rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
     span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
     busy = rep.segments.filter(pl.col("state") == "busy")
