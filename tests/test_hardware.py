@@ -66,6 +66,54 @@ def test_parameter_count_matches_cited_total(name):
     assert m.active_params / 1e9 == pytest.approx(m.active_params_b, rel=2e-3)
 
 
+#: The ML.ENERGY v3 zoo beyond the plain transformer; the cited totals of VL / Omni models include their vision
+#: or audio encoders, which the zoo does not count (language model only).
+ZOO = ["Qwen3-8B", "Qwen3-14B", "Qwen3-32B", "Qwen3-Coder-480B-A35B", "gemma-3-12b", "gemma-3-27b",
+       "Llama-4-Scout-17B-16E", "Llama-4-Maverick-17B-128E", "Nemotron-Nano-12B-v2", "Nemotron-Nano-9B-v2",
+       "gpt-oss-20b", "gpt-oss-120b", "DeepSeek-V3"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_parameter_counts_match_cited_totals(name):
+    m = model(name)
+    assert m.params / 1e9 == pytest.approx(m.total_params_b, rel=0.012), name
+
+
+def test_every_mlenergy_model_resolves(shared_traces):
+    runs = pl.read_csv(shared_traces / "mlenergy_leaderboard_v3_llm_runs.csv")
+    names = {mid: model(mid).name for mid in runs["model_id"].unique()}
+    assert len(names) == 34
+    assert names["Qwen/Qwen3-235B-A22B-Thinking-2507-FP8"] == "Qwen3-235B-A22B-FP8"
+    assert names["Qwen/Qwen3-Coder-30B-A3B-Instruct"] == "Qwen3-30B-A3B"
+    assert names["deepseek-ai/DeepSeek-R1-0528"] == "DeepSeek-V3"
+    assert names["nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16"] == "Nemotron-Nano-12B-v2"
+
+
+def test_architecture_facts():
+    fp8 = model("Qwen3-235B-A22B-Instruct-2507-FP8")
+    bf16 = model("Qwen3-235B-A22B")
+    assert fp8.linear_weight_bytes == 1.0 and fp8.params == bf16.params
+    assert fp8.weight_bytes < 0.51 * bf16.weight_bytes  # embeddings stay BF16
+    ds = model("DeepSeek-V3")
+    assert ds.is_mla and ds.kv_bytes_per_token(8) == ds.kv_bytes_per_token(1) == 61 * 576 * 2  # replicated
+    assert ds.n_dense_mlp_layers == 3 and ds.n_moe_layers == 58
+    oss = model("gpt-oss-120b")
+    assert oss.kv_bytes_per_token() == oss.window_kv_bytes_per_token() == 18 * 2 * 8 * 64 * 2
+    assert oss.weight_bytes / GIB == pytest.approx(60.7, abs=0.5)  # MXFP4 experts: the ~61 GiB checkpoint
+    nemo = model("Nemotron-Nano-12B-v2")
+    assert nemo.n_attention_layers == 6 and nemo.state_bytes_per_seq() == pytest.approx(148.9e6, rel=1e-3)
+    # per-sequence state is reserved for max_num_seqs sequences; long windows count per token
+    free = kv_capacity_tokens("H100", nemo)
+    reserved = kv_capacity_tokens("H100", nemo, max_num_seqs=64)
+    assert reserved == pytest.approx(free - 64 * nemo.state_bytes_per_seq() / 24576, abs=2)
+    with pytest.raises(HardwareError, match="state of 512 sequences"):
+        kv_capacity_tokens("H100", nemo, max_num_seqs=512)
+    from workbench.hardware.memory import kv_budget_bytes
+
+    assert kv_budget_bytes(model("gemma-3-12b"), 1) == (48 * 2 * 8 * 256 * 2, 0.0)  # 1024-token windows
+    assert kv_budget_bytes(oss, 2) == (18 * 2 * 4 * 64 * 2, 128 * 18 * 2 * 4 * 64 * 2)  # 128: per sequence
+
+
 def test_known_facts():
     h100 = gpu("H100-SXM")
     assert (h100.memory_gb, h100.mem_bw_tbps, h100.bf16_tflops, h100.tdp_w) == (80, 3.35, 989, 700)
@@ -107,6 +155,9 @@ def test_gpu_aliases(alias, name):
         ("Meta-Llama-3-8B", "Llama-3-8B"),
         ("bloom-176b", "BLOOM-176B"),
         ("mixtral-8x7b", "Mixtral-8x7B"),
+        ("google/gemma-3-27b-it", "gemma-3-27b"),
+        ("openai/gpt-oss-20b", "gpt-oss-20b"),
+        ("meta-llama/Llama-3.1-405B-Instruct-FP8", "Llama-3.1-405B-FP8"),
     ],
 )
 def test_model_aliases(alias, name):

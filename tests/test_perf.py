@@ -40,13 +40,19 @@ CONFIGS = [
     ("H100", "Mixtral-8x7B", 2),
     ("H200", "Qwen3-235B-A22B", 8),
     ("L40S", "Llama-2-7B", 1),
+    # architectures beyond the plain transformer: windows, Mamba state, MLA, a step floor (piecewise runs)
+    ("H100", "gpt-oss-120b", 2),
+    ("B200", "gemma-3-12b", 1, {"step_floor_s": 0.012}),
+    ("H100", "Nemotron-Nano-12B-v2", 1),
+    ("B200", "DeepSeek-V3", 8),
+    ("H100", "Llama-4-Scout-17B-16E", 4, {"step_floor_s": 0.02, "clock": 0.6}),
 ]
 
 
-@pytest.fixture(scope="module", params=CONFIGS, ids=lambda c: f"{c[1]}@{c[2]}x{c[0]}")
+@pytest.fixture(scope="module", params=CONFIGS, ids=lambda c: f"{c[1]}@{c[2]}x{c[0]}" + "+" * (len(c) > 3))
 def roofline(request):
-    g, m, tp = request.param
-    return RooflineModel(g, m, tp)
+    g, m, tp, *kw = request.param
+    return RooflineModel(g, m, tp, **(kw[0] if kw else {}))
 
 
 def test_satisfies_protocol(roofline):
@@ -69,6 +75,33 @@ def test_single_request_times_by_hand():
     flops = 2 * (linear_params - m.vocab_size * m.hidden_size) * n + 2 * m.vocab_size * m.hidden_size
     flops += 4 * m.layers * m.attention_heads * m.head_dim * n * n / 2
     assert perf.prefill_time(n) == pytest.approx(flops / (g.peak_flops * 0.5) + 1e-3, rel=1e-12)
+
+
+def test_architectures_beyond_the_plain_transformer():
+    # windows: a gpt-oss decode reads at most 128 tokens per sequence in its sliding layers
+    oss = RooflineModel("H100", "gpt-oss-120b", 2)
+    short, long = oss.decode_time(64, 100), oss.decode_time(64, 10_000)
+    full_only = oss._c_dattn * 64 * (10_000 - 100)
+    assert long - short == pytest.approx(full_only + oss._c_wattn * 64 * (128 - 100), rel=1e-9)
+    # Mamba state: read and written once per decoding sequence and iteration
+    nemo = RooflineModel("H100", "Nemotron-Nano-12B-v2", 1)
+    assert nemo._c_state == pytest.approx(2 * 148.9e6 / (3.35e12 * 0.75), rel=2e-3)
+    # FP8 weights: half the weight bytes read at batch 1
+    bf16, fp8 = RooflineModel("H100", "Llama-3.1-70B", 4), RooflineModel("H100", "Llama-3.1-70B-FP8", 4)
+    assert fp8._w_dense < 0.52 * bf16._w_dense
+    # the step floor holds short iterations up
+    floor = RooflineModel("B200", "Qwen3-8B", 1, step_floor_s=0.03)
+    assert floor.decode_time(8, 500) == 0.03 and floor.prefill_time(8192) > 0.03
+
+
+def test_clock_slows_compute_not_memory():
+    full, slow = RooflineModel("H100", "Llama-3.1-8B", 1), RooflineModel("H100", "Llama-3.1-8B", 1, clock=0.5)
+    # a compute-bound prefill takes ~twice as long at half clock; a memory-bound decode barely changes
+    assert slow.prefill_time(8192) / full.prefill_time(8192) == pytest.approx(2.0, rel=0.05)
+    assert slow.decode_time(8, 1000) / full.decode_time(8, 1000) < 1.05
+    assert 1.05 < slow.decode_time(512, 1000) / full.decode_time(512, 1000) < 2.0
+    with pytest.raises(ConfigError, match="clock"):
+        RooflineModel("H100", "Llama-3.1-8B", 1, clock=1.5)
 
 
 def test_prefill_chunk_after_context_costs_more():
@@ -120,8 +153,10 @@ def test_decode_run_time_matches_generic(roofline, seqs, ctx, iters):
 @given(seqs=st.integers(1, 300), ctx=st.integers(1, 8000), duration=st.floats(0.0, 20.0))
 def test_decode_iterations_within_matches_generic(roofline, seqs, ctx, duration):
     n = roofline.decode_iterations_within(seqs, seqs * ctx, duration)
-    assert n == Generic(roofline).decode_iterations_within(seqs, seqs * ctx, duration) or math.isclose(
-        roofline.decode_run_time(seqs, seqs * ctx, max(n, 1)), duration, rel_tol=1e-9
+    generic = Generic(roofline).decode_iterations_within(seqs, seqs * ctx, duration)
+    # equal, or one apart where a run ends within rounding of the duration (the generic sum accumulates it)
+    assert n == generic or math.isclose(
+        roofline.decode_run_time(seqs, seqs * ctx, max(n, generic)), duration, rel_tol=1e-9
     )
     # n whole iterations fit, n + 1 do not
     assert roofline.decode_run_time(seqs, seqs * ctx, n) <= duration

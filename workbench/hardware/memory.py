@@ -1,7 +1,14 @@
 """GPU memory budget of one model replica: weights, activation reserve and KV-cache capacity.
 
-capacity (tokens) = (GPU memory x utilisation - weights / tp - activation reserve) / KV bytes per token per GPU,
-the rule vLLM applies with ``gpu_memory_utilization`` (default 0.9) after profiling the activation peak.
+capacity (tokens) = (GPU memory x utilisation - weights / tp - activation reserve - max_num_seqs x per-sequence
+state) / KV bytes per token per GPU, the rule vLLM applies with ``gpu_memory_utilization`` (default 0.9) after
+profiling the activation peak.
+
+Windowed attention layers (sliding or chunked) count as KV per token when their window is at least
+:data:`LONG_WINDOW` tokens (chat and code contexts mostly fit inside such a window, so a sequence holds a token
+per context token there too) and as ``window`` tokens per running sequence below it (gpt-oss: 128); Mamba-2
+state is per running sequence. Both per-sequence parts are reserved for ``max_num_seqs`` sequences (APPROX:
+vLLM's hybrid allocator hands them out as sequences start).
 """
 
 from __future__ import annotations
@@ -13,6 +20,17 @@ from workbench.hardware.catalog import GIB, GPU, ModelSpec, gpu, model
 #: Default activation/workspace reserve per GPU, GiB (vLLM's profiled peak for 8B-70B models at
 #: ``max_num_batched_tokens`` 8192 is typically 1-3 GiB, plus CUDA graphs and NCCL buffers).
 ACTIVATION_RESERVE_GB = 2.0
+#: Windows at least this long (tokens) count per token in the KV budget; shorter ones per sequence.
+LONG_WINDOW = 1024
+
+
+def kv_budget_bytes(m: ModelSpec, tp: int, kv_dtype_bytes: int | None = None) -> tuple[float, float]:
+    """``(bytes per token, bytes per running sequence)`` of KV cache and state on one GPU (module docstring)."""
+    window = m.window_kv_bytes_per_token(tp, kv_dtype_bytes)
+    long = m.attention_window >= LONG_WINDOW
+    per_token = m.kv_bytes_per_token(tp, kv_dtype_bytes) + (window if long else 0)
+    per_seq = (0 if long else window * m.attention_window) + m.state_bytes_per_seq(tp)
+    return float(per_token), float(per_seq)
 
 
 def check_tp(g: GPU, m: ModelSpec, tp: int) -> None:
@@ -39,6 +57,7 @@ def kv_capacity_tokens(
     memory_utilization: float = 0.9,
     activation_reserve_gb: float = ACTIVATION_RESERVE_GB,
     kv_dtype_bytes: int | None = None,
+    max_num_seqs: int = 0,
 ) -> int:
     """Tokens of KV cache one replica of ``model`` holds on ``tp`` GPUs of type ``gpu``.
 
@@ -54,6 +73,8 @@ def kv_capacity_tokens(
         Per-GPU GiB kept for activations, CUDA graphs and communication buffers.
     kv_dtype_bytes
         Bytes per KV element (default: the model's dtype; 1 for an FP8 KV cache).
+    max_num_seqs
+        Running sequences whose per-sequence memory (short-window KV, Mamba state) is reserved first.
 
     Returns
     -------
@@ -76,13 +97,16 @@ def kv_capacity_tokens(
         require_positive("kv_dtype_bytes", kv_dtype_bytes)
     budget = g.memory_bytes * memory_utilization
     weights = m.weight_bytes / tp
-    free = budget - weights - activation_reserve_gb * GIB
-    per_token = m.kv_bytes_per_token(tp, kv_dtype_bytes)
+    per_token, per_seq = kv_budget_bytes(m, tp, kv_dtype_bytes)
+    free = budget - weights - activation_reserve_gb * GIB - max_num_seqs * per_seq
     if free < per_token:
+        state = f" - state of {max_num_seqs} sequences {max_num_seqs * per_seq / GIB:.1f} GiB" * bool(per_seq)
         raise HardwareError(
             f"{m.name} does not fit on {tp}x {g.name}: usable {budget / GIB:.1f} GiB per GPU "
             f"({memory_utilization:.0%} of {g.memory_gb:g} GiB) - weights {weights / GIB:.1f} GiB - activation "
-            f"reserve {activation_reserve_gb:g} GiB = {free / GIB:.1f} GiB left for KV cache; "
+            f"reserve {activation_reserve_gb:g} GiB"
+            + state
+            + f" = {free / GIB:.1f} GiB left for KV cache; "
             f"try a larger tp or a GPU with more memory"
         )
     return int(free // per_token)

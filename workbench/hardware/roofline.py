@@ -7,12 +7,26 @@ work ``A`` (query-key pairs, ``Batch.prefill_context``) and decode context sum `
                   weight bytes touched / tp / (bandwidth x mbu))                          # memory
     attn    = A x 4 layers heads head_dim / tp / (peak x mfu)                # prefill: compute-bound
             + C x max(4 layers heads head_dim / tp / (peak x mfu), KV bytes/token/GPU / (bandwidth x mbu))
-    comm    = 2 layers x (latency + 2 (tp-1)/tp x T h dtype / (link bandwidth x comm_efficiency))   (tp > 1)
-    time    = linear + attn + comm + overhead + L x seq_overhead
+    comm    = R x (latency + 2 (tp-1)/tp x T h dtype / (link bandwidth x comm_efficiency))   (tp > 1)
+    time    = max(linear + attn + comm + overhead + L x seq_overhead, step_floor)
 
-``L`` = tokens that need logits (decode sequences plus one per prefill batch). For MoE models the compute uses
+``L`` = tokens that need logits (decode sequences plus one per prefill batch), ``R`` = all-reduces per iteration
+(one per attention, MLP and Mamba block: ``2 layers`` for a plain transformer). For MoE models the compute uses
 the active parameters and the memory term the experts the batch touches: ``E (1 - (1 - k/E)^T)`` per layer under
 uniform routing. The activation traffic and the KV write of new tokens are ignored (small next to weights).
+
+Architectures beyond the plain transformer (:class:`~workbench.hardware.ModelSpec`): weights are read at their
+own precision (FP8, MXFP4 experts); multi-head latent attention reads its compressed, TP-replicated latent
+cache and does ``2 heads (2 kv_lora_rank + rope)`` FLOPs per query-key pair in decode (weights absorbed);
+windowed layers (sliding or chunked attention) read ``min(C, D x window)`` context tokens per decode iteration
+(exact when every sequence is on the same side of the window; prefill counts them as full attention, an
+overestimate for prompts longer than the window); Mamba-2 layers read and write each decoding sequence's
+recurrent state every iteration (``2 x state bytes / (bandwidth x mbu)`` per sequence).
+
+**Clock (DVFS).** At a fraction ``clock`` of the maximum SM clock the compute terms (FLOP/s) scale with the
+clock, while the memory terms (HBM bandwidth), the interconnect and the fixed host overhead do not: a
+memory-bound decode iteration barely slows down at a lower clock, a compute-bound prefill slows down as
+``1 / clock``.
 
 Defaults: ``mfu = 0.5`` (large-GEMM prefill efficiency reported for vLLM/TensorRT-LLM is 40-60 %),
 ``mbu = 0.75`` (decode memory-bandwidth utilisation 60-80 %), ``overhead_s = 1 ms`` (scheduler, sampling and
@@ -26,6 +40,7 @@ in closed form (O(1), for the simulator's event skipping).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from workbench.config import require_positive, require_range
@@ -56,6 +71,11 @@ class RooflineModel:
     seq_overhead_s
         Extra seconds per sequence that produces a token in the iteration (sampling, detokenisation, per-request
         scheduling); default 0.
+    step_floor_s
+        Shortest iteration (a floor below which no batch runs, e.g. a launch- or host-bound step); default 0.
+    clock
+        SM clock as a fraction of its maximum, in (0, 1]: compute terms scale with it, memory, interconnect and
+        host overhead do not (see the module docstring).
 
     Examples
     --------
@@ -74,6 +94,8 @@ class RooflineModel:
     comm_efficiency: float = 0.7
     attn_mfu: float | None = None
     seq_overhead_s: float = 0.0
+    step_floor_s: float = 0.0
+    clock: float = 1.0
     # precomputed coefficients (seconds per unit)
     _c_tok: float = field(init=False, repr=False, compare=False)
     _c_logit: float = field(init=False, repr=False, compare=False)
@@ -83,6 +105,9 @@ class RooflineModel:
     _q_exp: float = field(init=False, repr=False, compare=False)
     _c_pattn: float = field(init=False, repr=False, compare=False)
     _c_dattn: float = field(init=False, repr=False, compare=False)
+    _c_wattn: float = field(init=False, repr=False, compare=False)
+    _window: int = field(init=False, repr=False, compare=False)
+    _c_state: float = field(init=False, repr=False, compare=False)
     _fixed: float = field(init=False, repr=False, compare=False)
     _c_comm: float = field(init=False, repr=False, compare=False)
     _bw_tp: float = field(init=False, repr=False, compare=False)
@@ -100,33 +125,50 @@ class RooflineModel:
         require_positive("overhead_s", self.overhead_s, allow_zero=True)
         require_positive("allreduce_latency_s", self.allreduce_latency_s, allow_zero=True)
         require_positive("seq_overhead_s", self.seq_overhead_s, allow_zero=True)
+        require_positive("step_floor_s", self.step_floor_s, allow_zero=True)
+        require_positive("clock", self.clock)
+        require_range("clock", self.clock, 0.0, 1.0)
         tp = self.tp
-        flops = g.peak_flops * self.mfu
-        attn_flops = g.peak_flops * (self.attn_mfu or self.mfu)
+        flops = g.peak_flops * self.mfu * self.clock
+        attn_flops = g.peak_flops * (self.attn_mfu or self.mfu) * self.clock
         bw = g.mem_bw * self.mbu
         s(self, "_bw_tp", bw * tp)
         b = m.dtype_bytes
-        per_layer_active = m.attention_params + max(m.active_experts, 1) * m.expert_params
-        s(self, "_c_tok", 2.0 * m.layers * per_layer_active / tp / flops)
+        s(self, "_c_tok", 2.0 * m.active_linear_params / tp / flops)
         s(self, "_c_logit", 2.0 * m.vocab_size * m.hidden_size / tp / flops)
         head = m.vocab_size * m.hidden_size  # the output head is read every iteration; embeddings are gathered
+        s(self, "_w_dense", (m.always_params * m.linear_weight_bytes + head * b) / tp / bw)
         if m.is_moe:
-            s(self, "_w_dense", (m.layers * m.attention_params + head) * b / tp / bw)
-            s(self, "_w_expert", m.layers * m.expert_params * b / tp / bw)
+            s(self, "_w_expert", m.n_moe_layers * m.expert_params * m.expert_bytes / tp / bw)
             s(self, "_n_exp", m.experts)
             s(self, "_q_exp", 1.0 - m.active_experts / m.experts)
         else:
-            s(self, "_w_dense", (m.layers * (m.attention_params + m.expert_params) + head) * b / tp / bw)
             s(self, "_w_expert", 0.0)
             s(self, "_n_exp", 0)
             s(self, "_q_exp", 1.0)
-        attn_pair = 4.0 * m.layers * m.attention_heads * m.head_dim / tp
-        s(self, "_c_pattn", attn_pair / attn_flops)
-        s(self, "_c_dattn", max(attn_pair / attn_flops, m.kv_bytes_per_token(tp) / bw))
+        if m.is_mla:
+            prefill_pair = 2.0 * m.attention_heads * (m.head_dim + m.v_head_dim)
+            decode_pair = 2.0 * m.attention_heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
+        else:
+            prefill_pair = decode_pair = 4.0 * m.attention_heads * m.head_dim
+        s(self, "_c_pattn", m.n_attention_layers * prefill_pair / tp / attn_flops)
+        s(
+            self,
+            "_c_dattn",
+            max(m.n_full_attention_layers * decode_pair / tp / attn_flops, m.kv_bytes_per_token(tp) / bw),
+        )
+        s(
+            self,
+            "_c_wattn",
+            max(m.window_layers * decode_pair / tp / attn_flops, m.window_kv_bytes_per_token(tp) / bw),
+        )
+        s(self, "_window", m.attention_window if m.window_layers else 0)
+        s(self, "_c_state", 2.0 * m.state_bytes_per_seq(tp) / bw)
         if tp > 1:
-            s(self, "_fixed", self.overhead_s + 2 * m.layers * self.allreduce_latency_s)
+            reduces = m.n_attention_layers + m.n_mlp_layers + m.mamba_layers
+            s(self, "_fixed", self.overhead_s + reduces * self.allreduce_latency_s)
             ring = 2.0 * (tp - 1) / tp * m.hidden_size * b / (g.link_bw * self.comm_efficiency)
-            s(self, "_c_comm", 2 * m.layers * ring)
+            s(self, "_c_comm", reduces * ring)
         else:
             s(self, "_fixed", self.overhead_s)
             s(self, "_c_comm", 0.0)
@@ -142,33 +184,93 @@ class RooflineModel:
         lin = comp if comp > mem else mem
         return lin + self._fixed + tokens * self._c_comm + logits * self.seq_overhead_s
 
+    def _decode_attn(self, decode_seqs: int, decode_context: float) -> float:
+        """Seconds of decode attention (and recurrent state) for ``decode_seqs`` sequences of context sum C."""
+        t = decode_context * self._c_dattn + decode_seqs * self._c_state
+        if self._window:
+            cap = decode_seqs * self._window
+            t += (decode_context if decode_context < cap else cap) * self._c_wattn
+        return t
+
     def iteration_time(self, batch: Batch) -> float:
         """Seconds for one iteration of ``batch`` (0 for an empty batch)."""
         p = batch.prefill_tokens
         d = batch.decode_seqs
         if p + d <= 0:
             return 0.0
-        return (
+        t = (
             self._base(p + d, d + (1 if p > 0 else 0))
             + batch.prefill_context * self._c_pattn
-            + batch.decode_context * self._c_dattn
+            + self._decode_attn(d, batch.decode_context)
         )
+        return t if t > self.step_floor_s else self.step_floor_s
+
+    def _piecewise(self) -> bool:
+        """True when decode runs are not affine in the iteration count (windows or a step floor)."""
+        return bool(self._window) or self.step_floor_s > 0.0
 
     def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
         """Seconds for ``iterations`` pure-decode iterations (context grows by ``decode_seqs`` each), O(1)."""
         if iterations <= 0 or decode_seqs <= 0:
             return 0.0
-        n = iterations
-        return n * (self._base(decode_seqs, decode_seqs) + self._c_dattn * decode_context) + (
-            self._c_dattn * decode_seqs * (n * (n - 1) // 2)
+        n, d = iterations, decode_seqs
+        if self._piecewise():
+            return sum(t * k for t, _, k in self._decode_pieces(d, decode_context, n))
+        return n * (self._base(d, d) + self._decode_attn(d, decode_context)) + (
+            self._c_dattn * d * (n * (n - 1) // 2)
         )
+
+    def _decode_pieces(self, d: int, c0: int, n: int) -> list[tuple[float, float, int]]:
+        """A decode run as affine pieces ``(first time, step, iterations)`` (windows and the step floor split
+        it; each piece is summed in closed form). The mean of a piece is ``first + step (k - 1) / 2``."""
+        base = self._base(d, d) + d * self._c_state
+        cuts = {0, n}
+        if self._window:  # context sum reaches d x window after this many iterations
+            cuts.add(min(n, max(0, -(-(d * self._window - c0) // d))))
+        pieces: list[tuple[float, float, int]] = []
+        bounds = sorted(cuts)
+        for a, e in itertools.pairwise(bounds):
+            c = c0 + a * d
+            windowed = bool(self._window) and c < d * self._window
+            first = (
+                base
+                + c * self._c_dattn
+                + (c * self._c_wattn if windowed else (d * self._window * self._c_wattn))
+            )
+            step = d * (self._c_dattn + (self._c_wattn if windowed else 0.0))
+            floor = self.step_floor_s
+            if floor > 0.0 and first + step * (e - a - 1) > floor > first:  # crosses the floor inside
+                k = min(e - a, int((floor - first) / step) + 1)
+                pieces.append((floor, 0.0, k))
+                pieces.append((first + step * k, step, e - a - k))
+            elif floor > 0.0 and first <= floor and first + step * (e - a - 1) <= floor:
+                pieces.append((floor, 0.0, e - a))
+            else:
+                pieces.append((first, step, e - a))
+        return [(first + step * (k - 1) / 2.0, step, k) for first, step, k in pieces if k > 0]
 
     def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
         """Whole pure-decode iterations that finish within ``duration`` seconds (closed form, O(1))."""
         if duration <= 0 or decode_seqs <= 0:
             return 0
-        first = self._base(decode_seqs, decode_seqs) + self._c_dattn * decode_context
-        return affine_run_count(first, self._c_dattn * decode_seqs, duration)
+        d = decode_seqs
+        if not self._piecewise():
+            first = self._base(d, d) + self._decode_attn(d, decode_context)
+            return affine_run_count(first, self._c_dattn * d, duration)
+        done = 0
+        horizon = 1
+        while True:  # pieces over a horizon long enough to exceed the duration
+            horizon *= 2
+            if self.decode_run_time(d, decode_context, horizon) > duration or horizon > 1 << 40:
+                break
+        for mean, step, k in self._decode_pieces(d, decode_context, horizon):
+            first = mean - step * (k - 1) / 2.0
+            if mean * k <= duration:
+                duration -= mean * k
+                done += k
+                continue
+            return done + min(k, affine_run_count(first, step, duration))
+        return done
 
     # ------------------------------------------------------------------ conveniences
     def layer_linear_time(self, tokens: int) -> float:

@@ -168,7 +168,13 @@ class InstanceConfig:
             return self.kv_capacity_tokens
         from workbench.hardware import kv_capacity_tokens
 
-        return kv_capacity_tokens(self.gpu, self.model, self.tp, memory_utilization=self.memory_utilization)
+        return kv_capacity_tokens(
+            self.gpu,
+            self.model,
+            self.tp,
+            memory_utilization=self.memory_utilization,
+            max_num_seqs=self.scheduler.max_num_seqs,
+        )
 
 
 @dataclass(frozen=True, slots=True)
