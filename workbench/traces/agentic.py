@@ -44,13 +44,13 @@ import polars as pl
 
 from workbench.config import require_int, require_positive, require_range
 from workbench.errors import ConfigError, WorkloadError
+from workbench.seeds import SeedLike, Streams
 from workbench.traces.schema import Trace
 from workbench.traces.synthetic import (
     ArrivalProcess,
     LengthModel,
     LogNormal,
     Poisson,
-    seed_sequence,
     to_trace,
 )
 
@@ -219,7 +219,7 @@ class AgentSessions:
         require_int("block_tokens", self.block_tokens)
 
     def generate(
-        self, n_sessions: int | None = None, *, duration_s: float | None = None, seed=0
+        self, n_sessions: int | None = None, *, duration_s: float | None = None, seed: SeedLike = 0
     ) -> SessionWorkload:
         """Generate ``n_sessions`` sessions, or all sessions starting in ``[0, duration_s)``.
 
@@ -230,8 +230,8 @@ class AgentSessions:
         duration_s
             Span in which sessions start (their later steps may run past it).
         seed
-            Seed (or SeedSequence): session starts, lengths and session structure draw from three streams
-            spawned from it.
+            Seed (int, SeedSequence or :class:`~workbench.seeds.Streams`): session starts, lengths and session
+            structure draw from the streams ``agentic/starts``, ``agentic/lengths`` and ``agentic/sessions``.
 
         Returns
         -------
@@ -242,7 +242,8 @@ class AgentSessions:
             raise ConfigError("give exactly one of n_sessions or duration_s")
         if n_sessions is not None:
             require_int("n_sessions", n_sessions)
-        r_arr, r_len, r_ses = (np.random.default_rng(s) for s in seed_sequence(seed).spawn(3))
+        streams = Streams(seed)
+        r_arr, r_len, r_ses = (streams.rng(f"agentic/{name}") for name in ("starts", "lengths", "sessions"))
         starts = self.sessions.sample(r_arr, n=n_sessions, duration_s=duration_s)
         if starts.size == 0:
             raise WorkloadError(f"generator {self.name!r} produced no sessions; raise the rate or duration")
