@@ -3,20 +3,29 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the compiled simulator core (setup.py): rebuilt in place when its .py or .pxd sources change
+CORE_SRC := $(wildcard workbench/sim/*.pxd) $(patsubst %.pxd,%.py,$(wildcard workbench/sim/*.pxd))
+CORE_STAMP := $(VENV)/.core
 SHARED_TRACES := $(abspath ../shared/data/traces)
 export WORKBENCH_DATA_DIR ?= $(if $(wildcard $(SHARED_TRACES)),$(SHARED_TRACES),)
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
+# the suite checks the compiled simulator core is built (set to 0 without a C compiler: pure Python)
+export WORKBENCH_REQUIRE_COMPILED ?= 1
 
-.PHONY: setup demo test test-py test-nb lint lab bench figures clean
+.PHONY: setup demo test test-py test-nb lint lab bench bench-anchors figures clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(CORE_STAMP)
 
-setup: $(STAMP)
+$(CORE_STAMP): $(STAMP) $(CORE_SRC)
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(CORE_STAMP)
+
+setup: $(STAMP) $(CORE_STAMP)
 
 demo: setup
 	$(PY) -m workbench.cli demo --out out
@@ -36,7 +45,11 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
 bench: setup
-	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_anchors.py ] || $(PY) $$b || exit 1; done
+
+# the workbench next to vidur and vllm-sr-sim (installed from PyPI into benchmarks/_tmp/anchors-venv)
+bench-anchors: setup
+	$(PY) benchmarks/bench_anchors.py
 
 figures: setup
 	$(PY) -m workbench.cli figures --out out/figures

@@ -5,7 +5,10 @@ Layers (each imports only layers above it): ``traces`` -> ``datasets`` -> ``hard
 ``cli``.
 """
 
+from workbench import _pure
 from workbench.errors import ConfigError, HardwareError, WorkbenchError, WorkloadError
+
+_pure.install()  # the simulator's core: its compiled build when fresh, else (or when asked) pure Python
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "HardwareError", "WorkbenchError", "WorkloadError", "__version__"]

@@ -18,6 +18,10 @@ Examples
 >>> eng.run()
 >>> seen
 [(1.0, 'a'), (2.0, 'b')]
+
+Compiled core: ``setup.py`` builds this module with Cython, typed by ``engine.pxd`` beside it (a new
+attribute or method of its classes is declared there too); the ``.py`` file stays the pure-Python
+implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` checks both agree).
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ run of hashes at admission (those tokens skip prefill) and inserts its remaining
 completes. A finished or preempted request releases its entries tail first, so eviction shortens a chain
 from its end. An instance with a prefix index (set when a cache-aware router first asks for prefix matches)
 tells it of every entry created, evicted or dropped by a failure.
+
+Compiled core: ``setup.py`` builds this module with Cython, typed by ``instance.pxd`` beside it (a new
+attribute or method of its classes is declared there too); the ``.py`` file stays the pure-Python
+implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` checks both agree).
 """
 
 from __future__ import annotations

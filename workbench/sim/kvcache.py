@@ -9,6 +9,10 @@ is O(matched blocks)); the scheduling rules that use them live in the instance.
 A tiered cache (host memory, a remote store) would subclass :class:`PrefixCache`: eviction is one method
 (:meth:`PrefixCache.evict_lru`, where a demotion to a lower tier would go) and a lookup is one method
 (:meth:`PrefixCache.match`).
+
+Compiled core: ``setup.py`` builds this module with Cython, typed by ``kvcache.pxd`` beside it (a new
+attribute or method of its classes is declared there too); the ``.py`` file stays the pure-Python
+implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` checks both agree).
 """
 
 from __future__ import annotations

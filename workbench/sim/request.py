@@ -1,4 +1,9 @@
-"""The in-flight request object of the simulator (one per trace row, created at arrival)."""
+"""The in-flight request object of the simulator (one per trace row, created at arrival).
+
+Compiled core: ``setup.py`` builds this module with Cython, typed by ``request.pxd`` beside it (a new
+attribute or method of its classes is declared there too); the ``.py`` file stays the pure-Python
+implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` checks both agree).
+"""
 
 from __future__ import annotations
 

@@ -27,6 +27,10 @@ disaggregation, failures) drives the same :class:`Simulation` through a few smal
 ``on_end(now)``
     Called when the events have run out: a router that holds requests (:data:`DEFER`) rejects those it still
     holds (:meth:`Simulation.reject`), so that every request is recorded.
+
+Compiled core: ``setup.py`` builds this module with Cython, typed by ``simulation.pxd`` beside it (a new
+attribute or method of its classes is declared there too); the ``.py`` file stays the pure-Python
+implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` checks both agree).
 """
 
 from __future__ import annotations
@@ -229,7 +233,7 @@ class Simulation:
         if len(routable) == 1 and self.router.__class__ is RoundRobin:
             inst = routable[0]
         elif not routable:
-            if self.hold_unroutable or any(i.state == STARTING for i in self.instances):
+            if self.hold_unroutable or self._any_starting():
                 self.pending.append(req)
             else:
                 self.reject(req, "no instance is on")
@@ -246,6 +250,9 @@ class Simulation:
             self.reject(req, inst.reject_reason(req))
             return
         inst.enqueue(req, now)
+
+    def _any_starting(self) -> bool:
+        return any(i.state == STARTING for i in self.instances)
 
     def reject(self, req: Request, reason: str) -> None:
         """Record ``req`` as rejected with ``reason`` (never dropped silently)."""
@@ -498,33 +505,34 @@ def check_requests(requests: pl.DataFrame) -> pl.DataFrame:
     return requests.with_columns(casts) if casts else requests
 
 
-_REC_FLOAT = ("admitted_s", "first_token_s", "finish_s")
-_REC_INT = ("cached_tokens", "preemptions", "instance", "retries")
-
-
 class _Records:
     """Per-request outcome columns, preallocated for ``n`` trace rows and filled when a request ends."""
 
+    __slots__ = ("admitted_s", "cached_tokens", "count", "finish_s", "first_token_s", "instance", "preemptions",
+                 "reasons", "retries")  # fmt: skip
+
     def __init__(self, n: int) -> None:
         nan_row = array("d", [NAN])
-        self.floats = {name: nan_row * n for name in _REC_FLOAT}
+        self.admitted_s = nan_row * n
+        self.first_token_s = nan_row * n
+        self.finish_s = nan_row * n
         zero_row = array("i", [0])
-        self.ints = {name: zero_row * n for name in _REC_INT}
-        self.ints["instance"] = array("i", [-1]) * n
+        self.cached_tokens = zero_row * n
+        self.preemptions = zero_row * n
+        self.instance = array("i", [-1]) * n
+        self.retries = zero_row * n
         self.reasons: dict[int, str] = {}
         self.count = 0
 
     def store(self, req: Request) -> None:
         i = req.index
-        f = self.floats
-        f["admitted_s"][i] = req.admitted_s
-        f["first_token_s"][i] = req.first_token_s
-        f["finish_s"][i] = req.finish_s
-        g = self.ints
-        g["cached_tokens"][i] = req.cached_tokens
-        g["preemptions"][i] = req.preemptions
-        g["instance"][i] = req.instance
-        g["retries"][i] = req.retries
+        self.admitted_s[i] = req.admitted_s
+        self.first_token_s[i] = req.first_token_s
+        self.finish_s[i] = req.finish_s
+        self.cached_tokens[i] = req.cached_tokens
+        self.preemptions[i] = req.preemptions
+        self.instance[i] = req.instance
+        self.retries[i] = req.retries
         self.count += 1
 
     def table(self, requests: pl.DataFrame, instances: list[Instance]) -> pl.DataFrame:
@@ -532,8 +540,8 @@ class _Records:
         n = requests.height
         if self.count != n:
             raise SimulationError(f"{n} requests entered but {self.count} were recorded")
-        cols = {name: np.frombuffer(arr, dtype=np.float64) for name, arr in self.floats.items()}
-        cols.update({name: np.frombuffer(arr, dtype=np.int32) for name, arr in self.ints.items()})
+        cols = {name: np.asarray(getattr(self, name), dtype=np.float64) for name in _REC_FLOAT}
+        cols.update({name: np.asarray(getattr(self, name), dtype=np.int32) for name in _REC_INT})
         pools = [i.pool for i in instances]
         reasons = self.reasons
         rejected = np.zeros(n, dtype=bool)
@@ -562,6 +570,10 @@ class _Records:
         schema = dict(REQUEST_SCHEMA)
         schema["retries"] = pl.Int32()
         return out.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+_REC_FLOAT = ("admitted_s", "first_token_s", "finish_s")
+_REC_INT = ("cached_tokens", "preemptions", "instance", "retries")
 
 
 def _progress_bar(n: int, progress: bool | None):

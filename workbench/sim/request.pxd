@@ -1,0 +1,28 @@
+# Cython declarations for request.py (the compiled core; the .py file stays the pure-Python implementation)
+cdef class Request:
+    cdef public long index
+    cdef public object request_id
+    cdef public double arrival_s
+    cdef public long prompt_tokens
+    cdef public long output_tokens
+    cdef public object prefix_hashes
+    cdef public object session_id
+    cdef public object request_class
+    cdef public double admitted_s
+    cdef public double first_token_s
+    cdef public double finish_s
+    cdef public long generated
+    cdef public long cached_tokens
+    cdef public long preemptions
+    cdef public long retries
+    cdef public bint kv_ready
+    cdef public long instance
+    cdef public long prefill_target
+    cdef public long prefill_done
+    cdef public long prefix_refs
+    cdef public long prefix_cacheable
+    cdef public long kv_blocks
+    cdef public long queued_hit_tokens
+    cdef public long decode_seq
+    cdef public long decode_offset
+    cdef public long decode_residue
