@@ -1,6 +1,10 @@
 """The machine-speed baseline of every simulator benchmark: ``../shared/bench/ref_loop.py`` (a plain heapq
 M/M/8 loop in pure Python), measured in the same process so that ratios cancel most of a shared machine's
-noise; and which simulator core runs (compiled or pure Python)."""
+noise; and which simulator core runs (compiled or pure Python).
+
+Ratios are taken over CPU time (``time.process_time``) of this single-threaded process: on a machine shared
+with other jobs the wall time of a run depends on how much of a core it got, its CPU time much less so (on an
+idle machine the two agree)."""
 
 from __future__ import annotations
 
@@ -29,9 +33,9 @@ def ref_speed(n: int = 100_000) -> float:
     """Customers per second of the reference loop now (one run; ``nan`` without the file)."""
     if _REF is None:
         return float("nan")
-    t = time.perf_counter()
+    t = time.process_time()
     _REF.run(n)
-    return n / (time.perf_counter() - t)
+    return n / (time.process_time() - t)
 
 
 def core() -> str:
@@ -40,14 +44,15 @@ def core() -> str:
 
 
 def timed_ratio(fn, work: int, repeat: int = 1):
-    """Run ``fn()`` ``repeat`` times, each right after a reference-loop run; returns (result of the last run,
-    best seconds, best ratio of ``work`` per second to the reference loop's customers per second)."""
+    """Run ``fn()`` ``repeat`` times, each between two reference-loop runs; returns (result of the last run,
+    best CPU seconds, best ratio of ``work`` per CPU second to the reference loop's customers per CPU second,
+    the faster reference run counting)."""
     best_dt, best_ratio, out = float("inf"), 0.0, None
     for _ in range(repeat):
         ref = ref_speed()
-        t = time.perf_counter()
+        t = time.process_time()
         out = fn()
-        dt = time.perf_counter() - t
+        dt = time.process_time() - t
         ref = max(ref, ref_speed())  # the faster of the two reference runs around it
         best_dt = min(best_dt, dt)
         best_ratio = max(best_ratio, work / dt / ref)

@@ -13,8 +13,8 @@ the workbench):
   with the published ~420 simulated requests per second instead of a run here.
 
 Each run prints simulated requests per second, the ratio workbench / anchor, and the workbench's ratio to the
-reference loop (``../shared/bench/ref_loop.py``) measured in this process. Times are the simulation calls only
-(workload generation and imports excluded, on both sides).
+reference loop (``../shared/bench/ref_loop.py``) measured in this process. Times are CPU seconds of the
+simulation calls only (workload generation and imports excluded, on both sides).
 
 Run: ``make bench-anchors`` or ``.venv/bin/python benchmarks/bench_anchors.py [--requests N] [--skip-install]``.
 """
@@ -57,7 +57,7 @@ pl.DataFrame({"arrival_s": [t for t, _ in arrivals], "prompt_tokens": [r.l_in fo
 cfg = FleetConfig(pools=[PoolConfig("main", H100_80GB, instances, 8192, lb_strategy="least_queue")],
                   router_type="LengthRouter", router_kwargs={"threshold": 8192})
 fleet = Fleet(cfg)
-t = time.perf_counter(); fleet.run(list(arrivals)); dt = time.perf_counter() - t
+t = time.process_time(); fleet.run(list(arrivals)); dt = time.process_time() - t
 print(json.dumps({"requests": n, "seconds": dt}))
 """
 
@@ -102,9 +102,9 @@ def fleet_side_by_side(n: int, instances: int) -> None:
     reqs = reqs.with_row_index("request_id").with_columns(pl.col("request_id").cast(pl.UInt64))
     fleet = monolithic(instances, gpu="H100-SXM", model="Llama-3.1-8B", router="jsq")
     ref = ref_speed()
-    t = time.perf_counter()
+    t = time.process_time()
     res = simulate(reqs, fleet, record_segments=False, progress=False)
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     ref = max(ref, ref_speed())
     wb, other = n / dt, anchor["requests"] / anchor["seconds"]
     served = int((~res.requests["rejected"]).sum())
@@ -125,9 +125,9 @@ def vidur_side_by_side(n: int) -> None:
     cfg = InstanceConfig(gpu="A100-80GB", model="Llama-2-70B", tp=2)
     trace = Synthetic(Poisson(1.0), lengths).generate(n=n, seed=0)
     ref = ref_speed()
-    t = time.perf_counter()
+    t = time.process_time()
     simulate(trace, cfg, progress=False)
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     ref = max(ref, ref_speed())
     wb = n / dt
     try:

@@ -111,7 +111,7 @@ def main() -> None:
         res, dt, ratio = timed_ratio(lambda trace=trace: simulate(trace, config, progress=False), n)
         s = summary(res).row(0, named=True)
         print(
-            f"{n:>9,} requests: {dt:6.2f} s wall, {n / dt:,.0f} req/s = {ratio:.3f} x the reference loop, "
+            f"{n:>9,} requests: {dt:6.2f} CPU s, {n / dt:,.0f} req/s = {ratio:.3f} x the reference loop, "
             f"{res.counters['events']:,} events, "
             f"{res.segments.height:,} segments, peak RSS {peak_rss_mb():,.0f} MB; "
             f"TTFT p50/p99 {s['ttft_p50_s']:.3f}/{s['ttft_p99_s']:.3f} s, "
