@@ -13,12 +13,13 @@ export MPLBACKEND := Agg
 # the suite checks the compiled simulator core is built (set to 0 without a C compiler: pure Python)
 export WORKBENCH_REQUIRE_COMPILED ?= 1
 
-.PHONY: setup demo test test-py test-nb lint lab bench bench-anchors figures clean
+.PHONY: setup demo test test-py test-nb test-browser lint lab app bench bench-anchors figures lock clean
 
-$(STAMP): pyproject.toml setup.py
+# constraints.txt pins every dependency (make lock regenerates it): the same versions today and next year
+$(STAMP): pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP) $(CORE_STAMP)
 
 $(CORE_STAMP): $(STAMP) $(CORE_SRC)
@@ -44,6 +45,9 @@ lint: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
+app: setup
+	$(PY) -m workbench.cli app $(APP_ARGS)
+
 bench: setup
 	for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_anchors.py ] || $(PY) $$b || exit 1; done
 
@@ -53,6 +57,17 @@ bench-anchors: setup
 
 figures: setup
 	$(PY) -m workbench.cli figures --out out/figures
+
+# the browser test alone (Selenium + Debian's chromium; .ci/run installs it)
+test-browser: setup
+	$(PY) -m pytest -p no:randomly tests/test_app_browser.py
+
+# re-resolve the newest versions allowed by pyproject.toml into constraints.txt (in a scratch venv)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip && .lock-venv/bin/pip install -q -e '.[dev]'
+	{ sed -n '1,3p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

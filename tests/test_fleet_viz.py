@@ -138,11 +138,14 @@ def test_explore_simulates_each_policy_on_the_chosen_fleet():
 
 def test_routing_explorer_widget_runs():
     from workbench.widgets.fleet import routing_explorer
+    from workbench.widgets.live import Results
 
-    box = routing_explorer(_trace(60), instances=2)
-    controls = box.children[0]
-    policies = controls.children[0]
-    run = controls.children[1].children[-1]
-    policies.value = ("jsq",)
-    run.click()
+    results = Results()
+    box = routing_explorer(_trace(60), instances=2, results=results)
+    policies = box.controls["policies"]
+    assert "analytic" in box.live.out.outputs[0]["data"]["text/plain"]  # shown before any simulation
+    policies.value = ("jsq",)  # the first run (four policies) is now stale: only this one is shown
+    assert box.live.wait(120)
+    assert results.tables["routing"]["policy"].to_list() == ["jsq"]
+    assert box.live.bar.value == 1.0 and "done in" in box.live.status.value
     assert np.isin(["round_robin", "lmetric"], list(policies.options)).all()

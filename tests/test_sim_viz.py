@@ -9,8 +9,9 @@ import pytest
 from workbench.errors import ConfigError
 from workbench.sim import InstanceConfig, LinearPerfModel, SchedulerConfig, simulate, summary
 from workbench.sim.curves import load_curve
+from workbench.traces import poisson_requests
 from workbench.viz.sim import latency_percentiles, latency_vs_load, timeline
-from workbench.widgets.instance import explore, instance_config, poisson_requests
+from workbench.widgets.instance import explore, instance_config
 
 PERF = LinearPerfModel()
 LENGTHS = pl.DataFrame({"prompt_tokens": [200, 800, 1500, 60], "output_tokens": [50, 10, 120, 300]})
@@ -101,13 +102,21 @@ def test_summary_by_instance_and_slo_goodput():
         summary(res, ttft_slo=-1.0)
 
 
-def test_instance_explorer_widget_runs_and_reports_bad_configs(capsys):
+def test_instance_explorer_answers_at_once_then_simulates():
     from workbench.widgets.instance import instance_explorer
+    from workbench.widgets.live import Results
 
-    box = instance_explorer(LENGTHS, requests=100)
-    rows = box.children[0].children
-    model, run = rows[0].children[0], rows[2].children[0]
-    run.click()
-    model.value = "Llama-3.1-405B"  # does not fit one GPU: the widget shows the memory numbers
-    run.click()
-    assert "does not fit" in capsys.readouterr().out
+    results = Results()
+    box = instance_explorer(LENGTHS, requests=200, results=results)
+    first = box.live.out.outputs
+    assert first and "analytic" in first[0]["data"]["text/plain"]  # the analytic answer, before any simulation
+    assert box.live.wait(60)
+    assert (
+        set(results.tables) == {"instance_summary"} and results.tables["instance_summary"]["requests"][0] == 200
+    )
+    assert "application/vnd.vega.v5+json" in box.live.out.outputs[1]["data"]  # the chart, drawn offline
+    box.controls["qps"].value = 20.0
+    assert box.live.wait(60) and results.tables["instance_summary"]["requests"][0] == 200
+    box.controls["model"].value = "Llama-3.1-405B"  # does not fit one GPU: one line with the memory numbers
+    assert box.live.wait(60)
+    assert "does not fit" in box.live.status.value and "Traceback" not in box.live.status.value

@@ -216,7 +216,7 @@ def test_widget_explore_logic(shared_traces) -> None:
     assert row["USD per M output tokens"] == pytest.approx(direct["usd_per_mtok"])
     assert chart.to_dict()["title"].startswith("16 x H100-SXM at finland")
     box = tco_explorer()
-    assert len(box.children) == 2
+    assert len(box.children) == 3  # controls, status line, output
 
 
 def test_widget_redraws_once_per_change(monkeypatch) -> None:

@@ -243,7 +243,7 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(pooch.os_cache("workbench"))
 
 
-def fetch(name: str, *, allow_download: bool = True) -> Path:
+def fetch(name: str, *, allow_download: bool = True, progress: bool = False) -> Path:
     """Path of a verified local copy of dataset ``name``, downloading it when needed and allowed.
 
     Parameters
@@ -252,6 +252,8 @@ def fetch(name: str, *, allow_download: bool = True) -> Path:
         Registered name (see :func:`list`).
     allow_download
         When false, never touch the network (tests): a missing file raises :class:`DatasetError`.
+    progress
+        Show a download progress bar (tqdm; ``workbench data fetch`` does).
 
     Raises
     ------
@@ -282,7 +284,7 @@ def fetch(name: str, *, allow_download: bool = True) -> Path:
 
     try:
         path = pooch.retrieve(
-            d.url, known_hash=f"sha256:{d.sha256}", fname=d.file, path=cache_dir(), progressbar=False
+            d.url, known_hash=f"sha256:{d.sha256}", fname=d.file, path=cache_dir(), progressbar=progress
         )
     except Exception as exc:  # network errors come in many types; report one clear error
         raise DatasetError(

@@ -126,8 +126,8 @@ def _lengths():
 @figure("instance_timeline", "One H100 instance at 10 req/s: batch size and KV blocks over 30 s", "02_instance")
 def instance_timeline() -> alt.TopLevelMixin:
     from workbench.sim import InstanceConfig, SchedulerConfig, simulate
+    from workbench.traces import poisson_requests
     from workbench.viz.sim import timeline
-    from workbench.widgets.instance import poisson_requests
 
     config = InstanceConfig(gpu="H100", model="Llama-3.1-8B", scheduler=SchedulerConfig(max_num_seqs=256))
     result = simulate(poisson_requests(_lengths(), qps=10.0, n=3_000, seed=1), config, seed=1)
@@ -259,9 +259,10 @@ def site_choice() -> alt.TopLevelMixin:
 # ---------------------------------------------------------------------------------------------- sizing (05)
 @cache
 def _plan():
-    from workbench.widgets.planning import plan, workload_trace
+    from workbench import presets
+    from workbench.planning.workflow import plan
 
-    return plan(workload_trace("poisson"), qps=10.0, ttft_s=1.0, tpot_s=0.05, check=2, sim_requests=1500)
+    return plan(presets.generate("poisson"), qps=10.0, ttft_s=1.0, tpot_s=0.05, check=2, sim_requests=1500)
 
 
 @figure("fleet_sizing", "Cheapest fleets meeting the SLO: analytic cost and simulated check", "05_fleet_sizing")

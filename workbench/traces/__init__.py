@@ -24,6 +24,7 @@ load), :func:`write`, :func:`describe`, the generators in
 from workbench.traces.describe import describe, interarrival_cv, rate_series, summary_table
 from workbench.traces.formats import FORMATS, TableFormat, register_format
 from workbench.traces.io import load, scan, write
+from workbench.traces.resample import poisson_requests
 from workbench.traces.schema import COLUMNS, REQUIRED, SCHEMA, Trace
 from workbench.traces.synthetic import (
     Diurnal,
@@ -76,6 +77,7 @@ __all__ = [  # noqa: RUF022 - grouped: schema, io, generators, transforms
     "filter",
     "fit",
     "merge",
+    "poisson_requests",
     "rescale",
     "scale_lengths",
     "slice",

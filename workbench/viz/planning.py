@@ -198,3 +198,14 @@ def check_chart(table: pl.DataFrame) -> alt.LayerChart:
     return alt.layer(rule, dots).properties(
         width=WIDTH, height=max(80, 24 * data.height), title="Instances: analytic screen vs simulation"
     )
+
+
+def plan_overview(sizing: pl.DataFrame, tradeoffs: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
+    """Sizing bars, analytic-vs-simulated counts (when any candidate was checked) and the Pareto front,
+    stacked: the charts of one :class:`~workbench.planning.workflow.Plan` (``plan.result.table``,
+    ``plan.tradeoffs``)."""
+    parts: list = [sizing_chart(sizing, top=top)]
+    if "sim_instances" in sizing.columns and sizing["sim_instances"].is_not_null().any():
+        parts.append(check_chart(sizing))
+    parts.append(pareto_chart(tradeoffs))
+    return alt.vconcat(*parts).resolve_scale(color="independent")

@@ -57,14 +57,16 @@ def explore(
     return tco_breakdown(res.breakdown, title=title), numbers
 
 
-def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0):
+def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0, *, results=None):
     """An ipywidgets box: controls for GPU, count, site, electricity price, PUE, lifetime, utilisation.
 
-    Every change redraws once; choosing a site also moves the price slider to the site's price (when the
-    table has one). Works from the shipped tables alone (no shared data folder).
+    Every change redraws once (analytic: milliseconds); choosing a site also moves the price slider to the
+    site's price (when the table has one). Works from the shipped tables alone (no shared data folder).
+    ``results`` (a :class:`~workbench.widgets.live.Results`) receives the table and chart shown.
     """
     import ipywidgets as w
-    from IPython.display import display
+
+    from workbench.widgets.live import Live, live_parts
 
     priced = list_gpus().filter(pl.col("purchase_price_usd_approx").is_not_null())["gpu"].to_list()
     grids = load_sites().filter(pl.col("grid_carbon_gco2e_per_kwh").is_not_null())["site_id"].to_list()
@@ -88,14 +90,17 @@ def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0):
         ),
         "utilisation": w.FloatSlider(0.6, min=0.05, max=1.0, step=0.05, description="utilisation", style=style),
     }
-    out = w.Output()
+    out, status, _ = live_parts()
+    live = Live(out, status)
 
     def redraw(_=None) -> None:
-        chart, numbers = explore(**{k: v.value for k, v in c.items()}, model=model, batch=batch)
-        with out:
-            out.clear_output(wait=True)
-            display(chart)
-            display(numbers)
+        def quick():
+            chart, numbers = explore(**{k: v.value for k, v in c.items()}, model=model, batch=batch)
+            if results is not None:
+                results.publish({"tco": numbers}, {"tco_breakdown": chart})
+            return [chart, numbers]
+
+        live.update(quick)
 
     def on_site(change) -> None:
         """Take the site's electricity price (its slider redraws); redraw here only if the price stays."""
@@ -111,4 +116,6 @@ def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0):
         if name != "site_name":
             ctl.observe(redraw, names="value")
     redraw()
-    return w.VBox([w.HBox([w.VBox(list(c.values())[:4]), w.VBox(list(c.values())[4:])]), out])
+    box = w.VBox([w.HBox([w.VBox(list(c.values())[:4]), w.VBox(list(c.values())[4:])]), status, out])
+    box.live, box.controls = live, c
+    return box

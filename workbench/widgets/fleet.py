@@ -6,7 +6,7 @@ the widget only wires controls to it and shows the charts and the comparison tab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import altair as alt
 import polars as pl
@@ -57,24 +57,50 @@ def explore(
     instances: int = 8,
     topology: str = "monolithic",
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[alt.HConcatChart, alt.HConcatChart, pl.DataFrame]:
     """Simulate ``trace`` (sped up ``load`` times) under each routing policy on the chosen fleet.
 
     Returns the latency-CDF chart (TTFT and TPOT side by side), the per-instance load and hit-rate chart and
-    the comparison table (one row per policy).
+    the comparison table (one row per policy). ``progress(done, total)`` is called after each policy.
     """
     from workbench.traces import rescale
 
     t = rescale(trace, load) if load != 1.0 else trace
-    results = {p: simulate(t, build_fleet(topology, instances, p), seed=seed) for p in policies}
+    results = {}
+    for k, p in enumerate(policies):
+        results[p] = simulate(t, build_fleet(topology, instances, p), seed=seed)
+        if progress is not None:
+            progress(k + 1, len(policies))
     table = compare(results, load=f"x{load:g}")
     return latency_cdfs(latency_cdf(results)), instance_load(instance_stats(results)), table
 
 
-def routing_explorer(trace, *, instances: int = 8):
-    """An ipywidgets box: policies, load (trace speed-up), instance count and fleet shape, and a Run button."""
+def analytic(trace, *, load: float = 1.0, instances: int = 8) -> pl.DataFrame:
+    """The analytic answer before any simulation: each of ``instances`` H100s as an M/G/c queue over its
+    batch slots, fed an equal share of the trace's mean rate (a random split; load-aware routers do better)."""
+    from workbench.widgets.instance import analytic as one_instance
+
+    rate = len(trace) / trace.duration_s * load if trace.has_arrivals and trace.duration_s > 0 else 0.0
+    lengths = trace.requests.select("prompt_tokens", "output_tokens")
+    return one_instance(lengths, gpu="H100", qps=max(rate / instances, 1e-9)).with_columns(
+        pl.lit("analytic (random split)").alias("source"), pl.lit(rate).alias("fleet_req_s")
+    )
+
+
+SHOWN = ("policy", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "hit_rate", "rejected")
+
+
+def routing_explorer(trace, *, instances: int = 8, results=None):
+    """An ipywidgets box: policies, load (trace speed-up), instance count and fleet shape.
+
+    Every change shows the analytic answer (:func:`analytic`) at once and simulates the policies in the
+    background (a progress bar per policy), replacing the answer with the comparison table and charts; a newer
+    input drops the stale run. ``results`` (a :class:`~workbench.widgets.live.Results`) receives what is shown.
+    """
     import ipywidgets as w
-    from IPython.display import display
+
+    from workbench.widgets.live import Live, live_parts
 
     style = {"description_width": "110px"}
     options = [p for p in ROUTERS if p not in POOL_ROUTERS]
@@ -90,24 +116,35 @@ def routing_explorer(trace, *, instances: int = 8):
         "instances": w.IntSlider(instances, min=2, max=32, description="instances", style=style),
         "topology": w.Dropdown(options=TOPOLOGIES, value="monolithic", description="fleet", style=style),
     }
-    run = w.Button(description="Run", button_style="primary")
-    out = w.Output()
+    out, status, bar = live_parts()
+    live = Live(out, status, bar)
 
     def update(_=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            cdf, per_instance, table = explore(
-                trace, tuple(c["policies"].value) or ("jsq",), load=c["load"].value,
-                instances=c["instances"].value, topology=c["topology"].value,
-            )  # fmt: skip
-            display(table.select("policy", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "hit_rate", "rejected"))
-            display(cdf)
-            display(per_instance)
+        policies = tuple(c["policies"].value) or ("jsq",)
+        load, n, topology = c["load"].value, c["instances"].value, c["topology"].value
 
-    run.on_click(update)
-    box = w.VBox([w.HBox([c["policies"], w.VBox([c["load"], c["instances"], c["topology"], run])]), out])
+        def quick():
+            table = analytic(trace, load=load, instances=n)
+            if results is not None:
+                results.publish({"routing_analytic": table}, {})
+            return [table]
+
+        def slow(progress):
+            cdf, per_instance, table = explore(trace, policies, load=load, instances=n, topology=topology,
+                                               progress=progress)  # fmt: skip
+            if results is not None:
+                results.publish({"routing": table}, {"latency_cdfs": cdf, "instance_load": per_instance})
+            return [table.select(SHOWN), cdf, per_instance]
+
+        live.update(quick, slow, label=f"simulating {len(policies)} policies")
+
+    for ctl in c.values():
+        ctl.observe(update, names="value")
     update()
+    box = w.VBox([w.HBox([c["policies"], w.VBox([c["load"], c["instances"], c["topology"]])]),
+                  w.HBox([bar, status]), out])  # fmt: skip
+    box.live, box.controls = live, c
     return box
 
 
-__all__ = ["TOPOLOGIES", "build_fleet", "explore", "routing_explorer"]
+__all__ = ["TOPOLOGIES", "analytic", "build_fleet", "explore", "routing_explorer"]

@@ -1,19 +1,18 @@
 """Widget for one instance: model, GPU, TP, QPS, max batch and chunked prefill -> latency and timeline.
 
-The logic lives in :func:`explore` (a plain function the widget calls and tests call directly); the widget
-only wires controls to it and shows the summary table and charts.
+The logic lives in :func:`analytic` (the M/G/c answer, milliseconds) and :func:`explore` (a simulation), plain
+functions the widget calls and tests call directly; the widget only wires controls to them, answering at once
+with the analytic numbers and replacing them with the simulation when it finishes.
 """
 
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import polars as pl
 
-from workbench.seeds import Streams
 from workbench.sim import InstanceConfig, SchedulerConfig, simulate, summary
-from workbench.sim.curves import load_curve
-from workbench.viz.sim import latency_percentiles, latency_vs_load, timeline
+from workbench.traces import poisson_requests
+from workbench.viz.sim import latency_percentiles, timeline
 
 SUMMARY_COLUMNS = (
     "requests",
@@ -37,20 +36,6 @@ def instance_config(
         max_num_seqs=max_batch, max_num_batched_tokens=max(8192, max_batch), chunked_prefill=chunked
     )
     return InstanceConfig(gpu=gpu, model=model, tp=tp, scheduler=sched)
-
-
-def poisson_requests(lengths: pl.DataFrame, qps: float, n: int, seed: int = 0) -> pl.DataFrame:
-    """``n`` requests with Poisson arrivals at ``qps`` and (prompt, output) pairs resampled from ``lengths``."""
-    streams = Streams(seed)
-    idx = streams.rng("poisson/lengths").integers(0, lengths.height, n)
-    return pl.DataFrame(
-        {
-            "request_id": pl.Series(np.arange(n), dtype=pl.UInt64),
-            "arrival_s": np.cumsum(streams.rng("poisson/arrivals").exponential(1.0 / qps, n)),
-            "prompt_tokens": lengths["prompt_tokens"].to_numpy()[idx].astype(np.int32),
-            "output_tokens": lengths["output_tokens"].to_numpy()[idx].astype(np.int32),
-        }
-    )
 
 
 def explore(
@@ -79,55 +64,91 @@ def explore(
     return table.select(SUMMARY_COLUMNS), latency_percentiles(table), chart
 
 
-def instance_explorer(lengths: pl.DataFrame, *, requests: int = 2_000):
-    """An ipywidgets box: model, GPU, TP, QPS, max batch, chunked prefill; Run and Load-curve buttons."""
+def analytic(
+    lengths: pl.DataFrame,
+    *,
+    model: str = "Llama-3.1-8B",
+    gpu: str = "H100",
+    tp: int = 1,
+    qps: float = 5.0,
+    max_batch: int = 256,
+    chunked: bool = True,
+) -> pl.DataFrame:
+    """The analytic answer for one instance at ``qps`` (M/G/c over the batch slots; milliseconds): capacity,
+    utilisation, mean and P99 TTFT, TPOT, mean end-to-end latency. ``rho >= 1`` means the queue grows."""
+    from workbench.analytic import instance_latency, instance_service_model
+
+    config = instance_config(model, gpu, tp, max_batch, chunked)
+    p = lengths["prompt_tokens"].cast(pl.Float64)
+    o = lengths["output_tokens"].cast(pl.Float64)
+    svc = instance_service_model(
+        config.performance_model(), float(p.mean()), float(o.mean()), batch_size=max_batch,
+        prompt_var=float(p.var()), output_var=float(o.var()), kv_capacity_tokens=config.kv_capacity(),
+    )  # fmt: skip
+    lat = instance_latency(svc, qps, q=0.99)
+    return pl.DataFrame(
+        {
+            "source": ["analytic"],
+            "capacity_req_s": [float(svc.capacity_rps[0])],
+            "utilization": [float(lat["rho"][0])],
+            "ttft_mean_s": [float(lat["ttft_mean_s"][0])],
+            "ttft_p99_s": [float(lat["ttft_q_s"][0])],
+            "tpot_s": [float(lat["tpot_s"][0])],
+            "e2e_mean_s": [float(lat["e2e_mean_s"][0])],
+        }
+    )
+
+
+def instance_explorer(lengths: pl.DataFrame, *, requests: int = 2_000, results=None):
+    """An ipywidgets box: model, GPU, TP, QPS, max batch, chunked prefill; every change answers at once.
+
+    The analytic answer (:func:`analytic`) shows immediately; the simulation of ``requests`` requests
+    (:func:`explore`) runs in the background and replaces it (summary, percentile chart, timeline); a newer
+    input drops the stale run. ``results`` (a :class:`~workbench.widgets.live.Results`) receives the tables
+    and charts shown.
+    """
     import ipywidgets as w
-    from IPython.display import display
 
     from workbench.hardware import list_gpus, list_models
+    from workbench.widgets.live import Live, controls_box, live_parts
 
     style = {"description_width": "110px"}
-    model = w.Dropdown(
-        options=list_models()["model"].to_list(), value="Llama-3.1-8B", description="model", style=style
-    )
-    gpu = w.Dropdown(options=list_gpus()["gpu"].to_list(), value="H100-SXM", description="GPU", style=style)
-    tp = w.Dropdown(options=[1, 2, 4, 8], value=1, description="tensor parallel", style=style)
-    qps = w.FloatLogSlider(value=5.0, base=10, min=-1, max=2, step=0.05, description="QPS", style=style)
-    batch = w.IntSlider(value=256, min=8, max=512, step=8, description="max batch", style=style)
-    chunked = w.Checkbox(value=True, description="chunked prefill")
-    run = w.Button(description="Run", button_style="primary")
-    curve = w.Button(description="Latency vs load")
-    out = w.Output()
+    c = {
+        "model": w.Dropdown(
+            options=list_models()["model"].to_list(), value="Llama-3.1-8B", description="model", style=style
+        ),
+        "gpu": w.Dropdown(
+            options=list_gpus()["gpu"].to_list(), value="H100-SXM", description="GPU", style=style
+        ),
+        "tp": w.Dropdown(options=[1, 2, 4, 8], value=1, description="tensor parallel", style=style),
+        "qps": w.FloatLogSlider(value=5.0, base=10, min=-1, max=2, step=0.05, description="QPS", style=style),
+        "max_batch": w.IntSlider(value=256, min=8, max=512, step=8, description="max batch", style=style),
+        "chunked": w.Checkbox(value=True, description="chunked prefill"),
+    }
+    out, status, bar = live_parts()
+    live = Live(out, status, bar)
 
-    def on_run(_=None) -> None:
-        out.clear_output()
-        with out:
-            try:
-                table, pct, tl = explore(
-                    lengths,
-                    model=model.value,
-                    gpu=gpu.value,
-                    tp=tp.value,
-                    qps=qps.value,
-                    max_batch=batch.value,
-                    chunked=chunked.value,
-                    requests=requests,
-                )
-            except Exception as exc:
-                print(f"error: {exc}")
-                return
-            display(table, pct, tl)
+    def update(_=None) -> None:
+        values = {k: ctl.value for k, ctl in c.items()}
 
-    def on_curve(_=None) -> None:
-        out.clear_output()
-        with out:
-            try:
-                cfg = instance_config(model.value, gpu.value, tp.value, batch.value, chunked.value)
-                display(latency_vs_load(load_curve(cfg, lengths, requests=requests)))
-            except Exception as exc:
-                print(f"error: {exc}")
+        def quick():
+            table = analytic(lengths, **values)
+            if results is not None:
+                results.publish({"instance_analytic": table}, {})
+            return [table]
 
-    run.on_click(on_run)
-    curve.on_click(on_curve)
-    controls = w.VBox([w.HBox([model, gpu, tp]), w.HBox([qps, batch, chunked]), w.HBox([run, curve])])
-    return w.VBox([controls, out])
+        def slow(progress):
+            table, pct, tl = explore(lengths, requests=requests, **values)
+            if results is not None:
+                results.publish({"instance_summary": table}, {"latency_percentiles": pct, "timeline": tl})
+            progress(1, 1)
+            return [table, pct, tl]
+
+        live.update(quick, slow, label=f"simulating {requests:,} requests")
+
+    for ctl in c.values():
+        ctl.observe(update, names="value")
+    update()
+    box = w.VBox([controls_box(c.values(), 2), w.HBox([bar, status]), out])
+    box.live, box.controls = live, c
+    return box

@@ -1,112 +1,48 @@
-"""Widgets for fleet sizing: workload, QPS, SLOs and candidates in; ranked table, answer, check and Pareto out.
+"""Widget for fleet sizing: workload, QPS, SLOs and candidates in; ranked table, answer, check and Pareto out.
 
-The logic lives in :func:`workload_trace` and :func:`plan`, plain functions that the widget calls (and tests and
-notebooks call directly); :func:`fleet_sizing_explorer` only wires controls to them.
+The workflow is :func:`workbench.planning.workflow.plan` and the workloads are :mod:`workbench.presets`; the
+widget only wires controls to them. Every change shows the analytic sizing at once (``check=0``, a fraction of
+a second) and runs the simulation check of the cheapest candidates in the background.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import altair as alt
 import polars as pl
 
-from workbench.config import require_choice
-from workbench.planning import SLO, SizingResult, candidate_grid, size_fleet, tradeoff_table, workload
-from workbench.planning.compare import pool_split_study
+from workbench import presets
+from workbench.planning.workflow import Plan, plan, ranked_headline
 from workbench.traces.schema import Trace
 
-#: Workloads offered by the widget: name -> short description.
-WORKLOADS: dict[str, str] = {
-    "azure_code": "Azure LLM inference trace 2023, code (bursty arrivals)",
-    "servegen": "ServeGen-style client mix (m-large, 20 busiest clients)",
-    "poisson": "synthetic Poisson arrivals, log-normal lengths",
-}
+#: Workloads offered by the explorer (names of :mod:`workbench.presets`).
+WORKLOADS: tuple[str, ...] = ("poisson", "azure_code", "servegen")
 
 
-def workload_trace(name: str, *, n: int = 4000, seed: int = 0) -> Trace:
-    """One of :data:`WORKLOADS` as a trace (at its own rate; :func:`plan` rescales it)."""
-    require_choice("workload", name, tuple(WORKLOADS))
-    if name == "azure_code":
-        from workbench import traces
+def fleet_sizing_explorer(model: str = "Llama-3.1-8B", *, results=None, extra: dict[str, Trace] | None = None):
+    """An ipywidgets box: workload, QPS, SLOs, GPUs, topologies and how many candidates to simulate.
 
-        return traces.load("azure_code", allow_download=False)
-    if name == "servegen":
-        from workbench.traces.synthetic import ServeGenMix
-
-        mix = ServeGenMix.from_datasets(top_clients=20)
-        trace = mix.generate(duration_s=60.0, seed=seed)
-        return trace.with_requests(trace.requests.head(n))
-    from workbench.traces.synthetic import LogNormal, Poisson, Synthetic
-
-    gen = Synthetic(Poisson(10.0), LogNormal(math.log(800), 1.0, math.log(150), 0.8), name="poisson-lognormal")
-    return gen.generate(n=n, seed=seed)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything the notebook shows for one sizing question."""
-
-    result: SizingResult
-    ranked: pl.DataFrame
-    tradeoffs: pl.DataFrame
-    split: pl.DataFrame | None
-
-
-def plan(
-    trace: Trace,
-    qps: float,
-    ttft_s: float,
-    tpot_s: float,
-    *,
-    gpus: Sequence[str] = ("H100", "A100", "L40S"),
-    topologies: Sequence[str] = ("monolithic", "length_pools", "disaggregated"),
-    thresholds: Sequence[int] = (2048, 4096),
-    model: str = "Llama-3.1-8B",
-    check: int = 2,
-    sim_requests: int = 1500,
-    split_study: bool = False,
-) -> Plan:
-    """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study."""
-    slo = SLO(ttft_s=ttft_s, tpot_s=tpot_s)
-    wl = workload(trace, qps)
-    cands = candidate_grid(list(gpus), topologies=list(topologies), thresholds=list(thresholds))
-    result = size_fleet(wl, slo, cands, model=model, check=check, sim_requests=sim_requests, stop_early=False)
-    ranked = result.ranked()
-    topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
-    trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds))
-    split = (
-        pool_split_study(wl, slo, gpus=list(gpus), thresholds=list(thresholds), model=model)
-        if split_study
-        else None
-    )
-    return Plan(result, ranked, trade, split)
-
-
-def charts(p: Plan) -> alt.VConcatChart:
-    """Sizing bars, analytic-vs-simulated counts (when checked) and the Pareto front, stacked."""
-    from workbench.viz.planning import check_chart, pareto_chart, sizing_chart
-
-    parts: list = [sizing_chart(p.result.table, top=10)]
-    if "sim_instances" in p.result.table.columns and p.result.table["sim_instances"].is_not_null().any():
-        parts.append(check_chart(p.result.table))
-    parts.append(pareto_chart(p.tradeoffs))
-    return alt.vconcat(*parts).resolve_scale(color="independent")
-
-
-def fleet_sizing_explorer(model: str = "Llama-3.1-8B"):
-    """An ipywidgets box: workload, QPS, SLOs, GPUs and topologies; a button runs the sizing."""
+    ``extra`` offers more workloads by label (the app's uploaded trace); ``results`` (a
+    :class:`~workbench.widgets.live.Results`) receives the ranked table and the charts shown.
+    """
     import ipywidgets as w
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown
 
     from workbench.hardware import list_gpus
+    from workbench.viz.planning import plan_overview
+    from workbench.widgets.live import Live, controls_box, live_parts
 
     priced = list_gpus().filter(pl.col("cloud_usd_per_gpu_hr").is_not_null())["gpu"].to_list()
     style = {"description_width": "120px"}
+    choices: dict[str, Callable[[], Trace]] = {
+        presets.get(n).description: (lambda n=n: presets.generate(n))
+        for n in WORKLOADS
+        if n in presets.available()
+    }
+    for label, trace in (extra or {}).items():
+        choices[label] = lambda t=trace: t
     c = {
-        "workload": w.Dropdown(options=list(WORKLOADS), value="poisson", description="workload", style=style),
+        "workload": w.Dropdown(options=list(choices), description="workload", style=style),
         "qps": w.FloatLogSlider(10.0, base=10, min=0, max=2.5, step=0.05, description="QPS", style=style),
         "ttft_s": w.FloatSlider(1.0, min=0.1, max=10.0, step=0.1, description="P99 TTFT (s)", style=style),
         "tpot_s": w.FloatSlider(0.05, min=0.01, max=0.5, step=0.01, description="P99 TPOT (s)", style=style),
@@ -124,26 +60,32 @@ def fleet_sizing_explorer(model: str = "Llama-3.1-8B"):
         ),
         "check": w.IntSlider(2, min=0, max=6, description="simulate top", style=style),
     }
-    button = w.Button(description="Size the fleet", button_style="primary")
-    out = w.Output()
+    out, status, bar = live_parts()
+    live = Live(out, status, bar)
 
-    def run(_=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            trace = workload_trace(c["workload"].value)
-            p = plan(
-                trace,
-                c["qps"].value,
-                c["ttft_s"].value,
-                c["tpot_s"].value,
-                gpus=list(c["gpus"].value),
-                topologies=list(c["topologies"].value),
-                model=model,
-                check=c["check"].value,
-            )
-            display(Markdown(p.result.explanation))
-            display(p.ranked.head(12))
-            display(charts(p))
+    def shown(p: Plan) -> list:
+        chart = plan_overview(p.result.table, p.tradeoffs)
+        if results is not None:
+            results.publish({"ranked": p.ranked, "tradeoffs": p.tradeoffs}, {"sizing": chart})
+        return [Markdown(p.result.explanation), ranked_headline(p.ranked.head(12)), chart]
 
-    button.on_click(run)
-    return w.VBox([w.HBox([w.VBox(list(c.values())[:4]), w.VBox([*list(c.values())[4:], button])]), out])
+    def update(_=None) -> None:
+        v = {k: ctl.value for k, ctl in c.items()}
+        if not v["gpus"] or not v["topologies"]:
+            live.show("choose at least one GPU and one topology")
+            return
+        trace = choices[v["workload"]]()
+
+        def run(check: int) -> list:
+            return shown(plan(trace, v["qps"], v["ttft_s"], v["tpot_s"], gpus=list(v["gpus"]),
+                              topologies=list(v["topologies"]), model=model, check=check))  # fmt: skip
+
+        live.update(lambda: run(0), (lambda progress: run(v["check"])) if v["check"] else None,
+                    label=f"simulating the {v['check']} cheapest candidates")  # fmt: skip
+
+    for ctl in c.values():
+        ctl.observe(update, names="value")
+    update()
+    box = w.VBox([controls_box(c.values(), 2), w.HBox([bar, status]), out])
+    box.live, box.controls = live, c
+    return box

@@ -50,11 +50,13 @@ def explore_modes(
     return mode_ranking(table), table.select(SHOWN), msg
 
 
-def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None, measure=None):
+def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None, measure=None, *, results=None):
     """An ipywidgets box: mode, target, ranking metric, PUE and electricity price -> ranking chart and table
-    (``measure``: capacity re-measured at each fleet's size, see :func:`explore_modes`)."""
+    (``measure``: capacity re-measured at each fleet's size, see :func:`explore_modes`; ``results``: a
+    :class:`~workbench.widgets.live.Results` receiving what is shown)."""
     import ipywidgets as w
-    from IPython.display import display
+
+    from workbench.widgets.live import Live, live_parts
 
     style = {"description_width": "120px"}
     mode = w.Dropdown(options=list(MODES), value="budget", description="mode", style=style)
@@ -63,28 +65,31 @@ def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None, measu
                       style=style)  # fmt: skip
     pue = w.FloatSlider(1.2, min=1.0, max=2.0, step=0.05, description="PUE", style=style)
     price = w.FloatSlider(0.08, min=0.02, max=0.4, step=0.01, description="USD/kWh", style=style)
-    out = w.Output()
+    out, status, _ = live_parts()
+    live = Live(out, status)
 
     def on_mode(change) -> None:
         target.value = DEFAULT_TARGETS[change["new"]]
 
     def redraw(_=None) -> None:
-        chart, table, msg = explore_modes(
-            capacity, mode.value, target.value, None if rank.value.startswith("(") else rank.value,
-            costs=costs, pue=pue.value, electricity_usd_per_kwh=price.value, measure=measure,
-        )  # fmt: skip
-        with out:
-            out.clear_output(wait=True)
-            print(msg)
-            if chart is not None:
-                display(chart)
-                display(table)
+        def quick():
+            chart, table, msg = explore_modes(
+                capacity, mode.value, target.value, None if rank.value.startswith("(") else rank.value,
+                costs=costs, pue=pue.value, electricity_usd_per_kwh=price.value, measure=measure,
+            )  # fmt: skip
+            if results is not None and chart is not None:
+                results.publish({"whatif_modes": table}, {"mode_ranking": chart})
+            return [msg, chart, table if chart is not None else None]
+
+        live.update(quick)
 
     mode.observe(on_mode, names="value")
     for ctl in (mode, target, rank, pue, price):
         ctl.observe(redraw, names="value")
     redraw()
-    return w.VBox([w.HBox([w.VBox([mode, target, rank]), w.VBox([pue, price])]), out])
+    box = w.VBox([w.HBox([w.VBox([mode, target, rank]), w.VBox([pue, price])]), status, out])
+    box.live, box.controls = live, {"mode": mode, "target": target, "rank": rank, "pue": pue, "price": price}
+    return box
 
 
 def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:

@@ -1,0 +1,128 @@
+"""The web app's parts without a browser: uploads, download links, the page, presets, provenance, the offline
+chart renderer and theme."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+from pathlib import Path
+
+import altair as alt
+import polars as pl
+import pytest
+
+from workbench import presets, provenance
+from workbench.app import command
+from workbench.app.downloads import links_html, table_bytes
+from workbench.app.upload import display_name, parse_upload
+from workbench.errors import ConfigError, WorkloadError
+
+DATA = Path(__file__).parent / "data"
+SMALL = DATA / "upload" / "small trace [1].csv"
+
+
+def test_upload_parses_from_memory_under_a_safe_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trace = parse_upload("../../etc/small trace [1].csv", SMALL.read_bytes())
+    assert trace.name == "small_trace_1" and len(trace) == 60 and trace.meta["format"] == "canonical"
+    assert list(tmp_path.iterdir()) == []  # nothing written where the app runs
+    assert display_name("C:\\x\\run[2].jsonl") == "run_2" and display_name("...csv") == "upload"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("big.csv", b"x" * 2048, "upload is 2.0 KiB; the limit is 1.0 KiB"),
+        ("empty.csv", b"", "upload is empty"),
+        ("trace.exe", b"a,b\n1,2\n", "unsupported file type '.exe'"),
+        ("trace.parquet", b"not parquet", "file trace.parquet"),
+        ("neg.csv", (DATA / "bad" / "negative_tokens.csv").read_bytes(), "got -5 (file neg.csv"),
+    ],
+)
+def test_bad_uploads_give_one_message_naming_the_upload(name, content, message):
+    with pytest.raises(WorkloadError) as info:
+        parse_upload(name, content, limit=1024)
+    text = str(info.value)
+    assert message in text and "workbench-upload-" not in text and "/dev/shm" not in text
+
+
+def test_download_links_carry_the_tables_and_charts():
+    table = pl.DataFrame({"a": [1, 2], "hashes": [[1], [2]]})
+    chart = alt.Chart(pl.DataFrame({"x": [1, 2]})).mark_point().encode(x="x:Q").properties(title="T1")
+    html = links_html({"t": table}, {"c": chart})
+    assert html.count('class="wb-download"') == 4
+    assert table_bytes(table, "csv").decode().splitlines() == ["a", "1", "2"]  # nested column left out of CSV
+    assert pl.read_parquet(io.BytesIO(table_bytes(table, "parquet"))).equals(table)
+    svg = base64.b64decode(html.split('download="c.svg" href="data:image/svg+xml;base64,')[1].split('"')[0])
+    assert b"T1" in svg
+    assert links_html({}, {}) == "<i>nothing to download yet</i>"
+
+
+def _file(name: str, content: bytes) -> dict:
+    """What the browser's FileUpload sends."""
+    return {"name": name, "type": "text/csv", "size": len(content), "content": memoryview(content),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}  # fmt: skip
+
+
+def test_app_page_builds_its_tabs_lazily_and_takes_uploads():
+    from workbench.app.ui import TABS, WorkbenchApp
+
+    app = WorkbenchApp()
+    assert [app.tabs.get_title(i) for i in range(len(TABS))] == list(TABS)
+    assert list(app.explorers) == ["Workloads"]  # only the open tab is built
+    app.tabs.selected_index = TABS.index("Energy & TCO")
+    tco = app.explorers["Energy & TCO"]
+    tco.controls["n_gpus"].value = 128
+    assert app.results["Energy & TCO"].tables["tco"]["TCO (USD)"][0] > 0
+    app.upload.value = (_file("bad.csv", b"a,b\n1,2\n"),)
+    assert "error:" in app.upload_status.value and app.trace.name == "azure_code"
+    app.upload.value = (_file("small trace [1].csv", SMALL.read_bytes()),)
+    assert "uploaded <b>small_trace_1</b>: 60 requests" in app.upload_status.value
+    assert app.trace.name == "small_trace_1" and app.upload.value == ()
+    assert "upload: small_trace_1" in app.explorers["Workloads"].controls["workload"].options
+    app.explorers["Workloads"].live.wait(60)
+
+
+def test_app_command_is_local_by_default():
+    cmd = command(8123)
+    assert "--Voila.ip=127.0.0.1" in cmd and "--port=8123" in cmd and cmd[-1] == "--theme=light"
+    assert "--Voila.ip=0.0.0.0" in command(8123, expose=True)
+    with pytest.raises(ConfigError):
+        command(0)
+
+
+def test_presets_are_one_registry():
+    assert {"poisson", "azure_code", "chat_poisson", "chat_bursty"} <= set(presets.available())
+    a, b = presets.generate("poisson", seed=1), presets.generate("poisson", seed=1)
+    assert a.requests.equals(b.requests) and len(a) == 4000
+    assert len(presets.generate("chat_bursty", n=50)) == 50
+    with pytest.raises(ConfigError, match="unknown workload preset 'nope'"):
+        presets.get("nope")
+    with pytest.raises(ConfigError, match="already registered"):
+        presets.register(presets.get("poisson"))
+
+
+def test_provenance_names_version_lock_and_seed():
+    line = provenance.stamp(seed=7)
+    assert line.startswith("workbench ") and "seed 7" in line
+    lock = provenance.lock_hash()
+    assert len(lock) == 12 and lock in line
+    assert provenance.LOCK_FILE.read_text().startswith("# Pinned versions")
+
+
+def test_charts_render_offline_with_the_theme():
+    import workbench.viz as viz
+
+    assert alt.renderers.active == "workbench" and alt.theme.active == "workbench"
+    chart = (
+        alt.Chart(pl.DataFrame({"x": [1.0, 2.0], "k": ["a", "b"]})).mark_point().encode(x="x:Q", color="k:N")
+    )
+    bundle = viz.offline_mimebundle(chart.to_dict())
+    assert set(bundle) == {"application/vnd.vegalite.v6+json", "image/svg+xml", "text/plain"}
+    svg = bundle["image/svg+xml"]
+    assert svg.lstrip().startswith("<svg") and "<script" not in svg and "cdn" not in svg
+    spec = chart.to_dict()
+    assert spec["config"]["range"]["category"] == list(viz.PALETTE) and spec["config"]["font"] == viz.FONT
+    live = viz.live_mimebundle(chart)
+    assert live["application/vnd.vega.v5+json"]["usermeta"]["embedOptions"]["renderer"] == "svg"

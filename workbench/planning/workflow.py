@@ -1,0 +1,222 @@
+"""The sizing workflow that the explorer, ``make figures``, notebook 05 and ``workbench plan`` share.
+
+:func:`plan` sizes the fleet (:func:`~workbench.planning.size_fleet`), builds the trade-off table (clocks, batch
+caps) and optionally the pool-split study; :class:`PlanSpec` is the same question read from a TOML file::
+
+    [workload]
+    preset = "poisson"          # a workbench.presets name, or: trace = "path/to/file.csv"
+    qps = 10.0
+
+    [slo]
+    ttft_s = 1.0
+    tpot_s = 0.05
+
+    [candidates]
+    gpus = ["H100", "A100", "L40S"]
+    topologies = ["monolithic", "length_pools"]
+    thresholds = [2048, 4096]
+
+    [plan]
+    model = "Llama-3.1-8B"
+    check = 2
+    sim_requests = 1500
+    seed = 0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from workbench.errors import ConfigError
+from workbench.planning.compare import pool_split_study
+from workbench.planning.pareto import tradeoff_table
+from workbench.planning.sizing import SizingResult, size_fleet
+from workbench.planning.spec import SLO, candidate_grid
+from workbench.planning.workload import workload
+from workbench.traces.schema import Trace
+
+#: Columns of the ranked table that the CLI and the explorer show (all of them are in ``Plan.ranked``).
+RANKED_COLUMNS = ("rank", "candidate", "instances", "sim_instances", "gpus", "usd_per_hour", "ttft_p99_s",
+                  "sim_ttft_p99_s", "tpot_p99_s", "sim_tpot_p99_s", "sim_slo_met")  # fmt: skip
+
+
+def ranked_headline(ranked: pl.DataFrame) -> pl.DataFrame:
+    """The :data:`RANKED_COLUMNS` of a ranked table (those it has)."""
+    return ranked.select([c for c in RANKED_COLUMNS if c in ranked.columns])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one sizing question gives: the sizing, its ranking, the trade-offs and the split study."""
+
+    result: SizingResult
+    ranked: pl.DataFrame
+    tradeoffs: pl.DataFrame
+    split: pl.DataFrame | None
+
+
+def plan(
+    trace: Trace,
+    qps: float,
+    ttft_s: float,
+    tpot_s: float,
+    *,
+    gpus: Sequence[str] = ("H100", "A100", "L40S"),
+    topologies: Sequence[str] = ("monolithic", "length_pools", "disaggregated"),
+    thresholds: Sequence[int] = (2048, 4096),
+    model: str = "Llama-3.1-8B",
+    check: int = 2,
+    sim_requests: int = 1500,
+    split_study: bool = False,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Plan:
+    """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study.
+
+    Parameters
+    ----------
+    trace
+        The workload (rescaled to ``qps``).
+    qps
+        Target mean arrival rate (requests per second).
+    ttft_s, tpot_s
+        P99 targets (s).
+    gpus, topologies, thresholds
+        The candidate grid (:func:`~workbench.planning.candidate_grid`).
+    model
+        Model served.
+    check
+        Candidates verified by simulation (0: analytic only).
+    sim_requests
+        Requests each check simulates.
+    split_study
+        Also run :func:`~workbench.planning.compare.pool_split_study`.
+    seed
+        Seed of the simulation checks.
+    progress
+        Progress bar of the checks (``None``: only in an interactive session).
+
+    Returns
+    -------
+    Plan
+    """
+    slo = SLO(ttft_s=ttft_s, tpot_s=tpot_s)
+    wl = workload(trace, qps)
+    cands = candidate_grid(list(gpus), topologies=list(topologies), thresholds=list(thresholds))
+    result = size_fleet(wl, slo, cands, model=model, check=check, sim_requests=sim_requests, stop_early=False,
+                        seed=seed, progress=progress)  # fmt: skip
+    ranked = result.ranked()
+    topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
+    trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds))
+    split = (
+        pool_split_study(wl, slo, gpus=list(gpus), thresholds=list(thresholds), model=model)
+        if split_study
+        else None
+    )
+    return Plan(result, ranked, trade, split)
+
+
+def _section(data: dict[str, Any], name: str, keys: Sequence[str]) -> dict[str, Any]:
+    part = data.get(name, {})
+    if not isinstance(part, dict):
+        raise ConfigError(f"[{name}] must be a table, got {type(part).__name__}")
+    unknown = sorted(set(part) - set(keys))
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown key(s) {unknown}; valid keys: {', '.join(keys)}")
+    return part
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """A sizing question as ``workbench plan`` reads it from TOML (see the module docstring).
+
+    Exactly one of ``preset`` (a :mod:`workbench.presets` name) and ``trace`` (a file or dataset name for
+    :func:`workbench.traces.load`) gives the workload.
+    """
+
+    qps: float
+    preset: str | None = "poisson"
+    trace: str | None = None
+    ttft_s: float = 1.0
+    tpot_s: float = 0.05
+    gpus: tuple[str, ...] = ("H100", "A100", "L40S")
+    topologies: tuple[str, ...] = ("monolithic", "length_pools")
+    thresholds: tuple[int, ...] = (2048, 4096)
+    model: str = "Llama-3.1-8B"
+    check: int = 2
+    sim_requests: int = 1500
+    seed: int = 0
+    split_study: bool = False
+    base_dir: Path = field(default=Path("."), compare=False)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> PlanSpec:
+        """Read and validate a plan file (one :class:`ConfigError` naming the key on bad input)."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read plan config {path}: {exc}") from None
+        unknown = sorted(set(data) - {"workload", "slo", "candidates", "plan"})
+        if unknown:
+            raise ConfigError(f"{path}: unknown table(s) {unknown}; valid: workload, slo, candidates, plan")
+        wl = _section(data, "workload", ("preset", "trace", "qps"))
+        slo = _section(data, "slo", ("ttft_s", "tpot_s"))
+        cands = _section(data, "candidates", ("gpus", "topologies", "thresholds"))
+        opts = _section(data, "plan", ("model", "check", "sim_requests", "seed", "split_study"))
+        if "qps" not in wl:
+            raise ConfigError(f"{path}: [workload] qps is required (target requests per second)")
+        if "preset" in wl and "trace" in wl:
+            raise ConfigError(f"{path}: [workload] give one of preset and trace, not both")
+        kwargs: dict[str, Any] = {**slo, **opts, "qps": wl["qps"]}
+        if "trace" in wl:
+            kwargs.update(trace=wl["trace"], preset=None)
+        elif "preset" in wl:
+            kwargs["preset"] = wl["preset"]
+        for key in ("gpus", "topologies", "thresholds"):
+            if key in cands:
+                if not isinstance(cands[key], list) or not cands[key]:
+                    raise ConfigError(f"{path}: [candidates] {key} must be a non-empty list")
+                kwargs[key] = tuple(cands[key])
+        return cls(**kwargs, base_dir=Path(path).resolve().parent)
+
+    def __post_init__(self) -> None:
+        from workbench.config import require_int, require_positive
+
+        for name in ("qps", "ttft_s", "tpot_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            require_positive(name, value)
+        require_int("check", self.check, low=0)
+        require_int("sim_requests", self.sim_requests)
+        require_int("seed", self.seed, low=0)
+        if self.preset is not None:
+            from workbench import presets
+
+            presets.get(self.preset)
+
+    def workload_trace(self) -> Trace:
+        """The workload: the preset's trace, or the trace file (relative to the TOML file's folder)."""
+        from workbench import presets, traces
+
+        if self.trace is not None:
+            path = Path(self.trace)
+            local = path if path.is_absolute() else self.base_dir / path
+            return traces.load(str(local) if local.exists() else self.trace)
+        return presets.generate(self.preset or "poisson", seed=self.seed)
+
+    def run(self, progress: bool | None = None) -> Plan:
+        """Answer the question (:func:`plan`)."""
+        return plan(self.workload_trace(), self.qps, self.ttft_s, self.tpot_s, gpus=self.gpus,
+                    topologies=self.topologies, thresholds=self.thresholds, model=self.model, check=self.check,
+                    sim_requests=self.sim_requests, split_study=self.split_study, seed=self.seed,
+                    progress=progress)  # fmt: skip
+
+
+__all__ = ["RANKED_COLUMNS", "Plan", "PlanSpec", "plan", "ranked_headline"]
