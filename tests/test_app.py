@@ -125,4 +125,35 @@ def test_charts_render_offline_with_the_theme():
     spec = chart.to_dict()
     assert spec["config"]["range"]["category"] == list(viz.PALETTE) and spec["config"]["font"] == viz.FONT
     live = viz.live_mimebundle(chart)
-    assert live["application/vnd.vega.v5+json"]["usermeta"]["embedOptions"]["renderer"] == "svg"
+    assert live["application/vnd.vegalite.v5+json"]["usermeta"]["embedOptions"]["renderer"] == "svg"
+
+
+def test_every_explorer_chart_compiles_with_the_browsers_vega_lite():
+    """Live charts are compiled in the browser by the Vega-Lite that Voila/JupyterLab bundle (5.21)."""
+    import json
+
+    import vl_convert as vlc
+
+    from workbench.planning import SLO, workload
+    from workbench.planning.workflow import plan
+    from workbench.viz import BROWSER_VEGALITE, live_mimebundle
+    from workbench.viz.planning import plan_overview
+    from workbench.whatif import capacity_at_slo
+    from workbench.widgets import energy, fleet, instance, traces, whatif
+
+    small = presets.generate("chat_poisson", n=300)
+    lengths = small.requests.select("prompt_tokens", "output_tokens")
+    charts = list(traces.explore(small, twin=True).charts.values())
+    charts += list(instance.explore(lengths, requests=200)[1:])
+    charts += list(fleet.explore(small, ("jsq",), instances=2)[:2])
+    p = plan(presets.generate("poisson", n=600), 10.0, 1.0, 0.05, gpus=("H100",), topologies=("monolithic",),
+             check=0)  # fmt: skip
+    charts.append(plan_overview(p.result.table, p.tradeoffs))
+    charts.append(energy.explore()[0])
+    cap = capacity_at_slo(workload(small, 20.0), SLO(2.0, 0.1), ["H100", "A100"], instances=2)
+    charts.append(whatif.explore_modes(cap)[0])
+    assert len(charts) == 11
+    for chart in charts:
+        spec = live_mimebundle(chart)["application/vnd.vegalite.v5+json"]
+        vega = vlc.vegalite_to_vega(json.dumps(spec), vl_version=BROWSER_VEGALITE)
+        assert vega["marks"] or vega.get("signals"), spec.get("title")

@@ -18,13 +18,48 @@ def test_every_notebook_contributes_figures():
     assert len(figures.FIGURES) >= 18 and all(f.title for f in figures.FIGURES.values())
 
 
-def test_write_figures_png_and_svg(tmp_path):
+def test_write_figures_png_svg_pdf_and_csv(tmp_path):
+    import polars as pl
+
+    from workbench.provenance import lock_hash
+
     names = ["workload_interarrival", "tco_breakdown", "spares"]
     table = figures.write_figures(tmp_path, names, echo=lambda s: None)
     assert table["figure"].to_list() == names and (table["seconds"] > 0).all()
     for name in names:
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"{name}.svg").read_text().lstrip().startswith("<svg")
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        lines = (tmp_path / f"{name}.csv").read_text().splitlines()
+        assert lines[0].startswith(f"# {name}: ") and f"lock sha256 {lock_hash()}" in lines[1]
+        data = pl.read_csv(tmp_path / f"{name}.csv", comment_prefix="#")
+        assert data.height > 0 and "part" in data.columns
+    tco = pl.read_csv(tmp_path / "tco_breakdown.csv", comment_prefix="#")
+    assert {"GPUs", "electricity (x PUE)"} <= set(tco["item"].to_list()) if "item" in tco.columns else True
+
+
+def test_figures_are_deterministic_and_sized_to_a_column(tmp_path):
+    import re
+
+    import vl_convert as vlc
+
+    from workbench.viz import COLUMN_WIDTH_PT
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    figures.write_figures(a, ["tornado"], echo=lambda s: None)
+    figures.write_figures(b, ["tornado"], width="single", echo=lambda s: None)
+    figures.write_figures(b / "again", ["tornado"], echo=lambda s: None)
+    for suffix in (".svg", ".png", ".csv"):
+        assert (a / f"tornado{suffix}").read_bytes() == (b / "again" / f"tornado{suffix}").read_bytes(), suffix
+    width = float(re.search(r'<svg[^>]*\swidth="([0-9.]+)"', (a / "tornado.svg").read_text()).group(1))
+    for folder, column in ((a, "double"), (b, "single")):
+        png = (folder / "tornado.png").read_bytes()
+        px = int.from_bytes(png[16:20], "big")
+        assert abs(px - COLUMN_WIDTH_PT[column] / 72 * figures.PNG_DPI) <= 0.01 * px + 2, (column, px)
+        pdf = (folder / "tornado.pdf").read_bytes()
+        box = [float(x) for x in re.search(rb"/MediaBox \[([^\]]+)\]", pdf).group(1).split()]
+        assert abs(box[2] - box[0] - COLUMN_WIDTH_PT[column]) < 1.5, (column, box)
+    assert width > 0 and vlc
 
 
 def test_save_as_writes_one_file_per_suffix(tmp_path):
@@ -56,4 +91,4 @@ def test_cli_lists_and_builds(tmp_path):
     assert listed.exit_code == 0 and all(name in listed.output for name in figures.FIGURES)
     built = runner.invoke(cli.app, ["figures", "--out", str(tmp_path), "--only", "tornado"])
     assert built.exit_code == 0, built.output
-    assert "wrote 2 files" in built.output and (tmp_path / "tornado.png").exists()
+    assert "wrote 4 files" in built.output and (tmp_path / "tornado.pdf").exists()

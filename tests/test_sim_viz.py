@@ -114,7 +114,7 @@ def test_instance_explorer_answers_at_once_then_simulates():
     assert (
         set(results.tables) == {"instance_summary"} and results.tables["instance_summary"]["requests"][0] == 200
     )
-    assert "application/vnd.vega.v5+json" in box.live.out.outputs[1]["data"]  # the chart, drawn offline
+    assert "application/vnd.vegalite.v5+json" in box.live.out.outputs[1]["data"]  # the chart, drawn offline
     box.controls["qps"].value = 20.0
     assert box.live.wait(60) and results.tables["instance_summary"]["requests"][0] == 200
     box.controls["model"].value = "Llama-3.1-405B"  # does not fit one GPU: one line with the memory numbers

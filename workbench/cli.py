@@ -171,16 +171,19 @@ def demo(
 
 @app.command()
 def figures(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the figures (PNG and SVG).")] = Path(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the figures (PNG, SVG, PDF, CSV).")] = Path(
         "out/figures"
     ),
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Build only this figure (repeatable); see --list.")
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the figures and exit.")] = False,
+    width: Annotated[
+        str, typer.Option(help="Paper column width: single (252 pt) or double (516 pt).")
+    ] = "double",
 ) -> None:
     """Regenerate every figure of the workbench's studies (workloads, instance, routing, energy, sizing,
-    what-if) as PNG and SVG in OUT."""
+    what-if) as PNG, SVG and PDF in OUT, each with its data as CSV."""
     from workbench.figures import FIGURES, write_figures
 
     def body() -> None:
@@ -188,9 +191,9 @@ def figures(
             for fig in FIGURES.values():
                 typer.echo(f"{fig.name:24s} {fig.notebook:16s} {fig.title}")
             return
-        table = write_figures(out, only, echo=typer.echo)
+        table = write_figures(out, only, width=width, echo=typer.echo)
         typer.echo(format_table(table))
-        typer.echo(f"wrote {2 * table.height} files to {out}/")
+        typer.echo(f"wrote {4 * table.height} files to {out}/")
 
     _guard(body)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from workbench.errors import ConfigError
 from workbench.traces.schema import Trace
@@ -67,8 +68,15 @@ def get(name: str) -> Preset:
 
 
 def generate(name: str, seed: int = 0, n: int | None = None) -> Trace:
-    """Shorthand for ``get(name).generate(seed, n)``."""
-    return get(name).generate(seed, n)
+    """Shorthand for ``get(name).generate(seed, n)``; the last 16 traces are kept (a preset is a pure function
+    of its seed, and a :class:`Trace` is immutable), so an explorer switching back is instant."""
+    get(name)
+    return _generate(name, seed, n)
+
+
+@lru_cache(maxsize=16)
+def _generate(name: str, seed: int, n: int | None) -> Trace:
+    return PRESETS[name].generate(seed, n)
 
 
 def available() -> list[str]:

@@ -54,42 +54,63 @@ def theme() -> dict[str, Any]:
     }
 
 
+def _text(spec: dict) -> str:
+    """The plain-text stand-in of a chart: ``<chart: its title>``."""
+    title = spec.get("title")
+    text = title.get("text", "") if isinstance(title, dict) else title or ""
+    return f"<chart{': ' + str(text) if text else ''}>"
+
+
+def round_floats(obj: Any, digits: int = 10) -> Any:
+    """``obj`` (a chart spec) with every float rounded to ``digits`` significant digits.
+
+    Stored notebook outputs are compared exactly by nbval; the last bits of a sum can differ between CPUs
+    (SIMD paths), ten digits do not (and no chart can show more).
+    """
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: round_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [round_floats(v, digits) for v in obj]
+    return obj
+
+
 def offline_mimebundle(spec: dict, **_: Any) -> dict[str, Any]:
     """Altair renderer ``workbench``: the Vega-Lite spec plus a static SVG (vl-convert) and a text line.
 
     Front ends that know the Vega-Lite mimetype draw it interactively; the others (JupyterLab 4 and Voila
-    only know Vega-Lite 5, altair writes 6) show the SVG. Nothing is fetched from the network.
+    only know Vega-Lite 5, altair writes 6) show the SVG. Nothing is fetched from the network. Floats are
+    rounded to ten significant digits (:func:`round_floats`) so that stored outputs compare across machines.
     """
     import json
 
     import vl_convert as vlc
 
-    title = spec.get("title")
-    text = title.get("text", "") if isinstance(title, dict) else title or ""
+    spec = round_floats(spec)
+
     mimetype = f"application/vnd.vegalite.v{alt.SCHEMA_VERSION.lstrip('v').split('.')[0]}+json"
-    return {
-        mimetype: spec,
-        "image/svg+xml": vlc.vegalite_to_svg(json.dumps(spec)),
-        "text/plain": f"<chart{': ' + str(text) if text else ''}>",
-    }
+    return {mimetype: spec, "image/svg+xml": vlc.vegalite_to_svg(json.dumps(spec)), "text/plain": _text(spec)}
+
+
+#: The Vega-Lite version that JupyterLab 4 and Voila bundle (their ``vega5-extension``); live charts are
+#: compiled by it in the browser.
+BROWSER_VEGALITE = "5.21"
 
 
 def live_mimebundle(chart: alt.TopLevelMixin) -> dict[str, Any]:
-    """A chart for live widgets: its compiled Vega spec, drawn in the browser by the Vega renderer that
-    JupyterLab and Voila bundle (no network), as SVG (``usermeta.embedOptions``) so its text is in the page.
+    """A chart for live widgets: its Vega-Lite spec under the ``vegalite.v5`` mimetype, compiled and drawn in
+    the browser by the Vega that JupyterLab and Voila bundle (no network, no server-side rendering), as SVG
+    (``usermeta.embedOptions``) so that its text is in the page.
 
-    Compiling takes tens of milliseconds where a static SVG takes hundreds; widgets use this (see
-    :func:`workbench.widgets.live.render`), stored notebook outputs use :func:`offline_mimebundle`.
+    Altair writes Vega-Lite 6; the specs the workbench's charts use compile unchanged with Vega-Lite
+    :data:`BROWSER_VEGALITE` (``tests/test_app.py`` checks every explorer's charts with vl-convert). Stored
+    notebook outputs use :func:`offline_mimebundle` instead.
     """
-    import vl_convert as vlc
-
     spec = chart.to_dict()
-    vega = vlc.vegalite_to_vega(spec)
-    vega.pop("$schema", None)  # compiled for Vega 6; the bundled renderer is Vega 5 and draws it the same
-    vega["usermeta"] = {**vega.get("usermeta", {}), "embedOptions": {"renderer": "svg", "actions": False}}
-    title = spec.get("title")
-    text = title.get("text", "") if isinstance(title, dict) else title or ""
-    return {"application/vnd.vega.v5+json": vega, "text/plain": f"<chart{': ' + str(text) if text else ''}>"}
+    spec["$schema"] = "https://vega.github.io/schema/vega-lite/v5.json"
+    spec["usermeta"] = {**spec.get("usermeta", {}), "embedOptions": {"renderer": "svg", "actions": False}}
+    return {"application/vnd.vegalite.v5+json": spec, "text/plain": _text(spec)}
 
 
 def _register() -> None:
@@ -105,6 +126,22 @@ def _register() -> None:
 
 
 _register()
+
+
+def pdf_bytes(svg: str, scale: float = 1.0) -> bytes:
+    """A PDF of the chart drawn as ``svg``, ``scale`` points per chart unit (vl-convert; text stays text)."""
+    import re
+
+    import vl_convert as vlc
+
+    if scale != 1.0:
+
+        def resize(match: re.Match) -> str:
+            return f'{match.group(1)}="{float(match.group(2)) * scale:.3f}"'
+
+        head, rest = svg.split(">", 1)
+        svg = re.sub(r'\b(width|height)="([0-9.]+)"', resize, head) + ">" + rest
+    return vlc.svg_to_pdf(svg)
 
 
 def save(chart: alt.TopLevelMixin, path: str | Path, *, scale: float | None = None) -> Path:
@@ -132,7 +169,7 @@ def save(chart: alt.TopLevelMixin, path: str | Path, *, scale: float | None = No
     elif suffix == ".svg":
         path.write_text(vlc.vegalite_to_svg(spec))
     elif suffix == ".pdf":
-        path.write_bytes(vlc.vegalite_to_pdf(spec, scale=1.0 if scale is None else scale))
+        path.write_bytes(pdf_bytes(vlc.vegalite_to_svg(spec), 1.0 if scale is None else scale))
     elif suffix == ".html":
         path.write_text(vlc.vegalite_to_html(spec))
     elif suffix == ".json":
