@@ -35,7 +35,7 @@ def _ref_seconds() -> float:
 
 
 def _explorers() -> dict[str, object]:
-    from workbench import datasets
+    from workbench import traces
     from workbench.app.ui import ROUTING_REQUESTS
     from workbench.planning import SLO, workload
     from workbench.whatif import ModeCosts, capacity_at_slo
@@ -46,7 +46,7 @@ def _explorers() -> dict[str, object]:
     from workbench.widgets.traces import trace_explorer
     from workbench.widgets.whatif import modes_explorer
 
-    azure = datasets.load("azure_code", allow_download=False)
+    azure = traces.load("azure_code", allow_download=False)
     cap = capacity_at_slo(
         workload(azure, 20.0), SLO(2.0, 0.1), ["H100", "A100", "L40S", "L4", "H200"], instances=4
     )
