@@ -75,7 +75,7 @@ def plan(
     sim_requests: int = 1500,
     split_study: bool = False,
     seed: int = 0,
-    progress: bool | None = None,
+    progress: bool | None = False,
 ) -> Plan:
     """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study.
 
@@ -100,7 +100,7 @@ def plan(
     seed
         Seed of the simulation checks.
     progress
-        Progress bar of the checks (``None``: only in an interactive session).
+        Progress bar of the checks (default: none, explorers show their own; ``None``: when interactive).
 
     Returns
     -------
