@@ -47,6 +47,7 @@ if not _have_browser():
     pytest.skip(f"no {CHROMIUM} / {DRIVER} (apt-get install chromium chromium-driver)", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402 - after the browser check
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -106,7 +107,10 @@ def browser():
 
 def _wait(driver, condition, what: str, timeout: float = STEP_TIMEOUT_S):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
+        wait = WebDriverWait(
+            driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+        )
+        return wait.until(lambda d: condition(d))
     except Exception:
         driver.save_screenshot(str(SHOTS / f"failed-{re.sub(r'[^a-z]+', '-', what.lower())}.png"))
         raise AssertionError(f"timed out waiting for {what}") from None
@@ -121,7 +125,13 @@ def _panel(driver):
 
 
 def _texts(element, selector: str) -> list[str]:
-    return [e.get_attribute("textContent") for e in element.find_elements(By.CSS_SELECTOR, selector)]
+    """Texts of the matches; an output re-rendered while it is read is read again."""
+    for _ in range(5):
+        try:
+            return [e.get_attribute("textContent") for e in element.find_elements(By.CSS_SELECTOR, selector)]
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    return []
 
 
 def _chart_title(driver) -> str:
@@ -245,4 +255,31 @@ def test_app_in_a_real_browser(app_url, browser):
     handle.send_keys(Keys.ARROW_RIGHT)
     _wait(d, lambda d: _chart_title(d).startswith(f"80 x {choice}"), "the chart after the bad upload")
     assert shutil.disk_usage(SHOTS).free > 0 and len(list(SHOTS.glob("0*.png"))) >= 5
-    print(f"browser test: {time.monotonic() - start:.1f} s in the page")
+    # offline: everything the page loaded came from the app itself (no CDN), or from data/blob URLs
+    loaded = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    foreign = [u for u in loaded if not u.startswith((app_url, "data:", "blob:"))]
+    assert loaded and not foreign, foreign
+    print(f"browser test: {time.monotonic() - start:.1f} s in the page, {len(loaded)} resources, all local")
+
+
+def test_stored_notebook_charts_draw_offline(browser, tmp_path):
+    """A notebook as stored (nbconvert HTML, scripts blocked): its charts are there as static SVG."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "02_instance.ipynb", as_version=4)
+    charts = sum("image/svg+xml" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert charts >= 3
+    html, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
+    page = tmp_path / "02.html"
+    page.write_text(html)
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get(page.as_uri())
+        shown = _wait(browser, lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, ".output_svg svg, "
+                                                                     ".output_svg img") if i.is_displayed()],
+                      "the notebook's static charts")  # fmt: skip
+        assert len(shown) == charts
+        browser.save_screenshot(str(SHOTS / "06-notebook-offline.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})

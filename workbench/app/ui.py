@@ -36,7 +36,9 @@ class WorkbenchApp:
         self.uploaded: dict[str, Any] = {}
         self.results = {name: Results() for name in TABS}
         self.explorers: dict[str, Any] = {}
-        self.upload = w.FileUpload(accept=",".join(EXTENSIONS), multiple=False, description="Upload trace")
+        self.upload = w.FileUpload(
+            accept=",".join(EXTENSIONS), multiple=False, description="Upload trace", icon=""
+        )
         self.upload_status = w.HTML(
             f"<small>csv, jsonl, parquet … up to {MAX_UPLOAD_BYTES // 2**20} MiB; parsed in memory. "
             f"Current workload: <b>{html.escape(self.trace.name)}</b> ({len(self.trace):,} requests)</small>"
@@ -103,7 +105,7 @@ class WorkbenchApp:
             self.tabs.children[index].children = [w.HTML(error_html(str(exc)))]
             return
         links = w.HTML("")
-        button = w.Button(description="Prepare downloads", icon="download", layout=w.Layout(width="180px"))
+        button = w.Button(description="Prepare downloads", layout=w.Layout(width="180px"))
 
         def prepare(_=None) -> None:
             links.value = "<i>preparing …</i>"
