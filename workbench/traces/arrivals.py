@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from scipy import optimize, special
 
 from workbench.config import require_choice, require_positive, require_range
 from workbench.errors import ConfigError
@@ -59,6 +58,7 @@ class ArrivalProcess(Protocol):
 
 def weibull_shape(cv: float) -> float:
     """Weibull shape ``k`` whose coefficient of variation is ``cv``."""
+    from scipy import optimize, special  # only for Weibull gaps: keeps scipy out of `import workbench.sim`
 
     def f(logk: float) -> float:
         k = math.exp(logk)
