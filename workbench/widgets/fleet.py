@@ -100,7 +100,7 @@ def routing_explorer(trace, *, instances: int = 8, results=None):
     """
     import ipywidgets as w
 
-    from workbench.widgets.live import Live, live_parts
+    from workbench.widgets.live import Live, explorer_box, live_parts
 
     style = {"description_width": "110px"}
     options = [p for p in ROUTERS if p not in POOL_ROUTERS]
@@ -138,13 +138,8 @@ def routing_explorer(trace, *, instances: int = 8, results=None):
 
         live.update(quick, slow, label=f"simulating {len(policies)} policies")
 
-    for ctl in c.values():
-        ctl.observe(update, names="value")
-    update()
-    box = w.VBox([w.HBox([c["policies"], w.VBox([c["load"], c["instances"], c["topology"]])]),
-                  w.HBox([bar, status]), out])  # fmt: skip
-    box.live, box.controls = live, c
-    return box
+    layout = w.HBox([c["policies"], w.VBox([c["load"], c["instances"], c["topology"]])])
+    return explorer_box(c, update, live, layout)
 
 
 __all__ = ["TOPOLOGIES", "analytic", "build_fleet", "explore", "routing_explorer"]

@@ -110,7 +110,7 @@ def instance_explorer(lengths: pl.DataFrame, *, requests: int = 2_000, results=N
     import ipywidgets as w
 
     from workbench.hardware import list_gpus, list_models
-    from workbench.widgets.live import Live, controls_box, live_parts
+    from workbench.widgets.live import Live, controls_box, explorer_box, live_parts
 
     style = {"description_width": "110px"}
     c = {
@@ -146,9 +146,4 @@ def instance_explorer(lengths: pl.DataFrame, *, requests: int = 2_000, results=N
 
         live.update(quick, slow, label=f"simulating {requests:,} requests")
 
-    for ctl in c.values():
-        ctl.observe(update, names="value")
-    update()
-    box = w.VBox([controls_box(c.values(), 2), w.HBox([bar, status]), out])
-    box.live, box.controls = live, c
-    return box
+    return explorer_box(c, update, live, controls_box(c.values(), 2))

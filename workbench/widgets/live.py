@@ -207,6 +207,21 @@ def controls_box(controls: Iterable, columns: int = 2):
     return w.HBox([w.VBox(items[i : i + per]) for i in range(0, len(items), per)])
 
 
+def explorer_box(controls: dict, update: Callable[..., None], live: Live, *rows):
+    """Wire an explorer: every control calls ``update`` on change, ``update`` runs once now; return the box
+    of ``rows`` (the controls' layout), the progress bar and status line, and the output, with ``.live`` and
+    ``.controls`` for tests and benchmarks."""
+    import ipywidgets as w
+
+    for ctl in controls.values():
+        ctl.observe(update, names="value")
+    update()
+    parts = [live.bar, live.status] if live.bar is not None else [live.status]
+    box = w.VBox([*rows, w.HBox(parts), live.out])
+    box.live, box.controls = live, controls
+    return box
+
+
 def live_parts():
     """A fresh (output, status line, hidden progress bar) triple for :class:`Live`."""
     import ipywidgets as w

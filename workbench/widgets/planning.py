@@ -30,7 +30,7 @@ def fleet_sizing_explorer(model: str = "Llama-3.1-8B", *, results=None, extra: d
 
     from workbench.hardware import list_gpus
     from workbench.viz.planning import plan_overview
-    from workbench.widgets.live import Live, controls_box, live_parts
+    from workbench.widgets.live import Live, controls_box, explorer_box, live_parts
 
     priced = list_gpus().filter(pl.col("cloud_usd_per_gpu_hr").is_not_null())["gpu"].to_list()
     style = {"description_width": "120px"}
@@ -83,9 +83,4 @@ def fleet_sizing_explorer(model: str = "Llama-3.1-8B", *, results=None, extra: d
         live.update(lambda: run(0), (lambda progress: run(v["check"])) if v["check"] else None,
                     label=f"simulating the {v['check']} cheapest candidates")  # fmt: skip
 
-    for ctl in c.values():
-        ctl.observe(update, names="value")
-    update()
-    box = w.VBox([controls_box(c.values(), 2), w.HBox([bar, status]), out])
-    box.live, box.controls = live, c
-    return box
+    return explorer_box(c, update, live, controls_box(c.values(), 2))
