@@ -94,6 +94,14 @@ def test_architectures_beyond_the_plain_transformer():
     assert floor.decode_time(8, 500) == 0.03 and floor.prefill_time(8192) > 0.03
 
 
+@settings(max_examples=30, deadline=None)
+@given(p=st.integers(0, 8192), d=st.integers(0, 512), ctx=st.integers(0, 20_000))
+def test_vectorised_iteration_times_equal_the_scalar_ones(roofline, p, d, ctx):
+    batch = Batch(p, p * (ctx + p / 2), d, d * ctx)
+    many = roofline.iteration_times(*(np.array([getattr(batch, f)] * 2) for f in BATCH_COLUMNS))
+    assert many.tolist() == pytest.approx([roofline.iteration_time(batch)] * 2, rel=1e-12, abs=1e-15)
+
+
 def test_clock_slows_compute_not_memory():
     full, slow = RooflineModel("H100", "Llama-3.1-8B", 1), RooflineModel("H100", "Llama-3.1-8B", 1, clock=0.5)
     # a compute-bound prefill takes ~twice as long at half clock; a memory-bound decode barely changes
@@ -102,6 +110,32 @@ def test_clock_slows_compute_not_memory():
     assert 1.05 < slow.decode_time(512, 1000) / full.decode_time(512, 1000) < 2.0
     with pytest.raises(ConfigError, match="clock"):
         RooflineModel("H100", "Llama-3.1-8B", 1, clock=1.5)
+
+
+def test_clocked_models():
+    from workbench.hardware import ClockedPerf, clocked
+
+    roof = RooflineModel("H100", "Llama-3.1-8B", 1)
+    assert clocked(roof, 1.0) is roof
+    assert clocked(roof, 0.5) == RooflineModel("H100", "Llama-3.1-8B", 1, clock=0.5)
+
+    class Measured:  # a model that cannot say what is compute-bound: every time / clock
+        def iteration_time(self, batch):
+            return 0.01
+
+    slow = clocked(Measured(), 0.5)
+    assert isinstance(slow, ClockedPerf) and slow.iteration_time(Batch(decode_seqs=1)) == pytest.approx(0.02)
+    assert slow.decode_run_time(4, 400, 3) == pytest.approx(0.06)
+    with pytest.raises(ConfigError, match="clock"):
+        ClockedPerf(Measured(), 0.0)
+
+
+def test_screen_tables_follow_the_clocked_roofline():
+    from workbench.planning.screen import perf_tables
+
+    full, half = perf_tables("H100", "Llama-3.1-8B", 1), perf_tables("H100", "Llama-3.1-8B", 1, clock=0.5)
+    assert half["prefill"][-1] / full["prefill"][-1] == pytest.approx(2.0, rel=0.05)  # compute-bound prefill
+    assert half["decode"][0][0] / full["decode"][0][0] < 1.05  # memory-bound decode at batch 1
 
 
 def test_prefill_chunk_after_context_costs_more():

@@ -219,6 +219,17 @@ def test_lookup_rule_errors_match_the_documented_ones(shared_traces) -> None:
     assert fit["n_points"] >= 40 and fit["median_ape"] <= 2 * RULE_ERRORS["fit"]
 
 
+def test_busy_power_at_clock_never_below_idle() -> None:
+    from workbench.power import busy_power_at_clock, clock_power_scale
+
+    assert clock_power_scale(1.0) == pytest.approx(1.0)
+    assert busy_power_at_clock(600.0, 143.0, 1.0) == pytest.approx(600.0)
+    half = busy_power_at_clock(600.0, 143.0, 0.5)
+    assert half == pytest.approx(600.0 * clock_power_scale(0.5)) and 143.0 < half < 600.0
+    assert busy_power_at_clock(200.0, 143.0, 0.1) == 143.0  # floored at loaded idle
+    assert busy_power_at_clock(np.array([500.0, 200.0]), 143.0, 0.1).tolist() == pytest.approx([143.0, 143.0])
+
+
 def test_idle_power_table() -> None:
     assert idle_power_w("H100-SXM") == 143.0  # measured loaded idle
     assert idle_power_w("B200") == pytest.approx(1000 * 143 / 700, abs=0.1)  # documented ratio rule

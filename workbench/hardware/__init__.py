@@ -27,10 +27,12 @@ from workbench.hardware.memory import (
 )
 from workbench.hardware.perf import (
     Batch,
+    ClockedPerf,
     DecodeRunMixin,
     IterationTimeModel,
     PerformanceModel,
     as_performance_model,
+    clocked,
 )
 from workbench.hardware.roofline import RooflineModel
 from workbench.hardware.table import TablePerformanceModel
@@ -39,6 +41,7 @@ __all__ = [
     "ACTIVATION_RESERVE_GB",
     "GPU",
     "Batch",
+    "ClockedPerf",
     "DecodeRunMixin",
     "IterationTimeModel",
     "ModelSpec",
@@ -47,6 +50,7 @@ __all__ = [
     "TablePerformanceModel",
     "as_performance_model",
     "calibrated_roofline",
+    "clocked",
     "evaluate",
     "fit_roofline",
     "fit_splitwise",

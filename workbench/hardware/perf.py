@@ -139,3 +139,41 @@ def as_performance_model(model: object) -> PerformanceModel:
     ):
         return model
     return IterationTimeModel(model)
+
+
+class ClockedPerf(DecodeRunMixin):
+    """Any performance model at a fraction ``clock`` of the maximum GPU clock, all times / ``clock``.
+
+    The fallback of :func:`clocked` for models that cannot say which of their terms are compute-bound (a
+    measured table, a user's model): performance proportional to the clock, which overstates the slowdown of
+    memory-bound decode (the roofline's own :meth:`~workbench.hardware.RooflineModel.with_clock` does not).
+    """
+
+    def __init__(self, base: object, clock: float) -> None:
+        if not (0.0 < clock <= 1.0):
+            raise ConfigError(f"clock must be in (0, 1], got {clock!r}")
+        self.base, self.clock = as_performance_model(base), float(clock)
+
+    def iteration_time(self, batch: Batch) -> float:
+        return self.base.iteration_time(batch) / self.clock
+
+    def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
+        return self.base.decode_run_time(decode_seqs, decode_context, iterations) / self.clock
+
+    def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
+        return self.base.decode_iterations_within(decode_seqs, decode_context, duration * self.clock)
+
+
+def clocked(perf: object, clock: float) -> PerformanceModel:
+    """``perf`` at a fraction ``clock`` of the maximum SM clock.
+
+    Models with a ``with_clock(clock)`` method (the roofline: compute terms scale with the clock, memory and
+    interconnect terms do not) give their own clocked copy; any other model is wrapped in
+    :class:`ClockedPerf` (every time / ``clock``). ``clock == 1`` returns ``perf`` unchanged.
+    """
+    if clock == 1.0:
+        return as_performance_model(perf)
+    with_clock = getattr(perf, "with_clock", None)
+    if callable(with_clock):
+        return with_clock(clock)
+    return ClockedPerf(perf, clock)

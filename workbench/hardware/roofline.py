@@ -40,8 +40,11 @@ in closed form (O(1), for the simulator's event skipping).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from workbench.config import require_positive, require_range
 from workbench.hardware._affine import affine_run_count
@@ -73,6 +76,9 @@ class RooflineModel:
         scheduling); default 0.
     step_floor_s
         Shortest iteration (a floor below which no batch runs, e.g. a launch- or host-bound step); default 0.
+    moe_layer_s
+        Fixed seconds per MoE layer and iteration (routing, token permutation, grouped-GEMM launches and, with
+        expert parallelism, the dispatch/combine latency); default 0.
     clock
         SM clock as a fraction of its maximum, in (0, 1]: compute terms scale with it, memory, interconnect and
         host overhead do not (see the module docstring).
@@ -95,6 +101,7 @@ class RooflineModel:
     attn_mfu: float | None = None
     seq_overhead_s: float = 0.0
     step_floor_s: float = 0.0
+    moe_layer_s: float = 0.0
     clock: float = 1.0
     # precomputed coefficients (seconds per unit)
     _c_tok: float = field(init=False, repr=False, compare=False)
@@ -126,6 +133,7 @@ class RooflineModel:
         require_positive("allreduce_latency_s", self.allreduce_latency_s, allow_zero=True)
         require_positive("seq_overhead_s", self.seq_overhead_s, allow_zero=True)
         require_positive("step_floor_s", self.step_floor_s, allow_zero=True)
+        require_positive("moe_layer_s", self.moe_layer_s, allow_zero=True)
         require_positive("clock", self.clock)
         require_range("clock", self.clock, 0.0, 1.0)
         tp = self.tp
@@ -164,13 +172,14 @@ class RooflineModel:
         )
         s(self, "_window", m.attention_window if m.window_layers else 0)
         s(self, "_c_state", 2.0 * m.state_bytes_per_seq(tp) / bw)
+        moe_fixed = m.n_moe_layers * self.moe_layer_s
         if tp > 1:
             reduces = m.n_attention_layers + m.n_mlp_layers + m.mamba_layers
-            s(self, "_fixed", self.overhead_s + reduces * self.allreduce_latency_s)
+            s(self, "_fixed", self.overhead_s + moe_fixed + reduces * self.allreduce_latency_s)
             ring = 2.0 * (tp - 1) / tp * m.hidden_size * b / (g.link_bw * self.comm_efficiency)
             s(self, "_c_comm", reduces * ring)
         else:
-            s(self, "_fixed", self.overhead_s)
+            s(self, "_fixed", self.overhead_s + moe_fixed)
             s(self, "_c_comm", 0.0)
 
     # ------------------------------------------------------------------ hot path (pure scalar arithmetic)
@@ -204,6 +213,35 @@ class RooflineModel:
             + self._decode_attn(d, batch.decode_context)
         )
         return t if t > self.step_floor_s else self.step_floor_s
+
+    def iteration_times(
+        self,
+        prefill_tokens: np.ndarray,
+        prefill_context: np.ndarray,
+        decode_seqs: np.ndarray,
+        decode_context: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`iteration_time` of many batches at once (numpy arrays of the :class:`Batch` fields)."""
+        p = np.asarray(prefill_tokens, dtype=float)
+        d = np.asarray(decode_seqs, dtype=float)
+        c = np.asarray(decode_context, dtype=float)
+        tokens, logits = p + d, d + (p > 0)
+        comp = tokens * self._c_tok + logits * self._c_logit
+        mem = self._w_dense + (
+            self._w_expert * self._n_exp * (1.0 - self._q_exp**tokens) if self._n_exp else 0.0
+        )
+        t = (
+            np.maximum(comp, mem)
+            + self._fixed
+            + tokens * self._c_comm
+            + logits * self.seq_overhead_s
+            + np.asarray(prefill_context, dtype=float) * self._c_pattn
+            + c * self._c_dattn
+            + d * self._c_state
+        )
+        if self._window:
+            t = t + np.minimum(c, d * self._window) * self._c_wattn
+        return np.where(tokens > 0, np.maximum(t, self.step_floor_s), 0.0)
 
     def _piecewise(self) -> bool:
         """True when decode runs are not affine in the iteration count (windows or a step floor)."""
@@ -273,6 +311,10 @@ class RooflineModel:
         return done
 
     # ------------------------------------------------------------------ conveniences
+    def with_clock(self, clock: float) -> RooflineModel:
+        """This model at a fraction ``clock`` of the maximum SM clock (compute terms scale, memory does not)."""
+        return dataclasses.replace(self, gpu=self.gpu, model=self.model, clock=clock)
+
     def layer_linear_time(self, tokens: int) -> float:
         """Seconds of one layer's projections and MLP for ``tokens`` tokens (max of compute, weight reads)."""
         m = self.model

@@ -11,7 +11,7 @@ from workbench.errors import ConfigError
 from workbench.hardware import gpu
 from workbench.planning.spec import CostBasis
 from workbench.power.curves import LogisticPower
-from workbench.power.dvfs import clock_power_scale
+from workbench.power.dvfs import busy_power_at_clock
 
 HOURS_PER_YEAR = 8760.0
 
@@ -83,7 +83,7 @@ def pool_power_w(
         sel = (gpus == key[0]) & (tps == key[1])
         curve, idle = power_params(key[0], model_name, key[1])
         u = np.clip(busy[sel], 1e-9, 1.0)
-        p_busy = curve(batch[sel] / u) * clock_power_scale(clock[sel])
-        per_gpu = idle + u * np.maximum(p_busy - idle, 0.0)
+        p_busy = busy_power_at_clock(curve(batch[sel] / u), idle, clock[sel])
+        per_gpu = idle + u * (p_busy - idle)
         out[sel] = n[sel] * key[1] * per_gpu
     return out

@@ -8,7 +8,7 @@ solved together by a vectorised doubling-and-bisection search on ``n`` (the pred
 
 The model of one pool of ``n`` instances receiving ``lam`` requests/s (sample moments over the pool's share of
 the workload sample; ``t_pf(p)`` prefill time, ``t_d(b)`` decode-iteration time at batch ``b`` and the pool's
-mean context, both tabulated once per (GPU, model, TP) from the performance model and divided by the clock):
+mean context, both tabulated once per (GPU, model, TP, clock) from the performance model at that clock):
 
 * slots per instance ``c = min(max_num_seqs, KV tokens / E[prompt + output])``; mean batch ``b`` from Little's
   law ``b = min(c, lam / n x (E[t_pf] + E[o] t_d(b)))`` (fixed point);
@@ -76,7 +76,7 @@ from scipy.special import gammainc, ndtri
 from workbench.analytic.queueing import erlang_c
 from workbench.config import require_choice
 from workbench.errors import HardwareError
-from workbench.hardware import PerformanceModel, RooflineModel, kv_capacity_tokens, model
+from workbench.hardware import PerformanceModel, RooflineModel, clocked, kv_capacity_tokens, model
 from workbench.planning.spec import SLO, Candidate, gpu_name
 from workbench.planning.workload import Workload
 
@@ -106,14 +106,18 @@ def roofline(gpu_name: str, model_name: str, tp: int) -> PerformanceModel:
 
 
 @functools.lru_cache(maxsize=256)
-def perf_tables(gpu_name: str, model_name: str, tp: int, factory: PerfFactory = roofline) -> dict:
-    """Tabulate a performance model: prefill time over :data:`P_GRID`, decode time over B x C grids, KV tokens.
+def perf_tables(
+    gpu_name: str, model_name: str, tp: int, factory: PerfFactory = roofline, clock: float = 1.0
+) -> dict:
+    """Tabulate a performance model at a clock: prefill time over :data:`P_GRID`, decode time over B x C
+    grids, KV tokens. The clock goes through :func:`workbench.hardware.clocked` (the roofline slows only its
+    compute terms; other models scale all times by ``1 / clock``).
 
     ``fits`` is ``False`` (and the tables empty) when the model does not fit on ``tp`` GPUs.
     """
     try:
         kv = kv_capacity_tokens(gpu_name, model_name, tp)
-        perf = factory(gpu_name, model_name, tp)
+        perf = clocked(factory(gpu_name, model_name, tp), clock)
     except HardwareError as exc:
         return {"fits": False, "why": str(exc)}
     from workbench.hardware import Batch
@@ -167,7 +171,7 @@ class PoolProblems:
     e_o: np.ndarray
     v_o: np.ndarray
     cov: np.ndarray
-    dec: np.ndarray  # decode time over B_GRID at the pool's context, already divided by the clock
+    dec: np.ndarray  # decode time over B_GRID at the pool's context and clock
     extra_ttft: np.ndarray
     ttft_slo: np.ndarray
     tpot_slo: np.ndarray
@@ -373,9 +377,9 @@ def build_problems(
             first[i] = add((g1, c.tp, s, ROLE_PREFILL, c.clock, c.max_num_seqs, c.link_gbps))
             second[i] = add((g2, c.second_tp, s, ROLE_DECODE, c.clock, c.max_num_seqs, 0.0))
     keys = np.array([(k[0], k[1]) for k in pools], dtype=object)
-    gt_keys = sorted({(k[0], k[1]) for k in pools})
+    gt_keys = sorted({(k[0], k[1], k[4]) for k in pools})
     gt_index = {k: j for j, k in enumerate(gt_keys)}
-    tables = [perf_tables(g, model_name, tp, factory) for g, tp in gt_keys]
+    tables = [perf_tables(g, model_name, tp, factory, clk) for g, tp, clk in gt_keys]
     n_gt, n_seg = len(gt_keys), len(segs)
     # moments per (gpu-tp, segment)
     frac = masks.mean(axis=1)
@@ -416,10 +420,9 @@ def build_problems(
                     np.median(x),
                     np.mean((x - x.mean()) * (o[m] - o[m].mean())),
                 )
-    r_gt = np.array([gt_index[(k[0], k[1])] for k in pools], np.int64)
+    r_gt = np.array([gt_index[(k[0], k[1], k[4])] for k in pools], np.int64)
     r_seg = np.array([k[2] for k in pools], np.int64)
     role = np.array([k[3] for k in pools], np.int64)
-    clock = np.array([k[4] for k in pools], float)
     cap = np.array([k[5] for k in pools], float)
     link = np.array([k[6] for k in pools], float)
     fits = np.array([tables[j]["fits"] for j in r_gt], bool)
@@ -439,14 +442,14 @@ def build_problems(
         lam=lam * frac[r_seg],
         role=role,
         slots=slots,
-        e_pf=mo[:, 0] / clock,
-        v_pf=mo[:, 1] / clock**2,
-        q_pf=mo[:, 2] / clock,
-        m_pf=mo[:, 3] / clock,
+        e_pf=mo[:, 0],
+        v_pf=mo[:, 1],
+        q_pf=mo[:, 2],
+        m_pf=mo[:, 3],
         e_o=e_o[r_seg],
         v_o=v_o[r_seg],
-        cov=mo[:, 4] / clock,
-        dec=dec[r_gt, r_seg] / clock[:, None],
+        cov=mo[:, 4],
+        dec=dec[r_gt, r_seg],
         extra_ttft=extra,
         ttft_slo=np.where(role == ROLE_DECODE, inf, ttft),
         tpot_slo=np.where(role == ROLE_PREFILL, inf, tpot),

@@ -11,7 +11,15 @@ Quick use::
 
 from workbench.power.classes import PowerClasses, evaluate_held_out, fit_power_classes
 from workbench.power.curves import RULE_ERRORS, LogisticPower, load_fits, logistic_power, power_curve
-from workbench.power.dvfs import H100_WATTLYTICS, ClockChoice, DvfsCurve, clock_sweep, optimal_clock
+from workbench.power.dvfs import (
+    H100_WATTLYTICS,
+    ClockChoice,
+    DvfsCurve,
+    busy_power_at_clock,
+    clock_power_scale,
+    clock_sweep,
+    optimal_clock,
+)
 from workbench.power.energy import (
     EXEC_IDLE_POWER_RATIO,
     EnergyReport,
@@ -42,6 +50,8 @@ __all__ = [
     "LogisticPower",
     "PowerClasses",
     "build_fits",
+    "busy_power_at_clock",
+    "clock_power_scale",
     "clock_sweep",
     "energy",
     "energy_timeseries",

@@ -12,6 +12,15 @@ capped at the TDP. Performance is proportional to ``f``, so a job that takes ``t
 The default H100 coefficients are Wattlytics' fitted H100 GROMACS (1 node) entry in ``Inputs/DVFS_PARAMS.js``
 (AyeshaAfzal91/PerfPerTCO); they describe an HPC code, not LLM inference, so :meth:`DvfsCurve.scaled_to`
 rescales the shape so that ``P(f_max)`` equals a measured operating power (e.g. the batch-power curve).
+
+**LLM serving (what the planners use).** Power at a clock is BORROWED: no public power-versus-SM-clock table of
+LLM serving was found to fit (the ML.ENERGY runs are all at the default clock; arXiv 2605.11999 reports H200
+decode at 137-300 W and up to 32 % of decode energy recovered by clock locking, arXiv 2501.08219 42 % energy at
+1-6 % latency on an RTX PRO 6000, neither with a table), so :func:`busy_power_at_clock` scales the busy power by
+the Wattlytics GROMACS shape (:func:`clock_power_scale`), never below loaded idle. Performance at a clock is
+LLM-aware: :meth:`workbench.hardware.RooflineModel.with_clock` slows the compute terms only, so memory-bound
+decode barely slows while compute-bound prefill slows as ``1 / clock``; :func:`optimal_clock` below keeps the
+proportional-performance assumption of Wattlytics for a single job.
 """
 
 from __future__ import annotations
@@ -126,7 +135,22 @@ def clock_sweep(curve: DvfsCurve, *, latency_ref_s: float, n: int = 50) -> pl.Da
 
 
 def clock_power_scale(clock: float | np.ndarray) -> float | np.ndarray:
-    """Busy power at clock fraction ``clock`` (of ``f_max``) relative to full clock (Wattlytics H100 shape)."""
+    """Share of the clock-dependent power left at clock fraction ``clock`` of ``f_max``: ``P(f) / P(f_max)`` of
+    the Wattlytics H100 shape (BORROWED from an HPC code, GROMACS; no public LLM power-versus-clock data was
+    found to fit, see the module docstring)."""
     c = H100_WATTLYTICS
     out = np.asarray(c.power_w(np.asarray(clock, dtype=float) * c.f_max)) / float(c.power_w(c.f_max))
+    return float(out) if out.ndim == 0 else out
+
+
+def busy_power_at_clock(
+    busy_w: float | np.ndarray, idle_w: float | np.ndarray, clock: float | np.ndarray
+) -> float | np.ndarray:
+    """Per-GPU busy power at clock fraction ``clock``: ``max(busy x clock_power_scale(clock), idle)``.
+
+    The BORROWED Wattlytics shape scales the whole busy power (the shape has its own static share, 25 % at the
+    lowest clock); a lower clock never takes a GPU below its loaded-idle power.
+    """
+    scaled = np.asarray(busy_w, float) * np.asarray(clock_power_scale(clock))
+    out = np.maximum(scaled, np.asarray(idle_w, float))
     return float(out) if out.ndim == 0 else out

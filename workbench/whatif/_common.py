@@ -17,10 +17,10 @@ import polars as pl
 from workbench.config import require_int
 from workbench.errors import ConfigError
 from workbench.hardware import gpu, min_tensor_parallel
-from workbench.hardware.perf import Batch
+from workbench.hardware.perf import clocked
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
-from workbench.power.dvfs import clock_power_scale
+from workbench.power.dvfs import busy_power_at_clock
 
 
 class WhatIfError(ConfigError):
@@ -142,7 +142,7 @@ def capacity_at_slo(
     busy_w, idle_w = [], []
     for g, t, b, u in zip(names, tps, pred["batch"][first], pred["util"][first], strict=True):
         curve, idle = power_params(g, model, t)
-        p = float(curve(float(b) / max(float(u), 1e-9))) * float(clock_power_scale(clock))
+        p = float(busy_power_at_clock(curve(float(b) / max(float(u), 1e-9)), idle, clock))
         busy_w.append(max(p, idle))
         idle_w.append(idle)
     return pl.DataFrame(
@@ -182,33 +182,6 @@ def capacity_measure(
     return measure
 
 
-class ClockedPerf:
-    """A performance model run at a fraction ``clock`` of the maximum GPU clock: iteration times / ``clock``.
-
-    Performance is proportional to the clock (Wattlytics' DVFS assumption, :mod:`workbench.power.dvfs`).
-    """
-
-    def __init__(self, base, clock: float) -> None:
-        if not (0.0 < clock <= 1.0):
-            raise ConfigError(f"clock must be in (0, 1], got {clock!r}")
-        self.base, self.clock = base, float(clock)
-
-    def iteration_time(self, batch: Batch) -> float:
-        return self.base.iteration_time(batch) / self.clock
-
-    def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
-        return self.base.decode_run_time(decode_seqs, decode_context, iterations) / self.clock
-
-    def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
-        return self.base.decode_iterations_within(decode_seqs, decode_context, duration * self.clock)
-
-    def decode_time(self, seqs: int, context: int) -> float:
-        return self.base.decode_time(seqs, context) / self.clock
-
-    def prefill_time(self, tokens: int, context: int = 0) -> float:
-        return self.base.prefill_time(tokens, context) / self.clock
-
-
 def simulate_fleet(
     trace,
     gpu_name: str,
@@ -235,7 +208,7 @@ def simulate_fleet(
     def setup(sim, ctl) -> None:
         if clock != 1.0:
             for inst in sim.instances:
-                inst.perf = ClockedPerf(inst.perf, clock)
+                inst.perf = clocked(inst.perf, clock)
         if failures is not None:
             failures(sim, ctl)
 

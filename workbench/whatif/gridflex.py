@@ -6,8 +6,9 @@ Two levers, each with its power model:
   draw more than the busy power ``P(cap)`` of the power-versus-batch curve
   (:func:`workbench.power.power_curve`);
 * a lower GPU clock (DVFS): busy power scales with the Wattlytics power-versus-clock shape
-  (:func:`workbench.power.dvfs.clock_power_scale`) and
-  iteration times with ``1 / clock``.
+  (:func:`workbench.power.dvfs.busy_power_at_clock`, BORROWED from an HPC code) and iteration times follow
+  the clocked roofline (:func:`workbench.hardware.clocked`: compute slows with the clock, memory-bound decode
+  barely does).
 
 The fleet's *power ceiling* under a (cap, clock) setting is
 ``instances x tp x max(P(cap) x s(clock), P_idle) + nodes x P_node`` -- the most it can draw, which is what a
@@ -37,7 +38,7 @@ from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
 from workbench.planning.costs import pool_power_w, power_params
-from workbench.power.dvfs import clock_power_scale
+from workbench.power.dvfs import busy_power_at_clock, clock_power_scale
 from workbench.tco import NODE_POWER_W
 from workbench.whatif._common import WhatIfError, resolve_tp, simulate_fleet
 
@@ -176,7 +177,7 @@ def power_ceiling_kw(
     """
     name = gpu(gpu_name).name
     curve, idle = power_params(name, model, tp)
-    busy = curve(np.asarray(caps, float)) * clock_power_scale(clocks)
+    busy = busy_power_at_clock(curve(np.asarray(caps, float)), idle, clocks)
     per_gpu = np.maximum(busy, idle)
     nodes_w = fleet_nodes(name, instances, tp) * node_power_w
     return (instances * tp * per_gpu + nodes_w) / 1000.0, (instances * tp * idle + nodes_w) / 1000.0
