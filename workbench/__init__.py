@@ -1,8 +1,8 @@
 """LLM fleet workbench: traces, simulation, power, carbon, TCO and planning for LLM-serving fleets.
 
 Layers (each imports only layers above it): ``traces`` -> ``datasets`` -> ``hardware`` -> ``analytic`` ->
-``sim`` -> ``power`` -> ``carbon`` -> ``tco`` -> ``planning`` -> ``experiments`` -> ``viz`` -> ``widgets`` ->
-``cli``.
+``sim`` -> ``power`` -> ``validation`` -> ``carbon`` -> ``tco`` -> ``planning`` -> ``experiments`` -> ``viz`` ->
+``widgets`` -> ``cli``.
 """
 
 from workbench import _pure

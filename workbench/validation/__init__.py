@@ -1,0 +1,45 @@
+"""The models checked against real measurements: the ML.ENERGY v3 serving runs.
+
+- :mod:`workbench.validation.mlenergy`: every ML.ENERGY v3 run simulated as a new user would
+  (:func:`simulate_mlenergy_run`), the error table per GPU x architecture (:func:`mlenergy_errors`,
+  :func:`validation_summary`) and corrections to the roofline learned out of fold, grouped by model
+  (:func:`held_out_errors`).
+
+This layer sits above the simulator and the power model (it runs the simulator) and below planning.
+"""
+
+from workbench.validation.mlenergy import (
+    CORRECTION_PARAMS,
+    TASK_REQUESTS,
+    RunSteps,
+    build_validation_table,
+    fit_corrections,
+    held_out_errors,
+    load_validation_table,
+    mlenergy_errors,
+    mlenergy_requests,
+    predict_runs,
+    record_all,
+    record_steps,
+    simulate_mlenergy_run,
+    step_itl,
+    validation_summary,
+)
+
+__all__ = [
+    "CORRECTION_PARAMS",
+    "TASK_REQUESTS",
+    "RunSteps",
+    "build_validation_table",
+    "fit_corrections",
+    "held_out_errors",
+    "load_validation_table",
+    "mlenergy_errors",
+    "mlenergy_requests",
+    "predict_runs",
+    "record_all",
+    "record_steps",
+    "simulate_mlenergy_run",
+    "step_itl",
+    "validation_summary",
+]
