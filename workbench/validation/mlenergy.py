@@ -451,24 +451,7 @@ def held_out_errors(
             params = fit_corrections(train, names)
             pred[test] = predict_runs(RunSteps(runs.filter(pl.Series(test)), data.steps), params)
         table = table.with_columns(pl.Series(f"oof_{rep}", pred))
-    per_rep = [
-        mlenergy_errors(table, f"oof_{rep}").select("gpu", "arch", "inputs", "median_abs_error", "bias")
-        for rep in range(repeats)
-    ]
-    stacked = pl.concat(per_rep)
-    summary = (
-        mlenergy_errors(table)
-        .rename({"median_abs_error": "default_abs_error", "bias": "default_bias"})
-        .join(
-            stacked.group_by("gpu", "arch", "inputs").agg(
-                held_out_abs_error_mean=pl.col("median_abs_error").mean(),
-                held_out_abs_error_sd=pl.col("median_abs_error").std(),
-                held_out_bias_mean=pl.col("bias").mean(),
-            ),
-            on=["gpu", "arch", "inputs"],
-        )
-        .sort("inputs", "gpu", "arch", descending=[True, False, False])
-    )
+    summary = validation_summary(table)
     return table, summary
 
 
