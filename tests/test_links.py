@@ -180,3 +180,15 @@ def test_flows_started_together_on_one_link_finish_as_processor_sharing(sizes, b
     got = sorted(t for _, t in out)
     assert got == pytest.approx([e / (bw * GB) for e in expect], rel=1e-9)
     assert sum(net.bytes_moved) == pytest.approx(sum(sizes), rel=1e-9)
+
+
+def test_without_contention_every_flow_sees_its_path_alone():
+    eng = Engine()
+    net = Network(eng, contention=False)
+    link = net.add_link("l", 10.0, 1e-3)
+    out = []
+    for _ in range(5):
+        net.transfer(1e9, (link,), _record(out))
+    eng.run()
+    assert [t for _, t in out] == pytest.approx([0.1 + 1e-3] * 5)
+    assert net.bytes_moved[link] == pytest.approx(5e9)

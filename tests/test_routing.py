@@ -21,7 +21,7 @@ def view(**kw) -> ArrayCandidates:
 def test_registry_names_and_protocol():
     assert set(ROUTERS) == {
         "round_robin", "random", "jsq", "p2c", "least_tokens", "jiq", "weighted_rr", "session",
-        "prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "vllm_v1", "lmetric",
+        "prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "vllm_v1", "lmetric", "kv_aware",
         "length_pools", "class_pools", "multi_objective",
     }  # fmt: skip
     for name in ROUTERS:

@@ -78,6 +78,9 @@ class FleetController:
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
+        #: the KV hierarchy runtime (:mod:`workbench.sim.hierarchy`; set when the fleet has one): P/D
+        #: transfers become flows over the network
+        self.kv = None
         self.kv_bytes_token = [model_kv_bytes(p.model) for p in pools]
         # routers (randomised ones draw from their own stream, named for their place in the fleet)
         self.front = get_router(fleet.router, rng=sim.rng("router/front"), **fleet.router_params)
@@ -236,14 +239,37 @@ class FleetController:
         if inst.role != "prefill" or request.generated >= request.output_tokens:
             return False
         p = int(self.pool_of[inst.index])
-        bw, latency = self.fleet.link
-        lanes = self.fleet.pools[p].tp  # each tensor-parallel shard moves its part in parallel
         tokens = request.prompt_tokens + request.generated
-        transfer = tokens * self.kv_bytes_token[p] / (bw * lanes) + latency
         self.prefill_of[request.index] = inst.index
         request.kv_ready = True
+        if self.kv is not None:
+            self._transfer_over_network(request, inst, tokens * self.kv_bytes_token[p], now)
+            return True
+        bw, latency = self.fleet.link
+        lanes = self.fleet.pools[p].tp  # each tensor-parallel shard moves its part in parallel
+        transfer = tokens * self.kv_bytes_token[p] / (bw * lanes) + latency
         self.sim.submit(request, at=now + transfer)
         return True
+
+    def _transfer_over_network(self, request: Request, src: Instance, size_bytes: float, now: float) -> None:
+        """With a KV hierarchy: choose the decode instance first, then move the KV to it as a flow that shares
+        the NICs (NVLink inside a node) with every other transfer."""
+        sim = self.sim
+        pos = self.choose(request, sim.view, now) if sim.routable else DEFER
+        if pos == DEFER:  # held for its pool and routed when an instance turns on (no transfer modelled then)
+            return
+        if pos < 0:
+            sim.reject(request, self.reject_reason or "rejected by the router")
+            return
+        dst = sim.routable[pos]
+        self.kv.transfer_kv(request, src, dst, size_bytes, lambda req, t: self._kv_arrived(req, dst, t))
+
+    def _kv_arrived(self, request: Request, dst: Instance, now: float) -> None:
+        if dst.state == ON or dst.state == DRAINING:
+            dst.enqueue(request, now)
+        else:  # it failed or turned off during the transfer: route the request again
+            self.out[dst.index] = dst.outstanding
+            self.sim.route(request, now)
 
     # ------------------------------------------------------------------ expectations (multi_objective)
     def estimate(self, p: int, request) -> tuple[float, float]:

@@ -25,7 +25,9 @@ import math
 
 import polars as pl
 
+from workbench.sim.closed_loop import open_workload
 from workbench.sim.controller import FleetController
+from workbench.sim.hierarchy import attach_hierarchy, finish_hierarchy
 from workbench.sim.metrics import (
     SUMMARY_SCHEMA,
     compare,
@@ -55,9 +57,12 @@ def simulate(
     Parameters
     ----------
     trace
-        A :class:`~workbench.traces.schema.Trace` (or a polars DataFrame in the canonical schema).
+        A :class:`~workbench.traces.schema.Trace` (or a polars DataFrame in the canonical schema), or a
+        :class:`~workbench.traces.agentic.SessionWorkload` to run closed-loop
+        (:mod:`workbench.sim.closed_loop`).
     fleet
-        The fleet, or an instance count for a monolithic H100 / Llama-3.1-8B pool behind ``router``.
+        The fleet (its KV hierarchy, if any, is ``fleet.hierarchy``: :mod:`workbench.sim.hierarchy`), or an
+        instance count for a monolithic H100 / Llama-3.1-8B pool behind ``router``.
     seed
         Seed of all random streams (randomised routers).
     record_segments
@@ -90,15 +95,19 @@ def simulate(
     """
     if isinstance(fleet, int):
         fleet = monolithic(fleet, router=router or "jsq")
+    trace, loop = open_workload(trace)
     requests, block = trace_rows(trace)
     sim = Simulation(seed=seed, prefix_block_tokens=block, record_segments=record_segments)
     ctl = FleetController(sim, fleet)
+    ctl.kv = attach_hierarchy(sim, fleet.hierarchy, requests.height)
+    if loop is not None:
+        loop.bind(sim)
     last = float(requests["arrival_s"].max()) if requests.height else 0.0
     ctl.start_autoscaling(last)
     if setup is not None:
         setup(sim, ctl)
     result = sim._run_checked(requests, block, progress)  # rows checked above: not twice
-    return _finish_result(result, ctl)
+    return finish_hierarchy(_finish_result(result, ctl), ctl.kv)
 
 
 def _finish_result(result: SimResult, ctl: FleetController) -> SimResult:

@@ -240,6 +240,9 @@ class Network:
     ----------
     engine
         The simulation engine whose clock and heap the network uses.
+    contention
+        ``False``: every flow runs at its path's bottleneck bandwidth as if alone (``latency + size /
+        bandwidth``), the no-contention reference; bytes and busy time are still counted.
 
     Attributes
     ----------
@@ -253,8 +256,9 @@ class Network:
         Flows delivered so far.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, contention: bool = True) -> None:
         self.engine = engine
+        self.contention = contention
         self.names: list[str] = []
         self.bandwidth: list[float] = []
         self.latency: list[float] = []
@@ -371,12 +375,29 @@ class Network:
             flow.sent_s = now
             self._deliver(flow, now + latency)
             return flow
+        if not self.contention:  # alone on its path: account for it and deliver
+            bw = min(self.bandwidth[link] for link in path)
+            flow.sent_s = now + size_bytes / bw
+            for link in path:
+                self.bytes_moved[link] += size_bytes
+                self.busy_s[link] += size_bytes / bw
+            flow.remaining = 0.0
+            self._deliver(flow, flow.sent_s + latency)
+            return flow
         self._advance(now)
         self._flows[flow] = None
         for link in path:
             self._users[link] += 1
         self._reallocate(now)
         return flow
+
+    def account(self, size_bytes: float, path: Sequence[int]) -> None:
+        """Count ``size_bytes`` moved over ``path`` without a flow: for background traffic that nothing waits
+        for and that shares its links with nothing modelled (e.g. offloading writes device -> host); busy time
+        grows by ``size / bandwidth`` per link."""
+        for link in path:
+            self.bytes_moved[link] += size_bytes
+            self.busy_s[link] += size_bytes / self.bandwidth[link]
 
     def cancel(self, flow: Flow) -> None:
         """Stop ``flow`` now (it is never delivered); the others share its bandwidth from now on."""

@@ -18,6 +18,10 @@ cdef class Simulation:
     cdef public object on_finish
     cdef public object on_state_change
     cdef public object on_end
+    cdef public object on_done
+    cdef public object closed_loop
+    cdef public object _arrive_row
+    cdef public object _make_row
     cdef public bint hold_unroutable
     cdef public bint audit
     cdef public dict counters

@@ -27,6 +27,11 @@ disaggregation, failures) drives the same :class:`Simulation` through a few smal
 ``on_end(now)``
     Called when the events have run out: a router that holds requests (:data:`DEFER`) rejects those it still
     holds (:meth:`Simulation.reject`), so that every request is recorded.
+``on_done(request, now, rejected)``
+    Called when a request is done for good (recorded as finished or rejected; not at a P/D hand-off).
+``closed_loop``
+    Release rules (:class:`workbench.sim.closed_loop.ClosedLoop`): only its ``roots`` arrive by the trace,
+    the other rows when the loop calls :meth:`Simulation.release` (or :meth:`Simulation.reject_row`).
 
 Compiled core: ``setup.py`` builds this module with Cython, typed by ``simulation.pxd`` beside it (a new
 attribute or method of its classes is declared there too); the ``.py`` file stays the pure-Python
@@ -47,8 +52,10 @@ import polars as pl
 from workbench._progress import interactive as _interactive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import Streams
+from workbench.sim.closed_loop import open_workload
 from workbench.sim.config import InstanceConfig, SimConfig
 from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError, paused_gc
+from workbench.sim.hierarchy import attach_hierarchy, finish_hierarchy
 from workbench.sim.instance import (
     DRAINING,
     IDLE,
@@ -110,6 +117,8 @@ class Simulation:
         self.on_finish: Callable[[Request, Instance, float], bool] | None = None
         self.on_state_change: Callable[[Instance, str, str, float], None] | None = None
         self.on_end: Callable[[float], None] | None = None
+        self.on_done: Callable[[Request, float, bool], None] | None = None
+        self.closed_loop: Any = None
         #: Keep requests that find no routable instance in ``pending`` (an autoscaler will start one)
         #: instead of rejecting them.
         self.hold_unroutable = False
@@ -254,11 +263,21 @@ class Simulation:
     def _any_starting(self) -> bool:
         return any(i.state == STARTING for i in self.instances)
 
+    def release(self, row: int, at: float) -> None:
+        """Closed loop: trace row ``row`` arrives at ``at`` (>= now) and is routed."""
+        self.engine.schedule(at, PRIO_ARRIVAL, self._arrive_row, row)
+
+    def reject_row(self, row: int, reason: str) -> None:
+        """Closed loop: record trace row ``row``, never issued, as rejected with ``reason``."""
+        self.reject(self._make_row(row), reason)
+
     def reject(self, req: Request, reason: str) -> None:
         """Record ``req`` as rejected with ``reason`` (never dropped silently)."""
         self.counters["rejected"] += 1
         self._records.reasons[req.index] = reason
         self._records.store(req)
+        if self.on_done is not None:
+            self.on_done(req, self.engine.now, True)
 
     def request_finished(self, req: Request, inst: Instance, now: float) -> None:
         """``req`` finished on ``inst``: hand it to ``on_finish`` or record it."""
@@ -266,6 +285,8 @@ class Simulation:
             return
         req.finish_s = now
         self._records.store(req)
+        if self.on_done is not None:
+            self.on_done(req, now, False)
 
     # ------------------------------------------------------------------ running a trace
     def run(self, requests, *, progress: bool | None = None) -> SimResult:
@@ -347,7 +368,16 @@ class Simulation:
         def arrive_plain(i: int, now: float) -> None:  # no optional columns: the common, fastest case
             route(Request(i, ids[i], now, prompt[i], output[i]), now)
 
-        self.engine.run(ArrivalFeed(arrival, arrive if optional else arrive_plain))
+        make = arrive if optional else arrive_plain
+        loop = self.closed_loop
+        if loop is None:
+            feed = ArrivalFeed(arrival, make)
+        else:  # only first steps arrive by the trace; the loop releases the others (release())
+            roots = loop.roots
+            self._arrive_row = make
+            self._make_row = lambda i: Request(i, ids[i], NAN, prompt[i], output[i])
+            feed = ArrivalFeed([arrival[r] for r in roots], lambda pos, now: make(roots[pos], now))
+        self.engine.run(feed)
         if self.on_end is not None:
             self.on_end(self.engine.now)
         if self.pending:
@@ -364,7 +394,10 @@ class Simulation:
         end = self.engine.now
         for inst in self.instances:
             inst.close_segments(end)
-        requests = self._records.table(self._requests, self.instances)
+        rows = self._requests
+        if self.closed_loop is not None:  # a released row arrived when it was released
+            rows = rows.with_columns(pl.Series("arrival_s", self.closed_loop.arrivals).fill_nan(None))
+        requests = self._records.table(rows, self.instances)
         seg = np.frombuffer(self._seg, dtype=np.float64).reshape(-1, 8)
         segments = pl.DataFrame(
             {
@@ -616,13 +649,16 @@ def simulate(
     router: Any = None,
     record_segments: bool = True,
     progress: bool | None = None,
+    hierarchy=None,
 ) -> SimResult:
     """Simulate a trace on ``config.n_instances`` identical instances.
 
     Parameters
     ----------
     trace
-        A :class:`workbench.traces.schema.Trace` (or a polars DataFrame in the canonical schema).
+        A :class:`workbench.traces.schema.Trace` (or a polars DataFrame in the canonical schema), or a
+        :class:`~workbench.traces.agentic.SessionWorkload` to run closed-loop (:mod:`workbench.sim.closed_loop`;
+        its open-loop replay is ``simulate(workload.trace, ...)``).
     config
         :class:`SimConfig` (or a single :class:`InstanceConfig`); default one Llama-3.1-8B on an H100.
     seed
@@ -633,6 +669,9 @@ def simulate(
         Keep the per-instance time series.
     progress
         Progress bar: ``True``/``False``, or ``None`` for automatic (see :meth:`Simulation.run`).
+    hierarchy
+        KV tiers below the GPU, a shared store and contended links (a
+        :class:`~workbench.sim.kvtiers.KVHierarchy`, see :mod:`workbench.sim.hierarchy`); ``None``: off.
 
     Returns
     -------
@@ -653,8 +692,12 @@ def simulate(
         config = SimConfig()
     if isinstance(config, InstanceConfig):
         config = SimConfig(instance=config)
+    trace, loop = open_workload(trace)
     requests, block = trace_rows(trace)
     sim = Simulation(seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments)
     for _ in range(config.n_instances):
         sim.add_instance(config.instance)
-    return sim._run_checked(requests, block, progress)
+    runtime = attach_hierarchy(sim, hierarchy, requests.height)
+    if loop is not None:
+        loop.bind(sim)
+    return finish_hierarchy(sim._run_checked(requests, block, progress), runtime)

@@ -27,6 +27,7 @@ from workbench.config import from_dict, require_choice, require_positive, requir
 from workbench.errors import ConfigError, HardwareError
 from workbench.sim.autoscale import AutoscaleConfig
 from workbench.sim.config import ROLES, SchedulerConfig
+from workbench.sim.kvtiers import KVHierarchy
 from workbench.sim.routing import POOL_ROUTERS, ROUTERS, check_router_name
 
 #: MIG profiles of A100/H100-class GPUs: (share of compute = g/7, share of memory and bandwidth = slices/8).
@@ -217,6 +218,11 @@ class Fleet:
     interconnect
         KV-transfer link name (see :data:`INTERCONNECTS`), or override with ``link_bandwidth_gbs`` and
         ``link_latency_s``.
+    hierarchy
+        KV tiers below the GPU, a shared store and contended links
+        (:class:`~workbench.sim.kvtiers.KVHierarchy`, or a dict of its fields: the ``[hierarchy]`` table in
+        TOML); ``None``: off. With a hierarchy a P/D transfer is a flow over the NICs (NVLink inside a node)
+        of ``hierarchy.nic`` instead of the fixed ``interconnect`` link.
     """
 
     pools: tuple[Pool, ...]
@@ -226,8 +232,13 @@ class Fleet:
     interconnect: str = "infiniband"
     link_bandwidth_gbs: float | None = None
     link_latency_s: float | None = None
+    hierarchy: KVHierarchy | dict | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.hierarchy, dict):
+            object.__setattr__(self, "hierarchy", KVHierarchy.from_dict(self.hierarchy))
+        elif self.hierarchy is not None and not isinstance(self.hierarchy, KVHierarchy):
+            raise ConfigError(f"fleet.hierarchy: expected a table of hierarchy fields, got {self.hierarchy!r}")
         pools = tuple(Pool(**p) if isinstance(p, dict) else p for p in self.pools)
         object.__setattr__(self, "pools", pools)
         if not pools:

@@ -177,6 +177,23 @@ class InstanceView:
         out *= block
         return out
 
+    # ------------------------------------------------------------------ KV hierarchy (workbench.sim.hierarchy)
+    @property
+    def prefix_block_tokens(self) -> int:
+        """Tokens per prefix-cache entry (0: no prefix caching)."""
+        return self._prefix_block
+
+    def kv_load(self, request: Request) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per instance: prompt tokens cached on its GPU, tokens found below it (its KV tiers, the shared
+        store) and the expected seconds to load those at the links' current contention. Without a KV
+        hierarchy: the prefix matches, zeros and zeros."""
+        insts = self.instances
+        runtime = getattr(insts[0].prefix, "runtime", None) if insts else None
+        if runtime is None:
+            n = len(insts)
+            return self.prefix_match_tokens(request), np.zeros(n, dtype=np.int64), np.zeros(n)
+        return runtime.view_loads(insts, request)
+
     def _attach(self) -> PrefixIndex:
         assert self._index_of is not None
         index = self._index_of()

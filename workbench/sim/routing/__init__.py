@@ -24,6 +24,7 @@ from workbench.sim.routing.base import (
     RouteRequest,
 )
 from workbench.sim.routing.cache import LLMD, Dynamo, LMetric, PrefixAffinity, Session, SGLangCacheAware, VLLMv1
+from workbench.sim.routing.kvload import KVLoadAware
 from workbench.sim.routing.load import JIQ, JSQ, LeastTokens, PowerOfTwo, Random, RoundRobin, WeightedRoundRobin
 from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
 
@@ -45,6 +46,7 @@ ROUTERS: dict[str, type] = {
         Dynamo,
         VLLMv1,
         LMetric,
+        KVLoadAware,
         LengthPools,
         ClassPools,
         MultiObjective,
@@ -54,7 +56,7 @@ ROUTERS: dict[str, type] = {
 POOL_ROUTERS: frozenset[str] = frozenset({"length_pools", "class_pools", "multi_objective"})
 #: Routers that read prefix-cache matches.
 CACHE_ROUTERS: frozenset[str] = frozenset(
-    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric"}
+    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric", "kv_aware"}
 )
 
 
