@@ -110,3 +110,19 @@ def test_bad_inputs():
         SessionWorkload(w.trace, w.step, w.step, w.think_s)
     with pytest.raises(WorkloadError, match="one value per row"):
         SessionWorkload(w.trace, w.step[:1], w.parent, w.think_s)
+
+
+def test_fit_keeps_sessions_when_the_trace_has_them():
+    from workbench.traces import fit
+
+    gen = Synthetic(Poisson(2.0), Fixed(300, 80), Sessions(mean_turns=4, think_s=20.0, block_tokens=64))
+    trace = gen.generate(n=2000, seed=3)
+    twin = fit(trace)
+    assert isinstance(twin.sessions, Sessions)
+    assert twin.sessions.mean_turns == pytest.approx(4.0, rel=0.15)
+    assert twin.sessions.think_s == pytest.approx(20.0, rel=0.15)
+    out = twin.generate(n=2000, seed=4).requests
+    assert out["session_id"].null_count() == 0 and out["turn"].max() > 2
+    # new messages of 300 tokens: the twin's turn-0 prompts are the trace's
+    assert out.filter(pl.col("turn") == 0)["prompt_tokens"].median() == 300
+    assert not isinstance(fit(trace, sessions=False).sessions, Sessions)  # the prefix-reuse model instead

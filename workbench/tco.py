@@ -2,17 +2,19 @@
 
 With ``n`` GPUs in ``m = ceil(n / gpus_per_node)`` nodes, lifetime ``L`` years and ``h`` hours a year::
 
-    capex = n x gpu_price + m x (server + infrastructure + facility) + software
+    capex = n x gpu_price + m x (server + infrastructure + facility) + software + kv_capex
     P_gpu = P_idle + u x (P_busy - P_idle)                      (power model at utilisation u)
-    opex/yr = e_price x PUE x (P_gpu x n + P_node x m) x h / 1000 + maintenance x m
+    opex/yr = e_price x PUE x (P_gpu x n + P_node x m + P_kv) x h / 1000 + maintenance x m
     TCO = capex + opex/yr x A,   A = L (no discounting) or (1 - (1 + r)^-L) / r  (net present value)
 
 Output tokens per year are ``u x tokens_per_s_per_gpu x n x 3600 h``; with a discount rate the tokens are
 discounted the same way (a levelised cost). The cloud alternative rents the same GPUs on demand for
 ``cloud_usd_per_gpu_hr`` (all hours, or only busy hours when ``cloud_elastic``). ``break_even_years`` is the
 time after which owning is cheaper than the cloud: ``inf`` when owning never pays back (the cloud costs no more
-a year than running the own fleet), NaN when there is no cloud price. Every formula works on numpy arrays too,
-which :mod:`workbench.sensitivity` uses for Sobol and Monte Carlo studies.
+a year than running the own fleet), NaN when there is no cloud price. ``kv_capex`` and ``P_kv`` price a KV
+hierarchy (host memory and SSDs beyond the node's base, a shared store;
+:func:`workbench.power.kv.hierarchy_capex` gives both). Every formula works on numpy arrays too, which :mod:`workbench.sensitivity` uses for Sobol and
+Monte Carlo studies.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class TcoInputs:
     discount_rate: float = 0.0
     cloud_usd_per_gpu_hr: float = math.nan
     cloud_elastic: bool = False
+    kv_capex_usd: float = 0.0
+    kv_power_w: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_gpus", "gpus_per_node"):  # numpy integers are stored as Python ints
@@ -82,6 +86,8 @@ class TcoInputs:
             "software_usd",
             "node_power_w",
             "maintenance_usd_per_node_year",
+            "kv_capex_usd",
+            "kv_power_w",
         ):
             require_positive(name, getattr(self, name), allow_zero=True)
         if self.gpu_idle_w > self.gpu_busy_w:
@@ -113,19 +119,22 @@ def tco_arrays(p: dict[str, np.ndarray | float]) -> dict[str, np.ndarray]:
     ann = annuity(L, a["discount_rate"])
     u = a["utilisation"]
     gpu_w = a["gpu_idle_w"] + u * (a["gpu_busy_w"] - a["gpu_idle_w"])
-    it_kw = (gpu_w * n + a["node_power_w"] * m) / 1000.0
+    it_kw = (gpu_w * n + a["node_power_w"] * m + a.get("kv_power_w", 0.0)) / 1000.0
     energy_kwh_yr = a["pue"] * it_kw * a["hours_per_year"]
     out = {
         "capex_gpu_usd": n * a["gpu_price_usd"],
         "capex_nodes_usd": m
         * (a["server_usd_per_node"] + a["infra_usd_per_node"] + a["facility_usd_per_node"]),
         "capex_software_usd": a["software_usd"] + 0.0 * n,
+        "capex_kv_usd": a.get("kv_capex_usd", 0.0) + 0.0 * n,
         "opex_energy_usd": a["electricity_usd_per_kwh"] * energy_kwh_yr * ann,
         "opex_maintenance_usd": a["maintenance_usd_per_node_year"] * m * ann,
         "gpu_power_w": gpu_w,
         "facility_kwh": energy_kwh_yr * L,
     }
-    out["capex_usd"] = out["capex_gpu_usd"] + out["capex_nodes_usd"] + out["capex_software_usd"]
+    out["capex_usd"] = (
+        out["capex_gpu_usd"] + out["capex_nodes_usd"] + out["capex_software_usd"] + out["capex_kv_usd"]
+    )
     out["opex_usd"] = out["opex_energy_usd"] + out["opex_maintenance_usd"]
     out["tco_usd"] = out["capex_usd"] + out["opex_usd"]
     tokens_yr = u * a["tokens_per_s_per_gpu"] * n * 3600.0 * a["hours_per_year"]
@@ -165,6 +174,7 @@ COMPONENTS = {
     "capex_gpu_usd": ("GPUs", "capex"),
     "capex_nodes_usd": ("servers, infrastructure, facility", "capex"),
     "capex_software_usd": ("software", "capex"),
+    "capex_kv_usd": ("KV hierarchy (host memory, SSDs, store)", "capex"),
     "opex_energy_usd": ("electricity (x PUE)", "opex"),
     "opex_maintenance_usd": ("maintenance", "opex"),
 }
@@ -181,11 +191,12 @@ def tco(inputs: TcoInputs) -> TcoResult:
     """TCO breakdown, cost per million output tokens, tokens per dollar, cloud cost and break-even."""
     out = {k: float(v) for k, v in tco_arrays(_as_arrays(inputs)).items()}
     total = out["tco_usd"]
+    parts = [k for k in COMPONENTS if k != "capex_kv_usd" or out[k] > 0]  # the hierarchy's row only when priced
     breakdown = pl.DataFrame(
         {
-            "component": [COMPONENTS[k][0] for k in COMPONENTS],
-            "kind": [COMPONENTS[k][1] for k in COMPONENTS],
-            "usd": [out[k] for k in COMPONENTS],
+            "component": [COMPONENTS[k][0] for k in parts],
+            "kind": [COMPONENTS[k][1] for k in parts],
+            "usd": [out[k] for k in parts],
         }
     ).with_columns(share=pl.col("usd") / total if total > 0 else pl.lit(0.0))
     summary = pl.DataFrame({k: [v] for k, v in out.items()}).with_columns(

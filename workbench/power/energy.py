@@ -10,7 +10,8 @@ Power of an instance with ``n`` GPUs by segment state (``SimResult.segments``):
 * ``off``: 0.
 
 Energy is ``sum(power x (end_s - start_s))``; no sampling, so a constant timeline integrates to P x T exactly.
-Facility energy is IT energy x PUE.
+A run with a KV hierarchy adds its host memory, SSDs, store and network bytes (:mod:`workbench.power.kv`,
+column ``kv_j``, included in ``energy_j``). Facility energy is IT energy x PUE.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from workbench.config import require_positive, require_pue, require_range
 from workbench.errors import ConfigError
 from workbench.power._facts import resolve
 from workbench.power.curves import LogisticPower, load_fits, power_curve
+from workbench.power.kv import hierarchy_energy
 from workbench.sim.result import SimResult
 
 STATES = ("busy", "idle", "starting", "off")
@@ -256,11 +258,25 @@ def energy(
     by_inst = by_inst.with_columns(pl.selectors.ends_with("_s", "_j").fill_null(0.0)).join(
         _request_counts(result, "instance"), on="instance", how="left"
     )
+    kv = hierarchy_energy(result)  # the KV hierarchy's host memory, SSDs, store and network (empty: none)
+    store_j = 0.0
+    if kv.height:
+        per = kv.filter(pl.col("instance") >= 0).select(
+            pl.col("instance").cast(inst.schema["instance"]), "kv_j"
+        )
+        by_inst = (
+            by_inst.join(per, on="instance", how="left")
+            .with_columns(pl.col("kv_j").fill_null(0.0))
+            .with_columns(energy_j=pl.col("energy_j") + pl.col("kv_j"))
+        )
+        store_j = float(kv.filter(pl.col("instance") < 0)["kv_j"].sum())
     sums = [
         c for c in by_inst.columns if c.endswith(("_s", "_j")) or c in ("requests", "output_tokens", "n_gpus")
     ]
     by_pool = by_inst.group_by("pool").agg(pl.col(sums).sum(), pl.len().alias("instances")).sort("pool")
     fleet = by_inst.select(pl.col(sums).sum(), pl.len().alias("instances"))
+    if store_j:  # the shared store belongs to the fleet, not to a pool
+        fleet = fleet.with_columns(energy_j=pl.col("energy_j") + store_j, kv_j=pl.col("kv_j") + store_j)
     tables = [_derived(t, pue) for t in (by_inst.sort("instance"), by_pool, fleet)]
     return EnergyReport(segs.drop(pl.selectors.starts_with("_")), *tables, pue=pue)
 

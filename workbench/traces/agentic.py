@@ -401,3 +401,56 @@ def from_trace(trace: Trace, *, nominal_ttft_s: float = 0.5, nominal_tpot_s: flo
 
 
 __all__ = ["AgentSessions", "SessionWorkload", "from_trace"]
+
+
+def fit_sessions(trace: Trace):
+    """A :class:`~workbench.traces.sessions.Sessions` model and its new-message length model measured on a
+    trace with sessions (what :func:`workbench.traces.fit` uses to keep them).
+
+    The mean turns per session (rows without a session count as one-turn sessions), the mean gap between
+    consecutive turns of a session (the think time, answer included), and per turn the new message: the
+    prompt less the previous turn's prompt and answer when the prompts carry the conversation (at least 1
+    token), else the whole prompt, paired with the turn's output.
+
+    Returns
+    -------
+    tuple
+        ``(Sessions, Empirical)``, or ``None`` when no session has two turns.
+    """
+    from workbench.traces.lengths import Empirical
+    from workbench.traces.sessions import Sessions
+
+    req = trace.requests
+    if req["session_id"].null_count() == req.height:
+        return None
+    df = (
+        req.select("session_id", pl.col("turn").fill_null(0), "arrival_s", "prompt_tokens", "output_tokens")
+        .with_row_index("row")
+        .sort("session_id", "turn", "arrival_s", "row", nulls_last=True)
+    )
+    same = (pl.col("session_id") == pl.col("session_id").shift(1)).fill_null(False) & pl.col(
+        "session_id"
+    ).is_not_null()
+    df = df.with_columns(
+        same.alias("same"),
+        (pl.col("arrival_s") - pl.col("arrival_s").shift(1)).alias("gap"),
+        (pl.col("prompt_tokens") - pl.col("prompt_tokens").shift(1) - pl.col("output_tokens").shift(1)).alias(
+            "new"
+        ),
+    )
+    later = df.filter("same")
+    if later.height == 0:
+        return None
+    sessions = req["session_id"].drop_nulls().n_unique() + req["session_id"].null_count()
+    mean_turns = req.height / sessions
+    think = float(later["gap"].mean())
+    carries = float((later["new"] > 0).mean()) > 0.5  # prompts hold the conversation so far
+    new = (
+        pl.when(pl.col("same") & carries)
+        .then(pl.max_horizontal(pl.col("new"), 1))
+        .otherwise(pl.col("prompt_tokens"))
+    )
+    lengths = df.select(new.alias("new"), "output_tokens")
+    model = Empirical(lengths["new"].to_numpy(), lengths["output_tokens"].to_numpy())
+    block = trace.prefix_block_tokens or 512
+    return Sessions(mean_turns=max(1.0, mean_turns), think_s=max(think, 0.0), block_tokens=block), model

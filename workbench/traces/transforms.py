@@ -22,6 +22,7 @@ import polars as pl
 from workbench.config import require_choice, require_positive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
+from workbench.traces.agentic import fit_sessions
 from workbench.traces.describe import interarrival_cv, rate_series
 from workbench.traces.schema import MAX_TOKENS, Trace
 from workbench.traces.synthetic import (
@@ -214,6 +215,7 @@ def fit(
     lengths: str = "empirical",
     family: str = "auto",
     prefix: bool = True,
+    sessions: bool = True,
 ) -> Synthetic:
     """A generator that reproduces the trace's rate profile, inter-arrival CV, lengths and prefix reuse.
 
@@ -233,6 +235,13 @@ def fit(
         When the trace has ``prefix_hashes`` (and a known ``prefix_block_tokens``), attach a
         :class:`~workbench.traces.synthetic.PrefixReuse` model measured on it, so the twin has hashes with the
         same prefix-reuse ratio. ``False`` gives a twin without hashes.
+    sessions
+        When the trace has sessions (``session_id`` with a session of two turns or more), the twin keeps
+        them: its prefix model is a :class:`~workbench.traces.sessions.Sessions` with the trace's mean turns
+        and think time, and its lengths are each turn's new message and answer
+        (:func:`~workbench.traces.agentic.fit_sessions`), so it has ``session_id``/``turn`` and the prefix
+        reuse of its conversations (their hashes come with the sessions, whatever ``prefix``). ``False``:
+        lengths and reuse as without sessions.
 
     Returns
     -------
@@ -251,8 +260,8 @@ def fit(
     the trace's on average, rather than counting the rate variation twice. The generator maps a unit-rate
     renewal process with that CV through the profile (:class:`~workbench.traces.synthetic.TimeVarying`).
     Heavy-tailed gaps make the CV of one twin noisy: for the Azure code trace (CV 13.2) the median over 10 seeds
-    is within 10 %, single seeds range from about 10 to 18. Twins carry no ``session_id``/``turn``: sessions
-    show only through the prefix reuse they cause.
+    is within 10 %, single seeds range from about 10 to 18. A trace without sessions gives a twin without
+    ``session_id``/``turn``.
     """
     _need_arrivals(trace, "fit")
     require_choice("lengths", lengths, ("empirical", "lognormal"))
@@ -274,7 +283,10 @@ def fit(
     p, o = trace.requests["prompt_tokens"].to_numpy(), trace.requests["output_tokens"].to_numpy()
     model = Empirical(p, o) if lengths == "empirical" else LogNormal.fit(p, o)
     reuse = None
-    if prefix and trace.has_prefix_hashes:
+    fitted = fit_sessions(trace) if sessions else None
+    if fitted is not None:
+        reuse, model = fitted
+    elif prefix and trace.has_prefix_hashes:
         if trace.prefix_block_tokens is None:
             warnings.warn(
                 f"{trace.name}: prefix_hashes without prefix_block_tokens; the twin carries no hashes",
