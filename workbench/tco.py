@@ -13,8 +13,8 @@ discounted the same way (a levelised cost). The cloud alternative rents the same
 time after which owning is cheaper than the cloud: ``inf`` when owning never pays back (the cloud costs no more
 a year than running the own fleet), NaN when there is no cloud price. ``kv_capex`` and ``P_kv`` price a KV
 hierarchy (host memory and SSDs beyond the node's base, a shared store;
-:func:`workbench.power.kv.hierarchy_capex` gives both). Every formula works on numpy arrays too, which :mod:`workbench.sensitivity` uses for Sobol and
-Monte Carlo studies.
+:func:`workbench.power.kv.hierarchy_capex` gives both). Every formula works on numpy arrays too, which
+:mod:`workbench.sensitivity` uses for Sobol and Monte Carlo studies.
 """
 
 from __future__ import annotations
