@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from workbench.errors import ConfigError, WorkloadError
-from workbench.traces import Fixed, Poisson, Sessions, Synthetic
+from workbench.traces import Fixed, LogNormal, Poisson, Sessions, Synthetic
 from workbench.traces.agentic import AgentSessions, SessionWorkload, from_trace
 from workbench.traces.mmpp import MMPP
 
@@ -126,3 +126,22 @@ def test_fit_keeps_sessions_when_the_trace_has_them():
     # new messages of 300 tokens: the twin's turn-0 prompts are the trace's
     assert out.filter(pl.col("turn") == 0)["prompt_tokens"].median() == 300
     assert not isinstance(fit(trace, sessions=False).sessions, Sessions)  # the prefix-reuse model instead
+
+
+def test_a_session_twin_matches_the_traces_statistics_and_system_prompt():
+    from workbench.traces import describe, fit
+
+    sessions = Sessions(mean_turns=4.0, think_s=20.0, system_prompt_tokens=1100, n_system_prompts=3,
+                        system_prompt_share=0.6, block_tokens=512)  # fmt: skip
+    trace = Synthetic(Poisson(2.0), LogNormal(6.0, 0.8, 5.0, 0.8), sessions).generate(n=3000, seed=5)
+    gen = fit(trace)
+    assert gen.sessions.system_prompt_tokens == 1024  # the whole blocks of the 1,100-token prompt
+    assert gen.sessions.n_system_prompts == 3
+    assert gen.sessions.system_prompt_share == pytest.approx(0.6, abs=0.06)
+    ref = describe(trace).row(0, named=True)
+    rows = [describe(gen.generate(duration_s=trace.duration_s, seed=s)) for s in range(6)]
+    twin = pl.concat(rows).select(pl.exclude("trace").median()).row(0, named=True)
+    assert twin["prefix_reuse"] == pytest.approx(ref["prefix_reuse"], abs=0.03)
+    for col, tol in (("rate_rps", 0.06), ("iat_cv", 0.15), ("prompt_p50", 0.06), ("prompt_p90", 0.06),
+                     ("prompt_p99", 0.08), ("output_p50", 0.05)):  # fmt: skip
+        assert twin[col] == pytest.approx(ref[col], rel=tol), col

@@ -170,6 +170,7 @@ def test_pd_transfer_is_a_flow_over_the_nics():
     flow = net.requests.row(0, named=True)
     # same 50 GB/s; the flow crosses two NICs (5 us each), the fixed link has one 5 us latency
     assert flow["finish_s"] - plain["finish_s"] == pytest.approx(5e-6, rel=1e-6)
+    assert flow["kv_transfer_s"] == pytest.approx(1e-5 + 4001 * 131072 / 50e9, rel=1e-12)
     assert net.counters["kv_hierarchy"]["pd_transfers"] == 1
     # in one node it goes over NVLink (450 GB/s): faster than the NICs
     node = fleet_simulate(rows, dataclasses.replace(fleet, hierarchy=KVHierarchy()))

@@ -302,8 +302,8 @@ TWIN_COLUMNS = ("rate_rps", "iat_cv", "prompt_p50", "prompt_p90", "prompt_p99", 
 TWIN_TOLERANCE = {"rate_rps": 0.06, "iat_cv": 0.15} | {c: 0.05 for c in TWIN_COLUMNS[2:]}
 
 
-def _twin_medians(trace, seeds=10):
-    gen = traces.fit(trace)
+def _twin_medians(trace, seeds=10, **fit):
+    gen = traces.fit(trace, **fit)
     rows = [traces.describe(gen.generate(duration_s=trace.duration_s, seed=s)) for s in range(seeds)]
     return gen, pl.concat(rows).select(pl.exclude("trace").median()).row(0, named=True)
 
@@ -323,13 +323,13 @@ def test_twin_describe_matches_bursty_azure_trace(shipped_data):
 def test_twin_keeps_prefix_reuse_of_session_trace():
     trace = _session_trace(n=3000)
     ref = traces.describe(trace).row(0, named=True)
-    gen, twin = _twin_medians(trace)
+    gen, twin = _twin_medians(trace, sessions=False)  # fit keeps sessions unless told not to (test_agentic)
     assert isinstance(gen.sessions, traces.PrefixReuse) and gen.sessions.block_tokens == 512
     assert gen.sessions.reuse_ratio == pytest.approx(ref["prefix_reuse"], abs=1e-12)  # measured exactly
     assert twin["prefix_reuse"] == pytest.approx(ref["prefix_reuse"], abs=0.03)
     for col in TWIN_COLUMNS:
         assert twin[col] == pytest.approx(ref[col], rel=TWIN_TOLERANCE[col]), col
-    assert traces.fit(trace, prefix=False).sessions is None
+    assert traces.fit(trace, prefix=False, sessions=False).sessions is None
 
 
 def test_twin_keeps_prefix_reuse_of_mooncake(shared_traces):

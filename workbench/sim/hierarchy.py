@@ -28,10 +28,11 @@ the simulator at three places, none of which costs anything when it is off:
   inside a node, :meth:`KVRuntime.transfer_kv`, used by the fleet controller).
 
 Results: per request ``gpu_hit_tokens``, ``dram_hit_tokens``, ``ssd_hit_tokens``, ``store_hit_tokens`` (prompt
-tokens served from each place, summing to ``cached_tokens``) and ``kv_load_s`` (time spent waiting for loads,
-overlap mode; charged to the admitting iteration in blocking mode); ``counters["kv_hierarchy"]`` holds the
-per-link table (bytes, busy time, dynamic energy), the per-tier table (entries written, hit, evicted) and the
-configuration (for the energy and TCO of the hierarchy, :mod:`workbench.power.kv`).
+tokens served from each place, summing to ``cached_tokens``), ``kv_load_s`` (time spent waiting for loads,
+overlap mode; charged to the admitting iteration in blocking mode) and ``kv_transfer_s`` (its P/D transfer);
+``counters["kv_hierarchy"]`` holds the per-link table (bytes, busy time, dynamic energy), the per-tier table
+(entries written, hit, evicted) and the configuration (for the energy and TCO of the hierarchy,
+:mod:`workbench.power.kv`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ if TYPE_CHECKING:
 #: Tier code of the store in a load plan (local tiers are 0, 1, ... fastest first).
 STORE = -1
 #: Per-request columns the runtime adds to ``SimResult.requests``.
-TIER_COLUMNS = ("gpu_hit_tokens", "dram_hit_tokens", "ssd_hit_tokens", "store_hit_tokens", "kv_load_s")
+TIER_COLUMNS = (
+    "gpu_hit_tokens", "dram_hit_tokens", "ssd_hit_tokens", "store_hit_tokens", "kv_load_s", "kv_transfer_s",
+)  # fmt: skip
 #: Returned by a router that holds a request (the simulation's ``DEFER``).
 DEFER = -2
 _LIVE = ("on", "draining")
@@ -221,6 +224,7 @@ class KVRuntime:
         self.gpu_blocks = np.zeros(n_rows, dtype=np.int64)
         self.loaded: dict[int, list[int]] = {}
         self.load_s = np.zeros(n_rows)
+        self.transfer_s = np.zeros(n_rows)
         #: blocking mode: per instance, requests whose load is charged to the iteration that admits them
         self._charges: dict[int, list[tuple[Request, list, list[int], _Side]]] = {}
         self.loads = 0
@@ -504,7 +508,14 @@ class KVRuntime:
         else:
             path = (a.links["nic_tx"], b.links["nic_rx"])
         self.pd_transfers += 1
-        self.net.transfer(size_bytes, path, callback, req)
+        start = self.sim.engine.now
+        transfer_s = self.transfer_s
+
+        def arrived(req: Request, now: float) -> None:
+            transfer_s[req.index] += now - start
+            callback(req, now)
+
+        self.net.transfer(size_bytes, path, arrived, req)
 
     # ------------------------------------------------------------------ results
     def columns(self, cached_tokens: np.ndarray, entry_tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -531,6 +542,7 @@ class KVRuntime:
             "ssd_hit_tokens": out["ssd"],
             "store_hit_tokens": out["store"],
             "kv_load_s": self.load_s,
+            "kv_transfer_s": self.transfer_s,
         }
 
     def counters(self) -> dict:
@@ -639,8 +651,7 @@ def finish_hierarchy(result: SimResult, runtime: KVRuntime | None, sim: Simulati
     entry = np.array([entry_of.get(int(i), 0) for i in inst], dtype=np.int64)
     cols = runtime.columns(cached, entry)
     requests = req.with_columns(
-        *(pl.Series(name, cols[name], pl.Int64) for name in TIER_COLUMNS if name != "kv_load_s"),
-        pl.Series("kv_load_s", cols["kv_load_s"], pl.Float64),
+        pl.Series(name, cols[name], pl.Float64 if name.endswith("_s") else pl.Int64) for name in TIER_COLUMNS
     )
     counters = dict(result.counters)
     counters["kv_hierarchy"] = runtime.counters()

@@ -37,6 +37,8 @@ Examples
 from __future__ import annotations
 
 import math
+import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -408,9 +410,11 @@ def fit_sessions(trace: Trace):
     trace with sessions (what :func:`workbench.traces.fit` uses to keep them).
 
     The mean turns per session (rows without a session count as one-turn sessions), the mean gap between
-    consecutive turns of a session (the think time, answer included), and per turn the new message: the
-    prompt less the previous turn's prompt and answer when the prompts carry the conversation (at least 1
-    token), else the whole prompt, paired with the turn's output.
+    consecutive turns of a session (the think time, answer included), shared system prompts (sessions whose
+    first prompt starts with a prefix block that other sessions' first prompts start with: their share, how
+    many distinct ones, and the whole blocks the most common one's sessions all share), and per turn the new
+    message: the prompt less the previous turn's prompt and answer when the prompts carry the conversation
+    (at least 1 token), the first prompt less the system prompt, paired with the turn's output.
 
     Returns
     -------
@@ -424,7 +428,9 @@ def fit_sessions(trace: Trace):
     if req["session_id"].null_count() == req.height:
         return None
     df = (
-        req.select("session_id", pl.col("turn").fill_null(0), "arrival_s", "prompt_tokens", "output_tokens")
+        req.select(
+            "session_id", pl.col("turn").fill_null(0), "arrival_s", "prompt_tokens", "output_tokens", "prefix_hashes"
+        )
         .with_row_index("row")
         .sort("session_id", "turn", "arrival_s", "row", nulls_last=True)
     )
@@ -445,12 +451,32 @@ def fit_sessions(trace: Trace):
     mean_turns = req.height / sessions
     think = float(later["gap"].mean())
     carries = float((later["new"] > 0).mean()) > 0.5  # prompts hold the conversation so far
+    block = trace.prefix_block_tokens or 512
+    firsts = df.filter(~pl.col("same"))["prefix_hashes"].to_list()
+    heads = Counter(h[0] for h in firsts if h is not None and len(h))
+    shared = {h: c for h, c in heads.items() if c >= 2}
+    system, share = 0, 0.0
+    if shared:
+        top = max(shared, key=lambda h: (shared[h], -h))
+        chains = [list(h) for h in firsts if h is not None and len(h) and h[0] == top]
+        system = len(os.path.commonprefix(chains)) * block
+        share = sum(shared.values()) / len(firsts)
+    starts_shared = pl.col("prefix_hashes").list.first().is_in(list(shared)) if system else pl.lit(False)
     new = (
         pl.when(pl.col("same") & carries)
         .then(pl.max_horizontal(pl.col("new"), 1))
+        .when(~pl.col("same") & starts_shared)
+        .then(pl.max_horizontal(pl.col("prompt_tokens") - system, 1))
         .otherwise(pl.col("prompt_tokens"))
     )
     lengths = df.select(new.alias("new"), "output_tokens")
     model = Empirical(lengths["new"].to_numpy(), lengths["output_tokens"].to_numpy())
-    block = trace.prefix_block_tokens or 512
-    return Sessions(mean_turns=max(1.0, mean_turns), think_s=max(think, 0.0), block_tokens=block), model
+    sessions = Sessions(
+        mean_turns=max(1.0, mean_turns),
+        think_s=max(think, 0.0),
+        system_prompt_tokens=system,
+        n_system_prompts=max(1, len(shared)),
+        system_prompt_share=min(share, 1.0) if system else 0.0,
+        block_tokens=block,
+    )
+    return sessions, model
