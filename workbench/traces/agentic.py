@@ -37,7 +37,6 @@ Examples
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -405,6 +404,16 @@ def from_trace(trace: Trace, *, nominal_ttft_s: float = 0.5, nominal_tpot_s: flo
 __all__ = ["AgentSessions", "SessionWorkload", "from_trace"]
 
 
+def _common_prefix(chains: list[list[int]]) -> int:
+    """Length of the longest prefix all ``chains`` share."""
+    n = min(map(len, chains), default=0)
+    for k in range(n):
+        h = chains[0][k]
+        if any(c[k] != h for c in chains):
+            return k
+    return n
+
+
 def fit_sessions(trace: Trace):
     """A :class:`~workbench.traces.sessions.Sessions` model and its new-message length model measured on a
     trace with sessions (what :func:`workbench.traces.fit` uses to keep them).
@@ -429,7 +438,12 @@ def fit_sessions(trace: Trace):
         return None
     df = (
         req.select(
-            "session_id", pl.col("turn").fill_null(0), "arrival_s", "prompt_tokens", "output_tokens", "prefix_hashes"
+            "session_id",
+            pl.col("turn").fill_null(0),
+            "arrival_s",
+            "prompt_tokens",
+            "output_tokens",
+            "prefix_hashes",
         )
         .with_row_index("row")
         .sort("session_id", "turn", "arrival_s", "row", nulls_last=True)
@@ -459,7 +473,7 @@ def fit_sessions(trace: Trace):
     if shared:
         top = max(shared, key=lambda h: (shared[h], -h))
         chains = [list(h) for h in firsts if h is not None and len(h) and h[0] == top]
-        system = len(os.path.commonprefix(chains)) * block
+        system = _common_prefix(chains) * block
         share = sum(shared.values()) / len(firsts)
     starts_shared = pl.col("prefix_hashes").list.first().is_in(list(shared)) if system else pl.lit(False)
     new = (
