@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # the compiled simulator core (setup.py): rebuilt in place when its .py or .pxd sources change
-CORE_SRC := $(wildcard workbench/sim/*.pxd) $(patsubst %.pxd,%.py,$(wildcard workbench/sim/*.pxd))
+CORE_PXD := $(wildcard workbench/sim/*.pxd workbench/hardware/*.pxd)
+CORE_SRC := $(CORE_PXD) $(patsubst %.pxd,%.py,$(CORE_PXD))
 CORE_STAMP := $(VENV)/.core
 SHARED_TRACES := $(abspath ../shared/data/traces)
 export WORKBENCH_DATA_DIR ?= $(if $(wildcard $(SHARED_TRACES)),$(SHARED_TRACES),)

@@ -9,6 +9,7 @@ from setuptools import setup
 
 #: The modules of the compiled core (each with a .pxd beside it).
 CORE = [
+    "workbench/hardware/closed_forms.py",
     "workbench/sim/request.py",
     "workbench/sim/kvcache.py",
     "workbench/sim/engine.py",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 #: Modules that ``setup.py`` compiles (each has a ``.py`` and a ``.pxd``).
 CORE = (
+    "workbench.hardware.closed_forms",
     "workbench.sim.request",
     "workbench.sim.kvcache",
     "workbench.sim.engine",

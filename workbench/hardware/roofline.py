@@ -41,14 +41,13 @@ in closed form (O(1), for the simulator's event skipping).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from workbench.config import require_positive, require_range
-from workbench.hardware._affine import affine_run_count
 from workbench.hardware.catalog import GPU, ModelSpec, gpu, model
+from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.memory import check_tp
 from workbench.hardware.perf import Batch
 
@@ -118,6 +117,7 @@ class RooflineModel:
     _fixed: float = field(init=False, repr=False, compare=False)
     _c_comm: float = field(init=False, repr=False, compare=False)
     _bw_tp: float = field(init=False, repr=False, compare=False)
+    _terms: RooflineTerms = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -181,38 +181,17 @@ class RooflineModel:
         else:
             s(self, "_fixed", self.overhead_s + moe_fixed)
             s(self, "_c_comm", 0.0)
+        s(self, "_terms", RooflineTerms(self._c_tok, self._c_logit, self._w_dense, self._w_expert, self._n_exp,
+                                        self._q_exp, self._c_pattn, self._c_dattn, self._c_wattn, self._window,
+                                        self._c_state, self._fixed, self._c_comm, self.seq_overhead_s,
+                                        self.step_floor_s))  # fmt: skip
 
-    # ------------------------------------------------------------------ hot path (pure scalar arithmetic)
-    def _base(self, tokens: int, logits: int) -> float:
-        """Seconds of the context-independent part of an iteration of ``tokens`` tokens."""
-        comp = tokens * self._c_tok + logits * self._c_logit
-        if self._n_exp:
-            mem = self._w_dense + self._w_expert * self._n_exp * (1.0 - self._q_exp**tokens)
-        else:
-            mem = self._w_dense
-        lin = comp if comp > mem else mem
-        return lin + self._fixed + tokens * self._c_comm + logits * self.seq_overhead_s
-
-    def _decode_attn(self, decode_seqs: int, decode_context: float) -> float:
-        """Seconds of decode attention (and recurrent state) for ``decode_seqs`` sequences of context sum C."""
-        t = decode_context * self._c_dattn + decode_seqs * self._c_state
-        if self._window:
-            cap = decode_seqs * self._window
-            t += (decode_context if decode_context < cap else cap) * self._c_wattn
-        return t
-
+    # ------------------------------------------------------------------ hot path (closed_forms.RooflineTerms)
     def iteration_time(self, batch: Batch) -> float:
         """Seconds for one iteration of ``batch`` (0 for an empty batch)."""
-        p = batch.prefill_tokens
-        d = batch.decode_seqs
-        if p + d <= 0:
-            return 0.0
-        t = (
-            self._base(p + d, d + (1 if p > 0 else 0))
-            + batch.prefill_context * self._c_pattn
-            + self._decode_attn(d, batch.decode_context)
+        return self._terms.iteration_time(
+            batch.prefill_tokens, batch.prefill_context, batch.decode_seqs, batch.decode_context
         )
-        return t if t > self.step_floor_s else self.step_floor_s
 
     def iteration_times(
         self,
@@ -243,72 +222,18 @@ class RooflineModel:
             t = t + np.minimum(c, d * self._window) * self._c_wattn
         return np.where(tokens > 0, np.maximum(t, self.step_floor_s), 0.0)
 
-    def _piecewise(self) -> bool:
-        """True when decode runs are not affine in the iteration count (windows or a step floor)."""
-        return bool(self._window) or self.step_floor_s > 0.0
-
     def decode_run_time(self, decode_seqs: int, decode_context: int, iterations: int) -> float:
         """Seconds for ``iterations`` pure-decode iterations (context grows by ``decode_seqs`` each), O(1)."""
-        if iterations <= 0 or decode_seqs <= 0:
-            return 0.0
-        n, d = iterations, decode_seqs
-        if self._piecewise():
-            return sum(t * k for t, _, k in self._decode_pieces(d, decode_context, n))
-        return n * (self._base(d, d) + self._decode_attn(d, decode_context)) + (
-            self._c_dattn * d * (n * (n - 1) // 2)
-        )
-
-    def _decode_pieces(self, d: int, c0: int, n: int) -> list[tuple[float, float, int]]:
-        """A decode run as affine pieces ``(first time, step, iterations)`` (windows and the step floor split
-        it; each piece is summed in closed form). The mean of a piece is ``first + step (k - 1) / 2``."""
-        base = self._base(d, d) + d * self._c_state
-        cuts = {0, n}
-        if self._window:  # context sum reaches d x window after this many iterations
-            cuts.add(min(n, max(0, -(-(d * self._window - c0) // d))))
-        pieces: list[tuple[float, float, int]] = []
-        bounds = sorted(cuts)
-        for a, e in itertools.pairwise(bounds):
-            c = c0 + a * d
-            windowed = bool(self._window) and c < d * self._window
-            first = (
-                base
-                + c * self._c_dattn
-                + (c * self._c_wattn if windowed else (d * self._window * self._c_wattn))
-            )
-            step = d * (self._c_dattn + (self._c_wattn if windowed else 0.0))
-            floor = self.step_floor_s
-            if floor > 0.0 and first + step * (e - a - 1) > floor > first:  # crosses the floor inside
-                k = min(e - a, int((floor - first) / step) + 1)
-                pieces.append((floor, 0.0, k))
-                pieces.append((first + step * k, step, e - a - k))
-            elif floor > 0.0 and first <= floor and first + step * (e - a - 1) <= floor:
-                pieces.append((floor, 0.0, e - a))
-            else:
-                pieces.append((first, step, e - a))
-        return [(first + step * (k - 1) / 2.0, step, k) for first, step, k in pieces if k > 0]
+        return self._terms.decode_run_time(decode_seqs, decode_context, iterations)
 
     def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
         """Whole pure-decode iterations that finish within ``duration`` seconds (closed form, O(1))."""
-        if duration <= 0 or decode_seqs <= 0:
-            return 0
-        d = decode_seqs
-        if not self._piecewise():
-            first = self._base(d, d) + self._decode_attn(d, decode_context)
-            return affine_run_count(first, self._c_dattn * d, duration)
-        done = 0
-        horizon = 1
-        while True:  # pieces over a horizon long enough to exceed the duration
-            horizon *= 2
-            if self.decode_run_time(d, decode_context, horizon) > duration or horizon > 1 << 40:
-                break
-        for mean, step, k in self._decode_pieces(d, decode_context, horizon):
-            first = mean - step * (k - 1) / 2.0
-            if mean * k <= duration:
-                duration -= mean * k
-                done += k
-                continue
-            return done + min(k, affine_run_count(first, step, duration))
-        return done
+        return self._terms.decode_iterations_within(decode_seqs, decode_context, duration)
+
+    @property
+    def terms(self) -> RooflineTerms:
+        """The precomputed coefficients and their scalar evaluation (what the simulator calls directly)."""
+        return self._terms
 
     # ------------------------------------------------------------------ conveniences
     def with_clock(self, clock: float) -> RooflineModel:

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import ConfigError
-from workbench.hardware._affine import affine_run_count
+from workbench.hardware.closed_forms import affine_run_count
 from workbench.hardware.perf import Batch
 
 BATCH_COLUMNS = ("prefill_tokens", "prefill_context", "decode_seqs", "decode_context")

@@ -1,6 +1,7 @@
 # Cython declarations for instance.py (the compiled core; the .py file stays the pure-Python implementation)
 cimport cython
 
+from workbench.hardware.closed_forms cimport RooflineTerms
 from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
@@ -46,6 +47,8 @@ cdef class Instance:
     cdef public object pool
     cdef public object role
     cdef public object perf
+    cdef public RooflineTerms terms
+    cdef public object perf_seen
     cdef public KVBlocks kv
     cdef public PrefixCache prefix
     cdef public DecodeSet decode
@@ -86,6 +89,10 @@ cdef class Instance:
     cpdef _queue_prefill(self, Request req)
     @cython.locals(k=long, reserved=long, batch=long, end=double)
     cpdef _cut_run(self, double now)
+    cpdef RooflineTerms _roofline_terms(self)
+    cpdef double _iteration_time(self, long prefill, double prefill_context, long batch, long context)
+    cpdef double _decode_run_time(self, long batch, long context, long k)
+    cpdef long _decode_iterations_within(self, long batch, long context, double duration)
     cpdef _alloc(self, long n)
     @cython.locals(freed=long)
     cpdef _make_free(self, long n)

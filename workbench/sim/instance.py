@@ -56,7 +56,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.perf import Batch
+from workbench.hardware.roofline import RooflineModel
 from workbench.sim.config import InstanceConfig
 from workbench.sim.engine import PRIO_ITERATION, Engine, SimulationError
 from workbench.sim.kvcache import KVBlocks, PrefixCache
@@ -298,6 +300,10 @@ class Instance:
         self.pool = config.pool
         self.role = config.role
         self.perf = config.performance_model()
+        #: the roofline terms of ``perf`` when it is a :class:`RooflineModel` (called directly, without a
+        #: ``Batch``), else ``None``; looked up again whenever ``perf`` is replaced (``perf_seen``)
+        self.terms: RooflineTerms | None = None
+        self.perf_seen: object = None
         # parts
         self.kv = KVBlocks(config.kv_capacity(), s.block_size)
         self.prefix = PrefixCache(prefix_block_tokens if (s.prefix_caching and prefix_block_tokens) else 0,
@@ -470,7 +476,7 @@ class Instance:
                                    self.step_kv_blocks, 0)  # fmt: skip
             if self.run_batch:
                 done = min(
-                    self.perf.decode_iterations_within(self.run_batch, decode.context, now - self.step_start),
+                    self._decode_iterations_within(self.run_batch, decode.context, now - self.step_start),
                     self.run_iterations - 1,
                 )
                 decode.iteration += done
@@ -508,10 +514,9 @@ class Instance:
         self.queued_prefill_tokens += req.prompt_tokens + req.generated - hit
 
     def _cut_run(self, now: float) -> None:
-        perf = self.perf
         decode = self.decode
         batch = self.run_batch
-        k = perf.decode_iterations_within(batch, decode.context, now - self.step_start) + 1
+        k = self._decode_iterations_within(batch, decode.context, now - self.step_start) + 1
         if k >= self.run_iterations:
             return
         reserved = decode.blocks_needed(decode.iteration + 1, k - 1)
@@ -522,8 +527,39 @@ class Instance:
         self.run_reserved = reserved
         self.run_iterations = k
         self.version += 1
-        end = self.step_start + perf.decode_run_time(batch, decode.context, k)
+        end = self.step_start + self._decode_run_time(batch, decode.context, k)
         self.engine.schedule(end if end > now else now, PRIO_ITERATION, self._on_end, self.version)
+
+    # ------------------------------------------------------------------ iteration times
+    def _roofline_terms(self) -> RooflineTerms | None:
+        """The roofline terms of the current ``perf`` (``None`` for another model), looked up once per model."""
+        perf = self.perf
+        if perf is not self.perf_seen:
+            self.perf_seen = perf
+            self.terms = perf.terms if perf.__class__ is RooflineModel else None
+        return self.terms
+
+    def _iteration_time(self, prefill: int, prefill_context: float, batch: int, context: int) -> float:
+        """``perf.iteration_time`` of a batch of ``prefill`` tokens and ``batch`` decodes of context sum
+        ``context``."""
+        terms = self._roofline_terms()
+        if terms is not None:
+            return terms.iteration_time(prefill, prefill_context, batch, context)
+        return self.perf.iteration_time(Batch(prefill, prefill_context, batch, context))
+
+    def _decode_run_time(self, batch: int, context: int, k: int) -> float:
+        """``perf.decode_run_time`` (seconds of ``k`` decode iterations)."""
+        terms = self._roofline_terms()
+        if terms is not None:
+            return terms.decode_run_time(batch, context, k)
+        return self.perf.decode_run_time(batch, context, k)
+
+    def _decode_iterations_within(self, batch: int, context: int, duration: float) -> int:
+        """``perf.decode_iterations_within`` (decode iterations done within ``duration``)."""
+        terms = self._roofline_terms()
+        if terms is not None:
+            return terms.decode_iterations_within(batch, context, duration)
+        return self.perf.decode_iterations_within(batch, context, duration)
 
     def _alloc(self, n: int) -> None:
         """Take ``n`` blocks, evicting least recently used cached prefix blocks when needed."""
@@ -552,7 +588,7 @@ class Instance:
             return
         decode = self.decode
         j = min(
-            self.perf.decode_iterations_within(self.run_batch, decode.context, now - self.step_start),
+            self._decode_iterations_within(self.run_batch, decode.context, now - self.step_start),
             self.run_iterations - 1,
         )
         self._make_free(decode.blocks_needed(decode.iteration + 1, j) - self.run_reserved)
@@ -568,7 +604,7 @@ class Instance:
         # kv.free + run_reserved blocks are backed: they hold the growth of the next m iterations (2..m+1);
         # the run's iteration m + 2 must evict, and it starts once m + 1 iterations are done
         m = decode.affordable(decode.iteration + 1, self.kv.free + self.run_reserved, self.run_iterations - 1)
-        t = self.step_start + self.perf.decode_run_time(self.run_batch, decode.context, m + 1)
+        t = self.step_start + self._decode_run_time(self.run_batch, decode.context, m + 1)
         # a margin for rounding (settle() then counts the iterations exactly), but always later than now: a
         # settle at a time within the margin makes no eviction and must not be asked again at that time
         self.evict_at = max(t - 1e-9 * t, math.nextafter(now, math.inf))
@@ -672,9 +708,7 @@ class Instance:
             kv.peak = used
         if items:
             batch = decode.size if decoding else 0
-            dt = self.perf.iteration_time(
-                Batch(prefill, prefill_context, batch, decode.context if decoding else 0)
-            )
+            dt = self._iteration_time(prefill, prefill_context, batch, decode.context if decoding else 0)
             self.run_iterations = 1
             self.run_batch = batch
             self.run_reserved = 0
@@ -699,7 +733,7 @@ class Instance:
                 k = 1
                 self.run_reserved = 0
                 self.run_iterations = 1
-            dt = self.perf.decode_run_time(batch, decode.context, k)
+            dt = self._decode_run_time(batch, decode.context, k)
         else:
             if waiting or running:
                 raise SimulationError(
