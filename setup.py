@@ -15,6 +15,7 @@ CORE = [
     "workbench/sim/engine.py",
     "workbench/sim/instance.py",
     "workbench/sim/simulation.py",
+    "workbench/sim/controller.py",
 ]
 
 

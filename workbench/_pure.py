@@ -4,6 +4,8 @@ listed in :data:`CORE`, typed by the ``.pxd`` files beside them; ``setup.py`` bu
 
 The pure-Python modules are loaded when ``WORKBENCH_PURE_PYTHON=1``, when a compiled build is missing, and
 when it is *stale* (older than its ``.py`` or ``.pxd``: an edited source is never shadowed by an old build).
+It is all or nothing: the compiled modules share typed classes (``cimport``), so one missing or stale build
+makes every core module load from its source.
 CI runs the suite on the compiled core and compares its results with the pure-Python core's
 (``tests/test_compiled_core.py``).
 """
@@ -24,6 +26,7 @@ CORE = (
     "workbench.sim.engine",
     "workbench.sim.instance",
     "workbench.sim.simulation",
+    "workbench.sim.controller",
 )
 #: Environment variable that forces the pure-Python implementation.
 ENV = "WORKBENCH_PURE_PYTHON"
@@ -51,12 +54,24 @@ def fresh_build(name: str) -> bool:
     return builds[0].stat().st_mtime >= newest_source
 
 
+_all_fresh: bool | None = None
+
+
+def all_fresh() -> bool:
+    """Whether every core module has a fresh build (decided once per process)."""
+    global _all_fresh
+    if _all_fresh is None:
+        _all_fresh = all(fresh_build(name) for name in CORE)
+    return _all_fresh
+
+
 class _CoreFinder:
-    """Meta-path finder: a core module comes from its ``.py`` unless a fresh build is wanted and exists."""
+    """Meta-path finder: a core module comes from its ``.py`` unless the compiled core is wanted and every
+    module of it has a fresh build."""
 
     @staticmethod
     def find_spec(name: str, path=None, target=None):
-        if name not in CORE or (not requested() and fresh_build(name)):
+        if name not in CORE or (not requested() and all_fresh()):
             return None  # the default machinery loads the compiled build
         source, _ = _paths(name)
         loader = importlib.machinery.SourceFileLoader(name, str(source))
@@ -67,6 +82,12 @@ def install() -> None:
     """Put the core's finder first on ``sys.meta_path`` (``workbench/__init__`` does, before any import)."""
     if not any(f is _CoreFinder for f in sys.meta_path):
         sys.meta_path.insert(0, _CoreFinder)  # type: ignore[arg-type]
+
+
+def is_compiled(function: object) -> bool:
+    """Whether ``function`` was compiled by Cython: a module of the core passes one of its own functions to
+    learn whether it runs as its compiled build (typed fast paths) or as its ``.py`` source."""
+    return type(function).__name__ == "cython_function_or_method"
 
 
 def compiled() -> bool:

@@ -13,6 +13,7 @@ from collections import deque
 
 import numpy as np
 
+from workbench._pure import is_compiled
 from workbench.hardware import RooflineModel, kv_capacity_tokens, model
 from workbench.hardware.perf import Batch
 from workbench.sim.autoscale import PoolObservation, clamp, drain_order, get_scaler
@@ -21,12 +22,22 @@ from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
 from workbench.sim.request import Request
 from workbench.sim.routing import REJECT, get_router
+from workbench.sim.routing.load import JSQ
 from workbench.sim.routing.prefix_index import PrefixIndex
 from workbench.sim.simulation import DEFER, Simulation
 from workbench.sim.topology import Fleet, Pool, instance_gpu
 from workbench.sim.views import InstanceView, PoolView, ints
 
 _ints = ints
+
+
+def _probe() -> None:
+    """A function of this module (its type says whether the module runs compiled)."""
+
+
+#: This module runs as its compiled build: the built-in load routers' choices over the outstanding counters
+#: take a typed loop (the same choices as the routers themselves, which the pure-Python build calls).
+COMPILED = is_compiled(_probe)
 
 
 class FleetController:
@@ -75,6 +86,8 @@ class FleetController:
         for k, idx in enumerate(self.members):
             self.pool_of[idx] = k
         self.out = np.zeros(n, dtype=np.int64)  # requests routed to each instance and not finished there
+        #: the same counters through a memoryview (cheap to update; typed in the compiled build)
+        self.counts = memoryview(self.out)
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
@@ -169,13 +182,19 @@ class FleetController:
             # a larger member is off, starting or failed: wait for it (an autoscaler starts one, see _tick)
             self.deferred[p].append(request)
             return DEFER
-        k = router.choose(request, view, now) if len(view) > 1 else 0
+        n = len(view.instances)
+        if n == 1:
+            k = 0
+        elif COMPILED and type(router) is JSQ and view.first_id >= 0:
+            k = _argmin_counts(self.counts, view.first_id, n)
+        else:
+            k = router.choose(request, view, now)
         inst = view.instances[k]
         if request.prompt_tokens > inst.max_prompt:  # the view holds only instances that fit the tokens
             self.reject_reason = inst.reject_reason(request)
             return REJECT
         i = inst.index
-        self.out[i] += 1
+        self.counts[i] += 1
         return self.position[i]
 
     def _pick_entry_pool(self, request, now: float) -> int:
@@ -202,21 +221,25 @@ class FleetController:
             )
             return REJECT
         p = entry[k]
-        if size > self.capacity[p]:
-            fits = [q for q in entry if self.capacity[q] >= size]
-            if not fits:
-                self.reject_reason = (
-                    f"too long for every pool ({size} tokens > {max(self.capacity[q] for q in entry)})"
-                )
-                return REJECT
-            if self.fleet.router == "class_pools":
-                self.reject_reason = (
-                    f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens > "
-                    f"{self.capacity[p]})"
-                )
-                return REJECT
-            p = min(fits, key=lambda q: (self.threshold[q], q))
-        return p
+        return p if size <= self.capacity[p] else self._pool_that_holds(p, size)
+
+    def _pool_that_holds(self, p: int, size: int) -> int:
+        """The smallest entry pool that holds ``size`` tokens, for a request pool ``p`` cannot hold (or
+        :data:`REJECT` with ``reject_reason`` set; ``class_pools`` rejects it)."""
+        entry = self.entry
+        fits = [q for q in entry if self.capacity[q] >= size]
+        if not fits:
+            self.reject_reason = (
+                f"too long for every pool ({size} tokens > {max(self.capacity[q] for q in entry)})"
+            )
+            return REJECT
+        if self.fleet.router == "class_pools":
+            self.reject_reason = (
+                f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens > "
+                f"{self.capacity[p]})"
+            )
+            return REJECT
+        return min(fits, key=lambda q: (self.threshold[q], q))
 
     def _pick_decode_pool(self, request) -> int:
         """The least loaded decode pool (outstanding per live instance) that can hold the request."""
@@ -235,7 +258,7 @@ class FleetController:
     # ------------------------------------------------------------------ disaggregation (Simulation.on_finish)
     def _on_finish(self, request, inst: Instance, now: float) -> bool:
         i = inst.index
-        self.out[i] -= 1
+        self.counts[i] -= 1
         if inst.role != "prefill" or request.generated >= request.output_tokens:
             return False
         p = int(self.pool_of[inst.index])
@@ -403,6 +426,19 @@ class FleetController:
         order = [int(j) for j in order if on[int(j)] is not keep]
         for j in order[: min(k, len(on) - 1 if any(len(d) for d in self.deferred) else k)]:
             self.sim.drain_instance(on[j])
+
+
+def _argmin_counts(counts, lo: int, n: int) -> int:
+    """Position of the smallest of ``counts[lo:lo + n]``, the first among ties (JSQ's ``argmin_first`` over a
+    view's outstanding counters, as a typed loop)."""
+    best = counts[lo]
+    k = 0
+    for j in range(1, n):
+        c = counts[lo + j]
+        if c < best:
+            best = c
+            k = j
+    return k
 
 
 def _prefill_batch(tokens: int) -> Batch:

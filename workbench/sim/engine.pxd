@@ -1,16 +1,38 @@
 # Cython declarations for engine.py (the compiled core; the .py file stays the pure-Python implementation)
 cimport cython
 
+cdef long KEY_BITS
+cdef long ARRIVAL_KEY
+cdef bint COMPILED
+
 cdef class ArrivalFeed:
     cdef public object times
     cdef public object callback
     cdef public long pos
 
+@cython.final
+cdef class Event:
+    cdef public double time
+    cdef public long key
+    cdef public object callback
+    cdef public object arg
+
+@cython.final
 cdef class Engine:
     cdef public double now
     cdef public long events
     cdef public list _heap
     cdef public object _counter
+    cdef public long _seq
+    cpdef schedule(self, double time, long priority, object callback, object arg=*)
+    @cython.locals(ev=Event)
     cpdef push(self, double time, long priority, object callback, object arg=*)
+    @cython.locals(heap=list, i=Py_ssize_t, j=Py_ssize_t, parent=Event)
+    cdef _sift_up(self, Event ev)
+    @cython.locals(heap=list, top=Event, last=Event, child=Event, right=Event, n=Py_ssize_t, i=Py_ssize_t,
+                   c=Py_ssize_t)
+    cdef Event _pop(self)
+    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=Event)
+    cpdef _run_typed(self, object feed, double until)
     @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=tuple, t=double)
     cpdef _run(self, object feed, double until)

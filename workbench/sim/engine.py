@@ -1,9 +1,15 @@
 """The discrete-event engine: one clock and one event heap, nothing global.
 
-Events are ``(time, priority, sequence, callback, argument)`` tuples in a binary heap; the sequence number (a
-per-engine counter) makes the order strict and total, so a run is deterministic. A second, pre-sorted source
-of events -- the arrivals of a trace -- is merged in without pushing every arrival through the heap, which
-keeps a million-request run cheap.
+Events are ordered by ``(time, priority, sequence)``; the sequence number (a per-engine counter) makes the
+order strict and total, so a run is deterministic. A second, pre-sorted source of events -- the arrivals of a
+trace -- is merged in without pushing every arrival through the heap, which keeps a million-request run
+cheap.
+
+The event heap has two implementations with the same order: compiled (Cython), a binary heap of typed
+:class:`Event` objects compared as C numbers (``time``, then ``key`` = priority and sequence packed in one
+integer); pure Python, :mod:`heapq` over ``(time, priority, sequence, callback, argument)`` tuples (the fastest
+heap in pure Python). :data:`COMPILED` says which runs; since the order is total both pop the same events in
+the same order.
 
 Priorities order simultaneous events: an instance's iteration end (:data:`PRIO_ITERATION`) comes before an
 arrival (:data:`PRIO_ARRIVAL`), so a request arriving exactly when a batch finishes is seen by the next batch;
@@ -34,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from workbench._pure import is_compiled
 from workbench.errors import WorkbenchError
 
 #: Priority of an instance's batch-iteration end.
@@ -44,6 +51,20 @@ PRIO_ARRIVAL = 1
 PRIO_CONTROL = 2
 
 Callback = Callable[[Any, float], None]
+
+
+#: Bits of an event's ``key`` below its priority: ``key = priority << KEY_BITS | sequence``.
+KEY_BITS = 56
+#: Keys of arrival events start here (an event whose key is below comes before an arrival at the same time).
+ARRIVAL_KEY = PRIO_ARRIVAL << KEY_BITS
+
+
+def _probe() -> None:
+    """A function of this module (its type says whether the module runs compiled)."""
+
+
+#: This module is the compiled build (typed event heap) rather than the pure-Python source (heapq).
+COMPILED = is_compiled(_probe)
 
 
 class SimulationError(WorkbenchError):
@@ -81,6 +102,19 @@ class ArrivalFeed:
         self.pos = 0
 
 
+class Event:
+    """One scheduled event of the compiled engine's heap: ``callback(arg, time)``, ordered by ``time`` then
+    ``key`` (priority and sequence number, see :data:`KEY_BITS`)."""
+
+    __slots__ = ("arg", "callback", "key", "time")
+
+    def __init__(self, time: float, key: int, callback: Callback, arg: Any) -> None:
+        self.time = time
+        self.key = key
+        self.callback = callback
+        self.arg = arg
+
+
 class Engine:
     """Owns the simulation clock and the event heap.
 
@@ -92,24 +126,75 @@ class Engine:
         Number of events processed so far (heap events plus arrivals).
     """
 
-    __slots__ = ("_counter", "_heap", "events", "now")
+    __slots__ = ("_counter", "_heap", "_seq", "events", "now")
 
     def __init__(self) -> None:
         self.now = 0.0
         self.events = 0
-        self._heap: list[tuple] = []
-        self._counter = itertools.count()
+        #: the event heap: Event objects (compiled) or (time, priority, sequence, callback, arg) tuples (heapq)
+        self._heap: list = []
+        self._counter = itertools.count()  # sequence numbers of the heapq events
+        self._seq = 0  # sequence numbers of the typed events
 
     def schedule(self, time: float, priority: int, callback: Callback, arg: Any = None) -> None:
         """Call ``callback(arg, time)`` at ``time`` (>= now); ties are broken by ``priority``, then FIFO."""
         if time < self.now:
             raise SimulationError(f"event scheduled in the past: {time!r} < now {self.now!r}")
-        heapq.heappush(self._heap, (time, priority, next(self._counter), callback, arg))
+        self.push(time, priority, callback, arg)
 
     def push(self, time: float, priority: int, callback: Callback, arg: Any = None) -> None:
         """The fast path of :meth:`schedule` for callers whose ``time`` is not in the past by construction
         (``now`` plus a duration already checked to be >= 0): the same event, without the check."""
-        heapq.heappush(self._heap, (time, priority, next(self._counter), callback, arg))
+        if COMPILED:
+            ev = Event.__new__(Event)  # (a direct allocation in the compiled build, no __init__ call)
+            ev.time = time
+            ev.key = (priority << KEY_BITS) | self._seq
+            ev.callback = callback
+            ev.arg = arg
+            self._seq += 1
+            self._sift_up(ev)
+        else:
+            heapq.heappush(self._heap, (time, priority, next(self._counter), callback, arg))
+
+    # ------------------------------------------------------------------ the typed heap (compiled)
+    def _sift_up(self, ev: Event) -> None:
+        """Add ``ev`` to the typed heap."""
+        heap = self._heap
+        heap.append(ev)
+        i = len(heap) - 1
+        while i > 0:
+            j = (i - 1) >> 1
+            parent = heap[j]
+            if parent.time < ev.time or (parent.time == ev.time and parent.key < ev.key):
+                break
+            heap[i] = parent
+            i = j
+        heap[i] = ev
+
+    def _pop(self) -> Event:
+        """Remove and return the first event of the (non-empty) typed heap."""
+        heap = self._heap
+        top = heap[0]
+        last = heap.pop()
+        n = len(heap)
+        if n:
+            i = 0
+            while True:
+                c = 2 * i + 1
+                if c >= n:
+                    break
+                child = heap[c]
+                if c + 1 < n:
+                    right = heap[c + 1]
+                    if right.time < child.time or (right.time == child.time and right.key < child.key):
+                        c += 1
+                        child = right
+                if last.time < child.time or (last.time == child.time and last.key < child.key):
+                    break
+                heap[i] = child
+                i = c
+            heap[i] = last
+        return top
 
     def run(self, feed: ArrivalFeed | None = None, until: float = math.inf) -> None:
         """Process events (and the arrivals of ``feed``) in order until none is left or ``until`` is reached.
@@ -119,9 +204,54 @@ class Engine:
         time); it is restored afterwards.
         """
         with paused_gc():
-            self._run(feed, until)
+            if COMPILED:
+                self._run_typed(feed, until)
+            else:
+                self._run(feed, until)
+
+    def _run_typed(self, feed: ArrivalFeed | None, until: float) -> None:
+        """:meth:`_run` over the typed heap (the compiled engine)."""
+        heap = self._heap
+        times = feed.times if feed is not None else []
+        n_arr = len(times)
+        pos = feed.pos if feed is not None else 0
+        arrive = feed.callback if feed is not None else None
+        events = 0
+        while True:
+            if pos < n_arr:
+                t_arr = times[pos]
+                if heap:
+                    top = heap[0]
+                    if top.time < t_arr or (top.time == t_arr and top.key < ARRIVAL_KEY):
+                        if top.time > until:
+                            break
+                        top = self._pop()
+                        self.now = top.time
+                        events += 1
+                        top.callback(top.arg, top.time)
+                        continue
+                if t_arr > until:
+                    break
+                self.now = t_arr
+                events += 1
+                pos += 1
+                arrive(pos - 1, t_arr)
+            elif heap:
+                top = heap[0]
+                if top.time > until:
+                    break
+                top = self._pop()
+                self.now = top.time
+                events += 1
+                top.callback(top.arg, top.time)
+            else:
+                break
+        if feed is not None:
+            feed.pos = pos
+        self.events += events
 
     def _run(self, feed: ArrivalFeed | None, until: float) -> None:
+        """The event loop over the heapq heap (pure Python): events in order, merged with the arrivals."""
         heap = self._heap
         pop = heapq.heappop
         times = feed.times if feed is not None else []

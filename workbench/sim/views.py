@@ -52,7 +52,7 @@ class InstanceView:
 
     __slots__ = ("_capacity", "_clock", "_cols", "_counts", "_entry_blocks", "_fitting", "_full", "_index",
                  "_index_of", "_lrus", "_min_fit", "_prefix_block", "_rows", "_running", "_waiting",
-                 "fit_tokens", "ids", "instances", "kv_block_tokens", "speed")  # fmt: skip
+                 "first_id", "fit_tokens", "ids", "instances", "kv_block_tokens", "speed")  # fmt: skip
 
     def __init__(
         self,
@@ -72,6 +72,9 @@ class InstanceView:
         lo = int(self.ids[0]) if len(insts) else 0
         consecutive = bool(len(insts)) and bool((self.ids == np.arange(lo, lo + len(insts))).all())
         self._rows = slice(lo, lo + len(insts)) if consecutive else self.ids
+        #: the id of the first instance when the ids are consecutive (then position k is id first_id + k),
+        #: else -1
+        self.first_id = lo if consecutive else -1
         self._counts = outstanding
         self.speed = np.ones(len(insts)) if speed is None else speed
         # one pool's instances share its scheduler: one KV block size (the first instance's)

@@ -1,0 +1,33 @@
+# Cython declarations for controller.py (the compiled core; the .py file stays the pure-Python implementation).
+# Attributes not declared here live in the instance __dict__ (new ones need no declaration).
+cimport cython
+
+from workbench.sim.request cimport Request
+
+cdef bint COMPILED
+
+@cython.locals(best=long, k=long, j=long, c=long)
+cdef long _argmin_counts(long[:] counts, long lo, long n)
+
+cdef class FleetController:
+    cdef dict __dict__
+    cdef public object sim
+    cdef public object fleet
+    cdef public object reject_reason
+    cdef public list entry
+    cdef public list decode
+    cdef public list deferred
+    cdef public list capacity
+    cdef public list inner
+    cdef public list views
+    cdef public dict position
+    cdef public object front
+    cdef public object decode_router
+    cdef public object out
+    cdef public long[:] counts
+    @cython.locals(p=long, size=long, n=long, k=long, i=long)
+    cpdef long choose(self, Request request, object routable, double now)
+    @cython.locals(p=long, k=long, size=long)
+    cpdef long _pick_entry_pool(self, Request request, double now)
+    @cython.locals(i=long, p=long, tokens=long)
+    cpdef bint _on_finish(self, Request request, object inst, double now)
