@@ -32,7 +32,7 @@ setup: $(STAMP) $(CORE_STAMP)
 demo: setup
 	$(PY) -m workbench.cli demo --out out
 
-test: test-py test-nb
+test: lint test-py test-nb
 
 test-py: setup
 	$(PY) -m pytest -n 2 --dist loadfile tests
@@ -42,6 +42,7 @@ test-nb: setup
 
 lint: setup
 	$(PY) -m ruff check workbench tests benchmarks
+	$(VENV)/bin/lint-imports
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

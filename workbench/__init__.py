@@ -1,8 +1,28 @@
 """LLM fleet workbench: traces, simulation, power, carbon, TCO and planning for LLM-serving fleets.
 
-Layers (each imports only layers above it): ``traces`` -> ``datasets`` -> ``hardware`` -> ``analytic`` ->
-``sim`` -> ``power`` -> ``validation`` -> ``carbon`` -> ``tco`` -> ``planning`` -> ``experiments`` -> ``viz`` ->
-``widgets`` -> ``cli``.
+Layers, from the decision down to the workload (a module imports only lower rows; ``|`` separates siblings that
+do not import each other; ``lint-imports`` holds this in ``make lint`` and CI, see ``[tool.importlinter]`` in
+pyproject.toml)::
+
+    cli
+    app
+    demo | figures | widgets
+    viz
+    studies | kv_studies
+    whatif
+    planning
+    sensitivity | validation | jobs
+    tco
+    carbon
+    power
+    sim
+    analytic | presets
+    hardware
+    traces
+    datasets | experiments | stats | provenance
+    config | seeds | _progress
+    _paths | _pure
+    errors
 """
 
 from workbench import _pure
