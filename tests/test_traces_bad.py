@@ -44,7 +44,7 @@ def test_corpus_is_fully_listed():
 def test_bad_file_raises_one_clear_error(name):
     field, row, words = EXPECTED[name]
     with pytest.raises(WorkloadError) as info:
-        traces.load(BAD / name)
+        traces.load(BAD / name, duplicates="error")  # the strict mode (repeated lines are kept by default)
     err = info.value
     assert err.file is not None and err.file.endswith(name)
     assert err.field == field
@@ -153,5 +153,5 @@ def test_non_adjacent_repeat_among_ties_is_found(tmp_path):
     line = '{{"timestamp": {}, "input_length": {}, "output_length": 3, "hash_ids": {}}}\n'
     path.write_text("".join(line.format(*r) for r in rows))
     with pytest.raises(WorkloadError) as info:
-        traces.load(path)
+        traces.load(path, duplicates="error")
     assert (info.value.field, info.value.row) == ("timestamp", 4)

@@ -55,8 +55,9 @@ class Dataset:
     url
         Upstream raw URL at the pinned commit, or ``None`` for files converted by us (local copy needed).
     kind
-        ``trace`` (requests with arrivals), ``lengths`` (no arrivals), ``servegen`` (client-mixture inputs)
-        or ``table`` (other reference data: read with polars).
+        ``trace`` (requests with arrivals), ``lengths`` (no arrivals), ``servegen`` (client-mixture inputs),
+        ``cdf`` (a CDF of total tokens per request, inference-fleet-sim's workload format) or ``table`` (other
+        reference data: read with polars).
     license, citation
         License and the citation the data owners ask for.
     """
@@ -154,7 +155,7 @@ _REGISTRY = [
         "93430d8338e2fe2f932e8d3fb1fcb1c88cfe98fce9dec86ac18e52949d656ff4",
         f"{GH}/vllm-project/semantic-router/c73afa9a2bd399fc37ae57283c6689848995cbf5/bench/fleet-simulator/"
         "data/lmsys_cdf.json",
-        "table",
+        "cdf",
         "Apache-2.0",
         "inference-fleet-sim (vllm-project/semantic-router), arXiv:2603.16054.",
     ),
@@ -164,7 +165,7 @@ _REGISTRY = [
         "b5d126806598dfa6edda9dfe2e76b53620cdec6dca4c0decf6f764b8cb839470",
         f"{GH}/vllm-project/semantic-router/c73afa9a2bd399fc37ae57283c6689848995cbf5/bench/fleet-simulator/"
         "data/agent_heavy_cdf.json",
-        "table",
+        "cdf",
         "Apache-2.0",
         "inference-fleet-sim (vllm-project/semantic-router), arXiv:2603.16054.",
     ),
@@ -306,11 +307,11 @@ def trace_file(name: str, *, allow_download: bool = True) -> Path:
     if d.kind not in ("trace", "lengths"):
         raise DatasetError(
             f"dataset {name!r} is a {d.kind} file, not a request trace; "
-            + (
-                "use workbench.traces.ServeGenMix.from_datasets()"
-                if d.kind == "servegen"
-                else "read workbench.datasets.fetch(name) with polars"
-            ),
+            + {
+                "servegen": "use workbench.traces.ServeGenMix.from_datasets()",
+                "cdf": f"use workbench.traces.TotalTokenCdf.from_json({name!r}) as the lengths of a generator, "
+                "e.g. Synthetic(Poisson(rate), TotalTokenCdf.from_json(...))",
+            }.get(d.kind, "read workbench.datasets.fetch(name) with polars"),
             field="name",
         )
     return fetch(name, allow_download=allow_download)

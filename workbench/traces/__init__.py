@@ -40,6 +40,7 @@ from workbench.traces.synthetic import (
     Sessions,
     Synthetic,
     TimeVarying,
+    TotalTokenCdf,
 )
 from workbench.traces.transforms import attach_arrivals, filter, fit, merge, rescale, scale_lengths, slice
 from workbench.traces.validate import validate
@@ -73,6 +74,7 @@ __all__ = [  # noqa: RUF022 - grouped: schema, io, generators, transforms
     "Sessions",
     "Synthetic",
     "TimeVarying",
+    "TotalTokenCdf",
     "attach_arrivals",
     "filter",
     "fit",

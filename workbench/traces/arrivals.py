@@ -151,10 +151,26 @@ class Renewal:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PiecewiseRate:
-    """Rate (req/s) constant on ``[edges_s[i], edges_s[i+1])``; the last rate holds after the last edge."""
+    """Rate (req/s) constant on ``[edges_s[i], edges_s[i+1])``, held or repeated after the last edge.
+
+    Without ``period_s`` the last rate holds after the last edge (forever). With ``period_s`` the profile is
+    periodic: the last piece ends at ``period_s`` and the whole profile repeats, ``rate(t) = rate(t mod
+    period_s)``, so its long-run mean rate is its mean over one period. :func:`~workbench.traces.fit` builds a
+    periodic profile from a trace (the twin keeps the trace's mean rate however many requests it generates).
+
+    Attributes
+    ----------
+    edges_s
+        Piece starts in seconds: 0 first, increasing.
+    rates
+        Rate of each piece (>= 0).
+    period_s
+        Length of one period (> the last edge), or ``None`` for a profile whose last rate holds.
+    """
 
     edges_s: np.ndarray
     rates: np.ndarray
+    period_s: float | None = None
 
     def __post_init__(self) -> None:
         edges = np.asarray(self.edges_s, dtype=float)
@@ -163,16 +179,41 @@ class PiecewiseRate:
             raise ConfigError("edges_s and rates must be 1-D arrays of equal, non-zero length")
         if edges[0] != 0.0 or np.any(np.diff(edges) <= 0):
             raise ConfigError("edges_s must start at 0 and increase")
-        if np.any(~np.isfinite(rates)) or np.any(rates < 0) or rates[-1] <= 0:
-            raise ConfigError(
-                "rates must be finite and >= 0, and the last rate (which holds after the last edge) > 0"
-            )
+        if np.any(~np.isfinite(rates)) or np.any(rates < 0):
+            raise ConfigError("rates must be finite and >= 0")
+        if self.period_s is None:
+            if rates[-1] <= 0:
+                raise ConfigError("the last rate holds after the last edge: it must be > 0 (or give period_s)")
+        else:
+            require_positive("period_s", self.period_s)
+            if self.period_s <= edges[-1]:
+                raise ConfigError(f"period_s ({self.period_s}) must be > the last edge ({edges[-1]})")
+            if (rates * np.diff(np.append(edges, self.period_s))).sum() <= 0:
+                raise ConfigError("a periodic profile needs a rate > 0 somewhere in the period")
+            object.__setattr__(self, "period_s", float(self.period_s))
         object.__setattr__(self, "edges_s", edges)
         object.__setattr__(self, "rates", rates)
 
+    def __repr__(self) -> str:
+        extend = f"periodic, period {self.period_s:g} s" if self.period_s else "last rate held"
+        return f"PiecewiseRate({self.rates.size} pieces, mean {self.mean_rate:.4g} req/s, {extend})"
+
+    def _piece(self, t: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(self.edges_s, t, side="right") - 1, 0, self.rates.size - 1)
+
+    def _knots(self) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(self.rates[:-1] * np.diff(self.edges_s))])
+
+    def _per_period(self) -> float:
+        """Expected arrivals in one period (periodic profiles)."""
+        assert self.period_s is not None
+        return float(self._knots()[-1] + self.rates[-1] * (self.period_s - self.edges_s[-1]))
+
     def rate(self, t: np.ndarray) -> np.ndarray:
-        idx = np.clip(np.searchsorted(self.edges_s, t, side="right") - 1, 0, self.rates.size - 1)
-        return self.rates[idx]
+        t = np.asarray(t, dtype=float)
+        if self.period_s is not None:
+            t = np.mod(t, self.period_s)
+        return self.rates[self._piece(t)]
 
     @property
     def max_rate(self) -> float:
@@ -180,21 +221,37 @@ class PiecewiseRate:
 
     @property
     def mean_rate(self) -> float:
+        if self.period_s is not None:
+            return self._per_period() / self.period_s
         widths = np.diff(self.edges_s)
         return float((self.rates[:-1] * widths).sum() / widths.sum()) if widths.size else float(self.rates[0])
 
     def cumulative(self, t: np.ndarray) -> np.ndarray:
         """Expected number of arrivals in ``[0, t]``."""
-        knots = np.concatenate([[0.0], np.cumsum(self.rates[:-1] * np.diff(self.edges_s))])
-        idx = np.clip(np.searchsorted(self.edges_s, t, side="right") - 1, 0, self.rates.size - 1)
-        return knots[idx] + self.rates[idx] * (np.asarray(t) - self.edges_s[idx])
+        t = np.asarray(t, dtype=float)
+        base = 0.0
+        if self.period_s is not None:
+            cycles = np.floor(t / self.period_s)
+            base = cycles * self._per_period()
+            t = t - cycles * self.period_s
+        idx = self._piece(t)
+        return base + self._knots()[idx] + self.rates[idx] * (t - self.edges_s[idx])
 
     def inverse_cumulative(self, lam: np.ndarray) -> np.ndarray:
         """Time ``t`` at which :meth:`cumulative` reaches ``lam`` (the first such time)."""
-        knots = np.concatenate([[0.0], np.cumsum(self.rates[:-1] * np.diff(self.edges_s))])
+        lam = np.asarray(lam, dtype=float)
+        offset = 0.0
+        if self.period_s is not None:
+            per = self._per_period()
+            cycles = np.floor(lam / per)
+            offset = cycles * self.period_s
+            lam = lam - cycles * per
+        knots = self._knots()
         # side="right" lands on the last piece starting at a knot value, which skips zero-rate pieces
         idx = np.clip(np.searchsorted(knots, lam, side="right") - 1, 0, self.rates.size - 1)
-        return self.edges_s[idx] + (lam - knots[idx]) / self.rates[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inside = np.where(self.rates[idx] > 0, (lam - knots[idx]) / self.rates[idx], 0.0)
+        return offset + self.edges_s[idx] + inside
 
 
 @dataclass(frozen=True, slots=True)

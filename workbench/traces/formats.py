@@ -309,6 +309,7 @@ def header(path: Path, kind: str) -> list[str]:
         if kind == "jsonl":
             with path.open() as fh:
                 line = next((x for x in fh if x.strip()), "")
+            _refuse_token_cdf(path)
             if line.lstrip().startswith("["):
                 raise WorkloadError(
                     "expected JSON Lines (one JSON object per line), but the file holds a JSON array; "
@@ -333,6 +334,28 @@ def header(path: Path, kind: str) -> list[str]:
         return pl.scan_parquet(path, glob=False).collect_schema().names()  # reads the footer only
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise WorkloadError(f"cannot read file: {exc}", file=str(path)) from None
+
+
+def _refuse_token_cdf(path: Path) -> None:
+    """Raise a pointer to :class:`~workbench.traces.lengths.TotalTokenCdf` for an inference-fleet-sim CDF file.
+
+    Such a file (a JSON list of ``[total_tokens, fraction]`` pairs, or an object with a ``"cdf"`` list) is a
+    length distribution, not a request table.
+    """
+    if path.stat().st_size > 2**20:
+        return
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+    pairs = raw.get("cdf") if isinstance(raw, dict) else raw
+    if isinstance(pairs, list) and pairs and all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise WorkloadError(
+            "this is a CDF of total tokens per request (inference-fleet-sim's workload format), not a request "
+            "table; use workbench.traces.TotalTokenCdf.from_json(path) as the lengths of a generator, e.g. "
+            "Synthetic(Poisson(rate), TotalTokenCdf.from_json(path)).generate(n, seed=0)",
+            file=str(path),
+        )
 
 
 def _no_duplicate_names(names: Sequence[str], path: Path) -> None:

@@ -36,7 +36,7 @@ def load(
     mapping: Mapping[str, str] | None = None,
     time_unit: str | None = None,
     name: str | None = None,
-    duplicates: str = "error",
+    duplicates: str = "keep",
     allow_download: bool = True,
 ) -> Trace:
     """Load a workload into the canonical schema.
@@ -60,8 +60,8 @@ def load(
         Trace name (default: file stem).
     duplicates
         Rows that repeat an earlier row exactly (same arrival time, lengths and tags, in a file without
-        request ids): ``"error"`` (default), ``"keep"`` (distinct requests) or ``"drop"``; kept or dropped
-        repeats are counted in ``Trace.meta["duplicate_rows"]`` with a warning (see
+        request ids): ``"keep"`` (default: distinct requests), ``"drop"`` or ``"error"`` (strict); kept or
+        dropped repeats are counted in ``Trace.meta["duplicate_rows"]`` with a warning (see
         :mod:`workbench.traces.validate`).
     allow_download
         For a dataset name: fetch a missing file (``False``: never touch the network, see

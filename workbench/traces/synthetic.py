@@ -39,7 +39,7 @@ from workbench.traces.arrivals import (
     check_count_or_duration,
     weibull_shape,
 )
-from workbench.traces.lengths import MAX_TOKENS, Empirical, Fixed, LengthModel, LogNormal, Pmf
+from workbench.traces.lengths import MAX_TOKENS, Empirical, Fixed, LengthModel, LogNormal, Pmf, TotalTokenCdf
 from workbench.traces.schema import Trace, to_trace
 from workbench.traces.servegen import SERVEGEN_PDF_WINDOW_S, SERVEGEN_SOURCE, SERVEGEN_WINDOW_S, ServeGenMix
 from workbench.traces.sessions import PrefixReuse, Sessions
@@ -144,6 +144,7 @@ __all__ = [
     "Sessions",
     "Synthetic",
     "TimeVarying",
+    "TotalTokenCdf",
     "check_count_or_duration",
     "to_trace",
     "weibull_shape",

@@ -23,7 +23,7 @@ from workbench.config import require_choice, require_positive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
 from workbench.traces.agentic import fit_sessions
-from workbench.traces.describe import interarrival_cv, rate_series
+from workbench.traces.describe import interarrival_cv
 from workbench.traces.schema import MAX_TOKENS, Trace
 from workbench.traces.synthetic import (
     ArrivalProcess,
@@ -193,6 +193,25 @@ def renewal_cv(arrivals: np.ndarray, profile: PiecewiseRate) -> float:
     return float(np.clip(math.sqrt(max(c2, 0.0)), 0.05, 50.0))
 
 
+def _rate_profile(t: np.ndarray, span: float, bin_s: float, *, periodic: bool) -> PiecewiseRate:
+    """Piecewise-constant rate of arrivals ``t`` (from 0) over ``[0, span]`` in ``bin_s`` bins (see ``fit``).
+
+    Every arrival, the last one (at ``span``) included, falls in a piece, and each piece's rate is its count
+    over its own width, so the profile integrates to ``t.size`` over the span.
+    """
+    edges = np.arange(0.0, span, bin_s)
+    if edges.size > 1 and span - edges[-1] < bin_s / 2:  # a sliver at the end joins the piece before
+        edges = edges[:-1]
+    widths = np.diff(np.append(edges, span))
+    idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, edges.size - 1)
+    rates = np.bincount(idx, minlength=edges.size) / widths
+    if periodic:
+        return PiecewiseRate(edges, rates, period_s=span)
+    if rates[-1] <= 0:
+        rates[-1] = rates[rates > 0][-1]
+    return PiecewiseRate(edges, rates)
+
+
 def _best_family(gaps: np.ndarray, cv: float) -> str:
     """Gamma or Weibull, whichever CDF (mean 1, coefficient of variation ``cv``) is closer (KS) to the gaps."""
     from scipy import stats
@@ -216,6 +235,7 @@ def fit(
     family: str = "auto",
     prefix: bool = True,
     sessions: bool = True,
+    extend: str = "periodic",
 ) -> Synthetic:
     """A generator that reproduces the trace's rate profile, inter-arrival CV, lengths and prefix reuse.
 
@@ -242,6 +262,10 @@ def fit(
         (:func:`~workbench.traces.agentic.fit_sessions`), so it has ``session_id``/``turn`` and the prefix
         reuse of its conversations (their hashes come with the sessions, whatever ``prefix``). ``False``:
         lengths and reuse as without sessions.
+    extend
+        How the rate profile continues past the trace's span (first to last arrival), for twins asked for
+        more requests than the trace has: ``"periodic"`` (default) repeats the profile with the span as its
+        period, so the twin keeps the trace's mean rate for any count; ``"hold"`` holds the last bin's rate.
 
     Returns
     -------
@@ -255,7 +279,11 @@ def fit(
 
     Notes
     -----
-    Times are taken from the first arrival. The profile takes the slow rate variation; the renewal CV is the
+    Times are taken from the first arrival. The profile has pieces of ``bin_s`` seconds over the span, the last
+    one as wide as what is left of it (its rate is its count over its own width, so a short last piece is not
+    diluted); a last piece shorter than half a bin is merged into the one before. Its integral over the span
+    equals the trace's request count, so the twin's long-run rate is the trace's ``n / span``. The profile
+    takes the slow rate variation; the renewal CV is the
     moment match of :func:`renewal_cv`, so the twin's inter-arrival CV (what :func:`describe` reports) matches
     the trace's on average, rather than counting the rate variation twice. The generator maps a unit-rate
     renewal process with that CV through the profile (:class:`~workbench.traces.synthetic.TimeVarying`).
@@ -266,17 +294,15 @@ def fit(
     _need_arrivals(trace, "fit")
     require_choice("lengths", lengths, ("empirical", "lognormal"))
     require_choice("family", family, ("auto", "gamma", "weibull"))
+    require_choice("extend", extend, ("periodic", "hold"))
     t = trace.requests["arrival_s"].to_numpy()
     if t.size < 3 or trace.duration_s <= 0:
         raise WorkloadError("fit needs at least 3 requests spread over time", field="arrival_s")
     t = t - t[0]  # the profile, like everything else, starts at the first arrival
     duration = float(t[-1])
     bin_s = bin_s or max(duration / 60, 200 * duration / t.size)
-    series = rate_series(trace.with_requests(trace.requests.with_columns(pl.Series("arrival_s", t))), bin_s)
-    rates = series["rate_rps"].to_numpy().copy()
-    if rates[-1] <= 0:
-        rates[-1] = rates[rates > 0][-1]
-    profile = PiecewiseRate(series["t_s"].to_numpy(), rates)
+    require_positive("bin_s", bin_s)
+    profile = _rate_profile(t, duration, bin_s, periodic=extend == "periodic")
     cv = renewal_cv(t, profile)
     if family == "auto":
         family = _best_family(np.diff(profile.cumulative(t)), cv) if cv != 1.0 else "gamma"

@@ -14,11 +14,12 @@ row; rows are numbered from 1 = first data record, row 0 is the header):
   (one id per prompt block: more blocks than the prompt holds is an error);
 * ``request_id`` is unique: a repeated id (a duplicated request) is an error;
 * duplicate rows: in a table without its own ids, a row equal to an earlier one in every column (same arrival
-  time, same lengths, same hashes and tags) is most likely the same request written twice, since real traces
-  record arrivals finely enough (Azure: 100 ns, Mooncake: 1 ms; neither has such a pair, although Mooncake has
-  requests sharing a millisecond). ``duplicates="error"`` (the default) raises naming the first repeat;
-  ``"keep"`` keeps them as distinct requests and ``"drop"`` removes the repeats, each with a warning and the
-  count in ``report["duplicate_rows"]`` (and so in ``Trace.meta``). Equal timestamps alone are legal.
+  time, same lengths, same hashes and tags) repeats a line exactly. Traces that log coarse times have them
+  legitimately (BurstGPT logs whole seconds, so two requests of the same size in one second are two equal
+  lines); a file written twice by mistake has them too, and the two cannot be told apart. So
+  ``duplicates="keep"`` (the default) keeps them as distinct requests, ``"drop"`` removes the repeats, both with
+  a warning and the count in ``report["duplicate_rows"]`` (and so in ``Trace.meta``); ``"error"`` (the strict
+  mode) raises naming the first repeat. Equal timestamps alone are legal and not counted.
 
 Rows are dropped only on request (``duplicates="drop"``), never silently. Validation is one aggregate pass
 over the collected table; the first bad row is located only on failure. Ties in ``arrival_s`` are the only
@@ -66,7 +67,7 @@ def validate(
     sort: bool = False,
     has_arrivals: bool = True,
     names: dict[str, str] | None = None,
-    duplicates: str = "error",
+    duplicates: str = "keep",
     report: dict | None = None,
     block_tokens: int | None = None,
 ) -> pl.DataFrame:
@@ -86,8 +87,8 @@ def validate(
     names
         Canonical name -> source column name, so messages name the column the user sees.
     duplicates
-        What to do with rows that repeat an earlier row exactly (tables without ids only): ``"error"``,
-        ``"keep"`` or ``"drop"`` (see module docstring).
+        What to do with rows that repeat an earlier row exactly (tables without ids only): ``"keep"``
+        (default, counted and warned about), ``"drop"`` or ``"error"`` (see module docstring).
     report
         Optional dict that receives ``duplicate_rows`` (count) when repeats were kept or dropped.
     block_tokens
