@@ -10,6 +10,7 @@ import pytest
 
 from workbench.hardware import RooflineModel, model
 from workbench.sim.autoscale import AutoscaleConfig
+from workbench.sim.config import SchedulerConfig
 from workbench.sim.fleet import compare, gpu_hours, instance_count, instance_stats, latency_cdf, simulate
 from workbench.sim.topology import Fleet, Pool, monolithic
 from workbench.traces import Fixed, LogNormal, Poisson, Synthetic, TimeVarying
@@ -323,7 +324,7 @@ def test_heterogeneous_pool_estimate_is_order_free_and_between_its_gpus():
 
 
 def test_views_carry_each_pools_block_size():
-    pools = (Pool("a", max_tokens=4096, scheduler={"block_size": 32}), Pool("b"))
+    pools = (Pool("a", max_tokens=4096, scheduler=SchedulerConfig(block_size=32)), Pool("b"))
     box = {}
     fleet = Fleet(pools=pools, router="length_pools")
     simulate(table([10], [1]), fleet, setup=lambda _, c: box.setdefault("c", c))

@@ -106,9 +106,11 @@ def test_fleet_errors_name_the_field(kwargs, match):
         ({"mig": "1g", "tp": 2}, "MIG slices run with tp = 1"),
         ({"role": "both-ish"}, r"^pool 'p'.role: unknown role 'both-ish'; choose one of: both, decode"),
         ({"gpu": {"H100": -2}}, r"pool 'p'.gpu\['H100'\]: instance count must be an integer >= 0"),
-        ({"scheduler": {"max_num_seqs": 0}}, r"pool 'p'.scheduler: max_num_seqs must be an integer >= 1"),
+        ({"scheduler": {"max_num_seqs": 0}}, r"pool 'p'.scheduler: expected a SchedulerConfig, got \{'max_"),
         ({"accuracy": 1.5}, r"pool 'p'.accuracy must be in \[0.0, 1.0\]"),
-        ({"instances": 9, "autoscale": {"max_instances": 8}}, r"initial count 9 outside .*\[1, 8\]"),
+        ({"instances": 9, "autoscale": AutoscaleConfig(max_instances=8)}, r"initial count 9 outside .*\[1, 8"),
+        ({"instances": 0}, r"pool 'p'.instances: a pool without an autoscaler needs at least 1 instance"),
+        ({"gpu": {"H100": 0}}, r"pool 'p'.instances: a pool without an autoscaler needs at least 1 instance"),
     ],
 )
 def test_pool_errors_name_the_field(kwargs, match):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.sim import InstanceConfig, LinearPerfModel, Simulation, simulate
+from workbench.sim import InstanceConfig, LinearPerfModel, SchedulerConfig, Simulation, simulate
 from workbench.sim.fleet import simulate as fleet_simulate
 from workbench.sim.hierarchy import TIER_COLUMNS, attach_hierarchy, finish_hierarchy
 from workbench.sim.kvtiers import KVHierarchy
@@ -224,7 +224,7 @@ def test_a_dram_tier_raises_the_hit_rate_of_a_fleet_that_routes_blind_to_caches(
     trace = Synthetic(
         Poisson(6.0), Fixed(3000, 30), Sessions(mean_turns=8, think_s=20.0, block_tokens=H)
     ).generate(n=400, seed=3)
-    base = monolithic(2, router="round_robin", scheduler={"max_num_seqs": 64})
+    base = monolithic(2, router="round_robin", scheduler=SchedulerConfig(max_num_seqs=64))
     tiers = dataclasses.replace(base, hierarchy=KVHierarchy(dram={"capacity_gb": 16}))
     r0, r1 = fleet_simulate(trace, base), fleet_simulate(trace, tiers)
     assert r1.requests["cached_tokens"].sum() > 1.03 * r0.requests["cached_tokens"].sum()

@@ -629,7 +629,7 @@ def sweep(
     if not configs:
         raise ConfigError("configs is empty: give at least one configuration to sweep")
     if backend is not None:
-        require_choice("backend", backend, BACKENDS)
+        backend = require_choice("backend", backend, BACKENDS)
     if not (isinstance(n_jobs, int) and n_jobs != 0):
         raise ConfigError(f"n_jobs must be a non-zero integer, got {n_jobs!r}")
     records = [config_record(c) for c in configs]

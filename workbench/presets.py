@@ -63,15 +63,13 @@ def get(name: str) -> Preset:
     """The preset called ``name`` (one :class:`ConfigError` listing the names when unknown)."""
     from workbench.config import require_choice
 
-    require_choice("workload", name, tuple(PRESETS), what="workload preset")
-    return PRESETS[name]
+    return PRESETS[require_choice("workload", name, tuple(PRESETS), what="workload preset")]
 
 
 def generate(name: str, seed: int = 0, n: int | None = None) -> Trace:
     """Shorthand for ``get(name).generate(seed, n)``; the last 16 traces are kept (a preset is a pure function
     of its seed, and a :class:`Trace` is immutable), so an explorer switching back is instant."""
-    get(name)
-    return _generate(name, seed, n)
+    return _generate(get(name).name, seed, n)
 
 
 @lru_cache(maxsize=16)

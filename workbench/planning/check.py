@@ -37,9 +37,10 @@ MAX_GROWTH = 16
 
 def build_fleet(cand: Candidate, n1: int, n2: int, model: str):
     """The :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances."""
+    from workbench.sim.config import SchedulerConfig
     from workbench.sim.topology import Fleet, Pool
 
-    sched = {"max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": max(8192, cand.max_num_seqs)}
+    sched = SchedulerConfig(max_num_seqs=cand.max_num_seqs, max_num_batched_tokens=max(8192, cand.max_num_seqs))
     common = {"model": model, "router": cand.router, "scheduler": sched}
     if cand.topology == "monolithic":
         return Fleet(pools=(Pool("main", gpu=cand.gpu, tp=cand.tp, instances=n1, **common),))

@@ -341,7 +341,7 @@ def build_problems(
     Returns ``(problems, first, second, info)`` where ``first[i]``/``second[i]`` index candidate ``i``'s pools
     (``second = -1`` for monolithic) and ``info`` holds per-pool GPU names, TP and table look-ups.
     """
-    require_choice("arrivals", arrivals, ARRIVALS)
+    arrivals = require_choice("arrivals", arrivals, ARRIVALS)
     model(model_name)  # unknown model -> HardwareError listing the known ones
     q = slo.quantile
     segs = _segments(cands)

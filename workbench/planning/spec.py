@@ -118,7 +118,7 @@ class Candidate:
     link_gbps: float = 50.0
 
     def __post_init__(self) -> None:
-        require_choice("Candidate.topology", self.topology, TOPOLOGIES)
+        object.__setattr__(self, "topology", require_choice("Candidate.topology", self.topology, TOPOLOGIES))
         for name in ("tp", "max_num_seqs"):  # numpy integers are stored as Python ints
             object.__setattr__(self, name, require_int(f"Candidate.{name}", getattr(self, name)))
         if self.tp2 is not None:
@@ -199,7 +199,7 @@ class CostBasis:
     usd_per_gpu_hr: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        require_choice("CostBasis.kind", self.kind, ("cloud", "tco"))
+        object.__setattr__(self, "kind", require_choice("CostBasis.kind", self.kind, ("cloud", "tco")))
         require_positive("CostBasis.lifetime_years", self.lifetime_years)
         require_range("CostBasis.utilisation", self.utilisation, 0.01, 1.0)
         for name, price in self.usd_per_gpu_hr.items():
@@ -236,7 +236,7 @@ def candidate_grid(
     tps, thresholds, gpus2 = list(tps), list(thresholds), list(gpus2)
     caps, clocks, routers = list(max_num_seqs), list(clocks), list(routers)
     for topo in topologies:
-        require_choice("topology", topo, TOPOLOGIES)
+        topo = require_choice("topology", topo, TOPOLOGIES)
         ths = thresholds if topo == "length_pools" else [None]
         g2s = gpus2 if topo != "monolithic" else [None]
         for g, tp, th, g2, cap, clk, r in itertools.product(gpus, tps, ths, g2s, caps, clocks, routers):

@@ -85,7 +85,7 @@ class AutoscaleConfig:
     down_threshold: float = 4.0
 
     def __post_init__(self) -> None:
-        require_choice("autoscale.policy", self.policy, SCALERS)
+        object.__setattr__(self, "policy", require_choice("autoscale.policy", self.policy, SCALERS))
         for name in ("min_instances", "max_instances"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

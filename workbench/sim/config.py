@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.config import from_dict, require_choice, require_positive, require_range
+from workbench.config import require_choice, require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.hardware.perf import PerformanceModel, as_performance_model
 
@@ -80,7 +80,7 @@ class SchedulerConfig:
             )
         if self.prefill_chunk_tokens is not None:
             _require_int("prefill_chunk_tokens", self.prefill_chunk_tokens)
-        require_choice("priority", self.priority, PRIORITIES)
+        object.__setattr__(self, "priority", require_choice("priority", self.priority, PRIORITIES))
         _require_int("block_size", self.block_size)
         require_range("watermark", self.watermark, 0.0, 0.5)
 
@@ -144,13 +144,14 @@ class InstanceConfig:
         require_range("memory_utilization", self.memory_utilization, 0.0, 1.0)
         if self.kv_capacity_tokens is not None:
             _require_int("kv_capacity_tokens", self.kv_capacity_tokens)
-        require_choice("role", self.role, ROLES)
+        object.__setattr__(self, "role", require_choice("role", self.role, ROLES))
         if self.n_gpus is not None:
             require_positive("n_gpus", self.n_gpus)
-        if isinstance(self.scheduler, dict):  # from TOML: [instance.scheduler] table
-            object.__setattr__(self, "scheduler", from_dict(SchedulerConfig, self.scheduler))
         if not isinstance(self.scheduler, SchedulerConfig):
-            raise ConfigError(f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__}")
+            raise ConfigError(
+                f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__} (a table of fields "
+                "is converted by workbench.config.from_dict / load_toml)"
+            )
         if self.perf is not None:
             as_performance_model(self.perf)  # fails early, naming the field, when perf cannot time a batch
 
@@ -194,7 +195,8 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         _require_int("n_instances", self.n_instances)
-        if isinstance(self.instance, dict):  # from TOML: [instance] table
-            object.__setattr__(self, "instance", from_dict(InstanceConfig, self.instance))
         if not isinstance(self.instance, InstanceConfig):
-            raise ConfigError(f"instance must be an InstanceConfig, got {type(self.instance).__name__}")
+            raise ConfigError(
+                f"instance must be an InstanceConfig, got {type(self.instance).__name__} (a table of fields is "
+                "converted by workbench.config.from_dict / load_toml)"
+            )

@@ -128,7 +128,7 @@ DISTRIBUTIONS = {
 def service_distribution(name: str, **params) -> ServiceDistribution:
     """Build a service distribution by short name (``exponential``, ``deterministic``, ``lognormal``,
     ``empirical``)."""
-    require_choice("service distribution", name, tuple(DISTRIBUTIONS))
+    name = require_choice("service distribution", name, tuple(DISTRIBUTIONS))
     return DISTRIBUTIONS[name](**params)
 
 

@@ -18,12 +18,12 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.config import from_dict, require_choice, require_positive, require_range
+from workbench.config import from_dict, load_toml, require_choice, require_positive, require_range
 from workbench.errors import ConfigError, HardwareError
 from workbench.sim.autoscale import AutoscaleConfig
 from workbench.sim.config import ROLES, SchedulerConfig
@@ -49,6 +49,10 @@ INTERCONNECTS: dict[str, tuple[float, float]] = {
     "roce": (25.0, 10e-6),
     "ethernet": (12.5, 30e-6),
 }
+
+
+#: Hint for a table given where a configuration object is expected (the dataclasses take typed values only).
+_TABLES = "; tables of fields are converted by Fleet.from_dict / Fleet.from_toml (workbench.config.from_dict)"
 
 
 def _fail(field_name: str, message: str) -> ConfigError:
@@ -100,7 +104,7 @@ class Pool:
     mig: str | None = None
     router: str = "jsq"
     router_params: dict = field(default_factory=dict)
-    scheduler: SchedulerConfig | dict = field(default_factory=SchedulerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     role: str = "both"
     max_tokens: int | None = None
     classes: tuple[str, ...] = ()
@@ -124,30 +128,33 @@ class Pool:
             object.__setattr__(self, "gpu", dict(self.gpu))
         if isinstance(self.instances, bool) or not isinstance(self.instances, int) or self.instances < 0:
             raise _fail(f"{where}.instances", f"must be an integer >= 0, got {self.instances!r}")
+        if self.instances == 0 and self.autoscale is None:
+            raise _fail(
+                f"{where}.instances",
+                "a pool without an autoscaler needs at least 1 instance, got 0 (give it instances >= 1, or an "
+                "autoscaler with min_instances = 0 to let it scale to zero)",
+            )
         if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
             raise _fail(f"{where}.tp", f"must be a positive integer, got {self.tp!r}")
-        check_router_name(self.router, f"{where}.router")
+        object.__setattr__(self, "router", check_router_name(self.router, f"{where}.router"))
         if self.router in POOL_ROUTERS:
             valid = sorted(set(ROUTERS) - POOL_ROUTERS)
             raise _fail(f"{where}.router", f"{self.router!r} chooses pools; use one of: {', '.join(valid)}")
-        require_choice(f"{where}.role", self.role, ROLES, what="role")
-        if isinstance(self.scheduler, dict):
-            try:
-                object.__setattr__(self, "scheduler", from_dict(SchedulerConfig, self.scheduler))
-            except ConfigError as exc:
-                raise _fail(f"{where}.scheduler", str(exc)) from None
-        elif not isinstance(self.scheduler, SchedulerConfig):
-            raise _fail(f"{where}.scheduler", f"expected a table of scheduler fields, got {self.scheduler!r}")
+        object.__setattr__(self, "role", require_choice(f"{where}.role", self.role, ROLES, what="role"))
+        if not isinstance(self.scheduler, SchedulerConfig):
+            raise _fail(f"{where}.scheduler", f"expected a SchedulerConfig, got {self.scheduler!r}{_TABLES}")
         if self.mig is not None:
-            require_choice(f"{where}.mig", self.mig, tuple(MIG_PROFILES), what="MIG profile")
+            mig = require_choice(f"{where}.mig", self.mig, tuple(MIG_PROFILES), what="MIG profile")
+            object.__setattr__(self, "mig", mig)
             if self.tp != 1:
                 raise _fail(f"{where}.mig", f"MIG slices run with tp = 1, got tp = {self.tp}")
         if self.max_tokens is not None:
             require_positive(f"{where}.max_tokens", self.max_tokens)
         require_range(f"{where}.accuracy", self.accuracy, 0.0, 1.0)
-        object.__setattr__(self, "classes", tuple(self.classes))
-        if isinstance(self.autoscale, dict):
-            object.__setattr__(self, "autoscale", from_dict(AutoscaleConfig, self.autoscale))
+        if not isinstance(self.classes, tuple) or not all(isinstance(c, str) for c in self.classes):
+            raise _fail(f"{where}.classes", f"expected a tuple of class names, got {self.classes!r}")
+        if self.autoscale is not None and not isinstance(self.autoscale, AutoscaleConfig):
+            raise _fail(f"{where}.autoscale", f"expected an AutoscaleConfig, got {self.autoscale!r}{_TABLES}")
         if self.autoscale is not None:
             a = self.autoscale
             if not a.min_instances <= self.instances <= a.max_instances:
@@ -239,19 +246,26 @@ class Fleet:
             object.__setattr__(self, "hierarchy", KVHierarchy.from_dict(self.hierarchy))
         elif self.hierarchy is not None and not isinstance(self.hierarchy, KVHierarchy):
             raise ConfigError(f"fleet.hierarchy: expected a table of hierarchy fields, got {self.hierarchy!r}")
-        pools = tuple(Pool(**p) if isinstance(p, dict) else p for p in self.pools)
-        object.__setattr__(self, "pools", pools)
+        pools = self.pools
+        if not isinstance(pools, tuple):
+            raise ConfigError(f"fleet.pools: expected a tuple of Pool, got {type(pools).__name__}")
+        bad = next((k for k, p in enumerate(pools) if not isinstance(p, Pool)), None)
+        if bad is not None:
+            raise ConfigError(f"pools[{bad}]: expected a Pool, got {pools[bad]!r}{_TABLES}")
         if not pools:
             raise ConfigError("fleet.pools: a fleet needs at least one pool")
         names = [p.name for p in pools]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"fleet.pools: duplicate pool name(s) {dup}")
-        check_router_name(self.router, "fleet.router")
-        check_router_name(self.decode_router, "fleet.decode_router")
+        object.__setattr__(self, "router", check_router_name(self.router, "fleet.router"))
+        object.__setattr__(self, "decode_router", check_router_name(self.decode_router, "fleet.decode_router"))
         if self.decode_router in POOL_ROUTERS:
             raise ConfigError(f"fleet.decode_router: {self.decode_router!r} chooses pools, not instances")
-        require_choice("fleet.interconnect", self.interconnect, tuple(INTERCONNECTS), what="interconnect")
+        link = require_choice(
+            "fleet.interconnect", self.interconnect, tuple(INTERCONNECTS), what="interconnect"
+        )
+        object.__setattr__(self, "interconnect", link)
         if self.link_bandwidth_gbs is not None:
             require_positive("fleet.link_bandwidth_gbs", self.link_bandwidth_gbs)
         if self.link_latency_s is not None:
@@ -352,33 +366,17 @@ class Fleet:
         raise ConfigError(f"unknown pool {name!r}; choose one of: {', '.join(p.name for p in self.pools)}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Fleet:
-        """Build a fleet from a dict (as read from TOML: ``[[pools]]`` tables, ``[pools.autoscale]``)."""
-        data = dict(data)
-        pools = data.pop("pools", None)
-        if not isinstance(pools, list):
+    def from_dict(cls, data: Mapping[str, Any]) -> Fleet:
+        """Build a fleet from a dict as read from TOML (``[[pools]]`` tables, ``[pools.autoscale]``,
+        ``scheduler = {...}``); :func:`workbench.config.from_dict` on :class:`Fleet`."""
+        if isinstance(data, Mapping) and "pools" in data and not isinstance(data["pools"], list | tuple):
             raise ConfigError("fleet.pools: expected a list of pool tables ([[pools]] in TOML)")
-        built = []
-        for k, p in enumerate(pools):
-            if not isinstance(p, dict):
-                raise ConfigError(f"pools[{k}]: expected a table, got {type(p).__name__}")
-            p = dict(p)
-            if "classes" in p:
-                p["classes"] = tuple(p["classes"])
-            try:
-                built.append(from_dict(Pool, p))
-            except (TypeError, ConfigError) as exc:
-                raise type(exc)(f"pools[{k}]: {exc}") from None
-        return from_dict(cls, {**data, "pools": tuple(built)})
+        return from_dict(cls, data)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Fleet:
-        """Load a fleet from a TOML file (see :meth:`from_dict`)."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read fleet config {path}: {exc}") from None
-        return cls.from_dict(data)
+        """Load a fleet from a TOML file (:func:`workbench.config.load_toml`, the one TOML reader)."""
+        return load_toml(cls, path)
 
 
 def monolithic(

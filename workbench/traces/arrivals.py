@@ -132,7 +132,7 @@ class Renewal:
     def __post_init__(self) -> None:
         require_positive("rate", self.rate)
         require_range("cv", self.cv, 0.05, 50.0)
-        require_choice("family", self.family, ("gamma", "weibull"))
+        object.__setattr__(self, "family", require_choice("family", self.family, ("gamma", "weibull")))
 
     @property
     def mean_rate(self) -> float:
@@ -322,7 +322,7 @@ class TimeVarying:
 
     def __post_init__(self) -> None:
         require_range("cv", self.cv, 0.05, 50.0)
-        require_choice("family", self.family, ("gamma", "weibull"))
+        object.__setattr__(self, "family", require_choice("family", self.family, ("gamma", "weibull")))
 
     @property
     def mean_rate(self) -> float:

@@ -292,9 +292,9 @@ def fit(
     ``session_id``/``turn``.
     """
     _need_arrivals(trace, "fit")
-    require_choice("lengths", lengths, ("empirical", "lognormal"))
-    require_choice("family", family, ("auto", "gamma", "weibull"))
-    require_choice("extend", extend, ("periodic", "hold"))
+    lengths = require_choice("lengths", lengths, ("empirical", "lognormal"))
+    family = require_choice("family", family, ("auto", "gamma", "weibull"))
+    extend = require_choice("extend", extend, ("periodic", "hold"))
     t = trace.requests["arrival_s"].to_numpy()
     if t.size < 3 or trace.duration_s <= 0:
         raise WorkloadError("fit needs at least 3 requests spread over time", field="arrival_s")

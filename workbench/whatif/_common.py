@@ -199,10 +199,11 @@ def simulate_fleet(
     ``failures(sim, controller)`` is called before the run (see :func:`workbench.sim.fleet.simulate`'s
     ``setup`` hook) to schedule ``sim.fail_instance`` events.
     """
+    from workbench.sim.config import SchedulerConfig
     from workbench.sim.fleet import simulate
     from workbench.sim.topology import Fleet, Pool
 
-    sched = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max(8192, max_num_seqs)}
+    sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max(8192, max_num_seqs))
     fleet = Fleet(pools=(Pool("main", gpu=gpu_name, model=model, tp=tp, instances=instances, scheduler=sched),))
 
     def setup(sim, ctl) -> None:

@@ -288,7 +288,7 @@ def grid_flex(
     max_num_seqs = require_int("max_num_seqs", max_num_seqs)
     max_sims = require_int("max_sims", max_sims)
     sim_requests = require_int("sim_requests", sim_requests)
-    require_choice("objective", objective, OBJECTIVES)
+    objective = require_choice("objective", objective, OBJECTIVES)
     require_positive("node_power_w", node_power_w, allow_zero=True)
     name = gpu(gpu_name).name
     tp = resolve_tp(name, model, tp)

@@ -446,12 +446,12 @@ def plan(
         When no GPU type can satisfy the mode (e.g. a budget or power cap below one node of every type); the
         message lists each type's limit.
     """
-    require_choice("mode", mode, MODES)
-    require_choice("unit", unit, tuple(_UNIT))
+    mode = require_choice("mode", mode, MODES)
+    unit = require_choice("unit", unit, tuple(_UNIT))
     require_positive("target", target)
     costs = costs or ModeCosts()
     rank_by = rank_by or DEFAULT_RANK[mode]
-    require_choice("rank_by", rank_by, tuple(METRICS))
+    rank_by = require_choice("rank_by", rank_by, tuple(METRICS))
     missing = [c for c in CAPACITY_COLUMNS if c not in capacity.columns]
     if missing:
         raise ConfigError(f"capacity table lacks column(s) {missing}; build it with capacity_at_slo()")

@@ -28,7 +28,7 @@ def build_fleet(topology: str, instances: int, router: str, *, threshold: int = 
     """
     from workbench.config import require_choice
 
-    require_choice("topology", topology, TOPOLOGIES)
+    topology = require_choice("topology", topology, TOPOLOGIES)
     if topology == "monolithic" or instances < 2:
         return monolithic(instances, router=router, **pool)
     if topology == "length pools":

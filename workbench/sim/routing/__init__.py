@@ -66,13 +66,14 @@ def register(cls: type) -> type:
     return cls
 
 
-def check_router_name(name: str, field: str = "router") -> None:
-    """Raise :class:`ConfigError` naming ``field`` unless ``name`` is a registered router.
+def check_router_name(name: str, field: str = "router") -> str:
+    """The registered router called ``name`` (case and surrounding spaces ignored, see
+    :func:`workbench.config.require_choice`); a :class:`ConfigError` naming ``field`` when there is none.
 
     The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
     for the default field).
     """
-    require_choice(field, name, tuple(ROUTERS), what=None if field == "router" else "router")
+    return require_choice(field, name, tuple(ROUTERS), what=None if field == "router" else "router")
 
 
 class _NoStream:
@@ -106,7 +107,7 @@ def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -
     ConfigError
         Unknown name (lists the valid ones) or unknown/invalid parameter.
     """
-    check_router_name(name)
+    name = check_router_name(name)
     cls = ROUTERS[name]
     accepted = [p for p in inspect.signature(cls).parameters if p != "rng"]
     unknown = sorted(set(params) - set(accepted))

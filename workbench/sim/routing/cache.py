@@ -193,8 +193,7 @@ class LMetric(RouterBase):
 
     def __init__(self, *, batch: str = "running", rng: np.random.Generator | None = None) -> None:
         super().__init__(rng=rng)
-        require_choice("batch", batch, ("running", "outstanding"))
-        self.batch = batch
+        self.batch = require_choice("batch", batch, ("running", "outstanding"))
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         p = view.queued_prefill_tokens + (request.prompt_tokens - view.prefix_match_tokens(request))
