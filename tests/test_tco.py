@@ -235,3 +235,30 @@ def test_widget_redraws_once_per_change(monkeypatch) -> None:
     assert len(calls) == 3 and calls[-1]["electricity_usd_per_kwh"] == 0.098
     controls["PUE"].value = 1.5
     assert len(calls) == 4 and calls[-1]["pue"] == 1.5
+
+
+def test_cost_explorer_has_every_number_for_every_gpu_it_offers():
+    """Issue 14 item 5: 7 of the 9 GPUs offered showed NaN per-token cost and carbon (no ML.ENERGY run)."""
+    import polars as pl
+
+    from workbench.hardware import list_gpus
+    from workbench.tco import estimated_throughput_per_gpu, throughput_with_source
+    from workbench.widgets.energy import explore
+
+    offered = list_gpus().filter(pl.col("purchase_price_usd_approx").is_not_null())["gpu"].to_list()
+    assert len(offered) >= 9
+    cases = [(g, "us-avg", 0.6) for g in offered] + [("L4", "france", 0.05), ("MI300X", "india", 1.0)]
+    for gpu, site_name, utilisation in cases:
+        _, numbers = explore(gpu, site_name=site_name, utilisation=utilisation)
+        row = numbers.row(0, named=True)
+        assert all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in row.values()), row
+        assert row["USD per M output tokens"] > 0 and row["g CO2e per M tokens"] > 0
+        measured = gpu in ("H100-SXM", "B200")
+        assert row["throughput source"].startswith("ML.ENERGY" if measured else "roofline estimate"), row
+    # the estimate is the roofline's, within a factor of two of the measurement where both exist
+    est = estimated_throughput_per_gpu("H100-SXM", "Llama-3.1-8B", 1, 128)
+    meas, _ = throughput_with_source("H100-SXM", "Llama-3.1-8B", 1, 128)
+    assert 0.5 < est / meas < 2.0
+    # a model that does not fit: no number, and the reason
+    value, why = throughput_with_source("L4", "Llama-3.1-70B", 1, 128)
+    assert value is None and why.startswith("not computed:") and "L4" in why

@@ -29,7 +29,7 @@ import polars as pl
 
 from workbench._paths import DATA_DIR, data_path
 from workbench.config import require_int, require_positive, require_pue, require_range
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, HardwareError
 
 #: Wattlytics defaults (main.js @336900e): 500 W node baseline, maintenance EUR 200/node/yr (x 1.10 USD/EUR).
 NODE_POWER_W, MAINTENANCE_USD_PER_NODE_YEAR = 500.0, 220.0
@@ -337,6 +337,57 @@ def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task:
     x = np.log(r["avg_batch_size"].to_numpy())
     y = np.log(r["output_tokens_per_s_per_gpu"].to_numpy())
     return float(np.exp(np.interp(np.log(max(batch, 1.0)), x, y)))
+
+
+#: Request shape of the roofline throughput estimate: a chat-like request (prompt, output tokens).
+ESTIMATE_REQUEST = (1024, 256)
+
+
+def estimated_throughput_per_gpu(gpu: str, model: str, tp: int, batch: float) -> float:
+    """Output tokens/s per GPU of ``model`` on ``gpu`` from the roofline performance model, for GPUs without an
+    ML.ENERGY measurement.
+
+    Continuous batching in steady state: ``batch`` sequences (fewer when the KV cache cannot hold that many
+    requests of :data:`ESTIMATE_REQUEST`) each produce one token per iteration, and every iteration also
+    prefills the prompts of the requests that replace the finished ones (``batch / output`` prompts). The
+    output rate is ``batch / iteration time``, divided by ``tp``.
+
+    Raises
+    ------
+    HardwareError
+        When the model does not fit the GPU (or the KV cache holds not even one request).
+    """
+    from workbench.hardware import Batch, RooflineModel, kv_capacity_tokens
+
+    prompt, output = ESTIMATE_REQUEST
+    fits = kv_capacity_tokens(gpu, model, tp) // (prompt + output)
+    if fits < 1:
+        need = f"{prompt}+{output}-token request"
+        raise HardwareError(f"{model} on {gpu} (tp {tp}): the KV cache holds not one {need}")
+    seqs = max(1.0, min(float(batch), float(fits)))
+    new = seqs / output  # prompts prefilled per iteration
+    step = Batch(
+        prefill_tokens=round(new * prompt),
+        prefill_context=new * prompt * prompt / 2,
+        decode_seqs=round(seqs),
+        decode_context=round(seqs * (prompt + output / 2)),
+    )
+    return seqs / RooflineModel(gpu, model, tp).iteration_time(step) / tp
+
+
+def throughput_with_source(gpu: str, model: str, tp: int, batch: float) -> tuple[float | None, str]:
+    """Output tokens/s per GPU and where the number comes from: the ML.ENERGY measurement
+    (:func:`throughput_per_gpu`) when there is one, else the roofline estimate
+    (:func:`estimated_throughput_per_gpu`); ``None`` with the reason when neither exists."""
+    measured = throughput_per_gpu(gpu, model, tp, batch)
+    if measured > 0:
+        return measured, "ML.ENERGY v3 measurement"
+    try:
+        estimate = estimated_throughput_per_gpu(gpu, model, tp, batch)
+    except HardwareError as exc:
+        return None, f"not computed: {exc}"
+    prompt, output = ESTIMATE_REQUEST
+    return estimate, f"roofline estimate ({prompt}+{output}-token requests; no ML.ENERGY run for this GPU)"
 
 
 def lifetime_footprint(result: TcoResult, site, *, embodied_kg_per_gpu: float = 0.0) -> pl.DataFrame:

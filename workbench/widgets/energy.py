@@ -13,7 +13,7 @@ import polars as pl
 
 from workbench.carbon import load_sites, site
 from workbench.hardware import list_gpus
-from workbench.tco import fleet_tco, lifetime_footprint
+from workbench.tco import fleet_tco, lifetime_footprint, throughput_with_source
 from workbench.viz.energy import tco_breakdown
 
 
@@ -33,11 +33,22 @@ def explore(
     """TCO breakdown chart and a one-row table of key numbers for one scenario.
 
     The site supplies the grid carbon intensity and WUE; the electricity price and PUE come from the
-    arguments (the widget's sliders).
+    arguments (the widget's sliders). Per-token numbers need the GPU's output throughput: the ML.ENERGY
+    measurement where there is one, else the roofline estimate (:func:`workbench.tco.throughput_with_source`);
+    the ``throughput source`` column says which. A number that cannot be computed is null (never NaN) and
+    that column gives the reason.
     """
     s = site(site_name, electricity_usd_per_kwh=electricity_usd_per_kwh, pue=pue)
+    tok_s, source = throughput_with_source(gpu, model, 1, batch)
     res = fleet_tco(
-        gpu, n_gpus, utilisation=utilisation, batch=batch, model=model, site=s, lifetime_years=lifetime_years
+        gpu,
+        n_gpus,
+        utilisation=utilisation,
+        batch=batch,
+        model=model,
+        site=s,
+        lifetime_years=lifetime_years,
+        tokens_per_s_per_gpu=tok_s or 0.0,
     )
     fp = lifetime_footprint(res, s, embodied_kg_per_gpu=embodied_kg_per_gpu)
     numbers = pl.DataFrame(
@@ -53,6 +64,7 @@ def explore(
             "g CO2e per M tokens": [fp["kgco2e_per_mtok"][0] * 1000],
         }
     )
+    numbers = numbers.with_columns(pl.col(pl.Float64).fill_nan(None), pl.lit(source).alias("throughput source"))
     title = f"{n_gpus} x {gpu} at {site_name}: TCO over {lifetime_years:g} years"
     return tco_breakdown(res.breakdown, title=title), numbers
 
