@@ -107,7 +107,7 @@ def test_disaggregated_vs_colocated_tradeoff():
 
 def test_decode_admission_waits_for_kv_memory():
     # a decode instance with KV room for about one request at a time: requests wait in its queue
-    sched = {"max_num_seqs": 8}
+    sched = SchedulerConfig(max_num_seqs=8)
     fleet = Fleet(pools=(Pool("p", role="prefill", instances=2), Pool("d", role="decode", scheduler=sched)))
     tr = table([3000] * 6, [300] * 6)
     res = simulate(tr, fleet)
@@ -297,7 +297,9 @@ def test_transferred_request_no_decode_instance_can_hold_is_rejected_not_held():
     fleet = Fleet(pools=(Pool("p", role="prefill", gpu="H100"), Pool("d", role="decode", gpu="A10G")))
     r = simulate(table([100, 60_000], [10, 10], arrival=[0.0, 0.5]), fleet).requests
     assert r["rejected"].to_list() == [False, True]
-    assert r["reject_reason"][1] == "60010 tokens: no instance of pool 'd' holds them (largest holds 38032)"
+    assert r["reject_reason"][1] == (  # the instance rule's reason (2,377 blocks of 16 = 38,032 tokens)
+        "longer than the KV cache: 60000+10 tokens need 3751 KV blocks, instance 1 holds 2377 [pool 'd']"
+    )
 
 
 def test_heterogeneous_pool_estimate_is_order_free_and_between_its_gpus():

@@ -470,7 +470,6 @@ def test_progress_auto_needs_an_interactive_session_and_a_long_trace(monkeypatch
 @pytest.mark.parametrize(
     ("change", "field", "row"),
     [
-        (lambda d: d.drop("request_id"), "request_id", None),
         (lambda d: d.drop("output_tokens", "prompt_tokens"), "prompt_tokens", None),
         (
             lambda d: d.with_columns(pl.Series("prompt_tokens", [10, None, 10, 10], dtype=pl.Int32)),
@@ -496,6 +495,11 @@ def test_bad_workload_names_the_field_and_first_bad_row(change, field, row):
         simulate(change(good), cfg())
     assert info.value.field == field and info.value.row == row
     assert f"field {field!r}" in str(info.value)
+
+
+def test_a_table_without_request_ids_is_numbered_like_a_trace():
+    good = frame([0.0, 0.1], [10, 20], [2, 3])
+    assert simulate(good.drop("request_id"), cfg()).requests.equals(simulate(good, cfg()).requests)
 
 
 def test_integral_float_token_counts_are_accepted_and_other_objects_rejected():

@@ -46,3 +46,10 @@ class ConfigError(WorkbenchError):
 
 class HardwareError(ConfigError):
     """Unknown GPU or model, or a model that does not fit in GPU memory."""
+
+
+class InvariantError(WorkbenchError):
+    """A simulation result breaks a rule every result must satisfy (see :mod:`workbench.sim.invariants`).
+
+    It means a bug or an input the simulator should have refused; the message names the rule and the numbers.
+    """

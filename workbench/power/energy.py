@@ -16,6 +16,7 @@ column ``kv_j``, included in ``energy_j``). Facility energy is IT energy x PUE.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,8 +24,8 @@ import numpy as np
 import polars as pl
 
 from workbench.config import require_positive, require_pue, require_range
-from workbench.errors import ConfigError
-from workbench.power._facts import resolve
+from workbench.errors import ConfigError, HardwareError, InvariantError
+from workbench.power._facts import gpu_facts, resolve
 from workbench.power.curves import LogisticPower, load_fits, power_curve
 from workbench.power.kv import hierarchy_energy
 from workbench.sim.result import SimResult
@@ -172,6 +173,7 @@ def energy(
     exec_idle_ratio: float = EXEC_IDLE_POWER_RATIO,
     power: Mapping[int, InstancePower] | None = None,
     task: str | None = None,
+    check: bool = True,
 ) -> EnergyReport:
     """Exact energy of ``result`` by instance, pool and fleet.
 
@@ -191,6 +193,10 @@ def energy(
         Optional {instance id: InstancePower} overriding the looked-up curves.
     task
         ML.ENERGY task whose fits to prefer (default: chat).
+    check
+        Check that every instance's mean power while powered lies in its GPUs' physical range (0 to 5 % above
+        their TDP) and that energy per output token is finite and > 0 where tokens were made; an
+        :class:`~workbench.errors.InvariantError` otherwise (see :mod:`workbench.sim.invariants`).
     """
     require_pue(pue)
     inst = result.instances.sort("instance")
@@ -278,7 +284,36 @@ def energy(
     if store_j:  # the shared store belongs to the fleet, not to a pool
         fleet = fleet.with_columns(energy_j=pl.col("energy_j") + store_j, kv_j=pl.col("kv_j") + store_j)
     tables = [_derived(t, pue) for t in (by_inst.sort("instance"), by_pool, fleet)]
+    if check:
+        _check_power_range(tables[0])
     return EnergyReport(segs.drop(pl.selectors.starts_with("_")), *tables, pue=pue)
+
+
+#: Headroom above a GPU's TDP that a fitted power curve may reach (H100-SXM's fit peaks 1 % above 700 W).
+TDP_HEADROOM = 1.05
+
+
+def _check_power_range(by_inst: pl.DataFrame) -> None:
+    """Raise :class:`InvariantError` for an instance whose mean power is outside its GPUs' range, or whose
+    energy per output token is not a finite positive number although it made tokens."""
+    for row in by_inst.iter_rows(named=True):
+        powered = row["busy_s"] + row["idle_s"] + row["starting_s"]
+        if powered > 0:
+            base = str(row["gpu"]).split("-MIG-")[0]  # a MIG slice: its GPU's TDP times its share (n_gpus)
+            try:
+                tdp = gpu_facts(base).tdp_w
+            except HardwareError:  # a GPU outside the catalog (custom power= curves): no TDP to check against
+                tdp = math.inf
+            limit = TDP_HEADROOM * tdp * float(row["n_gpus"])
+            mean = row["energy_j"] / powered
+            if not 0.0 <= mean <= limit:
+                raise InvariantError(
+                    f"instance {row['instance']} ({row['gpu']}, {row['n_gpus']:g} GPUs) drew {mean:.6g} W on "
+                    f"average while powered, outside 0..{limit:.6g} W (TDP x {TDP_HEADROOM})"
+                )
+        jpt = row["j_per_output_token"]
+        if row["output_tokens"] and not (jpt is not None and math.isfinite(jpt) and jpt > 0):
+            raise InvariantError(f"instance {row['instance']}: energy per output token is {jpt!r}")
 
 
 def _request_counts(result: SimResult, key: str) -> pl.DataFrame:

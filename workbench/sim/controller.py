@@ -60,6 +60,8 @@ class FleetController:
         self.block = [p.scheduler.block_size for p in pools]
         #: longest prompt + output a pool serves: its largest instance's KV (whole blocks), at most the context
         self.capacity: list[int] = []
+        #: per pool, its member that holds the longest request (whose reason a too-long request gets)
+        self.largest: list[int | None] = []
         #: length-routing threshold of each pool (``max_tokens``, else its capacity)
         self.threshold: list[int] = []
         #: per pool, per distinct instance type: (performance model, power W) for estimates
@@ -76,8 +78,9 @@ class FleetController:
                     kind = kinds[id(cfg)] = len(self.kinds[k])
                     self.kinds[k].append((inst.perf, instance_gpu(gpu_name, pool.mig).tdp_w * pool.tp))
                 kind_of.append(kind)
-            fit = max((sim.instances[i].fit_tokens for i in self.members[k]), default=0)
-            cap = min(fit, model(pool.model).max_context)
+            largest = max(self.members[k], key=lambda i: sim.instances[i].fit_tokens, default=None)
+            self.largest.append(largest)
+            cap = sim.instances[largest].fit_tokens if largest is not None else 0  # KV cache and context
             self.capacity.append(cap)
             self.threshold.append(min(cap, pool.max_tokens) if pool.max_tokens else cap)
         self.kind_of = np.asarray(kind_of, dtype=np.int64)
@@ -174,10 +177,7 @@ class FleetController:
         view = view.fitting(size)  # heterogeneous pool: only the instances that can hold the request
         if not view.instances:
             if size > self.capacity[p]:  # a decode pool no member of which can ever hold it
-                self.reject_reason = (
-                    f"{size} tokens: no instance of pool {self.fleet.pools[p].name!r} holds them "
-                    f"(largest holds {self.capacity[p]})"
-                )
+                self.reject_reason = self._too_long(p, request, f"pool {self.fleet.pools[p].name!r}")
                 return REJECT
             # a larger member is off, starting or failed: wait for it (an autoscaler starts one, see _tick)
             self.deferred[p].append(request)
@@ -210,7 +210,7 @@ class FleetController:
         if len(entry) == 1:
             p = entry[0]
             if size > self.capacity[p]:
-                self.reject_reason = f"too long for every pool ({size} tokens > {self.capacity[p]})"
+                self.reject_reason = self._too_long(p, request)
                 return REJECT
             return p
         k = self.front.choose(request, self.pool_view, now)
@@ -221,25 +221,30 @@ class FleetController:
             )
             return REJECT
         p = entry[k]
-        return p if size <= self.capacity[p] else self._pool_that_holds(p, size)
+        return p if size <= self.capacity[p] else self._pool_that_holds(p, size, request)
 
-    def _pool_that_holds(self, p: int, size: int) -> int:
+    def _pool_that_holds(self, p: int, size: int, request: Request) -> int:
         """The smallest entry pool that holds ``size`` tokens, for a request pool ``p`` cannot hold (or
         :data:`REJECT` with ``reject_reason`` set; ``class_pools`` rejects it)."""
         entry = self.entry
         fits = [q for q in entry if self.capacity[q] >= size]
         if not fits:
-            self.reject_reason = (
-                f"too long for every pool ({size} tokens > {max(self.capacity[q] for q in entry)})"
-            )
+            widest = max(entry, key=lambda q: self.capacity[q])
+            self.reject_reason = self._too_long(widest, request, "every pool")
             return REJECT
         if self.fleet.router == "class_pools":
-            self.reject_reason = (
-                f"too long for pool {self.fleet.pools[p].name!r} of its class ({size} tokens > "
-                f"{self.capacity[p]})"
-            )
+            name = self.fleet.pools[p].name
+            self.reject_reason = self._too_long(p, request, f"pool {name!r} of its class")
             return REJECT
         return min(fits, key=lambda q: (self.threshold[q], q))
+
+    def _too_long(self, p: int, request: Request, where: str | None = None) -> str:
+        """The reason an instance gives for ``request`` (:meth:`Instance.reject_reason`, the one rule), from
+        pool ``p``'s member that holds the longest request; ``where`` names the pools it was too long for."""
+        inst = self.sim.instances[self.largest[p]] if self.largest[p] is not None else None
+        reason = inst.reject_reason(request) if inst is not None else None
+        reason = reason or f"too long: {request.prompt_tokens}+{request.output_tokens} tokens"
+        return f"{reason} [{where}]" if where else reason
 
     def _pick_decode_pool(self, request) -> int:
         """The least loaded decode pool (outstanding per live instance) that can hold the request."""

@@ -51,6 +51,7 @@ def simulate(
     router: str | None = None,
     setup=None,
     progress: bool | None = None,
+    check: bool = True,
 ) -> SimResult:
     """Simulate ``trace`` through ``fleet``.
 
@@ -75,6 +76,10 @@ def simulate(
     progress
         Progress bar of the run (see :meth:`Simulation.run <workbench.sim.simulation.Simulation.run>`):
         ``None`` shows one only for long traces in an interactive session.
+    check
+        Check the result against :mod:`workbench.sim.invariants` (default on). Requests no pool can hold (the
+        one rule of :meth:`Instance.reject_reason <workbench.sim.instance.Instance.reject_reason>`: model
+        context and KV cache) are rejected with a reason and reported in a warning and the summary tables.
 
     Returns
     -------
@@ -97,7 +102,7 @@ def simulate(
         fleet = monolithic(fleet, router=router or "jsq")
     trace, loop = open_workload(trace)
     requests, block = trace_rows(trace)
-    sim = Simulation(seed=seed, prefix_block_tokens=block, record_segments=record_segments)
+    sim = Simulation(seed=seed, prefix_block_tokens=block, record_segments=record_segments, check=check)
     ctl = FleetController(sim, fleet)
     ctl.kv = attach_hierarchy(sim, fleet.hierarchy, requests.height)
     if loop is not None:

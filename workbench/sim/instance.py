@@ -56,6 +56,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from workbench.hardware import model as model_spec
 from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.perf import Batch
 from workbench.hardware.roofline import RooflineModel
@@ -69,6 +70,11 @@ OFF, STARTING, ON, DRAINING = "off", "starting", "on", "draining"
 #: Segment state codes (result table ``state``).
 SEG_STATES = ("busy", "idle", "starting", "off")
 BUSY, IDLE, SEG_STARTING, SEG_OFF = 0, 1, 2, 3
+
+
+#: Kinds of rejection of an over-long request (the text of a reject reason before its colon).
+TOO_LONG_FOR_CONTEXT = "longer than the model's context"
+TOO_LONG_FOR_KV = "longer than the KV cache"
 
 
 class InstanceHost(Protocol):
@@ -315,8 +321,10 @@ class Instance:
         self.max_batched_tokens = s.max_num_batched_tokens
         self.chunked = s.chunked_prefill
         self.chunk_tokens = s.prefill_chunk_tokens or self.max_batched_tokens
-        #: longest prompt + output that can ever run (whole KV blocks)
-        self.fit_tokens = self.kv.capacity * self.kv.block_tokens
+        #: the model's context window (tokens): no request may be longer (:meth:`reject_reason`)
+        self.context = model_spec(config.model).max_context
+        #: longest prompt + output that can ever run: the KV cache (whole blocks) and the model's context
+        self.fit_tokens = min(self.kv.capacity * self.kv.block_tokens, self.context)
         #: longest prompt admitted (whole prompts must fit one iteration without chunked prefill)
         self.max_prompt = self.max_batched_tokens if not self.chunked else 2**62
         self.prefill_first = s.priority == "prefill_first"
@@ -409,16 +417,25 @@ class Instance:
         return self.decode.iteration - request.decode_offset if request.decode_seq >= 0 else request.generated
 
     def reject_reason(self, request: Request) -> str | None:
-        """Why ``request`` can never run on this instance (``None`` if it can)."""
-        need = self.kv.blocks_for(request.prompt_tokens + request.output_tokens)
+        """Why ``request`` can never run on this instance (``None`` if it can).
+
+        The one rule for over-long requests, which :func:`workbench.sim.simulate` and the fleet simulator both
+        apply: prompt + output tokens must fit the model's context window and the instance's KV cache
+        (:attr:`fit_tokens`), and without chunked prefill the prompt must fit one iteration
+        (``max_num_batched_tokens``). The reason's text before its colon is its kind (what the summary
+        tables count).
+        """
+        size = request.prompt_tokens + request.output_tokens
+        tokens = f"{request.prompt_tokens}+{request.output_tokens} tokens"
+        if size > self.context:
+            return f"{TOO_LONG_FOR_CONTEXT}: {tokens} > {self.context} ({self.config.model})"
+        need = self.kv.blocks_for(size)
         if need > self.kv.capacity:
-            return (
-                f"needs {need} KV blocks for {request.prompt_tokens}+{request.output_tokens} tokens; "
-                f"instance {self.index} holds {self.kv.capacity}"
-            )
+            held = f"instance {self.index} holds {self.kv.capacity}"
+            return f"{TOO_LONG_FOR_KV}: {tokens} need {need} KV blocks, {held}"
         if not self.chunked and request.prompt_tokens > self.max_batched_tokens:
             return (
-                f"prompt of {request.prompt_tokens} tokens exceeds max_num_batched_tokens="
+                f"prompt longer than one iteration: {request.prompt_tokens} tokens > max_num_batched_tokens="
                 f"{self.max_batched_tokens} with chunked prefill off"
             )
         return None
@@ -474,6 +491,7 @@ class Instance:
             if now > self.step_start:
                 self.segments.busy(self.step_start, now, self.run_batch + len(self.step_items), 0,
                                    self.step_kv_blocks, 0)  # fmt: skip
+            self.segments.since = now  # the open segment starts now, not when the busy stretch began
             if self.run_batch:
                 done = min(
                     self._decode_iterations_within(self.run_batch, decode.context, now - self.step_start),

@@ -4,7 +4,6 @@ throughput, SLO attainment, utilisation), the fleet comparisons (:func:`summariz
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -39,7 +38,8 @@ def summary(
         ``queue_mean_s``, ``duration_s`` (first arrival to last finish), ``throughput_tok_s`` (output
         tokens/s), ``input_tok_s``, ``request_rate``, ``slo_attainment``, ``goodput_req_s``,
         ``utilization`` (busy share of the instances' on time), ``preemptions``, ``prefix_hit_rate``
-        (cached / prompt tokens at admission).
+        (cached / prompt tokens at admission), ``reject_reasons`` (``"<count> <kind>; ..."`` of the rejected
+        requests, null when none was: :func:`rejection_summary`).
     """
     for name, value in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
         if value is not None:
@@ -72,24 +72,56 @@ def summary(
         ok.mean().alias("slo_attainment"),
         (ok.sum() / duration).alias("goodput_req_s"),
         pl.col("preemptions").sum().alias("preemptions"),
-        (pl.col("cached_tokens").sum() / pl.col("prompt_tokens").filter(~pl.col("rejected")).sum()).alias(
+        _ratio(pl.col("cached_tokens").sum(), pl.col("prompt_tokens").filter(~pl.col("rejected")).sum()).alias(
             "prefix_hit_rate"
         ),
     ]
     seg = result.segments.filter(pl.col("state").is_in(["busy", "idle"]))
-    util = (pl.col("end_s") - pl.col("start_s")).filter(pl.col("state") == "busy").sum() / (
-        pl.col("end_s") - pl.col("start_s")
-    ).sum()
+    util = _ratio(
+        (pl.col("end_s") - pl.col("start_s")).filter(pl.col("state") == "busy").sum(),
+        (pl.col("end_s") - pl.col("start_s")).sum(),
+    )
     if by is None:
-        out = req.select(aggs)
+        out = req.select(aggs).with_columns(
+            pl.lit(rejection_summary(req), dtype=pl.Utf8).alias("reject_reasons")
+        )
         u = seg.select(util.alias("utilization"))
         return pl.concat([out, u if u.height else pl.DataFrame({"utilization": [None]})], how="horizontal")
-    out = req.group_by(by, maintain_order=True).agg(aggs).sort(by)
+    reasons = pl.DataFrame(
+        [(key, rejection_summary(part)) for (key,), part in req.group_by(by)],
+        schema={by: req.schema[by], "reject_reasons": pl.Utf8},
+        orient="row",
+    )
+    out = req.group_by(by, maintain_order=True).agg(aggs).sort(by).join(reasons, on=by, how="left")
     if by in ("instance", "pool"):
         inst_pool = result.instances.select("instance", "pool")
         seg = seg.join(inst_pool, on="instance") if by == "pool" else seg
         out = out.join(seg.group_by(by).agg(util.alias("utilization")), on=by, how="left")
     return out
+
+
+def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    """``num / den``, null (not NaN) when ``den`` is 0."""
+    return pl.when(den > 0).then(num / den).otherwise(None)
+
+
+def rejection_summary(requests: pl.DataFrame) -> str | None:
+    """``"<count> <kind>; ..."`` for the rejected requests (most frequent first, then by kind), or ``None``.
+
+    The kind of a reason is its text before the first colon (``"longer than the model's context: 200000+10
+    tokens > 131072 (Llama-3.1-8B)"`` is of kind ``"longer than the model's context"``). This is the
+    ``reject_reasons`` column of :func:`summary` and :func:`summarize`, and the simulator's warning.
+    """
+    if "rejected" not in requests.columns or not requests["rejected"].any():
+        return None
+    kinds = (
+        requests.filter(pl.col("rejected"))
+        .select(pl.col("reject_reason").fill_null("no reason").str.split(":").list.first().alias("kind"))
+        .group_by("kind")
+        .len()
+        .sort(["len", "kind"], descending=[True, False])
+    )
+    return "; ".join(f"{n} {kind}" for kind, n in kinds.iter_rows())
 
 
 def gpu_hours(result: SimResult) -> float:
@@ -127,14 +159,15 @@ def _summary(requests: pl.DataFrame, counters: Mapping) -> pl.DataFrame:
         served("tpot_s").quantile(0.5).alias("tpot_p50_s"),
         served("tpot_s").quantile(0.99).alias("tpot_p99_s"),
         served("e2e_s").quantile(0.99).alias("e2e_p99_s"),
-        (served("cached_tokens").cast(pl.Int64).sum() / served("prompt_tokens").cast(pl.Int64).sum()).alias(
-            "hit_rate"
-        ),
+        _ratio(
+            served("cached_tokens").cast(pl.Int64).sum(), served("prompt_tokens").cast(pl.Int64).sum()
+        ).alias("hit_rate"),
         pl.len().cast(pl.Int64).alias("requests"),
         pl.col("rejected").sum().cast(pl.Int64).alias("rejected"),
+        pl.lit(rejection_summary(requests), dtype=pl.Utf8).alias("reject_reasons"),
         pl.lit(int(counters.get("preemptions", 0)), dtype=pl.Int64).alias("preemptions"),
         pl.lit(int(counters.get("cold_starts", 0)), dtype=pl.Int64).alias("cold_starts"),
-        pl.lit(float(counters.get("gpu_hours", math.nan)), dtype=pl.Float64).alias("gpu_hours"),
+        pl.lit(counters.get("gpu_hours"), dtype=pl.Float64).fill_nan(None).alias("gpu_hours"),
     )
 
 

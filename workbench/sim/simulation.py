@@ -67,11 +67,12 @@ from workbench.sim.instance import (
     STARTING,
     Instance,
 )
+from workbench.sim.invariants import check_result, warn_rejections
 from workbench.sim.request import Request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 from workbench.sim.routing.load import RoundRobin
 from workbench.sim.views import InstanceView
-from workbench.traces.validate import first_row
+from workbench.traces.schema import Trace, check_requests
 
 NAN = math.nan
 #: ``progress=None`` shows a bar only for traces at least this long (and only after a second of wall time).
@@ -95,6 +96,10 @@ class Simulation:
         Tokens per ``prefix_hashes`` block of the trace (``trace.prefix_block_tokens``).
     record_segments
         Keep the per-instance time series (needed for energy); ``False`` saves memory.
+    check
+        Check every result against the invariants of :mod:`workbench.sim.invariants` (on by default;
+        cheap). Rejected requests are always reported with a :class:`~workbench.sim.invariants.RejectionWarning`
+        giving their count and reasons.
     """
 
     def __init__(
@@ -104,8 +109,11 @@ class Simulation:
         router: Any = None,
         prefix_block_tokens: int | None = None,
         record_segments: bool = True,
+        check: bool = True,
     ) -> None:
         self.engine = Engine()
+        #: check every result against :mod:`workbench.sim.invariants` (cheap; raises InvariantError)
+        self.check = check
         #: the simulation's named random streams (:mod:`workbench.seeds`)
         self.streams = Streams(seed)
         self.router = router if router is not None else RoundRobin()
@@ -306,7 +314,7 @@ class Simulation:
         Raises
         ------
         WorkloadError
-            For anything but a Trace or DataFrame, and for bad rows (see :func:`check_requests`).
+            For anything but a Trace or DataFrame, and for bad rows (see :func:`trace_rows`).
         ConfigError
             Without instances, for prefill instances without ``on_finish``, or when the trace's prefix block
             size differs from the one the instances were built with (their caches would ignore its hashes).
@@ -327,11 +335,15 @@ class Simulation:
         bar = _progress_bar(requests.height, progress)
         try:
             with paused_gc():
-                return self._run(requests, bar)
+                result = self._run(requests, bar)
         finally:
             if bar is not None:
                 bar.update(self._records.count - bar.n)
                 bar.close()
+        if self.check:
+            check_result(result, requests.height)
+        warn_rejections(result, stacklevel=4)
+        return result
 
     def _run(self, requests: pl.DataFrame, bar=None) -> SimResult:
         """Run checked ``requests`` (see :func:`trace_rows`)."""
@@ -441,101 +453,23 @@ class Simulation:
 
 
 #: Columns the simulator reads from every trace row.
-REQUIRED_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
-
-
 def trace_rows(trace) -> tuple[pl.DataFrame, int | None]:
-    """The checked rows of a Trace or DataFrame (:func:`check_requests`) and the trace's prefix block size.
+    """The rows of a Trace (valid by construction: not checked again) or of a DataFrame (checked here with the
+    rules of a Trace, :func:`workbench.traces.schema.check_requests`) and the trace's prefix block size.
 
     Raises
     ------
     WorkloadError
-        For another object, a trace without arrival times, or bad rows.
+        For another object, a trace without arrival times, or bad rows (naming the field and the first bad
+        row, counted from 1).
     """
+    if isinstance(trace, Trace):
+        if not trace.has_arrivals:
+            raise WorkloadError(f"trace {trace.name!r} has no arrival times; attach arrivals before simulating")
+        return trace.requests, trace.prefix_block_tokens
     if isinstance(trace, pl.DataFrame):
         return check_requests(trace), None
-    if not isinstance(getattr(trace, "requests", None), pl.DataFrame):
-        raise WorkloadError(f"trace must be a Trace or a polars DataFrame, got {type(trace).__name__}")
-    if not getattr(trace, "has_arrivals", True):
-        raise WorkloadError(f"trace {trace.name!r} has no arrival times; attach arrivals before simulating")
-    return check_requests(trace.requests), trace.prefix_block_tokens
-
-
-def _first_bad(requests: pl.DataFrame, mask: pl.Expr, *values: pl.Expr) -> tuple[int, tuple] | None:
-    """Row where ``mask`` first holds (from 1, like ``first_row``) and ``values`` in it; ``None``: nowhere."""
-    row = first_row(requests, mask)
-    if row < 0:
-        return None
-    at = requests.lazy().select(mask.alias("__bad"), *values).filter("__bad").drop("__bad")
-    return row, at.head(1).collect().row(0)
-
-
-def check_requests(requests: pl.DataFrame) -> pl.DataFrame:
-    """Validate the trace rows the simulator reads; raise one :class:`WorkloadError` naming the field and the
-    first bad row (rows count from 1, as in :func:`workbench.traces.validate`).
-
-    Required: ``request_id`` (integer >= 0), ``arrival_s`` (finite, >= 0, non-decreasing), ``prompt_tokens``
-    and ``output_tokens`` (integers >= 1). Integral float token counts are accepted (cast to integers).
-
-    Examples
-    --------
-    >>> bad = pl.DataFrame({"arrival_s": [0.0], "prompt_tokens": [1], "output_tokens": [1]})
-    >>> check_requests(bad)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    workbench.errors.WorkloadError: the trace lacks required column(s) request_id; ... (field 'request_id')
-    >>> check_requests(pl.DataFrame({"request_id": [0, 1], "arrival_s": [0.0, 1.0], "prompt_tokens": [5, 0],
-    ...                              "output_tokens": [1, 1]}))
-    Traceback (most recent call last):
-    ...
-    workbench.errors.WorkloadError: token counts must be present and >= 1, got 0 (field 'prompt_tokens', row 2)
-    """
-    if not isinstance(requests, pl.DataFrame):
-        raise WorkloadError(f"requests must be a polars DataFrame (or a Trace), got {type(requests).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in requests.columns]
-    if missing:
-        raise WorkloadError(
-            f"the trace lacks required column(s) {', '.join(missing)}; the simulator needs "
-            f"{', '.join(REQUIRED_COLUMNS)}",
-            field=missing[0],
-        )
-    if requests.height == 0:
-        return requests
-    casts = []
-    for name, low in (("request_id", 0), ("prompt_tokens", 1), ("output_tokens", 1)):
-        dtype = requests.schema[name]
-        if not dtype.is_numeric():
-            raise WorkloadError(f"{name} must be integers, got column type {dtype}", field=name)
-        col = pl.col(name)
-        if dtype.is_float():
-            bad = _first_bad(requests, col.is_nan() | (col != col.round()) | col.is_infinite(), col)
-            if bad is not None:
-                raise WorkloadError(f"{name} must be whole numbers, got {bad[1][0]!r}", field=name, row=bad[0])
-            casts.append(col.cast(pl.Int64))
-        bad = _first_bad(requests, col.is_null() | (col < low), col)
-        if bad is not None:
-            what = (
-                "request ids must be present and >= 0" if low == 0 else "token counts must be present and >= 1"
-            )
-            raise WorkloadError(f"{what}, got {bad[1][0]!r}", field=name, row=bad[0])
-    dtype = requests.schema["arrival_s"]
-    if not dtype.is_numeric():
-        raise WorkloadError(f"arrival_s must be seconds (numbers), got column type {dtype}", field="arrival_s")
-    arrival = pl.col("arrival_s").cast(pl.Float64)
-    bad = _first_bad(requests, arrival.is_null() | ~arrival.is_finite() | (arrival < 0), arrival)
-    if bad is not None:
-        raise WorkloadError(
-            f"arrival times must be present, finite and >= 0, got {bad[1][0]!r}", field="arrival_s", row=bad[0]
-        )
-    bad = _first_bad(requests, arrival.diff() < 0, arrival, arrival.shift(1).alias("previous"))
-    if bad is not None:
-        (row, (now, before)) = bad
-        raise WorkloadError(
-            f"arrival times must be non-decreasing: {now!r} s after {before!r} s (sort the trace by arrival_s)",
-            field="arrival_s",
-            row=row,
-        )
-    return requests.with_columns(casts) if casts else requests
+    raise WorkloadError(f"trace must be a Trace or a polars DataFrame, got {type(trace).__name__}")
 
 
 class _Records:
@@ -650,6 +584,7 @@ def simulate(
     record_segments: bool = True,
     progress: bool | None = None,
     hierarchy=None,
+    check: bool = True,
 ) -> SimResult:
     """Simulate a trace on ``config.n_instances`` identical instances.
 
@@ -672,6 +607,11 @@ def simulate(
     hierarchy
         KV tiers below the GPU, a shared store and contended links (a
         :class:`~workbench.sim.kvtiers.KVHierarchy`, see :mod:`workbench.sim.hierarchy`); ``None``: off.
+    check
+        Check the result against :mod:`workbench.sim.invariants` (default on). Requests that cannot run
+        (longer than the model's context or the KV cache: :meth:`Instance.reject_reason
+        <workbench.sim.instance.Instance.reject_reason>`, the rule the fleet simulator applies too) are
+        rejected with a reason, counted in a warning and in the summary tables (``reject_reasons``).
 
     Returns
     -------
@@ -694,7 +634,9 @@ def simulate(
         config = SimConfig(instance=config)
     trace, loop = open_workload(trace)
     requests, block = trace_rows(trace)
-    sim = Simulation(seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments)
+    sim = Simulation(
+        seed=seed, router=router, prefix_block_tokens=block, record_segments=record_segments, check=check
+    )
     for _ in range(config.n_instances):
         sim.add_instance(config.instance)
     runtime = attach_hierarchy(sim, hierarchy, requests.height)

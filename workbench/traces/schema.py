@@ -237,6 +237,9 @@ def check_requests(
         for c in ("prompt_tokens", "output_tokens", "turn"):
             if c in df.columns and df.schema[c].is_numeric():
                 _raise_first(df, pl.col(c) > MAX_TOKENS, c, f"must be at most {MAX_TOKENS:,} (Int32)", where)
+        for c in ("request_id", "session_id"):
+            if c in df.columns and df.schema[c].is_numeric():
+                _raise_first(df, pl.col(c) < 0, c, "must be >= 0", where)
         df = df.select(conform_exprs(df.schema))
     col = pl.col
     checks = {
@@ -250,14 +253,13 @@ def check_requests(
         "output_tokens": "must be a whole number >= 1",
         "request_id": "must be unique and not null (a request appears twice)",
         "turn": "must be >= 0",
-        "arrival_s": "must be finite, >= 0 and non-decreasing",
+        "arrival_s": "must be present, finite and >= 0",
         "prefix_hashes": f"has more ids than the prompt has {block_tokens}-token blocks",
     }
     arr = col("arrival_s")
     if has_arrivals:
-        checks["arrival_s"] = (
-            arr.is_null() | ~arr.is_finite() | (arr < 0) | (arr < arr.shift(1)).fill_null(False)
-        )
+        checks["arrival_s"] = arr.is_null() | ~arr.is_finite() | (arr < 0)
+        checks["arrival order"] = (arr < arr.shift(1)).fill_null(False)
     else:
         checks["arrival_s"] = arr.is_not_null()
         rules["arrival_s"] = "must be null in a length-only table (has_arrivals=False)"
@@ -266,6 +268,15 @@ def check_requests(
         checks["prefix_hashes"] = col("prefix_hashes").list.len().fill_null(0) > blocks
     bad = df.select(**{k: v.any() for k, v in checks.items()}).row(0, named=True)
     for key, failed in bad.items():
+        if failed and key == "arrival order":
+            pos = df.select(checks[key].arg_true().first()).item()
+            now, before = df["arrival_s"][pos], df["arrival_s"][pos - 1]
+            raise WorkloadError(
+                f"{where}arrival times must be non-decreasing: {now!r} s after {before!r} s (sort the trace by "
+                "arrival_s)",
+                field="arrival_s",
+                row=pos + 1,
+            )
         if failed:
             _raise_first(df, checks[key], key, rules[key], where)
     return df
