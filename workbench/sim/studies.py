@@ -355,15 +355,14 @@ def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, s
     """Poisson trace with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
 
     Prompts are drawn by inverting the piecewise-linear CDF; outputs are log-normal (median ``output_median``,
-    sigma 0.8). The agent-heavy CDF is the heavy-tailed mix of the inference-fleet-sim paper.
+    sigma 0.8). The agent-heavy CDF is the heavy-tailed mix of the inference-fleet-sim paper. Note that the file
+    is a CDF of *total* tokens: :class:`workbench.traces.TotalTokenCdf` samples it the way inference-fleet-sim
+    does (80 % of the total to the prompt); this study reads it as a prompt CDF (kept so its results stay).
     """
-    import json
+    from workbench.traces import Empirical, Poisson, Synthetic, TotalTokenCdf
 
-    from workbench import datasets
-    from workbench.traces import Empirical, Poisson, Synthetic
-
-    cdf = json.loads(datasets.fetch(name, allow_download=False).read_text())["cdf"]
-    x, f = np.array(cdf, dtype=float).T
+    parsed = TotalTokenCdf.from_json(name, allow_download=False)  # the one reader of these files
+    x, f = parsed.tokens.astype(float), parsed.cumulative
     rng = Streams(seed).rng(0)
     prompt = np.maximum(np.interp(rng.random(n), f, x), 1).astype(np.int32)
     output = np.maximum(rng.lognormal(math.log(output_median), 0.8, n), 1).astype(np.int32)

@@ -332,6 +332,10 @@ def header(path: Path, kind: str) -> list[str]:
                 )
             return list(record)
         return pl.scan_parquet(path, glob=False).collect_schema().names()  # reads the footer only
+    except UnicodeDecodeError as exc:
+        raise WorkloadError(
+            f"cannot read file: not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)
+        ) from None
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise WorkloadError(f"cannot read file: {exc}", file=str(path)) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -261,9 +262,25 @@ def _dataset_name(source, path: Path) -> bool:
 
 def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat:
     if mapping is not None:
+        if not isinstance(mapping, Mapping) or not all(isinstance(v, str) for v in mapping.values()):
+            raise WorkloadError(
+                f"mapping must be a dict {{canonical column: source column name}}, got {mapping!r}",
+                file=str(path),
+                field="mapping",
+            )
+        missing = [c for c in ("prompt_tokens", "output_tokens") if c not in mapping]
+        if missing:
+            raise WorkloadError(
+                f"mapping must name the source columns of prompt_tokens and output_tokens (and arrival_s for "
+                f"a trace with arrival times); missing {missing}",
+                file=str(path),
+                field="mapping",
+            )
         fmt = GENERIC.with_mapping(mapping, time_unit)
+        if "arrival_s" not in mapping:  # a length-only table
+            fmt = replace(fmt, time=None)
     elif format is not None:
-        if format not in FORMATS:
+        if not isinstance(format, str) or format not in FORMATS:
             raise WorkloadError(
                 f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}",
                 file=str(path),
@@ -308,7 +325,7 @@ def _raise_ragged_csv(path: Path) -> None:
     """Raise for the first CSV record with more fields than the header (polars only says that one exists)."""
     import csv
 
-    with path.open(newline="") as fh:
+    with path.open(newline="", errors="replace") as fh:
         reader = csv.reader(fh, delimiter=separator(path))
         width = len(next(reader, []))
         for row, fields in enumerate(reader, start=1):
@@ -331,7 +348,7 @@ def _raise_bad_json(path: Path, fmt: TableFormat) -> None:
     numbers = [c for c in ("prompt_tokens", "output_tokens") if c in fmt.columns]
     if fmt.time not in (None, "datetime") and "arrival_s" in fmt.columns:
         numbers.append("arrival_s")
-    with path.open() as fh:
+    with path.open(errors="replace") as fh:
         row = 0
         for line in fh:
             if not line.strip():

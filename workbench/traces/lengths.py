@@ -247,7 +247,9 @@ class TotalTokenCdf:
         object.__setattr__(self, "cumulative", f)
 
     @classmethod
-    def from_json(cls, source: str | Path, *, prompt_share: float = IFS_PROMPT_SHARE) -> TotalTokenCdf:
+    def from_json(
+        cls, source: str | Path, *, prompt_share: float = IFS_PROMPT_SHARE, allow_download: bool = True
+    ) -> TotalTokenCdf:
         """Read an inference-fleet-sim CDF: a file path (read literally) or a dataset name (``ifs_lmsys_cdf``).
 
         Parameters
@@ -258,6 +260,8 @@ class TotalTokenCdf:
             of a registered dataset of that kind (:func:`workbench.datasets.list`, kind ``cdf``).
         prompt_share
             Share of the total given to the prompt.
+        allow_download
+            For a dataset name: fetch a missing file (``False``: never touch the network).
 
         Returns
         -------
@@ -271,7 +275,7 @@ class TotalTokenCdf:
         path = Path(source)
         name = str(source)
         if isinstance(source, str) and path.suffix == "" and len(path.parts) == 1 and not path.exists():
-            path = datasets.fetch(source)
+            path = datasets.fetch(source, allow_download=allow_download)
         if not path.is_file():
             raise WorkloadError("file not found" if not path.exists() else "this is not a file", file=str(path))
         try:
