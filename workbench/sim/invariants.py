@@ -29,8 +29,11 @@ carry it as ``reject_reasons``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import polars as pl
 
@@ -38,12 +41,28 @@ from workbench.errors import InvariantError
 from workbench.sim.metrics import rejection_summary, summarize, summary
 from workbench.sim.result import SimResult
 
+P = ParamSpec("P")
+R = TypeVar("R")
 #: Largest lead-in before the first arrival that is never questioned (seconds).
 LEAD_IN_FREE_S = 3600.0
 
 
 class RejectionWarning(UserWarning):
     """Some requests of a simulation were rejected (the message gives the count and the reasons)."""
+
+
+def rejections_in_table(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a study whose result table reports every run's rejections (``rejected`` and
+    ``reject_reasons`` of :func:`~workbench.sim.metrics.summarize`): the runs' :class:`RejectionWarning` s are
+    not repeated one by one."""
+
+    @functools.wraps(func)
+    def study(*args: P.args, **kwargs: P.kwargs) -> R:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RejectionWarning)
+            return func(*args, **kwargs)
+
+    return study
 
 
 def warn_rejections(result: SimResult, *, stacklevel: int = 3) -> None:

@@ -25,6 +25,7 @@ from workbench.config import from_dict, require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.seeds import Streams
 from workbench.sim.fleet import SUMMARY_SCHEMA, compare, simulate, summarize
+from workbench.sim.invariants import rejections_in_table
 from workbench.sim.result import SimResult
 from workbench.sim.topology import Fleet, Pool, monolithic
 
@@ -69,6 +70,7 @@ def _size() -> pl.Expr:
 
 
 # ---------------------------------------------------------------------------------------------- routing
+@rejections_in_table
 def policy_study(
     trace,
     policies: Sequence[str] = SEED_POLICIES,
@@ -137,6 +139,7 @@ def _short_p99(res: SimResult, threshold: int) -> float:
     return float(ok["ttft_s"].quantile(0.99)) if ok.height else math.nan
 
 
+@rejections_in_table
 def length_split_study(
     trace, *, gpus: int = 8, thresholds: Sequence[int] = (4096,), short_share: float | None = None,
     seed: int = 0, router: str = "jsq", **pool,
@@ -169,6 +172,7 @@ def _violations(res: SimResult, slo_s: float) -> tuple[int, int]:
     return int((ok["ttft_s"] > slo_s).sum()), ok.height
 
 
+@rejections_in_table
 def slo_sizing(
     trace, *, slo_s: float, thresholds: Sequence[int] = (8192,), quantile: float = 0.99, max_gpus: int = 16,
     seed: int = 0, router: str = "jsq", **pool,
@@ -254,6 +258,7 @@ def slo_sizing(
 
 
 # ---------------------------------------------------------------------------------------------- disaggregation
+@rejections_in_table
 def disaggregation_study(
     trace, *, gpus: int = 8, prefill_shares: Sequence[float] = (0.25, 0.5), interconnect: str = "infiniband",
     seed: int = 0, router: str = "jsq", **pool,
@@ -284,6 +289,7 @@ DEFAULT_SWEEPS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
 )
 
 
+@rejections_in_table
 def autoscale_curve(
     trace,
     sweeps: Sequence[tuple[str, str, Sequence[float]]] = DEFAULT_SWEEPS,

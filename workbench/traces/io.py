@@ -294,7 +294,13 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
     else:
         fmt = infer_format(path, columns, kind)
     if fmt.name == "canonical":
-        fmt = fmt.with_mapping({c: c for c in columns if c in COLUMNS}, time_unit)
+        present = {c: c for c in columns if c in COLUMNS}
+        missing = [c for c in ("prompt_tokens", "output_tokens") if c not in present]
+        if missing:
+            raise WorkloadError("missing column for canonical format", file=str(path), field=missing[0], row=0)
+        fmt = fmt.with_mapping(present, time_unit)
+        if "arrival_s" not in present:  # a length-only table in the canonical names
+            fmt = replace(fmt, time=None)
     elif time_unit is not None and mapping is None:
         fmt = fmt.with_mapping(fmt.columns, time_unit)
     missing = [c for c in fmt.columns.values() if c not in columns]
