@@ -57,6 +57,7 @@ cdef class Instance:
     cdef public long max_batched_tokens
     cdef public bint chunked
     cdef public long chunk_tokens
+    cdef public long context
     cdef public long fit_tokens
     cdef public long max_prompt
     cdef public bint prefill_first

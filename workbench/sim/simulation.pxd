@@ -24,6 +24,7 @@ cdef class Simulation:
     cdef public object _make_row
     cdef public bint hold_unroutable
     cdef public bint audit
+    cdef public bint check
     cdef public dict counters
     cdef public object _seg
     cdef public object segment_sink
