@@ -222,22 +222,14 @@ class TotalTokenCdf:
                     f"a cumulative fraction must be in [0, 1], got {p!r}", file=where, field="cumulative", row=i
                 )
         t = t.astype(np.int64)
-        bad = np.flatnonzero(np.diff(t) <= 0)
-        if bad.size:
-            raise WorkloadError(
-                f"breakpoints must increase, got {t[bad[0]]} then {t[bad[0] + 1]}",
-                file=where,
-                field="tokens",
-                row=int(bad[0]) + 2,
-            )
-        bad = np.flatnonzero(np.diff(f) < 0)
-        if bad.size:
-            raise WorkloadError(
-                f"cumulative fractions must not decrease, got {f[bad[0]]} then {f[bad[0] + 1]}",
-                file=where,
-                field="cumulative",
-                row=int(bad[0]) + 2,
-            )
+        for values, field, rule, bad in (
+            (t, "tokens", "breakpoints must increase", np.diff(t) <= 0),
+            (f, "cumulative", "cumulative fractions must not decrease", np.diff(f) < 0),
+        ):
+            if bad.any():
+                i = int(np.argmax(bad))
+                got = f"got {values[i]} then {values[i + 1]}"
+                raise WorkloadError(f"{rule}, {got}", file=where, field=field, row=i + 2)
         if f[-1] <= 0:
             raise WorkloadError(
                 "the CDF holds no probability (last fraction 0)", file=where, field="cumulative"
