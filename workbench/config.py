@@ -98,10 +98,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
 
     Field types are read with :func:`typing.get_type_hints` (so string annotations work). A value is converted
     when its field's type asks for it: a table for a dataclass field (or a dataclass member of a union, e.g.
-    ``AutoscaleConfig | None``) becomes that dataclass, recursively; a list for a ``tuple[...]`` field
-    becomes a tuple (of dataclasses, when the items are). Everything else is passed as it is, and the
-    dataclass validates it (``__post_init__``). This is the only place where tables become configuration
-    objects: the dataclasses themselves take typed values only.
+    ``AutoscaleConfig | None``, unless the union also takes a ``dict``) becomes that dataclass, recursively; a
+    list for a ``tuple[...]`` field becomes a tuple (of dataclasses, when the items are). Everything else is
+    passed as it is, and the dataclass validates it (``__post_init__``). This is the only place where tables
+    become configuration objects: the dataclasses themselves take typed values only.
 
     Parameters
     ----------
@@ -165,6 +165,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         members = [m for m in typing.get_args(hint) if m is not type(None)]
+        if isinstance(value, Mapping) and any(m is dict or typing.get_origin(m) is dict for m in members):
+            return value  # the field takes a table itself (e.g. fields over a default): the class builds it
         if isinstance(value, Mapping):
             target = next((m for m in members if dataclasses.is_dataclass(m)), None)
             return from_dict(target, value, where=where) if target is not None else value

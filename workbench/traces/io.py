@@ -268,6 +268,7 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
                 file=str(path),
                 field="mapping",
             )
+        fmt = GENERIC.with_mapping(mapping, time_unit)  # unknown canonical names first
         missing = [c for c in ("prompt_tokens", "output_tokens") if c not in mapping]
         if missing:
             raise WorkloadError(
@@ -276,7 +277,6 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
                 file=str(path),
                 field="mapping",
             )
-        fmt = GENERIC.with_mapping(mapping, time_unit)
         if "arrival_s" not in mapping:  # a length-only table
             fmt = replace(fmt, time=None)
     elif format is not None:
