@@ -56,7 +56,7 @@ def _write_tables(out: Path, tables: dict[str, pl.DataFrame], fmt: str) -> None:
     """Write each table as ``out/<name>.<fmt>`` (csv or parquet) and say so."""
     from workbench.config import require_choice
 
-    require_choice("--format", fmt, ("csv", "parquet"))
+    fmt = require_choice("--format", fmt, ("csv", "parquet"))
     out.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         path = out / f"{name}.{fmt}"

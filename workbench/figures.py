@@ -99,7 +99,7 @@ def export(chart: alt.TopLevelMixin, stem: Path, *, width: str = "double", heade
     from workbench.config import require_choice
     from workbench.viz import COLUMN_WIDTH_PT, pdf_bytes
 
-    require_choice("width", width, tuple(COLUMN_WIDTH_PT))
+    width = require_choice("width", width, tuple(COLUMN_WIDTH_PT))
     stem.parent.mkdir(parents=True, exist_ok=True)
     spec = chart.to_json()
     svg = vlc.vegalite_to_svg(spec)

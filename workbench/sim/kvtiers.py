@@ -167,8 +167,9 @@ def register_eviction_policy(name: str, factory: Callable[[], EvictionPolicy]) -
 
 def eviction_policy(name: str) -> EvictionPolicy:
     """A fresh policy object registered as ``name``."""
-    require_choice("eviction", name, tuple(EVICTION_POLICIES), what="eviction policy")
-    return EVICTION_POLICIES[name]()
+    return EVICTION_POLICIES[
+        require_choice("eviction", name, tuple(EVICTION_POLICIES), what="eviction policy")
+    ]()
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -435,10 +436,12 @@ class StoreSpec:
     def __post_init__(self) -> None:
         require_positive("hierarchy.store.capacity_gb", self.capacity_gb)
         link_spec(self.link)
-        require_choice("hierarchy.store.write", self.write, STORE_WRITES, what="write policy")
-        require_choice(
+        write = require_choice("hierarchy.store.write", self.write, STORE_WRITES, what="write policy")
+        object.__setattr__(self, "write", write)
+        evict = require_choice(
             "hierarchy.store.eviction", self.eviction, tuple(EVICTION_POLICIES), what="eviction policy"
         )
+        object.__setattr__(self, "eviction", evict)
         require_positive("hierarchy.store.idle_w_per_gb", self.idle_w_per_gb, allow_zero=True)
         require_positive("hierarchy.store.usd_per_gb", self.usd_per_gb, allow_zero=True)
 
@@ -495,8 +498,12 @@ class KVHierarchy:
                 raise ConfigError(f"hierarchy.store: {exc}") from None
         elif self.store is not None and not isinstance(self.store, StoreSpec):
             raise ConfigError(f"hierarchy.store: expected a table of store fields, got {self.store!r}")
-        require_choice("hierarchy.eviction", self.eviction, tuple(EVICTION_POLICIES), what="eviction policy")
-        require_choice("hierarchy.promotion", self.promotion, PROMOTION_MODES, what="promotion mode")
+        evict = require_choice(
+            "hierarchy.eviction", self.eviction, tuple(EVICTION_POLICIES), what="eviction policy"
+        )
+        object.__setattr__(self, "eviction", evict)
+        promo = require_choice("hierarchy.promotion", self.promotion, PROMOTION_MODES, what="promotion mode")
+        object.__setattr__(self, "promotion", promo)
         link_spec(self.nic)
         link_spec(self.nvlink)
         require_int("hierarchy.gpus_per_node", self.gpus_per_node)

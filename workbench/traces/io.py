@@ -280,6 +280,8 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
         if "arrival_s" not in mapping:  # a length-only table
             fmt = replace(fmt, time=None)
     elif format is not None:
+        key = format.strip().casefold() if isinstance(format, str) else None  # the rule for names: no case
+        format = next((name for name in FORMATS if name.casefold() == key), format)
         if not isinstance(format, str) or format not in FORMATS:
             raise WorkloadError(
                 f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}",
