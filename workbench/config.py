@@ -189,8 +189,35 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_toml(cls: type[T], path: str | Path) -> T:
-    """Load a TOML file into dataclass ``cls``: the one TOML reader of the workbench (see :func:`from_dict`).
+def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The tables of a TOML file: the one TOML reader of the workbench.
+
+    Parameters
+    ----------
+    path
+        The file (read literally).
+    what
+        What the file is, for the message (``"fleet config"``, ``"plan config"``).
+
+    Returns
+    -------
+    dict
+        The parsed document.
+
+    Raises
+    ------
+    ConfigError
+        For a file that cannot be read, is not UTF-8 or is not valid TOML (with the parser's line and column),
+        naming the file.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
+def load_toml(cls: type[T], path: str | Path, what: str = "config") -> T:
+    """Load a TOML file (:func:`read_toml`) into dataclass ``cls`` (:func:`from_dict`).
 
     Parameters
     ----------
@@ -198,6 +225,8 @@ def load_toml(cls: type[T], path: str | Path) -> T:
         The configuration dataclass (e.g. :class:`workbench.sim.Fleet`, :class:`workbench.sim.SimConfig`).
     path
         The file (read literally).
+    what
+        What the file is, for messages.
 
     Returns
     -------
@@ -206,11 +235,6 @@ def load_toml(cls: type[T], path: str | Path) -> T:
     Raises
     ------
     ConfigError
-        For a file that cannot be read or is not valid TOML (with the parser's line and column), and for
-        every error of :func:`from_dict`.
+        For every error of :func:`read_toml` and :func:`from_dict`.
     """
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    return from_dict(cls, data)
+    return from_dict(cls, read_toml(path, what))

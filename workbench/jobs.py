@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from workbench.config import read_toml
 from workbench.errors import ConfigError
 from workbench.sim.topology import Fleet
 from workbench.traces.schema import Trace
@@ -40,14 +40,6 @@ SUMMARY_COLUMNS = ("requests", "rejected", "ttft_p50_s", "ttft_p99_s", "tpot_p50
                    "throughput_tok_s", "slo_attainment", "goodput_req_s", "utilization")  # fmt: skip
 #: Grid keys that act on the trace rather than the fleet.
 TRACE_KEYS = ("rate_scale",)
-
-
-def read_toml(path: str | Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; unreadable or malformed files give one :class:`ConfigError` naming the file."""
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
 
 
 @lru_cache(maxsize=4)

@@ -25,7 +25,6 @@ caps) and optionally the pool-split study; :class:`PlanSpec` is the same questio
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from workbench.config import read_toml
 from workbench.errors import ConfigError
 from workbench.planning.compare import pool_split_study
 from workbench.planning.pareto import tradeoff_table
@@ -158,10 +158,7 @@ class PlanSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> PlanSpec:
         """Read and validate a plan file (one :class:`ConfigError` naming the key on bad input)."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read plan config {path}: {exc}") from None
+        data = read_toml(path, "plan config")
         unknown = sorted(set(data) - {"workload", "slo", "candidates", "plan"})
         if unknown:
             raise ConfigError(f"{path}: unknown table(s) {unknown}; valid: workload, slo, candidates, plan")

@@ -376,7 +376,7 @@ class Fleet:
     @classmethod
     def from_toml(cls, path: str | Path) -> Fleet:
         """Load a fleet from a TOML file (:func:`workbench.config.load_toml`, the one TOML reader)."""
-        return load_toml(cls, path)
+        return load_toml(cls, path, "fleet config")
 
 
 def monolithic(
