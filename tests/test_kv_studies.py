@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 
 from workbench import kv_studies as ks
+from workbench.sim.invariants import RejectionWarning
 from workbench.viz import kv as vkv
 
 
@@ -29,6 +31,16 @@ def test_runs_are_pure_and_replications_pair_on_seeds():
     assert spec["mark"]["type"] == "bar" and spec["encoding"]["y"]["field"] == "share"
     layers = vkv.mean_with_interval(table, "ttft_mean_s").to_dict()["layer"]
     assert [layer["mark"]["type"] for layer in layers] == ["point", "errorbar"]
+
+
+def test_a_run_reports_its_rejections_in_its_row_not_one_warning_per_run():
+    arm = dataclasses.replace(ks.TIER_ARMS[2], requests=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RejectionWarning)
+        row = ks.tiers_run(arm, 5)
+    # this sample of the Mooncake twin has one prompt longer than Llama-3.1-8B's 131,072-token context
+    assert row["rejected"] == 1
+    assert "rejected" in ks.TIER_METRICS and "rejected" in ks.PD_METRICS
 
 
 def test_pd_store_and_agentic_runs_report_their_metrics():

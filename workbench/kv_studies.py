@@ -15,7 +15,10 @@ Four questions (issue 20), each with its arms, its run and a default setting sma
 :func:`replicate` runs every arm on the same ``replications`` seeds (replication ``r`` gets one seed for all
 arms: common random numbers, so differences are paired), :func:`summary` gives each metric's mean and 95 %
 confidence interval per arm and :func:`versus` the paired differences against a baseline arm, both from
-:mod:`workbench.stats`. Workloads are drawn afresh for each replication (the Mooncake trace's fitted twin,
+:mod:`workbench.stats`. Every run reports its ``rejected`` requests (those the simulator refuses, e.g. a prompt
+longer than the model's context: :meth:`~workbench.sim.instance.Instance.reject_reason`) as a metric of its row,
+so the tables show them instead of one warning per run; the latency and hit metrics are over served requests.
+Workloads are drawn afresh for each replication (the Mooncake trace's fitted twin,
 :func:`workbench.traces.fit`), so the intervals cover the workload's randomness too.
 
 This module belongs with the other seed-paper studies (``workbench.studies``) and moves there when that
@@ -36,6 +39,7 @@ import polars as pl
 from workbench import stats, traces
 from workbench.experiments import point_seed
 from workbench.sim.fleet import simulate
+from workbench.sim.invariants import rejections_in_table
 from workbench.sim.kvtiers import KVHierarchy
 from workbench.sim.topology import Fleet, Pool, monolithic
 from workbench.traces.agentic import AgentSessions
@@ -86,11 +90,16 @@ def twin_workload(dataset: str, requests: int, seed: int, speedup: float = 1.0) 
     return traces.rescale(trace, speedup) if speedup != 1.0 else trace
 
 
+def _rejected(result) -> int:
+    """Requests of ``result`` the simulator rejected (each with its reason in the request table)."""
+    return int(result.requests["rejected"].sum())
+
+
 def _hits(result) -> dict[str, float]:
     """Share of prompt tokens served from each place, TTFT mean and p99, mean load time."""
     q = result.requests.filter(~pl.col("rejected"))
     prompt = float(q["prompt_tokens"].cast(pl.Int64).sum())
-    out = {"hit_rate": float(q["cached_tokens"].cast(pl.Int64).sum()) / prompt}
+    out = {"rejected": _rejected(result), "hit_rate": float(q["cached_tokens"].cast(pl.Int64).sum()) / prompt}
     for tier in ("gpu", "dram", "ssd", "store"):
         col = f"{tier}_hit_tokens"
         out[f"{tier}_share"] = float(q[col].sum()) / prompt if col in q.columns else (
@@ -146,9 +155,19 @@ TIER_ARMS = (
     TierArm("dram512", dram_gb=512),
     TierArm("dram128+ssd2000", dram_gb=128, ssd_gb=2000),
 )
-TIER_METRICS = ("hit_rate", "gpu_share", "dram_share", "ssd_share", "ttft_mean_s", "ttft_p99_s", "kv_load_ms")
+TIER_METRICS = (
+    "hit_rate",
+    "gpu_share",
+    "dram_share",
+    "ssd_share",
+    "ttft_mean_s",
+    "ttft_p99_s",
+    "kv_load_ms",
+    "rejected",
+)
 
 
+@rejections_in_table
 def tiers_run(arm: TierArm, seed: int) -> dict[str, float]:
     """One replication: hit shares by tier, TTFT mean/p99 and mean load time."""
     trace = twin_workload(arm.dataset, arm.requests, seed, arm.speedup)
@@ -190,9 +209,10 @@ PD_ARMS = (
     PDArm("100GbE alone", contention=False),
     PDArm("400G shared", nic="cx7_400g"),
 )
-PD_METRICS = ("transfer_mean_s", "transfer_p99_s", "tpot_p50_s", "e2e_p99_s")
+PD_METRICS = ("transfer_mean_s", "transfer_p99_s", "tpot_p50_s", "e2e_p99_s", "rejected")
 
 
+@rejections_in_table
 def pd_run(arm: PDArm, seed: int) -> dict[str, float]:
     """One replication: KV transfer time (mean, p99), median TPOT and p99 end-to-end latency."""
     trace = twin_workload(arm.dataset, arm.requests, seed, arm.speedup)
@@ -201,8 +221,10 @@ def pd_run(arm: PDArm, seed: int) -> dict[str, float]:
                                                                              instances=arm.decode)),
         hierarchy=KVHierarchy(nic=arm.nic, gpus_per_node=1, contention=arm.contention),
     )  # fmt: skip
-    q = simulate(trace, fleet, seed=seed).requests.filter(~pl.col("rejected") & (pl.col("kv_transfer_s") > 0))
+    result = simulate(trace, fleet, seed=seed)
+    q = result.requests.filter(~pl.col("rejected") & (pl.col("kv_transfer_s") > 0))
     return {
+        "rejected": _rejected(result),
         "transfer_mean_s": float(q["kv_transfer_s"].mean()),
         "transfer_p99_s": float(q["kv_transfer_s"].quantile(0.99)),
         "tpot_p50_s": float(q["tpot_s"].median()),
@@ -251,9 +273,10 @@ STORE_ARMS = (
     StoreArm("store", where="store"),
     StoreArm("store+kv_aware", where="store", router="kv_aware"),
 )
-STORE_METRICS = ("hit_rate", "store_share", "dram_share", "ttft_mean_s", "ttft_p99_s")
+STORE_METRICS = ("hit_rate", "store_share", "dram_share", "ttft_mean_s", "ttft_p99_s", "rejected")
 
 
+@rejections_in_table
 def store_run(arm: StoreArm, seed: int) -> dict[str, float]:
     """One replication: hit shares, TTFT mean and p99."""
     trace = twin_workload(arm.dataset, arm.requests, seed, arm.speedup)
@@ -303,9 +326,18 @@ class AgenticArm:
 
 
 AGENTIC_ARMS = (AgenticArm("closed"), AgenticArm("open replay", mode="open"))
-AGENTIC_METRICS = ("ttft_mean_s", "log10_ttft_mean", "ttft_p99_s", "queue_mean_s", "span_s", "hit_rate")
+AGENTIC_METRICS = (
+    "ttft_mean_s",
+    "log10_ttft_mean",
+    "ttft_p99_s",
+    "queue_mean_s",
+    "span_s",
+    "hit_rate",
+    "rejected",
+)
 
 
+@rejections_in_table
 def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
     """One replication: TTFT mean (and its log10: replications differ by orders of magnitude once a fleet is
     overloaded, and a paired difference of logs is a ratio), p99, mean queueing, the time to finish all
@@ -320,6 +352,7 @@ def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
     q = result.requests.filter(~pl.col("rejected"))
     ttft = float(q["ttft_s"].mean())
     return {
+        "rejected": _rejected(result),
         "ttft_mean_s": ttft,
         "log10_ttft_mean": float(np.log10(ttft)),
         "ttft_p99_s": float(q["ttft_s"].quantile(0.99)),
