@@ -31,6 +31,7 @@ import numpy as np
 from workbench.experiments import sweep
 from workbench.planning import SLO, Candidate, candidate_grid, pareto_front, screen_table, size_fleet, workload
 from workbench.planning.pareto import SimPoint, point_configs
+from workbench.sim.measure import Precision
 from workbench.traces import load
 from workbench.traces.synthetic import LogNormal, Poisson, Synthetic
 
@@ -107,7 +108,8 @@ def sweep_points(n_points: int, sim_requests: int):
     fleets = fleets[:n_points]
     cands = [c for c, _ in fleets]
     counts = [(n, 0) for _, n in fleets]
-    configs = point_configs(cands, counts, wl, slo=SLO(1.0, 0.05), model=MODEL, sim_requests=sim_requests)
+    fixed = Precision(start_requests=sim_requests, max_requests=sim_requests)  # one look of sim_requests each
+    configs = point_configs(cands, counts, wl, slo=SLO(1.0, 0.05), model=MODEL, precision=fixed)
     return SimPoint(wl), configs
 
 
@@ -136,7 +138,7 @@ def bench_sizing() -> None:
         topologies=["monolithic", "length_pools", "disaggregated"],
         thresholds=[2048, 4096],
     )
-    res, sec = timed(size_fleet, trace, SLO(2.0, 0.1), cands, model=MODEL, qps=20.0, check=3, sim_requests=3000)
+    res, sec = timed(size_fleet, trace, SLO(2.0, 0.1), cands, model=MODEL, qps=20.0, check=3)
     best = res.best
     print(
         f"[sizing] default workload end to end: {sec:.1f} s (target <= 60 s; "

@@ -41,7 +41,7 @@ def bench_grid_flex() -> None:
     wl, slo = workload(tr, 20.0), SLO(2.0, 0.06)
     grid_flex(wl, slo, "H100", 2, check=False)  # warm caches (screen tables, imports)
     t0 = time.perf_counter()
-    res = grid_flex(wl, slo, "H100", 2, sim_requests=800)
+    res = grid_flex(wl, slo, "H100", 2)
     t_scan = time.perf_counter() - t0
     trace = wl.trace.with_requests(wl.trace.requests.head(800))
     ranked = res.options.filter("slo_met").sort(["ceiling_reduction", "mean_reduction"], descending=True)

@@ -1,5 +1,5 @@
 """Golden test: the summary of a small fixed workload is stored and compared (regenerate deliberately with
-``WORKBENCH_REGEN_GOLDEN=1``)."""
+``WORKBENCH_REGEN_GOLDEN=1``; a missing golden file fails)."""
 
 from __future__ import annotations
 
@@ -58,9 +58,12 @@ def result():
 def test_golden_summary():
     table = summary(result(), ttft_slo=0.5, tpot_slo=0.012)
     got = {k: (round(v, 9) if isinstance(v, float) else v) for k, v in table.row(0, named=True).items()}
-    if os.environ.get("WORKBENCH_REGEN_GOLDEN") or not GOLDEN.exists():
+    if os.environ.get("WORKBENCH_REGEN_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
-        pytest.skip("golden summary written")
+    if not GOLDEN.exists():  # a missing golden file fails; it is never written silently
+        pytest.fail(
+            f"{GOLDEN} is missing: run WORKBENCH_REGEN_GOLDEN=1 pytest {__file__}, review and commit it"
+        )
     want = json.loads(GOLDEN.read_text())
     assert set(got) == set(want)
     for key, value in want.items():

@@ -126,3 +126,16 @@ def test_summarize_and_compare_tables():
     with pytest.raises(WorkbenchError, match="pair"):
         unpaired = table.filter(~((pl.col("policy") == "jsq") & (pl.col("seed") == 2)))
         stats.compare(unpaired, "policy", "rr", ["p99"])
+
+
+def test_fill_truncation_ends_at_the_first_reach_of_the_steady_level():
+    """An empty start that fills for 100 observations; a burst later does not move the cut (MSER-5 on the
+    output would cut up to the burst's end)."""
+    rng = np.random.default_rng(3)
+    level = np.concatenate([np.linspace(0.0, 20.0, 100), 20.0 + rng.normal(0.0, 1.0, 2000)])
+    level[1200:1300] += 60.0  # a burst in the first half
+    cut = stats.fill_truncation(level)
+    assert 90 <= cut <= 101
+    assert stats.fill_truncation(np.zeros(50)) == 0
+    with pytest.raises(stats.StatisticsError):
+        stats.fill_truncation([1.0])

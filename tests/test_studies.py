@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
 
 from workbench.errors import ConfigError
 from workbench.sim.fleet import SUMMARY_SCHEMA, simulate, summarize
+from workbench.sim.measure import Precision
 from workbench.sim.studies import (
     autoscale_curve,
     cdf_trace,
@@ -18,7 +21,7 @@ from workbench.sim.studies import (
     slo_sizing,
 )
 from workbench.sim.topology import monolithic
-from workbench.traces import Fixed, Poisson, Synthetic, TimeVarying
+from workbench.traces import Fixed, LogNormal, Poisson, Synthetic, TimeVarying
 from workbench.traces.synthetic import PiecewiseRate
 
 
@@ -83,28 +86,33 @@ def test_length_split_study_columns_and_split(agent):
     assert (table["cost_usd"] > 0).all() and table["short_ttft_p99_s"].is_not_null().all()
 
 
-def _attains(res, slo):
-    ok = res.requests.filter(~pl.col("rejected"))
-    return float((ok["ttft_s"] <= slo).mean()) >= 0.99
+#: A coarse measurement kernel for tests (20 % tolerance, at most 32,000 requests a verdict).
+FAST = Precision(tolerance=0.2, max_requests=32_000)
 
 
-def test_slo_sizing_finds_the_fewest_gpus(agent):
-    slo = 4.0
-    table, results = slo_sizing(agent, slo_s=slo, thresholds=(8192,), max_gpus=8)
+def test_slo_sizing_finds_the_fewest_gpus_by_kernel_verdicts():
+    """Log-normal prompts (median 1,000, P99 ~10,000 tokens) at 12 req/s on H100, P99 TTFT <= 1 s: every count
+    is a whole-fleet verdict of the measurement kernel, and the count below the answer is judged too."""
+    gen = Synthetic(arrivals=Poisson(12.0), lengths=LogNormal(math.log(1000), 1.0, math.log(100), 0.8))
+    table, results = slo_sizing(gen, slo_s=1.0, thresholds=(2048,), max_gpus=8, precision=FAST)
     mono, two = table.iter_rows(named=True)
-    assert mono["policy"] == "monolithic" and mono["meets_slo"]
+    assert mono["policy"] == "monolithic" and mono["meets_slo"] and mono["verdict"] == "meets"
     n = mono["gpus"]
-    assert _attains(results["monolithic"], slo)
-    assert n == 1 or not _attains(simulate(agent, monolithic(n - 1)), slo)  # one GPU fewer misses the SLO
-    assert two["policy"] == "two-pool @8192" and two["short_gpus"] + two["long_gpus"] == two["gpus"]
-    assert two["meets_slo"] == _attains(results["two-pool @8192"], slo)
+    assert mono["ttft_p99_lo"] <= mono["ttft_p99_s"] <= mono["ttft_p99_hi"] < 1.0
+    assert n == 1 or mono["below"].split(":")[0] in ("fails", "unstable", "undecided")
+    assert mono["simulated_requests"] >= 8000 * (2 if n > 1 else 1)
+    assert results["monolithic"].instances.height == n
+    assert two["policy"] == "two-pool @2048" and two["short_gpus"] + two["long_gpus"] == two["gpus"]
+    assert two["meets_slo"] and two["ttft_p99_hi"] < 1.0  # the whole fleet's P99, not one pool's
     from workbench.hardware import gpu
 
     assert mono["usd_per_hour"] == pytest.approx(n * gpu("H100-SXM").cloud_usd_per_gpu_hr)
+
+
+def test_slo_sizing_limits_and_bad_input(agent):
     # an SLO below the prefill time of the longest prompts cannot be met: rows stay, with nulls
-    none, _ = slo_sizing(agent, slo_s=0.05, thresholds=(8192,), max_gpus=3)
+    none, _ = slo_sizing(agent, slo_s=0.05, thresholds=(8192,), max_gpus=3, precision=FAST)
     assert none["gpus"].to_list() == [None, None] and not none["meets_slo"].any()
-    assert none.columns == table.columns
     with pytest.raises(ConfigError, match="max_gpus must be an integer >= 2"):
         slo_sizing(agent, slo_s=1.0, max_gpus=1)
     with pytest.raises(ConfigError, match="slo_s"):
@@ -114,15 +122,15 @@ def test_slo_sizing_finds_the_fewest_gpus(agent):
 def test_slo_sizing_prices_the_gpus_of_the_instances():
     from workbench.hardware import gpu
 
-    tr = Synthetic(arrivals=Poisson(4.0), lengths=Fixed(1000, 50)).generate(60, seed=0)
+    gen = Synthetic(arrivals=Poisson(4.0), lengths=Fixed(1000, 50))
     for g in ("H100-SXM", "A100-80GB-SXM"):
-        table, results = slo_sizing(tr, slo_s=2.0, thresholds=(600,), max_gpus=4, gpu=g, tp=2)
+        table, results = slo_sizing(gen, slo_s=2.0, thresholds=(600,), max_gpus=4, gpu=g, tp=2, precision=FAST)
         mono = table.row(0, named=True)
         n = mono["gpus"]  # instances, of two GPUs each
         assert mono["meets_slo"] and (results["monolithic"].instances["n_gpus"] == 2).all()
         assert mono["usd_per_hour"] == pytest.approx(n * 2 * gpu(g).cloud_usd_per_gpu_hr)
     with pytest.raises(ConfigError, match="slo_sizing grows each pool one instance at a time, which a GPU mix"):
-        slo_sizing(tr, slo_s=2.0, gpu={"H100-SXM": 1, "A100-80GB-SXM": 1})
+        slo_sizing(gen, slo_s=2.0, gpu={"H100-SXM": 1, "A100-80GB-SXM": 1})
 
 
 def test_disaggregation_study_rows():

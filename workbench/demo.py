@@ -139,7 +139,7 @@ def size_default_fleet(ctx: DemoContext) -> None:
     slo = SLO(ttft_s=2.0, tpot_s=0.1)
     cands = candidate_grid(DEMO_GPUS, topologies=DEMO_TOPOLOGIES, thresholds=DEMO_THRESHOLDS)
     real, seed = ctx.traces["real"], ctx.seed
-    result = size_fleet(real, slo, cands, model=DEMO_MODEL, qps=DEMO_QPS, check=3, sim_requests=3000, seed=seed)
+    result = size_fleet(real, slo, cands, model=DEMO_MODEL, qps=DEMO_QPS, check=3, seed=seed)
     ctx.results["sizing"] = result
     ctx.save_table("fleet_sizing", result.table)
     ctx.echo(f"{len(cands)} candidate fleets for {DEMO_MODEL} at {DEMO_QPS:g} req/s, {slo.label}:")

@@ -337,7 +337,7 @@ def _plan():
     from workbench import presets
     from workbench.planning.workflow import plan
 
-    return plan(presets.generate("poisson"), qps=10.0, ttft_s=1.0, tpot_s=0.05, check=2, sim_requests=1500)
+    return plan(presets.get("poisson").workload(), qps=10.0, ttft_s=1.0, tpot_s=0.05, check=2)
 
 
 @figure("fleet_sizing", "Cheapest fleets meeting the SLO: analytic cost and simulated check", "05_fleet_sizing")
@@ -361,8 +361,8 @@ def _whatif_workload():
     from workbench.planning import SLO, workload
     from workbench.traces import LogNormal, Poisson, Synthetic
 
-    trace = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7)).generate(500, seed=1)
-    return trace, workload(trace, 20.0), SLO(ttft_s=2.0, tpot_s=0.06)
+    gen = Synthetic(arrivals=Poisson(20.0), lengths=LogNormal(6.5, 0.8, 5.0, 0.7))
+    return gen.generate(500, seed=1), workload(gen, 20.0, seed=1, n_requests=500), SLO(ttft_s=2.0, tpot_s=0.06)
 
 
 @figure("grid_flex", "Grid flex: deepest power cut meeting the SLO, cost of deeper", "06_what_if")
@@ -371,7 +371,7 @@ def grid_flex() -> alt.TopLevelMixin:
     from workbench.whatif import grid_flex as flex
 
     _, wl, slo = _whatif_workload()
-    return flex_curve(flex(wl, slo, "H100", 2, sim_requests=400))
+    return flex_curve(flex(wl, slo, "H100", 2))
 
 
 @figure("spares", "Spare instances for 99.9 % availability with GPU and node failures", "06_what_if")

@@ -31,17 +31,26 @@ class Preset:
         ``build(seed, n)`` returns the trace; ``n`` (requests) may be ``None`` for the preset's own size.
     datasets
         Registered datasets it reads (empty for pure generators).
+    drawable
+        ``build(seed, n)`` draws ``n`` fresh requests for any ``n`` (a generator): the measurement kernel
+        (:mod:`workbench.sim.measure`) may then draw as many as a verdict needs (:meth:`workload`).
     """
 
     name: str
     description: str
     build: Callable[[int, int | None], Trace]
     datasets: tuple[str, ...] = ()
+    drawable: bool = False
 
     def generate(self, seed: int = 0, n: int | None = None) -> Trace:
         """The preset's trace for ``seed`` (first ``n`` requests when given)."""
         trace = self.build(seed, n)
         return trace if n is None or len(trace) <= n else trace.with_requests(trace.requests.head(n))
+
+    def workload(self, seed: int = 0) -> object:
+        """What a sizing question should measure on: the preset itself when :attr:`drawable` (a generator the
+        kernel draws from at any length and seed), else its trace (finite)."""
+        return self if self.drawable else self.generate(seed)
 
 
 #: Presets by name, in menu order.
@@ -142,7 +151,7 @@ def _register_defaults() -> None:
 
     sg = ("servegen_windows", "servegen_length_pdfs")
     for preset in (
-        Preset("poisson", "synthetic Poisson arrivals (10 req/s), log-normal lengths", _poisson),
+        Preset("poisson", "synthetic Poisson arrivals (10 req/s), log-normal lengths", _poisson, drawable=True),
         Preset("azure_code", "Azure LLM inference trace 2023, code (bursty arrivals)", _dataset("azure_code"),
                ("azure_code",)),
         Preset("mooncake_synthetic", "Mooncake (Kimi) synthetic trace with 512-token prefix blocks",

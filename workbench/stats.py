@@ -4,8 +4,10 @@ Generic numpy/scipy/polars code that knows nothing of LLMs; the measurement kern
 studies all use it, so a confidence interval is computed one way in the whole workbench.
 
 - :func:`mser_truncation` finds the warm-up to delete from one run's output series (MSER-5, White 1997):
-  the point after which the batch means' standard error of the remaining mean is smallest.
-- :func:`quantile_interval` and :func:`mean_interval` give confidence intervals for a quantile or a mean of
+  the point after which the batch means' standard error of the remaining mean is smallest;
+  :func:`fill_truncation` the end of an empty start from a level series (first reach of the steady level).
+- :func:`quantile_interval_cdf` (the measurement kernel's), :func:`quantile_interval` and
+  :func:`mean_interval` give confidence intervals for a quantile or a mean of
   *dependent* output of one long run, by sectioning over contiguous batches (Asmussen & Glynn 2007, ch. IV;
   Nakayama 2014): the point estimate comes from the whole series, the spread from the batch estimates with a
   Student t on ``batches - 1`` degrees of freedom. Order-statistic intervals assume i.i.d. samples and are not
@@ -220,6 +222,34 @@ def mser_truncation(series: Sequence[float] | np.ndarray, batch: int = MSER_BATC
     return d * batch, d < half
 
 
+def fill_truncation(level: Sequence[float] | np.ndarray) -> int:
+    """Warm-up of a run that starts empty, from a level series (e.g. requests in the system seen by arrivals).
+
+    The transient ends at the first observation that reaches the median of the second half of the series (the
+    steady level). Unlike MSER on the output itself, a burst later in the run does not move the cut: on a
+    bursty trace replay MSER-5 on latencies deletes everything up to the end of an early burst (a third of the
+    Azure code trace at 100 req/s, which halves its P99 TPOT), where this rule deletes the first fill of an
+    empty fleet (2 % of it).
+
+    Parameters
+    ----------
+    level
+        Non-negative levels in the order observed.
+
+    Returns
+    -------
+    int
+        Number of leading observations to delete (0 for a series whose steady level is 0).
+    """
+    x = _finite_array(level, "level")
+    if len(x) < 2:
+        raise StatisticsError(f"a warm-up needs at least 2 observations, got {len(x)}")
+    steady = float(np.median(x[len(x) // 2 :]))
+    if steady <= 0.0:
+        return 0
+    return int(np.argmax(x >= steady))
+
+
 def _sections(n: int, batches: int, min_per_batch: int, what: str) -> int:
     usable = min(batches, n // max(min_per_batch, 1))
     if usable < MIN_BATCHES:
@@ -268,6 +298,56 @@ def quantile_interval(
     value = float(np.quantile(x, q))
     half = _t_quantile(level, b - 1) * float(section.std(ddof=1)) / math.sqrt(b)
     return Estimate(value, value - half, value + half, b, level)
+
+
+def quantile_interval_cdf(
+    series: Sequence[float] | np.ndarray,
+    q: float,
+    level: float = LEVEL,
+    batches: int = BATCHES,
+    per_batch: float = 10.0,
+) -> Estimate:
+    """Quantile ``q`` of one run's steady-state output, interval by batch means of the CDF at the estimate.
+
+    The point estimate ``x`` is the quantile of the whole series. The share of observations at or below
+    ``x`` is a *mean* (of an indicator), so its batch means over ``b`` contiguous batches are unbiased
+    whatever the batch size, and give the half-width ``h = t * sd(batch shares) / sqrt(b)`` of the CDF at
+    ``x``; the interval is the empirical quantiles at ``q - h`` and ``q + h`` (asymmetric, as a tail quantile's
+    uncertainty is). Sectioning (:func:`quantile_interval`) compares batch *quantiles*, which are biased low
+    in batches of a few thousand correlated observations whose tail comes in bursts (on M/M/4 at rho = 0.8
+    its 95 % interval for the P99 wait covered the truth in 69 % of runs of 20,000 customers, this one in
+    89 %); the CDF batch means are the approach of Alexopoulos et al.'s sequential quantile procedures.
+
+    Parameters
+    ----------
+    series
+        Observations after the warm-up, in the order they were produced.
+    q
+        Quantile in (0, 1).
+    level
+        Confidence level.
+    batches
+        Most batches to use (at least :data:`MIN_BATCHES`).
+    per_batch
+        Each batch holds at least ``per_batch / min(q, 1 - q)`` observations (10 beyond the quantile).
+
+    Returns
+    -------
+    Estimate
+        ``n`` is the number of batches used. An upper bound beyond the largest observation (``q + h >= 1``)
+        is the largest observation.
+    """
+    if not 0.0 < q < 1.0:
+        raise StatisticsError(f"quantile must be in (0, 1), got {q!r}")
+    x = _finite_array(series, "series")
+    b = _sections(len(x), batches, math.ceil(per_batch / min(q, 1.0 - q)), f"quantile {q}")
+    m = len(x) // b
+    value = float(np.quantile(x, q))
+    shares = (x[len(x) - m * b :] <= value).reshape(b, m).mean(axis=1)
+    h = _t_quantile(level, b - 1) * float(shares.std(ddof=1)) / math.sqrt(b)
+    low = float(np.quantile(x, max(q - h, 0.0)))
+    high = float(np.quantile(x, min(q + h, 1.0)))
+    return Estimate(value, min(low, value), max(high, value), b, level)
 
 
 def mean_interval(

@@ -1,38 +1,44 @@
-"""Step 2 of sizing: verify the best analytic candidates with the fleet simulator.
+"""Step 2 of sizing: the measurement kernel decides the instance counts, bracketed by the analytic screen.
 
-For a candidate, each pool's instance count is bisected with the simulator until the SLO holds with the fewest
-instances: starting from the analytic count, the search doubles upwards while the SLO fails (or halves the
-interval downwards while it holds). Pools are searched one at a time, the other pool held at a generous count
-(twice its analytic count), then fixed at its own minimum: the short and long pools of a length split serve
-disjoint requests, and the prefill and decode pools of a disaggregated fleet answer for TTFT and TPOT.
+Every count is judged by :func:`workbench.sim.measure.measure` on the whole fleet: a steady-state verdict
+(meets / fails / unstable / undecided) with the confidence interval of the SLO quantile, the run extended until
+the verdict is clear. The SLO is the fleet's (all requests of the workload) unless per-pool targets are asked
+for (``per_pool=True``); a pool is never sized or refuted on its own requests alone.
 
-A length split is then refined: the SLO is the fleet's (its P99 is over all requests, as for a monolithic
-fleet), and two pools that each meet it on their own requests are more than it asks: the long pool, a small
-share of requests, may have a worse tail of its own, as the longest requests of a monolithic fleet may. So the
-long pool and then the short pool are each bisected down while the whole fleet still meets the SLO (Azure code
-trace at 100 req/s on L40S, 2048-token split: the long pool shrank from 121 to 116 instances). Sizing both
-pools on the fleet-wide SLO from the start is worse: the first pool searched uses up the slack and the second
-needs many more instances (36 + 168 instead of 40 + 116 there). The analytic screen sizes each pool for the
-quantile on its own requests, so it is conservative for two-pool fleets.
+* One pool (monolithic): :func:`~workbench.sim.measure.smallest_count` bisects on verdicts inside the
+  screen's bracket: the lower end is the fewest instances whose capacity exceeds the load (below it the fleet
+  cannot be stable), the start is the screen's count; the upper end doubles from it until a count meets. The
+  answer is the smallest count that meets, and the count below it is always judged, so the answer says how
+  it failed.
+* Two pools (length split, prefill/decode; :func:`~workbench.sim.measure.smallest_pair`): from the screen's
+  counts (each pool sized for the quantile on its own requests, which the screen makes conservative) both
+  pools grow together until the whole fleet meets; then the second pool and the first are each bisected down
+  on whole-fleet verdicts, the other held. Only whole-fleet verdicts refute a candidate.
 
-Latencies are measured on the requests of a window of the trace after a warm-up (the first
-:data:`WARMUP_SHARE` of arrivals are simulated but not scored, so the empty start does not flatter the fleet).
+The kernel's "undecided" (the CI straddles the target at the request cap, or a finite trace ran out) counts as
+not meeting: a count is accepted only on evidence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from workbench.planning.spec import SLO, Candidate, CostBasis
 from workbench.planning.workload import Workload
-
-#: Share of the window's first arrivals that warm the fleet up and are not scored.
-WARMUP_SHARE = 0.1
-#: Largest factor above the analytic count the upward search tries.
-MAX_GROWTH = 16
+from workbench.sim.measure import (
+    Precision,
+    Verdict,
+    fleet_runner,
+    measure,
+    slo_targets,
+    smallest_count,
+    smallest_pair,
+)
 
 
 def build_fleet(cand: Candidate, n1: int, n2: int, model: str):
@@ -45,7 +51,7 @@ def build_fleet(cand: Candidate, n1: int, n2: int, model: str):
     if cand.topology == "monolithic":
         return Fleet(pools=(Pool("main", gpu=cand.gpu, tp=cand.tp, instances=n1, **common),))
     if cand.topology == "length_pools" and min(n1, n2) == 0:
-        # a pool without instances is left out (the window has no request for it)
+        # a pool without instances is left out (the workload has no request for it)
         name, g, tp, n = (
             ("short", cand.gpu, cand.tp, n1) if n1 else ("long", cand.second_gpu, cand.second_tp, n2)
         )
@@ -74,82 +80,42 @@ def build_fleet(cand: Candidate, n1: int, n2: int, model: str):
     )
 
 
-def measure(requests: pl.DataFrame, slo: SLO, pool: str | None = None) -> dict:
-    """Latency quantiles, goodput and SLO verdict of a simulation's scored requests (optionally one pool)."""
-    df = requests if pool is None else requests.filter(pl.col("pool") == pool)
-    served = df.filter(~pl.col("rejected"))
-    q = slo.quantile
-    if served.height == 0:
-        return {
-            "ttft_p50_s": 0.0,
-            "ttft_p99_s": 0.0,
-            "tpot_p50_s": 0.0,
-            "tpot_p99_s": 0.0,
-            "goodput": 1.0,
-            "rejected": df.height,
-            "met": df.height == 0,
-        }
-    ttft = served["ttft_s"].fill_null(np.inf)
-    tpot = served["tpot_s"].fill_null(0.0)
-    good = pl.Series([True] * served.height)
-    if slo.ttft_s is not None:
-        good = good & (ttft <= slo.ttft_s)
-    if slo.tpot_s is not None:
-        good = good & (tpot <= slo.tpot_s)
-    out = {
-        "ttft_p50_s": float(ttft.quantile(0.5, "linear")),
-        "ttft_p99_s": float(ttft.quantile(q, "linear")),
-        "tpot_p50_s": float(tpot.quantile(0.5, "linear")),
-        "tpot_p99_s": float(tpot.quantile(q, "linear")),
-        "goodput": float(good.mean()) * served.height / df.height,
-        "rejected": df.height - served.height,
-    }
-    if slo.goodput is not None:
-        met = out["goodput"] >= slo.goodput
-    else:
-        met = (slo.ttft_s is None or out["ttft_p99_s"] <= slo.ttft_s) and (
-            slo.tpot_s is None or out["tpot_p99_s"] <= slo.tpot_s
-        )
-    out["met"] = bool(met) and out["rejected"] == 0
+def pool_names(cand: Candidate) -> tuple[str, ...]:
+    """Names of the candidate's pools, in the order of ``instances1``/``instances2``."""
+    return {"monolithic": ("main",), "length_pools": ("short", "long"), "disaggregated": ("prefill", "decode")}[
+        cand.topology
+    ]
+
+
+def verdict_columns(v: Verdict, slo: SLO) -> dict:
+    """Flat latency columns of a verdict: ``verdict``, ``ttft_p99_s`` (+ ``_lo``/``_hi``), ``tpot_p99_s`` ...
+
+    The names keep the ``p99`` of the default SLO whatever the quantile (the SLO says which one); latencies
+    of targets the SLO does not set are null.
+    """
+    out: dict = {"verdict": v.status, "marginal": v.marginal}
+    for col, name in (("ttft_s", "ttft_p99"), ("tpot_s", "tpot_p99")):
+        e = v.estimate(col)
+        out[f"{name}_s"] = None if e is None else e.value
+        out[f"{name}_lo"] = None if e is None else e.low
+        out[f"{name}_hi"] = None if e is None else e.high
+    g = v.estimate("good")
+    out["goodput"] = None if g is None else g.value
+    rejected = [m.rejected_share for m in v.measurements]
+    out["rejected_share"] = max(rejected) if rejected else None
+    out.update(requests=v.requests, run_requests=v.run_requests, warmup=v.warmup)
+    out["met"] = v.meets
     return out
 
 
-def _window(wl: Workload, sim_requests: int):
-    trace = wl.trace
-    if trace.requests.height <= sim_requests:
-        return trace
-    return trace.with_requests(trace.requests.head(sim_requests))
+@dataclass(frozen=True)
+class Bracket:
+    """The screen's bracket of one candidate: its counts (start) and the stability floor of each pool."""
 
-
-def _scored(result, trace) -> pl.DataFrame:
-    cut = trace.requests["arrival_s"].quantile(WARMUP_SHARE, "lower")
-    return result.requests.filter(pl.col("arrival_s") >= cut)
-
-
-def bisect_count(met: Callable[[int], bool], start: int, *, low: int = 0) -> int | None:
-    """Smallest ``n > low`` with ``met(n)`` (monotone), searching from ``start``; ``None`` if not found."""
-    start = max(start, low + 1)
-    if met(start):
-        hi, lo = start, low
-    else:
-        lo, hi = start, None
-        step = start
-        while hi is None:
-            step *= 2
-            nxt = lo + step if lo + step <= start * MAX_GROWTH else None
-            if nxt is None:
-                return None
-            if met(nxt):
-                hi = nxt
-            else:
-                lo = nxt
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if met(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    n1: int
+    n2: int
+    floor1: int = 0
+    floor2: int = 0
 
 
 def check_candidates(
@@ -161,24 +127,24 @@ def check_candidates(
     model: str,
     cost: CostBasis,
     budget: int = 3,
-    sim_requests: int = 3000,
     seed: int = 0,
+    precision: Precision | None = None,
+    per_pool: bool = False,
     stop_early: bool = False,
     progress: bool | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Verify the cheapest analytic candidates by simulation until none left can beat the best verified one.
+    """Size the cheapest analytic candidates with the measurement kernel until none left can beat the best.
 
     Candidates are taken in order of analytic cost per hour (``analytic`` has columns ``_i`` - the index into
-    ``cands`` - ``usd_per_hour``, ``instances1``, ``instances2`` and ``slo_met``). Each is bisected; the loop
-    stops after ``budget`` candidates, or (``stop_early``) when the next candidate's analytic cost is already at
-    least the cheapest simulated cost (the analytic count is normally optimistic, so it cannot win). When the
-    simulator refutes all ``budget`` candidates (no count up to :data:`MAX_GROWTH` x the analytic one meets the
-    SLO), up to ``budget`` more are tried, so that one unlucky shortlist does not turn into "no fleet".
-    Candidates at a reduced clock are not simulated (the fleet simulator runs GPUs at full clock).
-    ``progress`` shows a bar over the candidates (``None``: in a terminal or notebook only).
+    ``cands`` - ``usd_per_hour``, ``instances1``, ``instances2``, ``stable_instances1``,
+    ``stable_instances2`` and ``slo_met``).
+    The loop stops after ``budget`` candidates, or (``stop_early``) when the next candidate's analytic cost is
+    already at least the cheapest verified cost. When the kernel refutes all ``budget`` candidates, up to
+    ``budget`` more are tried. Candidates at a reduced clock are not simulated (the fleet simulator runs GPUs at
+    full clock). ``progress`` shows a bar over the candidates (``None``: in a terminal or notebook only).
 
-    Returns ``(rows, runs)``: one row per simulated candidate (``_i`` and ``sim_*`` columns) and one row per
-    simulation run.
+    Returns ``(rows, runs)``: one row per sized candidate (``_i`` and ``sim_*`` columns) and one row per
+    verdict (candidate, counts, :func:`verdict_columns`).
     """
     from tqdm.auto import tqdm
 
@@ -189,7 +155,7 @@ def check_candidates(
     place = site(cost.site)
     g_per_j = 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh")  # per 1k tokens
 
-    checker = _Checker(_window(wl, sim_requests), slo, model, seed)
+    checker = _Checker(wl, slo, model, seed, precision, per_pool)
     order = analytic.filter(pl.col("slo_met") & (pl.col("clock") == 1.0)).sort("usd_per_hour", "gpus")
     rows: list[dict] = []
     best = np.inf
@@ -201,12 +167,16 @@ def check_candidates(
             limit = budget if np.isfinite(best) else 2 * budget
             if len(rows) >= limit or (stop_early and a["usd_per_hour"] >= best):
                 break
-            if len(rows) >= bar.total:  # retrying after the simulator refuted the shortlist
+            if len(rows) >= bar.total:  # retrying after the kernel refuted the shortlist
                 bar.total = min(2 * budget, order.height)
                 bar.refresh()
             cand = cands[a["_i"]]
             bar.set_postfix_str(cand.label, refresh=True)
-            row = checker.one(cand, int(a["instances1"]), int(a["instances2"] or 0))
+            bracket = Bracket(
+                int(a["instances1"]), int(a["instances2"] or 0), int(a.get("stable_instances1") or 0),
+                int(a.get("stable_instances2") or 0),
+            )  # fmt: skip
+            row = checker.one(cand, bracket)
             bar.update(1)
             n1, n2 = row["sim_instances1"] or 0, row["sim_instances2"] or 0
             usd = n1 * cand.tp * gpu_hour_usd(cand.gpu, cost, model, cand.tp)
@@ -225,81 +195,115 @@ def check_candidates(
             if met:
                 best = min(best, usd)
     schema = {c: pl.Int64 for c in ("sim_instances1", "sim_instances2", "sim_instances", "sim_gpus", "_i")}
+    schema.update({c: pl.Int64 for c in ("sim_requests", "sim_verdicts", "sim_below_instances")})
     floats = ("sim_usd_per_hour", "sim_usd_per_m_output_tokens", "sim_j_per_output_token")
     schema.update({c: pl.Float64 for c in (*floats, "sim_gco2e_per_1k_output_tokens")})
-    return pl.DataFrame(rows, schema_overrides=schema), pl.DataFrame(checker.runs)
+    schema.update({c: pl.Float64 for c in _LATENCY_COLUMNS})
+    schema.update({"sim_verdict": pl.Utf8, "sim_below": pl.Utf8, "sim_below_verdict": pl.Utf8})
+    return pl.DataFrame(rows, schema_overrides=schema), pl.DataFrame(checker.runs, infer_schema_length=None)
 
 
-def _met_on(m: dict, slo: SLO, which: str) -> bool:
-    """SLO verdict on one latency only (the one the pool being searched answers for)."""
-    if m["rejected"]:
-        return False
-    if which == "ttft":
-        return slo.ttft_s is None or m["ttft_p99_s"] <= slo.ttft_s
-    return slo.tpot_s is None or m["tpot_p99_s"] <= slo.tpot_s
+_LATENCY_COLUMNS = (
+    *(f"sim_{m}_{s}" for m in ("ttft_p99", "tpot_p99") for s in ("s", "lo", "hi")),
+    "sim_goodput",
+)
 
 
 class _Checker:
-    """Runs (and memoises) the simulations of one candidate at a time; records every run."""
+    """Judges (and memoises) the counts of one candidate at a time with the kernel; records every verdict."""
 
-    def __init__(self, trace, slo: SLO, model: str, seed: int) -> None:
-        self.trace, self.slo, self.model, self.seed = trace, slo, model, seed
+    def __init__(
+        self, wl: Workload, slo: SLO, model: str, seed: int, precision: Precision | None, per_pool: bool
+    ) -> None:
+        self.wl, self.slo, self.model, self.seed = wl, slo, model, seed
+        self.precision, self.per_pool = precision, per_pool
         self.runs: list[dict] = []
-        self._cache: dict[tuple[int, int], pl.DataFrame] = {}
-        self._raw: dict[tuple[int, int], object] = {}
+        self._cache: dict[tuple[int, int], Verdict] = {}
         self._cand: Candidate | None = None
 
-    def run(self, n1: int, n2: int, pool: str | None = None) -> dict:
-        """Measurements of the current candidate with ``n1``/``n2`` instances (whole fleet or one pool)."""
-        from workbench.sim.fleet import simulate as simulate_fleet
-
-        assert self._cand is not None
-        if (n1, n2) not in self._cache:
-            res = simulate_fleet(self.trace, build_fleet(self._cand, n1, n2, self.model), seed=self.seed)
-            scored = _scored(res, self.trace)
-            self._cache[(n1, n2)], self._raw[(n1, n2)] = scored, res
+    def verdict(self, n1: int, n2: int) -> Verdict:
+        """The whole fleet's verdict with ``n1``/``n2`` instances (memoised per candidate)."""
+        cand = self._cand
+        assert cand is not None
+        key = (n1, n2)
+        if key not in self._cache:
+            fleet = build_fleet(cand, n1, n2, self.model)
+            present = [p.name for p in fleet.pools]
+            pools = present if self.per_pool and len(present) > 1 else None
+            good = self.slo if self.slo.goodput is not None else None
+            run = fleet_runner(fleet, self.wl.requests, good=good)
+            v = measure(run, slo_targets(self.slo, pools), seed=self.seed, precision=self.precision)
+            self._cache[key] = v
             self.runs.append(
-                {"candidate": self._cand.label, "instances1": n1, "instances2": n2, **measure(scored, self.slo)}
+                {"candidate": cand.label, "instances1": n1, "instances2": n2, **verdict_columns(v, self.slo)}
             )
-        return measure(self._cache[(n1, n2)], self.slo, pool)
+        return self._cache[key]
 
-    def one(self, cand: Candidate, a1: int, a2: int) -> dict:
-        """Bisect the pools of ``cand`` from its analytic counts ``a1``/``a2``; the ``sim_*`` row."""
-        self._cand, self._cache, self._raw = cand, {}, {}
-        slo = self.slo
-        n2: int | None = 0
+    def one(self, cand: Candidate, b: Bracket) -> dict:
+        """Size ``cand`` from the screen's bracket; the ``sim_*`` row."""
+        self._cand, self._cache = cand, {}
         if cand.topology == "monolithic":
-            n1 = bisect_count(lambda n: self.run(n, 0)["met"], a1)
-        elif cand.topology == "disaggregated":
-            n1 = bisect_count(lambda n: _met_on(self.run(n, 2 * a2 + 1), slo, "ttft"), a1)
-            if n1 is not None:
-                n2 = bisect_count(lambda n: _met_on(self.run(n1, n), slo, "tpot"), a2)
+            n1 = smallest_count(lambda n: self.verdict(n, 0), low=max(b.floor1 - 1, 0), start=max(b.n1, 1))
+            n2: int | None = 0
         else:
-            short = self.trace.requests["prompt_tokens"] <= cand.threshold
-            has_short, has_long = bool(short.any()), bool((~short).any())
-            n1 = bisect_count(lambda n: self.run(n, 2 * a2 + 1, "short")["met"], max(a1, 1)) if has_short else 0
-            if n1 is not None and has_long:
-                n2 = bisect_count(lambda n: self.run(n1, n, "long")["met"], max(a2, 1))
-            if n1 and n2 and self.run(n1, n2)["met"]:
-                # each pool meets the SLO on its own requests; the SLO is the fleet's: shrink the long pool,
-                # then the short one, while the whole fleet still meets it (see the module docstring)
-                n2 = bisect_count(lambda n: self.run(n1, n)["met"], n2)
-                n1 = bisect_count(lambda n: self.run(n, n2)["met"], n1)
+            n1, n2 = self._two_pools(cand, b)
         found = n1 is not None and n2 is not None
-        final = self.run(n1, n2) if found else {}
-        if found:
+        final = self.verdict(n1, n2) if found else None  # type: ignore[arg-type]
+        row: dict = {"sim_instances1": n1 if found else None, "sim_instances2": n2 if found else None}
+        row["sim_slo_met"] = bool(final is not None and final.meets)
+        cols = verdict_columns(final, self.slo) if final is not None else {}
+        for key in ("ttft_p99_s", "ttft_p99_lo", "ttft_p99_hi", "tpot_p99_s", "tpot_p99_lo", "tpot_p99_hi"):
+            row[f"sim_{key}"] = cols.get(key)
+        row["sim_goodput"] = cols.get("goodput")
+        row["sim_verdict"] = final.status if final is not None else self._worst()
+        row["sim_marginal"] = bool(final is not None and final.marginal)
+        row["sim_j_per_output_token"] = None
+        if final is not None:
             from workbench.power import energy
 
-            final["j_per_output_token"] = float(energy(self._raw[(n1, n2)]).fleet["j_per_output_token"][0])
-        return {
-            "sim_instances1": n1 if found else None,
-            "sim_instances2": n2 if found else None,
-            "sim_slo_met": bool(found and final["met"]),
-            "sim_ttft_p50_s": final.get("ttft_p50_s"),
-            "sim_ttft_p99_s": final.get("ttft_p99_s"),
-            "sim_tpot_p50_s": final.get("tpot_p50_s"),
-            "sim_tpot_p99_s": final.get("tpot_p99_s"),
-            "sim_goodput": final.get("goodput"),
-            "sim_j_per_output_token": final.get("j_per_output_token"),
-            "sim_runs": len(self._cache),
-        }
+            row["sim_j_per_output_token"] = float(energy(final.result).fleet["j_per_output_token"][0])
+        below = self._below(cand, n1, n2) if found else None
+        row["sim_below_instances"] = None if below is None else below[0]
+        row["sim_below_verdict"] = None if below is None else below[1].status
+        row["sim_below"] = None if below is None else below[1].summary()
+        row["sim_requests"] = sum(v.requests for v in self._cache.values())
+        row["sim_verdicts"] = len(self._cache)
+        return row
+
+    def _worst(self) -> str:
+        """Status of the largest fleet judged (the candidate was refuted)."""
+        if not self._cache:
+            return "undecided"
+        return self._cache[max(self._cache, key=lambda k: k[0] + k[1])].status
+
+    def _below(self, cand: Candidate, n1: int | None, n2: int | None) -> tuple[int, Verdict] | None:
+        """The next-smaller fleet's verdict (one instance fewer in the last pool shrunk) for the explanation."""
+        assert n1 is not None and n2 is not None
+        options = [(n1 - 1, n2)] if cand.topology == "monolithic" else [(n1, n2 - 1), (n1 - 1, n2)]
+        judged = [(k, self._cache[k]) for k in options if k in self._cache and min(k) >= 0 and sum(k) > 0]
+        if not judged:
+            return None
+        k, v = judged[0]
+        return k[0] + k[1], v
+
+    def _two_pools(self, cand: Candidate, b: Bracket) -> tuple[int | None, int | None]:
+        """Grow both pools from the screen's counts until the whole fleet meets, then shrink each."""
+        reqs = self.wl.trace.requests
+        if cand.topology == "length_pools":
+            short = reqs["prompt_tokens"] <= cand.threshold
+            need = (bool(short.any()), bool((~short).any()))
+        else:
+            need = (True, True)
+        found = smallest_pair(self.verdict, (b.n1, b.n2), need=need, floor=(b.floor1, b.floor2))
+        return (None, None) if found is None else found
+
+
+def fmt_ci(
+    value: float | None, low: float | None, high: float | None, unit: str = "s", scale: float = 1.0
+) -> str:
+    """``"0.43 s [0.41, 0.45]"`` (``"-"`` without a value)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if low is None or high is None:
+        return f"{value * scale:.3g} {unit}"
+    return f"{value * scale:.3g} {unit} [{low * scale:.3g}, {high * scale:.3g}]"

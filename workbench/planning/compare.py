@@ -17,6 +17,7 @@ from workbench.errors import ConfigError
 from workbench.planning.sizing import size_fleet
 from workbench.planning.spec import SLO, Candidate, CostBasis
 from workbench.planning.workload import Workload, prepare_workload
+from workbench.sim.measure import Precision
 from workbench.traces.schema import Trace
 
 
@@ -48,7 +49,7 @@ def pool_split_study(
     model: str = "Llama-3.1-8B",
     cost: CostBasis | None = None,
     check: int = 0,
-    sim_requests: int = 3000,
+    precision: Precision | None = None,
     seed: int = 0,
     progress: bool | None = None,
 ) -> pl.DataFrame:
@@ -57,8 +58,8 @@ def pool_split_study(
     Parameters
     ----------
     wl
-        The workload: a prepared :class:`Workload`, a trace, or a generator drawn ``max(sim_requests, 4000)``
-        requests with ``seed`` (as by :func:`~workbench.planning.size_fleet`).
+        The workload: a prepared :class:`Workload`, a trace, or a generator (drawn with ``seed``, as by
+        :func:`~workbench.planning.size_fleet`).
     slo
         Latency targets.
     gpus
@@ -68,7 +69,10 @@ def pool_split_study(
         its shortest, leaves one pool empty (a monolithic fleet in disguise) and is skipped; the thresholds
         actually compared are in ``thresholds_used``.
     check
-        Candidates per topology verified by simulation (0: analytic only).
+        Candidates per topology sized by the measurement kernel (0: analytic only): whole-fleet verdicts on
+        the fleet-level SLO, so a two-pool fleet is never refuted by one pool's own tail.
+    precision
+        The kernel's tolerance and request cap (:class:`~workbench.sim.measure.Precision`).
     progress
         Progress bar over the GPU types (``None``: in a terminal or a notebook only).
 
@@ -76,7 +80,8 @@ def pool_split_study(
     -------
     pl.DataFrame
         One row per (GPU, method): ``method`` is ``"analytic"`` (the screen) and, with ``check > 0``,
-        ``"simulated"`` (each topology's ``check`` cheapest candidates bisected by simulation). Columns: costs
+        ``"simulated"`` (each topology's ``check`` cheapest candidates sized by the measurement kernel).
+        Columns: costs
         and instances of both, the best threshold, ``saving`` (1 - two-pool cost / monolithic cost),
         ``two_pool_wins`` and ``thresholds_used``.
 
@@ -90,7 +95,7 @@ def pool_split_study(
         raise ConfigError("gpus is empty: give at least one GPU type to compare")
     if not thresholds:
         raise ConfigError("thresholds is empty: give at least one prompt-token threshold")
-    wl = prepare_workload(wl, None, seed=seed, sim_requests=sim_requests)
+    wl = prepare_workload(wl, None, seed=seed)
     shortest, longest = _prompt_range(wl)
     used = _splitting(thresholds, shortest, longest)
     if not used:
@@ -115,7 +120,7 @@ def pool_split_study(
                 model=model,
                 cost=cost,
                 check=check,
-                sim_requests=sim_requests,
+                precision=precision,
                 seed=seed,
                 stop_early=False,
                 progress=False,

@@ -21,6 +21,7 @@ import polars as pl
 from workbench.errors import ConfigError
 from workbench.planning.spec import SLO, Candidate, CostBasis, candidate_grid
 from workbench.planning.workload import Workload
+from workbench.sim.measure import Precision
 
 #: Default objectives (all minimised).
 OBJECTIVES: tuple[str, ...] = (
@@ -121,7 +122,8 @@ class SimPoint:
     """A pure ``run(config, seed)`` for :func:`workbench.experiments.sweep`: simulate one fixed fleet.
 
     The config (see :func:`point_configs`) holds everything but the trace: :class:`Candidate` fields,
-    ``instances1``/``instances2``, ``model``, ``sim_requests``, the SLO and cost basis as nested dicts, and the
+    ``instances1``/``instances2``, ``model``, the kernel's ``precision``, the SLO and cost basis as nested
+    dicts, and the
     workload ``fingerprint``, so the sweep cache never mixes workloads or targets. Returns latencies, goodput,
     SLO verdict, cost, and the exact energy of the simulation (:func:`workbench.power.energy`).
     """
@@ -130,10 +132,10 @@ class SimPoint:
 
     def __call__(self, config: dict, seed: int) -> dict:
         from workbench.carbon import site
-        from workbench.planning.check import _scored, _window, build_fleet, measure
+        from workbench.planning.check import build_fleet, verdict_columns
         from workbench.planning.costs import gpu_hour_usd
         from workbench.power import energy
-        from workbench.sim.fleet import simulate as simulate_fleet
+        from workbench.sim.measure import Precision, verify
 
         if config.get("fingerprint") != trace_fingerprint(self.wl):
             raise ConfigError("config fingerprint does not match the workload of this SimPoint")
@@ -141,22 +143,30 @@ class SimPoint:
         cand = Candidate(**{k: v for k, v in config.items() if k in fields})
         slo, cost, model = SLO(**config["slo"]), CostBasis(**config["cost"]), config["model"]
         n1, n2 = int(config["instances1"]), int(config.get("instances2") or 0)
-        trace = _window(self.wl, int(config["sim_requests"]))
-        result = simulate_fleet(trace, build_fleet(cand, n1, n2, model), seed=seed % (2**63))
-        m = measure(_scored(result, trace), slo)
-        j_tok = float(energy(result).fleet["j_per_output_token"][0])
+        precision = Precision(**config["precision"])
+        v = verify(build_fleet(cand, n1, n2, model), self.wl.requests, slo, seed=seed % (2**31),
+                   precision=precision)  # fmt: skip
+        cols = verdict_columns(v, slo)
+        scored = v.result.requests.sort("arrival_s").slice(v.warmup).filter(~pl.col("rejected"))
+        j_tok = float(energy(v.result).fleet["j_per_output_token"][0])
         place = site(cost.site)
         usd = n1 * cand.tp * gpu_hour_usd(cand.gpu, cost, model, cand.tp)
         if n2:
             usd += n2 * cand.second_tp * gpu_hour_usd(cand.second_gpu, cost, model, cand.second_tp)
         tok_s = self.wl.output_tokens_per_s
         return {
-            "ttft_p50_s": m["ttft_p50_s"],
-            "ttft_p99_s": m["ttft_p99_s"],
-            "tpot_p50_s": m["tpot_p50_s"],
-            "tpot_p99_s": m["tpot_p99_s"],
-            "goodput": m["goodput"],
-            "slo_met": m["met"],
+            "verdict": v.status,
+            "ttft_p50_s": float(scored["ttft_s"].quantile(0.5)) if scored.height else None,
+            "ttft_p99_s": cols["ttft_p99_s"],
+            "ttft_p99_lo": cols["ttft_p99_lo"],
+            "ttft_p99_hi": cols["ttft_p99_hi"],
+            "tpot_p50_s": float(scored["tpot_s"].fill_null(0.0).quantile(0.5)) if scored.height else None,
+            "tpot_p99_s": cols["tpot_p99_s"],
+            "tpot_p99_lo": cols["tpot_p99_lo"],
+            "tpot_p99_hi": cols["tpot_p99_hi"],
+            "goodput": cols["goodput"],
+            "slo_met": v.meets,
+            "requests": v.requests,
             "usd_per_hour": usd,
             "usd_per_m_output_tokens": usd / (tok_s * 3600.0) * 1e6,
             "j_per_output_token": j_tok,
@@ -172,13 +182,13 @@ def point_configs(
     slo: SLO,
     model: str = "Llama-3.1-8B",
     cost: CostBasis | None = None,
-    sim_requests: int = 2000,
+    precision: Precision | None = None,
 ) -> list[dict]:
     """Sweep configurations (dicts) for candidates at fixed instance counts ``(n1, n2)``."""
     fp = trace_fingerprint(wl)
     extra = {
         "model": model,
-        "sim_requests": int(sim_requests),
+        "precision": dataclasses.asdict(precision or Precision()),
         "slo": dataclasses.asdict(slo),
         "cost": dataclasses.asdict(cost or CostBasis()),
         "fingerprint": fp,
@@ -197,17 +207,21 @@ def simulate_points(
     *,
     model: str = "Llama-3.1-8B",
     cost: CostBasis | None = None,
-    sim_requests: int = 2000,
+    precision: Precision | None = None,
     seed: int = 0,
     n_jobs: int = 1,
     cache_dir: str | None = None,
     backend: str | None = None,
     objectives: Sequence[str] = OBJECTIVES,
 ) -> pl.DataFrame:
-    """Simulate fixed fleets in a (parallel, resumable) sweep and mark the Pareto front."""
+    """Judge fixed fleets with the measurement kernel in a (parallel, resumable) sweep; mark the Pareto front.
+
+    Each point is a kernel verdict (:func:`workbench.sim.measure.verify`) with its CIs, on the workload's
+    requests (``precision``: tolerance and request cap).
+    """
     from workbench.experiments import sweep
 
-    configs = point_configs(cands, counts, wl, slo=slo, model=model, cost=cost, sim_requests=sim_requests)
+    configs = point_configs(cands, counts, wl, slo=slo, model=model, cost=cost, precision=precision)
     run = SimPoint(wl)
     table = sweep(configs, run, seed=seed, n_jobs=n_jobs, cache_dir=cache_dir, backend=backend)
     return pareto_front(table.drop("fingerprint"), objectives)

@@ -287,14 +287,23 @@ class PoolProblems:
             ok[rows] = self.tpot_fail_share(p, self.tpot_slo[rows], rows) <= 1.0 - q
         return ok
 
-    def min_instances(self, q: float) -> tuple[np.ndarray, np.ndarray]:
-        """Smallest feasible ``n`` per pool (``N_MAX`` where none is) and whether one was found."""
-        active = (self.lam > 0) & self.fits
+    def stable_instances(self) -> np.ndarray:
+        """Fewest instances per pool whose capacity exceeds the offered load (full batches; 0 without traffic).
+
+        The lower end of the bracket the measurement kernel's bisection starts from: below it the pool's work
+        arrives faster than full batches of every instance clear it.
+        """
         c = np.where(self.role == ROLE_PREFILL, 1.0, self.slots)
         e_pf = np.where(self.role == ROLE_DECODE, 0.0, self.e_pf)
         e_o = np.where(self.role == ROLE_PREFILL, 0.0, self.e_o)
         es_full = e_pf + e_o * self._td(c)
-        n_stable = np.floor(np.maximum(self.lam * es_full / c, self.lam * e_pf)) + 1
+        n = np.floor(np.maximum(self.lam * es_full / c, self.lam * e_pf)) + 1
+        return np.where(self.lam > 0, np.minimum(n, N_MAX), 0.0)
+
+    def min_instances(self, q: float) -> tuple[np.ndarray, np.ndarray]:
+        """Smallest feasible ``n`` per pool (``N_MAX`` where none is) and whether one was found."""
+        active = (self.lam > 0) & self.fits
+        n_stable = np.maximum(self.stable_instances(), 1.0)
         lo = np.maximum(n_stable - 1, 0)  # known infeasible (or zero)
         hi = np.minimum(np.maximum(n_stable, 1), N_MAX)
         ok = self.feasible(hi, q) | ~active
@@ -480,7 +489,9 @@ def solve(
 ) -> dict[str, np.ndarray]:
     """Minimum instance counts and predictions for every candidate (arrays over candidates).
 
-    Keys: ``n1``, ``n2`` (instances per pool), ``ok`` (SLO met within :data:`N_MAX`), ``ttft_q``, ``tpot_q``,
+    Keys: ``n1``, ``n2`` (instances per pool), ``n1_stable``, ``n2_stable`` (fewest instances whose capacity
+    exceeds the pool's load: the lower end of the kernel's bracket), ``ok`` (SLO met within :data:`N_MAX`),
+    ``ttft_q``, ``tpot_q``,
     ``ttft_50``, ``tpot_50`` (whole fleet: the worse pool), per-pool ``batch1/2``, ``util1/2``, ``fits``, and
     ``miss`` (for infeasible candidates: the factor by which the best reachable latency exceeds the target).
     """
@@ -507,9 +518,12 @@ def solve(
     with np.errstate(invalid="ignore", divide="ignore"):
         miss = np.maximum(ttft_q / ttft_t, tpot_q / tpot_t) - 1.0
     fits = probs.fits[first] & np.where(two, probs.fits[s], True)
+    low = probs.stable_instances()
     return {
         "n1": n[first].astype(np.int64),
         "n2": np.where(two, n[s], 0).astype(np.int64),
+        "n1_stable": low[first].astype(np.int64),
+        "n2_stable": np.where(two, low[s], 0).astype(np.int64),
         "ok": ok,
         "fits": fits,
         "ttft_q": ttft_q,

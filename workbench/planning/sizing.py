@@ -21,6 +21,7 @@ from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
 from workbench.planning.spec import SLO, Candidate, CostBasis, gpu_name
 from workbench.planning.workload import Workload, check_qps, prepare_workload
+from workbench.sim.measure import MAX_GROWTH, Precision
 from workbench.traces.schema import Trace
 
 #: Columns of the configuration part of a sizing table.
@@ -139,7 +140,8 @@ def screen_table(
 
     Rows keep the order of ``cands``. Latency columns hold the SLO quantile (P99 unless a goodput target is
     set) and the median; ``miss`` is the factor by which an infeasible candidate's best reachable latency
-    exceeds the target (0 when the SLO is met).
+    exceeds the target (0 when the SLO is met); ``stable_instances1``/``2`` are the fewest instances per pool
+    whose capacity exceeds the load (the lower end of the kernel's bracket).
     """
     if not cands:
         raise ConfigError("candidate list is empty: give at least one Candidate")
@@ -151,6 +153,8 @@ def screen_table(
         {
             "instances1": r["n1"],
             "instances2": r["n2"],
+            "stable_instances1": r["n1_stable"],
+            "stable_instances2": r["n2_stable"],
             "ttft_p50_s": r["ttft_50"],
             "ttft_p99_s": r["ttft_q"],
             "tpot_p50_s": r["tpot_50"],
@@ -237,7 +241,8 @@ def size_fleet(
     qps: float | None = None,
     cost: CostBasis | None = None,
     check: int = 3,
-    sim_requests: int = 3000,
+    precision: Precision | None = None,
+    per_pool: bool = False,
     stop_early: bool = False,
     seed: int = 0,
     perf: screen.PerfFactory = screen.roofline,
@@ -250,8 +255,10 @@ def size_fleet(
     ----------
     trace
         The workload: a :class:`~workbench.traces.Trace` (real or generated), a workload generator with
-        ``.generate`` (e.g. :class:`~workbench.traces.synthetic.Synthetic`; ``max(sim_requests, 4000)`` requests
-        are drawn with ``seed``), or a prepared :class:`Workload`.
+        ``.generate`` (e.g. :class:`~workbench.traces.synthetic.Synthetic`: the screen samples 4,000 requests
+        drawn with ``seed``, the measurement kernel draws as many as its verdicts need), or a prepared
+        :class:`Workload`. A trace is finite: verdicts that need more requests than it holds are
+        "undecided".
     slo
         Latency targets.
     candidates
@@ -263,14 +270,20 @@ def size_fleet(
     cost
         Cost basis (cloud $/GPU-hour by default).
     check
-        Candidates to verify by simulation, cheapest analytic first (0: analytic only). When the simulator
-        refutes all of them, up to ``check`` more are tried before the answer says none was verified.
+        Candidates sized by the measurement kernel (:mod:`workbench.sim.measure`), cheapest analytic first
+        (0: analytic only): each count is judged by a steady-state whole-fleet verdict, bisected inside the
+        screen's bracket, and the answer is the smallest count that meets. When the kernel refutes all of them,
+        up to ``check`` more are tried before the answer says none was verified.
+    precision
+        The kernel's tolerance, confidence level and request cap (:class:`~workbench.sim.measure.Precision`;
+        default 5 %, 95 %, 8,000 to 128,000 requests per verdict).
+    per_pool
+        Also require every pool of a two-pool fleet to meet the SLO on its own requests (default: the SLO is
+        the fleet's, over all requests).
     stop_early
         Stop verifying once no remaining candidate's analytic cost can beat the best verified cost.
-    sim_requests
-        Requests of the trace window each check simulation replays.
     seed
-        Seed of the length sample and the simulations.
+        Seed of the length sample and of the kernel's runs (every count is judged on the same requests).
     arrivals
         Arrival model of the screen (:data:`~workbench.planning.screen.ARRIVALS`; default ``"burst"``).
     perf
@@ -283,8 +296,7 @@ def size_fleet(
         raise ConfigError("candidate list is empty: give at least one Candidate")
     check_qps(qps)
     check = require_int("check", check, low=0)
-    sim_requests = require_int("sim_requests", sim_requests)
-    wl = prepare_workload(trace, qps, seed=seed, sim_requests=sim_requests)
+    wl = prepare_workload(trace, qps, seed=seed)
     cost = cost or CostBasis()
     t0 = time.perf_counter()
     table = screen_table(wl, slo, candidates, model, cost, perf, arrivals).with_row_index("_i")
@@ -299,7 +311,8 @@ def size_fleet(
             model=model,
             cost=cost,
             budget=check,
-            sim_requests=sim_requests,
+            precision=precision,
+            per_pool=per_pool,
             seed=seed,
             stop_early=stop_early,
             progress=progress,
@@ -358,6 +371,20 @@ def _simulated(table: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.Data
     )
 
 
+def _fmt_ci_row(r: dict, slo: SLO) -> str:
+    """Latency CIs of one row of the kernel's verdicts (``checks``)."""
+    q = f"P{slo.quantile * 100:g}"
+    parts = []
+    if slo.ttft_s is not None and r.get("ttft_p99_s") is not None:
+        parts.append(f"{q} TTFT {sim_check.fmt_ci(r['ttft_p99_s'], r['ttft_p99_lo'], r['ttft_p99_hi'])}")
+    if slo.tpot_s is not None and r.get("tpot_p99_s") is not None:
+        ci = sim_check.fmt_ci(r["tpot_p99_s"], r["tpot_p99_lo"], r["tpot_p99_hi"], "ms", 1e3)
+        parts.append(f"{q} TPOT {ci}")
+    if r.get("rejected_share"):
+        parts.append(f"{r['rejected_share']:.1%} rejected")
+    return ", ".join(parts)
+
+
 def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.DataFrame | None) -> str:
     """The answer when no candidate is verified (or none meets the SLO analytically)."""
     _, refuted, unchecked = _simulated(table)
@@ -367,19 +394,22 @@ def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.D
         which = "the one simulated" if refuted.height == 1 else f"all {refuted.height} simulated"
         text = (
             f"{head}, no fleet is verified: {_n(n_met, 'candidate')} met the SLO analytically, but {which} "
-            f"({names}) failed in simulation at every instance count up to {sim_check.MAX_GROWTH}x the "
-            "analytic one."
+            f"({names}) met it in no whole-fleet simulation up to {MAX_GROWTH}x the analytic count."
         )
         if checks is not None and checks.height:
             last = checks.filter(pl.col("candidate") == refuted["candidate"][0])
             if last.height:
-                r = last.sort("instances1", "instances2").row(-1, named=True)
-                text += (
-                    f" {refuted['candidate'][0]} with {r['instances1'] + r['instances2']} instances measured "
-                    f"{_fmt_lat(r['ttft_p99_s'], r['tpot_p99_s'], slo)}"
-                    + (f" and rejected {r['rejected']} requests" if r["rejected"] else "")
-                    + "."
+                r = (
+                    last.with_columns(_n=pl.col("instances1") + pl.col("instances2"))
+                    .sort("_n")
+                    .row(-1, named=True)
                 )
+                text += (
+                    f" {refuted['candidate'][0]} with {r['_n']} instances was {r['verdict']}"
+                    + (f": {_fmt_ci_row(r, slo)}" if r["ttft_p99_s"] is not None or r["tpot_p99_s"] is not None
+                       else "")
+                    + "."
+                )  # fmt: skip
         if unchecked.height:
             text += (
                 f" {_n(unchecked.height, 'other candidate')} met it analytically but "
@@ -404,6 +434,66 @@ def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.D
         "time. Relax the target, add faster GPUs or a higher tensor-parallel degree."
         + (f" ({skipped} candidate(s) cannot hold {model} at all.)" if skipped else "")
     )
+
+
+def _measured(row: dict, slo: SLO) -> str:
+    """The answer's measured quantiles with their CIs (``"P99 TTFT 0.43 s [0.41, 0.45]"``)."""
+    q = f"P{slo.quantile * 100:g}"
+    parts = []
+    if slo.ttft_s is not None and row.get("sim_ttft_p99_s") is not None:
+        ci = sim_check.fmt_ci(row["sim_ttft_p99_s"], row.get("sim_ttft_p99_lo"), row.get("sim_ttft_p99_hi"))
+        parts.append(f"{q} TTFT {ci}")
+    if slo.tpot_s is not None and row.get("sim_tpot_p99_s") is not None:
+        ci = sim_check.fmt_ci(
+            row["sim_tpot_p99_s"], row.get("sim_tpot_p99_lo"), row.get("sim_tpot_p99_hi"), "ms", 1e3
+        )
+        parts.append(f"{q} TPOT {ci}")
+    if slo.goodput is not None and row.get("sim_goodput") is not None:
+        parts.append(f"goodput {row['sim_goodput']:.3f}")
+    return ", ".join(parts) + " (95 % CI)"
+
+
+def _kernel_sentence(best: dict, slo: SLO) -> str:
+    """How the measurement kernel reached the answer: the screen's count, the verdict, the count below.
+
+    Says when the screen is off by more than 2x (its error panel is in README and ``benchmarks/``).
+    """
+    n_sim, n_an = best["sim_instances"], best["instances"]
+    text = (
+        f"The analytic screen predicted {_n(n_an, 'instance')} "
+        f"({_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'], slo)}); the measurement kernel "
+        f"{'agreed' if n_sim == n_an else 'disagreed'}: {_n(n_sim, 'instance')} "
+        f"{'meets' if n_sim == 1 else 'meet'} the SLO on a steady-state whole-fleet "
+        f"simulation ({_measured(best, slo)}"
+        + (", within the kernel's tolerance, not wholly below the target" if best.get("sim_marginal") else "")
+        + ")"
+    )
+    below = best.get("sim_below")
+    if below and best.get("sim_below_instances") is not None:
+        text += f", while {_below_words(best['sim_below_instances'], below)}"
+    verdicts = _n(best.get("sim_verdicts") or 0, "verdict")
+    text += f" ({verdicts}, {best.get('sim_requests') or 0:,} requests simulated)."
+    ratio = max(n_sim, 1) / max(n_an, 1)
+    if ratio > 2.0 or ratio < 0.5:
+        text += (
+            f" The screen is off by {max(ratio, 1 / ratio):.1f}x here (more than 2x): trust the kernel's "
+            "count, "
+            "not the analytic one."
+        )
+    return text
+
+
+def _below_words(count: int, description: str) -> str:
+    """``(2, "fails: P99 TTFT ...")`` -> ``"2 instances fail (P99 TTFT ...)"``: the next-smaller fleet."""
+    status, _, rest = description.partition(": ")
+    status = status.split(" ")[0]
+    one = count == 1
+    verb = {
+        "fails": "fails" if one else "fail",
+        "unstable": "is unstable" if one else "are unstable",
+        "undecided": "stays undecided" if one else "stay undecided",
+    }.get(status, status)
+    return f"{_n(count, 'instance')} {verb}" + (f" ({rest})" if rest else "")
 
 
 def explain(
@@ -435,13 +525,7 @@ def explain(
         f"{joules:.2f} J per output token and {carbon:.2f} gCO2e per 1k output tokens ({source})."
     ]
     if simulated:
-        agree = "agreed" if best["sim_instances"] == best["instances"] else "disagreed"
-        parts.append(
-            f"The analytic screen predicted {_n(best['instances'], 'instance')} "
-            f"({_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'], slo)}); "
-            f"the simulator {agree}, needing {best['sim_instances']} "
-            f"({_fmt_lat(best['sim_ttft_p99_s'], best['sim_tpot_p99_s'], slo)} measured)."
-        )
+        parts.append(_kernel_sentence(best, slo))
     else:
         parts.append(
             f"Predicted latencies: {_fmt_lat(best['ttft_p99_s'], best['tpot_p99_s'], slo)} (analytic only)."

@@ -19,7 +19,8 @@ caps) and optionally the pool-split study; :class:`PlanSpec` is the same questio
     [plan]
     model = "Llama-3.1-8B"
     check = 2
-    sim_requests = 1500
+    tolerance = 0.05            # the measurement kernel's relative tolerance of the P99's CI
+    max_requests = 128000       # and its cap on one verdict's run ("undecided" beyond it)
     seed = 0
 """
 
@@ -39,6 +40,7 @@ from workbench.planning.pareto import tradeoff_table
 from workbench.planning.sizing import SizingResult, size_fleet
 from workbench.planning.spec import SLO, candidate_grid
 from workbench.planning.workload import workload
+from workbench.sim.measure import Precision
 from workbench.traces.schema import Trace
 
 #: Columns of the ranked table that the CLI and the explorer show (all of them are in ``Plan.ranked``).
@@ -62,7 +64,7 @@ class Plan:
 
 
 def plan(
-    trace: Trace,
+    trace: Trace | object,
     qps: float,
     ttft_s: float,
     tpot_s: float,
@@ -72,7 +74,7 @@ def plan(
     thresholds: Sequence[int] = (2048, 4096),
     model: str = "Llama-3.1-8B",
     check: int = 2,
-    sim_requests: int = 1500,
+    precision: Precision | None = None,
     split_study: bool = False,
     seed: int = 0,
     progress: bool | None = False,
@@ -82,7 +84,9 @@ def plan(
     Parameters
     ----------
     trace
-        The workload (rescaled to ``qps``).
+        The workload (rescaled to ``qps``): a trace (finite), or a generator / drawable preset
+        (:meth:`workbench.presets.Preset.workload`) that the measurement kernel draws as many requests from as
+        its verdicts need.
     qps
         Target mean arrival rate (requests per second).
     ttft_s, tpot_s
@@ -92,9 +96,9 @@ def plan(
     model
         Model served.
     check
-        Candidates verified by simulation (0: analytic only).
-    sim_requests
-        Requests each check simulates.
+        Candidates sized by the measurement kernel (0: analytic only).
+    precision
+        The kernel's tolerance and request cap (:class:`~workbench.sim.measure.Precision`).
     split_study
         Also run :func:`~workbench.planning.compare.pool_split_study`.
     seed
@@ -109,7 +113,7 @@ def plan(
     slo = SLO(ttft_s=ttft_s, tpot_s=tpot_s)
     wl = workload(trace, qps)
     cands = candidate_grid(list(gpus), topologies=list(topologies), thresholds=list(thresholds))
-    result = size_fleet(wl, slo, cands, model=model, check=check, sim_requests=sim_requests, stop_early=False,
+    result = size_fleet(wl, slo, cands, model=model, check=check, precision=precision, stop_early=False,
                         seed=seed, progress=progress)  # fmt: skip
     ranked = result.ranked()
     topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
@@ -150,7 +154,8 @@ class PlanSpec:
     thresholds: tuple[int, ...] = (2048, 4096)
     model: str = "Llama-3.1-8B"
     check: int = 2
-    sim_requests: int = 1500
+    tolerance: float = 0.05
+    max_requests: int = 128_000
     seed: int = 0
     split_study: bool = False
     base_dir: Path = field(default=Path("."), compare=False)
@@ -165,7 +170,7 @@ class PlanSpec:
         wl = _section(data, "workload", ("preset", "trace", "qps"))
         slo = _section(data, "slo", ("ttft_s", "tpot_s"))
         cands = _section(data, "candidates", ("gpus", "topologies", "thresholds"))
-        opts = _section(data, "plan", ("model", "check", "sim_requests", "seed", "split_study"))
+        opts = _section(data, "plan", ("model", "check", "tolerance", "max_requests", "seed", "split_study"))
         if "qps" not in wl:
             raise ConfigError(f"{path}: [workload] qps is required (target requests per second)")
         if "preset" in wl and "trace" in wl:
@@ -191,12 +196,22 @@ class PlanSpec:
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             require_positive(name, value)
         require_int("check", self.check, low=0)
-        require_int("sim_requests", self.sim_requests)
+        _ = self.precision  # validates tolerance and max_requests
         require_int("seed", self.seed, low=0)
         if self.preset is not None:
             from workbench import presets
 
             presets.get(self.preset)
+
+    @property
+    def precision(self) -> Precision:
+        """The measurement kernel's :class:`~workbench.sim.measure.Precision` from ``tolerance`` and
+        ``max_requests``."""
+        from workbench.config import require_int
+
+        require_int("max_requests", self.max_requests, low=100)
+        start = min(Precision().start_requests, self.max_requests)
+        return Precision(tolerance=self.tolerance, start_requests=start, max_requests=self.max_requests)
 
     def workload_trace(self) -> Trace:
         """The workload: the preset's trace, or the trace file (relative to the TOML file's folder)."""
@@ -208,11 +223,19 @@ class PlanSpec:
             return traces.load(str(local) if local.exists() else self.trace)
         return presets.generate(self.preset or "poisson", seed=self.seed)
 
+    def workload(self) -> object:
+        """What the kernel measures on: a drawable preset itself (fresh draws), else :meth:`workload_trace`."""
+        from workbench import presets
+
+        if self.trace is None and presets.get(self.preset or "poisson").drawable:
+            return presets.get(self.preset or "poisson")
+        return self.workload_trace()
+
     def run(self, progress: bool | None = None) -> Plan:
         """Answer the question (:func:`plan`)."""
-        return plan(self.workload_trace(), self.qps, self.ttft_s, self.tpot_s, gpus=self.gpus,
+        return plan(self.workload(), self.qps, self.ttft_s, self.tpot_s, gpus=self.gpus,
                     topologies=self.topologies, thresholds=self.thresholds, model=self.model, check=self.check,
-                    sim_requests=self.sim_requests, split_study=self.split_study, seed=self.seed,
+                    precision=self.precision, split_study=self.split_study, seed=self.seed,
                     progress=progress)  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import polars as pl
 from workbench.config import require_int
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import Streams
+from workbench.sim.measure import RequestSource
 from workbench.traces.schema import Trace
 
 
@@ -25,17 +26,26 @@ class Workload:
         Mean arrival rate, requests per second.
     prompt, output
         Sampled prompt and output lengths (same rows), at most ``n_sample`` of them.
+    source
+        Where the measurement kernel (:mod:`workbench.sim.measure`) draws its requests: for a generator, fresh
+        draws of any length and seed at the same rate; for a trace, its requests (``None``: ``trace``).
     """
 
     trace: Trace
     qps: float
     prompt: np.ndarray
     output: np.ndarray
+    source: RequestSource | None = None
 
     @property
     def name(self) -> str:
         """The trace's name."""
         return self.trace.name
+
+    @property
+    def requests(self) -> RequestSource:
+        """The :class:`~workbench.sim.measure.RequestSource` the kernel measures on (see ``source``)."""
+        return self.source if self.source is not None else RequestSource(self.trace.name, trace=self.trace)
 
     def idc(self, window_s: float) -> float:
         """Index of dispersion of arrival counts in windows of ``window_s`` seconds (1 for Poisson).
@@ -158,7 +168,8 @@ def workload(
         Requests drawn from a generator (ignored for traces).
     """
     n_sample = require_int("n_sample", n_sample)
-    scaled = at_qps(as_trace(trace, n_requests=n_requests, seed=seed), qps, seed=seed)
+    drawn = as_trace(trace, n_requests=n_requests, seed=seed)
+    scaled = at_qps(drawn, qps, seed=seed)
     df = scaled.requests
     rate = qps if qps is not None else (df.height - 1) / max(scaled.duration_s, 1e-12)
     if not rate > 0:
@@ -167,16 +178,34 @@ def workload(
     take = np.sort(rng.choice(df.height, size=min(n_sample, df.height), replace=False))
     prompt = df["prompt_tokens"].to_numpy()[take].astype(np.float64)
     output = df["output_tokens"].to_numpy()[take].astype(np.float64)
-    return Workload(trace=scaled, qps=float(rate), prompt=prompt, output=output)
+    source = _generator_source(trace, drawn, scaled) if drawn is not trace else None
+    return Workload(trace=scaled, qps=float(rate), prompt=prompt, output=output, source=source)
 
 
-def prepare_workload(
-    trace: Workload | Trace | object, qps: float | None, *, seed: int, sim_requests: int
-) -> Workload:
+def _generator_source(generator: object, drawn: Trace, scaled: Trace) -> RequestSource:
+    """Fresh draws of ``generator`` at the rate of ``scaled`` (its first draw ``drawn`` rescaled once).
+
+    Every draw is rescaled by the one factor of the first draw, so a longer draw is the same process at the
+    same mean rate (not renormalised to its own empirical rate).
+    """
+    a, b = drawn.requests["arrival_s"], scaled.requests["arrival_s"]
+    span_a, span_b = float(a.max() - a.min()), float(b.max() - b.min())
+    factor = span_b / span_a if span_a > 0 else 1.0
+    generate = generator.generate  # type: ignore[attr-defined]
+
+    def draw(n: int, seed: int) -> Trace:
+        t = generate(n=n, seed=seed)
+        t0 = float(t.requests["arrival_s"].min())
+        return t.with_requests(t.requests.with_columns(arrival_s=(pl.col("arrival_s") - t0) * factor))
+
+    return RequestSource(scaled.name, draw=draw)
+
+
+def prepare_workload(trace: Workload | Trace | object, qps: float | None, *, seed: int) -> Workload:
     """The :class:`Workload` a sizing question runs on: a prepared one as is, else :func:`workload` of it.
 
-    A generator is drawn ``max(sim_requests, GENERATED_REQUESTS)`` requests with ``seed``, so that a simulation
-    check replays ``sim_requests`` of them.
+    A generator is drawn :data:`GENERATED_REQUESTS` requests with ``seed`` for the screen's sample; the
+    measurement kernel draws as many more as its verdicts need from the workload's ``source``.
 
     Parameters
     ----------
@@ -186,8 +215,6 @@ def prepare_workload(
         Target mean arrival rate (``None``: the trace's own rate, or the prepared workload's).
     seed
         Seed of the length sample, of a generator's draw and of Poisson arrivals for length-only traces.
-    sim_requests
-        Requests each simulation check replays.
 
     Returns
     -------
@@ -197,9 +224,8 @@ def prepare_workload(
     Raises
     ------
     ConfigError
-        ``sim_requests`` not an integer >= 1, or a prepared workload with a ``qps`` other than its own.
+        A prepared workload with a ``qps`` other than its own.
     """
-    sim_requests = require_int("sim_requests", sim_requests)
     if isinstance(trace, Workload):
         if qps is not None and qps != trace.qps:
             raise ConfigError(
@@ -207,4 +233,4 @@ def prepare_workload(
                 "pass the trace itself, or workload(trace, qps)"
             )
         return trace
-    return workload(trace, qps, seed=seed, n_requests=max(sim_requests, GENERATED_REQUESTS))
+    return workload(trace, qps, seed=seed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -26,6 +27,7 @@ from workbench.errors import ConfigError
 from workbench.seeds import Streams
 from workbench.sim.fleet import SUMMARY_SCHEMA, compare, simulate, summarize
 from workbench.sim.invariants import rejections_in_table
+from workbench.sim.measure import Precision
 from workbench.sim.result import SimResult
 from workbench.sim.topology import Fleet, Pool, monolithic
 
@@ -166,35 +168,43 @@ def length_split_study(
     return pl.DataFrame(rows), results
 
 
-def _violations(res: SimResult, slo_s: float) -> tuple[int, int]:
-    """(served requests with TTFT above ``slo_s``, served requests)."""
-    ok = res.requests.filter(~pl.col("rejected"))
-    return int((ok["ttft_s"] > slo_s).sum()), ok.height
-
-
 @rejections_in_table
 def slo_sizing(
     trace, *, slo_s: float, thresholds: Sequence[int] = (8192,), quantile: float = 0.99, max_gpus: int = 16,
-    seed: int = 0, router: str = "jsq", **pool,
+    seed: int = 0, router: str = "jsq", precision: Precision | None = None, **pool,
 ) -> tuple[pl.DataFrame, dict[str, SimResult]]:  # fmt: skip
     """Fewest GPUs with which a monolithic pool, and two pools split at each threshold, meet a TTFT SLO.
 
-    The SLO: at least ``quantile`` of the served requests have TTFT <= ``slo_s`` (the P99 TTFT is at most
-    ``slo_s``). The monolithic pool grows one GPU at a time. With ``length_pools`` routing each pool serves a
-    fixed part of the trace (the requests above or below the threshold), so each pool is simulated alone at
-    1..``max_gpus`` GPUs, and the split with the fewest GPUs whose violations add up to at most
-    (1 - ``quantile``) of the served requests is chosen; that two-pool fleet is then simulated as a whole and
-    its row reports that run.
+    The SLO: the ``quantile`` (P99) TTFT of all requests is at most ``slo_s``, judged by the measurement
+    kernel (:mod:`workbench.sim.measure`: steady-state verdict with a confidence interval, the run as long as
+    the verdict needs, "undecided" counted as not meeting). The monolithic pool is bisected on verdicts
+    (:func:`~workbench.sim.measure.smallest_count`); a two-pool fleet grows both pools from one instance each
+    until the *whole fleet* meets the fleet-level SLO, then each pool is bisected down
+    (:func:`~workbench.sim.measure.smallest_pair`): no pool is sized or refuted on its own requests.
+
+    ``trace`` is a generator (drawn afresh as the kernel needs: the way to a verdict that holds on a longer
+    run) or a finite trace (a verdict that needs more requests than it holds is "undecided").
 
     Returns a table with one row per fleet shape: ``policy``, ``gpus`` (``None`` when ``max_gpus`` are not
-    enough), ``short_gpus``, ``long_gpus``, ``meets_slo``, ``usd_per_hour`` (cloud price of the fleet's GPUs,
-    :func:`fleet_usd_per_hour`), :func:`~workbench.sim.fleet.summarize`'s columns and ``short_ttft_p99_s``
-    (requests under the first threshold), and the results of the chosen fleets.
+    enough), ``short_gpus``, ``long_gpus``, ``meets_slo``, ``verdict`` and ``ttft_p99_lo``/``ttft_p99_hi``
+    (the kernel's 95 % CI of the answer, or of the largest fleet tried), ``below`` (how the next-smaller fleet
+    failed), ``simulated_requests`` (for the shape's verdicts), ``usd_per_hour`` (cloud price of the fleet's
+    GPUs, :func:`fleet_usd_per_hour`), :func:`~workbench.sim.fleet.summarize`'s columns of the deciding run and
+    ``short_ttft_p99_s`` (requests under the first threshold), and the deciding runs' results.
 
     The counts (``gpus``, ``short_gpus``, ``long_gpus`` and ``max_gpus``) are instances, one GPU each with the
     default ``tp = 1`` and no MIG; ``usd_per_hour`` prices the GPUs the instances really use (``tp`` GPUs, or a
     MIG share, each at its GPU type's price).
     """
+    from workbench.sim.measure import (
+        Target,
+        fleet_runner,
+        measure,
+        request_source,
+        smallest_count,
+        smallest_pair,
+    )
+
     require_positive("slo_s", slo_s)
     require_range("quantile", quantile, 0.0, 1.0)
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 2:
@@ -204,55 +214,67 @@ def slo_sizing(
             f"gpu: slo_sizing grows each pool one instance at a time, which a GPU mix {pool['gpu']!r} (a fixed "
             "instance count per type) does not allow; give one GPU type"
         )
+    source = request_source(trace)
+    targets = (Target("ttft_s", quantile, float(slo_s)),)
     rows, results = [], {}
 
-    def add(name, res, n, n_short=None, n_long=None, meets=False):
-        row = {"policy": name, "gpus": n, "short_gpus": n_short, "long_gpus": n_long, "meets_slo": meets,
+    def judge(fleet: Fleet):
+        return measure(fleet_runner(fleet, source), targets, seed=seed, precision=precision)
+
+    def add(name, verdicts, key, n=None, n_short=None, n_long=None):
+        v = verdicts.get(key) if key is not None else None
+        tried = v or (verdicts[max(verdicts, key=sum)] if verdicts else None)
+        est = tried.estimate("ttft_s") if tried is not None else None
+        below = None
+        if key is not None:
+            smaller = [
+                k for k in verdicts
+                if sum(k) == sum(key) - 1 and all(a <= b for a, b in zip(k, key, strict=True))
+            ]  # fmt: skip
+            below = verdicts[smaller[0]].summary() if smaller else None
+        row = {"policy": name, "gpus": n, "short_gpus": n_short, "long_gpus": n_long,
+               "meets_slo": bool(v is not None and v.meets), "verdict": None if tried is None else tried.status,
+               "ttft_p99_lo": None if est is None else est.low,
+               "ttft_p99_hi": None if est is None else est.high,
+               "below": below, "simulated_requests": sum(x.requests for x in verdicts.values()),
                "usd_per_hour": None, **dict.fromkeys(SUMMARY_SCHEMA), "short_ttft_p99_s": None}  # fmt: skip
-        if res is not None:
+        if v is not None:
+            res = v.result
             results[name] = res
             row.update(summarize(res), usd_per_hour=fleet_usd_per_hour(res))
             row.update(short_ttft_p99_s=_short_p99(res, thresholds[0]))
         rows.append(row)
 
-    for n in range(1, max_gpus + 1):
-        res = simulate(trace, monolithic(n, router=router, **pool), seed=seed)
-        bad, served = _violations(res, slo_s)
-        if bad <= (1.0 - quantile) * served:
-            add("monolithic", res, n, meets=True)
-            break
-    else:
-        add("monolithic", None, None)
+    mono: dict[tuple[int, ...], object] = {}
 
-    reqs = _requests(trace)
+    def mono_at(n: int):
+        if (n,) not in mono:
+            mono[(n,)] = judge(monolithic(n, router=router, **pool))
+        return mono[(n,)]
+
+    n = smallest_count(mono_at, start=1, high=2, cap=max_gpus)
+    add("monolithic", mono, (n,) if n else None, n)
+
+    reqs = _requests(source.take(4000, seed)[0])
     for th in thresholds:
         short = reqs.select(_size() <= th).to_series()
-        parts = {"short": _subset(trace, short), "long": _subset(trace, ~short)}
-        curves: dict[str, list[tuple[int, int]]] = {}  # violations and served requests at 1, 2, ... GPUs
-        for name, part in parts.items():
-            curves[name] = [] if _requests(part).height else [(0, 0)]
-            for n in range(1, max_gpus if _requests(part).height else 1):
-                res = simulate(part, monolithic(n, router=router, **pool), seed=seed)
-                curves[name].append(_violations(res, slo_s))
-                if curves[name][-1][0] == 0:
-                    break
-        served = curves["short"][0][1] + curves["long"][0][1]
-        budget = (1.0 - quantile) * served
-        best = None
-        for i, (bad_s, _) in enumerate(curves["short"]):
-            for j, (bad_l, _) in enumerate(curves["long"]):
-                if bad_s + bad_l <= budget and (best is None or i + j < best[0] + best[1]):
-                    best = (i, j)
+        need = (bool(short.any()), bool((~short).any()))
+        pair: dict[tuple[int, ...], object] = {}
+
+        def pair_at(a: int, b: int, th: int = th, pair: dict = pair):
+            if (a, b) not in pair:
+                pair[(a, b)] = judge(_two_pool(a, b, th, router, pool))
+            return pair[(a, b)]
+
+        found = smallest_pair(pair_at, (1, 1), need=need, cap=(max_gpus, max_gpus))
         name = f"two-pool @{th}"
-        if best is None or best[0] + best[1] + 2 > max_gpus:
-            add(name, None, None)
+        if found is None or sum(found) > max_gpus:
+            add(name, pair, None)
             continue
-        n_s, n_l = best[0] + 1, best[1] + 1
-        res = simulate(trace, _two_pool(n_s, n_l, th, router, pool), seed=seed)
-        bad, served = _violations(res, slo_s)
-        add(name, res, n_s + n_l, n_s, n_l, bad <= (1.0 - quantile) * served)
+        add(name, pair, found, sum(found), *found)
     schema = {"policy": pl.Utf8, "gpus": pl.Int64, "short_gpus": pl.Int64, "long_gpus": pl.Int64,
-              "meets_slo": pl.Boolean, "usd_per_hour": pl.Float64, **SUMMARY_SCHEMA,
+              "meets_slo": pl.Boolean, "verdict": pl.Utf8, "ttft_p99_lo": pl.Float64, "ttft_p99_hi": pl.Float64,
+              "below": pl.Utf8, "simulated_requests": pl.Int64, "usd_per_hour": pl.Float64, **SUMMARY_SCHEMA,
               "short_ttft_p99_s": pl.Float64}  # fmt: skip
     return pl.DataFrame(rows, schema=schema), results
 
@@ -357,6 +379,40 @@ def autoscale_curve(
 
 
 # ---------------------------------------------------------------------------------------------- traces
+def _cdf_points(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, cumulative share) of a shipped CDF file (a bare list of pairs, or ``{"cdf": [...]}``)."""
+    from workbench.traces import TotalTokenCdf
+
+    parsed = TotalTokenCdf.from_json(name, allow_download=False)  # the one reader of these files
+    return parsed.tokens.astype(float), parsed.cumulative
+
+
+@dataclass(frozen=True, eq=False)
+class CdfLengths:
+    """Prompt lengths by inverting a piecewise-linear CDF; log-normal outputs (median, sigma 0.8)."""
+
+    x: np.ndarray
+    f: np.ndarray
+    output_median: float = 200.0
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and output lengths of ``n`` requests (int32, >= 1)."""
+        prompt = np.maximum(np.interp(rng.random(n), self.f, self.x), 1).astype(np.int32)
+        output = np.maximum(rng.lognormal(math.log(self.output_median), 0.8, n), 1).astype(np.int32)
+        return prompt, output
+
+
+def cdf_workload(name: str, rate: float, *, output_median: float = 200.0):
+    """A Poisson generator with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
+
+    The measurement kernel draws as many requests from it as a verdict needs (:func:`slo_sizing`).
+    """
+    from workbench.traces import Poisson, Synthetic
+
+    x, f = _cdf_points(name)
+    return Synthetic(arrivals=Poisson(rate), lengths=CdfLengths(x, f, output_median), name=name)
+
+
 def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, seed: int = 0):
     """Poisson trace with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
 
@@ -365,13 +421,10 @@ def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, s
     is a CDF of *total* tokens: :class:`workbench.traces.TotalTokenCdf` samples it the way inference-fleet-sim
     does (80 % of the total to the prompt); this study reads it as a prompt CDF (kept so its results stay).
     """
-    from workbench.traces import Empirical, Poisson, Synthetic, TotalTokenCdf
+    from workbench.traces import Empirical, Poisson, Synthetic
 
-    parsed = TotalTokenCdf.from_json(name, allow_download=False)  # the one reader of these files
-    x, f = parsed.tokens.astype(float), parsed.cumulative
-    rng = Streams(seed).rng(0)
-    prompt = np.maximum(np.interp(rng.random(n), f, x), 1).astype(np.int32)
-    output = np.maximum(rng.lognormal(math.log(output_median), 0.8, n), 1).astype(np.int32)
+    x, f = _cdf_points(name)
+    prompt, output = CdfLengths(x, f, output_median).sample(Streams(seed).rng(0), n)
     gen = Synthetic(arrivals=Poisson(rate), lengths=Empirical(prompt, output), name=name)
     return gen.generate(n, seed=seed)
 
@@ -379,8 +432,10 @@ def cdf_trace(name: str, n: int, rate: float, *, output_median: float = 200.0, s
 __all__ = [
     "DEFAULT_SWEEPS",
     "SEED_POLICIES",
+    "CdfLengths",
     "autoscale_curve",
     "cdf_trace",
+    "cdf_workload",
     "disaggregation_study",
     "fleet_usd_per_hour",
     "gpu_cost_usd",

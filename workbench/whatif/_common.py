@@ -21,6 +21,7 @@ from workbench.hardware.perf import clocked
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
 from workbench.power.dvfs import busy_power_at_clock
+from workbench.sim.measure import Precision, Verdict
 
 
 class WhatIfError(ConfigError):
@@ -214,6 +215,38 @@ def simulate_fleet(
             failures(sim, ctl)
 
     return simulate(trace, fleet, seed=seed, setup=setup)
+
+
+def measure_fleet(
+    workload,
+    slo: SLO,
+    gpu_name: str,
+    model: str,
+    tp: int,
+    instances: int,
+    *,
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    seed: int = 0,
+    precision: Precision | None = None,
+    simulate: Callable | None = None,
+) -> Verdict:
+    """The measurement kernel's verdict for a monolithic pool with a batch cap and a clock.
+
+    ``workload`` is anything :func:`workbench.sim.measure.request_source` takes (a prepared
+    :class:`~workbench.planning.Workload`, a trace, a generator). ``simulate(trace, seed)`` replaces the plain
+    :func:`simulate_fleet` run (e.g. with failures injected).
+    """
+    from workbench.sim.measure import measure, request_source, slo_targets, trace_runner
+
+    def plain(trace, s: int):
+        return simulate_fleet(
+            trace, gpu_name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=s
+        )
+
+    good = slo if slo.goodput is not None else None
+    run = trace_runner(request_source(workload), simulate or plain, good=good)
+    return measure(run, slo_targets(slo), seed=seed, precision=precision)
 
 
 def gpu_hour_price(gpu_name: str, price: dict[str, float] | None = None) -> float:

@@ -20,8 +20,9 @@ to maximise. Loaded-idle power and the node baseline (``P_node``, by default
 below ``instances x tp x P_idle + nodes x P_node``.
 
 Latency under each setting is predicted by the planning screen at the fleet's fixed instance count; the
-feasible settings are then simulated with the cap and the clock (:func:`check_setting`), deepest cut first,
-until one meets the SLO.
+feasible settings are then judged by the measurement kernel with the cap and the clock (:func:`check_setting`:
+a steady-state verdict with the CI of the SLO quantile, :mod:`workbench.sim.measure`), deepest cut first,
+until one meets the SLO. "Undecided" (the CI straddles the target at the request cap) does not pass.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
 from workbench.planning.costs import pool_power_w, power_params
 from workbench.power.dvfs import busy_power_at_clock, clock_power_scale
+from workbench.sim.measure import Precision
 from workbench.tco import NODE_POWER_W
-from workbench.whatif._common import WhatIfError, resolve_tp, simulate_fleet
+from workbench.whatif._common import WhatIfError, measure_fleet, resolve_tp
 
 CAPS: tuple[int, ...] = (256, 192, 128, 96, 64, 48, 32, 24, 16, 8, 4, 2, 1)
 CLOCKS: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
@@ -151,7 +153,10 @@ class GridFlexResult:
         ]  # fmt: skip
         if self.checks is not None:
             scan = "every option ranked before it failed" if self.exhaustive else "budget spent, rest bisected"
-            lines.append(f"simulation: meets the SLO; {self.sims} simulations incl. the baseline ({scan})")
+            b_ci = _latency_text(b | {k.removeprefix("sim_"): v for k, v in b.items() if k.startswith("sim_")})
+            lines.append(
+                f"measurement kernel: meets the SLO{b_ci}; {self.sims} verdicts incl. the baseline ({scan})"
+            )
         source = "the planning modes' default" if self.node_power_w == NODE_POWER_W else "as given"
         lines.append(
             f"power: GPUs + node baseline {self.node_power_w:g} W x {self.nodes} node(s) ({source}); IT power, "
@@ -239,7 +244,7 @@ def grid_flex(
     objective: str = "ceiling",
     node_power_w: float = NODE_POWER_W,
     check: bool = True,
-    sim_requests: int = 600,
+    precision: Precision | None = None,
     max_sims: int = 48,
     seed: int = 0,
 ) -> GridFlexResult:
@@ -269,14 +274,16 @@ def grid_flex(
         :data:`workbench.tco.NODE_POWER_W`, the same source as the planning modes
         (:class:`~workbench.whatif.ModeCosts`); 0 counts GPU power only.
     check
-        Check by simulation on the first ``sim_requests`` requests of the workload (:func:`check_setting`):
-        the configured setting once (the mean-power reference), then the analytically feasible options
-        deepest cut first until one passes.
+        Judge settings with the measurement kernel on the workload (:func:`check_setting`): the configured
+        setting once (the mean-power reference), then the analytically feasible options deepest cut first until
+        one meets the SLO (every setting on the same requests: common random numbers).
+    precision
+        The kernel's tolerance and request cap (:class:`~workbench.sim.measure.Precision`).
     max_sims
-        Most simulations of that scan (each takes ~0.02-0.03 s at 600 requests); beyond it the remaining
-        options are bisected (``exhaustive`` is then ``False``).
+        Most verdicts of that scan; beyond it the remaining options are bisected (``exhaustive`` is then
+        ``False``).
     seed
-        Seed of the simulation.
+        Seed of the kernel's runs.
 
     Raises
     ------
@@ -287,7 +294,6 @@ def grid_flex(
     instances = require_int("instances", instances)
     max_num_seqs = require_int("max_num_seqs", max_num_seqs)
     max_sims = require_int("max_sims", max_sims)
-    sim_requests = require_int("sim_requests", sim_requests)
     objective = require_choice("objective", objective, OBJECTIVES)
     require_positive("node_power_w", node_power_w, allow_zero=True)
     name = gpu(gpu_name).name
@@ -346,12 +352,11 @@ def grid_flex(
     analytic = ranked.row(0, named=True)
     best, checks, exhaustive, base = {**analytic, **dict.fromkeys(_SIM_KEYS)}, None, False, None
     if check:
-        trace = wl.trace.with_requests(wl.trace.requests.head(sim_requests))
 
         def sim(cap: int, clock: float) -> dict:
             return check_setting(
-                trace, slo, name, instances, model=model, tp=tp, max_num_seqs=cap, clock=clock,
-                node_power_w=node_power_w, seed=seed,
+                wl, slo, name, instances, model=model, tp=tp, max_num_seqs=cap, clock=clock,
+                node_power_w=node_power_w, seed=seed, precision=precision,
             )  # fmt: skip
 
         base = sim(int(max_num_seqs), 1.0)
@@ -374,17 +379,22 @@ def grid_flex(
     )  # fmt: skip
 
 
-_SIM_KEYS = ("sim_ttft_p99_s", "sim_tpot_p99_s", "sim_slo_met", "sim_mean_kw", "sim_mean_reduction")
+_SIM_KEYS = (
+    "sim_verdict", "sim_ttft_p99_s", "sim_ttft_p99_lo", "sim_ttft_p99_hi", "sim_tpot_p99_s", "sim_tpot_p99_lo",
+    "sim_tpot_p99_hi", "sim_slo_met", "sim_mean_kw", "sim_mean_reduction", "sim_requests",
+)  # fmt: skip
 
 
 def _sim_fields(row: dict) -> dict:
-    """The ``sim_*`` fields of ``best`` from its row of the checks."""
+    """The ``sim_*`` fields of ``best`` from its row of the checks (the kernel's verdict and CIs)."""
     return {
-        "sim_ttft_p99_s": row["ttft_p99_s"],
-        "sim_tpot_p99_s": row["tpot_p99_s"],
+        "sim_verdict": row["verdict"],
+        **{f"sim_{k}": row[k] for k in ("ttft_p99_s", "ttft_p99_lo", "ttft_p99_hi")},
+        **{f"sim_{k}": row[k] for k in ("tpot_p99_s", "tpot_p99_lo", "tpot_p99_hi")},
         "sim_slo_met": row["slo_met"],
         "sim_mean_kw": row["mean_kw"],
         "sim_mean_reduction": row["sim_mean_reduction"],
+        "sim_requests": row["requests"],
     }
 
 
@@ -451,10 +461,22 @@ def _first_passing(
         last = done[max(done)]
         raise WhatIfError(
             f"{what} passes the simulation check: {len(done)} simulated setting(s), the last "
-            f"(cap {last['max_num_seqs']}, clock {last['clock']:g}), miss it "
-            f"(P99 TTFT {last['ttft_p99_s']:.3g} s, TPOT {last['tpot_p99_s'] * 1e3:.3g} ms); add instances"
+            f"(cap {last['max_num_seqs']}, clock {last['clock']:g}), is {last['verdict']}"
+            + _latency_text(last)
+            + "; add instances"
         )
     return rows[found], done[found], checks, exhaustive
+
+
+def _latency_text(row: dict) -> str:
+    """``" (P99 TTFT 0.61 s [0.55, 0.7], TPOT 48 ms [46, 51])"`` of a checked setting (empty when unstable)."""
+    parts = []
+    if row.get("ttft_p99_s") is not None:
+        parts.append(f"P99 TTFT {row['ttft_p99_s']:.3g} s [{row['ttft_p99_lo']:.3g}, {row['ttft_p99_hi']:.3g}]")
+    if row.get("tpot_p99_s") is not None:
+        lo, hi = row["tpot_p99_lo"] * 1e3, row["tpot_p99_hi"] * 1e3
+        parts.append(f"TPOT {row['tpot_p99_s'] * 1e3:.3g} ms [{lo:.3g}, {hi:.3g}]")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def slo_cost_curve(
@@ -470,7 +492,7 @@ def slo_cost_curve(
 
 
 def check_setting(
-    trace,
+    workload,
     slo: SLO,
     gpu_name: str,
     instances: int,
@@ -480,36 +502,64 @@ def check_setting(
     max_num_seqs: int = 256,
     clock: float = 1.0,
     node_power_w: float = NODE_POWER_W,
-    warmup: float = 0.1,
     seed: int = 0,
+    precision: Precision | None = None,
 ) -> dict:
-    """Simulate the fleet under a (cap, clock) setting: latencies, SLO verdict, largest batch and power.
+    """The measurement kernel's verdict on the fleet under a (cap, clock) setting, with its power.
 
-    Returns a dict with ``ttft_p99_s``, ``tpot_p99_s``, ``slo_met`` (scored after the first ``warmup`` share of
-    arrivals), ``max_batch`` (largest running batch of any instance), ``mean_kw`` (exact energy integral of the
-    segments over the makespan, busy power scaled by the clock, plus ``node_power_w`` per node) and
-    ``peak_instance_kw`` (largest GPU power of one instance in any segment).
+    Parameters
+    ----------
+    workload
+        A prepared :class:`~workbench.planning.Workload`, a trace (finite) or a generator: what
+        :func:`workbench.sim.measure.request_source` takes.
+    slo, gpu_name, instances, model, tp
+        The SLO and the fleet.
+    max_num_seqs, clock
+        The setting.
+    node_power_w
+        Baseline power of each node, added to ``mean_kw``.
+    seed, precision
+        The kernel's seed and precision.
+
+    Returns
+    -------
+    dict
+        ``verdict`` (meets / fails / unstable / undecided), ``slo_met`` (``verdict == "meets"``),
+        ``ttft_p99_s`` and ``tpot_p99_s`` with their 95 % CIs (``_lo``/``_hi``), ``requests`` (simulated for the
+        verdict), ``warmup``, ``rejected`` (in the deciding run), ``max_batch`` (largest running batch of any
+        instance), ``mean_kw`` (exact energy integral of the deciding run's segments over its makespan, busy
+        power scaled by the clock, plus ``node_power_w`` per node) and ``peak_instance_kw``.
     """
-    from workbench.planning.check import measure
+    from workbench.planning.check import verdict_columns
     from workbench.power import InstancePower, energy, instance_power
 
     name = gpu(gpu_name).name
-    res = simulate_fleet(trace, name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=seed)
-    cut = trace.requests["arrival_s"].quantile(warmup, "lower") if hasattr(trace, "requests") else 0.0
-    m = measure(res.requests.filter(pl.col("arrival_s") >= cut), slo)
+    v = measure_fleet(
+        workload, slo, name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=seed,
+        precision=precision,
+    )  # fmt: skip
+    res = v.result
     base = instance_power(name, model, tp)
     scaled = InstancePower(base.curve.scaled(float(clock_power_scale(clock))), base.idle_w, tp)
     rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
     span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
     busy = rep.segments.filter(pl.col("state") == "busy")
     nodes_kw = fleet_nodes(name, instances, tp) * node_power_w / 1000.0
+    cols = verdict_columns(v, slo)
     return {
         "max_num_seqs": max_num_seqs,
         "clock": clock,
-        "ttft_p99_s": m["ttft_p99_s"],
-        "tpot_p99_s": m["tpot_p99_s"],
-        "slo_met": bool(m["met"]),
-        "rejected": int(m["rejected"]),
+        "verdict": v.status,
+        "ttft_p99_s": cols["ttft_p99_s"],
+        "ttft_p99_lo": cols["ttft_p99_lo"],
+        "ttft_p99_hi": cols["ttft_p99_hi"],
+        "tpot_p99_s": cols["tpot_p99_s"],
+        "tpot_p99_lo": cols["tpot_p99_lo"],
+        "tpot_p99_hi": cols["tpot_p99_hi"],
+        "slo_met": v.meets,
+        "requests": v.requests,
+        "warmup": v.warmup,
+        "rejected": int(res.requests["rejected"].sum()),
         "max_batch": int(busy["batch_size"].max()) if busy.height else 0,
         "mean_kw": float(rep.fleet["energy_j"][0]) / span / 1000.0 + nodes_kw,
         "peak_instance_kw": float(rep.segments["power_w"].max()) / 1000.0,

@@ -10,7 +10,9 @@ A fleet that needs ``n`` instances up to meet the SLO and runs ``n + s`` meets i
 :func:`failure_study` checks the margin by simulation: GPUs and nodes fail as Poisson processes and come back
 after exponential repair times (``Simulation.fail_instance``; a node failure takes all its instances down);
 the requests a failed instance was running restart on the others (``interrupted``) and its queue moves
-(``requeued``), and the SLO and cost of the fleet with and without spares are compared. With node failures,
+(``requeued``), and the SLO and cost of the fleet with and without spares are compared, each scenario judged
+by the measurement kernel (:mod:`workbench.sim.measure`: steady-state verdict with CIs, the run as long as
+the verdict needs). With node failures,
 instances of one node go down together, so :func:`prob_enough` convolves per-node outcomes instead of using
 the binomial.
 """
@@ -26,7 +28,8 @@ from scipy.stats import binom
 from workbench.config import require_int, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO
-from workbench.whatif._common import WhatIfError, gpu_hour_price, simulate_fleet
+from workbench.sim.measure import Precision
+from workbench.whatif._common import WhatIfError, gpu_hour_price, measure_fleet, simulate_fleet
 
 #: Largest fleet :func:`spares_needed` searches before giving up.
 MAX_INSTANCES = 100_000
@@ -325,15 +328,16 @@ def failure_study(
     target: float = 0.99,
     spares: int | None = None,
     usd_per_gpu_hr: float | None = None,
-    warmup: float = 0.1,
     seed: int = 0,
+    precision: Precision | None = None,
 ) -> pl.DataFrame:
-    """SLO and cost of a fleet without failures, with failures, and with failures plus spares (simulated).
+    """SLO and cost of a fleet without failures, with failures, and with failures plus spares (kernel verdicts).
 
     Parameters
     ----------
     trace
-        Requests to replay (keep it small: a few hundred requests).
+        The workload: a generator or prepared :class:`~workbench.planning.Workload` (the kernel draws as many
+        requests as each verdict needs) or a trace (finite: a verdict that needs more is "undecided").
     slo
         Latency targets.
     gpu_name, n_needed, model, tp
@@ -347,18 +351,21 @@ def failure_study(
         Probability target of :func:`spares_needed` (the spares used when ``spares`` is ``None``).
     usd_per_gpu_hr
         Price of a GPU-hour (default: the GPU table's cloud rate).
+    seed, precision
+        The kernel's seed and precision (:class:`~workbench.sim.measure.Precision`).
 
     Returns
     -------
     polars.DataFrame
         ``scenario``, ``instances``, ``gpus``, ``spares``, ``availability`` (of one instance, node included),
-        ``p_slo`` (:func:`prob_enough`, node outages correlated), ``failures`` (instance down periods),
-        ``node_failures``, ``interrupted`` (running requests restarted on another instance), ``requeued``
-        (waiting requests moved to another instance; the simulator's ``retried`` counter is the sum),
-        ``repairs`` (instances back up), ``rejected``, ``ttft_p99_s``, ``tpot_p99_s``, ``slo_met``,
-        ``usd_per_hour``.
+        ``p_slo`` (:func:`prob_enough`, node outages correlated), then from the kernel's deciding run:
+        ``failures`` (instance down periods), ``node_failures``, ``interrupted`` (running requests restarted
+        on another instance), ``requeued`` (waiting requests moved to another instance; the simulator's
+        ``retried`` counter is the sum), ``repairs`` (instances back up), ``rejected``; and the verdict:
+        ``verdict``, ``ttft_p99_s`` and ``tpot_p99_s`` with their 95 % CIs (``_lo``/``_hi``), ``slo_met``
+        (``verdict == "meets"``), ``requests`` (simulated for the verdict), ``usd_per_hour``.
     """
-    from workbench.planning.check import measure
+    from workbench.planning.check import verdict_columns
 
     tp, n_needed = require_int("tp", tp), require_int("n_needed", n_needed)
     gpn = _node_size(gpu_name, tp, gpus_per_node)
@@ -370,21 +377,23 @@ def failure_study(
     prob = {"node_avail": a_node, "per_node": gpn // tp}
     s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else spares
     price = gpu_hour_price(gpu_name) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
-    reqs = trace.requests if hasattr(trace, "requests") else trace
-    cut = reqs["arrival_s"].quantile(warmup, "lower")
     rows = []
     for name, n, on in (
         ("no failures", n_needed, False),
         ("failures", n_needed, True),
         (f"failures + {s} spare(s)", n_needed + s, True),
     ):
-        res = simulate_with_failures(
-            trace, gpu_name, n, model=model, tp=tp, failure_rate_per_h=failure_rate_per_h if on else 0.0,
-            mttr_h=mttr_h, node_failure_rate_per_h=node_failure_rate_per_h if on else 0.0,
-            node_mttr_h=node_mttr_h, gpus_per_node=gpn, seed=seed,
-        )  # fmt: skip
-        m = measure(res.requests.filter(pl.col("arrival_s") >= cut), slo)
-        c = res.counters
+
+        def simulate(t, sd: int, n: int = n, on: bool = on):
+            return simulate_with_failures(
+                t, gpu_name, n, model=model, tp=tp, failure_rate_per_h=failure_rate_per_h if on else 0.0,
+                mttr_h=mttr_h, node_failure_rate_per_h=node_failure_rate_per_h if on else 0.0,
+                node_mttr_h=node_mttr_h, gpus_per_node=gpn, seed=sd,
+            )  # fmt: skip
+
+        v = measure_fleet(trace, slo, gpu_name, model, tp, n, seed=seed, precision=precision, simulate=simulate)
+        c = v.result.counters
+        cols = verdict_columns(v, slo)
         rows.append(
             {
                 "scenario": name,
@@ -398,10 +407,12 @@ def failure_study(
                 "interrupted": int(c["interrupted"]),
                 "requeued": int(c["requeued"]),
                 "repairs": int(c["repairs"]),
-                "rejected": int(m["rejected"]),
-                "ttft_p99_s": m["ttft_p99_s"],
-                "tpot_p99_s": m["tpot_p99_s"],
-                "slo_met": bool(m["met"]),
+                "rejected": int(v.result.requests["rejected"].sum()),
+                "verdict": v.status,
+                **{k: cols[k] for k in ("ttft_p99_s", "ttft_p99_lo", "ttft_p99_hi")},
+                **{k: cols[k] for k in ("tpot_p99_s", "tpot_p99_lo", "tpot_p99_hi")},
+                "slo_met": v.meets,
+                "requests": v.requests,
                 "usd_per_hour": n * tp * price,
             }
         )

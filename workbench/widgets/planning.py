@@ -35,7 +35,7 @@ def fleet_sizing_explorer(model: str = "Llama-3.1-8B", *, results=None, extra: d
     priced = list_gpus().filter(pl.col("cloud_usd_per_gpu_hr").is_not_null())["gpu"].to_list()
     style = {"description_width": "120px"}
     choices: dict[str, Callable[[], Trace]] = {
-        presets.get(n).description: (lambda n=n: presets.generate(n))
+        presets.get(n).description: (lambda n=n: presets.get(n).workload())
         for n in WORKLOADS
         if n in presets.available()
     }
