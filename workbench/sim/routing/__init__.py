@@ -23,7 +23,16 @@ from workbench.sim.routing.base import (
     Router,
     RouteRequest,
 )
-from workbench.sim.routing.cache import LLMD, Dynamo, LMetric, PrefixAffinity, Session, SGLangCacheAware, VLLMv1
+from workbench.sim.routing.cache import (
+    LLMD,
+    Dynamo,
+    LinearWeights,
+    LMetric,
+    PrefixAffinity,
+    Session,
+    SGLangCacheAware,
+    VLLMv1,
+)
 from workbench.sim.routing.kvload import KVLoadAware
 from workbench.sim.routing.load import JIQ, JSQ, LeastTokens, PowerOfTwo, Random, RoundRobin, WeightedRoundRobin
 from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
@@ -47,6 +56,7 @@ ROUTERS: dict[str, type] = {
         VLLMv1,
         LMetric,
         KVLoadAware,
+        LinearWeights,
         LengthPools,
         ClassPools,
         MultiObjective,
@@ -56,7 +66,7 @@ ROUTERS: dict[str, type] = {
 POOL_ROUTERS: frozenset[str] = frozenset({"length_pools", "class_pools", "multi_objective"})
 #: Routers that read prefix-cache matches.
 CACHE_ROUTERS: frozenset[str] = frozenset(
-    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric", "kv_aware"}
+    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric", "kv_aware", "linear_weights"}
 )
 
 
