@@ -146,6 +146,12 @@ class Replicated:
             self.values(arm, metric).to_numpy(), self.values(baseline, metric).to_numpy(), level
         )
 
+    def ratio_of_columns(self, arm: str, metric: str, baseline: str, level: float = stats.LEVEL) -> stats.Estimate:
+        """Mean over ``arm``'s replications of ``metric / baseline - 1`` (two metrics of the same runs)."""
+        return stats.relative_change(
+            self.values(arm, metric).to_numpy(), self.values(arm, baseline).to_numpy(), level
+        )
+
     def _check(self, arm: str, metric: str | None) -> None:
         if arm not in self.arms:
             raise ConfigError(f"arm {arm!r} is not in the study; it has: {', '.join(self.arms)}")

@@ -34,7 +34,16 @@ from workbench.sim.routing.cache import (
     VLLMv1,
 )
 from workbench.sim.routing.kvload import KVLoadAware
-from workbench.sim.routing.load import JIQ, JSQ, LeastTokens, PowerOfTwo, Random, RoundRobin, WeightedRoundRobin
+from workbench.sim.routing.load import (
+    JIQ,
+    JSQ,
+    LeastTokens,
+    Pack,
+    PowerOfTwo,
+    Random,
+    RoundRobin,
+    WeightedRoundRobin,
+)
 from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
 
 #: Registered routers by short name.
@@ -48,6 +57,7 @@ ROUTERS: dict[str, type] = {
         LeastTokens,
         JIQ,
         WeightedRoundRobin,
+        Pack,
         Session,
         PrefixAffinity,
         SGLangCacheAware,
