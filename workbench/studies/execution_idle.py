@@ -28,7 +28,7 @@ from workbench.hardware import RooflineModel
 from workbench.power import energy
 from workbench.sim.fleet import simulate, summarize
 from workbench.sim.topology import monolithic
-from workbench.studies.claims import NOT_REPRODUCED, REPRODUCED, UNDER_CONDITIONS, Claim, interval, percent
+from workbench.studies.claims import NOT_REPRODUCED, UNDER_CONDITIONS, Claim, interval, percent
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
 from workbench.traces import LogNormal, Poisson, Synthetic
 
@@ -125,7 +125,10 @@ def study(arms: tuple[IdleArm, ...] = ARMS, *, replications: int = REPLICATIONS,
 
 def claim(rep: Replicated) -> Claim:
     """Execution-idle shares that emerge, and what each mitigation saves (paired)."""
-    tp1, tp4 = rep.estimate("8B TP1, jsq", "exec_idle_time_share"), rep.estimate("70B TP4, jsq", "exec_idle_time_share")
+    tp1, tp4 = (
+        rep.estimate("8B TP1, jsq", "exec_idle_time_share"),
+        rep.estimate("70B TP4, jsq", "exec_idle_time_share"),
+    )
     e1, e4 = (rep.estimate(a, "exec_idle_energy_share") for a in ("8B TP1, jsq", "70B TP4, jsq"))
     down = rep.ratio_of_columns("70B TP4, jsq", "j_per_token_downscaled", "j_per_token")
     pack = rep.ratio("70B TP4, pack", "70B TP4, jsq", "j_per_token")

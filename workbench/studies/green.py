@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.carbon import BALANCING_AUTHORITIES, allocate, hourly_intensity, site
+from workbench.seeds import rng
 from workbench.studies.claims import NOT_REPRODUCED, REPRODUCED, UNDER_CONDITIONS, Claim, percent
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
 
@@ -101,14 +102,14 @@ class GreenArm:
 def _week(seed: int, arm: GreenArm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hours (UTC, 0-23), intensity (sites x 168) and real-time demand of the replication's random week."""
     table = hourly_intensity()
-    rng = np.random.default_rng(seed)
-    start = int(rng.integers(0, (table.height - 168) // 24)) * 24  # a week starting at 00:00 UTC
+    draw = rng(seed, "green/week")
+    start = int(draw.integers(0, (table.height - 168) // 24)) * 24  # a week starting at 00:00 UTC
     week = table.slice(start, 168)
     ci = np.array([week[ba].to_numpy().astype(float) for ba in BALANCING_AUTHORITIES])
     hours = np.array([t.hour for t in week["timestamp"]])
     eastern = (hours - 5) % 24
     shape = 1.0 + arm.amplitude * np.cos(2 * np.pi * (eastern - 14) / 24)
-    demand = arm.mean_kwh * shape * rng.lognormal(-0.5 * arm.noise**2, arm.noise, 168)
+    demand = arm.mean_kwh * shape * draw.lognormal(-0.5 * arm.noise**2, arm.noise, 168)
     return hours, ci, demand
 
 

@@ -27,6 +27,7 @@ from workbench.hardware.perf import Batch
 from workbench.power import energy
 from workbench.power.curves import power_curve
 from workbench.power.energy import idle_power_w
+from workbench.seeds import Streams
 from workbench.sim.config import InstanceConfig, SchedulerConfig
 from workbench.sim.fleet import summarize
 from workbench.sim.simulation import Simulation, trace_rows
@@ -169,8 +170,10 @@ SERVICES = ("a", "b")
 def run(arm: MigArm, seed: int) -> dict[str, float]:
     """One replication: latency of the two services, GPU count, energy and the time spent throttled."""
     parts = [
-        Synthetic(arrivals=Poisson(arm.rate), lengths=LENGTHS, request_class=c).generate(arm.requests, seed=seed + k)
-        for k, c in enumerate(SERVICES)
+        Synthetic(arrivals=Poisson(arm.rate), lengths=LENGTHS, request_class=c).generate(
+            arm.requests, seed=Streams(seed).sequence(f"service/{c}")
+        )
+        for c in SERVICES
     ]
     trace = merge(parts)
     rows, block = trace_rows(trace)

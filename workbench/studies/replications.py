@@ -146,7 +146,9 @@ class Replicated:
             self.values(arm, metric).to_numpy(), self.values(baseline, metric).to_numpy(), level
         )
 
-    def ratio_of_columns(self, arm: str, metric: str, baseline: str, level: float = stats.LEVEL) -> stats.Estimate:
+    def ratio_of_columns(
+        self, arm: str, metric: str, baseline: str, level: float = stats.LEVEL
+    ) -> stats.Estimate:
         """Mean over ``arm``'s replications of ``metric / baseline - 1`` (two metrics of the same runs)."""
         return stats.relative_change(
             self.values(arm, metric).to_numpy(), self.values(arm, baseline).to_numpy(), level

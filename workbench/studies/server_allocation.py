@@ -34,6 +34,7 @@ from scipy.sparse.linalg import spsolve
 
 from workbench.config import require_positive
 from workbench.errors import ConfigError
+from workbench.seeds import rng
 from workbench.studies.claims import NOT_REPRODUCED, REPRODUCED, UNDER_CONDITIONS, Claim, percent
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
 
@@ -297,7 +298,7 @@ def run(arm: AllocationArm, seed: int) -> dict[str, float]:
     nxt = targets[:, :-1].tolist()
     weight = (cost * hold_time).tolist()
     dwell = hold_time.tolist()
-    u = np.random.default_rng(seed).random(arm.steps).tolist()
+    u = rng(seed, "allocation/path").random(arm.steps).tolist()
     x = space.index[(0, 0, 0)]
     burn = arm.steps // 10
     total = time = 0.0

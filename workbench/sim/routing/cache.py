@@ -192,6 +192,7 @@ class LinearWeights(RouterBase):
     """
 
     name = "linear_weights"
+    randomised = True
 
     def __init__(
         self,
