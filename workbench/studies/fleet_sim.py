@@ -210,8 +210,8 @@ def claim(rep: Replicated) -> Claim:
         change = rep.ratio(two, homo, "gpus")
         agree += (change.high < 0) == (published < 0)
         parts.append(
-            f"{scenario}: homo {interval(rep.estimate(homo, 'gpus'))}, two-pool {interval(rep.estimate(two, 'gpus'))}"
-            f" instances ({percent(change)}); published {pub['text']}"
+            f"{scenario}: homo {interval(rep.estimate(homo, 'gpus'))}, two-pool "
+            f"{interval(rep.estimate(two, 'gpus'))} instances ({percent(change)}); published {pub['text']}"
         )
     verdict = REPRODUCED if agree == len(PUBLISHED) else UNDER_CONDITIONS if agree else NOT_REPRODUCED
     reason = (
@@ -225,7 +225,8 @@ def claim(rep: Replicated) -> Claim:
         paper="inference-fleet-sim (arXiv 2603.16054)",
         published="; ".join(f"{s}: {p['text']}" for s, p in PUBLISHED.items()),
         setup=(
-            f"its CDFs drawn its way (80/20 prompt/output, Poisson, 10 % warm-up), {rep.replications} draws of "
+            f"its CDFs drawn its way (80/20 prompt/output, Poisson, 10 % warm-up), {rep.replications} draws "
+            f"of "
             f"{rep.runs['requests'][0]} requests; Llama-3.1-8B per GPU; fewest instances meeting the fleet's P99"
         ),
         result="; ".join(parts),
