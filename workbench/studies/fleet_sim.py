@@ -226,8 +226,8 @@ def claim(rep: Replicated) -> Claim:
         published="; ".join(f"{s}: {p['text']}" for s, p in PUBLISHED.items()),
         setup=(
             f"its CDFs drawn its way (80/20 prompt/output, Poisson, 10 % warm-up), {rep.replications} draws "
-            f"of "
-            f"{rep.runs['requests'][0]} requests; Llama-3.1-8B per GPU; fewest instances meeting the fleet's P99"
+            f"of {rep.runs['requests'][0]} requests; Llama-3.1-8B per GPU; fewest instances meeting the "
+            "fleet's P99"
         ),
         result="; ".join(parts),
         verdict=verdict,
