@@ -30,7 +30,7 @@ from workbench.power.energy import idle_power_w
 from workbench.seeds import Streams
 from workbench.sim.config import InstanceConfig, SchedulerConfig
 from workbench.sim.fleet import summarize
-from workbench.sim.simulation import Simulation, trace_rows
+from workbench.sim.simulation import Simulation
 from workbench.sim.topology import MIG_PROFILES, instance_gpu
 from workbench.studies.claims import NOT_REPRODUCED, REPRODUCED, UNDER_CONDITIONS, Claim, percent
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
@@ -129,7 +129,7 @@ class ByClass:
     def __init__(self, classes: tuple[str, ...]) -> None:
         self.index = {c: i for i, c in enumerate(classes)}
 
-    def choose(self, request, instances, now: float) -> int:
+    def choose(self, request, view, now: float) -> int:
         return self.index[request.request_class]
 
 
@@ -176,8 +176,7 @@ def run(arm: MigArm, seed: int) -> dict[str, float]:
         for c in SERVICES
     ]
     trace = merge(parts)
-    rows, block = trace_rows(trace)
-    sim = Simulation(seed=seed, router=ByClass(SERVICES), prefix_block_tokens=block)
+    sim = Simulation(seed=seed, router=ByClass(SERVICES), prefix_block_tokens=trace.prefix_block_tokens)
     scheduler = SchedulerConfig(event_skipping=False)
     limits = []
     if arm.mig is None:
@@ -198,7 +197,7 @@ def run(arm: MigArm, seed: int) -> dict[str, float]:
                                             kv_capacity_tokens=kv_capacity_tokens(sl, arm.model),
                                             n_gpus=share))  # fmt: skip
         gpus = 1.0
-    result = sim._run_checked(rows, block, False)
+    result = sim.run(trace, progress=False)
     row = summarize(result)
     report = energy(result).fleet.row(0, named=True)
     served = result.requests.filter(~pl.col("rejected"))
