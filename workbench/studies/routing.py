@@ -99,6 +99,49 @@ def study(
     return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 
 
+#: Policies of the load sweep (notebook 03): cache-blind baselines and the cache-aware routers.
+SWEEP_POLICIES = ("round_robin", "vllm_v1", "sglang_cache_aware", "llmd", "lmetric")
+
+
+def loads_study(
+    policies: tuple[str, ...] = SWEEP_POLICIES,
+    loads: tuple[float, ...] = (1.0, 2.0, 3.0),
+    *,
+    instances: int = 8,
+    requests: int = 2000,
+    replications: int = REPLICATIONS,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> Replicated:
+    """Every policy at every load (trace speed-up) on the same twin samples; arms ``"<policy> @x<load>"``."""
+    arms = [RoutingArm(f"{p} @x{load:g}", p, (), instances, load, requests) for load in loads for p in policies]
+    return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
+
+
+def ranking(rep: Replicated, metric: str = "ttft_p99_s", baseline: str = "lmetric") -> pl.DataFrame:
+    """Per load and policy: the metric's mean and CI, and the paired difference against ``baseline``.
+
+    Columns ``load``, ``policy``, ``<metric>``, ``_lo``, ``_hi``, ``vs_<baseline>`` (mean difference),
+    ``vs_lo``, ``vs_hi``, ``significant`` (the difference's interval excludes zero; null on the baseline's
+    rows) and ``rank`` (1 = lowest mean at that load).
+    """
+    rows = []
+    for (router, speedup), group in rep.runs.group_by(["router", "speedup"], maintain_order=True):
+        arm = group["arm"][0]
+        base = f"{baseline} @x{speedup:g}"
+        est = rep.estimate(arm, metric)
+        diff = rep.difference(arm, base, metric) if router != baseline else None
+        d = None if diff is None else diff.estimate
+        rows.append({
+            "load": f"x{speedup:g}", "policy": router, metric: est.value, f"{metric}_lo": est.low,
+            f"{metric}_hi": est.high, f"vs_{baseline}": None if d is None else d.value,
+            "vs_lo": None if d is None else d.low, "vs_hi": None if d is None else d.high,
+            "significant": None if diff is None else diff.significant,
+        })  # fmt: skip
+    table = pl.DataFrame(rows)
+    return table.with_columns(pl.col(metric).rank("min").over("load").cast(pl.Int32).alias("rank"))
+
+
 def claim(rep: Replicated, metric: str = "ttft_mean_s") -> Claim:
     """LMetric's TTFT change against vLLM v1 and the linear-weights scheduler, paired over replications."""
     vs_vllm = rep.ratio("lmetric", "vllm_v1", metric)
@@ -134,4 +177,14 @@ def claim(rep: Replicated, metric: str = "ttft_mean_s") -> Claim:
     )
 
 
-__all__ = ["METRICS", "POLICIES", "RoutingArm", "claim", "run", "study"]
+__all__ = [
+    "METRICS",
+    "POLICIES",
+    "SWEEP_POLICIES",
+    "RoutingArm",
+    "claim",
+    "loads_study",
+    "ranking",
+    "run",
+    "study",
+]
