@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 from sklearn.cluster import KMeans
 
-from workbench.power.curves import load_runs
+from workbench.power import load_runs
 from workbench.seeds import rng
 from workbench.studies.claims import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Claim, interval
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
