@@ -166,3 +166,13 @@ def test_pack_router_fills_the_first_instance_up_to_its_limit():
 def test_estimates_never_hide_nan():
     with pytest.raises(stats.StatisticsError):
         stats.t_interval([1.0, math.nan])
+
+
+def test_replicate_resumes_from_the_sweep_cache(tmp_path):
+    arms = [{"arm": "a", "shift": 0.0}, {"arm": "b", "shift": 1.0}]
+    first = replicate(_noisy, arms, replications=3, seed=5, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("*.parquet"))) == 6
+    again = replicate(_noisy, arms, replications=3, seed=5, cache_dir=str(tmp_path))
+    assert again.runs.equals(first.runs)
+    parallel = replicate(_noisy, arms, replications=3, seed=5, n_jobs=2)
+    assert parallel.runs.equals(first.runs)
