@@ -20,8 +20,9 @@ def view(**kw) -> ArrayCandidates:
 
 def test_registry_names_and_protocol():
     assert set(ROUTERS) == {
-        "round_robin", "random", "jsq", "p2c", "least_tokens", "jiq", "weighted_rr", "session",
+        "round_robin", "random", "jsq", "p2c", "least_tokens", "jiq", "weighted_rr", "pack", "session",
         "prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "vllm_v1", "lmetric", "kv_aware",
+        "linear_weights",
         "length_pools", "class_pools", "multi_objective",
     }  # fmt: skip
     for name in ROUTERS:

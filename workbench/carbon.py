@@ -331,3 +331,151 @@ def choose_site(
         .sort(["chosen", cost], descending=[True, False])
         .drop("_i")
     )
+
+
+# ------------------------------------------------------------------------ hourly grid intensity (EIA-930)
+#: US balancing authorities of ``data/grid_carbon_eia930_2022.parquet``: (name, UTC offset of local standard
+#: time in hours, time-zone group used for the delay table).
+BALANCING_AUTHORITIES: dict[str, tuple[str, int, str]] = {
+    "AZPS": ("Arizona Public Service", -7, "mountain"),
+    "BPAT": ("Bonneville Power Administration", -8, "pacific"),
+    "CISO": ("California ISO", -8, "pacific"),
+    "ERCO": ("ERCOT (Texas)", -6, "central"),
+    "MISO": ("Midcontinent ISO", -6, "central"),
+    "NYIS": ("New York ISO", -5, "eastern"),
+    "PJM": ("PJM Interconnection", -5, "eastern"),
+    "SOCO": ("Southern Company", -5, "eastern"),
+    "WAAT": ("EIA-930 WAAT (Pacific Northwest)", -8, "pacific"),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def hourly_intensity() -> pl.DataFrame:
+    """Hourly average grid carbon intensity of nine US balancing authorities in 2022 (gCO2/kWh).
+
+    Columns: ``timestamp`` (hour start, UTC) and one Float64 column per balancing authority
+    (:data:`BALANCING_AUTHORITIES`); 8,760 rows. Hours the source has no data for are null (CISO 3, MISO 3,
+    PJM 23) and stay null: a caller decides what a missing hour means (the allocation below treats the site
+    as unavailable then). Source: EIA-930 via SustainDC (``data/README.md``).
+    """
+    table = pl.read_parquet(data_path("grid_carbon_eia930_2022.parquet"))
+    return table.with_columns(pl.col("timestamp").str.to_datetime("%Y-%m-%d %H:%M:%S", time_zone="UTC"))
+
+
+def allocate(
+    demand: np.ndarray,
+    capacity: np.ndarray,
+    price: np.ndarray,
+    intensity: np.ndarray,
+    delay: np.ndarray,
+    *,
+    deferrable: np.ndarray | None = None,
+    window: int = 24,
+    order: tuple[str, ...] = ("cost", "carbon", "delay"),
+    tolerances: tuple[float, ...] = (0.03, 0.0),
+) -> dict[str, np.ndarray | float]:
+    """Lexicographic allocation of hourly work to sites (Green-LLM, arXiv 2507.09942), by linear programming.
+
+    Work is in energy units (kWh at the meter). Each hour's real-time ``demand`` must be served in that hour;
+    each window of ``window`` hours may also hold ``deferrable`` work served at any hour of the window. Sites
+    hold at most ``capacity`` per hour (0 where the site is unavailable). The objectives in ``order``
+    (``"cost"`` = price x energy, ``"carbon"`` = intensity x energy, ``"delay"`` = delay x energy) are
+    minimised one after the other; each one's optimum, relaxed by its tolerance (relative, in ``tolerances``
+    order), constrains the next.
+
+    Parameters
+    ----------
+    demand
+        Real-time work per hour, shape ``(hours,)``.
+    capacity, price, intensity, delay
+        Per site and hour, shape ``(sites, hours)``: capacity, price per unit, carbon per unit, delay per unit.
+    deferrable
+        Work per window, shape ``(hours // window,)``; ``None`` for none.
+    window
+        Hours per deferral window.
+    order
+        Objectives, a permutation of a subset of ``("cost", "carbon", "delay")``.
+    tolerances
+        Relative slack of each objective but the last, in order.
+
+    Returns
+    -------
+    dict
+        ``real_time`` and ``deferred`` (``(sites, hours)`` allocations) and the totals ``cost``, ``carbon``,
+        ``delay``.
+    """
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix, vstack
+
+    d = np.asarray(demand, dtype=float)
+    cap, pr, ci, dl = (np.asarray(a, dtype=float) for a in (capacity, price, intensity, delay))
+    sites, hours = cap.shape
+    for name, a in (("price", pr), ("intensity", ci), ("delay", dl)):
+        if a.shape != cap.shape:
+            raise ConfigError(f"{name} has shape {a.shape}; capacity has {cap.shape}")
+    if d.shape != (hours,):
+        raise ConfigError(f"demand has shape {d.shape}; expected ({hours},)")
+    windows = hours // window if deferrable is not None else 0
+    dfr = np.zeros(0) if deferrable is None else np.asarray(deferrable, dtype=float)
+    if deferrable is not None and (hours % window or dfr.shape != (windows,)):
+        raise ConfigError(f"deferrable needs shape ({hours // window},) with hours a multiple of {window}")
+    for name, a in (("demand", d), ("deferrable", dfr), ("capacity", cap)):
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ConfigError(f"{name} must be finite and >= 0")
+    # unavailable site-hours (no data) cost nothing to skip: they get no capacity
+    usable = np.isfinite(pr) & np.isfinite(ci) & np.isfinite(dl)
+    cap = np.where(usable, cap, 0.0)
+    pr, ci, dl = (np.where(usable, a, 0.0) for a in (pr, ci, dl))
+    n = sites * hours
+    nvar = n * (2 if windows else 1)
+    col = np.arange(n).reshape(sites, hours)
+    rows, cols = [], []
+    for h in range(hours):  # real-time balance
+        rows += [h] * sites
+        cols += list(col[:, h])
+    a_eq = [coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(hours, nvar))]
+    b_eq = [d]
+    if windows:
+        r, c = [], []
+        for w in range(windows):
+            idx = col[:, w * window : (w + 1) * window].ravel() + n
+            r += [w] * idx.size
+            c += list(idx)
+        a_eq.append(coo_matrix((np.ones(len(r)), (r, c)), shape=(windows, nvar)))
+        b_eq.append(dfr)
+        a_ub = coo_matrix((np.ones(2 * n), (np.tile(np.arange(n), 2), np.arange(2 * n))), shape=(n, nvar))
+        b_ub = cap.ravel()
+    else:
+        a_ub, b_ub = None, None
+    objectives = {"cost": pr.ravel(), "carbon": ci.ravel(), "delay": dl.ravel()}
+    unknown = set(order) - set(objectives)
+    if unknown or len(set(order)) != len(order):
+        raise ConfigError(f"order must name distinct objectives among {tuple(objectives)}, got {order!r}")
+    bounds = [(0.0, c) for c in cap.ravel()] * (2 if windows else 1)
+    A_eq, B_eq = vstack(a_eq).tocsr(), np.concatenate(b_eq)
+    extra_a, extra_b = [], []
+    x = None
+    for k, name in enumerate(order):
+        c = np.tile(objectives[name], 2 if windows else 1)
+        ub_a = [a_ub] if a_ub is not None else []
+        ub_b = [b_ub] if b_ub is not None else []
+        A_ub = vstack(ub_a + extra_a).tocsr() if ub_a or extra_a else None
+        B_ub = np.concatenate(ub_b + extra_b) if ub_b or extra_b else None
+        res = linprog(c, A_ub=A_ub, b_ub=B_ub, A_eq=A_eq, b_eq=B_eq, bounds=bounds, method="highs")
+        if res.status != 0:
+            raise ConfigError(f"allocation infeasible at objective {name!r} (capacity?): {res.message}")
+        x = res.x
+        if k < len(order) - 1:
+            tol = tolerances[k] if k < len(tolerances) else 0.0
+            extra_a.append(coo_matrix(c.reshape(1, -1)))
+            extra_b.append(np.array([res.fun * (1 + tol) + 1e-9 * max(1.0, abs(res.fun))]))
+    real = x[:n].reshape(sites, hours)
+    deferred = x[n:].reshape(sites, hours) if windows else np.zeros_like(real)
+    total = real + deferred
+    return {
+        "real_time": real,
+        "deferred": deferred,
+        "cost": float((pr * total).sum()),
+        "carbon": float((ci * total).sum()),
+        "delay": float((dl * total).sum()),
+    }

@@ -264,3 +264,16 @@ class RooflineModel:
     def decode_time(self, seqs: int, context: int) -> float:
         """Seconds of one decode iteration of ``seqs`` sequences that each hold ``context`` tokens of KV."""
         return self.iteration_time(Batch(decode_seqs=seqs, decode_context=seqs * context))
+
+    def waiting_time(self, iterations: float, tokens: float, logits: float) -> tuple[float, float]:
+        """GPU-waiting seconds inside the modelled time of ``iterations`` iterations: (host, synchronisation).
+
+        ``host`` is the per-iteration overhead (``overhead_s``, scheduling, sampling and launch on the CPU,
+        during which the GPU has no kernel) plus ``seq_overhead_s`` per logit; ``synchronisation`` is the
+        tensor-parallel all-reduce time (latency per all-reduce and the ring transfer of ``tokens`` tokens),
+        0 at ``tp = 1``. These are the execution-idle parts of the iteration time: summed over a simulation's
+        busy segments they give the execution-idle time the model implies.
+        """
+        host = iterations * self.overhead_s + logits * self.seq_overhead_s
+        sync = (self._fixed - self.overhead_s) * iterations + tokens * self._c_comm
+        return host, sync

@@ -169,8 +169,9 @@ def energy(
     result: SimResult,
     *,
     pue: float = 1.0,
-    exec_idle_share: float | Mapping = 0.0,
+    exec_idle_share: float | Mapping | pl.Expr = 0.0,
     exec_idle_ratio: float = EXEC_IDLE_POWER_RATIO,
+    exec_idle_at_idle_power: bool = False,
     power: Mapping[int, InstancePower] | None = None,
     task: str | None = None,
     check: bool = True,
@@ -185,10 +186,16 @@ def energy(
         Power usage effectiveness in :data:`workbench.config.PUE_RANGE` (1 to 5); facility energy = IT energy x
         PUE.
     exec_idle_share
-        Execution-idle share of busy time: one value, or a mapping by instance id or pool name (``"*"`` for
-        the rest).
+        Execution-idle share of busy time: one value, a mapping by instance id or pool name (``"*"`` for
+        the rest), or a polars expression over the segment columns (``iterations``, ``batch_size``,
+        ``start_s``, ``end_s`` ...) giving each busy segment's share (clipped to [0, 1]), so that an
+        execution-idle time the simulation produces (e.g. host overhead per iteration) enters segment by
+        segment.
     exec_idle_ratio
         Execution-idle power / busy power (default from the execution-idle study, ~0.49).
+    exec_idle_at_idle_power
+        Draw the loaded-idle power during execution-idle instead (a GPU that drops its clocks as soon as it
+        waits: the lower bound, and the "downscale during execution-idle" mitigation).
     power
         Optional {instance id: InstancePower} overriding the looked-up curves.
     task
@@ -202,12 +209,15 @@ def energy(
     inst = result.instances.sort("instance")
     seg = result.segments
     _check_segments(seg, inst)
-    shares = _per_instance(exec_idle_share, inst, "exec_idle_share")
+    phi_expr = exec_idle_share if isinstance(exec_idle_share, pl.Expr) else None
+    shares = _per_instance(0.0 if phi_expr is not None else exec_idle_share, inst, "exec_idle_share")
     params = []
     for row, phi in zip(inst.iter_rows(named=True), shares, strict=True):
         p = (power or {}).get(row["instance"])
         if p is None:
-            p = instance_power(row["gpu"], row["model"], int(row["tp"]), n_gpus=row["n_gpus"], task=task)
+            # a MIG slice ("H100-SXM-MIG-3g") draws its share (n_gpus) of its GPU's power
+            base_gpu = row["gpu"].split("-MIG-")[0]
+            p = instance_power(base_gpu, row["model"], int(row["tp"]), n_gpus=row["n_gpus"], task=task)
         p = InstancePower(
             p.curve,
             p.idle_w,
@@ -228,23 +238,25 @@ def energy(
         1 + (-pl.col("_k") * (b.log(2) - pl.col("_x0"))).exp()
     )
     busy_full = pl.col("_n") * busy_gpu
+    waiting_w = pl.col("_n") * pl.col("_idle") if exec_idle_at_idle_power else busy_full * exec_idle_ratio
     power_expr = (
         pl.when(pl.col("state") == "busy")
-        .then(busy_full * (1 - pl.col("_phi") + pl.col("_phi") * exec_idle_ratio))
+        .then(busy_full * (1 - pl.col("_phi")) + pl.col("_phi") * waiting_w)
         .when(pl.col("state").is_in(["idle", "starting"]))
         .then(pl.col("_n") * pl.col("_idle"))
         .otherwise(0.0)
     )
     is_busy = pl.col("state") == "busy"
+    segs = seg.join(ptab, on="instance", how="left")
+    if phi_expr is not None:
+        share = phi_expr.cast(pl.Float64).clip(0.0, 1.0)
+        segs = segs.with_columns(_phi=pl.when(pl.col("state") == "busy").then(share).otherwise(0.0))
     segs = (
-        seg.join(ptab, on="instance", how="left")
-        .with_columns(power_w=power_expr, _dur=dur)
+        segs.with_columns(power_w=power_expr, _dur=dur)
         .with_columns(
             energy_j=pl.col("power_w") * pl.col("_dur"),
             exec_idle_s=pl.when(is_busy).then(pl.col("_phi") * pl.col("_dur")).otherwise(0.0),
-            exec_idle_j=pl.when(is_busy)
-            .then(busy_full * pl.col("_phi") * exec_idle_ratio * pl.col("_dur"))
-            .otherwise(0.0),
+            exec_idle_j=pl.when(is_busy).then(waiting_w * pl.col("_phi") * pl.col("_dur")).otherwise(0.0),
         )
     )
     per_state = [

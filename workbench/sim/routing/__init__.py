@@ -23,9 +23,27 @@ from workbench.sim.routing.base import (
     Router,
     RouteRequest,
 )
-from workbench.sim.routing.cache import LLMD, Dynamo, LMetric, PrefixAffinity, Session, SGLangCacheAware, VLLMv1
+from workbench.sim.routing.cache import (
+    LLMD,
+    Dynamo,
+    LinearWeights,
+    LMetric,
+    PrefixAffinity,
+    Session,
+    SGLangCacheAware,
+    VLLMv1,
+)
 from workbench.sim.routing.kvload import KVLoadAware
-from workbench.sim.routing.load import JIQ, JSQ, LeastTokens, PowerOfTwo, Random, RoundRobin, WeightedRoundRobin
+from workbench.sim.routing.load import (
+    JIQ,
+    JSQ,
+    LeastTokens,
+    Pack,
+    PowerOfTwo,
+    Random,
+    RoundRobin,
+    WeightedRoundRobin,
+)
 from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
 
 #: Registered routers by short name.
@@ -39,6 +57,7 @@ ROUTERS: dict[str, type] = {
         LeastTokens,
         JIQ,
         WeightedRoundRobin,
+        Pack,
         Session,
         PrefixAffinity,
         SGLangCacheAware,
@@ -47,6 +66,7 @@ ROUTERS: dict[str, type] = {
         VLLMv1,
         LMetric,
         KVLoadAware,
+        LinearWeights,
         LengthPools,
         ClassPools,
         MultiObjective,
@@ -56,7 +76,7 @@ ROUTERS: dict[str, type] = {
 POOL_ROUTERS: frozenset[str] = frozenset({"length_pools", "class_pools", "multi_objective"})
 #: Routers that read prefix-cache matches.
 CACHE_ROUTERS: frozenset[str] = frozenset(
-    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric", "kv_aware"}
+    {"prefix_affinity", "sglang_cache_aware", "llmd", "dynamo", "lmetric", "kv_aware", "linear_weights"}
 )
 
 

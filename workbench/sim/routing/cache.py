@@ -181,6 +181,55 @@ class VLLMv1(RouterBase):
         return argmin_first(4 * view.waiting + view.running)
 
 
+class LinearWeights(RouterBase):
+    """Production linear-weights scheduler (Alibaba Bailian), the baseline of LMetric (arXiv 2603.15202).
+
+    As ``bailian.rs`` in blitz-router: three min-max normalised scores in [0, 1], the prompt's prefix-cache
+    hit share (higher is better), the requests on the instance (running + waiting, fewer is better) and its
+    tokens (KV tokens held plus prefill tokens queued, fewer is better), weighted ``alpha`` / ``beta`` /
+    ``gamma`` (0.7 / 0.15 / 0.15). ``sample=True`` draws the instance with probability proportional to its
+    score (the published rule, from the router's seeded generator); ``False`` takes the best score.
+    """
+
+    name = "linear_weights"
+    randomised = True
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.7,
+        beta: float = 0.15,
+        gamma: float = 0.15,
+        sample: bool = True,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__(rng=rng)
+        for field, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+            require_positive(field, value, allow_zero=True)
+        self.weights = (alpha, beta, gamma)
+        self.sample = bool(sample)
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        alpha, beta, gamma = self.weights
+        hit = view.prefix_match_tokens(request) / max(request.prompt_tokens, 1)
+        tokens = view.kv_blocks_used * view.kv_block_tokens + view.queued_prefill_tokens
+        score = (
+            alpha * _spread(-hit) + beta * _spread(view.outstanding) + gamma * _spread(tokens)
+        )
+        if not self.sample:
+            return argmax_first(score)
+        total = float(score.sum())
+        if total <= 0.0:  # all candidates alike: a uniform draw
+            return int(self.rng.integers(len(score)))
+        pick = int(np.searchsorted(np.cumsum(score), self.rng.random() * total, side="right"))
+        return min(pick, len(score) - 1)
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Min-max score in [0, 1], 1 for the smallest value; all 0 when all values are equal (``bailian.rs``)."""
+    lo, hi = x.min(), x.max()
+    return (hi - x) / (hi - lo) if hi > lo else np.zeros(x.shape)
+
 class LMetric(RouterBase):
     """LMetric (arXiv 2603.15202): argmin P_i x (B_i + 1).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench.config import require_positive
 from workbench.errors import ConfigError
 from workbench.sim.routing.base import Candidates, RouteRequest, argmax_first, argmin_first
 
@@ -102,6 +103,25 @@ class JIQ(RouterBase):
             return int(idle[self.rng.integers(idle.size)])
         return int(self.rng.integers(len(view)))
 
+
+class Pack(RouterBase):
+    """Pack requests onto few candidates: the first (lowest position) with fewer than ``limit`` outstanding
+    requests, else the one with fewest.
+
+    A deliberately imbalanced policy: busy instances run larger batches (per-iteration costs spread over
+    more tokens) and the others stay idle, the exposure-reducing mitigation of the execution-idle study.
+    """
+
+    name = "pack"
+
+    def __init__(self, *, limit: int = 64, rng: np.random.Generator | None = None) -> None:
+        super().__init__(rng=rng)
+        require_positive("limit", limit)
+        self.limit = limit
+
+    def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
+        room = np.flatnonzero(view.outstanding < self.limit)
+        return int(room[0]) if room.size else argmin_first(view.outstanding)
 
 class WeightedRoundRobin(RouterBase):
     """Smooth weighted round robin (nginx) with weights = candidate speed.

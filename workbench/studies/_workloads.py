@@ -1,0 +1,24 @@
+"""Workloads the studies replicate: fitted twins of the shipped traces, drawn afresh for every replication.
+
+A replication needs an independent sample of the workload, which one fixed trace cannot give; a twin fitted
+to it (:func:`workbench.traces.fit`: its rate profile, inter-arrival CV, lengths and prefix reuse) can. The
+fit is made once per process and kept.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from workbench import traces
+
+
+@functools.lru_cache(maxsize=4)
+def twin(name: str) -> traces.Synthetic:
+    """The synthetic twin of the registered dataset ``name`` (fitted once per process)."""
+    return traces.fit(traces.load(name))
+
+
+def twin_trace(name: str, requests: int, seed: int, speedup: float = 1.0) -> traces.Trace:
+    """``requests`` requests of ``name``'s twin drawn with ``seed``, replayed ``speedup`` times faster."""
+    trace = twin(name).generate(requests, seed=seed)
+    return traces.rescale(trace, speedup) if speedup != 1.0 else trace

@@ -1,0 +1,156 @@
+"""Charts of replicated studies: every estimate drawn with its 95 % confidence interval.
+
+Builders take the tables of :mod:`workbench.studies` (``Replicated.summary()`` columns ``<metric>``,
+``<metric>_lo``, ``<metric>_hi``; ``Replicated.versus()`` paired differences; study-specific tables) and
+return altair charts: a point per arm with an error bar, differences against a baseline with the zero line
+(a bar that crosses it is not significant), and curves with bands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import polars as pl
+
+from workbench.viz import HEIGHT, WIDTH
+
+
+def intervals(
+    summary: pl.DataFrame,
+    metric: str,
+    *,
+    by: str = "arm",
+    title: str | None = None,
+    axis: str | None = None,
+    color: str | None = None,
+    log: bool = False,
+) -> alt.LayerChart:
+    """One point per row of ``summary`` (``by`` on the y axis) with its confidence interval as an error bar.
+
+    Parameters
+    ----------
+    summary
+        Columns ``by``, ``metric``, ``metric_lo``, ``metric_hi`` (:meth:`Replicated.summary`).
+    metric
+        The estimate to draw.
+    by
+        Column naming the rows (arms).
+    title, axis
+        Chart title and x-axis title (default: the metric name).
+    color
+        Optional column to colour points by.
+    log
+        Logarithmic x axis.
+    """
+    lo, hi = f"{metric}_lo", f"{metric}_hi"
+    missing = {by, metric, lo, hi} - set(summary.columns)
+    if missing:
+        raise ValueError(f"summary lacks column(s) {sorted(missing)}")
+    data = summary.select(by, metric, lo, hi, *([color] if color and color != by else []))
+    scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+    y = alt.Y(f"{by}:N", title=None, sort=None)
+    x_title = axis or metric
+    tooltip = [f"{by}:N", alt.Tooltip(f"{metric}:Q", format=".4g"), alt.Tooltip(f"{lo}:Q", format=".4g"),
+               alt.Tooltip(f"{hi}:Q", format=".4g")]  # fmt: skip
+    base = alt.Chart(data, width=WIDTH, height=max(HEIGHT * 0.35, 28 * data.height), title=title or metric)
+    bars = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X(f"{lo}:Q", title=x_title, scale=scale), x2=f"{hi}:Q", y=y, tooltip=tooltip
+    )
+    points = base.mark_point(filled=True, size=60).encode(
+        x=alt.X(f"{metric}:Q", scale=scale),
+        y=y,
+        color=alt.Color(f"{color}:N") if color else alt.value("#1f77b4"),
+        tooltip=tooltip,
+    )
+    return alt.layer(bars, points)
+
+
+def differences(
+    versus: pl.DataFrame, metric: str, *, by: str = "arm", title: str | None = None, axis: str | None = None
+) -> alt.LayerChart:
+    """Paired differences against the baseline, with their intervals and the zero line.
+
+    Parameters
+    ----------
+    versus
+        Columns ``by``, ``metric``, ``difference``, ``difference_lo``, ``difference_hi``, ``significant``
+        (:meth:`Replicated.versus`).
+    metric
+        The metric whose rows to draw.
+    """
+    data = versus.filter(pl.col("metric") == metric)
+    if data.height == 0:
+        raise ValueError(f"no paired differences for metric {metric!r}")
+    base = alt.Chart(data, width=WIDTH, height=max(HEIGHT * 0.35, 28 * data.height), title=title or metric)
+    y = alt.Y(f"{by}:N", title=None, sort=None)
+    tooltip = [f"{by}:N", alt.Tooltip("difference:Q", format=".4g"), alt.Tooltip("p_value:Q", format=".3g"),
+               "significant:N"]  # fmt: skip
+    zero = (
+        alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 3], color="gray").encode(x="zero:Q")
+    )
+    bars = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("difference_lo:Q", title=axis or f"difference in {metric}"), x2="difference_hi:Q", y=y,
+        color=alt.Color("significant:N", title="significant"), tooltip=tooltip,
+    )  # fmt: skip
+    points = base.mark_point(filled=True, size=60).encode(
+        x="difference:Q", y=y, color=alt.Color("significant:N"), tooltip=tooltip
+    )
+    return alt.layer(zero, bars, points)
+
+
+def bands(
+    table: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    color: str,
+    facet: str | None = None,
+    title: str | None = None,
+    axes: Sequence[str] | None = None,
+) -> alt.Chart | alt.FacetChart:
+    """Lines of ``y`` against ``x`` with a band from ``<y>_lo`` to ``<y>_hi``, one colour per ``color``.
+
+    Parameters
+    ----------
+    table
+        Columns ``x``, ``y``, ``y_lo``, ``y_hi``, ``color`` (and ``facet``).
+    facet
+        Optional column: one panel per value (independent x scales).
+    axes
+        Titles of the x and y axes.
+    """
+    xt, yt = axes or (x, y)
+    base = alt.Chart(table, width=WIDTH * 0.8, height=HEIGHT)
+    band = base.mark_area(opacity=0.25).encode(
+        x=alt.X(f"{x}:Q", title=xt), y=alt.Y(f"{y}_lo:Q", title=yt), y2=f"{y}_hi:Q", color=f"{color}:N"
+    )
+    line = base.mark_line(point=True).encode(
+        x=f"{x}:Q", y=f"{y}:Q", color=alt.Color(f"{color}:N", title=color),
+        tooltip=[f"{color}:N", f"{x}:Q", alt.Tooltip(f"{y}:Q", format=".4g")],
+    )  # fmt: skip
+    chart = alt.layer(band, line)
+    if facet is not None:
+        return chart.facet(column=alt.Column(f"{facet}:N", title=None), title=title or "").resolve_scale(
+            x="independent"
+        )
+    return chart.properties(title=title or y)
+
+
+def verdicts(claims: pl.DataFrame) -> alt.Chart:
+    """One mark per claim, coloured by verdict (the notebook's overview)."""
+    order = ["reproduced", "reproduced under conditions", "not reproduced", "not testable here"]
+    colors = ["#2ca02c", "#98df8a", "#d62728", "#c7c7c7"]
+    return (
+        alt.Chart(claims, width=WIDTH * 0.6, height=max(HEIGHT * 0.5, 22 * claims.height), title="verdicts")
+        .mark_square(size=160)
+        .encode(
+            y=alt.Y("paper:N", title=None, sort=None),
+            x=alt.X("verdict:N", title=None, scale=alt.Scale(domain=order), axis=alt.Axis(labelAngle=-20)),
+            color=alt.Color("verdict:N", scale=alt.Scale(domain=order, range=colors), legend=None),
+            tooltip=["paper:N", "verdict:N", "result:N"],
+        )
+    )
+
+
+__all__ = ["bands", "differences", "intervals", "verdicts"]
