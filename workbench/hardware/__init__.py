@@ -1,4 +1,5 @@
-"""Hardware: GPU table, model zoo, memory budget and performance models (roofline, calibrated, measured table).
+"""Hardware: GPU table, model zoo, memory budget and performance models (roofline, calibrated, measured table,
+Vidur's operator tables, named calibrations of a user's benchmark).
 
 Examples
 --------
@@ -18,6 +19,7 @@ from workbench.hardware.calibrate import (
     holdout_split,
     splitwise_profile,
 )
+from workbench.hardware.calibrated import CalibratedModel, calibrated_model
 from workbench.hardware.catalog import GPU, ModelSpec, gpu, list_gpus, list_models, model
 from workbench.hardware.memory import (
     ACTIVATION_RESERVE_GB,
@@ -36,11 +38,13 @@ from workbench.hardware.perf import (
 )
 from workbench.hardware.roofline import RooflineModel
 from workbench.hardware.table import TablePerformanceModel
+from workbench.hardware.vidur import VidurProfile
 
 __all__ = [
     "ACTIVATION_RESERVE_GB",
     "GPU",
     "Batch",
+    "CalibratedModel",
     "ClockedPerf",
     "DecodeRunMixin",
     "IterationTimeModel",
@@ -48,7 +52,9 @@ __all__ = [
     "PerformanceModel",
     "RooflineModel",
     "TablePerformanceModel",
+    "VidurProfile",
     "as_performance_model",
+    "calibrated_model",
     "calibrated_roofline",
     "clocked",
     "evaluate",

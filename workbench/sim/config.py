@@ -22,6 +22,9 @@ from workbench.errors import ConfigError
 from workbench.hardware.perf import PerformanceModel, as_performance_model
 
 PRIORITIES = ("decode_first", "prefill_first")
+#: How whole prompts (no chunked prefill) count against ``max_num_batched_tokens``: their sum, or Vidur's vLLM
+#: rule, prompts x the longest prompt (a batch padded to its longest prompt).
+PREFILL_BUDGETS = ("tokens", "padded")
 ROLES = ("both", "prefill", "decode")
 
 
@@ -58,6 +61,10 @@ class SchedulerConfig:
     event_skipping
         Jump over runs of identical decode iterations in one event (``False``: one event per iteration, the
         slow baseline used to check the fast path).
+    prefill_budget
+        ``"tokens"``: whole prompts fit when their tokens sum to at most ``max_num_batched_tokens``;
+        ``"padded"``: when their count times the longest of them does (Vidur's vLLM scheduler, which pads a
+        prefill batch to its longest prompt). ``"padded"`` needs ``chunked_prefill=False``.
     """
 
     max_num_seqs: int = 256
@@ -69,6 +76,7 @@ class SchedulerConfig:
     prefix_caching: bool = True
     watermark: float = 0.01
     event_skipping: bool = True
+    prefill_budget: str = "tokens"
 
     def __post_init__(self) -> None:
         _require_int("max_num_seqs", self.max_num_seqs)
@@ -83,6 +91,9 @@ class SchedulerConfig:
         object.__setattr__(self, "priority", require_choice("priority", self.priority, PRIORITIES))
         _require_int("block_size", self.block_size)
         require_range("watermark", self.watermark, 0.0, 0.5)
+        require_choice("prefill_budget", self.prefill_budget, PREFILL_BUDGETS)
+        if self.prefill_budget == "padded" and self.chunked_prefill:
+            raise ConfigError("prefill_budget='padded' counts whole prompts: set chunked_prefill=False")
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ cdef class Instance:
     cdef public long fit_tokens
     cdef public long max_prompt
     cdef public bint prefill_first
+    cdef public bint padded_budget
     cdef public bint event_skipping
     cdef public long watermark_blocks
     cdef public object state
@@ -104,7 +105,8 @@ cdef class Instance:
     @cython.locals(prefill=long, prefill_context=double, decoding=bint, need=long, used=long, batch=long, k=long,
                    avail=long, reserved=long, dt=double)
     cpdef _step(self, double now)
-    @cython.locals(prefill=long, prefill_context=double, chunk_cap=long, todo=long, c=long, max_seqs=long)
+    @cython.locals(prefill=long, prefill_context=double, chunk_cap=long, todo=long, c=long, max_seqs=long,
+                   start=long, longest=long)
     cpdef tuple _plan_prefill(self, long budget, double now)
     @cython.locals(ptok=long, nmatch=long, ncache=long, unreferenced=long, hashed=long, need=long, avail=long)
     cpdef bint _admit(self, Request req, double now)

@@ -328,6 +328,8 @@ class Instance:
         #: longest prompt admitted (whole prompts must fit one iteration without chunked prefill)
         self.max_prompt = self.max_batched_tokens if not self.chunked else 2**62
         self.prefill_first = s.priority == "prefill_first"
+        #: Vidur's prefill budget: whole prompts x the longest of them (SchedulerConfig.prefill_budget)
+        self.padded_budget = s.prefill_budget == "padded"
         self.event_skipping = s.event_skipping
         self.watermark_blocks = int(s.watermark * self.kv.capacity)
         self.state = state
@@ -789,6 +791,8 @@ class Instance:
         waiting = self.waiting
         running = self.running
         max_seqs = self.max_seqs
+        start = budget
+        longest = 0
         while waiting and budget > 0 and len(running) < max_seqs:
             req = waiting[0]
             if req.kv_ready:
@@ -796,7 +800,12 @@ class Instance:
             if not self.chunked:
                 # a whole prompt must fit the budget; one longer than any budget (a recompute) runs alone
                 todo = req.prompt_tokens + req.generated - self.prefix_match_tokens(req)
-                if todo > budget and (items or todo <= self.max_batched_tokens):
+                if self.padded_budget:
+                    if todo > longest:
+                        longest = todo
+                    if items and (len(items) + 1) * longest > start:
+                        break
+                elif todo > budget and (items or todo <= self.max_batched_tokens):
                     break
             if not self._admit(req, now):
                 break
