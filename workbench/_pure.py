@@ -81,7 +81,7 @@ class _CoreFinder:
 def install() -> None:
     """Put the core's finder first on ``sys.meta_path`` (``workbench/__init__`` does, before any import)."""
     if not any(f is _CoreFinder for f in sys.meta_path):
-        sys.meta_path.insert(0, _CoreFinder)  # type: ignore[arg-type]
+        sys.meta_path.insert(0, _CoreFinder)
 
 
 def is_compiled(function: object) -> bool:

@@ -489,13 +489,14 @@ def _models() -> dict[str, ModelSpec]:
 
 @cache
 def _index(kind: str) -> dict[str, str]:
+    items: dict[str, GPU] | dict[str, ModelSpec]
+    extra: dict[str, str] = {}
     if kind == "gpu":
         items, aliases = _gpus(), _GPU_ALIASES
-        extra: dict[str, str] = {}
     else:
-        items, aliases = _models(), _MODEL_ALIASES
-        extra = {}
-        for name, spec in items.items():
+        models = _models()
+        items, aliases = models, _MODEL_ALIASES
+        for name, spec in models.items():
             base = spec.hf_repo.rsplit("/", 1)[-1]
             extra[_norm(spec.hf_repo)] = name
             extra[_norm(base)] = name

@@ -24,7 +24,8 @@ workbench.errors.ConfigError: perf must have an iteration_time(batch) method ret
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -74,6 +75,8 @@ class PerformanceModel(Protocol):
 class DecodeRunMixin:
     """Generic event-skipping helpers built on ``iteration_time`` (O(k) calls for a run of k iterations)."""
 
+    iteration_time: Callable[[Batch], float]
+
     def _decode_times(self, decode_seqs: int, decode_context: int, iterations: int) -> np.ndarray:
         it = self.iteration_time
         return np.fromiter(
@@ -116,7 +119,7 @@ class IterationTimeModel(DecodeRunMixin):
 
     def __init__(self, model: object) -> None:
         self.model = model
-        self.iteration_time = model.iteration_time
+        self.iteration_time = model.iteration_time  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"IterationTimeModel({self.model!r})"
@@ -137,7 +140,7 @@ def as_performance_model(model: object) -> PerformanceModel:
     if callable(getattr(model, "decode_run_time", None)) and callable(
         getattr(model, "decode_iterations_within", None)
     ):
-        return model
+        return cast(PerformanceModel, model)
     return IterationTimeModel(model)
 
 
