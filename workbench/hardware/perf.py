@@ -23,8 +23,8 @@ workbench.errors.ConfigError: perf must have an iteration_time(batch) method ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
