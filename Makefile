@@ -43,6 +43,7 @@ test-nb: setup
 lint: setup
 	$(PY) -m ruff check workbench tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy workbench
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

@@ -28,6 +28,8 @@ workbench.errors.ConfigError: service_mean must be a finite number > 0, got -1.0
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import gammaln, pdtr
@@ -37,7 +39,7 @@ from workbench.errors import ConfigError
 METHODS = ("allen-cunneen", "kimura")
 
 
-def _values(name: str, x: ArrayLike, what: str, ok) -> np.ndarray:
+def checked_values(name: str, x: ArrayLike, what: str, ok: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``x`` as a float array; :class:`ConfigError` naming ``name`` and the first entry failing ``ok``."""
     try:
         a = np.asarray(x, dtype=float)
@@ -54,28 +56,28 @@ def _values(name: str, x: ArrayLike, what: str, ok) -> np.ndarray:
 
 
 def _servers(c: ArrayLike) -> np.ndarray:
-    return _values(
+    return checked_values(
         "c (number of servers)", c, "an integer >= 1", lambda a: np.isfinite(a) & (a >= 1) & (a == np.floor(a))
     )
 
 
 def _positive(name: str, x: ArrayLike) -> np.ndarray:
-    return _values(name, x, "a finite number > 0", lambda a: np.isfinite(a) & (a > 0))
+    return checked_values(name, x, "a finite number > 0", lambda a: np.isfinite(a) & (a > 0))
 
 
 def _non_negative(name: str, x: ArrayLike) -> np.ndarray:
-    return _values(name, x, "a finite number >= 0", lambda a: np.isfinite(a) & (a >= 0))
+    return checked_values(name, x, "a finite number >= 0", lambda a: np.isfinite(a) & (a >= 0))
 
 
 def _check(c: ArrayLike, rho: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     c = _servers(c)
-    rho = _values("rho (utilisation)", rho, "a number >= 0", lambda a: a >= 0)  # inf: unstable
+    rho = checked_values("rho (utilisation)", rho, "a number >= 0", lambda a: a >= 0)  # inf: unstable
     return c, rho
 
 
 def erlang_b(c: ArrayLike, a: ArrayLike) -> np.ndarray:
     """Erlang-B blocking probability of ``c`` servers with offered load ``a`` Erlangs (Poisson pmf / cdf)."""
-    c, a = _servers(c), _values("a (offered load)", a, "a number >= 0", lambda x: x >= 0)
+    c, a = _servers(c), checked_values("a (offered load)", a, "a number >= 0", lambda x: x >= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pmf = np.where(a > 0, c * np.log(np.where(a > 0, a, 1.0)) - a - gammaln(c + 1), -np.inf)
         b = np.exp(log_pmf) / pdtr(c, a)
@@ -116,7 +118,7 @@ def mmc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.n
 def mmc_wait_cdf(t: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
     """P(wait <= t) in an M/M/c queue: ``1 - C exp(-c mu (1 - rho) t)``."""
     c, rho = _check(c, rho)
-    t = _values("t", t, "a number (not nan)", lambda a: ~np.isnan(a))
+    t = checked_values("t", t, "a number (not nan)", lambda a: ~np.isnan(a))
     s = _positive("service_mean", service_mean)
     with np.errstate(over="ignore", invalid="ignore"):
         cdf = 1.0 - erlang_c(c, rho) * np.exp(-c * (1.0 - rho) * t / s)
@@ -131,7 +133,7 @@ def _exp_tail_quantile(q: np.ndarray, p_wait: np.ndarray, cond_mean: np.ndarray)
 
 
 def _check_q(q: ArrayLike) -> np.ndarray:
-    return _values("quantile q", q, "in [0, 1)", lambda a: (a >= 0) & (a < 1))
+    return checked_values("quantile q", q, "in [0, 1)", lambda a: (a >= 0) & (a < 1))
 
 
 def mmc_wait_quantile(q: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:

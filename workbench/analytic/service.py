@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 
-from workbench.analytic.queueing import _values
+from workbench.analytic.queueing import checked_values
 from workbench.config import require_positive
 from workbench.hardware.perf import Batch, PerformanceModel
 
@@ -129,7 +129,7 @@ def instance_service_model(
     if output_var is None:
         output_var = output_mean * max(output_mean - 1.0, 0.0)
     require_positive("output_var", output_var, allow_zero=True)
-    batch = np.atleast_1d(_values("batch_size", batch_size, "a number >= 1", lambda a: a >= 1))
+    batch = np.atleast_1d(checked_values("batch_size", batch_size, "a number >= 1", lambda a: a >= 1))
     held = prompt_mean + (output_var + output_mean**2) / (2.0 * output_mean)  # mean context per slot
     if kv_capacity_tokens is not None:
         require_positive("kv_capacity_tokens", kv_capacity_tokens)
@@ -178,7 +178,7 @@ def instance_latency(
     """
     from workbench.analytic.queueing import erlang_c, mgc_mean_wait, mgc_wait_quantile
 
-    lam = _values("arrival_rate", arrival_rate, "a number >= 0", lambda a: a >= 0)
+    lam = checked_values("arrival_rate", arrival_rate, "a number >= 0", lambda a: a >= 0)
     lam, slots, mean, scv, prefill, tpot = np.broadcast_arrays(
         lam, service.slots, service.mean_s, service.scv, service.prefill_s, service.tpot_s
     )

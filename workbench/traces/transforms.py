@@ -35,7 +35,7 @@ from workbench.traces.synthetic import (
     TimeVarying,
     weibull_shape,
 )
-from workbench.traces.validate import _renumber
+from workbench.traces.validate import renumber
 
 
 def _need_arrivals(trace: Trace, what: str) -> None:
@@ -81,12 +81,12 @@ def slice(trace: Trace, start_s: float = 0.0, end_s: float | None = None, *, reb
     df = trace.requests.filter((pl.col("arrival_s") >= start_s) & (pl.col("arrival_s") < end_s))
     if rebase:
         df = df.with_columns(pl.col("arrival_s") - start_s)
-    return trace.with_requests(_renumber(df))
+    return trace.with_requests(renumber(df))
 
 
 def filter(trace: Trace, predicate: pl.Expr) -> Trace:
     """Requests for which the polars expression holds, e.g. ``pl.col("prompt_tokens") < 8192``."""
-    return trace.with_requests(_renumber(trace.requests.filter(predicate)))
+    return trace.with_requests(renumber(trace.requests.filter(predicate)))
 
 
 def merge(traces: Sequence[Trace], classes: Sequence[str] | None = None, *, name: str = "merged") -> Trace:
@@ -130,7 +130,7 @@ def merge(traces: Sequence[Trace], classes: Sequence[str] | None = None, *, name
         hash_off += int(t.requests["prefix_hashes"].explode().max() or 0) + 1
     df = pl.concat(parts).sort("arrival_s", maintain_order=True)
     return Trace(
-        _renumber(df),
+        renumber(df),
         name=name,
         prefix_block_tokens=blocks.pop() if blocks else None,
         source="; ".join(dict.fromkeys(t.source for t in traces if t.source)),
@@ -161,7 +161,7 @@ def attach_arrivals(
     size = trace.requests.height
     idx = r_rows.permutation(size) if n == size else r_rows.integers(0, size, n)
     df = trace.requests[idx].with_columns(pl.Series("arrival_s", t, dtype=pl.Float64))
-    return trace.with_requests(_renumber(df), has_arrivals=True, name=f"{trace.name}+arrivals")
+    return trace.with_requests(renumber(df), has_arrivals=True, name=f"{trace.name}+arrivals")
 
 
 def renewal_cv(arrivals: np.ndarray, profile: PiecewiseRate) -> float:

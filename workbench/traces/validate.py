@@ -40,7 +40,7 @@ ROW = "__row"
 TOKEN_FIELDS = ("prompt_tokens", "output_tokens")
 
 
-def _renumber(df: pl.DataFrame) -> pl.DataFrame:
+def renumber(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with ``request_id`` set to 0, 1, ... in row order (added as the last column when missing)."""
     return df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt64).alias("request_id"))
 
@@ -119,7 +119,7 @@ def validate(
         _not_lists(df, file, label["prefix_hashes"])
     own_ids = "request_id" in df.columns
     if not own_ids:
-        df = _renumber(df)
+        df = renumber(df)
     df = conform(df)
 
     # Tokens: booleans, values beyond Int32, cast failures (non-numeric), nulls, NaN/fractions, values <= 0.
@@ -197,7 +197,7 @@ def validate(
             )
             df = df.sort("arrival_s", maintain_order=True)
             if not own_ids:  # generated ids follow arrival order
-                df = _renumber(df)
+                df = renumber(df)
         if not own_ids:
             df = _duplicates(df, file, label, duplicates, report)
     elif df["arrival_s"].null_count() != df.height:
@@ -275,4 +275,4 @@ def _duplicates(df: pl.DataFrame, file, label: dict, mode: str, report: dict | N
         warnings.warn(f"{where}; kept them as distinct requests", stacklevel=4)
         return df
     warnings.warn(f"{where}; dropped them", stacklevel=4)
-    return _renumber(df.filter(~mask))
+    return renumber(df.filter(~mask))
