@@ -127,6 +127,11 @@ def policy_ranks(table: pl.DataFrame, *, baseline: str = "round_robin") -> pl.Da
 
 # ---------------------------------------------------------------------------------------------- length split
 def _two_pool(n_short: int, n_long: int, threshold: int, router: str, pool: Mapping) -> Fleet:
+    """Short and long pools split at ``threshold``; a pool of 0 instances is left out."""
+    if n_short == 0 or n_long == 0:
+        name = "long" if n_short == 0 else "short"
+        cap = {} if name == "long" else {"max_tokens": threshold}
+        return Fleet(pools=(Pool(name, instances=n_short + n_long, router=router, **cap, **pool),))
     return Fleet(
         pools=(
             Pool("short", instances=n_short, max_tokens=threshold, router=router, **pool),
