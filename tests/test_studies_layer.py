@@ -22,7 +22,8 @@ def _noisy(arm, seed):
 
 def test_replications_share_random_numbers_across_arms():
     rep = replicate(_noisy, [{"arm": "a", "shift": 0.0}, {"arm": "b", "shift": 0.05}], replications=6, seed=3)
-    assert rep.runs.columns == ["arm", "shift", "replication", "mean", "first"]
+    assert rep.runs.columns == ["arm", "shift", "replication", "mean", "first", "rejected"]
+    assert rep.metrics == ("mean", "first") and (rep.runs["rejected"] == 0).all()
     assert rep.arms == ["a", "b"] and rep.replications == 6
     # common random numbers: the same draws in both arms of a replication
     assert rep.values("a", "first").to_list() == rep.values("b", "first").to_list()

@@ -49,7 +49,11 @@ LEAD_IN_FREE_S = 3600.0
 
 
 class RejectionWarning(UserWarning):
-    """Some requests of a simulation were rejected (the message gives the count and the reasons)."""
+    """Some requests of a simulation were rejected (the message gives the count and the reasons; ``count``)."""
+
+    def __init__(self, message: str, count: int = 0) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 def rejections_in_table(func: Callable[P, R]) -> Callable[P, R]:
@@ -71,7 +75,7 @@ def warn_rejections(result: SimResult, *, stacklevel: int = 3) -> None:
     text = rejection_summary(result.requests)
     if text is not None:
         n, total = int(result.requests["rejected"].sum()), result.requests.height
-        warnings.warn(f"{n} of {total} requests rejected: {text}", RejectionWarning, stacklevel=stacklevel)
+        warnings.warn(RejectionWarning(f"{n} of {total} requests rejected: {text}", n), stacklevel=stacklevel)
 
 
 def check_result(result: SimResult, trace_rows: int | None = None) -> None:

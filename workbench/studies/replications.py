@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ import polars as pl
 from workbench import stats
 from workbench.errors import ConfigError
 from workbench.experiments import config_record, point_seed, sweep
+from workbench.sim.invariants import RejectionWarning
 
 #: Replications a study runs unless told otherwise (issue 13: at least five seeds).
 REPLICATIONS = 5
@@ -74,7 +76,17 @@ class CommonRandomNumbers:
     seed: int
 
     def __call__(self, point: Replication, _point_seed: int) -> Mapping[str, Any]:
-        return self.run(point.arm, replication_seed(self.seed, point.replication))
+        """The run's row; its simulations' rejected requests are counted in ``rejected``, not warned."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RejectionWarning)
+            row = self.run(point.arm, replication_seed(self.seed, point.replication))
+        for w in caught:
+            if not issubclass(w.category, RejectionWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if "rejected" in row:
+            return row
+        counts = [getattr(w.message, "count", 0) for w in caught if issubclass(w.category, RejectionWarning)]
+        return {**row, "rejected": sum(counts)}
 
 
 def arm_name(arm: Any) -> str:
@@ -92,9 +104,10 @@ class Replicated:
     Attributes
     ----------
     runs
-        Columns ``arm`` (label), the arm's fields, ``replication`` and the run's results.
+        Columns ``arm`` (label), the arm's fields, ``replication``, the run's results and ``rejected`` (requests
+        its simulations rejected, counted here instead of one warning per run).
     metrics
-        The numeric result columns.
+        The numeric result columns (``rejected`` is a count, not a metric).
     seed
         Root seed of the replications.
     """
@@ -211,7 +224,8 @@ def replicate(
     table = table.with_columns(pl.Series(ARM, [lab for lab in labels for _ in range(replications)]))
     fields = [c for c in renamed.values() if c != ARM]
     table = table.select(ARM, *fields, REPLICATION, *result_cols)
-    metrics = tuple(c for c in result_cols if table.schema[c].is_numeric() and table.schema[c] != pl.Boolean)
+    numeric = [c for c in result_cols if table.schema[c].is_numeric() and table.schema[c] != pl.Boolean]
+    metrics = tuple(c for c in numeric if c != "rejected")  # the runs' rejections: a count, not a metric
     return Replicated(table, metrics, int(seed))
 
 
