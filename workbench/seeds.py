@@ -15,8 +15,8 @@ client) never shifts another source's draws. Streams nest: ``streams.child("repl
 
 An integer name ``i`` is the ``i``-th positional child (``SeedSequence(seed).spawn(k)[i]``), for families
 indexed by position (the ``i``-th load of a sweep). A few string names predate this module: they keep the
-positional keys they had (:data:`FIXED_KEYS`), so that every trace and result made before stays identical;
-no new name goes there.
+positional keys they had (:data:`FIXED_KEYS`), and three were second entropy words below an integer seed
+(:data:`FIXED_WORDS`), so that every trace and result made before stays identical; no new name goes there.
 
 Examples
 --------
@@ -60,6 +60,15 @@ FIXED_KEYS: Mapping[str, tuple[int, ...]] = {
     "workload/arrivals": (),
     "calibrate/holdout": (),
 }
+
+#: Names whose streams predate the convention as second entropy words (``SeedSequence([seed, word])`` below an
+#: integer seed), kept so that results made before stay identical. Frozen: new names are hashed.
+FIXED_WORDS: Mapping[str, int] = {
+    "workload/sample": 1,  # planning.workload: the analytic screen's length sample
+    "failures/schedule": 7,  # whatif.reliability.failure_study: GPU and node failure times
+    "measure/confirm": 0x6B65726E,  # sim.measure: the confirmation run's seed ("kern")
+}
+
 
 def stream_key(name: str | int | tuple[int, ...]) -> tuple[int, ...]:
     """The spawn key of stream ``name`` below a root.
@@ -122,6 +131,9 @@ class Streams:
     def sequence(self, name: str | int | tuple[int, ...]) -> np.random.SeedSequence:
         """The SeedSequence of stream ``name`` (a child of the root keyed by the name)."""
         r = self.root
+        word = FIXED_WORDS.get(name) if isinstance(name, str) else None
+        if word is not None and not r.spawn_key and isinstance(r.entropy, int):
+            return np.random.SeedSequence([r.entropy, word], pool_size=r.pool_size)
         return np.random.SeedSequence(
             r.entropy, spawn_key=tuple(r.spawn_key) + stream_key(name), pool_size=r.pool_size
         )
@@ -153,4 +165,4 @@ def rng(seed: int | np.random.SeedSequence | Streams, name: str | int | tuple[in
     return Streams(seed).rng(name)
 
 
-__all__ = ["FIXED_KEYS", "SeedLike", "Streams", "rng", "root", "stream_key"]
+__all__ = ["FIXED_KEYS", "FIXED_WORDS", "SeedLike", "Streams", "rng", "root", "stream_key"]

@@ -174,7 +174,7 @@ def workload(
     rate = qps if qps is not None else (df.height - 1) / max(scaled.duration_s, 1e-12)
     if not rate > 0:
         raise ConfigError(f"workload {trace.name!r} has zero arrival rate; give qps > 0")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    rng = Streams(seed).rng("workload/sample")
     take = np.sort(rng.choice(df.height, size=min(n_sample, df.height), replace=False))
     prompt = df["prompt_tokens"].to_numpy()[take].astype(np.float64)
     output = df["output_tokens"].to_numpy()[take].astype(np.float64)

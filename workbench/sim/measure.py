@@ -54,6 +54,7 @@ import polars as pl
 from workbench import stats
 from workbench.config import require_int, require_positive, require_range
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.seeds import Streams
 
 #: The four verdicts.
 VERDICTS: tuple[str, ...] = ("meets", "fails", "unstable", "undecided")
@@ -597,7 +598,7 @@ def _marginal(status: str, ms: Sequence[Measurement]) -> bool:
 
 def _confirm_seed(seed: int) -> int:
     """The seed of the confirmation run (independent of ``seed``'s stream, the same for every candidate)."""
-    return int(np.random.SeedSequence([int(seed), 0x6B65726E]).generate_state(1)[0] % (2**31))
+    return int(Streams(int(seed)).sequence("measure/confirm").generate_state(1)[0] % (2**31))
 
 
 def _reason(status: str, ms: Sequence[Measurement]) -> str:
@@ -805,9 +806,7 @@ def request_source(workload: Any, name: str | None = None) -> RequestSource:
     )
 
 
-def trace_runner(
-    source: RequestSource, simulate: Callable[[Any, int], Any], *, good: Any = None
-) -> Runner:
+def trace_runner(source: RequestSource, simulate: Callable[[Any, int], Any], *, good: Any = None) -> Runner:
     """``run(n, seed)`` for :func:`measure` from any ``simulate(trace, seed) -> SimResult``.
 
     ``good`` (an SLO) adds the ``good`` column a goodput target needs. The requests are sorted by arrival.

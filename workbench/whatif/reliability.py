@@ -28,6 +28,7 @@ from scipy.stats import binom
 from workbench.config import require_int, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO
+from workbench.seeds import Streams
 from workbench.sim.measure import Precision
 from workbench.whatif._common import WhatIfError, gpu_hour_price, measure_fleet, simulate_fleet
 
@@ -281,7 +282,7 @@ def simulate_with_failures(
     require_positive("node_mttr_h", node_mttr_h, allow_zero=True)
     tp, instances = require_int("tp", tp), require_int("instances", instances)
     per_node = _node_size(gpu_name, tp, gpus_per_node) // tp
-    seq = np.random.SeedSequence([seed, 7])
+    seq = Streams(seed).sequence("failures/schedule")
     rng = np.random.default_rng(seq)
     node_rng = np.random.default_rng(seq.spawn(1)[0])
     reqs = trace.requests if hasattr(trace, "requests") else trace
