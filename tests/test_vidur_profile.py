@@ -201,7 +201,12 @@ def test_side_by_side_with_vidur(folder):
     assert table["load"].unique().sort().to_list() == [0.3, 0.5, 0.7]
     err = table["error_pct"].abs()
     assert err.max() < 8.0
-    assert err.median() < 1.5
+    assert err.median() < 1.0
+    # all within 2.5 % except TTFT p90 / p99 at 0.5 req/s, where the replica saturates (measured +6.3 / +5.4 %)
+    tail = (pl.col("load") == 0.5) & (pl.col("metric") == "ttft") & (pl.col("quantile") > 0.5)
+    assert table.filter(~tail)["error_pct"].abs().max() < 2.5
+    # TPOT on the original output tokens: restarted requests no longer set Vidur's p99 apart (was -6.5 %)
+    assert table.filter(pl.col("metric") == "tpot")["error_pct"].abs().max() < 2.5
     p50 = table.filter(pl.col("metric") == "ttft", pl.col("quantile") == 0.5)
     assert p50["error_pct"].abs().max() < 1.0
     roof = compare_with_vidur(perf=RooflineModel("A100-80GB-SXM", "Llama-2-70B", 2))

@@ -37,6 +37,7 @@ from workbench.validation.vidur import (
     read_vidur_metrics,
     simulate_like_vidur,
     vidur_scheduler,
+    vidur_tpot,
 )
 from workbench.validation.vllm_bench import (
     VllmBenchmark,
@@ -71,5 +72,6 @@ __all__ = [
     "step_itl",
     "validation_summary",
     "vidur_scheduler",
+    "vidur_tpot",
     "write_vllm_benchmark",
 ]
