@@ -182,3 +182,79 @@ def test_max_concurrency_counts_ttft_from_admission():
     ttft_closed = simulate_benchmark(closed, GPU, MODEL, 1)["ttft_s"].max()
     ttft_open = simulate_benchmark(open_, GPU, MODEL, 1)["ttft_s"].max()
     assert ttft_closed < 0.2 * ttft_open
+
+
+# ------------------------------------------------------------------------- the calibrated model by name, in use
+
+
+def test_performance_model_resolves_names(calibrated, tmp_path, monkeypatch):
+    """One resolution point: "roofline", "calibrated:<name>" (its own configuration only), errors otherwise."""
+    from workbench.hardware import performance_model
+
+    monkeypatch.setenv("WORKBENCH_CALIBRATIONS", str(tmp_path))
+    calibrated.save()
+    assert isinstance(performance_model("roofline", GPU, MODEL, 1), RooflineModel)
+    assert isinstance(performance_model(None, "A100", MODEL, 2), RooflineModel)
+    got = performance_model("calibrated:h100-llama8b", "h100", MODEL, 1)  # GPU aliases resolve
+    assert got == calibrated and calibrated.spec == "calibrated:h100-llama8b"
+    with pytest.raises(HardwareError, match=r"measured on Llama-3\.1-8B at TP 1 on H100-SXM.*A100"):
+        performance_model("calibrated:h100-llama8b", "A100", MODEL, 1)
+    with pytest.raises(HardwareError, match="at TP 2"):
+        performance_model(calibrated, GPU, MODEL, 2)
+    with pytest.raises(ConfigError, match="'roofline' or 'calibrated:<name>'"):
+        performance_model("vidur", GPU, MODEL, 1)
+    with pytest.raises(DatasetError, match=r"saved: \['h100-llama8b'\]"):
+        performance_model("calibrated:nope", GPU, MODEL, 1)
+    # simulation configs take the name (also from TOML): instance, pool
+    from workbench.sim.config import InstanceConfig
+    from workbench.sim.topology import Pool
+
+    named = InstanceConfig(gpu=GPU, model=MODEL, perf="calibrated:h100-llama8b")
+    assert named.performance_model() == calibrated
+    with pytest.raises(HardwareError, match="cannot time"):
+        InstanceConfig(gpu="A100", model=MODEL, perf="calibrated:h100-llama8b")
+    with pytest.raises(ConfigError, match=r"pool 'p'\.perf.*cannot time"):
+        Pool("p", gpu="A100", model=MODEL, perf="calibrated:h100-llama8b")
+
+
+def test_size_fleet_with_the_calibrated_model_by_name(bench_file, calibrated, tmp_path, monkeypatch):
+    """A model calibrated from a simulator-written benchmark sizes a fleet by name: the same count as the
+    server's true parameters give (4 H100s at 30 req/s), where the default roofline, faster than that server,
+    says 3; other GPUs cannot be sized with it, and batch caps beyond its benchmark are refused."""
+    from workbench.hardware.calibrated import CalibratedModel
+    from workbench.planning import SLO, candidate_grid, size_fleet
+    from workbench.planning.workflow import PlanSpec
+    from workbench.sim.measure import Precision
+    from workbench.traces.lengths import Empirical
+    from workbench.traces.synthetic import Poisson, Synthetic
+
+    monkeypatch.setenv("WORKBENCH_CALIBRATIONS", str(tmp_path))
+    calibrated.save()
+    CalibratedModel("truth", calibrated.gpu, MODEL, 1, TRUTH, calibrated.domain).save()
+    bench = read_vllm_benchmark(bench_file)
+    lengths = Empirical(bench.requests["prompt_tokens"].to_numpy(), bench.requests["output_tokens"].to_numpy())
+    gen = Synthetic(Poisson(30.0), lengths, name="bench-lengths")
+    cap = calibrated.domain.max_decode_seqs
+    cands = candidate_grid(["H100", "A100"], max_num_seqs=[cap])
+    fast = Precision(tolerance=0.2, max_requests=32_000)
+    slo = SLO(ttft_s=1.0, tpot_s=0.05)
+
+    def size(perf: str):
+        return size_fleet(gen, slo, cands, model=MODEL, qps=30, check=1, precision=fast, perf=perf)
+
+    res = size("calibrated:h100-llama8b")
+    assert res.best["candidate"] == f"mono 1xH100 cap{cap}" and res.best["sim_instances"] == 4
+    assert "timed by calibrated:h100-llama8b" in res.explanation
+    a100 = res.table.filter(pl.col("gpu") == "A100-80GB-SXM").row(0, named=True)
+    assert not a100["fits"] and "cannot time" in a100["note"]
+    assert size("calibrated:truth").best["sim_instances"] == 4
+    assert size("roofline").best["sim_instances"] == 3
+    with pytest.raises(ConfigError, match=f"max_num_seqs=\\[{cap}\\]"):
+        size_fleet(gen, slo, candidate_grid(["H100"]), model=MODEL, qps=30, perf="calibrated:h100-llama8b")
+    # the plan file names it too
+    toml = tmp_path / "plan.toml"
+    toml.write_text('[workload]\nqps = 30\n[plan]\nperf = "calibrated:h100-llama8b"\n')
+    assert PlanSpec.from_toml(toml).perf == "calibrated:h100-llama8b"
+    toml.write_text('[workload]\nqps = 30\n[plan]\nperf = "calibrated:other"\n')
+    with pytest.raises(DatasetError, match="no calibrated model 'other'"):
+        PlanSpec.from_toml(toml)

@@ -19,7 +19,13 @@ from workbench.hardware.calibrate import (
     holdout_split,
     splitwise_profile,
 )
-from workbench.hardware.calibrated import CalibratedModel, calibrated_model
+from workbench.hardware.calibrated import (
+    CalibratedModel,
+    calibrated_model,
+    calibration_domain,
+    performance_model,
+    token_budget,
+)
 from workbench.hardware.catalog import GPU, ModelSpec, gpu, list_gpus, list_models, model
 from workbench.hardware.memory import (
     ACTIVATION_RESERVE_GB,
@@ -56,6 +62,7 @@ __all__ = [
     "as_performance_model",
     "calibrated_model",
     "calibrated_roofline",
+    "calibration_domain",
     "clocked",
     "evaluate",
     "fit_roofline",
@@ -67,6 +74,8 @@ __all__ = [
     "list_models",
     "min_tensor_parallel",
     "model",
+    "performance_model",
     "splitwise_profile",
+    "token_budget",
     "weights_per_gpu_gb",
 ]

@@ -10,12 +10,16 @@ for a user who accepts the extrapolation.
 
 Models are saved as JSON (:meth:`CalibratedModel.save`) and loaded by name from a folder
 (:func:`calibrated_model`: ``folder`` or ``$WORKBENCH_CALIBRATIONS``), or from a path.
+
+Every planner, what-if tool and simulation config names its performance model the same way, and
+:func:`performance_model` is the one place that turns the name into a model: ``"roofline"`` (the default) or
+``"calibrated:<name>"`` (a saved calibration; it answers only for the GPU, model and tensor-parallel degree it
+was measured on, and raises :class:`~workbench.errors.HardwareError` for any other).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,10 @@ from workbench.hardware.roofline import RooflineModel
 #: Environment variable naming the folder of saved calibrations.
 CALIBRATIONS_ENV = "WORKBENCH_CALIBRATIONS"
 _FORMAT = "workbench-calibrated-model/1"
+#: Prefix of a calibrated model's name in a performance-model spec (``"calibrated:<name>"``).
+CALIBRATED_PREFIX = "calibrated:"
+#: The default performance-model spec.
+ROOFLINE = "roofline"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,24 @@ class CalibratedModel:
         """The fitted roofline without the domain check (extrapolates)."""
         return self._roofline  # type: ignore[attr-defined]
 
+    def check_config(self, gpu: str, model: str, tp: int) -> None:
+        """Raise :class:`HardwareError` unless ``gpu``/``model``/``tp`` is the measured configuration."""
+        from workbench.hardware.catalog import gpu as gpu_spec
+        from workbench.hardware.catalog import model as model_spec
+
+        asked = (gpu_spec(gpu).name, model_spec(model).name, int(tp))
+        if asked != (self.gpu, self.model, self.tp):
+            raise HardwareError(
+                f"calibrated model {self.name!r} was measured on {self.model} at TP {self.tp} on {self.gpu}; "
+                f"it cannot time {asked[1]} at TP {asked[2]} on {asked[0]} (calibrate that configuration "
+                "too, or use perf='roofline')"
+            )
+
+    @property
+    def spec(self) -> str:
+        """Its name as a performance-model spec: ``"calibrated:<name>"`` (see :func:`performance_model`)."""
+        return f"{CALIBRATED_PREFIX}{self.name}"
+
     def __repr__(self) -> str:
         p = ", ".join(f"{k}={v:.3g}" for k, v in self.params.items())
         return f"CalibratedModel({self.name!r}: {self.model} on {self.tp}x {self.gpu}, {p})"
@@ -99,8 +125,10 @@ class CalibratedModel:
         seqs = batch.decode_seqs
         context = batch.decode_context / seqs if seqs else 0.0
         t, pairs2 = batch.prefill_tokens, 2.0 * batch.prefill_context
-        if t:  # whole prompts: the longest is at most sqrt(sum chunk^2); one chunk with context: where it ends
-            context = max(context, math.sqrt(pairs2) if pairs2 <= t * t else pairs2 / (2 * t) + t / 2)
+        if t:  # whole prompts: their token-weighted mean length (a decode batch is checked at its mean context
+            # too; sqrt(sum p^2), the bound on the longest, refused two prompts that each lie inside); one chunk
+            # with context: where it ends
+            context = max(context, pairs2 / t if pairs2 <= t * t else pairs2 / (2 * t) + t / 2)
         self.domain.check("a batch", seqs, batch.prefill_tokens + seqs, context, self.name)
         return self.roofline.iteration_time(batch)
 
@@ -187,4 +215,71 @@ def calibrated_model(name: str | Path, folder: str | Path | None = None) -> Cali
     return from_dict(data, str(path))
 
 
-__all__ = ["CALIBRATIONS_ENV", "CalibratedModel", "Domain", "calibrated_model", "from_dict"]
+def performance_model(
+    perf: str | CalibratedModel | None, gpu: str, model: str, tp: int = 1, *, folder: str | Path | None = None
+) -> RooflineModel | CalibratedModel:
+    """The performance model a spec names, for one configuration: the one resolution point of the package.
+
+    Parameters
+    ----------
+    perf
+        ``None`` or ``"roofline"``: :class:`RooflineModel` of ``gpu``/``model``/``tp`` with its defaults;
+        ``"calibrated:<name>"``: the calibration saved as ``<name>`` (:func:`calibrated_model`; ``folder`` or
+        ``$WORKBENCH_CALIBRATIONS``), or a :class:`CalibratedModel` itself.
+    gpu, model, tp
+        The configuration to time.
+
+    Raises
+    ------
+    ConfigError
+        ``perf`` is neither of the forms above.
+    DatasetError
+        No saved calibration of that name.
+    HardwareError
+        A calibration measured on another GPU, model or tensor-parallel degree.
+    """
+    if perf is None or perf == ROOFLINE:
+        return RooflineModel(gpu, model, tp)
+    if isinstance(perf, str):
+        if not perf.startswith(CALIBRATED_PREFIX) or not perf[len(CALIBRATED_PREFIX) :]:
+            raise ConfigError(f"perf must be {ROOFLINE!r} or '{CALIBRATED_PREFIX}<name>', got {perf!r}")
+        perf = calibrated_model(perf[len(CALIBRATED_PREFIX) :], folder)
+    if not isinstance(perf, CalibratedModel):
+        raise ConfigError(
+            f"perf must be {ROOFLINE!r}, '{CALIBRATED_PREFIX}<name>' or a CalibratedModel, "
+            f"got {type(perf).__name__}"
+        )
+    perf.check_config(gpu, model, tp)
+    return perf
+
+
+def calibration_domain(perf: str | CalibratedModel | None, folder: str | Path | None = None) -> Domain | None:
+    """The domain of the calibration a spec names (``None`` for the roofline)."""
+    if perf is None or perf == ROOFLINE:
+        return None
+    if isinstance(perf, CalibratedModel):
+        return perf.domain
+    if isinstance(perf, str) and perf.startswith(CALIBRATED_PREFIX):
+        return calibrated_model(perf[len(CALIBRATED_PREFIX) :], folder).domain
+    raise ConfigError(f"perf must be {ROOFLINE!r} or '{CALIBRATED_PREFIX}<name>', got {perf!r}")
+
+
+def token_budget(perf: str | CalibratedModel | None, max_num_seqs: int, default: int = 8192) -> int:
+    """Tokens per iteration (vLLM ``max_num_batched_tokens``) a simulated instance of ``perf`` may batch:
+    ``default``, or at most what a calibration's benchmark exercised; never below ``max_num_seqs``."""
+    dom = calibration_domain(perf)
+    return max(default if dom is None else min(default, dom.max_tokens), int(max_num_seqs))
+
+
+__all__ = [
+    "CALIBRATED_PREFIX",
+    "CALIBRATIONS_ENV",
+    "ROOFLINE",
+    "CalibratedModel",
+    "Domain",
+    "calibrated_model",
+    "calibration_domain",
+    "from_dict",
+    "performance_model",
+    "token_budget",
+]

@@ -41,13 +41,19 @@ from workbench.sim.measure import (
 )
 
 
-def build_fleet(cand: Candidate, n1: int, n2: int, model: str):
-    """The :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances."""
+def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: str = "roofline"):
+    """The :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
+
+    ``perf`` names the instances' performance model (:func:`workbench.hardware.performance_model`); with a
+    calibrated one an iteration batches at most the tokens its benchmark exercised (8,192 otherwise).
+    """
+    from workbench.hardware import token_budget
     from workbench.sim.config import SchedulerConfig
     from workbench.sim.topology import Fleet, Pool
 
-    sched = SchedulerConfig(max_num_seqs=cand.max_num_seqs, max_num_batched_tokens=max(8192, cand.max_num_seqs))
-    common = {"model": model, "router": cand.router, "scheduler": sched}
+    tokens = token_budget(perf, cand.max_num_seqs)
+    sched = SchedulerConfig(max_num_seqs=cand.max_num_seqs, max_num_batched_tokens=tokens)
+    common = {"model": model, "router": cand.router, "scheduler": sched, "perf": perf}
     if cand.topology == "monolithic":
         return Fleet(pools=(Pool("main", gpu=cand.gpu, tp=cand.tp, instances=n1, **common),))
     if cand.topology == "length_pools" and min(n1, n2) == 0:
@@ -132,6 +138,7 @@ def check_candidates(
     per_pool: bool = False,
     stop_early: bool = False,
     progress: bool | None = None,
+    perf: str = "roofline",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Size the cheapest analytic candidates with the measurement kernel until none left can beat the best.
 
@@ -155,7 +162,7 @@ def check_candidates(
     place = site(cost.site)
     g_per_j = 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh")  # per 1k tokens
 
-    checker = _Checker(wl, slo, model, seed, precision, per_pool)
+    checker = _Checker(wl, slo, model, seed, precision, per_pool, perf)
     order = analytic.filter(pl.col("slo_met") & (pl.col("clock") == 1.0)).sort("usd_per_hour", "gpus")
     rows: list[dict] = []
     best = np.inf
@@ -213,9 +220,16 @@ class _Checker:
     """Judges (and memoises) the counts of one candidate at a time with the kernel; records every verdict."""
 
     def __init__(
-        self, wl: Workload, slo: SLO, model: str, seed: int, precision: Precision | None, per_pool: bool
+        self,
+        wl: Workload,
+        slo: SLO,
+        model: str,
+        seed: int,
+        precision: Precision | None,
+        per_pool: bool,
+        perf: str = "roofline",
     ) -> None:
-        self.wl, self.slo, self.model, self.seed = wl, slo, model, seed
+        self.wl, self.slo, self.model, self.seed, self.perf = wl, slo, model, seed, perf
         self.precision, self.per_pool = precision, per_pool
         self.runs: list[dict] = []
         self._cache: dict[tuple[int, int], Verdict] = {}
@@ -227,7 +241,7 @@ class _Checker:
         assert cand is not None
         key = (n1, n2)
         if key not in self._cache:
-            fleet = build_fleet(cand, n1, n2, self.model)
+            fleet = build_fleet(cand, n1, n2, self.model, self.perf)
             present = [p.name for p in fleet.pools]
             pools = present if self.per_pool and len(present) > 1 else None
             good = self.slo if self.slo.goodput is not None else None

@@ -89,8 +89,10 @@ def tradeoff_table(
     clocks: Sequence[float] = (0.6, 0.8, 1.0),
     cost: CostBasis | None = None,
     objectives: Sequence[str] = OBJECTIVES,
+    perf: str = "roofline",
 ) -> pl.DataFrame:
-    """Analytic screen over a grid of fleet shapes, with the Pareto front marked (``pareto`` column)."""
+    """Analytic screen over a grid of fleet shapes, with the Pareto front marked (``pareto`` column);
+    ``perf`` names the performance model (:func:`workbench.hardware.performance_model`)."""
     from workbench.planning.sizing import screen_table
 
     cands = candidate_grid(
@@ -102,7 +104,7 @@ def tradeoff_table(
         max_num_seqs=max_num_seqs,
         clocks=clocks,
     )
-    return pareto_front(screen_table(wl, slo, cands, model, cost), objectives)
+    return pareto_front(screen_table(wl, slo, cands, model, cost, perf), objectives)
 
 
 # ---------------------------------------------------------------------------------- simulated points (sweep)

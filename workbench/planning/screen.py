@@ -76,7 +76,16 @@ from scipy.special import gammainc, ndtri
 from workbench.analytic.queueing import erlang_c
 from workbench.config import require_choice
 from workbench.errors import HardwareError
-from workbench.hardware import PerformanceModel, RooflineModel, clocked, kv_capacity_tokens, model
+from workbench.hardware import (
+    CalibratedModel,
+    PerformanceModel,
+    RooflineModel,
+    calibration_domain,
+    clocked,
+    kv_capacity_tokens,
+    model,
+    performance_model,
+)
 from workbench.planning.spec import SLO, Candidate, gpu_name
 from workbench.planning.workload import Workload
 
@@ -96,6 +105,9 @@ ARRIVALS: tuple[str, ...] = ("burst", "renewal", "poisson")
 N_MAX = 1 << 16
 
 PerfFactory = Callable[[str, str, int], PerformanceModel]
+#: A performance model for the screen: a name (``"roofline"``, ``"calibrated:<name>"``; see
+#: :func:`workbench.hardware.performance_model`) or a factory ``(gpu, model, tp) -> PerformanceModel``.
+PerfSpec = PerfFactory | str
 
 ROLE_COLOCATED, ROLE_PREFILL, ROLE_DECODE = 0, 1, 2
 
@@ -103,6 +115,30 @@ ROLE_COLOCATED, ROLE_PREFILL, ROLE_DECODE = 0, 1, 2
 def roofline(gpu_name: str, model_name: str, tp: int) -> PerformanceModel:
     """Default performance model: :class:`~workbench.hardware.RooflineModel` with its documented defaults."""
     return RooflineModel(gpu_name, model_name, tp)
+
+
+class _Named:
+    """Factory of a named performance model (:func:`perf_factory`); compared by identity, so the screen's
+    table cache never serves a calibration saved again under the same name."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def __call__(self, gpu_name: str, model_name: str, tp: int) -> PerformanceModel:
+        perf = performance_model(self.spec, gpu_name, model_name, tp)
+        # the screen tabulates far beyond any batch it uses (prompts to 2^19 tokens, batches to 4,096): a
+        # calibration's fit without its domain check; the simulation check runs the checked model
+        return perf.roofline if isinstance(perf, CalibratedModel) else perf
+
+
+def perf_factory(perf: PerfSpec) -> PerfFactory:
+    """The screen's factory for a :data:`PerfSpec` (``"roofline"``: :func:`roofline`, cached across calls)."""
+    if callable(perf):
+        return perf
+    if perf == "roofline":
+        return roofline
+    calibration_domain(perf)  # an unknown name or a malformed spec fails here, once
+    return _Named(perf)
 
 
 @functools.lru_cache(maxsize=256)

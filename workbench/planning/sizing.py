@@ -133,7 +133,7 @@ def screen_table(
     cands: Sequence[Candidate],
     model_name: str = "Llama-3.1-8B",
     cost: CostBasis | None = None,
-    perf: screen.PerfFactory = screen.roofline,
+    perf: screen.PerfSpec = "roofline",
     arrivals: str = "burst",
 ) -> pl.DataFrame:
     """Step 1 on its own: the analytic minimum instance count and metrics of every candidate (one row each).
@@ -146,7 +146,7 @@ def screen_table(
     if not cands:
         raise ConfigError("candidate list is empty: give at least one Candidate")
     cost = cost or CostBasis()
-    r = screen.solve(wl, slo, cands, model_name, perf, arrivals)
+    r = screen.solve(wl, slo, cands, model_name, screen.perf_factory(perf), arrivals)
     n1, n2 = r["n1"].astype(float), r["n2"].astype(float)
     m = metrics_table(wl, cands, model_name, cost, n1, n2, r["batch1"], r["batch2"], r["util1"], r["util2"])
     lat = pl.DataFrame(
@@ -245,7 +245,7 @@ def size_fleet(
     per_pool: bool = False,
     stop_early: bool = False,
     seed: int = 0,
-    perf: screen.PerfFactory = screen.roofline,
+    perf: screen.PerfSpec = "roofline",
     arrivals: str = "burst",
     progress: bool | None = None,
 ) -> SizingResult:
@@ -287,8 +287,15 @@ def size_fleet(
     arrivals
         Arrival model of the screen (:data:`~workbench.planning.screen.ARRIVALS`; default ``"burst"``).
     perf
-        Factory ``(gpu, model, tp) -> PerformanceModel`` of the screen (default: roofline, the model the fleet
-        simulator uses).
+        Performance model by name, for the screen and the simulation check alike: ``"roofline"`` (default) or
+        ``"calibrated:<name>"``, a calibration saved with :meth:`~workbench.hardware.CalibratedModel.save`
+        (e.g. from :func:`workbench.validation.calibrate_vllm`; resolved by
+        :func:`workbench.hardware.performance_model`). A calibration times only the GPU, model and TP it was
+        measured on (other candidates cannot be sized: ``fits`` false, the reason in ``note``) and only the
+        batches its benchmark exercised: candidates' ``max_num_seqs`` must not exceed its decode batch, the
+        simulated instances batch at most its tokens per iteration, and a batch outside it stops the check
+        with a :class:`~workbench.errors.HardwareError`. A factory ``(gpu, model, tp) -> PerformanceModel``
+        changes the screen only (the check simulates the roofline).
     progress
         Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
     """
@@ -298,6 +305,8 @@ def size_fleet(
     check = require_int("check", check, low=0)
     wl = prepare_workload(trace, qps, seed=seed)
     cost = cost or CostBasis()
+    spec = perf if isinstance(perf, str) else "roofline"  # what the check simulates
+    _check_calibration(spec, candidates, wl)
     t0 = time.perf_counter()
     table = screen_table(wl, slo, candidates, model, cost, perf, arrivals).with_row_index("_i")
     t1 = time.perf_counter()
@@ -316,13 +325,14 @@ def size_fleet(
             seed=seed,
             stop_early=stop_early,
             progress=progress,
+            perf=spec,
         )
         if sim_rows.height:
             table = table.join(sim_rows, on="_i", how="left")
     t2 = time.perf_counter()
     table = _rank(table.drop("_i"))
     best = _best(table)
-    text = explain(table, best, slo, wl, model, checks)
+    text = explain(table, best, slo, wl, model, checks, perf=spec)
     return SizingResult(
         table=table,
         best=best,
@@ -333,6 +343,30 @@ def size_fleet(
         workload_name=wl.name,
         timings={"screen_s": t1 - t0, "check_s": t2 - t1},
     )
+
+
+def _check_calibration(perf: str, candidates: Sequence[Candidate], wl: Workload) -> None:
+    """A calibrated model's domain against the candidates' batch caps and the workload's longest request."""
+    from workbench.hardware import calibration_domain
+
+    dom = calibration_domain(perf)
+    if dom is None:
+        return
+    over = [c.label for c in candidates if c.max_num_seqs > dom.max_decode_seqs]
+    if over:
+        raise ConfigError(
+            f"perf={perf!r} measured at most {dom.max_decode_seqs} decoding sequences per iteration, but "
+            f"{', '.join(over[:3])}{' ...' if len(over) > 3 else ''} allow(s) max_num_seqs above it: size with "
+            f"candidate_grid(..., max_num_seqs=[{dom.max_decode_seqs}]) (the server's batch cap as "
+            "benchmarked), or benchmark at a higher concurrency"
+        )
+    lengths = wl.trace.requests.select(pl.col("prompt_tokens") + pl.col("output_tokens")).to_series()
+    longest = int(lengths.max() or 0)  # type: ignore[arg-type]
+    if longest > dom.max_context:
+        raise ConfigError(
+            f"perf={perf!r} measured sequences of at most {dom.max_context} tokens, but the workload has a "
+            f"request of {longest} prompt + output tokens: benchmark longer requests, or cut the workload"
+        )
 
 
 def _best(table: pl.DataFrame) -> dict | None:
@@ -503,12 +537,15 @@ def explain(
     wl: Workload,
     model: str,
     checks: pl.DataFrame | None = None,
+    perf: str = "roofline",
 ) -> str:
     """One paragraph: the answer, its cost, analytic vs simulated count, the runner-up (or why there is none).
 
-    Costs are compared like with like: simulated against simulated, analytic against analytic.
+    Costs are compared like with like: simulated against simulated, analytic against analytic. A performance
+    model other than the roofline is named in the first sentence.
     """
-    head = f"For {wl.name} at {wl.qps:.3g} req/s ({model}, {slo.label})"
+    timed = "" if perf == "roofline" else f" timed by {perf}"
+    head = f"For {wl.name} at {wl.qps:.3g} req/s ({model}{timed}, {slo.label})"
     if best is None:
         return _no_fleet(table, slo, model, head, checks)
     simulated = best.get("sim_instances") is not None

@@ -18,6 +18,7 @@ caps) and optionally the pool-split study; :class:`PlanSpec` is the same questio
 
     [plan]
     model = "Llama-3.1-8B"
+    perf = "roofline"           # or "calibrated:<name>", a saved calibration ($WORKBENCH_CALIBRATIONS)
     check = 2
     tolerance = 0.05            # the measurement kernel's relative tolerance of the P99's CI
     max_requests = 128000       # and its cap on one verdict's run ("undecided" beyond it)
@@ -78,6 +79,7 @@ def plan(
     split_study: bool = False,
     seed: int = 0,
     progress: bool | None = False,
+    perf: str = "roofline",
 ) -> Plan:
     """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study.
 
@@ -105,6 +107,10 @@ def plan(
         Seed of the simulation checks.
     progress
         Progress bar of the checks (default: none, explorers show their own; ``None``: when interactive).
+    perf
+        Performance model by name (``"roofline"`` or ``"calibrated:<name>"``, see
+        :func:`~workbench.planning.size_fleet`); with a calibration the batch cap is the decode batch its
+        benchmark exercised (at most 256), and the trade-off table keeps batch caps up to it.
 
     Returns
     -------
@@ -112,12 +118,20 @@ def plan(
     """
     slo = SLO(ttft_s=ttft_s, tpot_s=tpot_s)
     wl = workload(trace, qps)
-    cands = candidate_grid(list(gpus), topologies=list(topologies), thresholds=list(thresholds))
+    from workbench.hardware import calibration_domain
+
+    dom = calibration_domain(perf)
+    cap = 256 if dom is None else min(256, dom.max_decode_seqs)
+    cands = candidate_grid(
+        list(gpus), topologies=list(topologies), thresholds=list(thresholds), max_num_seqs=[cap]
+    )
     result = size_fleet(wl, slo, cands, model=model, check=check, precision=precision, stop_early=False,
-                        seed=seed, progress=progress)  # fmt: skip
+                        seed=seed, progress=progress, perf=perf)  # fmt: skip
     ranked = result.ranked()
     topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
-    trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds))
+    caps = [c for c in (64, 128, 256) if c <= cap] or [cap]
+    trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds),
+                           max_num_seqs=caps, perf=perf)  # fmt: skip
     split = (
         pool_split_study(wl, slo, gpus=list(gpus), thresholds=list(thresholds), model=model)
         if split_study
@@ -153,6 +167,7 @@ class PlanSpec:
     topologies: tuple[str, ...] = ("monolithic", "length_pools")
     thresholds: tuple[int, ...] = (2048, 4096)
     model: str = "Llama-3.1-8B"
+    perf: str = "roofline"
     check: int = 2
     tolerance: float = 0.05
     max_requests: int = 128_000
@@ -170,7 +185,9 @@ class PlanSpec:
         wl = _section(data, "workload", ("preset", "trace", "qps"))
         slo = _section(data, "slo", ("ttft_s", "tpot_s"))
         cands = _section(data, "candidates", ("gpus", "topologies", "thresholds"))
-        opts = _section(data, "plan", ("model", "check", "tolerance", "max_requests", "seed", "split_study"))
+        opts = _section(
+            data, "plan", ("model", "perf", "check", "tolerance", "max_requests", "seed", "split_study")
+        )
         if "qps" not in wl:
             raise ConfigError(f"{path}: [workload] qps is required (target requests per second)")
         if "preset" in wl and "trace" in wl:
@@ -202,6 +219,11 @@ class PlanSpec:
             from workbench import presets
 
             presets.get(self.preset)
+        if not isinstance(self.perf, str):
+            raise ConfigError(f"perf must be a performance-model name, got {self.perf!r}")
+        from workbench.hardware import calibration_domain
+
+        calibration_domain(self.perf)  # "roofline", or a saved calibration: fails here when unknown
 
     @property
     def precision(self) -> Precision:
@@ -236,7 +258,7 @@ class PlanSpec:
         return plan(self.workload(), self.qps, self.ttft_s, self.tpot_s, gpus=self.gpus,
                     topologies=self.topologies, thresholds=self.thresholds, model=self.model, check=self.check,
                     precision=self.precision, split_study=self.split_study, seed=self.seed,
-                    progress=progress)  # fmt: skip
+                    progress=progress, perf=self.perf)  # fmt: skip
 
 
 __all__ = ["RANKED_COLUMNS", "Plan", "PlanSpec", "plan", "ranked_headline"]

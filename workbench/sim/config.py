@@ -118,11 +118,13 @@ class InstanceConfig:
     n_gpus
         GPUs the instance occupies (default ``tp``; a fraction for MIG slices).
     perf
-        A performance model to use instead of the roofline: any object with an ``iteration_time(batch)``
-        method (:class:`~workbench.hardware.perf.Batch` -> seconds). Models without the closed-form
+        The performance model: a name (``"roofline"``, the default, or ``"calibrated:<name>"`` for a saved
+        calibration of this gpu/model/tp; resolved by :func:`workbench.hardware.performance_model`, loadable
+        from TOML), or any object with an ``iteration_time(batch)`` method
+        (:class:`~workbench.hardware.perf.Batch` -> seconds). Models without the closed-form
         ``decode_run_time``/``decode_iterations_within`` of
         :class:`~workbench.hardware.perf.PerformanceModel` get generic ones summing ``iteration_time``
-        (:func:`~workbench.hardware.perf.as_performance_model`). Not loadable from TOML.
+        (:func:`~workbench.hardware.perf.as_performance_model`).
 
     Examples
     --------
@@ -163,16 +165,19 @@ class InstanceConfig:
                 f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__} (a table of fields "
                 "is converted by workbench.config.from_dict / load_toml)"
             )
-        if self.perf is not None:
+        if isinstance(self.perf, str):
+            self.performance_model()  # fails early: an unknown name, or a calibration of another configuration
+        elif self.perf is not None:
             as_performance_model(self.perf)  # fails early, naming the field, when perf cannot time a batch
 
     def performance_model(self) -> PerformanceModel:
-        """This instance's performance model: ``perf`` (adapted if needed) or the roofline of gpu/model/tp."""
-        if self.perf is not None:
-            return as_performance_model(self.perf)
-        from workbench.hardware import RooflineModel
+        """This instance's performance model: ``perf`` (a name resolved by
+        :func:`workbench.hardware.performance_model`, or a model adapted if needed), else the roofline."""
+        if self.perf is None or isinstance(self.perf, str):
+            from workbench.hardware import performance_model
 
-        return RooflineModel(self.gpu, self.model, self.tp)
+            return performance_model(self.perf, self.gpu, self.model, self.tp)
+        return as_performance_model(self.perf)
 
     def kv_capacity(self) -> int:
         """KV-cache capacity in tokens (``kv_capacity_tokens`` or the hardware memory model)."""

@@ -475,6 +475,8 @@ def _pool_configs(pool: Pool) -> list[tuple[InstanceConfig, str]]:
                 name = sl.name
             else:
                 name = g
+                if pool.perf != "roofline":
+                    kw = {"perf": pool.perf}
             cache[g] = InstanceConfig(
                 gpu=name,
                 model=pool.model,

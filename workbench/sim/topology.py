@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config import from_dict, load_toml, require_choice, require_positive, require_range
-from workbench.errors import ConfigError, HardwareError
+from workbench.errors import ConfigError, HardwareError, WorkbenchError
 from workbench.sim.autoscale import AutoscaleConfig
 from workbench.sim.config import ROLES, SchedulerConfig
 from workbench.sim.kvtiers import KVHierarchy
@@ -94,6 +94,9 @@ class Pool:
         Quality figure of the model variant (``multi_objective``), in [0, 1].
     autoscale
         Autoscaler of the pool (``None``: a static pool).
+    perf
+        Performance model of the pool's instances by name: ``"roofline"`` (default) or ``"calibrated:<name>"``
+        (a saved calibration of this GPU, model and TP; :func:`workbench.hardware.performance_model`).
     """
 
     name: str
@@ -110,6 +113,7 @@ class Pool:
     classes: tuple[str, ...] = ()
     accuracy: float = 1.0
     autoscale: AutoscaleConfig | None = None
+    perf: str = "roofline"
 
     def __post_init__(self) -> None:
         where = f"pool {self.name!r}"
@@ -153,6 +157,18 @@ class Pool:
         require_range(f"{where}.accuracy", self.accuracy, 0.0, 1.0)
         if not isinstance(self.classes, tuple) or not all(isinstance(c, str) for c in self.classes):
             raise _fail(f"{where}.classes", f"expected a tuple of class names, got {self.classes!r}")
+        if not isinstance(self.perf, str):
+            raise _fail(f"{where}.perf", f"expected a performance-model name, got {self.perf!r}")
+        if self.perf != "roofline":
+            if self.mig is not None:
+                raise _fail(f"{where}.perf", f"{self.perf!r} with a MIG slice: calibrations time whole GPUs")
+            from workbench.hardware import performance_model
+
+            for g in self.gpu_types():  # an unknown name or a calibration of another configuration fails here
+                try:
+                    performance_model(self.perf, g, self.model, self.tp)
+                except WorkbenchError as exc:
+                    raise _fail(f"{where}.perf", str(exc)) from exc
         if self.autoscale is not None and not isinstance(self.autoscale, AutoscaleConfig):
             raise _fail(f"{where}.autoscale", f"expected an AutoscaleConfig, got {self.autoscale!r}{_TABLES}")
         if self.autoscale is not None:

@@ -76,6 +76,7 @@ def capacity_at_slo(
     max_num_seqs: int = 256,
     clock: float = 1.0,
     rel_tol: float = 1e-3,
+    perf: str = "roofline",
 ) -> pl.DataFrame:
     """Largest request rate per instance at which ``instances`` instances meet ``slo`` (analytic screen).
 
@@ -98,6 +99,9 @@ def capacity_at_slo(
         Batch cap and clock fraction of every instance.
     rel_tol
         Relative precision of the bisection on the rate.
+    perf
+        Performance model by name (``"roofline"`` or ``"calibrated:<name>"``;
+        :func:`workbench.hardware.performance_model`): GPUs a calibration was not measured on are not usable.
 
     Returns
     -------
@@ -114,7 +118,7 @@ def capacity_at_slo(
     tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t, max_num_seqs=max_num_seqs, clock=clock) for g, t in zip(names, tps, strict=True)]
     unit = dataclasses.replace(wl, qps=1.0)
-    probs, first, _, _ = _screen.build_problems(unit, slo, cands, model)
+    probs, first, _, _ = _screen.build_problems(unit, slo, cands, model, _screen.perf_factory(perf))
     base = probs.lam.copy()
     q = slo.quantile
     n = np.full(base.size, float(instances))
@@ -164,7 +168,13 @@ def capacity_at_slo(
 
 
 def capacity_measure(
-    wl: Workload, slo: SLO, *, model: str = "Llama-3.1-8B", max_num_seqs: int = 256, clock: float = 1.0
+    wl: Workload,
+    slo: SLO,
+    *,
+    model: str = "Llama-3.1-8B",
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    perf: str = "roofline",
 ) -> Callable[[str, int, int], dict]:
     """A cached ``measure(gpu, tp, instances)``: the :func:`capacity_at_slo` row of one GPU type at a fleet of
     ``instances`` instances (what :func:`~workbench.whatif.plan` uses to re-measure capacity at the fleet
@@ -176,7 +186,7 @@ def capacity_measure(
         if key not in cache:
             cache[key] = capacity_at_slo(
                 wl, slo, [key[0]], model=model, tp=key[1], instances=key[2], max_num_seqs=max_num_seqs,
-                clock=clock,
+                clock=clock, perf=perf,
             ).row(0, named=True)  # fmt: skip
         return cache[key]
 
@@ -194,18 +204,22 @@ def simulate_fleet(
     clock: float = 1.0,
     failures: Callable | None = None,
     seed: int = 0,
+    perf: str = "roofline",
 ):
     """Simulate a monolithic pool (JSQ router) with a batch cap, a clock and optional failure injection.
 
     ``failures(sim, controller)`` is called before the run (see :func:`workbench.sim.fleet.simulate`'s
-    ``setup`` hook) to schedule ``sim.fail_instance`` events.
+    ``setup`` hook) to schedule ``sim.fail_instance`` events. ``perf`` names the performance model
+    (:func:`workbench.hardware.performance_model`).
     """
+    from workbench.hardware import token_budget
     from workbench.sim.config import SchedulerConfig
     from workbench.sim.fleet import simulate
     from workbench.sim.topology import Fleet, Pool
 
-    sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max(8192, max_num_seqs))
-    fleet = Fleet(pools=(Pool("main", gpu=gpu_name, model=model, tp=tp, instances=instances, scheduler=sched),))
+    sched = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=token_budget(perf, max_num_seqs))
+    main = Pool("main", gpu=gpu_name, model=model, tp=tp, instances=instances, scheduler=sched, perf=perf)
+    fleet = Fleet(pools=(main,))
 
     def setup(sim, ctl) -> None:
         if clock != 1.0:
@@ -230,6 +244,7 @@ def measure_fleet(
     seed: int = 0,
     precision: Precision | None = None,
     simulate: Callable | None = None,
+    perf: str = "roofline",
 ) -> Verdict:
     """The measurement kernel's verdict for a monolithic pool with a batch cap and a clock.
 
@@ -241,7 +256,7 @@ def measure_fleet(
 
     def plain(trace, s: int):
         return simulate_fleet(
-            trace, gpu_name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=s
+            trace, gpu_name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=s, perf=perf
         )
 
     good = slo if slo.goodput is not None else None

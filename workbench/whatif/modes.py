@@ -382,6 +382,7 @@ def plan_workload(
     unit: str = "tokens",
     rank_by: str | None = None,
     instances: int = 4,
+    perf: str = "roofline",
 ) -> pl.DataFrame:
     """:func:`plan` straight from a workload: capacity at the SLO measured at ``instances`` instances per GPU
     type (:func:`~workbench.whatif.capacity_at_slo`), then every fleet re-sized on the capacity measured at
@@ -390,8 +391,8 @@ def plan_workload(
     Parameters are those of :func:`capacity_at_slo` and :func:`plan`.
     """
     cap = capacity_at_slo(wl, slo, gpus, model=model, tp=tp, instances=instances, max_num_seqs=max_num_seqs,
-                          clock=clock)  # fmt: skip
-    measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock)
+                          clock=clock, perf=perf)  # fmt: skip
+    measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
     return plan(mode, target, cap, costs=costs, unit=unit, rank_by=rank_by, measure=measure)
 
 
