@@ -239,7 +239,7 @@ def test_size_fleet_with_the_calibrated_model_by_name(bench_file, calibrated, tm
     fast = Precision(tolerance=0.2, max_requests=32_000)
     slo = SLO(ttft_s=1.0, tpot_s=0.05)
 
-    def size(perf: str):
+    def size(perf):
         return size_fleet(gen, slo, cands, model=MODEL, qps=30, check=1, precision=fast, perf=perf)
 
     res = size("calibrated:h100-llama8b")
@@ -248,6 +248,7 @@ def test_size_fleet_with_the_calibrated_model_by_name(bench_file, calibrated, tm
     a100 = res.table.filter(pl.col("gpu") == "A100-80GB-SXM").row(0, named=True)
     assert not a100["fits"] and "cannot time" in a100["note"]
     assert size("calibrated:truth").best["sim_instances"] == 4
+    assert size(calibrated).best["sim_instances"] == 4  # the object itself, unsaved, works alike
     assert size("roofline").best["sim_instances"] == 3
     with pytest.raises(ConfigError, match=f"max_num_seqs=\\[{cap}\\]"):
         size_fleet(gen, slo, candidate_grid(["H100"]), model=MODEL, qps=30, perf="calibrated:h100-llama8b")

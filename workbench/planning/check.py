@@ -41,7 +41,7 @@ from workbench.sim.measure import (
 )
 
 
-def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: str = "roofline"):
+def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "roofline"):
     """The :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
 
     ``perf`` names the instances' performance model (:func:`workbench.hardware.performance_model`); with a
@@ -138,7 +138,7 @@ def check_candidates(
     per_pool: bool = False,
     stop_early: bool = False,
     progress: bool | None = None,
-    perf: str = "roofline",
+    perf: object = "roofline",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Size the cheapest analytic candidates with the measurement kernel until none left can beat the best.
 
@@ -227,7 +227,7 @@ class _Checker:
         seed: int,
         precision: Precision | None,
         per_pool: bool,
-        perf: str = "roofline",
+        perf: object = "roofline",
     ) -> None:
         self.wl, self.slo, self.model, self.seed, self.perf = wl, slo, model, seed, perf
         self.precision, self.per_pool = precision, per_pool

@@ -106,8 +106,9 @@ N_MAX = 1 << 16
 
 PerfFactory = Callable[[str, str, int], PerformanceModel]
 #: A performance model for the screen: a name (``"roofline"``, ``"calibrated:<name>"``; see
-#: :func:`workbench.hardware.performance_model`) or a factory ``(gpu, model, tp) -> PerformanceModel``.
-PerfSpec = PerfFactory | str
+#: :func:`workbench.hardware.performance_model`), a :class:`~workbench.hardware.CalibratedModel`, or a factory
+#: ``(gpu, model, tp) -> PerformanceModel``.
+PerfSpec = PerfFactory | str | CalibratedModel
 
 ROLE_COLOCATED, ROLE_PREFILL, ROLE_DECODE = 0, 1, 2
 
@@ -121,7 +122,7 @@ class _Named:
     """Factory of a named performance model (:func:`perf_factory`); compared by identity, so the screen's
     table cache never serves a calibration saved again under the same name."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str | CalibratedModel) -> None:
         self.spec = spec
 
     def __call__(self, gpu_name: str, model_name: str, tp: int) -> PerformanceModel:

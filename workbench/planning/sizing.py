@@ -305,7 +305,9 @@ def size_fleet(
     check = require_int("check", check, low=0)
     wl = prepare_workload(trace, qps, seed=seed)
     cost = cost or CostBasis()
-    spec = perf if isinstance(perf, str) else "roofline"  # what the check simulates
+    from workbench.hardware import CalibratedModel
+
+    spec = perf if isinstance(perf, str | CalibratedModel) else "roofline"  # what the check simulates
     _check_calibration(spec, candidates, wl)
     t0 = time.perf_counter()
     table = screen_table(wl, slo, candidates, model, cost, perf, arrivals).with_row_index("_i")
@@ -332,7 +334,7 @@ def size_fleet(
     t2 = time.perf_counter()
     table = _rank(table.drop("_i"))
     best = _best(table)
-    text = explain(table, best, slo, wl, model, checks, perf=spec)
+    text = explain(table, best, slo, wl, model, checks, perf=getattr(spec, "spec", spec))
     return SizingResult(
         table=table,
         best=best,
@@ -345,7 +347,7 @@ def size_fleet(
     )
 
 
-def _check_calibration(perf: str, candidates: Sequence[Candidate], wl: Workload) -> None:
+def _check_calibration(perf: object, candidates: Sequence[Candidate], wl: Workload) -> None:
     """A calibrated model's domain against the candidates' batch caps and the workload's longest request."""
     from workbench.hardware import calibration_domain
 

@@ -475,7 +475,7 @@ def _pool_configs(pool: Pool) -> list[tuple[InstanceConfig, str]]:
                 name = sl.name
             else:
                 name = g
-                if pool.perf != "roofline":
+                if not (isinstance(pool.perf, str) and pool.perf == "roofline"):
                     kw = {"perf": pool.perf}
             cache[g] = InstanceConfig(
                 gpu=name,

@@ -96,7 +96,8 @@ class Pool:
         Autoscaler of the pool (``None``: a static pool).
     perf
         Performance model of the pool's instances by name: ``"roofline"`` (default) or ``"calibrated:<name>"``
-        (a saved calibration of this GPU, model and TP; :func:`workbench.hardware.performance_model`).
+        (a saved calibration of this GPU, model and TP; :func:`workbench.hardware.performance_model`), or a
+        :class:`~workbench.hardware.CalibratedModel` itself.
     """
 
     name: str
@@ -113,7 +114,7 @@ class Pool:
     classes: tuple[str, ...] = ()
     accuracy: float = 1.0
     autoscale: AutoscaleConfig | None = None
-    perf: str = "roofline"
+    perf: Any = "roofline"
 
     def __post_init__(self) -> None:
         where = f"pool {self.name!r}"
@@ -157,7 +158,9 @@ class Pool:
         require_range(f"{where}.accuracy", self.accuracy, 0.0, 1.0)
         if not isinstance(self.classes, tuple) or not all(isinstance(c, str) for c in self.classes):
             raise _fail(f"{where}.classes", f"expected a tuple of class names, got {self.classes!r}")
-        if not isinstance(self.perf, str):
+        from workbench.hardware import CalibratedModel
+
+        if not isinstance(self.perf, str | CalibratedModel):
             raise _fail(f"{where}.perf", f"expected a performance-model name, got {self.perf!r}")
         if self.perf != "roofline":
             if self.mig is not None:
