@@ -17,6 +17,7 @@ import polars as pl
 
 from workbench.config import require_int
 from workbench.errors import ConfigError
+from workbench.hardware import CalibratedModel
 from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
 from workbench.planning.spec import SLO, Candidate, CostBasis, gpu_name
@@ -305,8 +306,6 @@ def size_fleet(
     check = require_int("check", check, low=0)
     wl = prepare_workload(trace, qps, seed=seed)
     cost = cost or CostBasis()
-    from workbench.hardware import CalibratedModel
-
     spec = perf if isinstance(perf, str | CalibratedModel) else "roofline"  # what the check simulates
     _check_calibration(spec, candidates, wl)
     t0 = time.perf_counter()
@@ -334,7 +333,7 @@ def size_fleet(
     t2 = time.perf_counter()
     table = _rank(table.drop("_i"))
     best = _best(table)
-    text = explain(table, best, slo, wl, model, checks, perf=getattr(spec, "spec", spec))
+    text = explain(table, best, slo, wl, model, checks, perf=spec if isinstance(spec, str) else spec.spec)
     return SizingResult(
         table=table,
         best=best,
@@ -347,7 +346,7 @@ def size_fleet(
     )
 
 
-def _check_calibration(perf: object, candidates: Sequence[Candidate], wl: Workload) -> None:
+def _check_calibration(perf: str | CalibratedModel, candidates: Sequence[Candidate], wl: Workload) -> None:
     """A calibrated model's domain against the candidates' batch caps and the workload's longest request."""
     from workbench.hardware import calibration_domain
 
