@@ -80,7 +80,7 @@ def bench_refine() -> None:
         naive = plan(mode, target, capacity_at_slo(wl, slo, gpus, model=model, instances=1))
         t_naive = time.perf_counter() - t0
         t0 = time.perf_counter()
-        refined = plan_workload(mode, target, wl, slo, gpus, model=model, instances=1)
+        refined = plan_workload(mode, target, wl, slo, gpus, model=model, instances=1, verify=False)
         t_ref = time.perf_counter() - t0
         both = naive.select(cols).join(refined.select(cols), on="gpu", suffix="_refined").rename(
             lambda c: c.replace("capacity_instances", "measured_at").replace("requests_per_s", "req_s")

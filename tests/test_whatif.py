@@ -207,7 +207,7 @@ def test_plan_measures_capacity_at_the_fleet_size_it_chooses(small_wl):
     one = capacity_at_slo(small_wl, slo, ["A100"], model=model, instances=1)["requests_per_s"][0]
     four = capacity_at_slo(small_wl, slo, ["A100"], model=model, instances=4)["requests_per_s"][0]
     assert four > 10 * one
-    budget = plan_workload("budget", 5e6, small_wl, slo, gpus, model=model, instances=1)
+    budget = plan_workload("budget", 5e6, small_wl, slo, gpus, model=model, instances=1, verify=False)
     naive = plan("budget", 5e6, capacity_at_slo(small_wl, slo, gpus, model=model, instances=1))
     for row in budget.iter_rows(named=True):
         k = row["instances"]
@@ -219,13 +219,35 @@ def test_plan_measures_capacity_at_the_fleet_size_it_chooses(small_wl):
     assert a100["requests_per_s"] > 10 * naive.filter(pl.col("gpu") == "A100-80GB-SXM")["requests_per_s"][0]
     assert naive["capacity_instances"].to_list() == [1, 1]
     # performance mode: the fewest nodes whose capacity, measured at their own size, reaches the target
-    perf = plan_workload("performance", 20_000.0, small_wl, slo, gpus, model=model)
+    perf = plan_workload("performance", 20_000.0, small_wl, slo, gpus, model=model, verify=False)
     for row in perf.iter_rows(named=True):
         k, per_node = row["instances"], row["instances"] // row["nodes"]
         assert row["tokens_per_s"] >= 20_000.0 and row["capacity_instances"] == k
         fewer = capacity_at_slo(small_wl, slo, [row["gpu"]], model=model, instances=k - per_node)
         assert (k - per_node) * fewer["tokens_per_s"][0] < 20_000.0  # one node less misses it
     assert plan("budget", 1e6, CAP, costs=COSTS)["capacity_instances"][0] is None  # hand-made table: unknown
+
+
+def test_plan_workload_rests_on_kernel_verdicts(small_wl):
+    """With verify (the default) every capacity is the largest rate whose whole-fleet verdict meets: the screen
+    overstated the H100's capacity at 8 instances (235 req/s where the kernel's TPOT verdicts meet at 178)."""
+    from workbench.sim.measure import request_source
+    from workbench.whatif import kernel_capacity
+    from workbench.whatif._common import measure_fleet
+
+    slo = SLO(2.0, 0.1)
+    screen = plan_workload("performance", 20_000.0, small_wl, slo, ["H100"], verify=False).row(0, named=True)
+    kernel = plan_workload("performance", 20_000.0, small_wl, slo, ["H100"], precision=FAST).row(0, named=True)
+    assert screen["capacity_from"] == "screen" and screen["verdict"] is None
+    assert kernel["capacity_from"] == "kernel" and kernel["verdict"] == "meets"
+    assert kernel["tokens_per_s"] >= 20_000.0 and kernel["tpot_p99_hi"] <= 0.1 * (1 + FAST.tolerance)
+    # the kernel's capacity at that size: a rate 1.25x above it does not meet
+    k = kernel["instances"]
+    row = kernel_capacity(small_wl, slo, precision=FAST)("H100", 1, k)
+    assert row["requests_per_s"] * k == pytest.approx(kernel["requests_per_s"], rel=1e-9)
+    above = 1.25 * kernel["requests_per_s"]
+    source = request_source(small_wl).scaled(small_wl.qps / above)
+    assert not measure_fleet(source, slo, "H100", "Llama-3.1-8B", 1, k, precision=FAST).meets
 
 
 def test_refinement_is_bounded():

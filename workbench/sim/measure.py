@@ -782,6 +782,19 @@ class RequestSource:
         assert self.draw is not None
         return self.draw(n, seed), False
 
+    def scaled(self, factor: float) -> RequestSource:
+        """The same requests with arrival times multiplied by ``factor`` (the mean rate divided by it)."""
+        require_positive("factor", factor)
+
+        def stretch(trace: Any) -> Any:
+            return trace.with_requests(trace.requests.with_columns(pl.col("arrival_s") * factor))
+
+        if self.trace is not None:
+            return RequestSource(self.name, trace=stretch(self.trace))
+        draw = self.draw
+        assert draw is not None
+        return RequestSource(self.name, draw=lambda n, seed: stretch(draw(n, seed)))
+
 
 def request_source(workload: Any, name: str | None = None) -> RequestSource:
     """A :class:`RequestSource` from a trace, a generator (``.generate(n=, seed=)``), a source, or anything

@@ -15,7 +15,7 @@ Impossible questions (a budget or power cap below one node, a cut below idle pow
 :class:`WhatIfError` naming the limit and the numbers.
 """
 
-from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure
+from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure, kernel_capacity
 from workbench.whatif.gridflex import (
     OBJECTIVES,
     GridFlexResult,
@@ -61,6 +61,7 @@ __all__ = [
     "fleet_metrics",
     "grid_flex",
     "instances_in",
+    "kernel_capacity",
     "least_damaging",
     "margin_table",
     "plan",

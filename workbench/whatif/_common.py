@@ -9,12 +9,13 @@ largest arrival rate a fleet of ``instances`` instances serves while the predict
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
-from workbench.config import require_int
+from workbench.config import require_int, require_range
 from workbench.errors import ConfigError
 from workbench.hardware import gpu, min_tensor_parallel
 from workbench.hardware.perf import clocked
@@ -189,6 +190,104 @@ def capacity_measure(
                 clock=clock, perf=perf,
             ).row(0, named=True)  # fmt: skip
         return cache[key]
+
+    return measure
+
+
+#: Ratio by which :func:`kernel_capacity` steps the rate while it brackets the largest rate that meets.
+RATE_STEP = 1.25
+
+
+def kernel_capacity(
+    wl: Workload,
+    slo: SLO,
+    *,
+    model: str = "Llama-3.1-8B",
+    max_num_seqs: int = 256,
+    clock: float = 1.0,
+    perf: str = "roofline",
+    seed: int = 0,
+    precision: Precision | None = None,
+    rel_tol: float = 0.05,
+) -> Callable[[str, int, int], dict]:
+    """A cached ``measure(gpu, tp, instances)`` whose capacity comes from the measurement kernel.
+
+    The screen's row (:func:`capacity_measure`) gives the starting rate; the fleet of ``instances`` instances
+    is then judged by :func:`measure_fleet` on fresh draws of ``wl`` at each rate tried: the rate steps by
+    :data:`RATE_STEP` until one verdict meets and a higher one does not, then is bisected until the two are
+    within ``rel_tol``. The row's ``requests_per_s`` and ``tokens_per_s`` become the largest rate that
+    *meets* (an undecided or unstable verdict counts as not meeting), per instance; ``capacity_from`` says
+    ``"kernel"``, and ``verdict`` and ``ttft_p99_*`` / ``tpot_p99_*`` are those of the verdict at that rate.
+    Power (``busy_w``, ``batch``, ``busy``) stays the screen's at its own rate.
+
+    Parameters
+    ----------
+    wl
+        The workload (its own rate is rescaled to every rate tried).
+    slo
+        Latency targets (fleet-level).
+    model, max_num_seqs, clock, perf
+        As for :func:`capacity_at_slo` (``perf``: the performance model by name, simulated too).
+    seed, precision
+        Seed and precision of every verdict (:class:`~workbench.sim.measure.Precision`).
+    rel_tol
+        Relative width of the final rate bracket.
+
+    Returns
+    -------
+    Callable
+        ``measure(gpu, tp, instances) -> dict`` (cached per argument triple).
+    """
+    from workbench.planning.check import verdict_columns
+    from workbench.sim.measure import request_source
+
+    require_range("rel_tol", rel_tol, 1e-3, 0.5)
+    screen_row = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
+    source = request_source(wl)
+    mean_out = float(wl.output.mean())
+    cache: dict[tuple[str, int, int], dict] = {}
+
+    def measure(gpu_name: str, tp: int, instances: int) -> dict:
+        key = (gpu(gpu_name).name, int(tp), int(instances))
+        if key in cache:
+            return cache[key]
+        row = {**screen_row(*key), "capacity_from": "kernel"}
+        verdicts: dict[float, Verdict] = {}
+
+        def meets(rate: float) -> bool:
+            if rate not in verdicts:
+                verdicts[rate] = measure_fleet(
+                    source.scaled(wl.qps / rate), slo, key[0], model, key[1], key[2], max_num_seqs=max_num_seqs,
+                    clock=clock, seed=seed, precision=precision, perf=perf,
+                )  # fmt: skip
+            return verdicts[rate].meets
+
+        start = row["requests_per_s"] * key[2] if row["usable"] else wl.qps / key[2]
+        lo = hi = None
+        rate = start
+        for _ in range(12):  # bracket: one rate that meets, one above it that does not
+            if meets(rate):
+                lo = rate
+                if hi is not None:
+                    break
+                rate *= RATE_STEP
+            else:
+                hi = rate
+                if lo is not None:
+                    break
+                rate /= RATE_STEP
+        while lo is not None and hi is not None and hi / lo - 1 > rel_tol:
+            mid = math.sqrt(lo * hi)
+            lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+        if lo is None:  # no rate tried meets: the SLO is out of reach for this fleet
+            worst = verdicts[min(verdicts)]
+            row.update(requests_per_s=0.0, tokens_per_s=0.0, usable=False, **verdict_columns(worst, slo))
+        else:
+            row.update(requests_per_s=lo / key[2], tokens_per_s=lo / key[2] * mean_out,
+                       **verdict_columns(verdicts[lo], slo))  # fmt: skip
+        row["verdicts"] = len(verdicts)
+        cache[key] = row
+        return row
 
     return measure
 

@@ -39,6 +39,7 @@ from workbench.config import require_choice, require_int, require_positive, requ
 from workbench.errors import ConfigError
 from workbench.hardware import gpu
 from workbench.planning import SLO, Workload
+from workbench.sim.measure import Precision
 from workbench.tco import (
     INFRA_USD_PER_NODE,
     MAINTENANCE_USD_PER_NODE_YEAR,
@@ -47,7 +48,7 @@ from workbench.tco import (
     TcoInputs,
     tco_arrays,
 )
-from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure
+from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure, kernel_capacity
 
 MODES: tuple[str, ...] = ("budget", "power", "performance", "count")
 #: Metric -> True when larger is better.
@@ -383,16 +384,30 @@ def plan_workload(
     rank_by: str | None = None,
     instances: int = 4,
     perf: str = "roofline",
+    verify: bool = True,
+    seed: int = 0,
+    precision: Precision | None = None,
 ) -> pl.DataFrame:
     """:func:`plan` straight from a workload: capacity at the SLO measured at ``instances`` instances per GPU
     type (:func:`~workbench.whatif.capacity_at_slo`), then every fleet re-sized on the capacity measured at
     its own instance count (``capacity_instances == instances`` in the answer).
 
-    Parameters are those of :func:`capacity_at_slo` and :func:`plan`.
+    With ``verify`` (the default) every capacity the answer rests on is the measurement kernel's: the largest
+    rate at which the fleet of that size *meets* the SLO on a steady-state whole-fleet simulation
+    (:func:`~workbench.whatif.kernel_capacity`, columns ``capacity_from = "kernel"``, ``verdict``,
+    ``ttft_p99_lo/hi``, ``tpot_p99_lo/hi``); without it the analytic screen's (``capacity_from = "screen"``:
+    fast, for exploring, not a verdict).
+
+    Parameters are those of :func:`capacity_at_slo` and :func:`plan`, plus ``verify``, and the ``seed`` and
+    ``precision`` of the kernel's verdicts.
     """
     cap = capacity_at_slo(wl, slo, gpus, model=model, tp=tp, instances=instances, max_num_seqs=max_num_seqs,
                           clock=clock, perf=perf)  # fmt: skip
-    measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
+    if verify:
+        measure = kernel_capacity(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf,
+                                  seed=seed, precision=precision)  # fmt: skip
+    else:
+        measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
     return plan(mode, target, cap, costs=costs, unit=unit, rank_by=rank_by, measure=measure)
 
 
@@ -479,7 +494,14 @@ def plan(
             {"mode": mode, "target": float(target), "target_unit": label, "gpu": cap["gpu"],
              "tp": int(cap["tp"]), "gpus_per_node": int(cap["gpus_per_node"])},
             metrics,
-            {"capacity_instances": None if measured is None else int(measured), "note": note},
+            {"capacity_instances": None if measured is None else int(measured),
+             "capacity_from": cap.get("capacity_from", "screen") if count else None,
+             "verdict": cap.get("verdict") if count else None,
+             "ttft_p99_lo": cap.get("ttft_p99_lo") if count else None,
+             "ttft_p99_hi": cap.get("ttft_p99_hi") if count else None,
+             "tpot_p99_lo": cap.get("tpot_p99_lo") if count else None,
+             "tpot_p99_hi": cap.get("tpot_p99_hi") if count else None,
+             "note": note},
         ))  # fmt: skip
     if len(notes) == len(rows):
         what = f"{_TARGETS[mode][0]} {target_text(mode, float(target), label)}"
