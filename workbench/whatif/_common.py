@@ -304,12 +304,14 @@ def simulate_fleet(
     failures: Callable | None = None,
     seed: int = 0,
     perf: str = "roofline",
+    progress: bool | None = None,
 ):
     """Simulate a monolithic pool (JSQ router) with a batch cap, a clock and optional failure injection.
 
     ``failures(sim, controller)`` is called before the run (see :func:`workbench.sim.fleet.simulate`'s
     ``setup`` hook) to schedule ``sim.fail_instance`` events. ``perf`` names the performance model
-    (:func:`workbench.hardware.performance_model`).
+    (:func:`workbench.hardware.performance_model`); ``progress`` as for that function (the measurement kernel's
+    runs pass ``False``: one verdict is many runs).
     """
     from workbench.hardware import token_budget
     from workbench.sim.config import SchedulerConfig
@@ -327,7 +329,7 @@ def simulate_fleet(
         if failures is not None:
             failures(sim, ctl)
 
-    return simulate(trace, fleet, seed=seed, setup=setup)
+    return simulate(trace, fleet, seed=seed, setup=setup, progress=progress)
 
 
 def measure_fleet(
@@ -355,8 +357,9 @@ def measure_fleet(
 
     def plain(trace, s: int):
         return simulate_fleet(
-            trace, gpu_name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=s, perf=perf
-        )
+            trace, gpu_name, model, tp, instances, max_num_seqs=max_num_seqs, clock=clock, seed=s, perf=perf,
+            progress=False,
+        )  # fmt: skip
 
     good = slo if slo.goodput is not None else None
     run = trace_runner(request_source(workload), simulate or plain, good=good)

@@ -256,6 +256,7 @@ def simulate_with_failures(
     node_mttr_h: float | None = None,
     gpus_per_node: int | None = None,
     seed: int = 0,
+    progress: bool | None = None,
 ):
     """Simulate a monolithic fleet whose GPUs and nodes fail and recover.
 
@@ -308,7 +309,9 @@ def simulate_with_failures(
         for t, i, d, _cause in events:
             sim.engine.schedule(t, PRIO_CONTROL, fail, (i, d))
 
-    res = simulate_fleet(trace, gpu(gpu_name).name, model, tp, instances, failures=inject, seed=seed)
+    res = simulate_fleet(
+        trace, gpu(gpu_name).name, model, tp, instances, failures=inject, seed=seed, progress=progress
+    )
     res.counters.update(extra, repairs=res.counters["cold_starts"])  # no autoscaler: every start is a repair
     return res
 
@@ -389,7 +392,7 @@ def failure_study(
             return simulate_with_failures(
                 t, gpu_name, n, model=model, tp=tp, failure_rate_per_h=failure_rate_per_h if on else 0.0,
                 mttr_h=mttr_h, node_failure_rate_per_h=node_failure_rate_per_h if on else 0.0,
-                node_mttr_h=node_mttr_h, gpus_per_node=gpn, seed=sd,
+                node_mttr_h=node_mttr_h, gpus_per_node=gpn, seed=sd, progress=False,
             )  # fmt: skip
 
         v = measure_fleet(trace, slo, gpu_name, model, tp, n, seed=seed, precision=precision, simulate=simulate)
