@@ -38,7 +38,7 @@ MODEL = "Llama-3.1-8B"
 
 def panel(quick: bool) -> list[tuple[str, object, float, SLO, list[Candidate]]]:
     """(name, workload, qps, SLO, candidates) of each panel row group."""
-    from workbench.sim.studies import cdf_workload
+    from workbench.studies.fleets import cdf_workload
 
     poisson = Synthetic(
         Poisson(10.0), LogNormal(math.log(800), 1.0, math.log(150), 0.8), name="poisson-lognormal"

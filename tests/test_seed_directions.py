@@ -10,10 +10,10 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.sim.fleet import simulate, summarize
-from workbench.sim.studies import cdf_trace, disaggregation_study, length_split_study
 from workbench.sim.topology import monolithic
 from workbench.studies import replicate
 from workbench.studies._workloads import twin_trace
+from workbench.studies.fleets import cdf_trace, disaggregation_study, length_split_study
 from workbench.traces import LogNormal, Poisson, Synthetic
 
 

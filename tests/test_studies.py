@@ -1,4 +1,4 @@
-"""Fleet studies (:mod:`workbench.sim.studies`): tables, SLO sizing and autoscaling curves on small traces."""
+"""Single-run fleet studies (`studies.fleets`): tables, SLO sizing and autoscaling curves on small traces."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from workbench.errors import ConfigError
 from workbench.sim.fleet import SUMMARY_SCHEMA, simulate, summarize
 from workbench.sim.measure import Precision
-from workbench.sim.studies import (
+from workbench.sim.topology import monolithic
+from workbench.studies.fleets import (
     autoscale_curve,
     cdf_trace,
     disaggregation_study,
@@ -20,7 +21,6 @@ from workbench.sim.studies import (
     policy_study,
     slo_sizing,
 )
-from workbench.sim.topology import monolithic
 from workbench.traces import Fixed, LogNormal, Poisson, Synthetic, TimeVarying
 from workbench.traces.synthetic import PiecewiseRate
 

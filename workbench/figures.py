@@ -223,7 +223,7 @@ def latency_vs_load() -> alt.TopLevelMixin:
 # ----------------------------------------------------------------------------------------------- routing (03)
 @cache
 def _policy_study():
-    from workbench.sim import studies
+    from workbench.studies import fleets as studies
 
     return studies.policy_study(_mooncake(), studies.SEED_POLICIES, loads=(1.0, 2.0, 3.0), instances=8)
 
@@ -247,7 +247,7 @@ def routing_cdf() -> alt.TopLevelMixin:
 
 @figure("autoscale_tradeoff", "ServeGen burst: GPU-hours vs P99 TTFT, autoscalers and static", "03_routing")
 def autoscale_tradeoff() -> alt.TopLevelMixin:
-    from workbench.sim import studies
+    from workbench.studies import fleets as studies
     from workbench.traces import ServeGenMix
     from workbench.viz.fleet import tradeoff_curves
 

@@ -16,7 +16,7 @@ rows with their reason) plus a ``prefill_instance`` column for disaggregated fle
 The controller lives in :mod:`workbench.sim.controller`, the routers' views in :mod:`workbench.sim.views`,
 and the comparison tables (:func:`compare`, :func:`latency_cdf`, :func:`instance_stats`,
 :func:`instance_count`, :func:`gpu_hours`, re-exported here) in :mod:`workbench.sim.metrics`;
-:mod:`workbench.sim.studies` runs the seed papers' comparisons.
+:mod:`workbench.studies.fleets` runs the seed papers' comparisons.
 """
 
 from __future__ import annotations

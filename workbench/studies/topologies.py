@@ -1,6 +1,6 @@
 """Fleet shapes of the seed papers, replicated: two pools by length, P/D disaggregation, autoscaling.
 
-Each study replicates one of the single-run comparisons of :mod:`workbench.sim.studies` (which builds and
+Each study replicates one of the single-run comparisons of :mod:`workbench.studies.fleets` (which builds and
 simulates the fleets) over independent workload draws shared by all compared fleets (common random numbers),
 so notebook 03 reports means, 95 % intervals and paired differences instead of one seed's numbers.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.sim.studies import autoscale_curve, cdf_trace, disaggregation_study, length_split_study
+from workbench.studies.fleets import autoscale_curve, cdf_trace, disaggregation_study, length_split_study
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
 from workbench.traces import LogNormal, Poisson, ServeGenMix, Synthetic
 
@@ -26,7 +26,7 @@ class SplitArm:
 
 
 def split_run(arm: SplitArm, seed: int) -> dict[str, float]:
-    """One draw of the agent-heavy mix through the arm's fleet (``sim.studies.length_split_study``)."""
+    """One draw of the agent-heavy mix through the arm's fleet (``studies.fleets.length_split_study``)."""
     agent = cdf_trace("ifs_agent_heavy_cdf", arm.requests, rate=arm.rate, seed=seed)
     thresholds = (arm.threshold,) if arm.threshold else (4096,)
     table, _ = length_split_study(agent, gpus=arm.gpus, thresholds=thresholds)
@@ -61,7 +61,7 @@ PD_LENGTHS = LogNormal(prompt_mu=7.6, prompt_sigma=0.6, output_mu=5.5, output_si
 
 
 def disaggregation_run(arm: DisaggregationArm, seed: int) -> dict[str, float]:
-    """One draw through the arm's fleet (:func:`~workbench.sim.studies.disaggregation_study`)."""
+    """One draw through the arm's fleet (:func:`~workbench.studies.fleets.disaggregation_study`)."""
     trace = Synthetic(arrivals=Poisson(arm.rate), lengths=PD_LENGTHS).generate(arm.requests, seed=seed)
     shares = (arm.prefill_share,) if arm.prefill_share else ()
     table, _ = disaggregation_study(trace, gpus=arm.gpus, prefill_shares=shares)
@@ -98,7 +98,7 @@ SERVEGEN_WINDOW = {"model": "m-large", "clients": (12, 120, 133), "start_s": 72_
 
 def autoscale_run(arm: AutoscaleArm, seed: int) -> dict[str, float]:
     """One draw of the bursty ServeGen window through the arm's fleet
-    (:func:`~workbench.sim.studies.autoscale_curve`)."""
+    (:func:`~workbench.studies.fleets.autoscale_curve`)."""
     w = SERVEGEN_WINDOW
     mix = ServeGenMix.from_datasets(model=w["model"], clients=list(w["clients"]), start_s=w["start_s"],
                                     end_s=w["end_s"])  # fmt: skip

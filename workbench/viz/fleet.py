@@ -2,7 +2,7 @@
 over time, and the cost-latency trade-off of autoscalers (one point per policy, or curves over a knob).
 
 Every builder takes polars tables produced by :mod:`workbench.sim.fleet` (``latency_cdf``,
-``instance_stats``, ``instance_count``, ``compare``) or :mod:`workbench.sim.studies` and returns an altair
+``instance_stats``, ``instance_count``, ``compare``) or :mod:`workbench.studies.fleets` and returns an altair
 chart.
 """
 
@@ -141,7 +141,7 @@ def tradeoff_curves(
     ----------
     table
         Columns ``curve``, ``policy``, ``knob``, ``value``, ``x`` and ``y`` (see
-        :func:`workbench.sim.studies.autoscale_curve`); rows with ``policy == "static"`` form the reference.
+        :func:`workbench.studies.fleets.autoscale_curve`); rows with ``policy == "static"`` form the reference.
     log_y
         Logarithmic latency axis.
     """

@@ -1,4 +1,6 @@
-"""Fleet studies behind the seed papers' claims: each runs a set of simulations and returns a comparison table.
+"""Single-run fleet comparisons behind the seed papers' claims: each runs a set of simulations and returns a
+comparison table (the replicated studies of :mod:`workbench.studies.topologies` and
+:mod:`workbench.studies.routing` repeat them on common random numbers).
 
 * :func:`policy_study` and :func:`policy_ranks`: routing policies on one pool at several loads (LMetric,
   arXiv 2603.15202);
