@@ -17,6 +17,7 @@ from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.fleet import simulate
 from workbench.sim.topology import Fleet, Pool
 from workbench.traces import LogNormal, Poisson, Sessions, Synthetic
+from workbench.traces.schema import Trace
 
 PERF = LinearPerfModel(
     overhead_s=5e-3, prefill_s_per_token=5e-5, prefill_attn_s=1e-9, decode_s_per_seq=2e-4, decode_attn_s=1e-8
@@ -60,6 +61,39 @@ def _sessions(n: int, rate: float, seed: int):
     return Synthetic(arrivals=Poisson(rate), lengths=lengths, sessions=sessions).generate(n, seed=seed)
 
 
+def _mixed(trace):
+    """``trace`` with requests without prefix hashes (every fifth null, every fifth an empty list) and a few
+    prompts too long for a small GPU's KV cache (a heterogeneous pool routes them over a sub-view)."""
+    r = trace.requests
+    rid = pl.col("request_id")
+    empty = pl.lit([], dtype=r.schema["prefix_hashes"])
+    hashes = pl.when(rid % 5 == 0).then(None).when(rid % 5 == 1).then(empty).otherwise(pl.col("prefix_hashes"))
+    long = pl.when(rid % 40 == 7).then(pl.lit(60_000, dtype=pl.Int32)).otherwise(pl.col("prompt_tokens"))
+    return trace.with_requests(r.with_columns(hashes.alias("prefix_hashes"), long.alias("prompt_tokens")))
+
+
+def _lazy_evictions() -> pl.DataFrame:
+    """LMetric on two small instances (2,686 KV tokens each): A's 100 prefix blocks are cached on instance 0,
+    B's long decode run there borrows them and evicts them lazily, and C (A's prefix) arrives at 40, 60 or
+    70 s, before and after the run has evicted most of them: the router must see the cache as a per-iteration
+    loop has it then (one table, a row per request and arrival time of C)."""
+    prefix = [1000 + j for j in range(100)]
+    pool = Pool("m", gpu="H200-SXM", mig="1g", model="Llama-2-7B", instances=2, router="lmetric")
+    tables = []
+    for arrival in (40.0, 60.0, 70.0):
+        rows = pl.DataFrame(
+            {
+                "request_id": pl.Series(range(3), dtype=pl.UInt64),
+                "arrival_s": [0.0, 0.5, arrival],
+                "prompt_tokens": pl.Series([1601, 17, 1617], dtype=pl.Int32),
+                "output_tokens": pl.Series([2, 2500, 2], dtype=pl.Int32),
+                "prefix_hashes": pl.Series([prefix, [7], prefix], dtype=pl.List(pl.UInt64)),
+            }
+        )
+        tables.append(simulate(Trace(rows, prefix_block_tokens=16), Fleet(pools=(pool,))).requests)
+    return pl.concat(tables)
+
+
 def scenarios() -> dict[str, pl.DataFrame]:
     """Name -> requests table of each scenario."""
     out = {
@@ -73,6 +107,12 @@ def scenarios() -> dict[str, pl.DataFrame]:
         out[f"fleet_{router}"] = simulate(
             tr, Fleet(pools=(Pool("m", gpu="A10G", instances=4, router=router),))
         ).requests
+    # LMetric's compiled fast path against its router (pure Python): both batch rules, a heterogeneous pool
+    mixed = _mixed(tr)
+    for batch in ("running", "outstanding"):
+        pool = Pool("h", gpu={"A10G": 2, "H100-SXM": 2}, router="lmetric", router_params={"batch": batch})
+        out[f"fleet_lmetric_{batch}_mixed"] = simulate(mixed, Fleet(pools=(pool,))).requests
+    out["fleet_lmetric_lazy_evictions"] = _lazy_evictions()
     pd = Fleet(pools=(Pool("p", role="prefill", instances=2), Pool("d", role="decode", instances=2)))
     out["disaggregated"] = simulate(tr, pd).requests
     auto = AutoscaleConfig(policy="threshold", max_instances=4, interval_s=2.0, setup_delay_s=5.0)

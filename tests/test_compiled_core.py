@@ -37,7 +37,7 @@ def test_compiled_and_pure_python_cores_give_identical_tables(tmp_path):
     env = {**os.environ, _pure.ENV: "1"}
     subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, check=True, timeout=600)
     compiled = _core_scenarios.scenarios()
-    assert len(compiled) == 9
+    assert len(compiled) == 12
     for name, table in compiled.items():
         pure = pl.read_parquet(tmp_path / f"{name}.parquet")
         assert table.equals(pure), name  # every column, finish times to the last bit

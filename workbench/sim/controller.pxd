@@ -2,12 +2,17 @@
 # Attributes not declared here live in the instance __dict__ (new ones need no declaration).
 cimport cython
 
+from workbench.sim.instance cimport Instance
 from workbench.sim.request cimport Request
 
 cdef bint COMPILED
 
 @cython.locals(best=long, k=long, j=long, c=long)
 cdef long _argmin_counts(long[:] counts, long lo, long n)
+
+@cython.locals(hashes=object, prompt=long, limit=long, best=long, k=long, j=long, inst=Instance, p=long, b=long,
+               cost=long)
+cdef long _lmetric_choice(list instances, Request request, long block, bint running, long[:] counts, double now)
 
 cdef class FleetController:
     cdef dict __dict__

@@ -22,6 +22,7 @@ from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
 from workbench.sim.request import Request
 from workbench.sim.routing import REJECT, get_router
+from workbench.sim.routing.cache import LMetric
 from workbench.sim.routing.load import JSQ
 from workbench.sim.routing.prefix_index import PrefixIndex
 from workbench.sim.simulation import DEFER, Simulation
@@ -35,8 +36,9 @@ def _probe() -> None:
     """A function of this module (its type says whether the module runs compiled)."""
 
 
-#: This module runs as its compiled build: the built-in load routers' choices over the outstanding counters
-#: take a typed loop (the same choices as the routers themselves, which the pure-Python build calls).
+#: This module runs as its compiled build: the choices of ``jsq`` (over the outstanding counters) and of
+#: ``lmetric`` (over the instances' counters and prefix caches) take a typed loop (the same choices as the
+#: routers themselves, which the pure-Python build calls; ``tests/test_compiled_core.py`` compares them).
 COMPILED = is_compiled(_probe)
 
 
@@ -187,6 +189,10 @@ class FleetController:
             k = 0
         elif COMPILED and type(router) is JSQ and view.first_id >= 0:
             k = _argmin_counts(self.counts, view.first_id, n)
+        elif COMPILED and type(router) is LMetric and self.kv is None:
+            k = _lmetric_choice(
+                view.instances, request, view.prefix_block_tokens, router.batch == "running", self.counts, now
+            )
         else:
             k = router.choose(request, view, now)
         inst = view.instances[k]
@@ -442,6 +448,34 @@ def _argmin_counts(counts, lo: int, n: int) -> int:
         c = counts[lo + j]
         if c < best:
             best = c
+            k = j
+    return k
+
+
+def _lmetric_choice(instances: list, request: Request, block: int, running: bool, counts, now: float) -> int:
+    """:meth:`LMetric.choose <workbench.sim.routing.cache.LMetric.choose>` as a typed loop over the instances.
+
+    The position of the smallest (queued prefill tokens + prompt tokens not in the instance's prefix cache) x
+    (running batch, or outstanding requests from the controller's ``counts`` when ``running`` is false, + 1),
+    the first among ties, with the view's ``block`` tokens per prefix entry. Each instance's match is a walk
+    of its own cache (what the view's prefix index reproduces, after the same lazy evictions), so no index is
+    built or kept. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
+    hashes = request.prefix_hashes
+    prompt = request.prompt_tokens
+    limit = min(len(hashes), (prompt - 1) // block) if hashes and block else 0
+    best = 0
+    k = 0
+    for j in range(len(instances)):
+        inst = instances[j]
+        p = inst.queued_prefill_tokens + prompt
+        if limit > 0:
+            if inst.kv.free < 0:  # a decode run's evictions may be due
+                inst.settle(now)
+            p -= inst.prefix.match(hashes, limit) * block
+        b = len(inst.running) if running else counts[inst.index]
+        cost = p * (b + 1)
+        if j == 0 or cost < best:
+            best = cost
             k = j
     return k
 
