@@ -10,9 +10,9 @@ cdef bint COMPILED
 @cython.locals(best=long, k=long, j=long, c=long)
 cdef long _argmin_counts(long[:] counts, long lo, long n)
 
-@cython.locals(hashes=object, prompt=long, limit=long, best=long, k=long, j=long, inst=Instance, p=long, b=long,
-               cost=long)
-cdef long _lmetric_choice(list instances, Request request, long block, bint running, long[:] counts, double now)
+@cython.locals(hashes=object, prompt=long, block=long, limit=long, best=long, k=long, j=long, inst=Instance, p=long,
+               b=long, cost=long)
+cdef long _lmetric_choice(list instances, Request request, bint running, long[:] counts, double now)
 
 cdef class FleetController:
     cdef dict __dict__
@@ -25,12 +25,15 @@ cdef class FleetController:
     cdef public list capacity
     cdef public list inner
     cdef public list views
+    cdef public list live
+    cdef public list min_fit
+    cdef public list first_id
     cdef public dict position
     cdef public object front
     cdef public object decode_router
     cdef public object out
     cdef public long[:] counts
-    @cython.locals(p=long, size=long, n=long, k=long, i=long)
+    @cython.locals(p=long, size=long, n=long, k=long, i=long, first=long, insts=list, inst=Instance)
     cpdef long choose(self, Request request, object routable, double now)
     @cython.locals(p=long, k=long, size=long)
     cpdef long _pick_entry_pool(self, Request request, double now)

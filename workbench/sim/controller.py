@@ -136,6 +136,12 @@ class FleetController:
                          outstanding=self.out, prefix_index=lambda p=p: self.prefix_index(p))
             for p, lst in enumerate(live)
         ]  # fmt: skip
+        #: per pool, what :meth:`choose` reads of its view on every decision: the live instances, the smallest
+        #: request every one of them holds (larger ones take :meth:`InstanceView.fitting`) and the first id
+        self.live = [v.instances for v in self.views]
+        self.min_fit = [v.min_fit for v in self.views]
+        self.first_id = [v.first_id for v in self.views]
+
 
     def prefix_index(self, p: int) -> PrefixIndex:
         """The prefix index of pool ``p`` (made on first use: it tracks every member, on or off)."""
@@ -172,30 +178,34 @@ class FleetController:
                 return REJECT
             router = self.inner[p]
         view = self.views[p]
-        if not view.instances:
+        insts = self.live[p]  # view.instances, kept with the views
+        if not insts:
             self.deferred[p].append(request)
             return DEFER
         size = request.prompt_tokens + request.output_tokens
-        view = view.fitting(size)  # heterogeneous pool: only the instances that can hold the request
-        if not view.instances:
-            if size > self.capacity[p]:  # a decode pool no member of which can ever hold it
-                self.reject_reason = self._too_long(p, request, f"pool {self.fleet.pools[p].name!r}")
-                return REJECT
-            # a larger member is off, starting or failed: wait for it (an autoscaler starts one, see _tick)
-            self.deferred[p].append(request)
-            return DEFER
-        n = len(view.instances)
+        if size > self.min_fit[p]:  # heterogeneous pool: only the instances that can hold the request
+            view = view.fitting(size)
+            insts = view.instances
+            first = view.first_id
+            if not insts:
+                if size > self.capacity[p]:  # a decode pool no member of which can ever hold it
+                    self.reject_reason = self._too_long(p, request, f"pool {self.fleet.pools[p].name!r}")
+                    return REJECT
+                # a larger member is off, starting or failed: wait for it (an autoscaler starts one, see _tick)
+                self.deferred[p].append(request)
+                return DEFER
+        else:
+            first = self.first_id[p]
+        n = len(insts)
         if n == 1:
             k = 0
-        elif COMPILED and type(router) is JSQ and view.first_id >= 0:
-            k = _argmin_counts(self.counts, view.first_id, n)
+        elif COMPILED and type(router) is JSQ and first >= 0:
+            k = _argmin_counts(self.counts, first, n)
         elif COMPILED and type(router) is LMetric and self.kv is None:
-            k = _lmetric_choice(
-                view.instances, request, view.prefix_block_tokens, router.batch == "running", self.counts, now
-            )
+            k = _lmetric_choice(insts, request, router.batch == "running", self.counts, now)
         else:
             k = router.choose(request, view, now)
-        inst = view.instances[k]
+        inst = insts[k]
         if request.prompt_tokens > inst.max_prompt:  # the view holds only instances that fit the tokens
             self.reject_reason = inst.reject_reason(request)
             return REJECT
@@ -452,16 +462,19 @@ def _argmin_counts(counts, lo: int, n: int) -> int:
     return k
 
 
-def _lmetric_choice(instances: list, request: Request, block: int, running: bool, counts, now: float) -> int:
+def _lmetric_choice(instances: list, request: Request, running: bool, counts, now: float) -> int:
     """:meth:`LMetric.choose <workbench.sim.routing.cache.LMetric.choose>` as a typed loop over the instances.
 
     The position of the smallest (queued prefill tokens + prompt tokens not in the instance's prefix cache) x
     (running batch, or outstanding requests from the controller's ``counts`` when ``running`` is false, + 1),
-    the first among ties, with the view's ``block`` tokens per prefix entry. Each instance's match is a walk
-    of its own cache (what the view's prefix index reproduces, after the same lazy evictions), so no index is
-    built or kept. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
+    the first among ties, with the first instance's tokens per prefix entry (as the view). Each instance's
+    match is a walk of its own cache (what the view's prefix index reproduces, after the same lazy
+    evictions), so no index is built or kept. ``tests/test_compiled_core.py`` compares the fleet's results
+    with the router's own."""
     hashes = request.prefix_hashes
     prompt = request.prompt_tokens
+    inst = instances[0]
+    block = inst.prefix.entry_tokens
     limit = min(len(hashes), (prompt - 1) // block) if hashes and block else 0
     best = 0
     k = 0

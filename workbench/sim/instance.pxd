@@ -2,6 +2,7 @@
 cimport cython
 
 from workbench.hardware.closed_forms cimport RooflineTerms
+from workbench.sim.engine cimport Engine
 from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
@@ -40,8 +41,9 @@ cdef class SegmentRecorder:
 
 cdef class Instance:
     cdef public object host
-    cdef public object engine
+    cdef public Engine engine
     cdef public object push
+    cdef public object step_end
     cdef public long index
     cdef public object config
     cdef public object pool

@@ -301,6 +301,8 @@ class Instance:
         self.host = host
         self.engine = host.engine
         self.push = host.engine.push  # launching a step is the engine's fast path
+        #: the bound method :meth:`_on_end` made once (every step's end event calls it)
+        self.step_end = self._on_end
         self.index = index
         self.config = config
         self.pool = config.pool
@@ -548,7 +550,7 @@ class Instance:
         self.run_iterations = k
         self.version += 1
         end = self.step_start + self._decode_run_time(batch, decode.context, k)
-        self.engine.schedule(end if end > now else now, PRIO_ITERATION, self._on_end, self.version)
+        self.engine.schedule(end if end > now else now, PRIO_ITERATION, self.step_end, self.version)
 
     # ------------------------------------------------------------------ iteration times
     def _roofline_terms(self) -> RooflineTerms | None:
@@ -770,7 +772,7 @@ class Instance:
         if not dt >= 0.0:  # also catches nan: time must never go back
             raise SimulationError(f"performance model returned an iteration time of {dt!r} s")
         self.busy = True
-        self.push(now + dt, PRIO_ITERATION, self._on_end, self.version)
+        self.engine.push(now + dt, PRIO_ITERATION, self.step_end, self.version)
 
     def _plan_prefill(self, budget: int, now: float) -> tuple[list, int, float]:
         """Prefill chunks for this iteration: partial prefills first, then FCFS admission."""

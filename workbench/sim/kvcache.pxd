@@ -22,7 +22,7 @@ cdef class PrefixCache:
     cpdef tuple match_unreferenced(self, object hashes, long limit)
     @cython.locals(c=long)
     cpdef reference(self, object hashes)
-    @cython.locals(c=long)
+    @cython.locals(c=long, i=Py_ssize_t)
     cpdef release(self, object hashes)
     @cython.locals(duplicates=long)
     cpdef long insert(self, object hashes)

@@ -156,7 +156,8 @@ class PrefixCache:
         """A request stops using ``hashes``; entries nobody uses join the LRU list, tail first."""
         refs = self.refs
         lru = self.lru
-        for h in reversed(hashes):
+        for i in range(len(hashes) - 1, -1, -1):  # (no reversed() iterator: a typed loop compiled)
+            h = hashes[i]
             c = refs[h] - 1
             refs[h] = c
             if c == 0:

@@ -51,8 +51,8 @@ class InstanceView:
     """
 
     __slots__ = ("_capacity", "_clock", "_cols", "_counts", "_entry_blocks", "_fitting", "_full", "_index",
-                 "_index_of", "_lrus", "_min_fit", "_prefix_block", "_rows", "_running", "_waiting",
-                 "first_id", "fit_tokens", "ids", "instances", "kv_block_tokens", "speed")  # fmt: skip
+                 "_index_of", "_lrus", "_prefix_block", "_rows", "_running", "_waiting", "first_id",
+                 "fit_tokens", "ids", "instances", "kv_block_tokens", "min_fit", "speed")  # fmt: skip
 
     def __init__(
         self,
@@ -92,7 +92,8 @@ class InstanceView:
         self._full = -1  # the index's column count while this view is all its columns in order, else -1
         #: longest prompt + output each instance can ever hold (whole KV blocks)
         self.fit_tokens = ints(i.fit_tokens for i in insts)
-        self._min_fit = int(self.fit_tokens.min()) if len(insts) else 0
+        #: the longest request (prompt + output) every candidate can hold (:meth:`fitting` is ``self`` up to it)
+        self.min_fit = int(self.fit_tokens.min()) if len(insts) else 0
         # tokens per prefix-cache entry: one pool's instances share its scheduler and the trace's block size
         self._prefix_block = insts[0].prefix.entry_tokens if insts else 0
         self._fitting: dict[int, InstanceView] = {}
@@ -105,7 +106,7 @@ class InstanceView:
 
         ``self`` when every instance can; cached per size class (views are rebuilt on lifecycle changes).
         """
-        if tokens <= self._min_fit or not self.instances:
+        if tokens <= self.min_fit or not self.instances:
             return self
         cap = int(self.fit_tokens[self.fit_tokens >= tokens].min(initial=np.iinfo(np.int64).max))
         sub = self._fitting.get(cap)
