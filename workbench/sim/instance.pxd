@@ -6,6 +6,8 @@ from workbench.sim.engine cimport Engine
 from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
+cdef double INF
+
 
 cdef class DecodeSet:
     cdef public long block_tokens
@@ -13,7 +15,7 @@ cdef class DecodeSet:
     cdef public list finishes
     cdef public long iteration
     cdef public list residues
-    cdef public object sequence
+    cdef public long sequence
     cdef public long size
     @cython.locals(g=long, gen=long, key=long, seq=long)
     cpdef join(self, Request req, long private_tokens)
@@ -21,7 +23,7 @@ cdef class DecodeSet:
     cpdef long leave(self, Request req)
     @cython.locals(fin=list)
     cpdef long next_finish(self)
-    @cython.locals(bs=long, full=long, rem=long, total=long, s=long, lo=long, cnt=list)
+    @cython.locals(bs=long, full=long, rem=long, total=long, s=long, j=long, cnt=list)
     cpdef long blocks_needed(self, long g, long k)
     @cython.locals(size=long, bs=long, cycles=long, rem=long, k=long, j=long, x=long, cnt=list)
     cpdef long affordable(self, long g, long avail, long limit)

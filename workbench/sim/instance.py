@@ -49,11 +49,11 @@ implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` 
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
+from heapq import heappop, heappush
 from typing import Protocol
 
 from workbench.hardware import model as model_spec
@@ -70,6 +70,8 @@ OFF, STARTING, ON, DRAINING = "off", "starting", "on", "draining"
 #: Segment state codes (result table ``state``).
 SEG_STATES = ("busy", "idle", "starting", "off")
 BUSY, IDLE, SEG_STARTING, SEG_OFF = 0, 1, 2, 3
+#: No time yet (a C double in the compiled build: no lookup of ``math.inf``).
+INF = math.inf
 
 
 #: Kinds of rejection of an over-long request (the text of a reject reason before its colon).
@@ -131,7 +133,7 @@ class DecodeSet:
         self.iteration = 0
         self.residues = [0] * block_tokens
         self.finishes: list[tuple[int, int, Request]] = []
-        self.sequence = itertools.count()
+        self.sequence = 0  # the next sequence number (never reset: stale finish entries stay distinct)
 
     def join(self, req: Request, private_tokens: int) -> None:
         """``req`` (with ``private_tokens`` tokens in its private blocks) starts decoding."""
@@ -143,9 +145,10 @@ class DecodeSet:
         self.size += 1
         self.context += req.prompt_tokens + gen - 1
         req.decode_offset = g - gen
-        seq = next(self.sequence)
+        seq = self.sequence
+        self.sequence = seq + 1
         req.decode_seq = seq
-        heapq.heappush(self.finishes, (g + req.output_tokens - gen, seq, req))
+        heappush(self.finishes, (g + req.output_tokens - gen, seq, req))
 
     def leave(self, req: Request) -> int:
         """``req`` stops decoding; returns (and stores) its generated tokens."""
@@ -161,7 +164,7 @@ class DecodeSet:
         """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
         fin = self.finishes
         while fin[0][2].decode_seq != fin[0][1]:
-            heapq.heappop(fin)
+            heappop(fin)
         return fin[0][0]
 
     def blocks_needed(self, g: int, k: int) -> int:
@@ -175,8 +178,8 @@ class DecodeSet:
             # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
             cnt = self.residues
             s = -g % bs
-            lo = s - rem + 1
-            total += sum(cnt[lo : s + 1]) if lo >= 0 else sum(cnt[: s + 1]) + sum(cnt[bs + lo :])
+            for j in range(s - rem + 1, s + 1):  # a typed loop compiled (no slices, no sum())
+                total += cnt[j] if j >= 0 else cnt[j + bs]
         return total
 
     def affordable(self, g: int, avail: int, limit: int) -> int:
@@ -354,7 +357,7 @@ class Instance:
         self.run_reserved = 0
         #: when ``kv.free < 0`` (a decode run borrows evictable blocks): no eviction is due before this time
         #: (a lower bound of the start of the run's next evicting iteration); inf when the run owes nothing
-        self.evict_at = math.inf
+        self.evict_at = INF
         #: the step's prefill work: (request, tokens) chunks, their sum, and the KV blocks in use at its start
         self.step_items: list[tuple[Request, int]] = []
         self.step_prefill_tokens = 0
@@ -517,7 +520,7 @@ class Instance:
         decode.clear()
         self.prefix.clear()
         self.kv.free = self.kv.capacity
-        self.evict_at = math.inf
+        self.evict_at = INF
         self.queued_prefill_tokens = 0
         self.owed_tokens = self.tokens_out  # nothing left to generate here
         self.step_items = []
@@ -544,7 +547,7 @@ class Instance:
         reserved = decode.blocks_needed(decode.iteration + 1, k - 1)
         if self.kv.free < 0:  # make the evictions of iterations 2..k (all started by now)
             self._make_free(reserved - self.run_reserved)
-            self.evict_at = math.inf
+            self.evict_at = INF
         self.kv.free += self.run_reserved - reserved
         self.run_reserved = reserved
         self.run_iterations = k
@@ -617,7 +620,7 @@ class Instance:
         if self.kv.free < 0:
             self._next_eviction(now)
         else:
-            self.evict_at = math.inf
+            self.evict_at = INF
 
     def _next_eviction(self, now: float) -> None:
         """Set :attr:`evict_at` (after ``now``) for a decode run that still borrows ``-kv.free`` blocks (tell
@@ -629,7 +632,7 @@ class Instance:
         t = self.step_start + self._decode_run_time(self.run_batch, decode.context, m + 1)
         # a margin for rounding (settle() then counts the iterations exactly), but always later than now: a
         # settle at a time within the margin makes no eviction and must not be asked again at that time
-        self.evict_at = max(t - 1e-9 * t, math.nextafter(now, math.inf))
+        self.evict_at = max(t - 1e-9 * t, math.nextafter(now, INF))
         if self.prefix.index is not None:
             self.prefix.index.defer(self, self.evict_at)
 
@@ -913,7 +916,7 @@ class Instance:
             return
         if self.kv.free < 0:  # the decode run's remaining evictions, before anything releases cache entries
             self._make_free(0)
-            self.evict_at = math.inf
+            self.evict_at = INF
         k = self.run_iterations
         batch_decode = self.run_batch
         items = self.step_items
@@ -943,7 +946,7 @@ class Instance:
         fin = decode.finishes
         G = decode.iteration
         while fin and fin[0][0] <= G:
-            _, seq, req = heapq.heappop(fin)
+            _, seq, req = heappop(fin)
             if req.decode_seq == seq:
                 self._leave_decode(req)
                 self._finish(req, now)

@@ -365,7 +365,6 @@ class Simulation:
         hashes = optional.get("prefix_hashes")
         sessions = optional.get("session_id")
         classes = optional.get("request_class")
-        route = self.route
 
         def arrive(i: int, now: float) -> None:
             req = Request(i, ids[i], now, prompt[i], output[i])
@@ -375,10 +374,10 @@ class Simulation:
                 req.session_id = sessions[i]
             if classes is not None:
                 req.request_class = classes[i]
-            route(req, now)
+            self.route(req, now)  # (self: a typed call in the compiled build)
 
         def arrive_plain(i: int, now: float) -> None:  # no optional columns: the common, fastest case
-            route(Request(i, ids[i], now, prompt[i], output[i]), now)
+            self.route(Request(i, ids[i], now, prompt[i], output[i]), now)
 
         make = arrive if optional else arrive_plain
         loop = self.closed_loop
