@@ -92,6 +92,8 @@ cdef class Instance:
     cdef public long prefix_query_tokens
 
     cpdef enqueue(self, Request req, double now)
+    @cython.locals(prefix=PrefixCache)
+    cpdef long prefix_match_tokens(self, object request)
     cpdef _queue_prefill(self, Request req)
     @cython.locals(k=long, reserved=long, batch=long, end=double)
     cpdef _cut_run(self, double now)
@@ -110,7 +112,7 @@ cdef class Instance:
                    avail=long, reserved=long, dt=double)
     cpdef _step(self, double now)
     @cython.locals(prefill=long, prefill_context=double, chunk_cap=long, todo=long, c=long, max_seqs=long,
-                   start=long, longest=long)
+                   start=long, longest=long, req=Request)
     cpdef tuple _plan_prefill(self, long budget, double now)
     @cython.locals(ptok=long, nmatch=long, ncache=long, unreferenced=long, hashed=long, need=long, avail=long)
     cpdef bint _admit(self, Request req, double now)
@@ -120,7 +122,7 @@ cdef class Instance:
     cpdef _leave_decode(self, Request req)
     cpdef _release(self, Request req)
     cpdef _preempt_youngest(self)
-    @cython.locals(k=long, batch_decode=long, batch=long, start=double, G=long, c=long, seq=long)
+    @cython.locals(k=long, batch_decode=long, batch=long, start=double, G=long, c=long, seq=long, req=Request)
     cpdef _on_end(self, long version, double now)
     cpdef _prefill_done(self, Request req, double now)
     @cython.locals(new=long, duplicates=long)

@@ -921,17 +921,18 @@ class Instance:
         batch_decode = self.run_batch
         items = self.step_items
         batch = batch_decode + len(items)
-        start = self.step_start
         seg = self.segments
-        pb = seg.pending
-        if pb is not None and pb[1] == start and pb[2] == batch:  # extend the pending busy segment
-            pb[1] = now
-            pb[3] += self.step_prefill_tokens
-            pb[5] += k
-        else:
-            if pb is not None and seg.sink is not None:
-                seg.sink((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
-            seg.pending = [start, now, batch, self.step_prefill_tokens, self.step_kv_blocks, k]
+        if seg.sink is not None:  # time series recorded (without a sink nothing reads the pending segment)
+            start = self.step_start
+            pb = seg.pending
+            if pb is not None and pb[1] == start and pb[2] == batch:  # extend the pending busy segment
+                pb[1] = now
+                pb[3] += self.step_prefill_tokens
+                pb[5] += k
+            else:
+                if pb is not None:
+                    seg.sink((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                seg.pending = [start, now, batch, self.step_prefill_tokens, self.step_kv_blocks, k]
         self.n_iterations += k
         decode = self.decode
         if batch_decode:
