@@ -10,8 +10,8 @@ cdef bint COMPILED
 @cython.locals(best=long, k=long, j=long, c=long)
 cdef long _argmin_counts(long[:] counts, long lo, long n)
 
-@cython.locals(hashes=object, prompt=long, block=long, limit=long, best=long, k=long, j=long, inst=Instance, p=long,
-               b=long, cost=long)
+@cython.locals(hashes=object, first=object, prompt=long, block=long, limit=long, best=long, k=long, j=long,
+               inst=Instance, p=long, b=long, cost=long, refs=dict, m=long)
 cdef long _lmetric_choice(list instances, Request request, bint running, long[:] counts, double now)
 
 cdef class FleetController:

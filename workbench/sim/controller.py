@@ -476,6 +476,7 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     inst = instances[0]
     block = inst.prefix.entry_tokens
     limit = min(len(hashes), (prompt - 1) // block) if hashes and block else 0
+    first = hashes[0] if limit > 0 else None
     best = 0
     k = 0
     for j in range(len(instances)):
@@ -484,7 +485,12 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
         if limit > 0:
             if inst.kv.free < 0:  # a decode run's evictions may be due
                 inst.settle(now)
-            p -= inst.prefix.match(hashes, limit) * block
+            refs = inst.prefix.refs  # PrefixCache.match inlined (the first block looked up once)
+            if first in refs:
+                m = 1
+                while m < limit and hashes[m] in refs:
+                    m += 1
+                p -= m * block
         b = len(inst.running) if running else counts[inst.index]
         cost = p * (b + 1)
         if j == 0 or cost < best:
