@@ -8,7 +8,8 @@ pyproject.toml)::
     app
     demo | figures | widgets
     viz
-    studies | kv_studies
+    studies
+    kv_studies
     whatif
     planning
     sensitivity | validation | jobs
