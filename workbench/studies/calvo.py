@@ -21,8 +21,17 @@ AgenticArm`: sessions starting in MMPP bursts, each step's prompt the whole conv
 calls): long prompts (about 17,000 tokens on average) of which about 80 % are a prefix computed before. Four
 H100 / Llama-3.1-8B instances share a Mooncake-style store (every computed prefix block is written to it;
 2 TB) reached over one 100 GbE NIC per GPU, so a prefix that has left an instance's GPU comes back over the
-network. Each replication draws its own sessions; all arms of a replication run on the same draw (common
-random numbers), and every request counts (the run starts empty).
+network.
+
+The workload is a **finite burst**: ``rate x duration_s`` sessions (400 at the headline) start over
+``duration_s`` seconds and are served to completion; requests released in the first ``warmup_s`` seconds (caches
+still empty) are not counted. It is not a steady state, and cannot be one here: at the loads where loading
+matters this closed loop has none (sessions slow down, live longer and add load, so congestion keeps growing
+the longer sessions keep starting: at 1 session/s, a quarter of the headline's rate, the blocking engine meets
+the SLO for about 94 % of the requests of a 400 s run and 62 % of an 800 s one). The numbers are therefore
+those of the stated burst, like a testbed replaying a fixed workload; the stage's advantage is that the fleet
+takes a larger burst before it tips into that congestion. Each replication draws its own sessions; all arms of
+a replication run on the same draw (common random numbers).
 
 **SLO** (stated, per request): TTFT <= 2 s and TPOT <= 100 ms (an interactive agent: first token within two
 seconds of a step, then faster than reading speed). SLO attainment is the share of all requests meeting both
@@ -79,10 +88,13 @@ class CalvoArm:
         ``"lmetric"`` (blind to the tiers) or ``"kv_aware"`` (load time in the cost).
     nic
         NIC per GPU (the path from the store).
-    rate
-        Mean session starts per second (MMPP bursts, :class:`~workbench.kv_studies.AgenticArm`).
-    sessions, mean_steps, think_s
-        Sessions per replication, mean LLM steps per session, mean think/tool time between steps.
+    rate, duration_s
+        Mean session starts per second (MMPP bursts, :class:`~workbench.kv_studies.AgenticArm`) over
+        ``duration_s`` seconds: ``rate x duration_s`` sessions, served to completion.
+    warmup_s
+        Requests released before this time are not counted.
+    mean_steps, think_s
+        Mean LLM steps per session, mean think/tool time between steps.
     instances
         H100 / Llama-3.1-8B instances.
     store_gb
@@ -262,6 +274,7 @@ def claim(rep: Replicated, conditions: Replicated | None = None) -> Claim:
     gained_at = ", ".join(f"{r:g}/s {n}" for r, n in gained.select("rate", "nic").iter_rows())
     flat_at = ", ".join(f"{r:g}/s {n}" for r, n in flat.select("rate", "nic").iter_rows())
     first = rep.runs.filter(pl.col("arm") == BASELINE).row(0, named=True)
+    sessions = round(first["rate"] * first["duration_s"])
     if stage.low <= 0:
         verdict = NOT_REPRODUCED
         reason = "an asynchronous loading stage raises no SLO attainment significantly at the headline load"
@@ -291,10 +304,11 @@ def claim(rep: Replicated, conditions: Replicated | None = None) -> Claim:
         published="KV loading as a first-class, asynchronously managed stage, with the load delay in the "
         f"scheduling cost: up to +{100 * PAPER_GAIN:.2f} % SLO attainment over a compute-centric engine",
         setup=(
-            f"{first['instances']} x H100 / Llama-3.1-8B, agentic closed loop ({first['rate']:g} sessions/s in "
-            f"bursts for {first['duration_s']:g} s, first {first['warmup_s']:g} s not counted; ~80 % of prompt "
-            f"tokens a reused prefix), shared store over 100 GbE per GPU; SLO TTFT <= {TTFT_SLO_S:g} s and "
-            f"TPOT <= {1e3 * TPOT_SLO_S:g} ms; blocking vs overlapped loads, lmetric vs kv_aware; "
+            f"{first['instances']} x H100 / Llama-3.1-8B; a burst of {sessions} agent sessions (closed loop) "
+            f"starting over {first['duration_s']:g} s, served to completion, requests of the first "
+            f"{first['warmup_s']:g} s not counted (no steady state at these loads); ~80 % of prompt tokens a "
+            f"reused prefix; shared store over 100 GbE per GPU; SLO TTFT <= {TTFT_SLO_S:g} s and TPOT <= "
+            f"{1e3 * TPOT_SLO_S:g} ms; blocking vs overlapped loads, lmetric vs kv_aware; "
             f"{rep.replications} seeds"
         ),
         result=(
