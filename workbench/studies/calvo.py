@@ -237,6 +237,12 @@ def _mean(values: pl.Series) -> float:
     return float(values.to_numpy().mean())
 
 
+def _pct(value: float, low: float, high: float) -> str:
+    """``"+41 % [+29, +54]"``; one decimal when the interval lies within 5 % of zero."""
+    d = 1 if max(abs(low), abs(high)) < 0.05 else 0
+    return f"{100 * value:+.{d}f} % [{100 * low:+.{d}f}, {100 * high:+.{d}f}]"
+
+
 def _nic_effect(table: pl.DataFrame) -> str:
     """Whether the gain shrinks with a 4x faster NIC at the same load (a sentence, empty without both)."""
     fast = table.filter(pl.col("nic") == NICS["cx7_400g"])
@@ -265,8 +271,8 @@ def claim(rep: Replicated, conditions: Replicated | None = None) -> Claim:
     wasted = (rep.estimate(BASELINE, "wasted_loads"), rep.estimate(STAGE, "wasted_loads"))
     table = gains(rep, *([conditions] if conditions is not None else []))
     where = "; ".join(
-        f"{r['rate']:g}/s {r['nic']} ({100 * r['loaded_share']:.0f} % loaded): {100 * r['gain']:+.0f} % "
-        f"[{100 * r['gain_lo']:+.0f}, {100 * r['gain_hi']:+.0f}]"
+        f"{r['rate']:g}/s burst, {r['nic']} ({100 * r['loaded_share']:.0f} % loaded): "
+        + _pct(r["gain"], r["gain_lo"], r["gain_hi"])
         for r in table.iter_rows(named=True)
     )
     gained = table.filter(pl.col("gain_lo") > 0)
