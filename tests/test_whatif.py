@@ -250,6 +250,17 @@ def test_plan_workload_rests_on_kernel_verdicts(small_wl):
     assert not measure_fleet(source, slo, "H100", "Llama-3.1-8B", 1, k, precision=FAST).meets
 
 
+def test_a_gpu_the_screen_refuses_is_judged_by_the_kernel(small_wl):
+    """The screen says an L4 cannot meet a 60 ms TPOT at any load; with verify the refusal is the kernel's,
+    with the verdict at the lowest rate it tried in the note."""
+    slo = SLO(2.0, 0.06)
+    with pytest.raises(WhatIfError, match="L4: L4 cannot meet the SLO at any load"):
+        plan_workload("count", 8, small_wl, slo, ["L4"], verify=False)
+    with pytest.raises(WhatIfError, match=r"L4 meets the SLO at no rate the measurement kernel tried \(at the "
+                       r"lowest: fails, .*P99 TPOT [0-9.]+ ms\)"):  # fmt: skip
+        plan_workload("count", 8, small_wl, slo, ["L4"], precision=FAST)
+
+
 def test_refinement_is_bounded():
     """A capacity that shrinks as fast as the fleet grows never reaches the target: a note, not a hang."""
     calls = []

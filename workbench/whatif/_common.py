@@ -280,8 +280,8 @@ def kernel_capacity(
             mid = math.sqrt(lo * hi)
             lo, hi = (mid, hi) if meets(mid) else (lo, mid)
         if lo is None:  # no rate tried meets: the SLO is out of reach for this fleet
-            worst = verdicts[min(verdicts)]
-            row.update(requests_per_s=0.0, tokens_per_s=0.0, usable=False, **verdict_columns(worst, slo))
+            lowest = verdicts[min(verdicts)]
+            row.update(requests_per_s=0.0, tokens_per_s=0.0, usable=False, **verdict_columns(lowest, slo))
         else:
             row.update(requests_per_s=lo / key[2], tokens_per_s=lo / key[2] * mean_out,
                        **verdict_columns(verdicts[lo], slo))  # fmt: skip

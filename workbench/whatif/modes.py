@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from workbench.config import require_choice, require_int, require_positive, require_range
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.hardware import gpu
 from workbench.planning import SLO, Workload
 from workbench.sim.measure import Precision
@@ -215,6 +215,11 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
     """Node count (or GPU count for ``"count"``) of one GPU type under ``mode``; (0, reason) if none."""
     gpn = int(cap["gpus_per_node"])
     if not float(cap["requests_per_s"]) > 0:
+        if cap.get("capacity_from") == "kernel":
+            targets = (("TTFT", "ttft_p99_s", 1.0, "s"), ("TPOT", "tpot_p99_s", 1e3, "ms"))
+            seen = [f"P99 {n} {cap[c] * k:.3g} {u}" for n, c, k, u in targets if cap.get(c) is not None]
+            return 0, (f"{cap['gpu']} meets the SLO at no rate the measurement kernel tried (at the lowest: "
+                       f"{cap.get('verdict')}, {', '.join(seen)})")  # fmt: skip
         return 0, f"{cap['gpu']} cannot meet the SLO at any load (capacity 0)"
     one = fleet_metrics(cap, costs, np.array([gpn, 2 * gpn]))
     if mode == "budget":
@@ -406,9 +411,24 @@ def plan_workload(
     if verify:
         measure = kernel_capacity(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf,
                                   seed=seed, precision=precision)  # fmt: skip
+        cap = _kernel_checks_refusals(cap, measure)
     else:
         measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
     return plan(mode, target, cap, costs=costs, unit=unit, rank_by=rank_by, measure=measure)
+
+
+def _kernel_checks_refusals(cap: pl.DataFrame, measure: Callable[[str, int, int], dict]) -> pl.DataFrame:
+    """``cap`` with each GPU the screen found unable to meet the SLO at any load (capacity 0) judged by the
+    kernel instead (no GPU type is refused without a simulation); rows it cannot time stay as they are."""
+    rows = []
+    for row in cap.iter_rows(named=True):
+        if not row["requests_per_s"] > 0:
+            try:
+                row = {**row, **measure(row["gpu"], int(row["tp"]), int(row["capacity_instances"]))}
+            except WorkbenchError:
+                pass  # e.g. a calibration that does not cover this GPU: the screen's reason stands
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def plan(
