@@ -246,7 +246,7 @@ def test_plan_workload_rests_on_kernel_verdicts(small_wl):
     row = kernel_capacity(small_wl, slo, precision=FAST)("H100", 1, k)
     assert row["requests_per_s"] * k == pytest.approx(kernel["requests_per_s"], rel=1e-9)
     above = 1.25 * kernel["requests_per_s"]
-    source = request_source(small_wl).scaled(small_wl.qps / above)
+    source = request_source(small_wl).rescaled(above / small_wl.qps)
     assert not measure_fleet(source, slo, "H100", "Llama-3.1-8B", 1, k, precision=FAST).meets
 
 

@@ -782,18 +782,17 @@ class RequestSource:
         assert self.draw is not None
         return self.draw(n, seed), False
 
-    def scaled(self, factor: float) -> RequestSource:
-        """The same requests with arrival times multiplied by ``factor`` (the mean rate divided by it)."""
+    def rescaled(self, factor: float) -> RequestSource:
+        """The same requests sped up by ``factor`` (:func:`workbench.traces.transforms.rescale`: arrival times
+        divided by it, the mean rate multiplied)."""
+        from workbench.traces.transforms import rescale
+
         require_positive("factor", factor)
-
-        def stretch(trace: Any) -> Any:
-            return trace.with_requests(trace.requests.with_columns(pl.col("arrival_s") * factor))
-
         if self.trace is not None:
-            return RequestSource(self.name, trace=stretch(self.trace))
+            return RequestSource(self.name, trace=rescale(self.trace, factor))
         draw = self.draw
         assert draw is not None
-        return RequestSource(self.name, draw=lambda n, seed: stretch(draw(n, seed)))
+        return RequestSource(self.name, draw=lambda n, seed: rescale(draw(n, seed), factor))
 
 
 def request_source(workload: Any, name: str | None = None) -> RequestSource:

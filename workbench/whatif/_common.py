@@ -180,18 +180,27 @@ def capacity_measure(
     """A cached ``measure(gpu, tp, instances)``: the :func:`capacity_at_slo` row of one GPU type at a fleet of
     ``instances`` instances (what :func:`~workbench.whatif.plan` uses to re-measure capacity at the fleet
     size it chooses)."""
-    cache: dict[tuple[str, int, int], dict] = {}
 
     def measure(gpu_name: str, tp: int, instances: int) -> dict:
+        return capacity_at_slo(
+            wl, slo, [gpu_name], model=model, tp=tp, instances=instances, max_num_seqs=max_num_seqs,
+            clock=clock, perf=perf,
+        ).row(0, named=True)  # fmt: skip
+
+    return _per_fleet(measure)
+
+
+def _per_fleet(measure: Callable[[str, int, int], dict]) -> Callable[[str, int, int], dict]:
+    """``measure(gpu, tp, instances)`` called once per fleet (catalog GPU name, tp, instances), then cached."""
+    cache: dict[tuple[str, int, int], dict] = {}
+
+    def cached(gpu_name: str, tp: int, instances: int) -> dict:
         key = (gpu(gpu_name).name, int(tp), int(instances))
         if key not in cache:
-            cache[key] = capacity_at_slo(
-                wl, slo, [key[0]], model=model, tp=key[1], instances=key[2], max_num_seqs=max_num_seqs,
-                clock=clock, perf=perf,
-            ).row(0, named=True)  # fmt: skip
+            cache[key] = measure(*key)
         return cache[key]
 
-    return measure
+    return cached
 
 
 #: Ratio by which :func:`kernel_capacity` steps the rate while it brackets the largest rate that meets.
@@ -245,24 +254,20 @@ def kernel_capacity(
     screen_row = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
     source = request_source(wl)
     mean_out = float(wl.output.mean())
-    cache: dict[tuple[str, int, int], dict] = {}
 
     def measure(gpu_name: str, tp: int, instances: int) -> dict:
-        key = (gpu(gpu_name).name, int(tp), int(instances))
-        if key in cache:
-            return cache[key]
-        row = {**screen_row(*key), "capacity_from": "kernel"}
+        row = {**screen_row(gpu_name, tp, instances), "capacity_from": "kernel"}
         verdicts: dict[float, Verdict] = {}
 
         def meets(rate: float) -> bool:
             if rate not in verdicts:
                 verdicts[rate] = measure_fleet(
-                    source.scaled(wl.qps / rate), slo, key[0], model, key[1], key[2], max_num_seqs=max_num_seqs,
-                    clock=clock, seed=seed, precision=precision, perf=perf,
+                    source.rescaled(rate / wl.qps), slo, gpu_name, model, tp, instances,
+                    max_num_seqs=max_num_seqs, clock=clock, seed=seed, precision=precision, perf=perf,
                 )  # fmt: skip
             return verdicts[rate].meets
 
-        start = row["requests_per_s"] * key[2] if row["usable"] else wl.qps / key[2]
+        start = row["requests_per_s"] * instances if row["usable"] else wl.qps / instances
         lo = hi = None
         rate = start
         for _ in range(12):  # bracket: one rate that meets, one above it that does not
@@ -283,13 +288,12 @@ def kernel_capacity(
             lowest = verdicts[min(verdicts)]
             row.update(requests_per_s=0.0, tokens_per_s=0.0, usable=False, **verdict_columns(lowest, slo))
         else:
-            row.update(requests_per_s=lo / key[2], tokens_per_s=lo / key[2] * mean_out,
+            row.update(requests_per_s=lo / instances, tokens_per_s=lo / instances * mean_out,
                        **verdict_columns(verdicts[lo], slo))  # fmt: skip
         row["verdicts"] = len(verdicts)
-        cache[key] = row
         return row
 
-    return measure
+    return _per_fleet(measure)
 
 
 def simulate_fleet(
