@@ -38,7 +38,8 @@ def _explorers() -> dict[str, object]:
     from workbench import traces
     from workbench.app.ui import ROUTING_REQUESTS
     from workbench.planning import SLO, workload
-    from workbench.whatif import ModeCosts, capacity_at_slo
+    from workbench.tco import CostBasis
+    from workbench.whatif import capacity_at_slo
     from workbench.widgets.energy import tco_explorer
     from workbench.widgets.fleet import routing_explorer
     from workbench.widgets.instance import instance_explorer
@@ -56,7 +57,7 @@ def _explorers() -> dict[str, object]:
         "routing": routing_explorer(azure.with_requests(azure.requests.head(ROUTING_REQUESTS)), instances=4),
         "sizing": fleet_sizing_explorer(),
         "tco": tco_explorer(),
-        "whatif": modes_explorer(cap, ModeCosts(utilisation=0.6, pue=1.2, lifetime_years=5.0)),
+        "whatif": modes_explorer(cap, CostBasis(utilisation=0.6, pue=1.2, lifetime_years=5.0)),
     }
 
 

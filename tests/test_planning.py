@@ -15,7 +15,6 @@ from workbench.errors import ConfigError, HardwareError, WorkloadError
 from workbench.planning import (
     SLO,
     Candidate,
-    CostBasis,
     candidate_grid,
     pareto_front,
     pareto_mask,
@@ -24,9 +23,9 @@ from workbench.planning import (
     tradeoff_table,
     workload,
 )
-from workbench.planning.costs import gpu_hour_usd
 from workbench.planning.screen import _wait_quantile
 from workbench.sim.measure import Precision, smallest_count
+from workbench.tco import CostBasis, gpu_hour_usd
 from workbench.traces.synthetic import LogNormal, Poisson, Renewal, Synthetic
 
 MODEL = "Llama-3.1-8B"
@@ -143,7 +142,7 @@ def test_costs_cloud_tco_and_heterogeneous(wl):
     assert gpu_hour_usd("H100", basis, MODEL, 1) == pytest.approx(2.99)
     assert gpu_hour_usd("H100", CostBasis(usd_per_gpu_hr={"h100": 2.0}), MODEL, 1) == 2.0
     tco = gpu_hour_usd("H100", CostBasis(kind="tco", site="us-avg"), MODEL, 1)
-    assert 0.3 < tco < 2.99  # owning amortised over 4 years is cheaper than on-demand rent
+    assert 0.3 < tco < 2.99  # owning amortised over 5 years is cheaper than on-demand rent
     het = Candidate("L40S", topology="length_pools", threshold=2048, gpu2="H100")
     row = screen_table(wl, SLO(2.0, 0.1), [het], MODEL).row(0, named=True)
     assert (row["gpu"], row["gpu2"]) == ("L40S", "H100-SXM")

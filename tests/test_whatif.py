@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import ConfigError
-from workbench.planning import SLO, CostBasis, workload
+from workbench.planning import SLO, workload
 from workbench.power import idle_power_w, power_curve
 from workbench.sim.measure import Precision
+from workbench.tco import CostBasis
 from workbench.traces import Fixed, LogNormal, Poisson, Synthetic
 from workbench.whatif import (
     ModeCosts,
@@ -63,7 +64,7 @@ COSTS_KW = {
     "maintenance_usd_per_node_year": 1_000.0,
     "gpu_price_usd": {"H100": 25_000.0},
 }
-COSTS = ModeCosts(**COSTS_KW)
+COSTS = CostBasis(**COSTS_KW)
 # By hand, one node (8 GPUs, 4 instances):
 #   capex = 8 x 25,000 + 20,000 + 10,000 = 230,000
 #   average GPU power = 150 + 0.5 x (600 - 150) = 375 W; IT = 8 x 375 + 500 = 3,500 W
@@ -107,7 +108,7 @@ def test_power_performance_count_modes_golden():
 
 
 def test_multi_gpu_efficiency_golden():
-    costs = ModeCosts(eta_gpu=0.99, eta_node=0.9, gpu_price_usd={"H100": 25_000.0})
+    costs = ModeCosts(CostBasis(gpu_price_usd={"H100": 25_000.0}), eta_gpu=0.99, eta_node=0.9)
     row = plan("count", 16, CAP, costs=costs).row(0, named=True)
     eta = 0.9**1 * 0.99**15
     assert row["eta"] == pytest.approx(eta)
@@ -118,7 +119,7 @@ def test_multi_gpu_efficiency_golden():
 
 def test_modes_rank_several_gpus():
     cap = pl.concat([CAP, CAP.with_columns(gpu=pl.lit("A100-80GB-SXM"), tokens_per_s=pl.lit(100.0))])
-    costs = ModeCosts(gpu_price_usd={"H100": 25_000.0, "A100": 10_000.0})
+    costs = CostBasis(gpu_price_usd={"H100": 25_000.0, "A100": 10_000.0})
     table = plan("count", 64, cap, costs=costs)
     assert table["gpu"].to_list() == ["H100-SXM", "A100-80GB-SXM"]  # more work per TCO dollar
     assert table["rank"].to_list() == [1, 2]
@@ -133,7 +134,7 @@ def test_budget_or_power_too_small_names_limit():
         plan("power", 5.0, CAP, costs=COSTS)
     # one GPU type too big for the budget: kept, last, with its reason
     cheap = CAP.with_columns(gpu=pl.lit("L4"))
-    table = plan("budget", 400_000, pl.concat([CAP, cheap]), costs=ModeCosts(gpu_price_usd={"H100": 60_000.0}))
+    table = plan("budget", 400_000, pl.concat([CAP, cheap]), costs=CostBasis(gpu_price_usd={"H100": 60_000.0}))
     assert table["gpu"].to_list() == ["L4", "H100-SXM"]
     assert table["nodes"][1] is None and "budget" in table["note"][1]
 
@@ -159,7 +160,7 @@ def test_gpu_without_price_is_ranked_last_with_a_note():
             assert row["nodes"] is None and row["tco_usd"] is None
             assert "no purchase price" in row["note"] and "gpu_price_usd={'" in row["note"]
     prices = {"H100": 25e3, "H200": 3e4}
-    priced = plan("count", 16, cap, costs=ModeCosts(**{**COSTS_KW, "gpu_price_usd": prices}))
+    priced = plan("count", 16, cap, costs=CostBasis(**{**COSTS_KW, "gpu_price_usd": prices}))
     assert priced.filter(pl.col("gpu") == "H200-SXM")["nodes"][0] == 2  # an override prices it
     keys = list(fleet_metrics(CAP.row(0, named=True), COSTS, np.array([8])))
     unpriced_first = plan("count", 16, cap.reverse(), costs=COSTS)  # a failing GPU type in the first row
@@ -394,7 +395,7 @@ def test_grid_flex_requested_cut_and_node_baseline(small_wl):
     assert nodes.options["ceiling_reduction"].max() < res.options["ceiling_reduction"].max()
     # the default node baseline is the planning modes' (workbench.tco.NODE_POWER_W), and the answer says so
     default = grid_flex(small_wl, slo, "H100", 2, check=False, **kw)
-    assert ModeCosts().node_power_w == 500.0 and default.node_power_w == 500.0 and default.nodes == 1
+    assert CostBasis().node_power_w == 500.0 and default.node_power_w == 500.0 and default.nodes == 1
     assert default.baseline_kw == pytest.approx(nodes.baseline_kw)
     assert "node baseline 500 W x 1 node(s) (the planning modes' default)" in default.summary()
 
@@ -541,11 +542,12 @@ def test_rate_sweep_counts_every_tp_gpu():
         assert row["usd_per_hour"] == pytest.approx(row["instances"] * 2 * price)
         tok_s = row["qps"] * workload(tr, row["qps"]).output.mean()
         assert row["usd_per_m_output_tokens"] == pytest.approx(row["usd_per_hour"] / (tok_s * 3600) * 1e6)
-        # facility energy: GPUs + 500 W per (8-GPU) node, times PUE 1.2 (the planning modes' defaults)
+        # facility energy: GPUs + 500 W per (8-GPU) node, times the basis' PUE (its site's: us-avg, 1.56)
         nodes = math.ceil(row["gpus"] / 8)
-        facility = (row["gpu_j_per_output_token"] * tok_s + 500.0 * nodes) * 1.2 / tok_s
+        facility = (row["gpu_j_per_output_token"] * tok_s + 500.0 * nodes) * 1.56 / tok_s
+        assert cost.facility_pue == 1.56
         assert row["facility_j_per_output_token"] == pytest.approx(facility)
-        assert row["facility_j_per_output_token"] > 1.2 * row["gpu_j_per_output_token"]
+        assert row["facility_j_per_output_token"] > 1.56 * row["gpu_j_per_output_token"]
     h100 = table.filter(pl.col("gpu") == "H100-SXM")
     assert h100["instances"].to_list()[0] < h100["instances"].to_list()[1]
 
@@ -590,7 +592,7 @@ def test_bad_inputs():
 )
 def test_modes_are_tight(budget, power, work, eta):
     """Property: every mode's answer satisfies its limit and one more node would break it (or is not needed)."""
-    costs = ModeCosts(**{**COSTS_KW, "eta_gpu": eta})
+    costs = ModeCosts(CostBasis(**COSTS_KW), eta_gpu=eta)
     one_more = lambda row: fleet_metrics(CAP.row(0, named=True), costs, np.array([row["gpus"] + 8]))  # noqa: E731
     row = plan("budget", budget, CAP, costs=costs).row(0, named=True)
     assert row["tco_usd"] <= budget < one_more(row)["tco_usd"][0]

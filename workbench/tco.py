@@ -4,8 +4,14 @@ With ``n`` GPUs in ``m = ceil(n / gpus_per_node)`` nodes, lifetime ``L`` years a
 
     capex = n x gpu_price + m x (server + infrastructure + facility) + software + kv_capex
     P_gpu = P_idle + u x (P_busy - P_idle)                      (power model at utilisation u)
-    opex/yr = e_price x PUE x (P_gpu x n + P_node x m + P_kv) x h / 1000 + maintenance x m
+    E/yr = PUE x (P_gpu x n + P_node x m + P_kv) x h / 1000                (facility kWh a year)
+    opex/yr = e_price x E + maintenance x m + running - f_heat x heat_price x E
     TCO = capex + opex/yr x A,   A = L (no discounting) or (1 - (1 + r)^-L) / r  (net present value)
+
+``running`` is Wattlytics' recurring per-system cost a year (depreciation + software subscriptions +
+utilisation inefficiency) and the last term its heat-reuse credit: the share ``f_heat`` of the facility
+energy sold back as heat at ``heat_price`` per kWh (Wattlytics nets it from the electricity price). Both are 0
+by default.
 
 Output tokens per year are ``u x tokens_per_s_per_gpu x n x 3600 h``; with a discount rate the tokens are
 discounted the same way (a levelised cost). The cloud alternative rents the same GPUs on demand for
@@ -21,14 +27,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from workbench._paths import DATA_DIR, data_path
-from workbench.config import require_int, require_positive, require_pue, require_range
+from workbench.config import require_choice, require_int, require_positive, require_pue, require_range
 from workbench.errors import ConfigError, HardwareError
 
 #: Wattlytics defaults (main.js @336900e): 500 W node baseline, maintenance EUR 200/node/yr (x 1.10 USD/EUR).
@@ -37,6 +43,20 @@ NODE_POWER_W, MAINTENANCE_USD_PER_NODE_YEAR = 500.0, 220.0
 #: server EUR 73-78k per node including 8 A100 at EUR 7,264 leaves ~EUR 15-20k -> USD 20,000; infrastructure
 #: (CDU + piping) EUR 15k/node -> USD 16,500; floor space 0.
 SERVER_USD_PER_NODE, INFRA_USD_PER_NODE = 20_000.0, 16_500.0
+#: Wattlytics' heat-reuse revenue default (main.js @336900e: EUR 0.01/kWh, x 1.10 USD/EUR); its reuse factor
+#: defaults to 0, so the credit is 0 until a share of the heat is reused.
+HEAT_REUSE_USD_PER_KWH = 0.011
+#: Default utilisation (share of the hours the GPUs are busy) and lifetime of an owned fleet: Wattlytics'
+#: lifetime (5 years, main.js @336900e) and the planning modes' 60 % utilisation.
+UTILISATION, LIFETIME_YEARS = 0.6, 5.0
+#: Default electricity price and PUE of :class:`TcoInputs`: the US industrial average 2023 (EIA, the
+#: ``us-avg`` row of ``data/sites.csv``) and Wattlytics' PUE (an HPC centre's liquid-cooled hall).
+ELECTRICITY_USD_PER_KWH, PUE = 0.0806, 1.2
+
+
+#: Wattlytics' recurring per-system costs (USD a year): depreciation, software subscriptions, utilisation
+#: inefficiency (the expected loss from under-utilisation).
+RUNNING_COSTS = ("depreciation_usd_per_year", "subscription_usd_per_year", "inefficiency_usd_per_year")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +67,11 @@ class TcoInputs:
     gpu_price_usd: float
     gpu_busy_w: float
     gpu_idle_w: float
-    utilisation: float = 0.6
+    utilisation: float = UTILISATION
     tokens_per_s_per_gpu: float = 0.0
-    electricity_usd_per_kwh: float = 0.0806
-    pue: float = 1.2
-    lifetime_years: float = 5.0
+    electricity_usd_per_kwh: float = ELECTRICITY_USD_PER_KWH
+    pue: float = PUE
+    lifetime_years: float = LIFETIME_YEARS
     gpus_per_node: int = 8
     server_usd_per_node: float = SERVER_USD_PER_NODE
     infra_usd_per_node: float = INFRA_USD_PER_NODE
@@ -65,6 +85,11 @@ class TcoInputs:
     cloud_elastic: bool = False
     kv_capex_usd: float = 0.0
     kv_power_w: float = 0.0
+    depreciation_usd_per_year: float = 0.0
+    subscription_usd_per_year: float = 0.0
+    inefficiency_usd_per_year: float = 0.0
+    heat_reuse_usd_per_kwh: float = HEAT_REUSE_USD_PER_KWH
+    heat_reuse_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_gpus", "gpus_per_node"):  # numpy integers are stored as Python ints
@@ -74,6 +99,7 @@ class TcoInputs:
         require_range("utilisation", self.utilisation, 0.0, 1.0)
         require_range("hours_per_year", self.hours_per_year, 0.0, 8784.0)
         require_range("discount_rate", self.discount_rate, 0.0, 1.0)
+        require_range("heat_reuse_fraction", self.heat_reuse_fraction, 0.0, 1.0)
         for name in (
             "gpu_price_usd",
             "gpu_busy_w",
@@ -88,6 +114,8 @@ class TcoInputs:
             "maintenance_usd_per_node_year",
             "kv_capex_usd",
             "kv_power_w",
+            *RUNNING_COSTS,
+            "heat_reuse_usd_per_kwh",
         ):
             require_positive(name, getattr(self, name), allow_zero=True)
         if self.gpu_idle_w > self.gpu_busy_w:
@@ -129,13 +157,23 @@ def tco_arrays(p: dict[str, np.ndarray | float]) -> dict[str, np.ndarray]:
         "capex_kv_usd": a.get("kv_capex_usd", 0.0) + 0.0 * n,
         "opex_energy_usd": a["electricity_usd_per_kwh"] * energy_kwh_yr * ann,
         "opex_maintenance_usd": a["maintenance_usd_per_node_year"] * m * ann,
+        "opex_running_usd": sum(a.get(k, 0.0) for k in RUNNING_COSTS) * ann + 0.0 * n,
+        "opex_heat_reuse_usd": -a.get("heat_reuse_fraction", 0.0)
+        * a.get("heat_reuse_usd_per_kwh", HEAT_REUSE_USD_PER_KWH)
+        * energy_kwh_yr
+        * ann,
         "gpu_power_w": gpu_w,
         "facility_kwh": energy_kwh_yr * L,
     }
     out["capex_usd"] = (
         out["capex_gpu_usd"] + out["capex_nodes_usd"] + out["capex_software_usd"] + out["capex_kv_usd"]
     )
-    out["opex_usd"] = out["opex_energy_usd"] + out["opex_maintenance_usd"]
+    out["opex_usd"] = (
+        out["opex_energy_usd"]
+        + out["opex_maintenance_usd"]
+        + out["opex_running_usd"]
+        + out["opex_heat_reuse_usd"]
+    )
     out["tco_usd"] = out["capex_usd"] + out["opex_usd"]
     tokens_yr = u * a["tokens_per_s_per_gpu"] * n * 3600.0 * a["hours_per_year"]
     out["output_tokens"] = tokens_yr * L
@@ -177,7 +215,11 @@ COMPONENTS = {
     "capex_kv_usd": ("KV hierarchy (host memory, SSDs, store)", "capex"),
     "opex_energy_usd": ("electricity (x PUE)", "opex"),
     "opex_maintenance_usd": ("maintenance", "opex"),
+    "opex_running_usd": ("running costs (depreciation, subscriptions, utilisation inefficiency)", "opex"),
+    "opex_heat_reuse_usd": ("heat-reuse credit", "opex"),
 }
+#: Components shown in a breakdown only when they are not 0 (so a fleet without them keeps its table).
+OPTIONAL_COMPONENTS = ("capex_kv_usd", "opex_running_usd", "opex_heat_reuse_usd")
 
 
 def _as_arrays(inputs: TcoInputs) -> dict[str, float]:
@@ -191,7 +233,7 @@ def tco(inputs: TcoInputs) -> TcoResult:
     """TCO breakdown, cost per million output tokens, tokens per dollar, cloud cost and break-even."""
     out = {k: float(v) for k, v in tco_arrays(_as_arrays(inputs)).items()}
     total = out["tco_usd"]
-    parts = [k for k in COMPONENTS if k != "capex_kv_usd" or out[k] > 0]  # the hierarchy's row only when priced
+    parts = [k for k in COMPONENTS if k not in OPTIONAL_COMPONENTS or out[k] != 0]
     breakdown = pl.DataFrame(
         {
             "component": [COMPONENTS[k][0] for k in parts],
@@ -224,7 +266,7 @@ def fleet_tco(
     gpu: str,
     n_gpus: int,
     *,
-    utilisation: float = 0.6,
+    utilisation: float = UTILISATION,
     batch: float = 64.0,
     model: str | None = None,
     tp: int = 1,
@@ -269,6 +311,256 @@ def fleet_tco(
     if isinstance(kw["gpu_price_usd"], float) and math.isnan(kw["gpu_price_usd"]):
         raise ConfigError(f"GPU {facts.name!r} has no purchase price in gpus.csv; pass gpu_price_usd=...")
     return tco(TcoInputs(**kw))  # type: ignore[arg-type]
+
+
+#: How a :class:`CostBasis` prices a GPU-hour: rent on demand (``"cloud"``) or own (``"tco"``).
+COST_KINDS: tuple[str, ...] = ("cloud", "tco")
+#: Site of the default cost basis (grid carbon intensity; electricity price and PUE unless given).
+SITE = "us-avg"
+#: Fields of :class:`CostBasis` passed on to :class:`TcoInputs` unchanged.
+_BASIS_TCO_FIELDS = (
+    "utilisation",
+    "lifetime_years",
+    "discount_rate",
+    "server_usd_per_node",
+    "infra_usd_per_node",
+    "facility_usd_per_node",
+    "software_usd",
+    "node_power_w",
+    "maintenance_usd_per_node_year",
+    *RUNNING_COSTS,
+    "heat_reuse_usd_per_kwh",
+    "heat_reuse_fraction",
+)
+
+
+def _canonical_prices(owner: str, prices: dict[str, float]) -> dict[str, float]:
+    """``prices`` keyed by canonical GPU name, each checked (> 0); two aliases of one GPU are an error."""
+    from workbench.hardware import gpu
+
+    if not isinstance(prices, dict):
+        raise ConfigError(f"{owner} must be a dict of GPU name -> price, got {type(prices).__name__}")
+    out: dict[str, float] = {}
+    for name, price in prices.items():
+        require_positive(f"{owner}[{name!r}]", price)
+        canonical = gpu(name).name  # unknown GPU -> HardwareError listing the known ones
+        if canonical in out:
+            raise ConfigError(f"{owner} prices {canonical!r} twice (as {name!r} and another alias)")
+        out[canonical] = float(price)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CostBasis:
+    """The one cost basis of the package: how a GPU-hour is priced and what owning a fleet costs.
+
+    :func:`tco` takes the per-fleet :class:`TcoInputs` that :meth:`tco_inputs` builds from it; the planner
+    (:mod:`workbench.planning`) prices GPU-hours with :func:`gpu_hour_usd`; the planning modes
+    (:mod:`workbench.whatif`) cost whole fleets with it. Validated once, here; every error names the field.
+
+    Attributes
+    ----------
+    kind
+        How a GPU-hour is priced (:data:`COST_KINDS`): ``"cloud"`` is the on-demand rate of the GPU table,
+        ``"tco"`` the TCO of owning one node over ``lifetime_years`` spread over its GPU-hours.
+    site
+        Site id of :mod:`workbench.carbon` (``data/sites.csv``): grid carbon intensity, and the electricity
+        price and PUE where those are ``None``.
+    utilisation
+        Share of the hours the GPUs are busy (average power; tokens served). Default 0.6 (:data:`UTILISATION`).
+    lifetime_years, discount_rate
+        Amortisation period (default 5, Wattlytics') and discount rate (0: none).
+    electricity_usd_per_kwh, pue
+        Override the site's electricity price and PUE (``None``: the site's; ``us-avg``: 0.0806 USD/kWh,
+        EIA 2023, and PUE 1.56, Uptime 2024).
+    server_usd_per_node, infra_usd_per_node, facility_usd_per_node, software_usd
+        Capital costs besides the GPUs (Wattlytics' "Alex" preset, see :data:`SERVER_USD_PER_NODE`).
+    node_power_w, maintenance_usd_per_node_year
+        Node baseline power and maintenance (Wattlytics defaults, :data:`NODE_POWER_W`).
+    depreciation_usd_per_year, subscription_usd_per_year, inefficiency_usd_per_year
+        Wattlytics' recurring per-system costs (USD a year; default 0): depreciation, software subscriptions
+        and utilisation inefficiency. A per-system cost has no per-GPU-hour price: :func:`gpu_hour_usd`
+        refuses them.
+    heat_reuse_usd_per_kwh, heat_reuse_fraction
+        Heat-reuse credit: the share of the facility energy reused as heat and what a kWh of it earns
+        (Wattlytics: EUR 0.01/kWh, share 0 by default).
+    gpu_price_usd
+        Purchase price per GPU name (canonical or alias), overriding the GPU table.
+    usd_per_gpu_hr
+        GPU-hour price per GPU name, overriding either ``kind``.
+    """
+
+    kind: str = "cloud"
+    site: str = SITE
+    utilisation: float = UTILISATION
+    lifetime_years: float = LIFETIME_YEARS
+    discount_rate: float = 0.0
+    electricity_usd_per_kwh: float | None = None
+    pue: float | None = None
+    server_usd_per_node: float = SERVER_USD_PER_NODE
+    infra_usd_per_node: float = INFRA_USD_PER_NODE
+    facility_usd_per_node: float = 0.0
+    software_usd: float = 0.0
+    node_power_w: float = NODE_POWER_W
+    maintenance_usd_per_node_year: float = MAINTENANCE_USD_PER_NODE_YEAR
+    depreciation_usd_per_year: float = 0.0
+    subscription_usd_per_year: float = 0.0
+    inefficiency_usd_per_year: float = 0.0
+    heat_reuse_usd_per_kwh: float = HEAT_REUSE_USD_PER_KWH
+    heat_reuse_fraction: float = 0.0
+    gpu_price_usd: dict[str, float] = field(default_factory=dict)
+    usd_per_gpu_hr: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from workbench.carbon import site_names
+
+        object.__setattr__(self, "kind", require_choice("CostBasis.kind", self.kind, COST_KINDS))
+        if self.site not in site_names():
+            raise ConfigError(
+                f"CostBasis.site: unknown site {self.site!r}; choose one of: {', '.join(site_names())}"
+            )
+        require_range("CostBasis.utilisation", self.utilisation, 0.0, 1.0)
+        require_positive("CostBasis.lifetime_years", self.lifetime_years)
+        require_range("CostBasis.discount_rate", self.discount_rate, 0.0, 1.0)
+        require_range("CostBasis.heat_reuse_fraction", self.heat_reuse_fraction, 0.0, 1.0)
+        if self.electricity_usd_per_kwh is not None:
+            require_positive("CostBasis.electricity_usd_per_kwh", self.electricity_usd_per_kwh, allow_zero=True)
+        if self.pue is not None:
+            require_pue(self.pue, "CostBasis.pue")
+        for name in _BASIS_TCO_FIELDS[3:]:
+            if name != "heat_reuse_fraction":
+                require_positive(f"CostBasis.{name}", getattr(self, name), allow_zero=True)
+        for name in ("gpu_price_usd", "usd_per_gpu_hr"):
+            object.__setattr__(self, name, _canonical_prices(f"CostBasis.{name}", getattr(self, name)))
+
+    def __hash__(self) -> int:  # the dict fields are not hashable; hash their items
+        values = [getattr(self, f.name) for f in fields(self)]
+        return hash(tuple(tuple(sorted(v.items())) if isinstance(v, dict) else v for v in values))
+
+    def place(self):
+        """The :class:`workbench.carbon.Site` of :attr:`site` with this basis' electricity price and PUE."""
+        from workbench.carbon import site
+
+        over = {k: getattr(self, k) for k in ("electricity_usd_per_kwh", "pue") if getattr(self, k) is not None}
+        return site(self.site, **over)
+
+    @property
+    def facility_pue(self) -> float:
+        """PUE in force: :attr:`pue`, else the site's."""
+        return float(self.pue) if self.pue is not None else float(self.place().pue)
+
+    @property
+    def electricity(self) -> float:
+        """Electricity price in force (USD/kWh): :attr:`electricity_usd_per_kwh`, else the site's."""
+        if self.electricity_usd_per_kwh is not None:
+            return float(self.electricity_usd_per_kwh)
+        return float(self.place().need("electricity_usd_per_kwh"))
+
+    @property
+    def running_usd_per_year(self) -> float:
+        """Recurring per-system costs a year (depreciation + subscriptions + utilisation inefficiency)."""
+        return float(sum(getattr(self, k) for k in RUNNING_COSTS))
+
+    def purchase_price_or_nan(self, gpu_name: str) -> float:
+        """Purchase price of one GPU (override, else the GPU table), NaN when neither has one."""
+        from workbench.hardware import gpu
+
+        g = gpu(gpu_name)
+        return float(self.gpu_price_usd.get(g.name, g.purchase_price_usd))
+
+    def purchase_price(self, gpu_name: str) -> float:
+        """Purchase price of one GPU (override, else the GPU table); an error when neither has one."""
+        from workbench.hardware import gpu
+
+        value = self.purchase_price_or_nan(gpu_name)
+        if math.isnan(value):
+            hint = self.price_hint(gpu_name)
+            raise ConfigError(f"GPU {gpu(gpu_name).name!r} has no purchase price in gpus.csv; {hint}")
+        return value
+
+    @staticmethod
+    def price_hint(gpu_name: str) -> str:
+        """How to give a missing purchase price."""
+        from workbench.hardware import gpu
+
+        return f"pass CostBasis(gpu_price_usd={{{gpu(gpu_name).name!r}: ...}})"
+
+    def tco_overrides(self) -> dict[str, object]:
+        """The :class:`TcoInputs` fields this basis sets (all but the fleet's GPUs, power and throughput)."""
+        out: dict[str, object] = {k: getattr(self, k) for k in _BASIS_TCO_FIELDS}
+        out["electricity_usd_per_kwh"] = self.electricity
+        out["pue"] = self.facility_pue
+        return out
+
+    def tco_inputs(
+        self,
+        gpu_name: str,
+        n_gpus: int,
+        *,
+        busy_w: float,
+        idle_w: float,
+        tokens_per_s_per_gpu: float = 0.0,
+        gpus_per_node: int | None = None,
+    ) -> TcoInputs:
+        """The :class:`TcoInputs` of ``n_gpus`` x ``gpu_name`` (nodes of the GPU table's size by default)."""
+        from workbench.hardware import gpu
+
+        return TcoInputs(
+            n_gpus=n_gpus,
+            gpu_price_usd=self.purchase_price(gpu_name),
+            gpu_busy_w=busy_w,
+            gpu_idle_w=idle_w,
+            tokens_per_s_per_gpu=tokens_per_s_per_gpu,
+            gpus_per_node=gpu(gpu_name).gpus_per_node if gpus_per_node is None else gpus_per_node,
+            **self.tco_overrides(),  # type: ignore[arg-type]
+        )
+
+
+@functools.lru_cache(maxsize=512)
+def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str, tp: int) -> float:
+    """Cost (USD) of one GPU-hour of ``gpu_name`` serving ``model`` at tensor parallelism ``tp`` of ``basis``.
+
+    The package's one GPU-hour pricer. ``basis.usd_per_gpu_hr`` overrides either kind. ``"cloud"``: the
+    on-demand rate of the GPU table (its second reference rate when the first is missing; the model does not
+    change a rental price). ``"tco"``: :func:`fleet_tco` of one node running ``model`` at ``tp`` at the basis'
+    utilisation (busy power from the power model of that model, so a larger model costs more an hour), spread
+    over the node's GPU-hours of its lifetime.
+
+    Raises
+    ------
+    ConfigError
+        When the GPU has no price of the kind asked for, or (``"tco"``) the basis has per-system running costs,
+        which have no per-GPU-hour share.
+    """
+    from workbench.hardware import gpu
+
+    g = gpu(gpu_name)
+    if g.name in basis.usd_per_gpu_hr:
+        return basis.usd_per_gpu_hr[g.name]
+    if basis.kind == "cloud":
+        price = g.cloud_usd_per_gpu_hr
+        if math.isnan(price):
+            from workbench.power._facts import gpu_facts
+
+            price = gpu_facts(g.name).alt_cloud_usd_per_gpu_hr
+        if math.isnan(price):
+            hint = f"pass CostBasis(usd_per_gpu_hr={{{g.name!r}: ...}})"
+            raise ConfigError(f"GPU {g.name!r} has no cloud price in gpus.csv; {hint}")
+        return float(price)
+    if basis.running_usd_per_year > 0:
+        raise ConfigError(
+            f"CostBasis.{'/'.join(RUNNING_COSTS)} are per-system costs with no per-GPU-hour share; "
+            "cost the whole fleet with workbench.tco.tco (or the planning modes) instead"
+        )
+    n = g.gpus_per_node
+    over = basis.tco_overrides()
+    over.pop("utilisation")
+    if g.name in basis.gpu_price_usd:
+        over["gpu_price_usd"] = basis.gpu_price_usd[g.name]
+    result = fleet_tco(
+        g.name, n, utilisation=basis.utilisation, model=model, tp=tp, tokens_per_s_per_gpu=0.0, **over
+    )
+    return result["tco_usd"] / (n * result.inputs.hours_per_year * basis.lifetime_years)
 
 
 #: Shipped per-GPU throughput of the ML.ENERGY v3 runs (derived; rebuild with :func:`write_throughput_table`).

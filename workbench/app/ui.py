@@ -82,13 +82,14 @@ class WorkbenchApp:
 
     def _whatif(self, results):
         from workbench.planning import SLO, workload
-        from workbench.whatif import ModeCosts, capacity_at_slo
+        from workbench.tco import CostBasis
+        from workbench.whatif import capacity_at_slo
         from workbench.widgets.whatif import modes_explorer
 
         slo = SLO(ttft_s=2.0, tpot_s=0.1)
         wl = workload(self.trace, 20.0)
         cap = capacity_at_slo(wl, slo, ["H100", "A100", "L40S", "L4", "H200"], instances=4)
-        return modes_explorer(cap, ModeCosts(utilisation=0.6, pue=1.2, lifetime_years=5.0), results=results)
+        return modes_explorer(cap, CostBasis(utilisation=0.6, pue=1.2, lifetime_years=5.0), results=results)
 
     def _build_tab(self, index: int) -> None:
         import ipywidgets as w

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.planning.spec import SLO, Candidate, CostBasis
+from workbench.planning.spec import SLO, Candidate
 from workbench.planning.workload import Workload
 from workbench.sim.measure import (
     Precision,
@@ -39,6 +39,7 @@ from workbench.sim.measure import (
     smallest_count,
     smallest_pair,
 )
+from workbench.tco import CostBasis, gpu_hour_usd
 
 
 def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "roofline"):
@@ -156,10 +157,8 @@ def check_candidates(
     from tqdm.auto import tqdm
 
     from workbench._progress import progress_enabled
-    from workbench.carbon import site
-    from workbench.planning.costs import gpu_hour_usd
 
-    place = site(cost.site)
+    place = cost.place()
     g_per_j = 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh")  # per 1k tokens
 
     checker = _Checker(wl, slo, model, seed, precision, per_pool, perf)

@@ -15,9 +15,10 @@ import polars as pl
 
 from workbench.errors import ConfigError
 from workbench.planning.sizing import size_fleet
-from workbench.planning.spec import SLO, Candidate, CostBasis
+from workbench.planning.spec import SLO, Candidate
 from workbench.planning.workload import Workload, prepare_workload
 from workbench.sim.measure import Precision
+from workbench.tco import CostBasis
 from workbench.traces.schema import Trace
 
 

@@ -1,60 +1,15 @@
-"""Prices, power and carbon of the pools the screen sized (vectorised over candidates)."""
+"""Power of the pools the screen sized (vectorised over candidates); GPU-hour prices are
+:func:`workbench.tco.gpu_hour_usd`'s."""
 
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
-from workbench.errors import ConfigError
 from workbench.hardware import gpu
-from workbench.planning.spec import CostBasis
 from workbench.power.curves import LogisticPower
 from workbench.power.dvfs import busy_power_at_clock
-
-HOURS_PER_YEAR = 8760.0
-
-
-@functools.lru_cache(maxsize=512)
-def gpu_hour_usd(gpu_name: str, basis: CostBasis, model_name: str, tp: int) -> float:
-    """Cost of one GPU-hour of ``gpu_name`` under ``basis`` (USD).
-
-    ``"cloud"``: the on-demand rate of the GPU table (its second reference rate when the first is missing);
-    ``"tco"``: :func:`workbench.tco.fleet_tco` of one node at the basis' utilisation, spread over the GPU-hours
-    of its lifetime. ``basis.usd_per_gpu_hr`` overrides either.
-    """
-    g = gpu(gpu_name)
-    for name, price in basis.usd_per_gpu_hr.items():
-        if gpu(name).name == g.name:
-            return float(price)
-    if basis.kind == "cloud":
-        price = g.cloud_usd_per_gpu_hr
-        if math.isnan(price):
-            from workbench.power._facts import gpu_facts
-
-            price = gpu_facts(g.name).alt_cloud_usd_per_gpu_hr
-        if math.isnan(price):
-            raise ConfigError(
-                f"GPU {g.name!r} has no cloud price in gpus.csv; "
-                f"pass CostBasis(usd_per_gpu_hr={{{g.name!r}: ...}})"
-            )
-        return float(price)
-    from workbench.carbon import site
-    from workbench.tco import fleet_tco
-
-    n = g.gpus_per_node
-    result = fleet_tco(
-        g.name,
-        n,
-        utilisation=basis.utilisation,
-        model=model_name,
-        tp=tp,
-        site=site(basis.site),
-        lifetime_years=basis.lifetime_years,
-        tokens_per_s_per_gpu=0.0,
-    )
-    return result["tco_usd"] / (n * HOURS_PER_YEAR * basis.lifetime_years)
 
 
 @functools.lru_cache(maxsize=512)

@@ -19,9 +19,10 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import ConfigError
-from workbench.planning.spec import SLO, Candidate, CostBasis, candidate_grid
+from workbench.planning.spec import SLO, Candidate, candidate_grid
 from workbench.planning.workload import Workload
 from workbench.sim.measure import Precision
+from workbench.tco import CostBasis, gpu_hour_usd
 
 #: Default objectives (all minimised).
 OBJECTIVES: tuple[str, ...] = (
@@ -133,9 +134,7 @@ class SimPoint:
     wl: Workload
 
     def __call__(self, config: dict, seed: int) -> dict:
-        from workbench.carbon import site
         from workbench.planning.check import build_fleet, verdict_columns
-        from workbench.planning.costs import gpu_hour_usd
         from workbench.power import energy
         from workbench.sim.measure import Precision, verify
 
@@ -151,7 +150,7 @@ class SimPoint:
         cols = verdict_columns(v, slo)
         scored = v.result.requests.sort("arrival_s").slice(v.warmup).filter(~pl.col("rejected"))
         j_tok = float(energy(v.result).fleet["j_per_output_token"][0])
-        place = site(cost.site)
+        place = cost.place()
         usd = n1 * cand.tp * gpu_hour_usd(cand.gpu, cost, model, cand.tp)
         if n2:
             usd += n2 * cand.second_tp * gpu_hour_usd(cand.second_gpu, cost, model, cand.second_tp)

@@ -20,9 +20,10 @@ from workbench.errors import ConfigError
 from workbench.hardware import CalibratedModel
 from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
-from workbench.planning.spec import SLO, Candidate, CostBasis, gpu_name
+from workbench.planning.spec import SLO, Candidate, gpu_name
 from workbench.planning.workload import Workload, check_qps, prepare_workload
 from workbench.sim.measure import MAX_GROWTH, Precision
+from workbench.tco import CostBasis, gpu_hour_usd
 from workbench.traces.schema import Trace
 
 #: Columns of the configuration part of a sizing table.
@@ -93,8 +94,6 @@ def metrics_table(
     busy2: np.ndarray,
 ) -> pl.DataFrame:
     """Cost, energy and carbon columns for candidates with instance counts ``n1``/``n2`` (vectorised)."""
-    from workbench.carbon import site
-
     g1 = np.array([gpu_name(c.gpu) for c in cands], dtype=object)
     g2 = np.array([gpu_name(c.second_gpu) if c.topology != "monolithic" else "" for c in cands], dtype=object)
     t1 = np.array([c.tp for c in cands])
@@ -103,7 +102,7 @@ def metrics_table(
     price = {}
     for g, t in {*zip(g1, t1, strict=True), *zip(g2, t2, strict=True)}:
         if g:
-            price[(g, t)] = costs.gpu_hour_usd(g, cost, model_name, int(t))
+            price[(g, t)] = gpu_hour_usd(g, cost, model_name, int(t))
     p1 = np.array([price[(g, t)] for g, t in zip(g1, t1, strict=True)])
     p2 = np.array([price.get((g, t), 0.0) for g, t in zip(g2, t2, strict=True)])
     gpus = n1 * t1 + n2 * t2
@@ -112,7 +111,7 @@ def metrics_table(
         g2, t2, model_name, n2, batch2, busy2, clk
     )
     tok_s = wl.output_tokens_per_s
-    place = site(cost.site)
+    place = cost.place()
     j_tok = watts / tok_s
     g_per_kwh = place.need("grid_gco2e_per_kwh")
     return pl.DataFrame(

@@ -1,4 +1,5 @@
-"""What a sizing question is made of: service-level objectives, candidate fleets and the cost basis.
+"""What a sizing question is made of: service-level objectives and candidate fleets (the cost basis is
+:class:`workbench.tco.CostBasis`).
 
 A :class:`Candidate` is one fleet *shape* (GPU, tensor parallelism, topology, batch cap, clock, router) whose
 instance counts the planner chooses. Topologies:
@@ -19,7 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from workbench.config import require_choice, require_int, require_positive, require_range
 from workbench.errors import ConfigError
@@ -172,43 +173,6 @@ class Candidate:
         if self.topology == "length_pools":
             return f"2-pool @{self.threshold}: short {one}, long {two}{extra}"
         return f"P/D: prefill {one}, decode {two}{extra}"
-
-
-@dataclass(frozen=True, slots=True)
-class CostBasis:
-    """How a GPU-hour is priced, and where the energy comes from.
-
-    Attributes
-    ----------
-    kind
-        ``"cloud"``: on-demand $/GPU-hour from the GPU table (``cloud_usd_per_gpu_hr``), or ``"tco"``: owned
-        hardware, with the GPU-hour cost from :mod:`workbench.tco` (capex amortised over ``lifetime_years`` plus
-        energy and maintenance).
-    site
-        Site id of :mod:`workbench.carbon` (grid carbon intensity, PUE, electricity price).
-    lifetime_years, utilisation
-        TCO amortisation inputs (``kind="tco"`` only).
-    usd_per_gpu_hr
-        Optional overrides per GPU name (canonical or alias), e.g. ``{"H100": 2.5}``.
-    """
-
-    kind: str = "cloud"
-    site: str = "us-avg"
-    lifetime_years: float = 4.0
-    utilisation: float = 0.7
-    usd_per_gpu_hr: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", require_choice("CostBasis.kind", self.kind, ("cloud", "tco")))
-        require_positive("CostBasis.lifetime_years", self.lifetime_years)
-        require_range("CostBasis.utilisation", self.utilisation, 0.01, 1.0)
-        for name, price in self.usd_per_gpu_hr.items():
-            require_positive(f"CostBasis.usd_per_gpu_hr[{name!r}]", price)
-
-    def __hash__(self) -> int:  # the dict field is not hashable; hash its items
-        return hash(
-            (self.kind, self.site, self.lifetime_years, self.utilisation, tuple(self.usd_per_gpu_hr.items()))
-        )
 
 
 def candidate_grid(

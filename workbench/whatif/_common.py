@@ -368,12 +368,3 @@ def measure_fleet(
     good = slo if slo.goodput is not None else None
     run = trace_runner(request_source(workload), simulate or plain, good=good)
     return measure(run, slo_targets(slo), seed=seed, precision=precision)
-
-
-def gpu_hour_price(gpu_name: str, price: dict[str, float] | None = None) -> float:
-    """On-demand $/GPU-hour of ``gpu_name`` (``price`` overrides by name), via the planning cost basis."""
-    from workbench.planning import CostBasis
-    from workbench.planning.costs import gpu_hour_usd
-
-    basis = CostBasis(usd_per_gpu_hr=dict(price or {}))
-    return gpu_hour_usd(gpu(gpu_name).name, basis, "Llama-3.1-8B", 1)

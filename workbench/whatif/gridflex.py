@@ -272,7 +272,7 @@ def grid_flex(
     node_power_w
         Baseline power of each node (CPUs, fans, NICs) counted in the fleet's power: by default
         :data:`workbench.tco.NODE_POWER_W`, the same source as the planning modes
-        (:class:`~workbench.whatif.ModeCosts`); 0 counts GPU power only.
+        (:class:`~workbench.tco.CostBasis`); 0 counts GPU power only.
     check
         Judge settings with the measurement kernel on the workload (:func:`check_setting`): the configured
         setting once (the mean-power reference), then the analytically feasible options deepest cut first until

@@ -40,14 +40,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.hardware import gpu
 from workbench.planning import SLO, Workload
 from workbench.sim.measure import Precision
-from workbench.tco import (
-    INFRA_USD_PER_NODE,
-    MAINTENANCE_USD_PER_NODE_YEAR,
-    NODE_POWER_W,
-    SERVER_USD_PER_NODE,
-    TcoInputs,
-    tco_arrays,
-)
+from workbench.tco import CostBasis, tco_arrays
 from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure, kernel_capacity
 
 MODES: tuple[str, ...] = ("budget", "power", "performance", "count")
@@ -73,87 +66,39 @@ CAPACITY_COLUMNS = ("gpu", "tp", "gpus_per_node", "requests_per_s", "tokens_per_
 
 @dataclass(frozen=True, slots=True)
 class ModeCosts:
-    """Site, price and efficiency inputs of the planning modes (USD, W, years).
+    """A cost basis with the multi-GPU efficiency of the planning modes.
+
+    Every function taking ``costs`` also takes a bare :class:`~workbench.tco.CostBasis` (efficiency 1).
 
     Attributes
     ----------
-    utilisation
-        Average share of the SLO capacity in use (sets average power and the tokens served for the TCO).
-    electricity_usd_per_kwh, pue, lifetime_years, discount_rate
-        As in :class:`workbench.tco.TcoInputs`.
-    node_power_w, server_usd_per_node, infra_usd_per_node, maintenance_usd_per_node_year
-        Per-node baseline power and costs (Wattlytics defaults from :mod:`workbench.tco`).
+    basis
+        Prices, site, utilisation, lifetime (default: the default :class:`~workbench.tco.CostBasis`).
     eta_gpu, eta_node
         Multi-GPU efficiency factors in (0, 1].
-    gpu_price_usd
-        Purchase price overrides by GPU name (the GPU table's price otherwise).
     """
 
-    utilisation: float = 0.6
-    electricity_usd_per_kwh: float = 0.0806
-    pue: float = 1.2
-    lifetime_years: float = 5.0
-    discount_rate: float = 0.0
-    node_power_w: float = NODE_POWER_W
-    server_usd_per_node: float = SERVER_USD_PER_NODE
-    infra_usd_per_node: float = INFRA_USD_PER_NODE
-    maintenance_usd_per_node_year: float = MAINTENANCE_USD_PER_NODE_YEAR
+    basis: CostBasis = field(default_factory=CostBasis)
     eta_gpu: float = 1.0
     eta_node: float = 1.0
-    gpu_price_usd: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        require_range("utilisation", self.utilisation, 0.0, 1.0)
+        if not isinstance(self.basis, CostBasis):
+            raise ConfigError(f"ModeCosts.basis must be a CostBasis, got {type(self.basis).__name__}")
         for name in ("eta_gpu", "eta_node"):
-            require_positive(name, getattr(self, name))
-            require_range(name, getattr(self, name), 0.0, 1.0)
-        for name, price in self.gpu_price_usd.items():
-            require_positive(f"gpu_price_usd[{name!r}]", price)
-        # the TCO inputs check the rest (PUE, prices, lifetime) with their own messages
-        self.tco_inputs("", 8, 8, 1.0, 0.0, 0.0)
+            require_positive(f"ModeCosts.{name}", getattr(self, name))
+            require_range(f"ModeCosts.{name}", getattr(self, name), 0.0, 1.0)
 
-    def price(self, gpu_name: str) -> float:
-        """Purchase price of one GPU (override, else the GPU table); error when unknown."""
-        value = self.price_or_nan(gpu_name)
-        if math.isnan(value):
-            name = gpu(gpu_name).name
-            raise ConfigError(f"GPU {name!r} has no purchase price in gpus.csv; {self._hint(gpu_name)}")
-        return value
-
-    def price_or_nan(self, gpu_name: str) -> float:
-        """Purchase price of one GPU (override, else the GPU table), NaN when neither has one."""
-        g = gpu(gpu_name)
-        for name, value in self.gpu_price_usd.items():
-            if gpu(name).name == g.name:
-                return float(value)
-        return float(g.purchase_price_usd)
-
-    @staticmethod
-    def _hint(gpu_name: str) -> str:
-        return f"pass ModeCosts(gpu_price_usd={{{gpu(gpu_name).name!r}: ...}})"
-
-    def tco_inputs(
-        self, gpu_name: str, n_gpus: int, gpus_per_node: int, busy_w: float, idle_w: float, tok_s_gpu: float
-    ) -> TcoInputs:
-        """The :class:`~workbench.tco.TcoInputs` of ``n_gpus`` GPUs (validated there)."""
-        price = self.price(gpu_name) if gpu_name else 0.0
-        return TcoInputs(
-            n_gpus=n_gpus,
-            gpu_price_usd=price,
-            gpu_busy_w=busy_w,
-            gpu_idle_w=idle_w,
-            utilisation=self.utilisation,
-            tokens_per_s_per_gpu=tok_s_gpu,
-            electricity_usd_per_kwh=self.electricity_usd_per_kwh,
-            pue=self.pue,
-            lifetime_years=self.lifetime_years,
-            gpus_per_node=gpus_per_node,
-            server_usd_per_node=self.server_usd_per_node,
-            infra_usd_per_node=self.infra_usd_per_node,
-            node_power_w=self.node_power_w,
-            maintenance_usd_per_node_year=self.maintenance_usd_per_node_year,
-            discount_rate=self.discount_rate,
-        )
+    @classmethod
+    def of(cls, costs: CostBasis | ModeCosts | None) -> ModeCosts:
+        """``costs`` as :class:`ModeCosts` (a bare basis with efficiency 1; ``None``: the default)."""
+        if costs is None:
+            return cls()
+        if isinstance(costs, CostBasis):
+            return cls(costs)
+        if not isinstance(costs, ModeCosts):
+            raise ConfigError(f"costs must be a CostBasis or ModeCosts, got {type(costs).__name__}")
+        return costs
 
 
 def instances_in(n_gpus: np.ndarray, gpus_per_node: int, tp: int) -> np.ndarray:
@@ -168,8 +113,9 @@ def efficiency(n_gpus: np.ndarray, nodes: np.ndarray, eta_gpu: float, eta_node: 
     return np.where(n > 0, eta_node ** np.maximum(m - 1, 0) * eta_gpu ** np.maximum(n - 1, 0), 1.0)
 
 
-def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, np.ndarray]:
+def fleet_metrics(cap: dict, costs: CostBasis | ModeCosts, n_gpus: np.ndarray) -> dict[str, np.ndarray]:
     """Work, power and TCO of fleets of ``n_gpus`` GPUs of one capacity row ``cap`` (vectorised)."""
+    costs = ModeCosts.of(costs)
     gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])
     n = np.asarray(n_gpus, dtype=np.int64)
     nodes = -(-n // gpn)
@@ -177,8 +123,12 @@ def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, 
     eta = efficiency(n, nodes, costs.eta_gpu, costs.eta_node)
     tok = k * float(cap["tokens_per_s"]) * eta
     req = k * float(cap["requests_per_s"]) * eta
-    it_kw = (n * float(cap["busy_w"]) + nodes * costs.node_power_w) / 1000.0
-    base = asdict(costs.tco_inputs(cap["gpu"], gpn, gpn, float(cap["busy_w"]), float(cap["idle_w"]), 0.0))
+    basis = costs.basis
+    it_kw = (n * float(cap["busy_w"]) + nodes * basis.node_power_w) / 1000.0
+    one = basis.tco_inputs(
+        cap["gpu"], gpn, busy_w=float(cap["busy_w"]), idle_w=float(cap["idle_w"]), gpus_per_node=gpn
+    )
+    base = asdict(one)
     base.update(
         n_gpus=n.astype(float),
         n_nodes=nodes.astype(float),
@@ -190,7 +140,7 @@ def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, 
         t = tco_arrays(base)
     tco_usd = np.asarray(t["tco_usd"], float)
     musd = np.where(tco_usd > 0, tco_usd / 1e6, np.nan)
-    fac_kw = it_kw * costs.pue
+    fac_kw = it_kw * basis.facility_pue
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
             "nodes": nodes,
@@ -213,6 +163,7 @@ def fleet_metrics(cap: dict, costs: ModeCosts, n_gpus: np.ndarray) -> dict[str, 
 
 def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str) -> tuple[int, str]:
     """Node count (or GPU count for ``"count"``) of one GPU type under ``mode``; (0, reason) if none."""
+    costs = ModeCosts.of(costs)
     gpn = int(cap["gpus_per_node"])
     if not float(cap["requests_per_s"]) > 0:
         if cap.get("capacity_from") == "kernel":
@@ -233,7 +184,8 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
     if mode == "power":
         per_node = float(one["facility_kw"][0])
         if per_node > target:
-            return 0, f"one node draws {per_node:,.2f} kW (facility, PUE {costs.pue:g}) > cap {target:,.2f} kW"
+            pue = costs.basis.facility_pue
+            return 0, f"one node draws {per_node:,.2f} kW (facility, PUE {pue:g}) > cap {target:,.2f} kW"
         return math.floor(target / per_node + 1e-9), ""
     if mode == "performance":
         col = "tokens_per_s" if unit == "tokens" else "requests_per_s"
@@ -313,7 +265,7 @@ def refine_count(
     mode: str,
     target: float,
     cap: dict,
-    costs: ModeCosts,
+    costs: CostBasis | ModeCosts,
     unit: str,
     count: int,
     measure: Callable[[str, int, int], dict],
@@ -326,6 +278,7 @@ def refine_count(
     fewest reaching the performance target. Returns ``(count, capacity row used, note)``: ``count`` 0 with a
     note when none satisfies the mode or the search needs more than :data:`MAX_MEASUREMENTS` measurements.
     """
+    costs = ModeCosts.of(costs)
     gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])
     per = 1 if mode == "count" else gpn
     col = {"budget": "tco_usd", "power": "facility_kw"}.get(mode, f"{unit}_per_s")
@@ -367,9 +320,13 @@ def refine_count(
                 count += 1
         return count, at(count), ""
     except _Unsettled:
-        return 0, cap, (
-            f"sizing did not settle within {MAX_MEASUREMENTS} capacity measurements (MAX_MEASUREMENTS); "
-            f"fleet sizes tried up to {max(seen)} instances"
+        return (
+            0,
+            cap,
+            (
+                f"sizing did not settle within {MAX_MEASUREMENTS} capacity measurements (MAX_MEASUREMENTS); "
+                f"fleet sizes tried up to {max(seen)} instances"
+            ),
         )
 
 
@@ -384,7 +341,7 @@ def plan_workload(
     tp: int | Mapping[str, int] | None = None,
     max_num_seqs: int = 256,
     clock: float = 1.0,
-    costs: ModeCosts | None = None,
+    costs: CostBasis | ModeCosts | None = None,
     unit: str = "tokens",
     rank_by: str | None = None,
     instances: int = 4,
@@ -436,7 +393,7 @@ def plan(
     target: float,
     capacity: pl.DataFrame,
     *,
-    costs: ModeCosts | None = None,
+    costs: CostBasis | ModeCosts | None = None,
     unit: str = "tokens",
     rank_by: str | None = None,
     measure: Callable[[str, int, int], dict] | None = None,
@@ -454,7 +411,8 @@ def plan(
         Per-GPU capacity at the SLO (:func:`~workbench.whatif.capacity_at_slo`, or a table with the columns of
         :data:`CAPACITY_COLUMNS`).
     costs
-        Site, price and efficiency inputs.
+        Cost basis (:class:`~workbench.tco.CostBasis`, default ``CostBasis()``), or a :class:`ModeCosts`
+        adding multi-GPU efficiency.
     unit
         ``"tokens"`` or ``"requests"``: the unit of a performance target.
     rank_by
@@ -485,7 +443,7 @@ def plan(
     mode = require_choice("mode", mode, MODES)
     unit = require_choice("unit", unit, tuple(_UNIT))
     require_positive("target", target)
-    costs = costs or ModeCosts()
+    costs = ModeCosts.of(costs)
     rank_by = rank_by or DEFAULT_RANK[mode]
     rank_by = require_choice("rank_by", rank_by, tuple(METRICS))
     missing = [c for c in CAPACITY_COLUMNS if c not in capacity.columns]
@@ -497,8 +455,8 @@ def plan(
     label = target_unit(mode, unit)
     rows, notes = [], []  # (leading columns, fleet_metrics or None, trailing columns) per GPU type
     for cap in capacity.iter_rows(named=True):
-        if math.isnan(costs.price_or_nan(cap["gpu"])):
-            count, note = 0, f"no purchase price in gpus.csv (no TCO); {costs._hint(cap['gpu'])}"
+        if math.isnan(costs.basis.purchase_price_or_nan(cap["gpu"])):
+            count, note = 0, f"no purchase price in gpus.csv (no TCO); {costs.basis.price_hint(cap['gpu'])}"
         else:
             count, note = _nodes_for(mode, float(target), cap, costs, unit)
             if count and measure is not None:

@@ -30,7 +30,8 @@ from workbench.hardware import gpu
 from workbench.planning import SLO
 from workbench.seeds import Streams
 from workbench.sim.measure import Precision
-from workbench.whatif._common import WhatIfError, gpu_hour_price, measure_fleet, simulate_fleet
+from workbench.tco import CostBasis, gpu_hour_usd
+from workbench.whatif._common import WhatIfError, measure_fleet, simulate_fleet
 
 #: Largest fleet :func:`spares_needed` searches before giving up.
 MAX_INSTANCES = 100_000
@@ -380,7 +381,7 @@ def failure_study(
                           node_mttr_h=mttr_h if node_mttr_h is None else node_mttr_h)  # fmt: skip
     prob = {"node_avail": a_node, "per_node": gpn // tp}
     s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else spares
-    price = gpu_hour_price(gpu_name) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
+    price = gpu_hour_usd(gpu_name, CostBasis(), model, tp) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
     rows = []
     for name, n, on in (
         ("no failures", n_needed, False),

@@ -5,7 +5,7 @@ instances meeting the SLO; the table adds the units explicitly: ``gpus = instanc
 ``usd_per_hour = gpus x usd_per_gpu_hour`` -- a tensor-parallel instance costs all of its GPUs. Energy per
 output token comes twice: ``gpu_j_per_output_token`` counts the GPUs only (the screen's figure) and
 ``facility_j_per_output_token`` adds the node baseline of ``ceil(gpus / gpus_per_node)`` nodes and the PUE,
-from the same :class:`~workbench.whatif.ModeCosts` as the planning modes.
+from the same :class:`~workbench.tco.CostBasis` that prices the GPU-hours.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import polars as pl
 from workbench.config import require_positive
 from workbench.errors import ConfigError
 from workbench.hardware import gpu
-from workbench.planning import SLO, Candidate, CostBasis, screen_table, workload
-from workbench.planning.costs import gpu_hour_usd
+from workbench.planning import SLO, Candidate, screen_table, workload
+from workbench.tco import CostBasis, gpu_hour_usd
 from workbench.whatif._common import resolve_tps
-from workbench.whatif.modes import ModeCosts
 
 COLUMNS = (
     "qps",
@@ -48,7 +47,6 @@ def rate_sweep(
     model: str = "Llama-3.1-8B",
     tp: int | Mapping[str, int] | None = None,
     cost: CostBasis | None = None,
-    costs: ModeCosts | None = None,
     seed: int = 0,
 ) -> pl.DataFrame:
     """Instances, cost per hour and per million output tokens, energy per token and P99 latencies per
@@ -70,9 +68,8 @@ def rate_sweep(
         Tensor-parallel degree (one, a {gpu: tp} mapping keyed by any catalog name or alias, or ``None``: the
         smallest that fits each GPU).
     cost
-        Cost basis (cloud $/GPU-hour by default).
-    costs
-        Node baseline power and PUE of the facility energy column (the planning modes' defaults).
+        Cost basis: GPU-hour prices (cloud $/GPU-hour by default), and the node baseline power and PUE of the
+        facility energy column (default ``CostBasis()``: the site's PUE).
 
     Returns
     -------
@@ -92,7 +89,6 @@ def rate_sweep(
     tps = resolve_tps(names, model, tp)
     cands = [Candidate(g, t) for g, t in zip(names, tps, strict=True)]
     price = {g: gpu_hour_usd(g, cost, model, t) for g, t in zip(names, tps, strict=True)}
-    costs = costs or ModeCosts()
     per_node = {g: gpu(g).gpus_per_node for g in names}
     frames = []
     for r in rates:
@@ -106,8 +102,8 @@ def rate_sweep(
     nodes = (out["gpus"] / out["gpu"].replace_strict(per_node, return_dtype=pl.Int64)).ceil()
     out = out.with_columns(
         pl.col("gpu").replace_strict(price, return_dtype=pl.Float64).alias("usd_per_gpu_hour"),
-        ((pl.col("gpu_j_per_output_token") + nodes * costs.node_power_w / pl.col("tok_s")) * costs.pue).alias(
-            "facility_j_per_output_token"
-        ),
+        (
+            (pl.col("gpu_j_per_output_token") + nodes * cost.node_power_w / pl.col("tok_s")) * cost.facility_pue
+        ).alias("facility_j_per_output_token"),
     )
     return out.select(COLUMNS)

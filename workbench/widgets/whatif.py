@@ -11,6 +11,7 @@ import math
 import altair as alt
 import polars as pl
 
+from workbench.tco import CostBasis
 from workbench.viz.whatif import mode_ranking
 from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfError, least_damaging, plan
 
@@ -26,7 +27,7 @@ def explore_modes(
     target: float | None = None,
     rank_by: str | None = None,
     *,
-    costs: ModeCosts | None = None,
+    costs: CostBasis | ModeCosts | None = None,
     pue: float | None = None,
     electricity_usd_per_kwh: float | None = None,
     measure=None,
@@ -37,9 +38,9 @@ def explore_modes(
     """
     import dataclasses
 
-    costs = costs or ModeCosts()
+    costs = ModeCosts.of(costs)
     changes = {k: v for k, v in (("pue", pue), ("electricity_usd_per_kwh", electricity_usd_per_kwh)) if v}
-    costs = dataclasses.replace(costs, **changes)
+    costs = dataclasses.replace(costs, basis=dataclasses.replace(costs.basis, **changes))
     target = DEFAULT_TARGETS[mode] if target is None else target
     try:
         table = plan(mode, target, capacity, costs=costs, rank_by=rank_by, measure=measure)
@@ -50,7 +51,9 @@ def explore_modes(
     return mode_ranking(table), table.select(SHOWN), msg
 
 
-def modes_explorer(capacity: pl.DataFrame, costs: ModeCosts | None = None, measure=None, *, results=None):
+def modes_explorer(
+    capacity: pl.DataFrame, costs: CostBasis | ModeCosts | None = None, measure=None, *, results=None
+):
     """An ipywidgets box: mode, target, ranking metric, PUE and electricity price -> ranking chart and table
     (``measure``: capacity re-measured at each fleet's size, see :func:`explore_modes`; ``results``: a
     :class:`~workbench.widgets.live.Results` receiving what is shown)."""
