@@ -8,6 +8,7 @@ Two steps answer "what should I buy or rent for this workload and SLO?":
 2. :func:`size_fleet`: the screen, then a simulation check (:mod:`workbench.planning.check`) that bisects the
    instance counts of the cheapest candidates with the fleet simulator, and a one-paragraph answer.
 
+A :class:`Question` holds what is asked (workload, SLO, model, cost basis, seed, performance model).
 Costs come from one :class:`workbench.tco.CostBasis` (cloud rent or owned TCO; the site's carbon).
 :func:`pareto_front` and :func:`tradeoff_table` show the trade-offs between cost, energy, carbon and latency.
 
@@ -19,6 +20,7 @@ Costs come from one :class:`workbench.tco.CostBasis` (cloud rent or owned TCO; t
 """
 
 from workbench.planning.pareto import pareto_front, pareto_mask, tradeoff_table
+from workbench.planning.question import Question
 from workbench.planning.sizing import SizingResult, screen_table, size_fleet
 from workbench.planning.spec import SLO, TOPOLOGIES, Candidate, candidate_grid
 from workbench.planning.workload import Workload, at_qps, workload
@@ -27,6 +29,7 @@ __all__ = [
     "SLO",
     "TOPOLOGIES",
     "Candidate",
+    "Question",
     "SizingResult",
     "Workload",
     "at_qps",

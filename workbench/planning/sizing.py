@@ -20,8 +20,9 @@ from workbench.errors import ConfigError
 from workbench.hardware import CalibratedModel
 from workbench.planning import check as sim_check
 from workbench.planning import costs, screen
+from workbench.planning.question import Question, ask
 from workbench.planning.spec import SLO, Candidate, gpu_name
-from workbench.planning.workload import Workload, check_qps, prepare_workload
+from workbench.planning.workload import Workload
 from workbench.sim.measure import MAX_GROWTH, Precision
 from workbench.tco import CostBasis, gpu_hour_usd
 from workbench.traces.schema import Trace
@@ -233,42 +234,48 @@ def _rank(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def size_fleet(
-    trace: Trace | Workload | object,
-    slo: SLO,
-    candidates: Sequence[Candidate],
+    trace: Question | Trace | Workload | object,
+    slo: SLO | Sequence[Candidate] | None = None,
+    candidates: Sequence[Candidate] | None = None,
     *,
-    model: str = "Llama-3.1-8B",
+    model: str | None = None,
     qps: float | None = None,
     cost: CostBasis | None = None,
     check: int = 3,
     precision: Precision | None = None,
     per_pool: bool = False,
     stop_early: bool = False,
-    seed: int = 0,
-    perf: screen.PerfSpec = "roofline",
+    seed: int | None = None,
+    perf: screen.PerfSpec | None = None,
     arrivals: str = "burst",
     progress: bool | None = None,
 ) -> SizingResult:
     """Find the minimum-cost fleet meeting ``slo`` for a workload.
 
+    Two forms: ``size_fleet(question, candidates, check=...)`` with a :class:`~workbench.planning.Question`
+    (workload, SLO, model, cost basis, seed, performance model, rate), or the question's parts loose,
+    ``size_fleet(trace, slo, candidates, model=..., qps=..., cost=..., seed=..., perf=...)`` (unset ones take
+    the :class:`~workbench.planning.Question` defaults: Llama-3.1-8B, the trace's own rate, ``CostBasis()``,
+    seed 0, the roofline).
+
     Parameters
     ----------
     trace
-        The workload: a :class:`~workbench.traces.Trace` (real or generated), a workload generator with
-        ``.generate`` (e.g. :class:`~workbench.traces.synthetic.Synthetic`: the screen samples 4,000 requests
-        drawn with ``seed``, the measurement kernel draws as many as its verdicts need), or a prepared
-        :class:`Workload`. A trace is finite: verdicts that need more requests than it holds are
-        "undecided".
+        A :class:`~workbench.planning.Question`, or the workload: a :class:`~workbench.traces.Trace` (real
+        or generated), a workload generator with ``.generate`` (e.g.
+        :class:`~workbench.traces.synthetic.Synthetic`: the screen samples 4,000 requests drawn with ``seed``,
+        the measurement kernel draws as many as its verdicts need), or a prepared :class:`Workload`. A trace
+        is finite: verdicts that need more requests than it holds are "undecided".
     slo
-        Latency targets.
+        Latency targets (with a question: the candidates).
     candidates
         Fleet shapes to size (see :func:`~workbench.planning.candidate_grid`).
     model
-        Model served (name from the model zoo).
+        Model served (name from the model zoo; default Llama-3.1-8B).
     qps
         Scale the trace to this mean arrival rate (``None``: its own rate).
     cost
-        Cost basis (cloud $/GPU-hour by default).
+        Cost basis (:class:`~workbench.tco.CostBasis`; cloud $/GPU-hour by default).
     check
         Candidates sized by the measurement kernel (:mod:`workbench.sim.measure`), cheapest analytic first
         (0: analytic only): each count is judged by a steady-state whole-fleet verdict, bisected inside the
@@ -299,12 +306,12 @@ def size_fleet(
     progress
         Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
     """
+    question, candidates = ask(trace, slo, candidates, model=model, qps=qps, cost=cost, seed=seed, perf=perf)
     if not candidates:
         raise ConfigError("candidate list is empty: give at least one Candidate")
-    check_qps(qps)
     check = require_int("check", check, low=0)
-    wl = prepare_workload(trace, qps, seed=seed)
-    cost = cost or CostBasis()
+    slo, model, cost, seed, perf = question.slo, question.model, question.cost, question.seed, question.perf
+    wl = question.prepared()
     spec = perf if isinstance(perf, str | CalibratedModel) else "roofline"  # what the check simulates
     _check_calibration(spec, candidates, wl)
     t0 = time.perf_counter()

@@ -38,7 +38,8 @@ import polars as pl
 from workbench.config import require_choice, require_int, require_positive, require_range
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.hardware import gpu
-from workbench.planning import SLO, Workload
+from workbench.planning import SLO, Question, Workload
+from workbench.planning.question import ask
 from workbench.sim.measure import Precision
 from workbench.tco import CostBasis, tco_arrays
 from workbench.whatif._common import WhatIfError, capacity_at_slo, capacity_measure, kernel_capacity
@@ -333,11 +334,11 @@ def refine_count(
 def plan_workload(
     mode: str,
     target: float,
-    wl: Workload,
-    slo: SLO,
-    gpus: Sequence[str],
+    wl: Question | Workload | object,
+    slo: SLO | Sequence[str] | None = None,
+    gpus: Sequence[str] | None = None,
     *,
-    model: str = "Llama-3.1-8B",
+    model: str | None = None,
     tp: int | Mapping[str, int] | None = None,
     max_num_seqs: int = 256,
     clock: float = 1.0,
@@ -345,9 +346,9 @@ def plan_workload(
     unit: str = "tokens",
     rank_by: str | None = None,
     instances: int = 4,
-    perf: str = "roofline",
+    perf: str | None = None,
     verify: bool = True,
-    seed: int = 0,
+    seed: int | None = None,
     precision: Precision | None = None,
 ) -> pl.DataFrame:
     """:func:`plan` straight from a workload: capacity at the SLO measured at ``instances`` instances per GPU
@@ -360,17 +361,40 @@ def plan_workload(
     ``ttft_p99_lo/hi``, ``tpot_p99_lo/hi``); without it the analytic screen's (``capacity_from = "screen"``:
     fast, for exploring, not a verdict).
 
+    Two forms: ``plan_workload(mode, target, question, gpus, ...)`` with a
+    :class:`~workbench.planning.Question` (workload, SLO, model, cost basis, seed, named performance model),
+    or its parts loose, ``plan_workload(mode, target, wl, slo, gpus, model=..., costs=..., perf=...,
+    seed=...)`` (unset ones take the question's defaults). With a question, ``costs`` may only add multi-GPU
+    efficiency to the question's basis (``ModeCosts(question.cost, eta_gpu=...)``).
+
     Parameters are those of :func:`capacity_at_slo` and :func:`plan`, plus ``verify``, and the ``seed`` and
     ``precision`` of the kernel's verdicts.
     """
-    cap = capacity_at_slo(wl, slo, gpus, model=model, tp=tp, instances=instances, max_num_seqs=max_num_seqs,
-                          clock=clock, perf=perf)  # fmt: skip
+    basis = None if costs is None else ModeCosts.of(costs).basis
+    if isinstance(wl, Question):
+        question, names = ask(wl, slo, gpus, model=model, perf=perf, seed=seed)
+        if basis is not None and basis != question.cost:
+            raise ConfigError(
+                "costs: the cost basis is the Question's (Question.cost); pass ModeCosts(question.cost, ...) "
+                "only to add multi-GPU efficiency"
+            )
+        costs = costs if costs is not None else question.cost
+    else:
+        question, names = ask(wl, slo, gpus, model=model, perf=perf, seed=seed, cost=basis)
+    if names is None:
+        raise ConfigError("gpus is required: the GPU types to plan")
+    if not isinstance(question.perf, str):
+        perf_given = question.perf
+        raise ConfigError(f"plan_workload needs a named performance model (Question.perf), got {perf_given!r}")
+    w, slo_, name, spec, s = question.prepared(), question.slo, question.model, question.perf, question.seed
+    cap = capacity_at_slo(w, slo_, names, model=name, tp=tp, instances=instances, max_num_seqs=max_num_seqs,
+                          clock=clock, perf=spec)  # fmt: skip
     if verify:
-        measure = kernel_capacity(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf,
-                                  seed=seed, precision=precision)  # fmt: skip
+        measure = kernel_capacity(w, slo_, model=name, max_num_seqs=max_num_seqs, clock=clock, perf=spec,
+                                  seed=s, precision=precision)  # fmt: skip
         cap = _kernel_checks_refusals(cap, measure)
     else:
-        measure = capacity_measure(wl, slo, model=model, max_num_seqs=max_num_seqs, clock=clock, perf=perf)
+        measure = capacity_measure(w, slo_, model=name, max_num_seqs=max_num_seqs, clock=clock, perf=spec)
     return plan(mode, target, cap, costs=costs, unit=unit, rank_by=rank_by, measure=measure)
 
 
