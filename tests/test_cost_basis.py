@@ -160,6 +160,9 @@ def test_gpu_hour_pricer_takes_the_model():
     assert 0.3 < small < 2.99  # owning over 5 years is cheaper than renting
     with pytest.raises(ConfigError, match="per-system costs with no per-GPU-hour share"):
         gpu_hour_usd("H100", CostBasis(kind="tco", depreciation_usd_per_year=1.0), "Llama-3.1-8B", 1)
+    assert gpu_hour_usd("H100", cloud) == 2.99  # no model needed to rent
+    with pytest.raises(ConfigError, match="prices the model's power: give model"):
+        gpu_hour_usd("H100", owned)
     # B200 has no on-demand rate in the table: its second reference rate prices it
     assert gpu_hour_usd("B200", cloud, "Llama-3.1-8B", 1) == 8.0
 

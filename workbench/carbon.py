@@ -159,6 +159,12 @@ def operational_carbon_kg(it_kwh: float | np.ndarray, site: Site, *, start_hour:
     return float((it * site.pue * hourly).sum() / 1000.0)
 
 
+def gco2e_per_1k_tokens(j_per_token: float | np.ndarray, site: Site) -> float | np.ndarray:
+    """Operational gCO2e per 1,000 tokens of IT energy ``j_per_token`` (J) at ``site`` (x PUE x the grid's
+    mean intensity): the package's one carbon-per-token formula."""
+    return j_per_token * 1000.0 * site.pue / J_PER_KWH * site.need("grid_gco2e_per_kwh")
+
+
 def embodied_carbon_kg(n_gpus: float, hours: float, *, kg_per_gpu: float, lifetime_years: float) -> float:
     """Embodied CO2e (kg) of ``n_gpus`` amortised linearly over ``lifetime_years``, for ``hours`` of use."""
     require_positive("n_gpus", n_gpus, allow_zero=True)

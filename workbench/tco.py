@@ -517,20 +517,20 @@ class CostBasis:
 
 
 @functools.lru_cache(maxsize=512)
-def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str, tp: int) -> float:
+def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str | None = None, tp: int = 1) -> float:
     """Cost (USD) of one GPU-hour of ``gpu_name`` serving ``model`` at tensor parallelism ``tp`` of ``basis``.
 
     The package's one GPU-hour pricer. ``basis.usd_per_gpu_hr`` overrides either kind. ``"cloud"``: the
     on-demand rate of the GPU table (its second reference rate when the first is missing; the model does not
-    change a rental price). ``"tco"``: :func:`fleet_tco` of one node running ``model`` at ``tp`` at the basis'
-    utilisation (busy power from the power model of that model, so a larger model costs more an hour), spread
-    over the node's GPU-hours of its lifetime.
+    change a rental price, so it may be ``None``). ``"tco"``: :func:`fleet_tco` of one node running ``model``
+    at ``tp`` at the basis' utilisation (busy power from the power model of that model, so a model that draws
+    more power costs more an hour), spread over the node's GPU-hours of its lifetime.
 
     Raises
     ------
     ConfigError
-        When the GPU has no price of the kind asked for, or (``"tco"``) the basis has per-system running costs,
-        which have no per-GPU-hour share.
+        When the GPU has no price of the kind asked for, or (``"tco"``) no model is given or the basis has
+        per-system running costs, which have no per-GPU-hour share.
     """
     from workbench.hardware import gpu
 
@@ -547,6 +547,8 @@ def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str, tp: int) -> float:
             hint = f"pass CostBasis(usd_per_gpu_hr={{{g.name!r}: ...}})"
             raise ConfigError(f"GPU {g.name!r} has no cloud price in gpus.csv; {hint}")
         return float(price)
+    if model is None:
+        raise ConfigError("an owned GPU-hour (CostBasis kind 'tco') prices the model's power: give model=...")
     if basis.running_usd_per_year > 0:
         raise ConfigError(
             f"CostBasis.{'/'.join(RUNNING_COSTS)} are per-system costs with no per-GPU-hour share; "

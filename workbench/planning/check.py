@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from workbench.carbon import gco2e_per_1k_tokens
 from workbench.planning.spec import SLO, Candidate
 from workbench.planning.workload import Workload
 from workbench.sim.measure import (
@@ -159,7 +160,6 @@ def check_candidates(
     from workbench._progress import progress_enabled
 
     place = cost.place()
-    g_per_j = 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh")  # per 1k tokens
 
     checker = _Checker(wl, slo, model, seed, precision, per_pool, perf)
     order = analytic.filter(pl.col("slo_met") & (pl.col("clock") == 1.0)).sort("usd_per_hour", "gpus")
@@ -195,7 +195,9 @@ def check_candidates(
                 sim_gpus=n1 * cand.tp + n2 * cand.second_tp if met else None,
                 sim_usd_per_hour=usd if met else None,
                 sim_usd_per_m_output_tokens=usd / (wl.output_tokens_per_s * 3600.0) * 1e6 if met else None,
-                sim_gco2e_per_1k_output_tokens=row["sim_j_per_output_token"] * g_per_j if met else None,
+                sim_gco2e_per_1k_output_tokens=gco2e_per_1k_tokens(row["sim_j_per_output_token"], place)
+                if met
+                else None,
             )
             rows.append(row)
             if met:

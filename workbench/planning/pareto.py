@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from workbench.carbon import gco2e_per_1k_tokens
 from workbench.errors import ConfigError
 from workbench.planning.spec import SLO, Candidate, candidate_grid
 from workbench.planning.workload import Workload
@@ -171,7 +172,7 @@ class SimPoint:
             "usd_per_hour": usd,
             "usd_per_m_output_tokens": usd / (tok_s * 3600.0) * 1e6,
             "j_per_output_token": j_tok,
-            "gco2e_per_1k_output_tokens": j_tok * 1000.0 * place.pue / 3.6e6 * place.need("grid_gco2e_per_kwh"),
+            "gco2e_per_1k_output_tokens": gco2e_per_1k_tokens(j_tok, place),
         }
 
 

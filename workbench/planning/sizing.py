@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from workbench.carbon import gco2e_per_1k_tokens
 from workbench.config import require_int
 from workbench.errors import ConfigError
 from workbench.hardware import CalibratedModel
@@ -114,7 +115,6 @@ def metrics_table(
     tok_s = wl.output_tokens_per_s
     place = cost.place()
     j_tok = watts / tok_s
-    g_per_kwh = place.need("grid_gco2e_per_kwh")
     return pl.DataFrame(
         {
             "instances": (n1 + n2).astype(np.int64),
@@ -122,7 +122,7 @@ def metrics_table(
             "usd_per_hour": usd_h,
             "usd_per_m_output_tokens": usd_h / (tok_s * 3600.0) * 1e6,
             "j_per_output_token": j_tok,
-            "gco2e_per_1k_output_tokens": j_tok * 1000.0 * place.pue / 3.6e6 * g_per_kwh,
+            "gco2e_per_1k_output_tokens": gco2e_per_1k_tokens(j_tok, place),
             "power_kw": watts / 1000.0,
         }
     )

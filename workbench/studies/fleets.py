@@ -39,9 +39,9 @@ SEED_POLICIES = ("round_robin", "jsq", "vllm_v1", "llmd", "sglang_cache_aware", 
 
 def _usd_per_gpu_hour(gpu_name: str) -> float:
     """Cloud price of one GPU of an instance's ``gpu`` (a MIG slice is priced as its whole GPU)."""
-    from workbench.hardware import gpu
+    from workbench.tco import CostBasis, gpu_hour_usd
 
-    return gpu(gpu_name.split("-MIG-")[0]).cloud_usd_per_gpu_hr
+    return gpu_hour_usd(gpu_name.split("-MIG-")[0], CostBasis())
 
 
 def gpu_cost_usd(result: SimResult) -> float:

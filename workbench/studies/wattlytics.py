@@ -22,13 +22,13 @@ import numpy as np
 import polars as pl
 
 from workbench import stats
-from workbench.hardware import gpu as gpu_spec
 from workbench.power import energy
 from workbench.seeds import Streams
 from workbench.sim.fleet import simulate, summarize
 from workbench.sim.topology import monolithic
 from workbench.studies.claims import NOT_REPRODUCED, UNDER_CONDITIONS, Claim, percent
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
+from workbench.tco import CostBasis, gpu_hour_usd
 from workbench.traces import LogNormal, Trace
 
 #: GPUs with a cited cloud price (B200's is an estimate in ``data/gpus.csv``, so it is left out).
@@ -113,7 +113,7 @@ def run(arm: GpuArm, seed: int) -> dict[str, float]:
     span = float(served["finish_s"].max() - served["arrival_s"].min())
     tokens = float(served["output_tokens"].sum()) / span
     power = report["energy_j"] / span
-    price = gpu_spec(arm.arm).cloud_usd_per_gpu_hr
+    price = gpu_hour_usd(arm.arm, CostBasis(), arm.model)
     return {
         "capacity_rps": lo,
         "tokens_per_s": tokens,
