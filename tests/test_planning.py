@@ -322,6 +322,14 @@ def test_simulate_points_sweep_and_cache(wl, tmp_path):
     assert len(list(tmp_path.glob("*.parquet"))) == 3
     again = simulate_points(wl, SLO(1.0, 0.05), cands, counts, **kw)  # from the cache
     assert again.equals(t)
+    # prices are not a simulation input: another cost basis re-prices the cached points (same seeds, verdicts)
+    cheap = CostBasis(usd_per_gpu_hr={"H100": 1.0})
+    owned = simulate_points(wl, SLO(1.0, 0.05), cands, counts, cost=cheap, **kw)
+    assert len(list(tmp_path.glob("*.parquet"))) == 3
+    assert owned["usd_per_hour"].to_list() == pytest.approx([1.0, 1.0, 3 * 0.86])
+    assert owned.drop("usd_per_hour", "usd_per_m_output_tokens", "pareto").equals(
+        t.drop("usd_per_hour", "usd_per_m_output_tokens", "pareto")
+    )
     # another SLO is another configuration: no stale verdicts from the cache
     strict = simulate_points(wl, SLO(0.01, 0.05), cands, counts, **kw)
     assert not strict["slo_met"].any() and len(list(tmp_path.glob("*.parquet"))) == 6

@@ -125,11 +125,12 @@ def trace_fingerprint(wl: Workload) -> str:
 class SimPoint:
     """A pure ``run(config, seed)`` for :func:`workbench.experiments.sweep`: simulate one fixed fleet.
 
-    The config (see :func:`point_configs`) holds everything but the trace: :class:`Candidate` fields,
-    ``instances1``/``instances2``, ``model``, the kernel's ``precision``, the SLO and cost basis as nested
-    dicts, and the
-    workload ``fingerprint``, so the sweep cache never mixes workloads or targets. Returns latencies, goodput,
-    SLO verdict, cost, and the exact energy of the simulation (:func:`workbench.power.energy`).
+    The config (see :func:`point_configs`) holds everything the simulation depends on but the trace:
+    :class:`Candidate` fields, ``instances1``/``instances2``, ``model``, the kernel's ``precision``, the SLO as
+    a nested dict, and the workload ``fingerprint``, so the sweep cache never mixes workloads or targets.
+    Returns latencies, goodput, SLO verdict and the exact energy of the simulation
+    (:func:`workbench.power.energy`); prices are not a simulation input, so :func:`simulate_points` adds the
+    cost and carbon columns afterwards (a point's seed and cache entry do not depend on the cost basis).
     """
 
     wl: Workload
@@ -143,7 +144,7 @@ class SimPoint:
             raise ConfigError("config fingerprint does not match the workload of this SimPoint")
         fields = {f.name for f in dataclasses.fields(Candidate)}
         cand = Candidate(**{k: v for k, v in config.items() if k in fields})
-        slo, cost, model = SLO(**config["slo"]), CostBasis(**config["cost"]), config["model"]
+        slo, model = SLO(**config["slo"]), config["model"]
         n1, n2 = int(config["instances1"]), int(config.get("instances2") or 0)
         precision = Precision(**config["precision"])
         v = verify(build_fleet(cand, n1, n2, model), self.wl.requests, slo, seed=seed % (2**31),
@@ -151,11 +152,6 @@ class SimPoint:
         cols = verdict_columns(v, slo)
         scored = v.result.requests.sort("arrival_s").slice(v.warmup).filter(~pl.col("rejected"))
         j_tok = float(energy(v.result).fleet["j_per_output_token"][0])
-        place = cost.place()
-        usd = n1 * cand.tp * gpu_hour_usd(cand.gpu, cost, model, cand.tp)
-        if n2:
-            usd += n2 * cand.second_tp * gpu_hour_usd(cand.second_gpu, cost, model, cand.second_tp)
-        tok_s = self.wl.output_tokens_per_s
         return {
             "verdict": v.status,
             "ttft_p50_s": float(scored["ttft_s"].quantile(0.5)) if scored.height else None,
@@ -169,11 +165,32 @@ class SimPoint:
             "goodput": cols["goodput"],
             "slo_met": v.meets,
             "requests": v.requests,
-            "usd_per_hour": usd,
-            "usd_per_m_output_tokens": usd / (tok_s * 3600.0) * 1e6,
             "j_per_output_token": j_tok,
-            "gco2e_per_1k_output_tokens": gco2e_per_1k_tokens(j_tok, place),
         }
+
+
+def price_points(table: pl.DataFrame, wl: Workload, model: str, cost: CostBasis) -> pl.DataFrame:
+    """``table`` of simulated points (columns of :func:`point_configs` and :class:`SimPoint`) with the cost and
+    carbon columns of ``cost``: ``usd_per_hour``, ``usd_per_m_output_tokens`` (before ``j_per_output_token``)
+    and ``gco2e_per_1k_output_tokens`` (after it)."""
+    usd = []
+    for row in table.iter_rows(named=True):
+        second = row["topology"] != "monolithic"
+        gpu2 = row["gpu2"] if row["gpu2"] is not None else row["gpu"]
+        tp2 = row["tp2"] if row["tp2"] is not None else row["tp"]
+        n1, n2 = int(row["instances1"]), int(row["instances2"] or 0)
+        value = n1 * row["tp"] * gpu_hour_usd(row["gpu"], cost, model, row["tp"])
+        if n2 and second:
+            value += n2 * tp2 * gpu_hour_usd(gpu2, cost, model, tp2)
+        usd.append(value)
+    usd_h = pl.Series("usd_per_hour", usd, pl.Float64)
+    j_tok = table["j_per_output_token"]
+    at = table.columns.index("j_per_output_token")
+    table = table.insert_column(at, usd_h).insert_column(
+        at + 1, (usd_h / (wl.output_tokens_per_s * 3600.0) * 1e6).alias("usd_per_m_output_tokens")
+    )
+    carbon = gco2e_per_1k_tokens(j_tok, cost.place())
+    return table.insert_column(at + 3, pl.Series("gco2e_per_1k_output_tokens", carbon, pl.Float64))
 
 
 def point_configs(
@@ -183,16 +200,15 @@ def point_configs(
     *,
     slo: SLO,
     model: str = "Llama-3.1-8B",
-    cost: CostBasis | None = None,
     precision: Precision | None = None,
 ) -> list[dict]:
-    """Sweep configurations (dicts) for candidates at fixed instance counts ``(n1, n2)``."""
+    """Sweep configurations (dicts) for candidates at fixed instance counts ``(n1, n2)`` (what the simulation
+    depends on; no prices, see :func:`price_points`)."""
     fp = trace_fingerprint(wl)
     extra = {
         "model": model,
         "precision": dataclasses.asdict(precision or Precision()),
         "slo": dataclasses.asdict(slo),
-        "cost": dataclasses.asdict(cost or CostBasis()),
         "fingerprint": fp,
     }
     return [
@@ -219,11 +235,13 @@ def simulate_points(
     """Judge fixed fleets with the measurement kernel in a (parallel, resumable) sweep; mark the Pareto front.
 
     Each point is a kernel verdict (:func:`workbench.sim.measure.verify`) with its CIs, on the workload's
-    requests (``precision``: tolerance and request cap).
+    requests (``precision``: tolerance and request cap), priced on ``cost`` afterwards (:func:`price_points`:
+    changing the cost basis re-prices cached points without simulating them again).
     """
     from workbench.experiments import sweep
 
-    configs = point_configs(cands, counts, wl, slo=slo, model=model, cost=cost, precision=precision)
+    configs = point_configs(cands, counts, wl, slo=slo, model=model, precision=precision)
     run = SimPoint(wl)
     table = sweep(configs, run, seed=seed, n_jobs=n_jobs, cache_dir=cache_dir, backend=backend)
+    table = price_points(table, wl, model, cost or CostBasis())
     return pareto_front(table.drop("fingerprint"), objectives)
