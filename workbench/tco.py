@@ -350,6 +350,15 @@ def _canonical_prices(owner: str, prices: dict[str, float]) -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _place(name: str, electricity_usd_per_kwh: float | None, pue: float | None):
+    """:func:`workbench.carbon.site` ``name`` with the given price and PUE (``None``: the site's); cached."""
+    from workbench.carbon import site
+
+    over = {"electricity_usd_per_kwh": electricity_usd_per_kwh, "pue": pue}
+    return site(name, **{k: v for k, v in over.items() if v is not None})
+
+
 @dataclass(frozen=True, slots=True)
 class CostBasis:
     """The one cost basis of the package: how a GPU-hour is priced and what owning a fleet costs.
@@ -439,10 +448,7 @@ class CostBasis:
 
     def place(self):
         """The :class:`workbench.carbon.Site` of :attr:`site` with this basis' electricity price and PUE."""
-        from workbench.carbon import site
-
-        over = {k: getattr(self, k) for k in ("electricity_usd_per_kwh", "pue") if getattr(self, k) is not None}
-        return site(self.site, **over)
+        return _place(self.site, self.electricity_usd_per_kwh, self.pue)
 
     @property
     def facility_pue(self) -> float:
