@@ -67,7 +67,8 @@ def all_fresh() -> bool:
 
 class _CoreFinder:
     """Meta-path finder: a core module comes from its ``.py`` unless the compiled core is wanted and every
-    module of it has a fresh build."""
+    module of it has a fresh build.
+    """
 
     @staticmethod
     def find_spec(name: str, path=None, target=None):
@@ -86,7 +87,8 @@ def install() -> None:
 
 def is_compiled(function: object) -> bool:
     """Whether ``function`` was compiled by Cython: a module of the core passes one of its own functions to
-    learn whether it runs as its compiled build (typed fast paths) or as its ``.py`` source."""
+    learn whether it runs as its compiled build (typed fast paths) or as its ``.py`` source.
+    """
     return type(function).__name__ == "cython_function_or_method"
 
 

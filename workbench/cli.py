@@ -160,7 +160,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
 ) -> None:
     """The main job on the shipped default trace: workload summary, minimum-cost fleet, own-or-rent TCO; charts
-    and tables in OUT."""
+    and tables in OUT.
+    """
 
     def body() -> None:
         ctx = run_demo(out, seed, echo=typer.echo)
@@ -183,7 +184,8 @@ def figures(
     ] = "double",
 ) -> None:
     """Regenerate every figure of the workbench's studies (workloads, instance, routing, energy, sizing,
-    what-if) as PNG, SVG and PDF in OUT, each with its data as CSV."""
+    what-if) as PNG, SVG and PDF in OUT, each with its data as CSV.
+    """
     from workbench.figures import FIGURES, write_figures
 
     def body() -> None:

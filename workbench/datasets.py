@@ -193,7 +193,8 @@ def list() -> pl.DataFrame:
 
 def get(name: str) -> Dataset:
     """The registry entry for ``name``, matched ignoring case and surrounding spaces (the workbench's rule for
-    names, :func:`workbench.config.require_choice`); a :class:`DatasetError` listing the names when unknown."""
+    names, :func:`workbench.config.require_choice`); a :class:`DatasetError` listing the names when unknown.
+    """
     key = name.strip().casefold() if isinstance(name, str) else None
     found = next((d for n, d in REGISTRY.items() if n.casefold() == key), None)
     if found is None:

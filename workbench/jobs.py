@@ -52,7 +52,8 @@ def _trace(source: str, requests: int | None) -> Trace:
 
 def load_trace(source: str, requests: int | None = None, rate_scale: float = 1.0) -> Trace:
     """The trace ``source`` (file path or dataset name), its first ``requests`` rows, sped up ``rate_scale``
-    times (loaded once per process)."""
+    times (loaded once per process).
+    """
     from workbench import traces
 
     trace = _trace(str(source), requests)
@@ -69,7 +70,8 @@ def run_fleet(
     progress: bool | None = None,
 ):
     """Simulate ``trace`` through ``fleet``; return the result and its one-row summary (with SLO attainment
-    when targets are given)."""
+    when targets are given).
+    """
     from workbench.sim import fleet as fleet_sim
     from workbench.sim import summary
 
@@ -79,7 +81,8 @@ def run_fleet(
 
 def apply_override(fleet: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     """A copy of the fleet dict with ``key`` (``"router"``, ``"pools.main.instances"``, ``"pools.0.tp"``)
-    set to ``value``; an unknown pool or a malformed key raises :class:`ConfigError` naming it."""
+    set to ``value``; an unknown pool or a malformed key raises :class:`ConfigError` naming it.
+    """
     out = copy.deepcopy(fleet)
     parts = key.split(".")
     if parts[0] != "pools":
@@ -142,7 +145,8 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
         """Read and validate a sweep file; every point's fleet is built once here, so a bad grid value fails
-        before anything runs."""
+        before anything runs.
+        """
         data = read_toml(path, "sweep config")
         unknown = sorted(set(data) - {"sweep", "grid"})
         if unknown:

@@ -341,7 +341,8 @@ AGENTIC_METRICS = (
 def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
     """One replication: TTFT mean (and its log10: replications differ by orders of magnitude once a fleet is
     overloaded, and a paired difference of logs is a ratio), p99, mean queueing, the time to finish all
-    sessions and the hit rate."""
+    sessions and the hit rate.
+    """
     work = arm.workload(seed)
     fleet = monolithic(arm.instances, router="lmetric")
     if arm.mode == "closed":

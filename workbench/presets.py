@@ -49,7 +49,8 @@ class Preset:
 
     def workload(self, seed: int = 0) -> object:
         """What a sizing question should measure on: the preset itself when :attr:`drawable` (a generator the
-        kernel draws from at any length and seed), else its trace (finite)."""
+        kernel draws from at any length and seed), else its trace (finite).
+        """
         return self if self.drawable else self.generate(seed)
 
 
@@ -77,7 +78,8 @@ def get(name: str) -> Preset:
 
 def generate(name: str, seed: int = 0, n: int | None = None) -> Trace:
     """Shorthand for ``get(name).generate(seed, n)``; the last 16 traces are kept (a preset is a pure function
-    of its seed, and a :class:`Trace` is immutable), so an explorer switching back is instant."""
+    of its seed, and a :class:`Trace` is immutable), so an explorer switching back is instant.
+    """
     return _generate(get(name).name, seed, n)
 
 

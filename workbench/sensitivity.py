@@ -185,7 +185,8 @@ def tco_bounds(
 ) -> dict[str, tuple[float, float]]:
     """Default ranges of :data:`TCO_PARAMS` around ``inputs``: +-spread for prices and busy power (power
     capped at ``max_power_w``, e.g. the TDP), PUE 1.1-1.6 (Google 2023 to the 2023 industry average),
-    utilisation 0.3-0.9, lifetime 3-7 years."""
+    utilisation 0.3-0.9, lifetime 3-7 years.
+    """
     e, p, w = inputs.electricity_usd_per_kwh, inputs.gpu_price_usd, inputs.gpu_busy_w
     return {
         "electricity_usd_per_kwh": (e * (1 - spread), e * (1 + spread)),

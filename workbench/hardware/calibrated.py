@@ -266,7 +266,8 @@ def calibration_domain(perf: str | CalibratedModel | None, folder: str | Path | 
 
 def token_budget(perf: str | CalibratedModel | None, max_num_seqs: int, default: int = 8192) -> int:
     """Tokens per iteration (vLLM ``max_num_batched_tokens``) a simulated instance of ``perf`` may batch:
-    ``default``, or at most what a calibration's benchmark exercised; never below ``max_num_seqs``."""
+    ``default``, or at most what a calibration's benchmark exercised; never below ``max_num_seqs``.
+    """
     dom = calibration_domain(perf)
     return max(default if dom is None else min(default, dom.max_tokens), int(max_num_seqs))
 

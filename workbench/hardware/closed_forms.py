@@ -156,7 +156,8 @@ class RooflineTerms:
 
     def decode_pieces(self, d: int, c0: float, n: int) -> list[tuple[float, float, int]]:
         """A decode run as affine pieces ``(mean time, step, iterations)`` (windows and the step floor split
-        it; each piece is summed in closed form). The mean of a piece is ``first + step (k - 1) / 2``."""
+        it; each piece is summed in closed form). The mean of a piece is ``first + step (k - 1) / 2``.
+        """
         base = self.base(d, d) + d * self.c_state
         window = self.window
         cuts = {0, n}

@@ -191,7 +191,8 @@ PROFILE_CONFIGS: dict[tuple[str, str, int], tuple[str, str, str | None]] = {
 
 def _isotonic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``y`` (sorted by ``x``) made non-decreasing by least squares (pool adjacent violators): an operator never
-    gets faster with more work, and the all-reduce table's small messages scatter by 5x between neighbours."""
+    gets faster with more work, and the all-reduce table's small messages scatter by 5x between neighbours.
+    """
     means: list[float] = []
     counts: list[int] = []
     for v in np.asarray(y, dtype=float)[np.argsort(x, kind="stable")]:
@@ -444,7 +445,8 @@ class VidurProfile(DecodeRunMixin):
 
     def decode_attention_time(self, decode_seqs: int, decode_context: float) -> float:
         """Seconds per layer of the decode attention of ``decode_seqs`` sequences with ``decode_context`` tokens
-        of context in all."""
+        of context in all.
+        """
         if decode_seqs <= 0:
             return 0.0
         return float(self._decode_attention(np.array([decode_seqs]), np.array([decode_context], float))[0])

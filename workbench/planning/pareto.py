@@ -92,7 +92,8 @@ def tradeoff_table(
     perf: str = "roofline",
 ) -> pl.DataFrame:
     """Analytic screen over a grid of fleet shapes, with the Pareto front marked (``pareto`` column);
-    ``perf`` names the performance model (:func:`workbench.hardware.performance_model`)."""
+    ``perf`` names the performance model (:func:`workbench.hardware.performance_model`).
+    """
     from workbench.planning.sizing import screen_table
 
     cands = candidate_grid(

@@ -120,7 +120,8 @@ def roofline(gpu_name: str, model_name: str, tp: int) -> PerformanceModel:
 
 class _Named:
     """Factory of a named performance model (:func:`perf_factory`); compared by identity, so the screen's
-    table cache never serves a calibration saved again under the same name."""
+    table cache never serves a calibration saved again under the same name.
+    """
 
     def __init__(self, spec: str | CalibratedModel) -> None:
         self.spec = spec

@@ -228,7 +228,8 @@ class PlanSpec:
     @property
     def precision(self) -> Precision:
         """The measurement kernel's :class:`~workbench.sim.measure.Precision` from ``tolerance`` and
-        ``max_requests``."""
+        ``max_requests``.
+        """
         from workbench.config import require_int
 
         require_int("max_requests", self.max_requests, low=100)

@@ -165,7 +165,8 @@ def features(configs: pl.DataFrame) -> np.ndarray:
 
 def _decode_inputs(configs: pl.DataFrame) -> _Decode:
     """The inputs of a decode step shared by :func:`roofline_features` and :func:`kv_roofline_features`
-    (each distinct GPU's spec looked up once)."""
+    (each distinct GPU's spec looked up once).
+    """
     c = configs
     nbytes = _bytes_per_weight(c["weight_precision"])
     n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
@@ -433,7 +434,8 @@ def _fit_regressors(
     n_trees: int,
 ) -> tuple[ExtraTreesRegressor, ExtraTreesRegressor, ExtraTreesRegressor]:
     """The three regressors of :class:`PowerClasses`: power fraction of TDP on the base features, log per-GPU
-    power and log throughput over the roofline rate on the energy features."""
+    power and log throughput over the roofline rate on the energy features.
+    """
     return (
         _regressor(seed, n_trees).fit(x, frac),
         _regressor(seed, n_trees, 1.0).fit(xe, log_power),

@@ -141,7 +141,8 @@ def _norm(name: str) -> str:
 
 def matches_model(model_id: str, query: str) -> bool:
     """True when Hugging Face id ``model_id`` names the model ``query`` (full id or its last part,
-    case-insensitive, ``-Instruct`` optional)."""
+    case-insensitive, ``-Instruct`` optional).
+    """
     mid, q = _norm(model_id), _norm(query)
     return mid == q or mid.removesuffix("-instruct") == q or mid.startswith(q + "-instruct")
 

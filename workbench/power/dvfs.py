@@ -137,7 +137,8 @@ def clock_sweep(curve: DvfsCurve, *, latency_ref_s: float, n: int = 50) -> pl.Da
 def clock_power_scale(clock: float | np.ndarray) -> float | np.ndarray:
     """Share of the clock-dependent power left at clock fraction ``clock`` of ``f_max``: ``P(f) / P(f_max)`` of
     the Wattlytics H100 shape (BORROWED from an HPC code, GROMACS; no public LLM power-versus-clock data was
-    found to fit, see the module docstring)."""
+    found to fit, see the module docstring).
+    """
     c = H100_WATTLYTICS
     out = np.asarray(c.power_w(np.asarray(clock, dtype=float) * c.f_max)) / float(c.power_w(c.f_max))
     return float(out) if out.ndim == 0 else out

@@ -307,7 +307,8 @@ TDP_HEADROOM = 1.05
 
 def _check_power_range(by_inst: pl.DataFrame) -> None:
     """Raise :class:`InvariantError` for an instance whose mean power is outside its GPUs' range, or whose
-    energy per output token is not a finite positive number although it made tokens."""
+    energy per output token is not a finite positive number although it made tokens.
+    """
     for row in by_inst.iter_rows(named=True):
         powered = row["busy_s"] + row["idle_s"] + row["starting_s"]
         if powered > 0:

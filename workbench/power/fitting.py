@@ -200,7 +200,8 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
 
 def scale_default(default: dict, batch: np.ndarray, power_w: np.ndarray) -> np.ndarray:
     """``[p_low, p_high, k, x0]`` of a GPU default curve (a fit-table row) with both levels scaled so that
-    its mean over the measured ``batch`` equals the mean measured ``power_w`` (the rule for 1-2 runs)."""
+    its mean over the measured ``batch`` equals the mean measured ``power_w`` (the rule for 1-2 runs).
+    """
     params = np.array([default["p_low_w"], default["p_high_w"], default["k"], default["x0"]], float)
     scale = float(np.mean(power_w) / np.mean(_logistic(np.log2(batch), *params)))
     return params * np.array([scale, scale, 1.0, 1.0])

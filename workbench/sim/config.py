@@ -172,7 +172,8 @@ class InstanceConfig:
 
     def performance_model(self) -> PerformanceModel:
         """This instance's performance model: ``perf`` (a name resolved by
-        :func:`workbench.hardware.performance_model`, or a model adapted if needed), else the roofline."""
+        :func:`workbench.hardware.performance_model`, or a model adapted if needed), else the roofline.
+        """
         if self.perf is None or isinstance(self.perf, str):
             from workbench.hardware import performance_model
 

@@ -363,7 +363,8 @@ class KVRuntime:
     # ------------------------------------------------------------------ lookups
     def plan(self, inst: Instance, req: Request) -> tuple[int, list[int]]:
         """Where ``req``'s prefix is for ``inst``: leading blocks on its GPU, then the tier code of each next
-        block found below it (:data:`STORE` for the store), up to the first block found nowhere."""
+        block found below it (:data:`STORE` for the store), up to the first block found nowhere.
+        """
         hashes = req.prefix_hashes
         prefix = inst.prefix
         if not hashes or not prefix.entry_tokens:
@@ -417,7 +418,8 @@ class KVRuntime:
     def admit(self, inst: Instance, req: Request, now: float) -> bool:
         """Start promoting ``req``'s prefix blocks found below ``inst``'s GPU; ``False`` when there are none
         (queue it now). Overlap mode queues it when the loads arrive; blocking mode adopts the blocks now and
-        queues it at once (the caller does), its load charged to the iteration that admits it."""
+        queues it at once (the caller does), its load charged to the iteration that admits it.
+        """
         if req.kv_ready:
             return False
         g, codes = self.plan(inst, req)
@@ -469,7 +471,8 @@ class KVRuntime:
     def charge(self, inst_id: int) -> float:
         """Blocking mode: the load time of the requests just admitted on ``inst_id`` (the longest: their loads
         run together) for the blocks their admission used, charged to the iteration that admits them; the
-        bytes are counted on the links."""
+        bytes are counted on the links.
+        """
         pending = self._charges[inst_id]
         if not pending:
             return 0.0
@@ -501,7 +504,8 @@ class KVRuntime:
     def transfer_kv(self, req: Request, src: Instance, dst: Instance, size_bytes: float,
                     callback: Callable[[Request, float], None]) -> None:  # fmt: skip
         """Move ``size_bytes`` of KV from ``src`` to ``dst`` (NVLink inside a node, else the NICs); call
-        ``callback(req, t)`` on arrival."""
+        ``callback(req, t)`` on arrival.
+        """
         a, b = self.sides[src.index], self.sides[dst.index]
         if a.node == b.node:
             path = (a.links["nvlink_tx"], b.links["nvlink_rx"])
@@ -520,7 +524,8 @@ class KVRuntime:
     # ------------------------------------------------------------------ results
     def columns(self, cached_tokens: np.ndarray, entry_tokens: np.ndarray) -> dict[str, np.ndarray]:
         """Per-request columns: prompt tokens served from each place (those loaded and then used as hits;
-        a loaded entry evicted before its request was admitted is recomputed and not counted)."""
+        a loaded entry evicted before its request was admitted is recomputed and not counted).
+        """
         n = cached_tokens.size
         out = {name: np.zeros(n, dtype=np.int64) for name in ("dram", "ssd", "store")}
         names = {}
@@ -580,7 +585,8 @@ def _refresh(prefix: PrefixCache, hashes: Sequence[int]) -> None:
 
 class _ChargedPerf:
     """Blocking promotion: an instance's performance model whose prefill iterations last the load time of the
-    requests they admit (:meth:`KVRuntime.charge`); everything else is the wrapped model's."""
+    requests they admit (:meth:`KVRuntime.charge`); everything else is the wrapped model's.
+    """
 
     __slots__ = ("_inst", "_runtime", "base")
 
@@ -598,7 +604,8 @@ class _ChargedPerf:
 
 class LoadingRouter:
     """Wraps the simulation's router: a request whose prefix lies below its instance's GPU is held while the
-    blocks load (overlap mode), then queued (see module docstring)."""
+    blocks load (overlap mode), then queued (see module docstring).
+    """
 
     def __init__(self, inner, runtime: KVRuntime) -> None:
         self.inner = inner
@@ -624,7 +631,8 @@ class LoadingRouter:
 
 def attach_hierarchy(sim: Simulation, hierarchy: KVHierarchy | None, n_rows: int) -> KVRuntime | None:
     """Build the runtime of ``hierarchy`` over every instance of ``sim`` and wrap its router (``None``:
-    nothing happens, returns ``None``). Call after the instances and the router are in place."""
+    nothing happens, returns ``None``). Call after the instances and the router are in place.
+    """
     if hierarchy is None:
         return None
     if not isinstance(hierarchy, KVHierarchy):

@@ -59,7 +59,8 @@ class RejectionWarning(UserWarning):
 def rejections_in_table(func: Callable[P, R]) -> Callable[P, R]:
     """Decorate a study whose result table reports every run's rejections (``rejected`` and
     ``reject_reasons`` of :func:`~workbench.sim.metrics.summarize`): the runs' :class:`RejectionWarning` s are
-    not repeated one by one."""
+    not repeated one by one.
+    """
 
     @functools.wraps(func)
     def study(*args: P.args, **kwargs: P.kwargs) -> R:

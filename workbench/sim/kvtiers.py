@@ -292,7 +292,8 @@ class TierChain:
 
     def clear(self) -> None:
         """Forget every entry (a failed node loses its host memory; SSD content is kept by callers that
-        want persistence by not calling this)."""
+        want persistence by not calling this).
+        """
         for tier in self.tiers:
             for key in list(tier.entries()):
                 tier.discard(key)
@@ -300,7 +301,8 @@ class TierChain:
 
 class KVStore(Tier):
     """A shared remote KV store (Mooncake store, LMCache remote backend): one :class:`Tier` that every
-    instance reads and writes over the network; ``writes`` counts the entries offered to it."""
+    instance reads and writes over the network; ``writes`` counts the entries offered to it.
+    """
 
     __slots__ = ("offered",)
 

@@ -394,7 +394,8 @@ class Network:
     def account(self, size_bytes: float, path: Sequence[int]) -> None:
         """Count ``size_bytes`` moved over ``path`` without a flow: for background traffic that nothing waits
         for and that shares its links with nothing modelled (e.g. offloading writes device -> host); busy time
-        grows by ``size / bandwidth`` per link."""
+        grows by ``size / bandwidth`` per link.
+        """
         for link in path:
             self.bytes_moved[link] += size_bytes
             self.busy_s[link] += size_bytes / self.bandwidth[link]

@@ -184,7 +184,8 @@ class Measurement:
     @property
     def met(self) -> bool | None:
         """Whether the target is met: by the interval, or by the point estimate once precise (``None``:
-        not settled, or no limit)."""
+        not settled, or no limit).
+        """
         t = self.target
         if t.limit is None:
             return None
@@ -587,7 +588,8 @@ def measure(
 
 def _marginal(status: str, ms: Sequence[Measurement]) -> bool:
     """The verdict rests on a point estimate: a met target whose interval straddles its limit ("meets"), or
-    no target failed by its whole interval ("fails")."""
+    no target failed by its whole interval ("fails").
+    """
     judged = [m for m in ms if m.target.limit is not None]
     if status == "meets":
         return any(m.side == 0 for m in judged)
@@ -784,7 +786,8 @@ class RequestSource:
 
     def rescaled(self, factor: float) -> RequestSource:
         """The same requests sped up by ``factor`` (:func:`workbench.traces.transforms.rescale`: arrival times
-        divided by it, the mean rate multiplied)."""
+        divided by it, the mean rate multiplied).
+        """
         from workbench.traces.transforms import rescale
 
         require_positive("factor", factor)
@@ -797,7 +800,8 @@ class RequestSource:
 
 def request_source(workload: Any, name: str | None = None) -> RequestSource:
     """A :class:`RequestSource` from a trace, a generator (``.generate(n=, seed=)``), a source, or anything
-    with a ``requests`` source (a prepared :class:`~workbench.planning.Workload`)."""
+    with a ``requests`` source (a prepared :class:`~workbench.planning.Workload`).
+    """
     if isinstance(workload, RequestSource):
         return workload
     if isinstance(getattr(workload, "requests", None), RequestSource):

@@ -127,7 +127,8 @@ DISTRIBUTIONS = {
 
 def service_distribution(name: str, **params) -> ServiceDistribution:
     """Build a service distribution by short name (``exponential``, ``deterministic``, ``lognormal``,
-    ``empirical``)."""
+    ``empirical``).
+    """
     name = require_choice("service distribution", name, tuple(DISTRIBUTIONS))
     return DISTRIBUTIONS[name](**params)
 

@@ -387,7 +387,8 @@ class Fleet:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fleet:
         """Build a fleet from a dict as read from TOML (``[[pools]]`` tables, ``[pools.autoscale]``,
-        ``scheduler = {...}``); :func:`workbench.config.from_dict` on :class:`Fleet`."""
+        ``scheduler = {...}``); :func:`workbench.config.from_dict` on :class:`Fleet`.
+        """
         if isinstance(data, Mapping) and "pools" in data and not isinstance(data["pools"], list | tuple):
             raise ConfigError("fleet.pools: expected a list of pool tables ([[pools]] in TOML)")
         return from_dict(cls, data)

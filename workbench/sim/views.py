@@ -190,7 +190,8 @@ class InstanceView:
     def kv_load(self, request: Request) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per instance: prompt tokens cached on its GPU, tokens found below it (its KV tiers, the shared
         store) and the expected seconds to load those at the links' current contention. Without a KV
-        hierarchy: the prefix matches, zeros and zeros."""
+        hierarchy: the prefix matches, zeros and zeros.
+        """
         insts = self.instances
         runtime = getattr(insts[0].prefix, "runtime", None) if insts else None
         if runtime is None:

@@ -154,7 +154,8 @@ def run(arm: CalvoArm, seed: int) -> dict[str, float]:
     """One replication: SLO attainment, TTFT (P99, mean), median TPOT, the share of prompt tokens loaded from
     the store, the prefix-hit rate, the mean load wait, the share of loaded prefix entries recomputed anyway
     (evicted, or cut off from their GPU prefix, before their request was admitted; whole run) and the request
-    counts (after the warm-up)."""
+    counts (after the warm-up).
+    """
     fleet = dataclasses.replace(monolithic(arm.instances, router=arm.router), hierarchy=arm.hierarchy())
     result = simulate(arm.workload(seed), fleet, seed=seed)
     q = result.requests.filter(pl.col("arrival_s") >= arm.warmup_s)
@@ -199,7 +200,8 @@ BASELINE, STAGE, CALVO = label("blocking"), label("overlap"), label("overlap", "
 def study(arms: Sequence[CalvoArm] = ARMS, *, replications: int = REPLICATIONS, seed: int = 0,
           n_jobs: int = 1) -> Replicated:  # fmt: skip
     """Every arm on the same ``replications`` seeds (common random numbers); :data:`ARMS` by default, and
-    ``study(CONDITIONS)`` for the conditions (same seeds, so its draws are the headline's)."""
+    ``study(CONDITIONS)`` for the conditions (same seeds, so its draws are the headline's).
+    """
     return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 
 
@@ -261,7 +263,8 @@ def _nic_effect(table: pl.DataFrame) -> str:
 
 def claim(rep: Replicated, conditions: Replicated | None = None) -> Claim:
     """The stage's and both mechanisms' SLO-attainment gains against the baseline (``rep``: :data:`ARMS`), and
-    where the stage's gain holds (``conditions``: :data:`CONDITIONS`, optional)."""
+    where the stage's gain holds (``conditions``: :data:`CONDITIONS`, optional).
+    """
     stage = rep.ratio(STAGE, BASELINE, "slo_attainment")
     full = rep.ratio(CALVO, BASELINE, "slo_attainment")
     router = rep.difference(CALVO, STAGE, "slo_attainment")

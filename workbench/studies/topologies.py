@@ -98,7 +98,8 @@ SERVEGEN_WINDOW = {"model": "m-large", "clients": (12, 120, 133), "start_s": 72_
 
 def autoscale_run(arm: AutoscaleArm, seed: int) -> dict[str, float]:
     """One draw of the bursty ServeGen window through the arm's fleet
-    (:func:`~workbench.studies.fleets.autoscale_curve`)."""
+    (:func:`~workbench.studies.fleets.autoscale_curve`).
+    """
     w = SERVEGEN_WINDOW
     mix = ServeGenMix.from_datasets(model=w["model"], clients=list(w["clients"]), start_s=w["start_s"],
                                     end_s=w["end_s"])  # fmt: skip

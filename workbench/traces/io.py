@@ -313,7 +313,8 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
 
 def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
     """Read the file once (:meth:`TableFormat.collect`: source strings are never held whole); on a parse
-    error, re-read as text to find the first bad value."""
+    error, re-read as text to find the first bad value.
+    """
     try:
         return fmt.collect(path, kind)
     except pl.exceptions.PolarsError as exc:

@@ -189,7 +189,8 @@ class MMPP:
 
 def index_of_dispersion(process: MMPP) -> float:
     """Asymptotic index of dispersion of counts (variance / mean of the count in a long window) of a
-    two-state MMPP (the closed form in the module docstring)."""
+    two-state MMPP (the closed form in the module docstring).
+    """
     if len(process.rates) != 2:
         raise ConfigError("the closed form holds for two states")
     l1, l2 = process.rates

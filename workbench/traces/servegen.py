@@ -1,5 +1,6 @@
 """ServeGen client mixtures: :class:`ServeGenMix` generates requests from ServeGen's per-client windows
-(rate, CV, Gamma/Weibull gaps) and length PMFs."""
+(rate, CV, Gamma/Weibull gaps) and length PMFs.
+"""
 
 from __future__ import annotations
 

@@ -277,7 +277,8 @@ _ROOFLINE_KEYS = ("seq_overhead_s", "overhead_s", "mbu", "mfu", "step_floor_s")
 
 def _perf(run: Mapping, params: Mapping[str, float]) -> RooflineModel:
     """The roofline of ``run`` with corrections ``params`` (keys of :data:`CORRECTION_PARAMS`; a task-specific
-    value ``"step_floor_s@<task>"`` wins over ``"step_floor_s"``)."""
+    value ``"step_floor_s@<task>"`` wins over ``"step_floor_s"``).
+    """
     kw = {k: float(v) for k, v in params.items() if k in _ROOFLINE_KEYS}
     floor = params.get(f"step_floor_s@{run['task']}")
     if floor is not None:
@@ -404,7 +405,8 @@ def _groups(runs: pl.DataFrame) -> pl.DataFrame:
 
 def mlenergy_errors(table: pl.DataFrame, column: str = "predicted_median_itl_ms") -> pl.DataFrame:
     """Median |error| and median error (bias) of ``column`` against the measured ``median_itl_ms`` per GPU x
-    architecture x inputs (text / multimodal), with the run count."""
+    architecture x inputs (text / multimodal), with the run count.
+    """
     e = pl.col(column) / pl.col("median_itl_ms") - 1.0
     return (
         _groups(table)
@@ -497,7 +499,8 @@ def load_validation_table() -> pl.DataFrame:
 
 def validation_summary(table: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per GPU x architecture x inputs: runs, the default roofline's median |error| and bias, the held-out
-    corrected model's median |error| (mean and standard deviation over the split repeats) and bias."""
+    corrected model's median |error| (mean and standard deviation over the split repeats) and bias.
+    """
     table = load_validation_table() if table is None else table
     oof = [c for c in table.columns if c.startswith("oof_")]
     per_rep = pl.concat(

@@ -59,7 +59,8 @@ _METRICS = {"ttft_s": "ttft", "tpot_s": "tpot", "e2e_s": "e2e"}
 
 def vidur_scheduler(**overrides: object) -> SchedulerConfig:
     """Vidur's vLLM replica scheduler as a :class:`~workbench.sim.SchedulerConfig` (its defaults;
-    ``overrides`` change any field)."""
+    ``overrides`` change any field).
+    """
     params: dict[str, object] = {
         "max_num_seqs": 128,
         "max_num_batched_tokens": 4096,
@@ -81,7 +82,8 @@ def read_vidur_metrics(path: str | Path) -> pl.DataFrame:
     Vidur writes a restarted request's lengths and ``tpot_s`` *after* its restarts (tokens decoded before a
     preemption counted in the prompt, ``tpot_s`` over the remaining ones; see the module docstring): for rows
     with ``restarts > 0`` take the lengths from the generated requests (``benchmarks/vidur_side_by_side.py``
-    keeps them) before replaying, and :func:`vidur_tpot` for the TPOT."""
+    keeps them) before replaying, and :func:`vidur_tpot` for the TPOT.
+    """
     raw = pl.read_csv(path, glob=False)
     need = {
         "Request Id",

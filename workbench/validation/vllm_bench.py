@@ -442,7 +442,8 @@ def write_vllm_benchmark(
 ) -> Path:
     """Write a per-request table (``prompt_tokens, output_tokens, ttft_s, tpot_s``) in the layout of
     ``vllm bench serve --save-result --save-detailed`` (each request's inter-token gaps all equal its TPOT):
-    for tests and examples, and for a user's own measurements collected elsewhere."""
+    for tests and examples, and for a user's own measurements collected elsewhere.
+    """
     outs = requests["output_tokens"].to_list()
     tpots = requests["tpot_s"].fill_null(0.0).to_list()
     data = {

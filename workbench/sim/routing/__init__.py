@@ -105,7 +105,8 @@ class _NoStream:
 
 def check_router(name: str, field: str = "router", **params) -> None:
     """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params`` (nothing is
-    drawn: a randomised router gets its stream where it is built for a run)."""
+    drawn: a randomised router gets its stream where it is built for a run).
+    """
     check_router_name(name, field)
     get_router(name, rng=_NoStream(), **params)  # type: ignore[arg-type]
 

@@ -31,7 +31,8 @@ class TrackedCache(Protocol):
 
 class CachingInstance(Protocol):
     """What the index needs of an instance: its id, its prefix cache, and its lazy evictions (none due before
-    ``evict_at``; ``settle(now)`` makes those due by ``now``)."""
+    ``evict_at``; ``settle(now)`` makes those due by ``now``).
+    """
 
     index: int
     prefix: TrackedCache
