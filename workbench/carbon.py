@@ -86,7 +86,7 @@ class Site:
 
 @functools.cache
 def load_sites() -> pl.DataFrame:
-    """The shipped site table ``data/sites.csv`` (with source columns)."""
+    """Return the shipped site table ``data/sites.csv`` (with source columns)."""
     return pl.read_csv(data_path("sites.csv"), infer_schema_length=None)
 
 
@@ -139,7 +139,10 @@ def site(name: str, *, facility: str | None = None, **overrides: object) -> Site
 
 
 def diurnal_profile(mean: float, amplitude: float, *, low_hour: int = 13, hours: int = 24) -> tuple[float, ...]:
-    """A synthetic cosine day of grid intensity (lowest at ``low_hour``, e.g. solar noon); for what-ifs only."""
+    """Return a synthetic cosine day of grid intensity (lowest at ``low_hour``, e.g. solar noon).
+
+    For what-ifs only.
+    """
     require_positive("mean", mean)
     require_range("amplitude", amplitude, 0.0, mean)
     h = np.arange(hours)
@@ -220,8 +223,9 @@ def footprint_of(
     lifetime_years: float = 5.0,
     start_hour: int = 0,
 ) -> pl.DataFrame:
-    """Carbon and water of a simulation at ``site``: :func:`footprint` of its hourly IT energy plus
-    per-output-token intensities.
+    """Carbon and water of a simulation at ``site``.
+
+    :func:`footprint` of its hourly IT energy plus per-output-token intensities.
 
     Parameters
     ----------
@@ -261,7 +265,9 @@ def footprint_of(
 
 
 def per_mtok(footprint_table: pl.DataFrame, output_tokens: float) -> pl.DataFrame:
-    """A :func:`footprint` table plus ``kgco2e_per_mtok`` and ``water_l_per_mtok``, per million output tokens.
+    """Return a :func:`footprint` table plus its intensities per million output tokens.
+
+    The columns ``kgco2e_per_mtok`` and ``water_l_per_mtok`` are added.
 
     Both are NaN when ``output_tokens`` is not positive (no work to charge the footprint to).
     """

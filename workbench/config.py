@@ -66,7 +66,7 @@ def require_int(name: str, value: object, *, low: int = 1) -> int:
 
 
 def require_choice(name: str, value: str, choices: Iterable[str], *, what: str | None = None) -> str:
-    """The spelling in ``choices`` of the name ``value``, matched ignoring case and surrounding spaces.
+    """Return the spelling in ``choices`` of the name ``value``, matched ignoring case and surrounding spaces.
 
     This is the workbench's one rule for names a user types (see the module docstring): ``"JSQ "`` is
     ``"jsq"``. Callers keep the returned canonical spelling.
@@ -190,7 +190,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
-    """The tables of a TOML file: the one TOML reader of the workbench.
+    """Return the tables of a TOML file: the one TOML reader of the workbench.
 
     Parameters
     ----------

@@ -86,7 +86,7 @@ DemoStep = Callable[[DemoContext], None]
 
 
 def format_table(table: pl.DataFrame) -> str:
-    """A polars table as plain text, all rows and columns shown."""
+    """Return a polars table as plain text, all rows and columns shown."""
     with pl.Config(
         tbl_rows=-1,
         tbl_cols=-1,
@@ -100,12 +100,12 @@ def format_table(table: pl.DataFrame) -> str:
 
 
 def load_default_trace(ctx: DemoContext) -> None:
-    """The Azure 2023 code trace shipped in ``data/`` (no download needed)."""
+    """Return the Azure 2023 code trace shipped in ``data/`` (no download needed)."""
     ctx.traces["real"] = traces.load("azure_code")
 
 
 def fit_twin(ctx: DemoContext) -> None:
-    """A synthetic twin: same rate profile, inter-arrival CV and lengths, fresh random draws."""
+    """Return a synthetic twin: same rate profile, inter-arrival CV and lengths, fresh random draws."""
     real = ctx.traces["real"]
     ctx.traces["twin"] = traces.fit(real).generate(duration_s=real.duration_s, seed=ctx.seed)
 
@@ -131,7 +131,10 @@ def chart_workloads(ctx: DemoContext) -> None:
 
 
 def size_default_fleet(ctx: DemoContext) -> None:
-    """The minimum-cost fleet for the default trace at :data:`DEMO_QPS` (analytic screen + simulation check)."""
+    """Size the minimum-cost fleet for the default trace at :data:`DEMO_QPS`.
+
+    Analytic screen, then simulation check.
+    """
     from workbench.planning import SLO, candidate_grid, size_fleet
     from workbench.planning.sizing import RANKED_COLUMNS
     from workbench.viz.planning import check_chart, sizing_chart
@@ -152,7 +155,7 @@ def size_default_fleet(ctx: DemoContext) -> None:
 
 
 def answer_pools(best: dict) -> list[dict]:
-    """The answer's pools: role, GPU, TP, instances (simulated when verified) and busy share.
+    """Return the answer's pools: role, GPU, TP, instances (simulated when verified) and busy share.
 
     The screen's busy share belongs to its own instance count; at the verified count the same load is spread
     over fewer or more instances, so the share is rescaled by analytic / simulated instances.

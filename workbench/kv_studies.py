@@ -80,18 +80,18 @@ def versus(runs: pl.DataFrame, baseline: str, metrics: Sequence[str]) -> pl.Data
 
 @functools.lru_cache(maxsize=2)
 def _twin(dataset: str) -> traces.Synthetic:
-    """The fitted twin of a registered trace (once per process)."""
+    """Return the fitted twin of a registered trace (once per process)."""
     return traces.fit(traces.load(dataset))
 
 
 def twin_workload(dataset: str, requests: int, seed: int, speedup: float = 1.0) -> traces.Trace:
-    """``requests`` requests of the fitted twin of ``dataset`` drawn with ``seed``, ``speedup`` times faster."""
+    """Draw ``requests`` requests of the fitted twin of ``dataset`` with ``seed``, ``speedup`` times faster."""
     trace = _twin(dataset).generate(requests, seed=seed)
     return traces.rescale(trace, speedup) if speedup != 1.0 else trace
 
 
 def _rejected(result) -> int:
-    """Requests of ``result`` the simulator rejected (each with its reason in the request table)."""
+    """Count the requests of ``result`` the simulator rejected (each with its reason in the request table)."""
     return int(result.requests["rejected"].sum())
 
 
@@ -139,6 +139,7 @@ class TierArm:
     dataset: str = "mooncake_synthetic"
 
     def hierarchy(self) -> KVHierarchy | None:
+        """Return the arm's KV hierarchy: a DRAM and/or SSD tier per instance (``None`` without either)."""
         if not (self.dram_gb or self.ssd_gb):
             return None
         return KVHierarchy(
@@ -260,6 +261,7 @@ class StoreArm:
     dataset: str = "mooncake_synthetic"
 
     def hierarchy(self) -> KVHierarchy | None:
+        """Return the arm's KV hierarchy: its capacity as DRAM split over the instances, or as a store."""
         if self.where == "local":
             return KVHierarchy(dram={"capacity_gb": self.capacity_gb / self.instances})
         if self.where == "store":
@@ -313,6 +315,7 @@ class AgenticArm:
     fanout: int = 4
 
     def workload(self, seed: int):
+        """Return the replication's agentic sessions drawn with ``seed`` (bursty starts, fan-out steps)."""
         gen = AgentSessions(
             sessions=MMPP.bursts(self.rate, peak_ratio=4.0, burst_share=0.2, burst_s=20.0),
             mean_steps=self.mean_steps,
@@ -339,9 +342,10 @@ AGENTIC_METRICS = (
 
 @rejections_in_table
 def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
-    """One replication: TTFT mean (and its log10: replications differ by orders of magnitude once a fleet is
-    overloaded, and a paired difference of logs is a ratio), p99, mean queueing, the time to finish all
-    sessions and the hit rate.
+    """Run one replication of the agentic study and return its measures.
+
+    TTFT mean (and its log10: replications differ by orders of magnitude once a fleet is overloaded, and a
+    paired difference of logs is a ratio), p99, mean queueing, the time to finish all sessions and the hit rate.
     """
     work = arm.workload(seed)
     fleet = monolithic(arm.instances, router="lmetric")

@@ -137,7 +137,7 @@ def _check_q(q: ArrayLike) -> np.ndarray:
 
 
 def mmc_wait_quantile(q: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
-    """The ``q``-quantile of the M/M/c waiting time (0 when ``q <= 1 - P(wait)``), exact.
+    """Return the ``q``-quantile of the M/M/c waiting time (0 when ``q <= 1 - P(wait)``), exact.
 
     ``t_q = ln(C / (1 - q)) / (c mu (1 - rho))`` for ``q > 1 - C``.
     """

@@ -77,7 +77,7 @@ class ServiceModel:
         return np.asarray(arrival_rate, dtype=float) * self.mean_s / self.slots
 
     def to_frame(self) -> pl.DataFrame:
-        """The statistics as a polars table (one row per batch size)."""
+        """Return the statistics as a polars table (one row per batch size)."""
         return pl.DataFrame(
             {
                 "slots": self.slots,

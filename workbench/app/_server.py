@@ -21,8 +21,9 @@ TEMPLATE = "workbench"
 
 
 def offline_template() -> Path:
-    """Write the ``workbench`` template (Voila's ``lab`` one minus its CDN links); return the folder to put on
-    ``JUPYTER_PATH``.
+    """Write the ``workbench`` template (Voila's ``lab`` one minus its CDN links).
+
+    Return the folder to put on ``JUPYTER_PATH``.
     """
     from jupyter_core.paths import jupyter_path
 

@@ -181,7 +181,7 @@ class RooflineFit:
     train_mape: float
 
     def perf(self, tp: int = 1) -> RooflineModel:
-        """The calibrated :class:`RooflineModel` at tensor parallelism ``tp``."""
+        """Return the calibrated :class:`RooflineModel` at tensor parallelism ``tp``."""
         return RooflineModel(self.gpu, self.model, tp, **self.params)
 
 
@@ -258,7 +258,9 @@ def _fits() -> pl.DataFrame:
 
 
 def calibrated_roofline(model_name: str, hardware: str, tp: int) -> RooflineModel:
-    """The shipped SplitwiseSim fit for (``model_name``, ``hardware``, ``tp``) as a :class:`RooflineModel`.
+    """Return the shipped SplitwiseSim fit for (``model_name``, ``hardware``, ``tp``) as a roofline.
+
+    The result is a :class:`RooflineModel`.
 
     ``hardware`` is a SplitwiseSim name (``a100-80gb``, ``h100-80gb``, ``h100-80gb-pcap``) or a GPU name;
     ``model_name`` any alias of ``llama2-70b`` or ``bloom-176b``.

@@ -173,7 +173,7 @@ class CalibratedModel:
 
 
 def from_dict(data: dict[str, Any], where: str = "calibration") -> CalibratedModel:
-    """A :class:`CalibratedModel` from :meth:`CalibratedModel.to_dict` output."""
+    """Return a :class:`CalibratedModel` from :meth:`CalibratedModel.to_dict` output."""
     if data.get("format") != _FORMAT:
         raise DatasetError(f"{where}: not a workbench calibrated model (format {data.get('format')!r})")
     try:
@@ -218,7 +218,9 @@ def calibrated_model(name: str | Path, folder: str | Path | None = None) -> Cali
 def performance_model(
     perf: str | CalibratedModel | None, gpu: str, model: str, tp: int = 1, *, folder: str | Path | None = None
 ) -> RooflineModel | CalibratedModel:
-    """The performance model a spec names, for one configuration: the one resolution point of the package.
+    """Resolve the performance model a spec names, for one configuration.
+
+    This is the one resolution point of the package.
 
     Parameters
     ----------
@@ -254,7 +256,7 @@ def performance_model(
 
 
 def calibration_domain(perf: str | CalibratedModel | None, folder: str | Path | None = None) -> Domain | None:
-    """The domain of the calibration a spec names (``None`` for the roofline)."""
+    """Return the domain of the calibration a spec names (``None`` for the roofline)."""
     if perf is None or perf == ROOFLINE:
         return None
     if isinstance(perf, CalibratedModel):
@@ -265,7 +267,8 @@ def calibration_domain(perf: str | CalibratedModel | None, folder: str | Path | 
 
 
 def token_budget(perf: str | CalibratedModel | None, max_num_seqs: int, default: int = 8192) -> int:
-    """Tokens per iteration (vLLM ``max_num_batched_tokens``) a simulated instance of ``perf`` may batch:
+    """Return the tokens per iteration (``max_num_batched_tokens``) an instance of ``perf`` may batch.
+
     ``default``, or at most what a calibration's benchmark exercised; never below ``max_num_seqs``.
     """
     dom = calibration_domain(perf)

@@ -515,7 +515,10 @@ def _lookup(kind: str, name: str, items: dict):
 
 @functools.lru_cache(maxsize=1024)
 def _model_named(name: str) -> ModelSpec:
-    """The model of a name, dropping :data:`_MODEL_SUFFIXES` when needed (``FP8`` names get 1-byte weights)."""
+    """Return the model of a name, dropping :data:`_MODEL_SUFFIXES` when needed.
+
+    ``FP8`` names get 1-byte weights.
+    """
     index, items = _index("model"), _models()
     key, fp8 = _norm(name), False
     if key not in index:
@@ -563,12 +566,12 @@ def model(name: str | ModelSpec) -> ModelSpec:
 
 
 def list_gpus() -> pl.DataFrame:
-    """The GPU table (all columns of ``data/gpus.csv``, with sources)."""
+    """Return the GPU table (all columns of ``data/gpus.csv``, with sources)."""
     return _gpu_table()
 
 
 def list_models() -> pl.DataFrame:
-    """The model zoo (all columns of ``data/models.csv``) plus KV bytes per token at TP 1."""
+    """Return the model zoo (all columns of ``data/models.csv``) plus KV bytes per token at TP 1."""
     return _model_table().with_columns(
         pl.Series("kv_bytes_per_token", [m.kv_bytes_per_token() for m in _models().values()], pl.Int64)
     )

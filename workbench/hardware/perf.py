@@ -68,7 +68,7 @@ class PerformanceModel(Protocol):
         ...
 
     def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
-        """Number of whole pure-decode iterations that finish within ``duration`` seconds."""
+        """Return the number of whole pure-decode iterations that finish within ``duration`` seconds."""
         ...
 
 

@@ -237,7 +237,10 @@ class RooflineModel:
 
     # ------------------------------------------------------------------ conveniences
     def with_clock(self, clock: float) -> RooflineModel:
-        """This model at a fraction ``clock`` of the maximum SM clock (compute terms scale, memory does not)."""
+        """Return this model at a fraction ``clock`` of the maximum SM clock.
+
+        Compute terms scale, memory terms do not.
+        """
         return dataclasses.replace(self, gpu=self.gpu, model=self.model, clock=clock)
 
     def layer_linear_time(self, tokens: int) -> float:

@@ -190,8 +190,10 @@ PROFILE_CONFIGS: dict[tuple[str, str, int], tuple[str, str, str | None]] = {
 
 
 def _isotonic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``y`` (sorted by ``x``) made non-decreasing by least squares (pool adjacent violators): an operator never
-    gets faster with more work, and the all-reduce table's small messages scatter by 5x between neighbours.
+    """``y`` (sorted by ``x``) made non-decreasing by least squares (pool adjacent violators).
+
+    An operator never gets faster with more work, and the all-reduce table's small messages scatter by 5x
+    between neighbours.
     """
     means: list[float] = []
     counts: list[int] = []
@@ -444,8 +446,9 @@ class VidurProfile(DecodeRunMixin):
         return t
 
     def decode_attention_time(self, decode_seqs: int, decode_context: float) -> float:
-        """Seconds per layer of the decode attention of ``decode_seqs`` sequences with ``decode_context`` tokens
-        of context in all.
+        """Return the seconds per layer of the decode attention of ``decode_seqs`` sequences.
+
+        The sequences hold ``decode_context`` tokens of context in all.
         """
         if decode_seqs <= 0:
             return 0.0

@@ -42,7 +42,7 @@ from workbench.sim.measure import (
 
 
 def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "roofline"):
-    """The :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
+    """Return the :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
 
     ``perf`` names the instances' performance model (:func:`workbench.hardware.performance_model`); with a
     calibrated one an iteration batches at most the tokens its benchmark exercised (8,192 otherwise).
@@ -236,7 +236,7 @@ class _Checker:
         self._cand: Candidate | None = None
 
     def verdict(self, n1: int, n2: int) -> Verdict:
-        """The whole fleet's verdict with ``n1``/``n2`` instances (memoised per candidate)."""
+        """Return the whole fleet's verdict with ``n1``/``n2`` instances (memoised per candidate)."""
         cand = self._cand
         assert cand is not None
         key = (n1, n2)
@@ -291,7 +291,10 @@ class _Checker:
         return self._cache[max(self._cache, key=lambda k: k[0] + k[1])].status
 
     def _below(self, cand: Candidate, n1: int | None, n2: int | None) -> tuple[int, Verdict] | None:
-        """The next-smaller fleet's verdict (one instance fewer in the last pool shrunk) for the explanation."""
+        """Return the next-smaller fleet's verdict, for the explanation.
+
+        The next-smaller fleet has one instance fewer in the last pool shrunk.
+        """
         assert n1 is not None and n2 is not None
         options = [(n1 - 1, n2)] if cand.topology == "monolithic" else [(n1, n2 - 1), (n1 - 1, n2)]
         judged = [(k, self._cache[k]) for k in options if k in self._cache and min(k) >= 0 and sum(k) > 0]

@@ -1,4 +1,6 @@
-"""Two-pool versus monolithic: does splitting by prompt length lower the cost of a fleet meeting an SLO?
+"""Two-pool versus monolithic fleets: the cost of splitting a fleet by prompt length.
+
+Does splitting by prompt length lower the cost of a fleet meeting an SLO?
 
 inference-fleet-sim (arXiv 2603.16054) reports that a fleet split into a short-context and a long-context pool
 beats a monolithic fleet on long-tailed workloads: short requests pack many more sequences per GPU (their KV

@@ -91,8 +91,10 @@ def tradeoff_table(
     objectives: Sequence[str] = OBJECTIVES,
     perf: str = "roofline",
 ) -> pl.DataFrame:
-    """Analytic screen over a grid of fleet shapes, with the Pareto front marked (``pareto`` column);
-    ``perf`` names the performance model (:func:`workbench.hardware.performance_model`).
+    """Screen a grid of fleet shapes analytically and mark the Pareto front.
+
+    The front is the ``pareto`` column; ``perf`` names the performance model
+    (:func:`workbench.hardware.performance_model`).
     """
     from workbench.planning.sizing import screen_table
 
@@ -134,6 +136,7 @@ class SimPoint:
     wl: Workload
 
     def __call__(self, config: dict, seed: int) -> dict:
+        """Simulate the fleet that ``config`` describes on the workload and return its measurements."""
         from workbench.carbon import site
         from workbench.planning.check import build_fleet, verdict_columns
         from workbench.planning.costs import gpu_hour_usd

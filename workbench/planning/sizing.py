@@ -208,12 +208,12 @@ class SizingResult:
     timings: dict = field(default_factory=dict)
 
     def ranked(self, columns: Sequence[str] = RANKED_COLUMNS) -> pl.DataFrame:
-        """The ranked table cut to ``columns`` (those present; the ``sim_*`` ones only after a check)."""
+        """Return the ranked table cut to ``columns`` (those present; the ``sim_*`` ones only after a check)."""
         return self.table.select([c for c in columns if c in self.table.columns])
 
 
 def _rank(table: pl.DataFrame) -> pl.DataFrame:
-    """Verified candidates first (by simulated cost), then the other SLO-meeting ones, then the misses."""
+    """Rank verified candidates first (by simulated cost), then the other SLO-meeting ones, then the misses."""
     if "sim_slo_met" in table.columns:
         tier = (
             pl.when(pl.col("sim_slo_met").fill_null(False))
@@ -347,7 +347,10 @@ def size_fleet(
 
 
 def _check_calibration(perf: str | CalibratedModel, candidates: Sequence[Candidate], wl: Workload) -> None:
-    """A calibrated model's domain against the candidates' batch caps and the workload's longest request."""
+    """Check a calibrated model's domain against the candidates' batch caps and the longest request.
+
+    The longest request is the workload's.
+    """
     from workbench.hardware import calibration_domain
 
     dom = calibration_domain(perf)
@@ -371,7 +374,7 @@ def _check_calibration(perf: str | CalibratedModel, candidates: Sequence[Candida
 
 
 def _best(table: pl.DataFrame) -> dict | None:
-    """The first-ranked candidate that meets the SLO (verified by simulation when any was simulated)."""
+    """Return the first-ranked candidate that meets the SLO (verified by simulation when any was simulated)."""
     met = pl.col("sim_slo_met").fill_null(False) if "sim_slo_met" in table.columns else pl.col("slo_met")
     ok = table.filter(met)
     return ok.row(0, named=True) if ok.height else None
@@ -395,7 +398,7 @@ def _compare(usd: float, ref: float) -> str:
 
 
 def _simulated(table: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(verified, refuted, not simulated) among the candidates that meet the SLO analytically."""
+    """Split the candidates that meet the SLO analytically into verified, refuted and not simulated."""
     met = table.filter(pl.col("slo_met"))
     if "sim_slo_met" not in table.columns:
         return met.clear(), met.clear(), met
@@ -421,7 +424,7 @@ def _fmt_ci_row(r: dict, slo: SLO) -> str:
 
 
 def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.DataFrame | None) -> str:
-    """The answer when no candidate is verified (or none meets the SLO analytically)."""
+    """Return the answer when no candidate is verified (or none meets the SLO analytically)."""
     _, refuted, unchecked = _simulated(table)
     n_met = int(table["slo_met"].sum())
     if n_met:  # the screen found fleets, the simulator refuted every one it checked
@@ -472,7 +475,7 @@ def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.D
 
 
 def _measured(row: dict, slo: SLO) -> str:
-    """The answer's measured quantiles with their CIs (``"P99 TTFT 0.43 s [0.41, 0.45]"``)."""
+    """Return the answer's measured quantiles with their CIs (``"P99 TTFT 0.43 s [0.41, 0.45]"``)."""
     q = f"P{slo.quantile * 100:g}"
     parts = []
     if slo.ttft_s is not None and row.get("sim_ttft_p99_s") is not None:

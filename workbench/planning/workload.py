@@ -99,7 +99,9 @@ def check_qps(qps: object) -> None:
 
 
 def as_trace(source: object, *, n_requests: int = GENERATED_REQUESTS, seed: int = 0) -> Trace:
-    """A workload source as a trace: a :class:`Trace` as is, a generator (``.generate``) drawn ``n_requests``.
+    """Return a workload source as a trace.
+
+    A :class:`Trace` as is, a generator (``.generate``) drawn ``n_requests``.
 
     Raises :class:`ConfigError` naming the type of anything else.
     """
@@ -202,7 +204,9 @@ def _generator_source(generator: object, drawn: Trace, scaled: Trace) -> Request
 
 
 def prepare_workload(trace: Workload | Trace | object, qps: float | None, *, seed: int) -> Workload:
-    """The :class:`Workload` a sizing question runs on: a prepared one as is, else :func:`workload` of it.
+    """Return the :class:`Workload` a sizing question runs on.
+
+    A prepared one as is, else :func:`workload` of it.
 
     A generator is drawn :data:`GENERATED_REQUESTS` requests with ``seed`` for the screen's sample; the
     measurement kernel draws as many more as its verdicts need from the workload's ``source``.

@@ -73,7 +73,7 @@ def logistic_power(
 
 
 def logistic_log2(x: np.ndarray, p_low, p_high, k, x0) -> np.ndarray:
-    """The logistic of :func:`logistic_power` in ``x = log2(batch)`` (no clamping; for fitting)."""
+    """Return the logistic of :func:`logistic_power` in ``x = log2(batch)`` (no clamping; for fitting)."""
     return p_low + (p_high - p_low) / (1.0 + np.exp(-k * (x - x0)))
 
 
@@ -117,7 +117,7 @@ class LogisticPower:
         return logistic_power(batch, self.p_low_w, self.p_high_w, self.k, self.x0)
 
     def scaled(self, factor: float) -> LogisticPower:
-        """The curve with both levels multiplied by ``factor`` (e.g. a clock's power scale)."""
+        """Return the curve with both levels multiplied by ``factor`` (e.g. a clock's power scale)."""
         require_positive("factor", factor)
         return LogisticPower(
             self.p_low_w * factor, self.p_high_w * factor, self.k, self.x0, self.source, self.rule
@@ -131,7 +131,7 @@ class LogisticPower:
 
 @functools.cache
 def load_fits() -> pl.DataFrame:
-    """The shipped fit table ``data/power_fits.csv`` (see :func:`workbench.power.fitting.build_fits`)."""
+    """Return the shipped fit table ``data/power_fits.csv`` (see :func:`workbench.power.fitting.build_fits`)."""
     return pl.read_csv(data_path(FITS_FILE), infer_schema_length=None)
 
 
@@ -140,8 +140,9 @@ def _norm(name: str) -> str:
 
 
 def matches_model(model_id: str, query: str) -> bool:
-    """True when Hugging Face id ``model_id`` names the model ``query`` (full id or its last part,
-    case-insensitive, ``-Instruct`` optional).
+    """Whether Hugging Face id ``model_id`` names the model ``query``.
+
+    The query matches the full id or its last part, case-insensitive, ``-Instruct`` optional.
     """
     mid, q = _norm(model_id), _norm(query)
     return mid == q or mid.removesuffix("-instruct") == q or mid.startswith(q + "-instruct")
@@ -155,7 +156,7 @@ def power_curve(
     n_gpus: int | None = None,
     task: str | None = None,
 ) -> LogisticPower:
-    """The per-GPU power curve of ``model`` on ``n_gpus`` (default ``tp``, else 1) x ``gpu``.
+    """Return the per-GPU power curve of ``model`` on ``n_gpus`` (default ``tp``, else 1) x ``gpu``.
 
     Follows the lookup rule of the module docstring; the returned curve's ``rule`` and ``source`` say which
     step answered and with what measured error. Unknown GPUs raise :class:`HardwareError`.

@@ -62,7 +62,7 @@ class DvfsCurve:
         return float(p) if p.ndim == 0 else p
 
     def scaled_to(self, power_at_fmax_w: float) -> DvfsCurve:
-        """The same shape scaled so that ``P(f_max)`` equals ``power_at_fmax_w``."""
+        """Return the same shape scaled so that ``P(f_max)`` equals ``power_at_fmax_w``."""
         require_positive("power_at_fmax_w", power_at_fmax_w)
         s = power_at_fmax_w / float(self.power_w(self.f_max))
         return replace(self, b1=self.b1 * s, c1=self.c1 * s, a2=self.a2 * s, b2=self.b2 * s, c2=self.c2 * s)
@@ -135,9 +135,10 @@ def clock_sweep(curve: DvfsCurve, *, latency_ref_s: float, n: int = 50) -> pl.Da
 
 
 def clock_power_scale(clock: float | np.ndarray) -> float | np.ndarray:
-    """Share of the clock-dependent power left at clock fraction ``clock`` of ``f_max``: ``P(f) / P(f_max)`` of
-    the Wattlytics H100 shape (BORROWED from an HPC code, GROMACS; no public LLM power-versus-clock data was
-    found to fit, see the module docstring).
+    """Share of the clock-dependent power left at clock fraction ``clock`` of ``f_max``.
+
+    ``P(f) / P(f_max)`` of the Wattlytics H100 shape (BORROWED from an HPC code, GROMACS; no public LLM
+    power-versus-clock data was found to fit, see the module docstring).
     """
     c = H100_WATTLYTICS
     out = np.asarray(c.power_w(np.asarray(clock, dtype=float) * c.f_max)) / float(c.power_w(c.f_max))

@@ -306,8 +306,10 @@ TDP_HEADROOM = 1.05
 
 
 def _check_power_range(by_inst: pl.DataFrame) -> None:
-    """Raise :class:`InvariantError` for an instance whose mean power is outside its GPUs' range, or whose
-    energy per output token is not a finite positive number although it made tokens.
+    """Raise :class:`InvariantError` for an instance whose power or energy per token is impossible.
+
+    That is, its mean power lies outside its GPUs' range, or its energy per output token is not a finite
+    positive number although it made tokens.
     """
     for row in by_inst.iter_rows(named=True):
         powered = row["busy_s"] + row["idle_s"] + row["starting_s"]
@@ -357,7 +359,9 @@ def _derived(t: pl.DataFrame, pue: float) -> pl.DataFrame:
 
 
 def energy_timeseries(report: EnergyReport, bin_s: float = 3600.0, *, by: str | None = None) -> pl.DataFrame:
-    """IT energy per time bin (exact: segments split at bin edges), for the fleet or per ``by`` column.
+    """Return the IT energy per time bin, for the fleet or per ``by`` column.
+
+    Exact: segments are split at bin edges.
 
     Returns columns ``bin`` (index), ``start_s``, [``by``], ``energy_j``, ``mean_power_w``; the last bin ends
     at the end of the last segment.

@@ -113,7 +113,7 @@ def fit_logistic(
 
 
 def _runs_path() -> Path:
-    """The ML.ENERGY runs through the dataset registry (checksummed), else the sibling shared folder."""
+    """Return the ML.ENERGY runs through the dataset registry (checksummed), else the sibling shared folder."""
     from workbench.datasets import fetch
     from workbench.errors import DatasetError
 
@@ -199,7 +199,9 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
 
 
 def scale_default(default: dict, batch: np.ndarray, power_w: np.ndarray) -> np.ndarray:
-    """``[p_low, p_high, k, x0]`` of a GPU default curve (a fit-table row) with both levels scaled so that
+    """Scale a GPU default curve's levels to the measured mean power.
+
+    Returns ``[p_low, p_high, k, x0]`` of a GPU default curve (a fit-table row) with both levels scaled so that
     its mean over the measured ``batch`` equals the mean measured ``power_w`` (the rule for 1-2 runs).
     """
     params = np.array([default["p_low_w"], default["p_high_w"], default["k"], default["x0"]], float)
@@ -338,8 +340,10 @@ def fit_report(fits: pl.DataFrame | None = None, runs: pl.DataFrame | None = Non
 
 
 def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | None = None) -> pl.DataFrame:
-    """Leave-one-out error of the fit per GPU: each interior point of a group with >= 4 points is predicted by
-    the fit to the group's other points (interpolation inside the measured range; refits every time).
+    """Leave-one-out error of the fit per GPU.
+
+    Each interior point of a group with >= 4 points is predicted by the fit to the group's other points
+    (interpolation inside the measured range; refits every time).
 
     Returns per GPU ``n_points`` (predicted points), ``median_ape``, ``p90_ape`` and ``max_ape``.
     """

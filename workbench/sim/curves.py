@@ -27,7 +27,7 @@ def load_curve(
     requests: int = 2_000,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """Simulated and analytic latency of one instance at several loads (Poisson arrivals).
+    """Simulate one instance at several loads (Poisson arrivals) next to the analytic latency.
 
     Parameters
     ----------

@@ -57,9 +57,10 @@ class RejectionWarning(UserWarning):
 
 
 def rejections_in_table(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a study whose result table reports every run's rejections (``rejected`` and
-    ``reject_reasons`` of :func:`~workbench.sim.metrics.summarize`): the runs' :class:`RejectionWarning` s are
-    not repeated one by one.
+    """Decorate a study whose result table reports every run's rejections.
+
+    The table's ``rejected`` and ``reject_reasons`` (of :func:`~workbench.sim.metrics.summarize`) say it all, so
+    the runs' :class:`RejectionWarning` s are not repeated one by one.
     """
 
     @functools.wraps(func)

@@ -31,12 +31,18 @@ class ServiceDistribution(Protocol):
     """A service-time distribution: mean, variance and a vectorised sampler."""
 
     @property
-    def mean(self) -> float: ...
+    def mean(self) -> float:
+        """Mean service time (seconds)."""
+        ...
 
     @property
-    def var(self) -> float: ...
+    def var(self) -> float:
+        """Variance of a service time (s²)."""
+        ...
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` service times (seconds) with ``rng``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +132,9 @@ DISTRIBUTIONS = {
 
 
 def service_distribution(name: str, **params) -> ServiceDistribution:
-    """Build a service distribution by short name (``exponential``, ``deterministic``, ``lognormal``,
-    ``empirical``).
+    """Build a service distribution by short name.
+
+    The names: ``exponential``, ``deterministic``, ``lognormal``, ``empirical``.
     """
     name = require_choice("service distribution", name, tuple(DISTRIBUTIONS))
     return DISTRIBUTIONS[name](**params)

@@ -119,18 +119,18 @@ class CalvoArm:
         return max(1, round(self.rate * self.duration_s))
 
     def workload(self, seed: int):
-        """The replication's sessions (:meth:`workbench.kv_studies.AgenticArm.workload`)."""
+        """Return the replication's sessions (:meth:`workbench.kv_studies.AgenticArm.workload`)."""
         agentic = AgenticArm(self.arm, sessions=self.sessions, rate=self.rate, mean_steps=self.mean_steps,
                              think_s=self.think_s)  # fmt: skip
         return agentic.workload(seed)
 
     def hierarchy(self) -> KVHierarchy:
-        """The shared store, the NICs and the promotion mode."""
+        """Return the shared store, the NICs and the promotion mode."""
         return KVHierarchy(store={"capacity_gb": self.store_gb}, promotion=self.promotion, nic=self.nic)
 
 
 def label(promotion: str, router: str = "lmetric", rate: float = 4.0, nic: str = "ethernet_100g") -> str:
-    """An arm's label: ``"overlap, kv_aware"`` at the headline setting, else with its rate and NIC."""
+    """Return an arm's label: ``"overlap, kv_aware"`` at the headline setting, else with its rate and NIC."""
     base = f"{promotion}, {router}"
     if rate == CalvoArm.rate and nic == CalvoArm.nic:
         return base
@@ -138,7 +138,7 @@ def label(promotion: str, router: str = "lmetric", rate: float = 4.0, nic: str =
 
 
 def arm(promotion: str, router: str = "lmetric", rate: float = 4.0, nic: str = "ethernet_100g") -> CalvoArm:
-    """The arm of that engine, router, load and NIC (labelled by :func:`label`)."""
+    """Return the arm of that engine, router, load and NIC (labelled by :func:`label`)."""
     return CalvoArm(label(promotion, router, rate, nic), promotion=promotion, router=router, rate=rate, nic=nic)
 
 
@@ -151,10 +151,12 @@ def slo_met(requests: pl.DataFrame, ttft_s: float = TTFT_SLO_S, tpot_s: float = 
 
 
 def run(arm: CalvoArm, seed: int) -> dict[str, float]:
-    """One replication: SLO attainment, TTFT (P99, mean), median TPOT, the share of prompt tokens loaded from
-    the store, the prefix-hit rate, the mean load wait, the share of loaded prefix entries recomputed anyway
-    (evicted, or cut off from their GPU prefix, before their request was admitted; whole run) and the request
-    counts (after the warm-up).
+    """Run one replication of the CALVO study and return its measures.
+
+    SLO attainment, TTFT (P99, mean), median TPOT, the share of prompt tokens loaded from the store, the
+    prefix-hit rate, the mean load wait, the share of loaded prefix entries recomputed anyway (evicted, or cut
+    off from their GPU prefix, before their request was admitted; whole run) and the request counts (after the
+    warm-up).
     """
     fleet = dataclasses.replace(monolithic(arm.instances, router=arm.router), hierarchy=arm.hierarchy())
     result = simulate(arm.workload(seed), fleet, seed=seed)
@@ -199,15 +201,18 @@ BASELINE, STAGE, CALVO = label("blocking"), label("overlap"), label("overlap", "
 
 def study(arms: Sequence[CalvoArm] = ARMS, *, replications: int = REPLICATIONS, seed: int = 0,
           n_jobs: int = 1) -> Replicated:  # fmt: skip
-    """Every arm on the same ``replications`` seeds (common random numbers); :data:`ARMS` by default, and
-    ``study(CONDITIONS)`` for the conditions (same seeds, so its draws are the headline's).
+    """Every arm on the same ``replications`` seeds (common random numbers).
+
+    :data:`ARMS` by default, and ``study(CONDITIONS)`` for the conditions (same seeds, so its draws are the
+    headline's).
     """
     return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 
 
 def gains(*reps: Replicated, metric: str = "slo_attainment") -> pl.DataFrame:
-    """Overlap against blocking (router ``lmetric``) at every load and NIC of the studies ``reps``: paired
-    relative change of ``metric`` with its 95 % interval, and the blocking arm's share of prompt tokens
+    """Overlap against blocking (router ``lmetric``) at every load and NIC of the studies ``reps``.
+
+    Paired relative change of ``metric`` with its 95 % interval, and the blocking arm's share of prompt tokens
     loaded from the store and mean ``metric``.
 
     Returns
@@ -262,8 +267,10 @@ def _nic_effect(table: pl.DataFrame) -> str:
 
 
 def claim(rep: Replicated, conditions: Replicated | None = None) -> Claim:
-    """The stage's and both mechanisms' SLO-attainment gains against the baseline (``rep``: :data:`ARMS`), and
-    where the stage's gain holds (``conditions``: :data:`CONDITIONS`, optional).
+    """Return the SLO-attainment gains of the stage and of both mechanisms against the baseline.
+
+    ``rep`` holds the :data:`ARMS` runs; ``conditions`` (:data:`CONDITIONS`, optional) adds where the stage's
+    gain holds.
     """
     stage = rep.ratio(STAGE, BASELINE, "slo_attainment")
     full = rep.ratio(CALVO, BASELINE, "slo_attainment")

@@ -84,13 +84,13 @@ def claims_table(claims: Sequence[Claim]) -> pl.DataFrame:
 
 
 def percent(e: stats.Estimate, digits: int = 0) -> str:
-    """An estimate of a fraction as ``"-41 % [-47, -35]"``."""
+    """Return an estimate of a fraction as ``"-41 % [-47, -35]"``."""
     f = f"{{:+.{digits}f}}"
     return f"{f.format(100 * e.value)} % [{f.format(100 * e.low)}, {f.format(100 * e.high)}]"
 
 
 def interval(e: stats.Estimate, unit: str = "", digits: int = 3) -> str:
-    """An estimate as ``"3.42 s [3.1, 3.7]"`` (``digits`` significant digits)."""
+    """Return an estimate as ``"3.42 s [3.1, 3.7]"`` (``digits`` significant digits)."""
     g = f"{{:.{digits}g}}"
     u = f" {unit}" if unit else ""
     return f"{g.format(e.value)}{u} [{g.format(e.low)}, {g.format(e.high)}]"

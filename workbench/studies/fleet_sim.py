@@ -56,7 +56,7 @@ WARM_UP = 0.10
 
 
 def cdf_of(name: str) -> np.ndarray:
-    """The (tokens, cumulative fraction) pairs of a shipped inference-fleet-sim CDF."""
+    """Return the (tokens, cumulative fraction) pairs of a shipped inference-fleet-sim CDF."""
     raw = json.loads(datasets.fetch(name, allow_download=False).read_text())
     return np.array(raw["cdf"] if isinstance(raw, dict) else raw, dtype=float)
 
@@ -199,7 +199,7 @@ def side_by_side(rep: Replicated) -> pl.DataFrame:
 
 
 def claim(rep: Replicated) -> Claim:
-    """The split's saving (or cost) in each scenario, ours next to the published one."""
+    """Return the split's saving (or cost) in each scenario, ours next to the published one."""
     parts, agree = [], 0
     for scenario, pub in PUBLISHED.items():
         homo, two = f"{scenario}: homo", f"{scenario}: two-pool"

@@ -1,6 +1,7 @@
-"""Single-run fleet comparisons behind the seed papers' claims: each runs a set of simulations and returns a
-comparison table (the replicated studies of :mod:`workbench.studies.topologies` and
-:mod:`workbench.studies.routing` repeat them on common random numbers).
+"""Single-run fleet comparisons behind the seed papers' claims.
+
+Each runs a set of simulations and returns a comparison table (the replicated studies of
+:mod:`workbench.studies.topologies` and :mod:`workbench.studies.routing` repeat them on common random numbers).
 
 * :func:`policy_study` and :func:`policy_ranks`: routing policies on one pool at several loads (LMetric,
   arXiv 2603.15202);
@@ -64,7 +65,7 @@ def _requests(trace) -> pl.DataFrame:
 
 
 def _subset(trace, mask: pl.Series):
-    """The requests of ``trace`` where ``mask`` holds (same type as ``trace``)."""
+    """Return the requests of ``trace`` where ``mask`` holds (same type as ``trace``)."""
     reqs = _requests(trace).filter(mask)
     return trace.with_requests(reqs) if hasattr(trace, "with_requests") else reqs
 
@@ -410,7 +411,9 @@ class CdfLengths:
 
 
 def cdf_workload(name: str, rate: float, *, output_median: float = 200.0):
-    """A Poisson generator with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
+    """Return a Poisson generator with prompt lengths from a shipped CDF.
+
+    The CDFs are ``ifs_agent_heavy_cdf`` and ``ifs_lmsys_cdf``.
 
     The measurement kernel draws as many requests from it as a verdict needs (:func:`slo_sizing`).
     """

@@ -130,6 +130,7 @@ class ByClass:
         self.index = {c: i for i, c in enumerate(classes)}
 
     def choose(self, request, view, now: float) -> int:
+        """Return the position of the instance serving ``request``'s class."""
         return self.index[request.request_class]
 
 

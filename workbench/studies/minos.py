@@ -57,7 +57,7 @@ def workloads() -> pl.DataFrame:
 
 
 def _profile_features(table: pl.DataFrame) -> np.ndarray:
-    """What one profile at the smallest batch shows: power fraction of TDP, log throughput, log size."""
+    """Return what one profile at the smallest batch shows: power fraction of TDP, log throughput, log size."""
     p1 = table["power"].list.first().to_numpy() / table["tdp"].to_numpy()
     t1 = np.log(table["tput"].list.first().to_numpy())
     size = np.log(table["active_b"].to_numpy())

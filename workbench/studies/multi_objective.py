@@ -57,7 +57,7 @@ class BalancingArm:
 
 
 def fleet_of(arm: BalancingArm) -> Fleet:
-    """The three-pool fleet behind ``arm``'s front router."""
+    """Return the three-pool fleet behind ``arm``'s front router."""
     pools = tuple(
         Pool(name, gpu=gpu, model=model, tp=tp, instances=n, accuracy=ACCURACY[model])
         for name, gpu, model, tp, n in POOLS
@@ -84,7 +84,7 @@ def run(arm: BalancingArm, seed: int) -> dict[str, float]:
 
 
 def study(*, replications: int = REPLICATIONS, seed: int = 0, n_jobs: int = 1, **setting) -> Replicated:
-    """The three front routers on the same ``replications`` request streams."""
+    """Return the three front routers on the same ``replications`` request streams."""
     arms = [BalancingArm(label, router, params, **setting) for label, router, params in POLICIES]
     return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 

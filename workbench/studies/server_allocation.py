@@ -210,7 +210,7 @@ def optimal(model: Model, max_iter: int = 100) -> tuple[float, Policy]:
 
 
 def simple_policy(model: Model, name: str, parameter: float) -> Policy:
-    """The simple policy ``name`` with its parameter (count, timeout or utilisation target)."""
+    """Return the simple policy ``name`` with its parameter (count, timeout or utilisation target)."""
     space = _Space(model)
     q, m, s = space.q, space.m, space.s
     n = model.servers
@@ -241,7 +241,7 @@ GRIDS: dict[str, tuple[float, ...]] = {
 
 
 def best_simple(model: Model, name: str) -> tuple[float, Policy]:
-    """The best setting of simple policy ``name`` over :data:`GRIDS` (exact costs)."""
+    """Return the best setting of simple policy ``name`` over :data:`GRIDS` (exact costs)."""
     grid = [v for v in GRIDS[name] if name != "static" or v <= model.servers]
     costs = [(evaluate(model, simple_policy(model, name, v)), v) for v in grid]
     cost, v = min(costs)
@@ -272,7 +272,7 @@ class AllocationArm:
 
 @functools.lru_cache(maxsize=64)
 def _solved(model: Model, policy: str) -> tuple[Policy, float]:
-    """The optimal or best simple policy of ``model`` and its exact cost (solved once per process)."""
+    """Return the optimal or best simple policy of ``model`` and its exact cost (solved once per process)."""
     if policy == "optimal":
         cost, pol = optimal(model)
     else:
@@ -325,7 +325,7 @@ def study(
     scenarios: dict[str, Model] | None = None, *, replications: int = REPLICATIONS, seed: int = 0,
     n_jobs: int = 1, steps: int = 60_000,
 ) -> Replicated:  # fmt: skip
-    """The optimum and each simple policy of every scenario, simulated on ``replications`` seeds."""
+    """Return the optimum and each simple policy of every scenario, simulated on ``replications`` seeds."""
     scenarios = SCENARIOS if scenarios is None else scenarios
     arms = [
         AllocationArm(f"{name}: {p}", p, name, model, steps)

@@ -97,8 +97,9 @@ SERVEGEN_WINDOW = {"model": "m-large", "clients": (12, 120, 133), "start_s": 72_
 
 
 def autoscale_run(arm: AutoscaleArm, seed: int) -> dict[str, float]:
-    """One draw of the bursty ServeGen window through the arm's fleet
-    (:func:`~workbench.studies.fleets.autoscale_curve`).
+    """Run one draw of the bursty ServeGen window through the arm's fleet.
+
+    See :func:`~workbench.studies.fleets.autoscale_curve`.
     """
     w = SERVEGEN_WINDOW
     mix = ServeGenMix.from_datasets(model=w["model"], clients=list(w["clients"]), start_s=w["start_s"],
@@ -127,7 +128,7 @@ AUTOSCALE_ARMS = (
 
 def autoscaling(arms: tuple[AutoscaleArm, ...] = AUTOSCALE_ARMS, *, replications: int = REPLICATIONS,
                 seed: int = 0, n_jobs: int = 1) -> Replicated:  # fmt: skip
-    """Static fleets and autoscalers on the same ServeGen draws."""
+    """Run static fleets and autoscalers on the same ServeGen draws."""
     return replicate(autoscale_run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 
 

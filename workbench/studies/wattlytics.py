@@ -1,4 +1,6 @@
-"""Wattlytics (arXiv 2604.08182): can an energy-efficient GPU beat a faster one under a budget or power limit?
+"""Wattlytics (arXiv 2604.08182): energy-efficient against faster GPUs under a budget or power limit.
+
+Can an energy-efficient GPU beat a faster one under a budget or power limit?
 
 Wattlytics argues that, under a fixed budget or energy/power limit, the GPU that gives the most work is not
 always the fastest one. For LLM serving we measure, per GPU type, the capacity of one Llama-3.1-8B instance

@@ -53,7 +53,9 @@ class ArrivalProcess(Protocol):
         ...
 
     @property
-    def mean_rate(self) -> float: ...
+    def mean_rate(self) -> float:
+        """Mean arrival rate (requests per second)."""
+        ...
 
 
 def weibull_shape(cv: float) -> float:
@@ -205,7 +207,7 @@ class PiecewiseRate:
         return np.concatenate([[0.0], np.cumsum(self.rates[:-1] * np.diff(self.edges_s))])
 
     def _per_period(self) -> float:
-        """Expected arrivals in one period (periodic profiles)."""
+        """Return the expected arrivals in one period (periodic profiles)."""
         assert self.period_s is not None
         return float(self._knots()[-1] + self.rates[-1] * (self.period_s - self.edges_s[-1]))
 
@@ -227,7 +229,7 @@ class PiecewiseRate:
         return float((self.rates[:-1] * widths).sum() / widths.sum()) if widths.size else float(self.rates[0])
 
     def cumulative(self, t: np.ndarray) -> np.ndarray:
-        """Expected number of arrivals in ``[0, t]``."""
+        """Return the expected number of arrivals in ``[0, t]``."""
         t = np.asarray(t, dtype=float)
         base = 0.0
         if self.period_s is not None:

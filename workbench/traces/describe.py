@@ -116,7 +116,7 @@ def describe(trace: Trace | Sequence[Trace]) -> pl.DataFrame:
 
 
 def rate_series(trace: Trace, bin_s: float | None = None) -> pl.DataFrame:
-    """Requests per second in consecutive bins: columns ``t_s`` (bin start), ``rate_rps``.
+    """Return the requests per second in consecutive bins: columns ``t_s`` (bin start), ``rate_rps``.
 
     ``bin_s`` defaults to about 1/60 of the duration (at least 1 s).
     """

@@ -93,14 +93,15 @@ class TableFormat:
 
     @property
     def has_arrivals(self) -> bool:
+        """Whether the format has an arrival-time column."""
         return self.time is not None
 
     def matches(self, kind: str, columns: Sequence[str]) -> bool:
-        """True when this format reads ``kind`` files with these columns."""
+        """Whether this format reads ``kind`` files with these columns."""
         return kind in self.kinds and set(self.columns.values()) <= set(columns)
 
     def with_mapping(self, mapping: Mapping[str, str], time: str | None = None) -> TableFormat:
-        """A copy whose columns are ``mapping`` (canonical -> source); used by the generic format."""
+        """Return a copy whose columns are ``mapping`` (canonical -> source); used by the generic format."""
         unknown = set(mapping) - set(COLUMNS)
         if unknown:
             raise WorkloadError(
@@ -146,8 +147,10 @@ class TableFormat:
         return {c: pl.Utf8() for c in text} | dict(self.dtypes)
 
     def collect(self, path: Path, kind: str) -> pl.DataFrame:
-        """Read the whole file: :meth:`scan` collected with the streaming engine, or, for big Azure-style CSV
-        files with ISO timestamps, the parallel range reader of :mod:`workbench.traces._fastcsv` (same table).
+        """Read the whole file.
+
+        :meth:`scan` collected with the streaming engine, or, for big Azure-style CSV files with ISO timestamps,
+        the parallel range reader of :mod:`workbench.traces._fastcsv` (same table).
         """
         iso_csv = kind == "csv" and self.time == "datetime" and self.datetime_format == ISO_FRACTION
         if iso_csv and not self.drop_rows:
@@ -377,7 +380,7 @@ def _no_duplicate_names(names: Sequence[str], path: Path) -> None:
 
 
 def infer_format(path: Path, columns: Sequence[str], kind: str) -> TableFormat:
-    """The first registered adapter that reads ``kind`` files with these ``columns``."""
+    """Return the first registered adapter that reads ``kind`` files with these ``columns``."""
     for fmt in FORMATS.values():
         if fmt.columns and fmt.matches(kind, columns):
             return fmt

@@ -201,7 +201,7 @@ def scan(
 
 
 def _resolve(source, told_format: bool, allow_download: bool) -> tuple[Path, str, datasets.Dataset | None]:
-    """The file behind ``source`` (a path, read literally, or a dataset name), its kind and its dataset entry.
+    """Resolve ``source`` (a path, read literally, or a dataset name) to its file, kind and dataset entry.
 
     Raises
     ------
@@ -312,8 +312,9 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
 
 
 def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
-    """Read the file once (:meth:`TableFormat.collect`: source strings are never held whole); on a parse
-    error, re-read as text to find the first bad value.
+    """Read the file once (:meth:`TableFormat.collect`: source strings are never held whole).
+
+    On a parse error, re-read as text to find the first bad value.
     """
     try:
         return fmt.collect(path, kind)

@@ -188,8 +188,9 @@ class MMPP:
 
 
 def index_of_dispersion(process: MMPP) -> float:
-    """Asymptotic index of dispersion of counts (variance / mean of the count in a long window) of a
-    two-state MMPP (the closed form in the module docstring).
+    """Return the asymptotic index of dispersion of counts of a two-state MMPP.
+
+    The index is the variance / mean of the count in a long window (the closed form in the module docstring).
     """
     if len(process.rates) != 2:
         raise ConfigError("the closed form holds for two states")

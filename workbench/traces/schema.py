@@ -191,7 +191,7 @@ def check_requests(
     block_tokens: int | None = None,
     name: str | None = None,
 ) -> pl.DataFrame:
-    """The table of a :class:`Trace`: conformed to :data:`SCHEMA` and checked (see the class docstring).
+    """Return the table of a :class:`Trace`: conformed to :data:`SCHEMA` and checked (see the class docstring).
 
     Parameters
     ----------

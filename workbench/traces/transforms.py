@@ -73,7 +73,10 @@ def scale_lengths(trace: Trace, prompt: float = 1.0, output: float = 1.0) -> Tra
 
 
 def slice(trace: Trace, start_s: float = 0.0, end_s: float | None = None, *, rebase: bool = True) -> Trace:
-    """Requests arriving in ``[start_s, end_s)``; with ``rebase`` times restart at 0 (ids renumbered)."""
+    """Keep the requests arriving in ``[start_s, end_s)``.
+
+    With ``rebase`` times restart at 0 (ids renumbered).
+    """
     _need_arrivals(trace, "slice")
     end_s = float("inf") if end_s is None else end_s
     if end_s <= start_s:
@@ -85,7 +88,7 @@ def slice(trace: Trace, start_s: float = 0.0, end_s: float | None = None, *, reb
 
 
 def filter(trace: Trace, predicate: pl.Expr) -> Trace:
-    """Requests for which the polars expression holds, e.g. ``pl.col("prompt_tokens") < 8192``."""
+    """Keep the requests for which the polars expression holds, e.g. ``pl.col("prompt_tokens") < 8192``."""
     return trace.with_requests(renumber(trace.requests.filter(predicate)))
 
 
@@ -237,7 +240,7 @@ def fit(
     sessions: bool = True,
     extend: str = "periodic",
 ) -> Synthetic:
-    """A generator that reproduces the trace's rate profile, inter-arrival CV, lengths and prefix reuse.
+    """Return a generator that reproduces the trace's rate profile, inter-arrival CV, lengths and prefix reuse.
 
     Parameters
     ----------

@@ -88,7 +88,7 @@ RUN_POINTS = 4
 
 
 def mlenergy_requests(task: str, max_num_seqs: int) -> int:
-    """Requests of a run: the task's count times the repeats that keep ``max_num_seqs`` slots busy.
+    """Return the requests of a run: the task's count times the repeats that keep ``max_num_seqs`` slots busy.
 
     The benchmark repeats its request list for large batch caps (``num_request_repeats`` in each model's
     ``sweeps.yaml``); the repeats vary by model. The rule here, ``ceil(1.5 max_num_seqs / requests)``, matches
@@ -101,7 +101,7 @@ def mlenergy_requests(task: str, max_num_seqs: int) -> int:
 
 
 def mlenergy_trace(run: Mapping, seed: int = 0) -> pl.DataFrame:
-    """The simulated workload of one run (canonical request columns, every arrival at t = 0)."""
+    """Return the simulated workload of one run (canonical request columns, every arrival at t = 0)."""
     task = run["task"]
     n = mlenergy_requests(task, int(run["max_num_seqs"]))
     rng = Streams(seed).rng("mlenergy/output_tokens")
@@ -276,8 +276,10 @@ _ROOFLINE_KEYS = ("seq_overhead_s", "overhead_s", "mbu", "mfu", "step_floor_s")
 
 
 def _perf(run: Mapping, params: Mapping[str, float]) -> RooflineModel:
-    """The roofline of ``run`` with corrections ``params`` (keys of :data:`CORRECTION_PARAMS`; a task-specific
-    value ``"step_floor_s@<task>"`` wins over ``"step_floor_s"``).
+    """Return the roofline of ``run`` with corrections ``params``.
+
+    The keys are those of :data:`CORRECTION_PARAMS`; a task-specific value ``"step_floor_s@<task>"`` wins over
+    ``"step_floor_s"``.
     """
     kw = {k: float(v) for k, v in params.items() if k in _ROOFLINE_KEYS}
     floor = params.get(f"step_floor_s@{run['task']}")
@@ -312,7 +314,7 @@ def predict_runs(data: RunSteps, params: Mapping[str, Mapping[str, float]] | Non
 
 
 def _sampled(data: RunSteps, n: int = FIT_SAMPLES, seed: int = 0) -> RunSteps:
-    """``data`` with each run's rows drawn ``n`` times with probability proportional to their ITL samples."""
+    """Resample ``data``: each run's rows drawn ``n`` times, with probability proportional to ITL samples."""
     rng = Streams(seed).rng("validation/fit_samples")
     out = {}
     for run, a in data.steps.items():
@@ -404,8 +406,9 @@ def _groups(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def mlenergy_errors(table: pl.DataFrame, column: str = "predicted_median_itl_ms") -> pl.DataFrame:
-    """Median |error| and median error (bias) of ``column`` against the measured ``median_itl_ms`` per GPU x
-    architecture x inputs (text / multimodal), with the run count.
+    """Return the median |error| and bias of ``column`` against the measured ``median_itl_ms``.
+
+    Per GPU x architecture x inputs (text / multimodal), with the run count.
     """
     e = pl.col(column) / pl.col("median_itl_ms") - 1.0
     return (
@@ -468,7 +471,7 @@ SHIPPED_CORRECTIONS = ("seq_overhead_s", "mbu", "moe_layer_s", "ep_layer_s", "fp
 def build_validation_table(
     *, repeats: int = 2, folds: int = 3, seed: int = 0, n_jobs: int = 1
 ) -> tuple[pl.DataFrame, dict[str, dict[str, float]]]:
-    """The content of ``data/mlenergy_validation.csv`` and the corrections fitted on every run.
+    """Return the content of ``data/mlenergy_validation.csv`` and the corrections fitted on every run.
 
     Every run simulated once (:func:`record_all`), predicted by the default roofline, out of fold
     (:func:`held_out_errors` with :data:`SHIPPED_CORRECTIONS`, ``repeats`` x ``folds``) and in sample. Takes
@@ -491,15 +494,17 @@ def build_validation_table(
 
 
 def load_validation_table() -> pl.DataFrame:
-    """The shipped ML.ENERGY validation table (one row per run; see :func:`build_validation_table`)."""
+    """Return the shipped ML.ENERGY validation table (one row per run; see :func:`build_validation_table`)."""
     from workbench._paths import data_path
 
     return pl.read_csv(data_path(TABLE_FILE))
 
 
 def validation_summary(table: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per GPU x architecture x inputs: runs, the default roofline's median |error| and bias, the held-out
-    corrected model's median |error| (mean and standard deviation over the split repeats) and bias.
+    """Per GPU x architecture x inputs.
+
+    Runs, the default roofline's median |error| and bias, the held-out corrected model's median |error| (mean
+    and standard deviation over the split repeats) and bias.
     """
     table = load_validation_table() if table is None else table
     oof = [c for c in table.columns if c.startswith("oof_")]

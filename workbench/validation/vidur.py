@@ -58,8 +58,9 @@ _METRICS = {"ttft_s": "ttft", "tpot_s": "tpot", "e2e_s": "e2e"}
 
 
 def vidur_scheduler(**overrides: object) -> SchedulerConfig:
-    """Vidur's vLLM replica scheduler as a :class:`~workbench.sim.SchedulerConfig` (its defaults;
-    ``overrides`` change any field).
+    """Return Vidur's vLLM replica scheduler as a :class:`~workbench.sim.SchedulerConfig`.
+
+    Its defaults; ``overrides`` change any field.
     """
     params: dict[str, object] = {
         "max_num_seqs": 128,
@@ -76,8 +77,10 @@ def vidur_scheduler(**overrides: object) -> SchedulerConfig:
 
 
 def read_vidur_metrics(path: str | Path) -> pl.DataFrame:
-    """Vidur's ``request_metrics.csv`` as ``request_id, arrival_s, prompt_tokens, output_tokens, ttft_s, tpot_s,
-    e2e_s, restarts`` (arrival of the first request at 0 s; later ones from the inter-arrival delays).
+    """Read Vidur's ``request_metrics.csv`` as a per-request table.
+
+    Columns ``request_id, arrival_s, prompt_tokens, output_tokens, ttft_s, tpot_s, e2e_s, restarts``; the first
+    request arrives at 0 s, later ones after the inter-arrival delays.
 
     Vidur writes a restarted request's lengths and ``tpot_s`` *after* its restarts (tokens decoded before a
     preemption counted in the prompt, ``tpot_s`` over the remaining ones; see the module docstring): for rows
@@ -126,7 +129,10 @@ def vidur_tpot(runs: pl.DataFrame) -> pl.Expr:
 
 
 def load_vidur_runs() -> pl.DataFrame:
-    """The cached Vidur runs (``data/vidur_runs.csv``): :func:`read_vidur_metrics` columns plus ``load``."""
+    """Return the cached Vidur runs (``data/vidur_runs.csv``).
+
+    :func:`read_vidur_metrics` columns plus ``load``.
+    """
     return pl.read_csv(data_path(RUNS_FILE))
 
 

@@ -103,7 +103,7 @@ class VllmBenchmark:
     source: dict[str, Any]
 
     def metrics(self) -> dict[str, float]:
-        """The measured percentiles matched by the calibration (:data:`METRICS`)."""
+        """Return the measured percentiles matched by the calibration (:data:`METRICS`)."""
         return benchmark_metrics(self.requests)
 
 
@@ -211,7 +211,10 @@ def benchmark_metrics(requests: pl.DataFrame) -> dict[str, float]:
 
 
 def benchmark_trace(bench: VllmBenchmark, seed: int = 0) -> pl.DataFrame:
-    """The benchmark's workload as a trace (measured lengths; arrivals drawn as ``vllm bench serve`` does)."""
+    """Return the benchmark's workload as a trace.
+
+    Measured lengths; arrivals drawn as ``vllm bench serve`` does.
+    """
     n = bench.requests.height
     if math.isinf(bench.request_rate):
         arrivals = np.zeros(n)
@@ -277,8 +280,10 @@ def simulate_benchmark(
     kv_capacity_tokens: int | None = None,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """The benchmark replayed on one simulated instance: per request ``prompt_tokens, output_tokens, ttft_s,
-    tpot_s`` as the vLLM client would measure them (TTFT from admission when ``max_concurrency`` is set).
+    """Return the benchmark replayed on one simulated instance.
+
+    Per request ``prompt_tokens, output_tokens, ttft_s, tpot_s`` as the vLLM client would measure them (TTFT
+    from admission when ``max_concurrency`` is set).
 
     ``perf`` defaults to the roofline of ``gpu``/``model``/``tp``; ``scheduler`` to
     :class:`~workbench.sim.SchedulerConfig` with prefix caching off (the benchmark's prompts are random).
@@ -427,7 +432,7 @@ def _initial(model: RooflineModel, param: str) -> float:
 
 
 def _simplex(start: np.ndarray) -> np.ndarray:
-    """Initial simplex: the start and one vertex per parameter at x 1.5 (log step 0.4)."""
+    """Return the initial simplex: the start and one vertex per parameter at x 1.5 (log step 0.4)."""
     return np.vstack([start, *[start + 0.4 * np.eye(len(start))[i] for i in range(len(start))]])
 
 
@@ -440,9 +445,10 @@ def write_vllm_benchmark(
     max_concurrency: int | None = None,
     model_id: str = "",
 ) -> Path:
-    """Write a per-request table (``prompt_tokens, output_tokens, ttft_s, tpot_s``) in the layout of
-    ``vllm bench serve --save-result --save-detailed`` (each request's inter-token gaps all equal its TPOT):
-    for tests and examples, and for a user's own measurements collected elsewhere.
+    """Write a per-request table in the layout of ``vllm bench serve --save-result --save-detailed``.
+
+    The table holds ``prompt_tokens, output_tokens, ttft_s, tpot_s``; each request's inter-token gaps all equal
+    its TPOT. For tests and examples, and for a user's own measurements collected elsewhere.
     """
     outs = requests["output_tokens"].to_list()
     tpots = requests["tpot_s"].fill_null(0.0).to_list()

@@ -87,8 +87,10 @@ def register(cls: type) -> type:
 
 
 def check_router_name(name: str, field: str = "router") -> str:
-    """The registered router called ``name`` (case and surrounding spaces ignored, see
-    :func:`workbench.config.require_choice`); a :class:`ConfigError` naming ``field`` when there is none.
+    """Return the registered router called ``name``.
+
+    Case and surrounding spaces are ignored (see :func:`workbench.config.require_choice`); an unknown name
+    raises a :class:`ConfigError` naming ``field``.
 
     The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
     for the default field).
@@ -104,8 +106,9 @@ class _NoStream:
 
 
 def check_router(name: str, field: str = "router", **params) -> None:
-    """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params`` (nothing is
-    drawn: a randomised router gets its stream where it is built for a run).
+    """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params``.
+
+    Nothing is drawn: a randomised router gets its stream where it is built for a run.
     """
     check_router_name(name, field)
     get_router(name, rng=_NoStream(), **params)  # type: ignore[arg-type]

@@ -105,8 +105,9 @@ class JIQ(RouterBase):
 
 
 class Pack(RouterBase):
-    """Pack requests onto few candidates: the first (lowest position) with fewer than ``limit`` outstanding
-    requests, else the one with fewest.
+    """Pack requests onto few candidates.
+
+    The first (lowest position) with fewer than ``limit`` outstanding requests, else the one with fewest.
 
     A deliberately imbalanced policy: busy instances run larger batches (per-iteration costs spread over
     more tokens) and the others stay idle, the exposure-reducing mitigation of the execution-idle study.

@@ -30,8 +30,10 @@ class TrackedCache(Protocol):
 
 
 class CachingInstance(Protocol):
-    """What the index needs of an instance: its id, its prefix cache, and its lazy evictions (none due before
-    ``evict_at``; ``settle(now)`` makes those due by ``now``).
+    """What the index needs of an instance.
+
+    Its id, its prefix cache, and its lazy evictions (none due before ``evict_at``; ``settle(now)`` makes those
+    due by ``now``).
     """
 
     index: int
@@ -147,7 +149,7 @@ class PrefixIndex:
             inst.settle(now)
 
     def holds(self, inst_id: int) -> set[int]:
-        """The hashes the index records for instance ``inst_id`` (for audits and tests)."""
+        """Return the hashes the index records for instance ``inst_id`` (for audits and tests)."""
         rows = np.flatnonzero(self._m[:, self._col[inst_id]]).tolist()
         return {self._hash[r] for r in rows}
 
