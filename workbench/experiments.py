@@ -99,6 +99,18 @@ class CacheWarning(UserWarning):
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     """Cartesian product of named axes as a list of dicts (the last axis varies fastest).
 
+    Parameters
+    ----------
+    **axes
+        Axis name -> its values.
+
+    Returns
+    -------
+    list of dict
+        One configuration per combination.
+
+    Examples
+    --------
     >>> grid(gpu=["H100", "A100"], tp=[1, 2])[:2]
     [{'gpu': 'H100', 'tp': 1}, {'gpu': 'H100', 'tp': 2}]
     """
@@ -215,6 +227,18 @@ def point_seed(config: Config, seed: int = 0) -> int:
     package version), so reordering or extending a sweep, or upgrading the package, does not change existing
     points' seeds. Configurations that should differ only in randomness need a field that differs (e.g.
     ``replication``).
+
+    Parameters
+    ----------
+    config
+        A sweep configuration (mapping or dataclass of plain values).
+    seed
+        Root seed of the sweep.
+
+    Returns
+    -------
+    int
+        A 64-bit seed.
     """
     digest = hashlib.sha256(_digest(_canonical(config)).encode()).digest()
     words = tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))

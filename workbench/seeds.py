@@ -99,6 +99,17 @@ def stream_key(name: str | int | tuple[int, ...]) -> tuple[int, ...]:
 def root(seed: int | np.random.SeedSequence | Streams) -> np.random.SeedSequence:
     """Return the root :class:`~numpy.random.SeedSequence` of ``seed``.
 
+    Parameters
+    ----------
+    seed
+        Integer >= 0, SeedSequence or :class:`Streams`.
+
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+        The root below which every named stream is spawned.
+
     Raises
     ------
     ConfigError
@@ -164,7 +175,20 @@ SeedLike: TypeAlias = "int | np.random.SeedSequence | Streams"
 
 
 def rng(seed: int | np.random.SeedSequence | Streams, name: str | int | tuple[int, ...]) -> np.random.Generator:
-    """``Streams(seed).rng(name)``: the generator of stream ``name`` below ``seed``."""
+    """``Streams(seed).rng(name)``: the generator of stream ``name`` below ``seed``.
+
+    Parameters
+    ----------
+    seed
+        Root seed (integer >= 0), SeedSequence or :class:`Streams`.
+    name
+        Stream name (or spawn key).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A fresh generator of that stream; the same ``seed`` and ``name`` give the same draws.
+    """
     return Streams(seed).rng(name)
 
 

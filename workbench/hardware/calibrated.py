@@ -231,6 +231,11 @@ def performance_model(
     gpu, model, tp
         The configuration to time.
 
+    Returns
+    -------
+    RooflineModel or CalibratedModel
+        The model that times iterations of this configuration.
+
     Raises
     ------
     ConfigError

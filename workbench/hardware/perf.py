@@ -173,6 +173,18 @@ def clocked(perf: object, clock: float) -> PerformanceModel:
     Models with a ``with_clock(clock)`` method (the roofline: compute terms scale with the clock, memory and
     interconnect terms do not) give their own clocked copy; any other model is wrapped in
     :class:`ClockedPerf` (every time / ``clock``). ``clock == 1`` returns ``perf`` unchanged.
+
+    Parameters
+    ----------
+    perf
+        A performance model (anything :func:`as_performance_model` accepts).
+    clock
+        Fraction of the maximum SM clock.
+
+    Returns
+    -------
+    PerformanceModel
+        The clocked model.
     """
     if clock == 1.0:
         return as_performance_model(perf)

@@ -61,6 +61,20 @@ def pareto_front(
     """``table`` with a boolean ``pareto`` column (non-dominated over ``objectives``, all minimised).
 
     With ``only_feasible`` (default) rows whose ``slo_met`` is false are never on the front.
+
+    Parameters
+    ----------
+    table
+        Candidates, one row each, with the ``objectives`` columns (and ``slo_met`` when ``only_feasible``).
+    objectives
+        Columns to minimise.
+    only_feasible
+        Keep rows that miss the SLO off the front.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``table`` with the ``pareto`` column added.
     """
     missing = [c for c in objectives if c not in table.columns]
     if missing:

@@ -299,6 +299,11 @@ def size_fleet(
         changes the screen only (the check simulates the roofline).
     progress
         Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
+
+    Returns
+    -------
+    SizingResult
+        The ranked candidates, the answer and its verdict.
     """
     if not candidates:
         raise ConfigError("candidate list is empty: give at least one Candidate")

@@ -122,7 +122,22 @@ def as_trace(source: object, *, n_requests: int = GENERATED_REQUESTS, seed: int 
 
 
 def at_qps(trace: Trace, qps: float | None, *, seed: int = 0) -> Trace:
-    """``trace`` with arrivals rescaled to mean rate ``qps`` (Poisson arrivals for length-only traces)."""
+    """``trace`` with arrivals rescaled to mean rate ``qps`` (Poisson arrivals for length-only traces).
+
+    Parameters
+    ----------
+    trace
+        A trace with at least one request.
+    qps
+        Target mean arrival rate (``None``: keep the trace's arrivals; required for a length-only trace).
+    seed
+        Seed of the Poisson arrivals of a length-only trace.
+
+    Returns
+    -------
+    Trace
+        The trace at mean rate ``qps``, its first arrival at 0 when rescaled.
+    """
     if trace.requests.height == 0:
         raise WorkloadError("the workload trace has no requests", field="requests")
     check_qps(qps)
@@ -168,6 +183,12 @@ def workload(
         Seed of the sample, of a generator's draw and of Poisson arrivals for length-only traces.
     n_requests
         Requests drawn from a generator (ignored for traces).
+
+    Returns
+    -------
+    Workload
+        The scaled trace, its mean rate and the length sample (with the generator kept as ``source`` when one
+        was drawn).
     """
     n_sample = require_int("n_sample", n_sample)
     drawn = as_trace(trace, n_requests=n_requests, seed=seed)

@@ -160,6 +160,24 @@ def power_curve(
 
     Follows the lookup rule of the module docstring; the returned curve's ``rule`` and ``source`` say which
     step answered and with what measured error. Unknown GPUs raise :class:`HardwareError`.
+
+    Parameters
+    ----------
+    gpu
+        GPU name (catalog names and aliases).
+    model
+        Model served (``None``: the GPU's default curve).
+    tp
+        Tensor-parallel degree of the instance, preferred among the fits.
+    n_gpus
+        GPUs of the measured run to match (default ``tp``, else 1).
+    task
+        ML.ENERGY task whose fits to prefer (default: the first of :data:`TASK_ORDER` with a fit).
+
+    Returns
+    -------
+    LogisticPower
+        Busy power per GPU versus batch size, with the lookup step in ``rule`` and ``source``.
     """
     name = resolve(gpu)
     fits = load_fits().filter(pl.col("gpu") == name)

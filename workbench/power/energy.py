@@ -43,7 +43,18 @@ J_PER_KWH = 3.6e6
 
 
 def idle_power_w(gpu: str) -> float:
-    """Loaded-idle power of one GPU (W) from the shipped table (basis in ``power_fits.csv`` ``idle_source``)."""
+    """Loaded-idle power of one GPU (W) from the shipped table (basis in ``power_fits.csv`` ``idle_source``).
+
+    Parameters
+    ----------
+    gpu
+        GPU name (catalog names and aliases).
+
+    Returns
+    -------
+    float
+        Loaded-idle power in W.
+    """
     name = resolve(gpu)
     row = load_fits().filter((pl.col("gpu") == name) & (pl.col("scope") == "gpu_default"))
     if row.height == 0:
@@ -109,7 +120,22 @@ def instance_power(
 
 
 def mean_power_w(power: InstancePower, utilisation: float, batch: float) -> float:
-    """Time-average instance power at ``utilisation`` (busy share of on-time) and running ``batch``."""
+    """Time-average instance power at ``utilisation`` (busy share of on-time) and running ``batch``.
+
+    Parameters
+    ----------
+    power
+        The instance's power curves.
+    utilisation
+        Busy share of on-time, in [0, 1].
+    batch
+        Running batch while busy.
+
+    Returns
+    -------
+    float
+        Mean power in W.
+    """
     require_range("utilisation", utilisation, 0.0, 1.0)
     return utilisation * power.power_w("busy", batch) + (1.0 - utilisation) * power.power_w("idle")
 
@@ -204,6 +230,11 @@ def energy(
         Check that every instance's mean power while powered lies in its GPUs' physical range (0 to 5 % above
         their TDP) and that energy per output token is finite and > 0 where tokens were made; an
         :class:`~workbench.errors.InvariantError` otherwise (see :mod:`workbench.sim.invariants`).
+
+    Returns
+    -------
+    EnergyReport
+        Tables by segment, instance, pool and fleet.
     """
     require_pue(pue)
     inst = result.instances.sort("instance")

@@ -135,6 +135,18 @@ def service_distribution(name: str, **params) -> ServiceDistribution:
     """Build a service distribution by short name.
 
     The names: ``exponential``, ``deterministic``, ``lognormal``, ``empirical``.
+
+    Parameters
+    ----------
+    name
+        Short name (case and surrounding spaces ignored).
+    **params
+        Parameters of the distribution's class (e.g. ``mean``).
+
+    Returns
+    -------
+    ServiceDistribution
+        The distribution.
     """
     name = require_choice("service distribution", name, tuple(DISTRIBUTIONS))
     return DISTRIBUTIONS[name](**params)
@@ -205,6 +217,11 @@ def simulate_queue(
         Fraction of the first customers left out of the statistics.
     table
         Build the per-customer table (``False`` saves 36 bytes a customer for long validation runs).
+
+    Returns
+    -------
+    QueueResult
+        Waiting-time statistics after the warm-up (and the per-customer table with ``table``).
 
     Notes
     -----

@@ -24,7 +24,18 @@ PERCENTILES = (50, 90, 99)
 
 
 def interarrival_cv(arrivals: np.ndarray | pl.Series) -> float:
-    """Coefficient of variation of the gaps between sorted arrival times (NaN with < 3 arrivals)."""
+    """Coefficient of variation of the gaps between sorted arrival times (NaN with < 3 arrivals).
+
+    Parameters
+    ----------
+    arrivals
+        Sorted arrival times in seconds.
+
+    Returns
+    -------
+    float
+        Standard deviation over mean of the gaps.
+    """
     gaps = np.diff(np.asarray(arrivals, dtype=float))
     if gaps.size < 2 or gaps.mean() <= 0:
         return float("nan")
@@ -105,6 +116,17 @@ def describe(trace: Trace | Sequence[Trace]) -> pl.DataFrame:
     prompt_p99, output_mean, output_p50, output_p90, output_p99, prefix_reuse, sessions,
     turns_per_session, classes`` (nulls where a trace lacks the information, e.g. rate of a length-only table).
 
+    Parameters
+    ----------
+    trace
+        A trace or a sequence of traces.
+
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per trace, with the columns above.
+
     Examples
     --------
     >>> from workbench import traces
@@ -119,6 +141,18 @@ def rate_series(trace: Trace, bin_s: float | None = None) -> pl.DataFrame:
     """Return the requests per second in consecutive bins: columns ``t_s`` (bin start), ``rate_rps``.
 
     ``bin_s`` defaults to about 1/60 of the duration (at least 1 s).
+
+    Parameters
+    ----------
+    trace
+        A trace with arrival times.
+    bin_s
+        Bin width in seconds.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``t_s`` and ``rate_rps``, one row per bin from 0 to the last arrival.
     """
     bin_s = bin_s or max(1.0, trace.duration_s / 60)
     t = trace.requests["arrival_s"]
@@ -128,7 +162,18 @@ def rate_series(trace: Trace, bin_s: float | None = None) -> pl.DataFrame:
 
 
 def summary_table(table: pl.DataFrame) -> pl.DataFrame:
-    """Transpose a :func:`describe` table to ``metric`` rows and one column per trace (for printing)."""
+    """Transpose a :func:`describe` table to ``metric`` rows and one column per trace (for printing).
+
+    Parameters
+    ----------
+    table
+        A :func:`describe` table.
+
+    Returns
+    -------
+    polars.DataFrame
+        Column ``metric`` and one column per trace, values rounded to 3 decimals.
+    """
     names = table["trace"].cast(pl.Utf8).to_list()
     body = table.drop("trace").cast(pl.Float64)
     out = body.transpose(include_header=True, header_name="metric", column_names=names)

@@ -414,6 +414,18 @@ def write(trace: Trace, path: str | Path) -> Path:
     its arrival times shifted to start at 0 (generators put the first arrival at their first gap; the shift is
     in ``meta["time_offset_s"]``).
     CSV cannot hold ``prefix_hashes``: writing a trace that has them to CSV raises a :class:`WorkloadError`.
+
+    Parameters
+    ----------
+    trace
+        The trace to write.
+    path
+        Destination; its suffix (``.parquet``, ``.csv``, ``.jsonl``) picks the format; missing folders are made.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,20 @@ def check_router(name: str, field: str = "router", **params) -> None:
     """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params``.
 
     Nothing is drawn: a randomised router gets its stream where it is built for a run.
+
+    Parameters
+    ----------
+    name
+        Router name.
+    field
+        Field named in the error.
+    **params
+        Parameters given to the router.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, or unknown/invalid parameter.
     """
     check_router_name(name, field)
     get_router(name, rng=_NoStream(), **params)  # type: ignore[arg-type]
@@ -125,6 +139,11 @@ def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -
         Generator for randomised routers (``random``, ``p2c``, ``jiq``).
     **params
         Policy parameters (e.g. ``cache_threshold=0.5`` for ``sglang_cache_aware``).
+
+    Returns
+    -------
+    Router
+        A fresh router (its own state), ready for one run.
 
     Raises
     ------
