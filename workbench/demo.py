@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from workbench import traces
+from workbench.config import as_float
 
 #: Mean arrival rate the default trace is scaled to for sizing (its own rate is ~2.6 req/s: one GPU).
 DEMO_QPS = 20.0
@@ -206,8 +207,8 @@ def own_or_rent(ctx: DemoContext) -> None:
         parts.append(res.breakdown)
     table = pl.DataFrame(rows)
     ctx.save_table("own_or_rent", table)
-    own, cloud = table["tco_usd"].sum(), table["cloud_usd"].sum()
-    tok_s = float(ctx.traces["real"].requests["output_tokens"].mean()) * result.qps
+    own, cloud = as_float(table["tco_usd"].sum()), as_float(table["cloud_usd"].sum())
+    tok_s = as_float(ctx.traces["real"].requests["output_tokens"].mean()) * result.qps
     mtok = tok_s * 3600 * 8760 * DEMO_YEARS / 1e6  # output tokens over the lifetime, millions
     ctx.echo(f"owning vs renting the answer for {DEMO_YEARS:g} years at {place.name} (PUE {place.pue:g}):")
     ctx.echo(format_table(table.with_columns(pl.selectors.ends_with("_usd").round(0).cast(pl.Int64))))

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from workbench import stats, traces
+from workbench.config import as_float, as_int
 from workbench.experiments import point_seed
 from workbench.sim.fleet import simulate
 from workbench.sim.invariants import rejections_in_table
@@ -226,10 +227,10 @@ def pd_run(arm: PDArm, seed: int) -> dict[str, float]:
     q = result.requests.filter(~pl.col("rejected") & (pl.col("kv_transfer_s") > 0))
     return {
         "rejected": _rejected(result),
-        "transfer_mean_s": float(q["kv_transfer_s"].mean()),
-        "transfer_p99_s": float(q["kv_transfer_s"].quantile(0.99)),
-        "tpot_p50_s": float(q["tpot_s"].median()),
-        "e2e_p99_s": float(q["e2e_s"].quantile(0.99)),
+        "transfer_mean_s": as_float(q["kv_transfer_s"].mean()),
+        "transfer_p99_s": as_float(q["kv_transfer_s"].quantile(0.99)),
+        "tpot_p50_s": as_float(q["tpot_s"].median()),
+        "e2e_p99_s": as_float(q["e2e_s"].quantile(0.99)),
     }
 
 
@@ -355,15 +356,16 @@ def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
         logged = simulate(work, monolithic(arm.logged_instances, router="lmetric"), seed=seed)
         result = simulate(work.replay(logged), fleet, seed=seed)
     q = result.requests.filter(~pl.col("rejected"))
-    ttft = float(q["ttft_s"].mean())
+    ttft = as_float(q["ttft_s"].mean())
     return {
         "rejected": _rejected(result),
         "ttft_mean_s": ttft,
         "log10_ttft_mean": float(np.log10(ttft)),
-        "ttft_p99_s": float(q["ttft_s"].quantile(0.99)),
-        "queue_mean_s": float(q["queue_s"].mean()),
-        "span_s": float(q["finish_s"].max() - q["arrival_s"].min()),
-        "hit_rate": float(q["cached_tokens"].cast(pl.Int64).sum() / q["prompt_tokens"].cast(pl.Int64).sum()),
+        "ttft_p99_s": as_float(q["ttft_s"].quantile(0.99)),
+        "queue_mean_s": as_float(q["queue_s"].mean()),
+        "span_s": as_float(q["finish_s"].max()) - as_float(q["arrival_s"].min()),
+        "hit_rate": as_int(q["cached_tokens"].cast(pl.Int64).sum())
+        / as_int(q["prompt_tokens"].cast(pl.Int64).sum()),
     }
 
 

@@ -13,9 +13,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from workbench.errors import ConfigError
 from workbench.traces.schema import Trace
+
+if TYPE_CHECKING:
+    from workbench.traces.arrivals import ArrivalProcess
+    from workbench.traces.sessions import PrefixReuse, Sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,12 @@ def _explorer_lengths():
     return traces.LogNormal(prompt_mu=6.5, prompt_sigma=1.0, output_mu=5.0, output_sigma=0.8, rho=0.2)
 
 
-def _explorer(arrivals: Callable[[], object], sessions: Callable[[], object] | None = None, *, label: str):
+def _explorer(
+    arrivals: Callable[[], ArrivalProcess],
+    sessions: Callable[[], Sessions | PrefixReuse] | None = None,
+    *,
+    label: str,
+):
     """Return a generator preset of the workload explorer: 30 minutes of traffic at about 2 req/s."""
 
     def build(seed: int, n: int | None) -> Trace:

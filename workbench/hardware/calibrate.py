@@ -227,7 +227,7 @@ def fit_roofline(
     observed = profile["time_s"].to_numpy()
     tps = sorted(set(profile["tp"].to_list()))
 
-    def build(theta: np.ndarray) -> dict[int, RooflineModel]:
+    def build(theta: np.ndarray) -> dict[int, PerformanceModel]:
         kw = {**fixed, **dict(zip(params, (theta * scale).tolist(), strict=True))}
         return {tp: RooflineModel(g, m, tp, **kw) for tp in tps}
 

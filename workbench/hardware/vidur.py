@@ -146,7 +146,9 @@ def compare_vidur(root: str | Path | None = None, **params: float) -> pl.DataFra
         One row per table: ``kind, gpu, model, rows, mape_default_pct, fitted`` (the fitted parameters as
         text), ``mape_fitted_pct``.
     """
-    jobs = [("linear", g, m, vidur_linear(f, root), ("mfu", "mbu", "floor_s")) for f, g, m in LINEAR_TABLES]
+    jobs: list[tuple[str, str, str, pl.DataFrame, tuple[str, ...]]] = [
+        ("linear", g, m, vidur_linear(f, root), ("mfu", "mbu", "floor_s")) for f, g, m in LINEAR_TABLES
+    ]
     attention = vidur_attention(root)
     _, g, m, _ = ATTENTION_TABLE
     jobs.append(
@@ -305,9 +307,14 @@ class VidurProfile(DecodeRunMixin):
         folder = vidur_dir(root)
         self._tokens, self._linear = self._load_linear(folder / mlp_file)
         self._load_attention(folder / attention_file)
-        self._bytes, self._allreduce = (
-            self._load_allreduce(folder / allreduce_file) if self.tp > 1 else (np.ones(1), np.zeros(1))
-        )
+        self._bytes: np.ndarray
+        self._allreduce: np.ndarray
+        if self.tp > 1 and allreduce_file is not None:
+            self._bytes, self._allreduce = self._load_allreduce(folder / allreduce_file)
+        elif self.tp > 1:
+            raise HardwareError(f"no all-reduce table for {key} (tensor parallelism {self.tp})")
+        else:
+            self._bytes, self._allreduce = np.ones(1), np.zeros(1)
         self._layers = m.layers
         #: most tokens in one iteration (the MLP table's largest ``num_tokens``)
         self.max_tokens = int(self._tokens[-1])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import polars as pl
@@ -40,8 +41,14 @@ from workbench.sim.measure import (
     smallest_pair,
 )
 
+if TYPE_CHECKING:
+    from workbench.hardware import CalibratedModel
 
-def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "roofline"):
+#: What the check simulates: a model name (``"roofline"``, ``"calibrated:<name>"``) or a calibration.
+PerfName: TypeAlias = "str | CalibratedModel | None"
+
+
+def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: PerfName = "roofline"):
     """Return the :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
 
     ``perf`` names the instances' performance model (:func:`workbench.hardware.performance_model`); with a
@@ -53,7 +60,7 @@ def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "r
 
     tokens = token_budget(perf, cand.max_num_seqs)
     sched = SchedulerConfig(max_num_seqs=cand.max_num_seqs, max_num_batched_tokens=tokens)
-    common = {"model": model, "router": cand.router, "scheduler": sched, "perf": perf}
+    common: dict[str, Any] = {"model": model, "router": cand.router, "scheduler": sched, "perf": perf}
     if cand.topology == "monolithic":
         return Fleet(pools=(Pool("main", gpu=cand.gpu, tp=cand.tp, instances=n1, **common),))
     if cand.topology == "length_pools" and min(n1, n2) == 0:
@@ -138,7 +145,7 @@ def check_candidates(
     per_pool: bool = False,
     stop_early: bool = False,
     progress: bool | None = None,
-    perf: object = "roofline",
+    perf: PerfName = "roofline",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Size the cheapest analytic candidates with the measurement kernel until none left can beat the best.
 
@@ -201,6 +208,7 @@ def check_candidates(
             rows.append(row)
             if met:
                 best = min(best, usd)
+    schema: dict[str, Any]
     schema = {c: pl.Int64 for c in ("sim_instances1", "sim_instances2", "sim_instances", "sim_gpus", "_i")}
     schema.update({c: pl.Int64 for c in ("sim_requests", "sim_verdicts", "sim_below_instances")})
     floats = ("sim_usd_per_hour", "sim_usd_per_m_output_tokens", "sim_j_per_output_token")
@@ -227,7 +235,7 @@ class _Checker:
         seed: int,
         precision: Precision | None,
         per_pool: bool,
-        perf: object = "roofline",
+        perf: PerfName = "roofline",
     ) -> None:
         self.wl, self.slo, self.model, self.seed, self.perf = wl, slo, model, seed, perf
         self.precision, self.per_pool = precision, per_pool

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from workbench.config import as_int
 from workbench.errors import ConfigError
 from workbench.planning.sizing import size_fleet
 from workbench.planning.spec import SLO, Candidate, CostBasis
@@ -167,7 +168,7 @@ def pool_split_study(
 def _prompt_range(wl: Workload) -> tuple[int, int]:
     """Shortest and longest prompt of the workload's trace (tokens)."""
     prompts = wl.trace.requests["prompt_tokens"]
-    return int(prompts.min()), int(prompts.max())
+    return as_int(prompts.min()), as_int(prompts.max())
 
 
 def _splitting(thresholds: Sequence[int], shortest: int, longest: int) -> list[int]:

@@ -48,8 +48,8 @@ def pareto_mask(values: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
     keep = np.ones(len(pts), bool)
     for start in range(0, len(pts), chunk):
         block = pts[start : start + chunk]
-        no_worse = (pts[None, :, :] <= block[:, None, :]).all(axis=2)
-        better = (pts[None, :, :] < block[:, None, :]).any(axis=2)
+        no_worse = np.all(pts[None, :, :] <= block[:, None, :], axis=2)
+        better = np.any(pts[None, :, :] < block[:, None, :], axis=2)
         keep[start : start + chunk] = ~(no_worse & better).any(axis=1)
     out[idx[keep]] = True
     return out

@@ -269,5 +269,5 @@ def candidate_grid(
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Candidate(g, tp, topo, th, second, None, cap, clk, r))  # type: ignore[arg-type]
+            out.append(Candidate(g, tp, topo, th, second, None, cap, clk, r))
     return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_int
+from workbench.config import as_float, require_int
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import Streams
 from workbench.sim.measure import RequestSource
@@ -196,7 +196,8 @@ def workload(
     df = scaled.requests
     rate = qps if qps is not None else (df.height - 1) / max(scaled.duration_s, 1e-12)
     if not rate > 0:
-        raise ConfigError(f"workload {trace.name!r} has zero arrival rate; give qps > 0")
+        name = getattr(trace, "name", drawn.name)
+        raise ConfigError(f"workload {name!r} has zero arrival rate; give qps > 0")
     rng = Streams(seed).rng("workload/sample")
     take = np.sort(rng.choice(df.height, size=min(n_sample, df.height), replace=False))
     prompt = df["prompt_tokens"].to_numpy()[take].astype(np.float64)
@@ -212,7 +213,8 @@ def _generator_source(generator: object, drawn: Trace, scaled: Trace) -> Request
     same mean rate (not renormalised to its own empirical rate).
     """
     a, b = drawn.requests["arrival_s"], scaled.requests["arrival_s"]
-    span_a, span_b = float(a.max() - a.min()), float(b.max() - b.min())
+    span_a = as_float(a.max()) - as_float(a.min())
+    span_b = as_float(b.max()) - as_float(b.min())
     factor = span_b / span_a if span_a > 0 else 1.0
     generate = generator.generate  # type: ignore[attr-defined]
 

@@ -17,13 +17,14 @@ column ``kv_j``, included in ``energy_j``). Facility energy is IT energy x PUE.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive, require_pue, require_range
+from workbench.config import as_float, require_positive, require_pue, require_range
 from workbench.errors import ConfigError, HardwareError, InvariantError
 from workbench.power._facts import gpu_facts, resolve
 from workbench.power.curves import LogisticPower, load_fits, power_curve
@@ -241,7 +242,8 @@ def energy(
     seg = result.segments
     _check_segments(seg, inst)
     phi_expr = exec_idle_share if isinstance(exec_idle_share, pl.Expr) else None
-    shares = _per_instance(0.0 if phi_expr is not None else exec_idle_share, inst, "exec_idle_share")
+    idle_share = 0.0 if isinstance(exec_idle_share, pl.Expr) else exec_idle_share  # an expression: per segment
+    shares = _per_instance(idle_share, inst, "exec_idle_share")
     params = []
     for row, phi in zip(inst.iter_rows(named=True), shares, strict=True):
         p = (power or {}).get(row["instance"])
@@ -329,7 +331,9 @@ def energy(
     tables = [_derived(t, pue) for t in (by_inst.sort("instance"), by_pool, fleet)]
     if check:
         _check_power_range(tables[0])
-    return EnergyReport(segs.drop(pl.selectors.starts_with("_")), *tables, pue=pue)
+    by_instance, by_pool_table, fleet_table = tables
+    segments = segs.drop(pl.selectors.starts_with("_"))
+    return EnergyReport(segments, by_instance, by_pool_table, fleet_table, pue=pue)
 
 
 #: Headroom above a GPU's TDP that a fitted power curve may reach (H100-SXM's fit peaks 1 % above 700 W).
@@ -403,8 +407,9 @@ def energy_timeseries(report: EnergyReport, bin_s: float = 3600.0, *, by: str | 
         return pl.DataFrame(
             schema={"bin": pl.Int64, "start_s": pl.Float64, "energy_j": pl.Float64, "mean_power_w": pl.Float64}
         )
-    t_end = float(seg["end_s"].max())
+    t_end = as_float(seg["end_s"].max())
     edges = np.append(np.arange(0.0, t_end, bin_s), t_end)  # the last bin ends at the last segment
+    groups: Iterable[tuple[Any, pl.DataFrame]]
     groups = [(None, seg)] if by is None else seg.group_by(by, maintain_order=True)
     frames = []
     for key, g in groups:

@@ -109,6 +109,7 @@ def fit_logistic(
         )
         if best is None or sol.cost < best.cost:
             best = sol
+    assert best is not None  # at least one start was fitted
     return np.array(unpack(best.x)), "4p" if free_k else "3p_k1"
 
 

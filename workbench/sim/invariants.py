@@ -37,6 +37,7 @@ from typing import ParamSpec, TypeVar
 
 import polars as pl
 
+from workbench.config import as_float
 from workbench.errors import InvariantError
 from workbench.sim.metrics import rejection_summary, summarize, summary
 from workbench.sim.result import SimResult
@@ -153,7 +154,7 @@ def _segments(seg: pl.DataFrame) -> None:
 def _time_frame(req: pl.DataFrame) -> None:
     if req.height == 0:
         return
-    first, last = req["arrival_s"].min(), req["arrival_s"].max()
+    first, last = as_float(req["arrival_s"].min()), as_float(req["arrival_s"].max())
     span = last - first
     if first > max(span, LEAD_IN_FREE_S):
         raise InvariantError(

@@ -37,7 +37,7 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from workbench.config import require_choice, require_int, require_positive
 from workbench.errors import ConfigError
@@ -529,6 +529,22 @@ class KVHierarchy:
                 f"hierarchy: unknown field(s) {sorted(unknown)}; valid fields: {', '.join(valid)}"
             )
         return cls(**data)
+
+    # The fields take dicts too; ``__post_init__`` turns them into specs, which these typed views return.
+    @property
+    def dram_spec(self) -> TierSpec | None:
+        """The host-memory tier per GPU, or ``None``."""
+        return cast("TierSpec | None", self.dram)
+
+    @property
+    def ssd_spec(self) -> TierSpec | None:
+        """The local-SSD tier per GPU, or ``None``."""
+        return cast("TierSpec | None", self.ssd)
+
+    @property
+    def store_spec(self) -> StoreSpec | None:
+        """The shared remote store, or ``None``."""
+        return cast("StoreSpec | None", self.store)
 
     def tier_specs(self) -> list[tuple[str, TierSpec]]:
         """Return the local tiers that hold something, fastest first."""

@@ -664,6 +664,7 @@ def smallest_count(
                 hi = nxt
             else:
                 lo, nxt = nxt, 2 * nxt
+    assert hi is not None  # bracketed above
     while True:
         while hi - lo > 1:
             mid = (lo + hi) // 2

@@ -124,7 +124,7 @@ def run(arm: MinosArm, seed: int) -> dict[str, float]:
     k = min(arm.classes, train.height)
     km = KMeans(k, n_init=10, random_state=0).fit((f_train - mu) / sd)
     label_test = km.predict((f_test - mu) / sd)
-    errors = {"power": [], "tput": []}
+    errors: dict[str, list[float]] = {"power": [], "tput": []}
     for column in ("power", "tput"):
         train_curves = _curves(train, column)
         means = [

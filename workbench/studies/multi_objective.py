@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from workbench.config import as_float
 from workbench.power import energy
 from workbench.sim.fleet import simulate, summarize
 from workbench.sim.topology import Fleet, Pool
@@ -75,11 +76,11 @@ def run(arm: BalancingArm, seed: int) -> dict[str, float]:
     row = summarize(result)
     report = energy(result).fleet.row(0, named=True)
     return {
-        "accuracy": float(served["_acc"].mean()),
+        "accuracy": as_float(served["_acc"].mean()),
         "j_per_request": report["j_per_request"],
         "ttft_p99_s": row["ttft_p99_s"],
         "e2e_p99_s": row["e2e_p99_s"],
-        "share_70b": float((served["pool"] == "70B-H100x4").mean()),
+        "share_70b": as_float((served["pool"] == "70B-H100x4").mean()),
     }
 
 

@@ -8,6 +8,7 @@ so notebook 03 reports means, 95 % intervals and paired differences instead of o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from workbench.studies.fleets import autoscale_curve, cdf_trace, disaggregation_study, length_split_study
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
@@ -93,7 +94,12 @@ class AutoscaleArm:
 
 
 #: The bursty ServeGen window of notebook 03 (three m-large clients, 20:15-20:30 of day 1).
-SERVEGEN_WINDOW = {"model": "m-large", "clients": (12, 120, 133), "start_s": 72_900, "end_s": 73_800}
+SERVEGEN_WINDOW: dict[str, Any] = {
+    "model": "m-large",
+    "clients": (12, 120, 133),
+    "start_s": 72_900,
+    "end_s": 73_800,
+}
 
 
 def autoscale_run(arm: AutoscaleArm, seed: int) -> dict[str, float]:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from workbench.config import require_int, require_positive, require_range
+from workbench.config import as_float, require_int, require_positive, require_range
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
 from workbench.traces.schema import Trace
@@ -465,10 +465,10 @@ def fit_sessions(trace: Trace):
     later = df.filter("same")
     if later.height == 0:
         return None
-    sessions = req["session_id"].drop_nulls().n_unique() + req["session_id"].null_count()
-    mean_turns = req.height / sessions
-    think = float(later["gap"].mean())
-    carries = float((later["new"] > 0).mean()) > 0.5  # prompts hold the conversation so far
+    n_sessions = req["session_id"].drop_nulls().n_unique() + req["session_id"].null_count()
+    mean_turns = req.height / n_sessions
+    think = as_float(later["gap"].mean())
+    carries = as_float((later["new"] > 0).mean()) > 0.5  # prompts hold the conversation so far
     block = trace.prefix_block_tokens or 512
     firsts = df.filter(~pl.col("same"))["prefix_hashes"].to_list()
     heads = Counter(h[0] for h in firsts if h is not None and len(h))

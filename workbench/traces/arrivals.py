@@ -231,7 +231,7 @@ class PiecewiseRate:
     def cumulative(self, t: np.ndarray) -> np.ndarray:
         """Return the expected number of arrivals in ``[0, t]``."""
         t = np.asarray(t, dtype=float)
-        base = 0.0
+        base: float | np.ndarray = 0.0
         if self.period_s is not None:
             cycles = np.floor(t / self.period_s)
             base = cycles * self._per_period()
@@ -242,7 +242,7 @@ class PiecewiseRate:
     def inverse_cumulative(self, lam: np.ndarray) -> np.ndarray:
         """Time ``t`` at which :meth:`cumulative` reaches ``lam`` (the first such time)."""
         lam = np.asarray(lam, dtype=float)
-        offset = 0.0
+        offset: float | np.ndarray = 0.0
         if self.period_s is not None:
             per = self._per_period()
             cycles = np.floor(lam / per)
@@ -342,7 +342,9 @@ class TimeVarying:
             return self._thinning(rng, n, duration_s)
         if n is not None:
             return self.profile.inverse_cumulative(_renewal(rng, self.family, self.cv, 1.0, n=n))
-        units = _renewal(rng, self.family, self.cv, 1.0, duration_s=float(self.profile.cumulative(duration_s)))
+        assert duration_s is not None  # check_count_or_duration: n or duration_s
+        total = float(self.profile.cumulative(np.asarray(duration_s, dtype=float)))
+        units = _renewal(rng, self.family, self.cv, 1.0, duration_s=total)
         return self.profile.inverse_cumulative(units)
 
     def _thinning(self, rng, n, duration_s) -> np.ndarray:

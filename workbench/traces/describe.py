@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.traces.schema import Trace
 
 PERCENTILES = (50, 90, 99)
@@ -79,8 +80,8 @@ def _one(trace: Trace) -> dict:
         row.update({f"{short}_p{p}": float(q) for p, q in zip(PERCENTILES, qs, strict=True)})
     if trace.has_prefix_hashes:
         reuse = block_reuse(trace)
-        total = reuse["blocks"].sum()
-        row["prefix_reuse"] = reuse["reused_blocks"].sum() / total if total else 0.0
+        total = int(reuse["blocks"].sum())
+        row["prefix_reuse"] = int(reuse["reused_blocks"].sum()) / total if total else 0.0
     else:
         row["prefix_reuse"] = None
     sessions = df["session_id"].drop_nulls()
@@ -156,7 +157,7 @@ def rate_series(trace: Trace, bin_s: float | None = None) -> pl.DataFrame:
     """
     bin_s = bin_s or max(1.0, trace.duration_s / 60)
     t = trace.requests["arrival_s"]
-    n_bins = int(np.floor((t.max() or 0.0) / bin_s)) + 1 if len(t) else 0
+    n_bins = int(np.floor(as_float(t.max() or 0.0) / bin_s)) + 1 if len(t) else 0
     counts = np.bincount((t.to_numpy() // bin_s).astype(np.int64), minlength=n_bins) if n_bins else np.zeros(0)
     return pl.DataFrame({"t_s": np.arange(n_bins) * bin_s, "rate_rps": counts / bin_s})
 

@@ -129,11 +129,11 @@ class TableFormat:
             lf = pl.scan_ndjson(literal_glob(path), infer_schema_length=1000)
         else:
             lf = pl.scan_parquet(path, glob=False)
-        extra = []
+        extra: list[str] = []
         if self.drop_rows is not None:  # keep source row numbers for messages after dropping rows
             lf = lf.with_row_index("__row", offset=1).with_columns(self.drop_rows[0]().alias("__drop"))
             extra = ["__row", "__drop"]
-        lf = lf.select([pl.col(s).alias(c) for s, c in src.items()] + extra)
+        lf = lf.select(*[pl.col(s).alias(c) for s, c in src.items()], *extra)
         if self.time == "datetime":  # two stages: polars would otherwise parse the strings twice for min()
             arr = pl.col("arrival_s")
             return lf.with_columns(self._arrival_expr()).with_columns((arr - arr.min()) / 1e9)
@@ -170,7 +170,7 @@ class TableFormat:
                 ns = col.str.strip_chars().str.to_datetime(self.datetime_format, time_unit="ns", strict=False)
                 ns = ns.dt.epoch("ns")
             return ns.alias("arrival_s")  # nanoseconds; scan() rebases to seconds from the first request
-        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(self.time)
+        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(self.time or "")
         if scale is None:
             raise WorkloadError(
                 f"unknown time unit {self.time!r}; use 'datetime', 's', 'ms' or 'us'", field="time_unit"
@@ -203,7 +203,7 @@ register_format(
         {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"},
         time="datetime",
         source=AZURE_SOURCE,
-        dtypes={"ContextTokens": pl.Int32, "GeneratedTokens": pl.Int32},
+        dtypes={"ContextTokens": pl.Int32(), "GeneratedTokens": pl.Int32()},
     )
 )
 register_format(

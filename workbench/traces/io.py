@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench import datasets
+from workbench.config import as_float
 from workbench.errors import WorkloadError
 from workbench.traces.formats import (
     FORMATS,
@@ -142,7 +143,7 @@ def _shift_to_zero(requests: pl.DataFrame, path: Path, meta: dict) -> pl.DataFra
     request (54 years for epoch times). The shift is recorded in ``meta["time_offset_s"]`` and, when not 0,
     announced with a warning.
     """
-    offset = float(requests["arrival_s"].min())
+    offset = as_float(requests["arrival_s"].min())
     meta["time_offset_s"] = offset
     if offset > 0:
         warnings.warn(

@@ -155,6 +155,7 @@ class MMPP:
         _need_one(n, duration_s)
         rates = np.asarray(self.rates)
         sojourn = np.asarray(self.mean_sojourn_s)
+        assert self.jumps is not None  # filled by __post_init__
         cum = [list(np.cumsum(row)[:-1]) for row in self.jumps]  # bisect a uniform into the next state
         k = rates.size
         state = int(rng.choice(k, p=self.stationary))
@@ -184,6 +185,7 @@ class MMPP:
         times = np.concatenate(chunks) if chunks else np.empty(0)
         if n is not None:
             return times[:n]
+        assert duration_s is not None  # _need_one: n or duration_s
         return times[times < duration_s]
 
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.errors import WorkloadError
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -134,7 +136,7 @@ class Trace:
         if self.requests.height == 0:
             return 0.0
         col = self.requests["arrival_s"]
-        return float(col.max() - col.min())
+        return as_float(col.max()) - as_float(col.min())
 
     @property
     def has_prefix_hashes(self) -> bool:
@@ -150,7 +152,7 @@ class Trace:
 
     def with_requests(self, requests: pl.DataFrame, **changes) -> Trace:
         """Return a copy with other requests (and optionally other attributes)."""
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "name": self.name,
             "prefix_block_tokens": self.prefix_block_tokens,
             "source": self.source,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from workbench.config import require_choice, require_positive
+from workbench.config import as_int, require_choice, require_positive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
 from workbench.traces.agentic import fit_sessions
@@ -186,8 +186,8 @@ def merge(traces: Sequence[Trace], classes: Sequence[str] | None = None, *, name
             ),
         )
         parts.append(df)
-        sess_off += int(t.requests["session_id"].max() or 0) + 1
-        hash_off += int(t.requests["prefix_hashes"].explode().max() or 0) + 1
+        sess_off += as_int(t.requests["session_id"].max() or 0) + 1
+        hash_off += as_int(t.requests["prefix_hashes"].explode().max() or 0) + 1
     df = pl.concat(parts).sort("arrival_s", maintain_order=True)
     return Trace(
         renumber(df),

@@ -33,17 +33,22 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
+from workbench.config import as_float
 from workbench.errors import ConfigError
 from workbench.hardware import RooflineModel, gpu, model
 from workbench.hardware.perf import Batch
 from workbench.power.classes import TASK_PROMPT_TOKENS
 from workbench.power.fitting import load_runs
 from workbench.seeds import Streams
+
+if TYPE_CHECKING:
+    from workbench.sim.config import InstanceConfig
 
 #: Requests per run of each task (ML.ENERGY ``configs/vllm/<task>/benchmark.yaml``, ``num_requests``).
 TASK_REQUESTS = {
@@ -117,7 +122,7 @@ def mlenergy_trace(run: Mapping, seed: int = 0) -> pl.DataFrame:
     )
 
 
-def _instance(run: Mapping, perf) -> object:
+def _instance(run: Mapping, perf) -> InstanceConfig:
     from workbench.sim.config import InstanceConfig, SchedulerConfig
 
     cap = int(run["max_num_seqs"])
@@ -211,7 +216,7 @@ def simulate_mlenergy_run(run: Mapping, params: Mapping[str, float] | None = Non
     res = simulate(trace, _instance(run, rec), progress=False, record_segments=False)
     steps = _steps_from(rec.rows)
     itl = step_itl(steps, perf)
-    makespan = float(res.requests["finish_s"].max())
+    makespan = as_float(res.requests["finish_s"].max())
     return {
         "measured_median_itl_ms": float(run["median_itl_ms"]),
         "median_itl_ms": itl["median_itl_ms"],
@@ -375,7 +380,7 @@ def fit_corrections(
             if k.startswith("step_floor_s@"):
                 task = group.filter(pl.col("task") == k.split("@")[1])
                 small = task.filter(pl.col("max_num_seqs") == task["max_num_seqs"].min())["median_itl_ms"]
-                start[i] = float(np.clip(0.8e-3 * small.median(), base[i][0], base[i][1]))
+                start[i] = float(np.clip(0.8e-3 * as_float(small.median()), base[i][0], base[i][1]))
 
         def resid(x: np.ndarray, rows=rows, measured=measured, keys=keys) -> np.ndarray:
             p = dict(zip(keys, x.tolist(), strict=True))

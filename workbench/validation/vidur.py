@@ -44,6 +44,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench._paths import data_path
+from workbench.config import as_float
 from workbench.errors import DatasetError
 from workbench.sim.config import InstanceConfig, SchedulerConfig
 
@@ -202,8 +203,8 @@ def compare_with_vidur(
             raise DatasetError(f"load {load}: the workbench rejected {int(ours['rejected'].sum())} requests")
         for col, name in _METRICS.items():
             for q in QUANTILES:
-                v = float(part[col].quantile(q, "linear"))
-                w = float(ours[col].quantile(q, "linear"))
+                v = as_float(part[col].quantile(q, "linear"))
+                w = as_float(ours[col].quantile(q, "linear"))
                 rows.append((float(load), name, q, v, w, (w / v - 1) * 100))
     return pl.DataFrame(
         rows, orient="row", schema=["load", "metric", "quantile", "vidur_s", "workbench_s", "error_pct"]

@@ -47,13 +47,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 
+from workbench.config import as_int
 from workbench.errors import ConfigError, DatasetError
 from workbench.hardware.calibrated import CalibratedModel, Domain
+from workbench.hardware.catalog import GPU, ModelSpec
 from workbench.hardware.perf import Batch
 from workbench.hardware.roofline import RooflineModel
 from workbench.seeds import Streams
@@ -402,7 +404,7 @@ def calibrate_vllm(
     extent = _Extent(RooflineModel(gpu, model, tp, **fitted))
     calibrated = run(extent)
     before = run(default)
-    longest = int((bench.requests["prompt_tokens"] + bench.requests["output_tokens"]).max())  # type: ignore[operator]
+    longest = as_int((bench.requests["prompt_tokens"] + bench.requests["output_tokens"]).max())
     fit = {
         k: {
             "measured": measured[k],
@@ -414,8 +416,8 @@ def calibrate_vllm(
     }
     return CalibratedModel(
         name=name,
-        gpu=default.gpu.name,
-        model=default.model.name,
+        gpu=cast(GPU, default.gpu).name,  # RooflineModel resolves names to specs
+        model=cast(ModelSpec, default.model).name,
         tp=int(tp),
         params=fitted,
         domain=Domain(max(extent.seqs, 1), max(extent.tokens, 1), longest),

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import TypeVar
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from workbench.sim.routing.load import (
 from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
 
 #: Registered routers by short name.
+#: A router class: anything with a ``name`` whose instances :class:`Router` describes.
+_RouterClass = TypeVar("_RouterClass", bound="type[Router]")
+
 ROUTERS: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -80,7 +84,7 @@ CACHE_ROUTERS: frozenset[str] = frozenset(
 )
 
 
-def register(cls: type) -> type:
+def register(cls: _RouterClass) -> _RouterClass:
     """Register a router class under its ``name`` attribute (usable as a decorator)."""
     ROUTERS[cls.name] = cls
     return cls

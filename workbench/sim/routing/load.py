@@ -53,6 +53,7 @@ class Random(RouterBase):
 
     name = "random"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         return int(self.rng.integers(len(view)))
@@ -72,6 +73,7 @@ class PowerOfTwo(RouterBase):
 
     name = "p2c"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         n = len(view)
@@ -96,6 +98,7 @@ class JIQ(RouterBase):
 
     name = "jiq"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         idle = np.flatnonzero(view.outstanding == 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from itertools import count, repeat
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class PrefixIndex:
         left = self._count[r] - 1
         self._count[r] = left
         if not left:
-            del self._row[self._hash[r]]
+            del self._row[cast(int, self._hash[r])]
             self._hash[r] = None
             self._free.append(r)
 
@@ -151,7 +151,7 @@ class PrefixIndex:
     def holds(self, inst_id: int) -> set[int]:
         """Return the hashes the index records for instance ``inst_id`` (for audits and tests)."""
         rows = np.flatnonzero(self._m[:, self._col[inst_id]]).tolist()
-        return {self._hash[r] for r in rows}
+        return {cast(int, self._hash[r]) for r in rows}
 
     def match(self, hashes, limit: int, cols: np.ndarray | None) -> np.ndarray:
         """Leading blocks of ``hashes[:limit]`` each instance caches (``cols``; ``None``: all, in column order).
