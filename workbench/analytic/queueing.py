@@ -124,12 +124,8 @@ def mmc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.n
 
     Parameters
     ----------
-    c
-        Number of servers (integer >= 1).
-    rho
-        Per-server utilisation ``lambda / (c mu)``.
-    service_mean
-        Mean service time ``1 / mu`` (> 0).
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and mean service time ``1 / mu``.
 
     Returns
     -------
@@ -150,12 +146,8 @@ def mmc_wait_cdf(t: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: Array
     ----------
     t
         Waiting times, in the unit of ``service_mean``.
-    c
-        Number of servers (integer >= 1).
-    rho
-        Per-server utilisation ``lambda / (c mu)``.
-    service_mean
-        Mean service time ``1 / mu`` (> 0).
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and mean service time ``1 / mu``.
 
     Returns
     -------
@@ -190,12 +182,8 @@ def mmc_wait_quantile(q: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: 
     ----------
     q
         Quantile in [0, 1).
-    c
-        Number of servers (integer >= 1).
-    rho
-        Per-server utilisation ``lambda / (c mu)``.
-    service_mean
-        Mean service time ``1 / mu`` (> 0).
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and mean service time ``1 / mu``.
 
     Returns
     -------
@@ -218,12 +206,8 @@ def mdc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.n
 
     Parameters
     ----------
-    c
-        Number of servers (integer >= 1).
-    rho
-        Per-server utilisation ``lambda / (c mu)``.
-    service_mean
-        The deterministic service time (> 0).
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and the (deterministic) service time.
 
     Returns
     -------
@@ -287,6 +271,18 @@ def mgc_wait_quantile(
     """Approximate ``q``-quantile of the M/G/c wait: P(wait) from Erlang C, exponential tail, M/G/c mean.
 
     Exact for M/M/c (``service_scv = arrival_scv = 1``).
+
+    Parameters
+    ----------
+    q
+        Quantile in [0, 1).
+    c, rho, service_mean, service_scv, arrival_scv, method
+        As :func:`mgc_mean_wait`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The waiting time, in the unit of ``service_mean``.
     """
     q = _check_q(q)
     p = erlang_c(c, rho)

@@ -20,6 +20,7 @@ only one or two runs gets the GPU's pooled default curve scaled to their mean (`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -340,6 +341,26 @@ def fit_report(fits: pl.DataFrame | None = None, runs: pl.DataFrame | None = Non
     )
 
 
+def _run_groups(runs: pl.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray, float, float]]:
+    """Yield GPU, batch sizes, per-GPU power, TDP and loaded-idle power of each group of >= 4 runs, by batch."""
+    for key, grp in runs.group_by(GROUP_KEYS, maintain_order=True):
+        if grp.height < 4:
+            continue
+        grp = grp.sort("avg_batch_size")
+        b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
+        yield key[0], b, p, tdp, loaded_idle(key[0])[0]
+
+
+def _held_out_errors(b: np.ndarray, p: np.ndarray, tdp: float, idle_w: float) -> list[float]:
+    """Return the |relative error| of each interior run predicted by a fit to its group's other runs."""
+    out = []
+    for i in range(1, b.size - 1):
+        keep = np.arange(b.size) != i
+        params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
+        out.append(abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0))
+    return out
+
+
 def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | None = None) -> pl.DataFrame:
     """Leave-one-out error of the fit per GPU.
 
@@ -352,16 +373,8 @@ def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | N
     if gpus is not None:
         runs = runs.filter(pl.col("gpu").is_in([resolve(g) for g in gpus]))
     out: list[tuple[str, float]] = []
-    for key, grp in runs.group_by(GROUP_KEYS, maintain_order=True):
-        if grp.height < 4:
-            continue
-        grp = grp.sort("avg_batch_size")
-        b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        idle_w = loaded_idle(key[0])[0]
-        for i in range(1, b.size - 1):
-            keep = np.arange(b.size) != i
-            params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
-            out.append((key[0], abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0)))
+    for gpu, b, p, tdp, idle_w in _run_groups(runs):
+        out += [(gpu, e) for e in _held_out_errors(b, p, tdp, idle_w)]
     ape = pl.DataFrame(out, schema={"gpu": pl.Utf8, "ape": pl.Float64}, orient="row")
     return (
         ape.group_by("gpu")
@@ -398,17 +411,10 @@ def lookup_rule_errors(
     groups = fits.filter(pl.col("scope") == "run_group", pl.col("fit_kind") != "scaled_default")
     default = fits.filter(pl.col("scope") == "gpu_default")
     out: dict[str, list[float]] = {r: [] for r in (*RULES, "other_gpu_count")}
-    for key, grp in runs.group_by(GROUP_KEYS, maintain_order=True):
-        if grp.height < 4:
-            continue
-        grp = grp.sort("avg_batch_size")
-        b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        idle_w = loaded_idle(key[0])[0]
-        for i in range(1, b.size - 1) if refit else ():
-            keep = np.arange(b.size) != i
-            params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
-            out["fit"].append(abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0))
-        params = scale_default(default.filter(pl.col("gpu") == key[0]).row(0, named=True), b[:2], p[:2])
+    for gpu, b, p, tdp, idle_w in _run_groups(runs):
+        if refit:
+            out["fit"] += _held_out_errors(b, p, tdp, idle_w)
+        params = scale_default(default.filter(pl.col("gpu") == gpu).row(0, named=True), b[:2], p[:2])
         out["scaled_default"] += list(np.abs(_logistic(np.log2(b[2:]), *params) / p[2:] - 1.0))
     cols = ["p_low_w", "p_high_w", "k", "x0"]
     x = pl.col("avg_batch_size").log(2)

@@ -16,12 +16,12 @@ Here both mechanisms are those of the simulator's KV hierarchy (:mod:`workbench.
   each instance's GPU, at the links' current contention) against ``lmetric`` (the same cost, blind to the
   tiers: only GPU hits count).
 
-The workload is the agentic closed loop of :mod:`workbench.kv_studies` (:class:`~workbench.kv_studies.
-AgenticArm`: sessions starting in MMPP bursts, each step's prompt the whole conversation so far, fan-out tool
-calls): long prompts (about 17,000 tokens on average) of which about 80 % are a prefix computed before. Four
-H100 / Llama-3.1-8B instances share a Mooncake-style store (every computed prefix block is written to it;
-2 TB) reached over one 100 GbE NIC per GPU, so a prefix that has left an instance's GPU comes back over the
-network.
+The workload is the agentic closed loop of :mod:`workbench.studies.kv_hierarchy`
+(:class:`~workbench.studies.kv_hierarchy.AgenticArm`: sessions starting in MMPP bursts, each step's prompt the
+whole conversation so far, fan-out tool calls): long prompts (about 17,000 tokens on average) of which about 80
+% are a prefix computed before. Four H100 / Llama-3.1-8B instances share a Mooncake-style store (every computed
+prefix block is written to it; 2 TB) reached over one 100 GbE NIC per GPU, so a prefix that has left an
+instance's GPU comes back over the network.
 
 The workload is a **finite burst**: ``rate x duration_s`` sessions (400 at the headline) start over
 ``duration_s`` seconds and are served to completion; requests released in the first ``warmup_s`` seconds (caches
@@ -46,11 +46,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from workbench.kv_studies import AgenticArm
 from workbench.sim.fleet import simulate
 from workbench.sim.kvtiers import KVHierarchy
 from workbench.sim.topology import monolithic
 from workbench.studies.claims import NOT_REPRODUCED, REPRODUCED, UNDER_CONDITIONS, Claim, interval, percent
+from workbench.studies.kv_hierarchy import AgenticArm
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
 
 #: Published: SLO attainment of CALVO against its baseline, at best ("up to").
@@ -89,7 +89,7 @@ class CalvoArm:
     nic
         NIC per GPU (the path from the store).
     rate, duration_s
-        Mean session starts per second (MMPP bursts, :class:`~workbench.kv_studies.AgenticArm`) over
+        Mean session starts per second (MMPP bursts, :class:`~workbench.studies.kv_hierarchy.AgenticArm`) over
         ``duration_s`` seconds: ``rate x duration_s`` sessions, served to completion.
     warmup_s
         Requests released before this time are not counted.
@@ -119,7 +119,7 @@ class CalvoArm:
         return max(1, round(self.rate * self.duration_s))
 
     def workload(self, seed: int):
-        """Return the replication's sessions (:meth:`workbench.kv_studies.AgenticArm.workload`)."""
+        """Return the replication's sessions (:meth:`workbench.studies.kv_hierarchy.AgenticArm.workload`)."""
         agentic = AgenticArm(self.arm, sessions=self.sessions, rate=self.rate, mean_steps=self.mean_steps,
                              think_s=self.think_s)  # fmt: skip
         return agentic.workload(seed)

@@ -136,21 +136,9 @@ class MMPP:
     def sample(
         self, rng: np.random.Generator, n: int | None = None, duration_s: float | None = None
     ) -> np.ndarray:
-        """Arrival times of ``n`` requests or of all requests in ``[0, duration_s)``.
+        """MMPP arrival times: spells of the hidden chain, each a Poisson stream at its state's rate.
 
-        Parameters
-        ----------
-        rng
-            The arrival stream.
-        n
-            Number of arrivals; give this or ``duration_s``.
-        duration_s
-            Generate all arrivals in ``[0, duration_s)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            Sorted arrival times in seconds (float64).
+        Parameters and returns: see :meth:`~workbench.traces.arrivals.ArrivalProcess.sample`.
         """
         _need_one(n, duration_s)
         rates = np.asarray(self.rates)

@@ -7,7 +7,7 @@ one polars table with these columns:
 column              dtype               meaning
 ==================  ==================  ======================================================================
 ``request_id``      UInt64              unique id, 0..n-1 in arrival order unless the source has ids
-``arrival_s``       Float64             seconds from trace start, non-decreasing
+``arrival_s``       Float64             seconds from trace start, non-decreasing (null in length-only tables)
 ``prompt_tokens``   Int32 (> 0)         input tokens
 ``output_tokens``   Int32 (> 0)         generated tokens
 ``session_id``      UInt64, nullable    conversation / session id
