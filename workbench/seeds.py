@@ -76,6 +76,17 @@ def stream_key(name: str | int | tuple[int, ...]) -> tuple[int, ...]:
     A string is hashed (BLAKE2b, 128 bits, as four 32-bit words), unless it is one of :data:`FIXED_KEYS`; an
     integer ``i >= 0`` is the positional child ``(i,)``; a tuple of 32-bit words is taken as the key itself.
 
+    Parameters
+    ----------
+    name
+        Stream name, positional index or spawn key.
+
+
+    Returns
+    -------
+    tuple of int
+        The spawn key (32-bit words).
+
     Raises
     ------
     ConfigError

@@ -128,6 +128,17 @@ class IterationTimeModel(DecodeRunMixin):
 def as_performance_model(model: object) -> PerformanceModel:
     """``model`` itself when it has all :class:`PerformanceModel` methods, else an :class:`IterationTimeModel`.
 
+    Parameters
+    ----------
+    model
+        Anything with an ``iteration_time(batch)`` method.
+
+
+    Returns
+    -------
+    PerformanceModel
+        ``model``, or ``model`` wrapped so that decode runs are summed iteration by iteration.
+
     Raises
     ------
     ConfigError

@@ -67,6 +67,18 @@ def logistic_power(
     """Per-GPU busy power (W) of the logistic model at ``batch`` sequences (below 1 counts as 1).
 
     The one implementation of the formula in the module docstring; parameters broadcast (numpy).
+
+    Parameters
+    ----------
+    batch
+        Running sequences per instance.
+    p_low, p_high, k, x0
+        The curve's low and high power levels (W), steepness and midpoint (in ``log2(batch)``).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Power in W; a float for scalar inputs.
     """
     out = logistic_log2(np.log2(np.maximum(np.asarray(batch, dtype=float), 1.0)), p_low, p_high, k, x0)
     return float(out) if np.ndim(out) == 0 else out

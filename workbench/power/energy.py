@@ -114,7 +114,28 @@ def instance_power(
     exec_idle_share: float = 0.0,
     task: str | None = None,
 ) -> InstancePower:
-    """Power parameters of an instance of ``model`` on ``tp`` x ``gpu`` (fit, or GPU-level default)."""
+    """Power parameters of an instance of ``model`` on ``tp`` x ``gpu`` (fit, or GPU-level default).
+
+    Parameters
+    ----------
+    gpu
+        GPU name.
+    model
+        Model served (``None``: the GPU-level default curve).
+    tp
+        Tensor-parallel degree.
+    n_gpus
+        GPUs of the instance (default ``tp``).
+    exec_idle_share
+        Share of busy time spent execution-idle.
+    task
+        ML.ENERGY task whose fits to prefer.
+
+    Returns
+    -------
+    InstancePower
+        Busy curve, loaded-idle power and GPU count of the instance.
+    """
     n = float(n_gpus if n_gpus is not None else tp)
     curve = power_curve(gpu, model, tp, n_gpus=int(max(1, round(n))), task=task)
     return InstancePower(curve, idle_power_w(gpu), n, exec_idle_share)
@@ -400,6 +421,20 @@ def energy_timeseries(report: EnergyReport, bin_s: float = 3600.0, *, by: str | 
 
     Returns columns ``bin`` (index), ``start_s``, [``by``], ``energy_j``, ``mean_power_w``; the last bin ends
     at the end of the last segment.
+
+    Parameters
+    ----------
+    report
+        An :func:`energy` report.
+    bin_s
+        Bin width in seconds.
+    by
+        Segment column to split by (e.g. ``"pool"``), or ``None`` for the fleet.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per bin (and ``by`` value).
     """
     require_positive("bin_s", bin_s)
     seg = report.segments

@@ -59,7 +59,18 @@ class Claim:
 
 
 def claims_table(claims: Sequence[Claim]) -> pl.DataFrame:
-    """One row per claim: paper, published, setup, result, verdict, reason, estimate, ci_low, ci_high."""
+    """One row per claim: paper, published, setup, result, verdict, reason, estimate, ci_low, ci_high.
+
+    Parameters
+    ----------
+    claims
+        The claims, in the order of the rows.
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns above (``estimate`` and its interval null where a claim has no estimate).
+    """
     rows = []
     for c in claims:
         e = c.estimate

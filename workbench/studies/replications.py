@@ -52,6 +52,18 @@ def replication_seed(seed: int, replication: int) -> int:
 
     A child of ``SeedSequence(seed)`` keyed by the replication index (:func:`workbench.experiments.point_seed`),
     so replications are independent streams and adding arms or replications changes no existing seed.
+
+    Parameters
+    ----------
+    seed
+        Root seed.
+    replication
+        Replication index (>= 0).
+
+    Returns
+    -------
+    int
+        The seed passed to ``run(arm, seed)`` of every arm.
     """
     return point_seed({REPLICATION: int(replication)}, seed)
 

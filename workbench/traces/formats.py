@@ -191,7 +191,18 @@ FORMATS: dict[str, TableFormat] = {}
 
 
 def register_format(fmt: TableFormat) -> TableFormat:
-    """Add (or replace) an adapter in :data:`FORMATS`; returns it so it can be used as a one-liner."""
+    """Add (or replace) an adapter in :data:`FORMATS`; returns it so it can be used as a one-liner.
+
+    Parameters
+    ----------
+    fmt
+        The adapter, registered under ``fmt.name``.
+
+    Returns
+    -------
+    TableFormat
+        ``fmt``.
+    """
     FORMATS[fmt.name] = fmt
     return fmt
 

@@ -91,13 +91,25 @@ def register(cls: _RouterClass) -> _RouterClass:
 
 
 def check_router_name(name: str, field: str = "router") -> str:
-    """Return the registered router called ``name``.
+    """Return the registered spelling of the router name ``name``.
 
     Case and surrounding spaces are ignored (see :func:`workbench.config.require_choice`); an unknown name
     raises a :class:`ConfigError` naming ``field``.
 
     The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
     for the default field).
+
+    Parameters
+    ----------
+    name
+        Router name as given.
+    field
+        Field named in the error.
+
+    Returns
+    -------
+    str
+        The name as registered in :data:`ROUTERS`.
     """
     return require_choice(field, name, tuple(ROUTERS), what=None if field == "router" else "router")
 
