@@ -142,7 +142,18 @@ def _plain(value: Any, name: str) -> Any:
 
 
 def config_record(config: Config) -> dict[str, Any]:
-    """Flat ``{column: value}`` view of a configuration (nested fields joined by ``.``, lists as JSON text)."""
+    """Flat ``{column: value}`` view of a configuration (nested fields joined by ``.``, lists as JSON text).
+
+    Parameters
+    ----------
+    config
+        A mapping or a dataclass instance.
+
+    Returns
+    -------
+    dict
+        Column name -> plain value.
+    """
     if not (isinstance(config, Mapping) or (dataclasses.is_dataclass(config) and not isinstance(config, type))):
         raise ConfigError(
             f"a sweep configuration must be a dict or a dataclass instance, got {type(config).__name__}"
@@ -185,6 +196,22 @@ def config_key(
 
     ``run`` enters through :func:`run_fingerprint` (its code, defaults, closure, bound state); ``cache_key``,
     when given, replaces that fingerprint (for callables that cannot be fingerprinted, or to pin a key by hand).
+
+    Parameters
+    ----------
+    config
+        The configuration (mapping or dataclass of plain values).
+    seed
+        Root seed of the sweep.
+    run
+        The run function whose code enters the key.
+    cache_key
+        A key to use instead of ``run``'s fingerprint.
+
+    Returns
+    -------
+    str
+        64 hex digits.
     """
     token = _run_token(run, cache_key)
     return _key(config, seed, token)

@@ -73,6 +73,24 @@ def run_fleet(
     """Simulate ``trace`` through ``fleet``.
 
     Return the result and its one-row summary (with SLO attainment when targets are given).
+
+    Parameters
+    ----------
+    fleet
+        The fleet to simulate.
+    trace
+        The workload.
+    seed
+        Root seed of the simulation.
+    ttft_slo, tpot_slo
+        Latency targets in seconds for the attainment columns (``None``: none).
+    progress
+        Progress bar (``None``: in a terminal or a notebook).
+
+    Returns
+    -------
+    tuple of (SimResult, polars.DataFrame)
+        The simulation result and its summary row.
     """
     from workbench.sim import fleet as fleet_sim
     from workbench.sim import summary

@@ -37,6 +37,18 @@ def pareto_mask(values: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
 
     A row dominates another when it is no worse in every objective and better in at least one. Rows with NaN
     are never on the front. Exact duplicates are all kept.
+
+    Parameters
+    ----------
+    values
+        Points x objectives.
+    chunk
+        Rows compared at once (memory ``chunk x n x k`` booleans).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the rows on the front.
     """
     v = np.asarray(values, dtype=float)
     if v.ndim != 2:

@@ -143,6 +143,29 @@ def screen_table(
     set) and the median; ``miss`` is the factor by which an infeasible candidate's best reachable latency
     exceeds the target (0 when the SLO is met); ``stable_instances1``/``2`` are the fewest instances per pool
     whose capacity exceeds the load (the lower end of the kernel's bracket).
+
+    Parameters
+    ----------
+    wl
+        The prepared workload (:func:`workload`).
+    slo
+        Latency targets.
+    cands
+        Fleet shapes.
+    model_name
+        Model served.
+    cost
+        Cost basis (default :class:`CostBasis`).
+    perf
+        Performance model of the screen (:data:`~workbench.planning.screen.PerfSpec`).
+    arrivals
+        Arrival model of the screen: ``"burst"`` (default), ``"renewal"`` or ``"poisson"`` (see
+        :mod:`workbench.planning.screen`).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per candidate, in the order of ``cands``.
     """
     if not cands:
         raise ConfigError("candidate list is empty: give at least one Candidate")

@@ -85,7 +85,18 @@ CACHE_ROUTERS: frozenset[str] = frozenset(
 
 
 def register(cls: _RouterClass) -> _RouterClass:
-    """Register a router class under its ``name`` attribute (usable as a decorator)."""
+    """Register a router class under its ``name`` attribute (usable as a decorator).
+
+    Parameters
+    ----------
+    cls
+        A router class with a ``name`` class attribute.
+
+    Returns
+    -------
+    type
+        ``cls``.
+    """
     ROUTERS[cls.name] = cls
     return cls
 
