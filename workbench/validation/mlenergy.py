@@ -93,11 +93,23 @@ RUN_POINTS = 4
 
 
 def mlenergy_requests(task: str, max_num_seqs: int) -> int:
-    """Return the requests of a run: the task's count times the repeats that keep ``max_num_seqs`` slots busy.
+    """Return the request count of a run: the task's count times the repeats that keep ``max_num_seqs`` busy.
 
     The benchmark repeats its request list for large batch caps (``num_request_repeats`` in each model's
     ``sweeps.yaml``); the repeats vary by model. The rule here, ``ceil(1.5 max_num_seqs / requests)``, matches
     the GPQA defaults (1 up to 128, 2 at 192-256, 3 at 384) and gives at least 1.5 batches of requests.
+
+    Parameters
+    ----------
+    task
+        ML.ENERGY task (a key of :data:`TASK_REQUESTS`).
+    max_num_seqs
+        The run's batch cap.
+
+    Returns
+    -------
+    int
+        Requests the benchmark sends.
     """
     if task not in TASK_REQUESTS:
         raise ConfigError(f"unknown ML.ENERGY task {task!r}; choose one of: {', '.join(TASK_REQUESTS)}")

@@ -62,6 +62,16 @@ def vidur_scheduler(**overrides: object) -> SchedulerConfig:
     """Return Vidur's vLLM replica scheduler as a :class:`~workbench.sim.SchedulerConfig`.
 
     Its defaults; ``overrides`` change any field.
+
+    Parameters
+    ----------
+    **overrides
+        :class:`~workbench.sim.SchedulerConfig` fields to change.
+
+    Returns
+    -------
+    SchedulerConfig
+        The scheduler configuration.
     """
     params: dict[str, object] = {
         "max_num_seqs": 128,
@@ -87,6 +97,16 @@ def read_vidur_metrics(path: str | Path) -> pl.DataFrame:
     preemption counted in the prompt, ``tpot_s`` over the remaining ones; see the module docstring): for rows
     with ``restarts > 0`` take the lengths from the generated requests (``benchmarks/vidur_side_by_side.py``
     keeps them) before replaying, and :func:`vidur_tpot` for the TPOT.
+
+    Parameters
+    ----------
+    path
+        A Vidur ``request_metrics.csv``.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per request, sorted by id.
     """
     raw = pl.read_csv(path, glob=False)
     need = {
@@ -122,6 +142,16 @@ def vidur_tpot(runs: pl.DataFrame) -> pl.Expr:
 
     ``runs`` must hold the requests' original lengths (as ``data/vidur_runs.csv`` does); for a request that
     was never restarted this equals Vidur's ``decode_time_execution_plus_preemption_normalized``.
+
+    Parameters
+    ----------
+    runs
+        Vidur runs with ``e2e_s``, ``ttft_s`` and ``output_tokens``.
+
+    Returns
+    -------
+    polars.Expr
+        The ``tpot_s`` expression.
     """
     missing = {"e2e_s", "ttft_s", "output_tokens"} - set(runs.columns)
     if missing:

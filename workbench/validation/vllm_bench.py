@@ -125,7 +125,23 @@ def _number(raw: Mapping[str, Any], key: str, default: float, where: str) -> flo
 
 
 def read_vllm_benchmark(path: str | Path) -> VllmBenchmark:
-    """Read a ``vllm bench serve --save-result --save-detailed`` JSON file (see the module docstring)."""
+    """Read a ``vllm bench serve --save-result --save-detailed`` JSON file (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The JSON file.
+
+    Returns
+    -------
+    VllmBenchmark
+        The successful requests and the client's settings (rate, burstiness, concurrency).
+
+    Raises
+    ------
+    DatasetError
+        Unreadable file, not JSON, or no per-request detail.
+    """
     path = Path(path)
     where = str(path)
     try:
