@@ -169,6 +169,17 @@ def instance_latency(
 
     ``arrival_rate`` broadcasts against the service arrays (e.g. one rate per batch size, or a scalar).
 
+    Parameters
+    ----------
+    service
+        Service model of the instances (:func:`instance_service_model`).
+    arrival_rate
+        Requests per second per instance.
+    q
+        Latency quantile.
+    arrival_scv, method
+        As :func:`~workbench.analytic.mgc_mean_wait`.
+
     Returns
     -------
     polars.DataFrame
