@@ -54,6 +54,20 @@ def load_trace(source: str, requests: int | None = None, rate_scale: float = 1.0
     """Load the trace ``source`` (file path or dataset name), cut and sped up.
 
     Its first ``requests`` rows, sped up ``rate_scale`` times; loaded once per process.
+
+    Parameters
+    ----------
+    source
+        File path or registered dataset name.
+    requests
+        Keep the first ``requests`` rows (``None``: all).
+    rate_scale
+        Speed-up of the arrivals (:func:`workbench.traces.rescale`).
+
+    Returns
+    -------
+    Trace
+        The trace to sweep over.
     """
     from workbench import traces
 
@@ -104,6 +118,20 @@ def apply_override(fleet: dict[str, Any], key: str, value: Any) -> dict[str, Any
 
     ``key`` is a dotted path such as ``"router"``, ``"pools.main.instances"`` or ``"pools.0.tp"``; an unknown
     pool or a malformed key raises :class:`ConfigError` naming it.
+
+    Parameters
+    ----------
+    fleet
+        A fleet dict as read from TOML (left unchanged).
+    key
+        Dotted path of the field.
+    value
+        Its new value.
+
+    Returns
+    -------
+    dict
+        The changed copy.
     """
     out = copy.deepcopy(fleet)
     parts = key.split(".")

@@ -115,7 +115,7 @@ def fit_logistic(
 
 
 def _runs_path() -> Path:
-    """Return the ML.ENERGY runs through the dataset registry (checksummed), else the sibling shared folder."""
+    """Return the path of the ML.ENERGY runs: the registered dataset (checksummed), else the shared folder."""
     from workbench.datasets import fetch
     from workbench.errors import DatasetError
 
@@ -129,7 +129,18 @@ def _runs_path() -> Path:
 
 
 def load_runs(path: str | Path | None = None) -> pl.DataFrame:
-    """ML.ENERGY v3 runs with ``gpu`` (table name), ``power_per_gpu_w`` and ``tdp_w`` added."""
+    """ML.ENERGY v3 runs with ``gpu`` (table name), ``power_per_gpu_w`` and ``tdp_w`` added.
+
+    Parameters
+    ----------
+    path
+        The runs CSV (default: the registered ML.ENERGY runs).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per run.
+    """
     runs = pl.read_csv(path or _runs_path(), glob=False)
     tdp = {g: gpu_facts(g).tdp_w for g in runs["gpu_model"].unique()}
     return runs.with_columns(
@@ -175,6 +186,16 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
     Columns: scope (``"run_group"`` | ``"gpu_default"``), gpu, model_id, task, num_gpus, tp, ep, n_points,
     batch_min, batch_max (measured range), p_low_w, p_high_w, k, x0, fit_kind, rmse_w, median_ape, max_ape
     (in-sample errors), source, idle_w (the loaded-idle floor of ``p_low_w``) and idle_source.
+
+    Parameters
+    ----------
+    runs
+        ML.ENERGY runs (default :func:`load_runs`).
+
+    Returns
+    -------
+    polars.DataFrame
+        The fit table, one row per run group and per GPU default.
     """
     runs = load_runs() if runs is None else runs
     defaults = _gpu_defaults(runs)
@@ -305,7 +326,18 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_fits(path: str | Path | None = None) -> Path:
-    """Rebuild the fit table from the runs and write it (4 decimals) to ``path`` (default: ``data/``)."""
+    """Rebuild the fit table from the runs and write it (4 decimals) to ``path`` (default: ``data/``).
+
+    Parameters
+    ----------
+    path
+        Destination CSV (default ``data/power_fits.csv``).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
     fits = build_fits()
     num = ["batch_min", "batch_max", "p_low_w", "p_high_w", "k", "x0", "rmse_w", "median_ape", "max_ape"]
     path = Path(path or DATA_DIR / FITS_FILE)
@@ -314,7 +346,18 @@ def write_fits(path: str | Path | None = None) -> Path:
 
 
 def fit_report(fits: pl.DataFrame | None = None, runs: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per-GPU error of the shipped fits against the runs: median / p90 absolute % error over all points."""
+    """Per-GPU error of the shipped fits against the runs: median / p90 absolute % error over all points.
+
+    Parameters
+    ----------
+    fits, runs
+        Fit table and runs (default: the shipped ones).
+
+    Returns
+    -------
+    polars.DataFrame
+        Per GPU: ``n_points, n_groups, median_ape, p90_ape, max_ape`` (fractions).
+    """
     fits = load_fits() if fits is None else fits
     runs = load_runs() if runs is None else runs
     f = fits.filter(pl.col("scope") == "run_group").rename({"tp": "tensor_parallel", "ep": "expert_parallel"})
@@ -368,6 +411,13 @@ def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | N
     (interpolation inside the measured range; refits every time).
 
     Returns per GPU ``n_points`` (predicted points), ``median_ape``, ``p90_ape`` and ``max_ape``.
+
+    Parameters
+    ----------
+    runs
+        ML.ENERGY runs (default :func:`load_runs`).
+    gpus
+        GPUs to evaluate (default: all).
     """
     runs = load_runs() if runs is None else runs
     if gpus is not None:
