@@ -1,4 +1,4 @@
-"""The KV hierarchy studies: pure runs, common random numbers, intervals, charts (workbench.kv_studies)."""
+"""The KV hierarchy studies (workbench.studies.kv_hierarchy): pure runs, common random numbers, intervals."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
-from workbench import kv_studies as ks
 from workbench.sim.invariants import RejectionWarning
+from workbench.studies import kv_hierarchy as ks
 from workbench.viz import kv as vkv
 
 

@@ -9,7 +9,6 @@ pyproject.toml)::
     demo | figures | widgets
     viz
     studies
-    kv_studies
     whatif
     planning
     sensitivity | validation | jobs

@@ -51,6 +51,16 @@ def progress_enabled(progress: bool | None) -> bool:
     Used by :func:`workbench.experiments.sweep`, the simulation check of :func:`workbench.planning.size_fleet`,
     :func:`workbench.planning.compare.pool_split_study`; the simulator asks :func:`interactive` itself, for
     traces of at least ``PROGRESS_MIN_REQUESTS`` rows.
+
+    Parameters
+    ----------
+    progress
+        ``True``, ``False`` or ``None`` (decide by the environment).
+
+    Returns
+    -------
+    bool
+        Whether to show a progress bar.
     """
     if progress is not None:
         return bool(progress)

@@ -1,6 +1,8 @@
-"""Which implementation of the simulator's core runs: the compiled one (Cython builds of the ``.py`` modules
-listed in :data:`CORE`, typed by the ``.pxd`` files beside them; ``setup.py`` builds them in place at
-``pip install -e .``) or the pure-Python one (the ``.py`` files themselves, the reference).
+"""Which implementation of the simulator's core runs.
+
+The compiled one (Cython builds of the ``.py`` modules listed in :data:`CORE`, typed by the ``.pxd`` files
+beside them; ``setup.py`` builds them in place at ``pip install -e .``) or the pure-Python one (the ``.py``
+files themselves, the reference).
 
 The pure-Python modules are loaded when ``WORKBENCH_PURE_PYTHON=1``, when a compiled build is missing, and
 when it is *stale* (older than its ``.py`` or ``.pxd``: an edited source is never shadowed by an old build).
@@ -39,7 +41,7 @@ def requested() -> bool:
 
 
 def _paths(name: str) -> tuple[Path, list[Path]]:
-    """The ``.py`` source of core module ``name`` and its compiled builds beside it."""
+    """Return the ``.py`` source of core module ``name`` and its compiled builds beside it."""
     source = _ROOT.joinpath(*name.split(".")[1:]).with_suffix(".py")
     builds = [source.with_suffix(s) for s in importlib.machinery.EXTENSION_SUFFIXES]
     return source, [b for b in builds if b.exists()]
@@ -66,8 +68,11 @@ def all_fresh() -> bool:
 
 
 class _CoreFinder:
-    """Meta-path finder: a core module comes from its ``.py`` unless the compiled core is wanted and every
-    module of it has a fresh build."""
+    """Meta-path finder choosing between a core module's source and its compiled build.
+
+    A core module comes from its ``.py`` unless the compiled core is wanted and every module of it has a fresh
+    build.
+    """
 
     @staticmethod
     def find_spec(name: str, path=None, target=None):
@@ -85,8 +90,11 @@ def install() -> None:
 
 
 def is_compiled(function: object) -> bool:
-    """Whether ``function`` was compiled by Cython: a module of the core passes one of its own functions to
-    learn whether it runs as its compiled build (typed fast paths) or as its ``.py`` source."""
+    """Whether ``function`` was compiled by Cython.
+
+    A module of the core passes one of its own functions to learn whether it runs as its compiled build (typed
+    fast paths) or as its ``.py`` source.
+    """
     return type(function).__name__ == "cython_function_or_method"
 
 

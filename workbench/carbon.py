@@ -18,12 +18,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from workbench._paths import data_path
-from workbench.config import require_positive, require_pue, require_range
+from workbench.config import as_float, require_positive, require_pue, require_range
 from workbench.errors import ConfigError
 from workbench.power.energy import J_PER_KWH, EnergyReport, energy, energy_timeseries
 
@@ -86,7 +87,7 @@ class Site:
 
 @functools.cache
 def load_sites() -> pl.DataFrame:
-    """The shipped site table ``data/sites.csv`` (with source columns)."""
+    """Return the shipped site table ``data/sites.csv`` (with source columns)."""
     return pl.read_csv(data_path("sites.csv"), infer_schema_length=None)
 
 
@@ -106,7 +107,7 @@ def _f(value: object) -> float:
     return math.nan if value is None else float(value)  # type: ignore[arg-type]
 
 
-def site(name: str, *, facility: str | None = None, **overrides: object) -> Site:
+def site(name: str, *, facility: str | None = None, **overrides: Any) -> Site:
     """Build a :class:`Site` from table row ``name``; PUE/WUE it lacks come from ``facility``.
 
     ``facility`` defaults to the row's own values, then to :data:`DEFAULT_FACILITY`. EUR prices are converted
@@ -139,7 +140,10 @@ def site(name: str, *, facility: str | None = None, **overrides: object) -> Site
 
 
 def diurnal_profile(mean: float, amplitude: float, *, low_hour: int = 13, hours: int = 24) -> tuple[float, ...]:
-    """A synthetic cosine day of grid intensity (lowest at ``low_hour``, e.g. solar noon); for what-ifs only."""
+    """Return a synthetic cosine day of grid intensity (lowest at ``low_hour``, e.g. solar noon).
+
+    For what-ifs only.
+    """
     require_positive("mean", mean)
     require_range("amplitude", amplitude, 0.0, mean)
     h = np.arange(hours)
@@ -226,8 +230,9 @@ def footprint_of(
     lifetime_years: float = 5.0,
     start_hour: int = 0,
 ) -> pl.DataFrame:
-    """Carbon and water of a simulation at ``site``: :func:`footprint` of its hourly IT energy plus
-    per-output-token intensities.
+    """Carbon and water of a simulation at ``site``.
+
+    :func:`footprint` of its hourly IT energy plus per-output-token intensities.
 
     Parameters
     ----------
@@ -251,7 +256,7 @@ def footprint_of(
     report = run if isinstance(run, EnergyReport) else energy(run, pue=site.pue)  # type: ignore[arg-type]
     hourly = energy_timeseries(report, 3600.0)
     it_kwh = hourly["energy_j"].to_numpy() / J_PER_KWH
-    span_h = float(report.segments["end_s"].max() or 0.0) / 3600.0
+    span_h = as_float(report.segments["end_s"].max() or 0.0) / 3600.0
     fleet = report.fleet.row(0, named=True)
     out = footprint(
         it_kwh,
@@ -267,7 +272,9 @@ def footprint_of(
 
 
 def per_mtok(footprint_table: pl.DataFrame, output_tokens: float) -> pl.DataFrame:
-    """A :func:`footprint` table plus ``kgco2e_per_mtok`` and ``water_l_per_mtok``, per million output tokens.
+    """Return a :func:`footprint` table plus its intensities per million output tokens.
+
+    The columns ``kgco2e_per_mtok`` and ``water_l_per_mtok`` are added.
 
     Both are NaN when ``output_tokens`` is not positive (no work to charge the footprint to).
     """
@@ -320,11 +327,12 @@ def choose_site(
     ).with_row_index("_i")
     ok = t.filter("water_ok")
     if ok.height == 0:
-        raise ConfigError(f"no candidate meets the water cap {water_cap_l} L (min {t[water].min()} L)")
-    best_cost = ok[cost].min()
+        lowest = as_float(t[water].min())
+        raise ConfigError(f"no candidate meets the water cap {water_cap_l} L (min {lowest} L)")
+    best_cost = as_float(ok[cost].min())
     ok = ok.filter(pl.col(cost) <= best_cost * (1 + cost_tol) + 1e-12)
     cost_ids = set(ok["_i"])
-    best_carbon = ok[carbon].min()
+    best_carbon = as_float(ok[carbon].min())
     ok = ok.filter(pl.col(carbon) <= best_carbon * (1 + carbon_tol) + 1e-12)
     carbon_ids = set(ok["_i"])
     chosen = ok.sort([delay, cost, carbon, "_i"])["_i"][0]
@@ -459,22 +467,24 @@ def allocate(
         raise ConfigError(f"order must name distinct objectives among {tuple(objectives)}, got {order!r}")
     bounds = [(0.0, c) for c in cap.ravel()] * (2 if windows else 1)
     A_eq, B_eq = vstack(a_eq).tocsr(), np.concatenate(b_eq)
-    extra_a, extra_b = [], []
-    x = None
+    extra_a: list = []
+    extra_b: list[np.ndarray] = []
+    x: np.ndarray | None = None
     for k, name in enumerate(order):
-        c = np.tile(objectives[name], 2 if windows else 1)
+        coef = np.tile(objectives[name], 2 if windows else 1)
         ub_a = [a_ub] if a_ub is not None else []
         ub_b = [b_ub] if b_ub is not None else []
         A_ub = vstack(ub_a + extra_a).tocsr() if ub_a or extra_a else None
         B_ub = np.concatenate(ub_b + extra_b) if ub_b or extra_b else None
-        res = linprog(c, A_ub=A_ub, b_ub=B_ub, A_eq=A_eq, b_eq=B_eq, bounds=bounds, method="highs")
+        res = linprog(coef, A_ub=A_ub, b_ub=B_ub, A_eq=A_eq, b_eq=B_eq, bounds=bounds, method="highs")
         if res.status != 0:
             raise ConfigError(f"allocation infeasible at objective {name!r} (capacity?): {res.message}")
         x = res.x
         if k < len(order) - 1:
             tol = tolerances[k] if k < len(tolerances) else 0.0
-            extra_a.append(coo_matrix(c.reshape(1, -1)))
+            extra_a.append(coo_matrix(coef.reshape(1, -1)))
             extra_b.append(np.array([res.fun * (1 + tol) + 1e-9 * max(1.0, abs(res.fun))]))
+    assert x is not None  # order names at least one objective
     real = x[:n].reshape(sites, hours)
     deferred = x[n:].reshape(sites, hours) if windows else np.zeros_like(real)
     total = real + deferred

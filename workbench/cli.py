@@ -1,5 +1,7 @@
-"""Command line: ``workbench run`` (simulate a fleet file), ``plan`` (size a fleet), ``sweep`` (a grid),
-``data list|fetch|verify``, ``demo`` (``make demo``; :mod:`workbench.demo`), ``figures`` (``make figures``;
+"""Command line of the workbench.
+
+Commands: ``workbench run`` (simulate a fleet file), ``plan`` (size a fleet), ``sweep`` (a grid), ``data
+list|fetch|verify``, ``demo`` (``make demo``; :mod:`workbench.demo`), ``figures`` (``make figures``;
 :mod:`workbench.figures`), ``describe`` and ``app`` (``make app``; :mod:`workbench.app`).
 
 Every command exits 0 on success and 1 with one ``error: ...`` line on bad input (a :class:`WorkbenchError`);
@@ -159,8 +161,10 @@ def demo(
     ),
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
 ) -> None:
-    """The main job on the shipped default trace: workload summary, minimum-cost fleet, own-or-rent TCO; charts
-    and tables in OUT."""
+    """Run the main job on the shipped default trace.
+
+    Workload summary, minimum-cost fleet, own-or-rent TCO; charts and tables in OUT.
+    """
 
     def body() -> None:
         ctx = run_demo(out, seed, echo=typer.echo)
@@ -182,8 +186,11 @@ def figures(
         str, typer.Option(help="Paper column width: single (252 pt) or double (516 pt).")
     ] = "double",
 ) -> None:
-    """Regenerate every figure of the workbench's studies (workloads, instance, routing, energy, sizing,
-    what-if) as PNG, SVG and PDF in OUT, each with its data as CSV."""
+    """Regenerate every figure of the workbench's studies as PNG, SVG and PDF in OUT.
+
+    The figures cover workloads, instance, routing, energy, sizing and what-if; each is written with its data as
+    CSV.
+    """
     from workbench.figures import FIGURES, write_figures
 
     def body() -> None:
@@ -251,7 +258,7 @@ def datasets_cmd() -> None:
 
 @data_app.command("list")
 def data_list() -> None:
-    """The registered datasets: name, kind, license, whether a local copy was found, file."""
+    """List the registered datasets: name, kind, license, whether a local copy was found, file."""
     typer.echo(format_table(datasets.list().select("name", "kind", "license", "local", "file")))
 
 

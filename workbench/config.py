@@ -29,6 +29,20 @@ from workbench.errors import ConfigError
 T = TypeVar("T")
 
 
+def as_float(value: Any) -> float:
+    """Return a polars scalar of a numeric column (``Series.max()``, ``.mean()``, ``.item()``) as a float.
+
+    polars types such scalars as a union of every Python value; this is ``float(value)`` for the type checker,
+    so a ``None`` (an empty or all-null column) still raises ``TypeError``.
+    """
+    return float(value)
+
+
+def as_int(value: Any) -> int:
+    """Return a polars scalar of an integer column as an int (``int(value)``; see :func:`as_float`)."""
+    return int(value)
+
+
 def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (or >= 0 with ``allow_zero``)."""
     ok = isinstance(value, int | float) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
@@ -66,7 +80,7 @@ def require_int(name: str, value: object, *, low: int = 1) -> int:
 
 
 def require_choice(name: str, value: str, choices: Iterable[str], *, what: str | None = None) -> str:
-    """The spelling in ``choices`` of the name ``value``, matched ignoring case and surrounding spaces.
+    """Return the spelling in ``choices`` of the name ``value``, matched ignoring case and surrounding spaces.
 
     This is the workbench's one rule for names a user types (see the module docstring): ``"JSQ "`` is
     ``"jsq"``. Callers keep the returned canonical spelling.
@@ -168,7 +182,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if isinstance(value, Mapping) and any(m is dict or typing.get_origin(m) is dict for m in members):
             return value  # the field takes a table itself (e.g. fields over a default): the class builds it
         if isinstance(value, Mapping):
-            target = next((m for m in members if dataclasses.is_dataclass(m)), None)
+            target = next((m for m in members if isinstance(m, type) and dataclasses.is_dataclass(m)), None)
             return from_dict(target, value, where=where) if target is not None else value
         if isinstance(value, list):
             target = next((m for m in members if typing.get_origin(m) is tuple or m is tuple), None)
@@ -190,7 +204,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
-    """The tables of a TOML file: the one TOML reader of the workbench.
+    """Return the tables of a TOML file: the one TOML reader of the workbench.
 
     Parameters
     ----------

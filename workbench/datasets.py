@@ -176,7 +176,7 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 
 
 def list() -> pl.DataFrame:
-    """Registered datasets: name, file, kind, license, url (null for converted files), local (bool)."""
+    """List the registered datasets: name, file, kind, license, url (null for converted files), local (bool)."""
     rows = [
         {
             "name": d.name,
@@ -192,8 +192,11 @@ def list() -> pl.DataFrame:
 
 
 def get(name: str) -> Dataset:
-    """The registry entry for ``name``, matched ignoring case and surrounding spaces (the workbench's rule for
-    names, :func:`workbench.config.require_choice`); a :class:`DatasetError` listing the names when unknown."""
+    """Return the registry entry for ``name``.
+
+    Names match ignoring case and surrounding spaces (the workbench's rule for names,
+    :func:`workbench.config.require_choice`); an unknown name raises a :class:`DatasetError` listing the names.
+    """
     key = name.strip().casefold() if isinstance(name, str) else None
     found = next((d for n, d in REGISTRY.items() if n.casefold() == key), None)
     if found is None:
@@ -298,8 +301,9 @@ def fetch(name: str, *, allow_download: bool = True, progress: bool = False) -> 
 
 
 def trace_file(name: str, *, allow_download: bool = True) -> Path:
-    """:func:`fetch` for a request dataset (kinds ``trace``, ``lengths``): what :func:`workbench.traces.load`
-    and :func:`workbench.traces.scan` read for a dataset name.
+    """:func:`fetch` for a request dataset (kinds ``trace``, ``lengths``).
+
+    What :func:`workbench.traces.load` and :func:`workbench.traces.scan` read for a dataset name.
 
     Raises
     ------

@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from workbench import traces
+from workbench.config import as_float
 
 #: Mean arrival rate the default trace is scaled to for sizing (its own rate is ~2.6 req/s: one GPU).
 DEMO_QPS = 20.0
@@ -86,7 +87,7 @@ DemoStep = Callable[[DemoContext], None]
 
 
 def format_table(table: pl.DataFrame) -> str:
-    """A polars table as plain text, all rows and columns shown."""
+    """Return a polars table as plain text, all rows and columns shown."""
     with pl.Config(
         tbl_rows=-1,
         tbl_cols=-1,
@@ -100,12 +101,12 @@ def format_table(table: pl.DataFrame) -> str:
 
 
 def load_default_trace(ctx: DemoContext) -> None:
-    """The Azure 2023 code trace shipped in ``data/`` (no download needed)."""
+    """Return the Azure 2023 code trace shipped in ``data/`` (no download needed)."""
     ctx.traces["real"] = traces.load("azure_code")
 
 
 def fit_twin(ctx: DemoContext) -> None:
-    """A synthetic twin: same rate profile, inter-arrival CV and lengths, fresh random draws."""
+    """Return a synthetic twin: same rate profile, inter-arrival CV and lengths, fresh random draws."""
     real = ctx.traces["real"]
     ctx.traces["twin"] = traces.fit(real).generate(duration_s=real.duration_s, seed=ctx.seed)
 
@@ -131,7 +132,10 @@ def chart_workloads(ctx: DemoContext) -> None:
 
 
 def size_default_fleet(ctx: DemoContext) -> None:
-    """The minimum-cost fleet for the default trace at :data:`DEMO_QPS` (analytic screen + simulation check)."""
+    """Size the minimum-cost fleet for the default trace at :data:`DEMO_QPS`.
+
+    Analytic screen, then simulation check.
+    """
     from workbench.planning import SLO, candidate_grid, size_fleet
     from workbench.planning.sizing import RANKED_COLUMNS
     from workbench.viz.planning import check_chart, sizing_chart
@@ -152,7 +156,7 @@ def size_default_fleet(ctx: DemoContext) -> None:
 
 
 def answer_pools(best: dict) -> list[dict]:
-    """The answer's pools: role, GPU, TP, instances (simulated when verified) and busy share.
+    """Return the answer's pools: role, GPU, TP, instances (simulated when verified) and busy share.
 
     The screen's busy share belongs to its own instance count; at the verified count the same load is spread
     over fewer or more instances, so the share is rescaled by analytic / simulated instances.
@@ -203,8 +207,8 @@ def own_or_rent(ctx: DemoContext) -> None:
         parts.append(res.breakdown)
     table = pl.DataFrame(rows)
     ctx.save_table("own_or_rent", table)
-    own, cloud = table["tco_usd"].sum(), table["cloud_usd"].sum()
-    tok_s = float(ctx.traces["real"].requests["output_tokens"].mean()) * result.qps
+    own, cloud = as_float(table["tco_usd"].sum()), as_float(table["cloud_usd"].sum())
+    tok_s = as_float(ctx.traces["real"].requests["output_tokens"].mean()) * result.qps
     mtok = tok_s * 3600 * 8760 * DEMO_YEARS / 1e6  # output tokens over the lifetime, millions
     ctx.echo(f"owning vs renting the answer for {DEMO_YEARS:g} years at {place.name} (PUE {place.pue:g}):")
     ctx.echo(format_table(table.with_columns(pl.selectors.ends_with("_usd").round(0).cast(pl.Int64))))

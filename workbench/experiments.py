@@ -99,6 +99,18 @@ class CacheWarning(UserWarning):
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     """Cartesian product of named axes as a list of dicts (the last axis varies fastest).
 
+    Parameters
+    ----------
+    **axes
+        Axis name -> its values.
+
+    Returns
+    -------
+    list of dict
+        One configuration per combination.
+
+    Examples
+    --------
     >>> grid(gpu=["H100", "A100"], tp=[1, 2])[:2]
     [{'gpu': 'H100', 'tp': 1}, {'gpu': 'H100', 'tp': 2}]
     """
@@ -130,7 +142,18 @@ def _plain(value: Any, name: str) -> Any:
 
 
 def config_record(config: Config) -> dict[str, Any]:
-    """Flat ``{column: value}`` view of a configuration (nested fields joined by ``.``, lists as JSON text)."""
+    """Flat ``{column: value}`` view of a configuration (nested fields joined by ``.``, lists as JSON text).
+
+    Parameters
+    ----------
+    config
+        A mapping or a dataclass instance.
+
+    Returns
+    -------
+    dict
+        Column name -> plain value.
+    """
     if not (isinstance(config, Mapping) or (dataclasses.is_dataclass(config) and not isinstance(config, type))):
         raise ConfigError(
             f"a sweep configuration must be a dict or a dataclass instance, got {type(config).__name__}"
@@ -151,7 +174,10 @@ def config_record(config: Config) -> dict[str, Any]:
 
 
 def _canonical(config: Config) -> dict[str, Any]:
-    """The configuration's content: its type (``"dict"`` for mappings) and its fields as plain JSON values."""
+    """Return the configuration's content: its type (``"dict"`` for mappings) and its fields as JSON.
+
+    The fields are plain JSON values.
+    """
     return {
         "type": type(config).__qualname__ if not isinstance(config, Mapping) else "dict",
         "config": _plain(config, "config"),
@@ -170,6 +196,22 @@ def config_key(
 
     ``run`` enters through :func:`run_fingerprint` (its code, defaults, closure, bound state); ``cache_key``,
     when given, replaces that fingerprint (for callables that cannot be fingerprinted, or to pin a key by hand).
+
+    Parameters
+    ----------
+    config
+        The configuration (mapping or dataclass of plain values).
+    seed
+        Root seed of the sweep.
+    run
+        The run function whose code enters the key.
+    cache_key
+        A key to use instead of ``run``'s fingerprint.
+
+    Returns
+    -------
+    str
+        64 hex digits.
     """
     token = _run_token(run, cache_key)
     return _key(config, seed, token)
@@ -190,7 +232,7 @@ def _key(config: Config, seed: int, run_token: Any) -> str:
 
 
 def package_version() -> str:
-    """The installed workbench version (``workbench.__version__``, else the distribution metadata)."""
+    """Return the installed workbench version (``workbench.__version__``, else the distribution metadata)."""
     version = getattr(workbench, "__version__", None)
     if version is None:  # imported as a namespace package (e.g. a stale editable install)
         from importlib.metadata import version as dist_version
@@ -204,12 +246,26 @@ def _run_name(run: Callable) -> str:
 
 
 def point_seed(config: Config, seed: int = 0) -> int:
-    """The seed a sweep passes to ``run`` for ``config``: a child of ``SeedSequence(seed)`` keyed by the config.
+    """Return the seed a sweep passes to ``run`` for ``config``.
+
+    A child of ``SeedSequence(seed)`` keyed by the config.
 
     It depends on the configuration's content and the root seed only (not its position, not ``run``, not the
     package version), so reordering or extending a sweep, or upgrading the package, does not change existing
     points' seeds. Configurations that should differ only in randomness need a field that differs (e.g.
     ``replication``).
+
+    Parameters
+    ----------
+    config
+        A sweep configuration (mapping or dataclass of plain values).
+    seed
+        Root seed of the sweep.
+
+    Returns
+    -------
+    int
+        A 64-bit seed.
     """
     digest = hashlib.sha256(_digest(_canonical(config)).encode()).digest()
     words = tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
@@ -352,7 +408,7 @@ def _function_token(fn: types.FunctionType, where: str, seen: set[int], depth: i
 
 
 def _class_token(cls: type, where: str, seen: set[int], depth: int) -> list:
-    """A class's code: its methods (and those of its bases from the same module) and plain class attributes."""
+    """Return a class's code: its methods (and its same-module bases') and plain class attributes."""
     if id(cls) in seen:  # a method that names its own class
         return ["type", cls.__module__, cls.__qualname__]
     seen = seen | {id(cls)}
@@ -372,7 +428,7 @@ def _class_token(cls: type, where: str, seen: set[int], depth: int) -> list:
 
 
 def _member_code(value: Any) -> list | None:
-    """The functions behind a class attribute (method, static/class method, property), else ``None``."""
+    """Return the functions behind a class attribute (method, static/class method, property), else ``None``."""
     if isinstance(value, staticmethod | classmethod):
         value = value.__func__
     elif isinstance(value, functools.cached_property):
@@ -390,7 +446,10 @@ def _cell(cell: types.CellType) -> Any:
 
 
 def _state(obj: Any) -> dict[str, Any] | None:
-    """An object's fields: dataclass fields, else ``__dict__`` and ``__slots__`` (``None`` when it has none)."""
+    """Return an object's fields: dataclass fields, else ``__dict__`` and ``__slots__``.
+
+    ``None`` when it has none.
+    """
     if dataclasses.is_dataclass(obj):
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.compare}
     state: dict[str, Any] = {}
@@ -403,7 +462,7 @@ def _state(obj: Any) -> dict[str, Any] | None:
 
 
 def _token(obj: Any, where: str, seen: set[int], depth: int) -> Any:
-    """A JSON-able structure that identifies ``obj``'s content (see :func:`run_fingerprint`)."""
+    """Return a JSON-able structure that identifies ``obj``'s content (see :func:`run_fingerprint`)."""
     if depth > _MAX_DEPTH:
         raise _Opaque(f"{where} (nested more than {_MAX_DEPTH} levels deep)")
     if obj is None or isinstance(obj, bool | int | str):

@@ -51,8 +51,24 @@ def _trace(source: str, requests: int | None) -> Trace:
 
 
 def load_trace(source: str, requests: int | None = None, rate_scale: float = 1.0) -> Trace:
-    """The trace ``source`` (file path or dataset name), its first ``requests`` rows, sped up ``rate_scale``
-    times (loaded once per process)."""
+    """Load the trace ``source`` (file path or dataset name), cut and sped up.
+
+    Its first ``requests`` rows, sped up ``rate_scale`` times; loaded once per process.
+
+    Parameters
+    ----------
+    source
+        File path or registered dataset name.
+    requests
+        Keep the first ``requests`` rows (``None``: all).
+    rate_scale
+        Speed-up of the arrivals (:func:`workbench.traces.rescale`).
+
+    Returns
+    -------
+    Trace
+        The trace to sweep over.
+    """
     from workbench import traces
 
     trace = _trace(str(source), requests)
@@ -68,8 +84,28 @@ def run_fleet(
     tpot_slo: float | None = None,
     progress: bool | None = None,
 ):
-    """Simulate ``trace`` through ``fleet``; return the result and its one-row summary (with SLO attainment
-    when targets are given)."""
+    """Simulate ``trace`` through ``fleet``.
+
+    Return the result and its one-row summary (with SLO attainment when targets are given).
+
+    Parameters
+    ----------
+    fleet
+        The fleet to simulate.
+    trace
+        The workload.
+    seed
+        Root seed of the simulation.
+    ttft_slo, tpot_slo
+        Latency targets in seconds for the attainment columns (``None``: none).
+    progress
+        Progress bar (``None``: in a terminal or a notebook).
+
+    Returns
+    -------
+    tuple of (SimResult, polars.DataFrame)
+        The simulation result and its summary row.
+    """
     from workbench.sim import fleet as fleet_sim
     from workbench.sim import summary
 
@@ -78,8 +114,25 @@ def run_fleet(
 
 
 def apply_override(fleet: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """A copy of the fleet dict with ``key`` (``"router"``, ``"pools.main.instances"``, ``"pools.0.tp"``)
-    set to ``value``; an unknown pool or a malformed key raises :class:`ConfigError` naming it."""
+    """Return a copy of the fleet dict with ``key`` set to ``value``.
+
+    ``key`` is a dotted path such as ``"router"``, ``"pools.main.instances"`` or ``"pools.0.tp"``; an unknown
+    pool or a malformed key raises :class:`ConfigError` naming it.
+
+    Parameters
+    ----------
+    fleet
+        A fleet dict as read from TOML (left unchanged).
+    key
+        Dotted path of the field.
+    value
+        Its new value.
+
+    Returns
+    -------
+    dict
+        The changed copy.
+    """
     out = copy.deepcopy(fleet)
     parts = key.split(".")
     if parts[0] != "pools":
@@ -116,6 +169,7 @@ class FleetPoint:
     tpot_slo: float | None = None
 
     def __call__(self, config: dict[str, Any], seed: int) -> pl.DataFrame:
+        """Simulate the fleet with ``config``'s values set (trace keys change the trace); return its summary."""
         data = self.fleet
         for key, value in config.items():
             if key not in TRACE_KEYS:
@@ -141,8 +195,10 @@ class SweepSpec:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
-        """Read and validate a sweep file; every point's fleet is built once here, so a bad grid value fails
-        before anything runs."""
+        """Read and validate a sweep file.
+
+        Every point's fleet is built once here, so a bad grid value fails before anything runs.
+        """
         data = read_toml(path, "sweep config")
         unknown = sorted(set(data) - {"sweep", "grid"})
         if unknown:
@@ -198,7 +254,7 @@ class SweepSpec:
                 raise type(exc)(f"grid point {config}: {exc}") from None
 
     def point(self) -> FleetPoint:
-        """The run function of one point."""
+        """Return the run function of one point."""
         return FleetPoint(self.fleet, self.trace, self.requests, self.ttft_slo, self.tpot_slo)
 
     def run(

@@ -1,5 +1,6 @@
-"""One registry of workload presets: the named workloads that the explorers, the app, ``make figures``, the
-CLI and the notebooks offer.
+"""One registry of workload presets.
+
+The named workloads that the explorers, the app, ``make figures``, the CLI and the notebooks offer.
 
 A :class:`Preset` turns a seed (and optionally a request count) into a :class:`~workbench.traces.Trace`.
 Presets that read a registered dataset are available when it is local (:func:`available`); generator presets
@@ -12,9 +13,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from workbench.errors import ConfigError
 from workbench.traces.schema import Trace
+
+if TYPE_CHECKING:
+    from workbench.traces.arrivals import ArrivalProcess
+    from workbench.traces.sessions import PrefixReuse, Sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +49,16 @@ class Preset:
     drawable: bool = False
 
     def generate(self, seed: int = 0, n: int | None = None) -> Trace:
-        """The preset's trace for ``seed`` (first ``n`` requests when given)."""
+        """Return the preset's trace for ``seed`` (first ``n`` requests when given)."""
         trace = self.build(seed, n)
         return trace if n is None or len(trace) <= n else trace.with_requests(trace.requests.head(n))
 
     def workload(self, seed: int = 0) -> object:
-        """What a sizing question should measure on: the preset itself when :attr:`drawable` (a generator the
-        kernel draws from at any length and seed), else its trace (finite)."""
+        """Return what a sizing question should measure on.
+
+        The preset itself when :attr:`drawable` (a generator the kernel draws from at any length and seed), else
+        its trace (finite).
+        """
         return self if self.drawable else self.generate(seed)
 
 
@@ -69,15 +78,18 @@ def register(preset: Preset) -> Preset:
 
 
 def get(name: str) -> Preset:
-    """The preset called ``name`` (one :class:`ConfigError` listing the names when unknown)."""
+    """Return the preset called ``name`` (one :class:`ConfigError` listing the names when unknown)."""
     from workbench.config import require_choice
 
     return PRESETS[require_choice("workload", name, tuple(PRESETS), what="workload preset")]
 
 
 def generate(name: str, seed: int = 0, n: int | None = None) -> Trace:
-    """Shorthand for ``get(name).generate(seed, n)``; the last 16 traces are kept (a preset is a pure function
-    of its seed, and a :class:`Trace` is immutable), so an explorer switching back is instant."""
+    """Shorthand for ``get(name).generate(seed, n)``.
+
+    The last 16 traces are kept (a preset is a pure function of its seed, and a :class:`Trace` is immutable), so
+    an explorer switching back is instant.
+    """
     return _generate(get(name).name, seed, n)
 
 
@@ -103,8 +115,13 @@ def _explorer_lengths():
     return traces.LogNormal(prompt_mu=6.5, prompt_sigma=1.0, output_mu=5.0, output_sigma=0.8, rho=0.2)
 
 
-def _explorer(arrivals: Callable[[], object], sessions: Callable[[], object] | None = None, *, label: str):
-    """A generator preset of the workload explorer: 30 minutes of traffic at about 2 req/s."""
+def _explorer(
+    arrivals: Callable[[], ArrivalProcess],
+    sessions: Callable[[], Sessions | PrefixReuse] | None = None,
+    *,
+    label: str,
+):
+    """Return a generator preset of the workload explorer: 30 minutes of traffic at about 2 req/s."""
 
     def build(seed: int, n: int | None) -> Trace:
         from workbench import traces

@@ -26,7 +26,7 @@ def lock_hash() -> str:
 
 
 def version() -> str:
-    """The installed ``workbench`` version."""
+    """Return the installed ``workbench`` version."""
     try:
         return metadata.version("workbench")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare source tree
@@ -34,8 +34,10 @@ def version() -> str:
 
 
 def provenance(seed: int | str | None = None) -> dict[str, str]:
-    """Package version, lock hash, Python version and ``seed`` (``"-"`` when the result has none; a string
-    such as ``"per call"`` where a notebook passes its seeds call by call).
+    """Return the package version, lock hash, Python version and ``seed``.
+
+    ``seed`` is ``"-"`` when the result has none, or a string such as ``"per call"`` where a notebook passes its
+    seeds call by call.
 
     Returns
     -------

@@ -71,10 +71,21 @@ FIXED_WORDS: Mapping[str, int] = {
 
 
 def stream_key(name: str | int | tuple[int, ...]) -> tuple[int, ...]:
-    """The spawn key of stream ``name`` below a root.
+    """Return the spawn key of stream ``name`` below a root.
 
     A string is hashed (BLAKE2b, 128 bits, as four 32-bit words), unless it is one of :data:`FIXED_KEYS`; an
     integer ``i >= 0`` is the positional child ``(i,)``; a tuple of 32-bit words is taken as the key itself.
+
+    Parameters
+    ----------
+    name
+        Stream name, positional index or spawn key.
+
+
+    Returns
+    -------
+    tuple of int
+        The spawn key (32-bit words).
 
     Raises
     ------
@@ -97,7 +108,18 @@ def stream_key(name: str | int | tuple[int, ...]) -> tuple[int, ...]:
 
 
 def root(seed: int | np.random.SeedSequence | Streams) -> np.random.SeedSequence:
-    """The root :class:`~numpy.random.SeedSequence` of ``seed``.
+    """Return the root :class:`~numpy.random.SeedSequence` of ``seed``.
+
+    Parameters
+    ----------
+    seed
+        Integer >= 0, SeedSequence or :class:`Streams`.
+
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+        The root below which every named stream is spawned.
 
     Raises
     ------
@@ -129,7 +151,7 @@ class Streams:
         self.root = root(seed)
 
     def sequence(self, name: str | int | tuple[int, ...]) -> np.random.SeedSequence:
-        """The SeedSequence of stream ``name`` (a child of the root keyed by the name)."""
+        """Return the SeedSequence of stream ``name`` (a child of the root keyed by the name)."""
         r = self.root
         word = FIXED_WORDS.get(name) if isinstance(name, str) else None
         if word is not None and not r.spawn_key and isinstance(r.entropy, int):
@@ -139,15 +161,18 @@ class Streams:
         )
 
     def rng(self, name: str | int | tuple[int, ...]) -> np.random.Generator:
-        """A fresh generator of stream ``name`` (asking twice gives two generators with the same draws)."""
+        """Return a fresh generator of stream ``name``.
+
+        Asking twice gives two generators with the same draws.
+        """
         return np.random.default_rng(self.sequence(name))
 
     def child(self, name: str | int | tuple[int, ...]) -> Streams:
-        """The streams below ``name`` (``child("a").rng("b")`` is independent of every stream here)."""
+        """Return the streams below ``name`` (``child("a").rng("b")`` is independent of every stream here)."""
         return Streams(self.sequence(name))
 
     def integer(self, name: str | int | tuple[int, ...]) -> int:
-        """A 64-bit integer seed drawn from stream ``name``, for interfaces that take an ``int``."""
+        """Return a 64-bit integer seed drawn from stream ``name``, for interfaces that take an ``int``."""
         words = self.sequence(name).generate_state(2, np.uint32).astype(np.uint64)
         return int(words @ np.array([1, 2**32], dtype=np.uint64))
 
@@ -161,7 +186,20 @@ SeedLike: TypeAlias = "int | np.random.SeedSequence | Streams"
 
 
 def rng(seed: int | np.random.SeedSequence | Streams, name: str | int | tuple[int, ...]) -> np.random.Generator:
-    """``Streams(seed).rng(name)``: the generator of stream ``name`` below ``seed``."""
+    """``Streams(seed).rng(name)``: the generator of stream ``name`` below ``seed``.
+
+    Parameters
+    ----------
+    seed
+        Root seed (integer >= 0), SeedSequence or :class:`Streams`.
+    name
+        Stream name (or spawn key).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A fresh generator of that stream; the same ``seed`` and ``name`` give the same draws.
+    """
     return Streams(seed).rng(name)
 
 

@@ -162,7 +162,10 @@ TCO_PARAMS = ("electricity_usd_per_kwh", "pue", "utilisation", "gpu_price_usd", 
 
 
 def tco_model(inputs: TcoInputs, output: str = "usd_per_mtok") -> Model:
-    """A vectorised model of one TCO output (any key of :func:`workbench.tco.tco_arrays`) around ``inputs``."""
+    """Return a vectorised model of one TCO output around ``inputs``.
+
+    The output is any key of :func:`workbench.tco.tco_arrays`.
+    """
     base = asdict(inputs)
     base["cloud_elastic"] = float(base["cloud_elastic"])
     probe = tco_arrays({**base, "n_nodes": inputs.n_nodes})
@@ -183,9 +186,11 @@ def tco_model(inputs: TcoInputs, output: str = "usd_per_mtok") -> Model:
 def tco_bounds(
     inputs: TcoInputs, *, spread: float = 0.25, max_power_w: float = math.inf
 ) -> dict[str, tuple[float, float]]:
-    """Default ranges of :data:`TCO_PARAMS` around ``inputs``: +-spread for prices and busy power (power
-    capped at ``max_power_w``, e.g. the TDP), PUE 1.1-1.6 (Google 2023 to the 2023 industry average),
-    utilisation 0.3-0.9, lifetime 3-7 years."""
+    """Default ranges of :data:`TCO_PARAMS` around ``inputs``.
+
+    +-spread for prices and busy power (power capped at ``max_power_w``, e.g. the TDP), PUE 1.1-1.6 (Google 2023
+    to the 2023 industry average), utilisation 0.3-0.9, lifetime 3-7 years.
+    """
     e, p, w = inputs.electricity_usd_per_kwh, inputs.gpu_price_usd, inputs.gpu_busy_w
     return {
         "electricity_usd_per_kwh": (e * (1 - spread), e * (1 + spread)),

@@ -349,12 +349,8 @@ def quantile_interval_cdf(
 
     Parameters
     ----------
-    series
-        Observations after the warm-up, in the order they were produced.
-    q
-        Quantile in (0, 1).
-    level
-        Confidence level.
+    series, q, level
+        As :func:`quantile_interval`.
     batches
         Most batches to use (at least :data:`MIN_BATCHES`).
     per_batch

@@ -76,7 +76,20 @@ def _check(c: ArrayLike, rho: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def erlang_b(c: ArrayLike, a: ArrayLike) -> np.ndarray:
-    """Erlang-B blocking probability of ``c`` servers with offered load ``a`` Erlangs (Poisson pmf / cdf)."""
+    """Erlang-B blocking probability of ``c`` servers with offered load ``a`` Erlangs (Poisson pmf / cdf).
+
+    Parameters
+    ----------
+    c
+        Number of servers (integer >= 1).
+    a
+        Offered load in Erlangs (>= 0; ``inf`` blocks everything).
+
+    Returns
+    -------
+    numpy.ndarray
+        Probability that an arrival finds every server busy.
+    """
     c, a = _servers(c), checked_values("a (offered load)", a, "a number >= 0", lambda x: x >= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pmf = np.where(a > 0, c * np.log(np.where(a > 0, a, 1.0)) - a - gammaln(c + 1), -np.inf)
@@ -107,7 +120,18 @@ def erlang_c(c: ArrayLike, rho: ArrayLike) -> np.ndarray:
 
 
 def mmc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
-    """Mean time in queue (before service) of an M/M/c queue: ``C / (c mu (1 - rho))``."""
+    """Mean time in queue (before service) of an M/M/c queue: ``C / (c mu (1 - rho))``.
+
+    Parameters
+    ----------
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and mean service time ``1 / mu``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mean wait, in the unit of ``service_mean``; ``inf`` when ``rho >= 1``.
+    """
     c, rho = _check(c, rho)
     s = _positive("service_mean", service_mean)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -116,7 +140,20 @@ def mmc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.n
 
 
 def mmc_wait_cdf(t: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
-    """P(wait <= t) in an M/M/c queue: ``1 - C exp(-c mu (1 - rho) t)``."""
+    """P(wait <= t) in an M/M/c queue: ``1 - C exp(-c mu (1 - rho) t)``.
+
+    Parameters
+    ----------
+    t
+        Waiting times, in the unit of ``service_mean``.
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and mean service time ``1 / mu``.
+
+    Returns
+    -------
+    numpy.ndarray
+        P(wait <= t); 0 for ``t < 0`` and when ``rho >= 1``.
+    """
     c, rho = _check(c, rho)
     t = checked_values("t", t, "a number (not nan)", lambda a: ~np.isnan(a))
     s = _positive("service_mean", service_mean)
@@ -137,9 +174,21 @@ def _check_q(q: ArrayLike) -> np.ndarray:
 
 
 def mmc_wait_quantile(q: ArrayLike, c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.ndarray:
-    """The ``q``-quantile of the M/M/c waiting time (0 when ``q <= 1 - P(wait)``), exact.
+    """Return the ``q``-quantile of the M/M/c waiting time (0 when ``q <= 1 - P(wait)``), exact.
 
     ``t_q = ln(C / (1 - q)) / (c mu (1 - rho))`` for ``q > 1 - C``.
+
+    Parameters
+    ----------
+    q
+        Quantile in [0, 1).
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and mean service time ``1 / mu``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The waiting time, in the unit of ``service_mean``; ``inf`` when ``rho >= 1``.
     """
     q = _check_q(q)
     c, rho = _check(c, rho)
@@ -154,6 +203,16 @@ def mdc_mean_wait(c: ArrayLike, rho: ArrayLike, service_mean: ArrayLike) -> np.n
     """M/D/c mean wait by Cosmetatos' approximation (1975).
 
     ``W(M/D/c) = W(M/M/c) / 2 x (1 + (1 - rho)(c - 1)(sqrt(4 + 5c) - 2) / (16 rho c))``; exact for c = 1.
+
+    Parameters
+    ----------
+    c, rho, service_mean
+        Servers (integer >= 1), per-server utilisation ``lambda / (c mu)`` and the (deterministic) service time.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mean wait, in the unit of ``service_mean``.
     """
     c, rho = _check(c, rho)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -212,6 +271,18 @@ def mgc_wait_quantile(
     """Approximate ``q``-quantile of the M/G/c wait: P(wait) from Erlang C, exponential tail, M/G/c mean.
 
     Exact for M/M/c (``service_scv = arrival_scv = 1``).
+
+    Parameters
+    ----------
+    q
+        Quantile in [0, 1).
+    c, rho, service_mean, service_scv, arrival_scv, method
+        As :func:`mgc_mean_wait`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The waiting time, in the unit of ``service_mean``.
     """
     q = _check_q(q)
     p = erlang_c(c, rho)

@@ -77,7 +77,7 @@ class ServiceModel:
         return np.asarray(arrival_rate, dtype=float) * self.mean_s / self.slots
 
     def to_frame(self) -> pl.DataFrame:
-        """The statistics as a polars table (one row per batch size)."""
+        """Return the statistics as a polars table (one row per batch size)."""
         return pl.DataFrame(
             {
                 "slots": self.slots,
@@ -168,6 +168,17 @@ def instance_latency(
     """Analytic latency of instances fed ``arrival_rate`` requests/s each (M/G/c over the batch slots).
 
     ``arrival_rate`` broadcasts against the service arrays (e.g. one rate per batch size, or a scalar).
+
+    Parameters
+    ----------
+    service
+        Service model of the instances (:func:`instance_service_model`).
+    arrival_rate
+        Requests per second per instance.
+    q
+        Latency quantile.
+    arrival_scv, method
+        As :func:`~workbench.analytic.mgc_mean_wait`.
 
     Returns
     -------

@@ -21,7 +21,7 @@ PORT = 8866
 
 
 def command(port: int = PORT, *, expose: bool = False, open_browser: bool = False) -> list[str]:
-    """The Voila command line serving the app on ``port`` (localhost unless ``expose``)."""
+    """Return the Voila command line serving the app on ``port`` (localhost unless ``expose``)."""
     from workbench.config import require_int
 
     require_int("port", port)

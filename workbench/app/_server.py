@@ -21,8 +21,10 @@ TEMPLATE = "workbench"
 
 
 def offline_template() -> Path:
-    """Write the ``workbench`` template (Voila's ``lab`` one minus its CDN links); return the folder to put on
-    ``JUPYTER_PATH``."""
+    """Write the ``workbench`` template (Voila's ``lab`` one minus its CDN links).
+
+    Return the folder to put on ``JUPYTER_PATH``.
+    """
     from jupyter_core.paths import jupyter_path
 
     source = next((Path(p) / "lab" / "index.html.j2" for p in jupyter_path("voila", "templates")

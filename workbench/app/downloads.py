@@ -50,7 +50,7 @@ _MIME = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "svg": 
 
 
 def link(filename: str, payload: bytes, fmt: str) -> str:
-    """An ``<a download>`` link carrying ``payload`` as a base64 data URL."""
+    """Return an ``<a download>`` link carrying ``payload`` as a base64 data URL."""
     data = base64.b64encode(payload).decode()
     name = html.escape(filename)
     return (f'<a class="wb-download" download="{name}" href="data:{_MIME[fmt]};base64,{data}" '

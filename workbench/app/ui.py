@@ -168,5 +168,5 @@ class WorkbenchApp:
 
 
 def build():
-    """The app's root widget (what the Voila notebook displays)."""
+    """Return the app's root widget (what the Voila notebook displays)."""
     return WorkbenchApp().box

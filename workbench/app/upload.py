@@ -26,7 +26,7 @@ _MEMORY_DIR = Path("/dev/shm")
 
 
 def display_name(filename: str) -> str:
-    """The upload's name as shown in the page: the base name's stem, reduced to safe characters."""
+    """Return the upload's name as shown in the page: the base name's stem, reduced to safe characters."""
     stem = Path(filename.replace("\\", "/")).name
     for ext in EXTENSIONS:
         if stem.lower().endswith(ext):

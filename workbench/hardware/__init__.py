@@ -1,5 +1,7 @@
-"""Hardware: GPU table, model zoo, memory budget and performance models (roofline, calibrated, measured table,
-Vidur's operator tables, named calibrations of a user's benchmark).
+"""Hardware: GPUs, models, memory budgets and performance models.
+
+The GPU table, the model zoo, the memory budget and the performance models (roofline, calibrated, measured
+table, Vidur's operator tables, named calibrations of a user's benchmark).
 
 Examples
 --------

@@ -146,7 +146,22 @@ def splitwise_profile(path: str | Path | None = None) -> pl.DataFrame:
 
 
 def holdout_split(profile: pl.DataFrame, frac: float = 0.2, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a profile into (train, test) by whole configurations (``config`` column), reproducibly."""
+    """Split a profile into (train, test) by whole configurations (``config`` column), reproducibly.
+
+    Parameters
+    ----------
+    profile
+        Measured iterations with a ``config`` column.
+    frac
+        Share of configurations held out (at least one).
+    seed
+        Seed of the choice.
+
+    Returns
+    -------
+    tuple of (polars.DataFrame, polars.DataFrame)
+        The training and test rows.
+    """
     if "config" not in profile.columns:
         raise ConfigError("profile needs a 'config' column for a grouped split")
     configs = profile["config"].unique().sort().to_numpy()
@@ -181,7 +196,7 @@ class RooflineFit:
     train_mape: float
 
     def perf(self, tp: int = 1) -> RooflineModel:
-        """The calibrated :class:`RooflineModel` at tensor parallelism ``tp``."""
+        """Return the calibrated :class:`RooflineModel` at tensor parallelism ``tp``."""
         return RooflineModel(self.gpu, self.model, tp, **self.params)
 
 
@@ -227,7 +242,7 @@ def fit_roofline(
     observed = profile["time_s"].to_numpy()
     tps = sorted(set(profile["tp"].to_list()))
 
-    def build(theta: np.ndarray) -> dict[int, RooflineModel]:
+    def build(theta: np.ndarray) -> dict[int, PerformanceModel]:
         kw = {**fixed, **dict(zip(params, (theta * scale).tolist(), strict=True))}
         return {tp: RooflineModel(g, m, tp, **kw) for tp in tps}
 
@@ -241,7 +256,20 @@ def fit_roofline(
 
 
 def evaluate(models: PerformanceModel | dict[int, PerformanceModel], profile: pl.DataFrame) -> pl.DataFrame:
-    """MAPE (%) and row count per ``kind`` (prefill/decode) and overall."""
+    """MAPE (%) and row count per ``kind`` (prefill/decode) and overall.
+
+    Parameters
+    ----------
+    models
+        A performance model, or one per tensor-parallel degree.
+    profile
+        Measured iterations (``time_s``, and ``kind`` when present).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``kind, mape_pct, rows``, one row per kind and one for ``"all"``.
+    """
     pred = predict(models, profile)
     frame = profile.select(
         pl.col("kind") if "kind" in profile.columns else pl.lit("all").alias("kind"), "time_s"
@@ -258,10 +286,26 @@ def _fits() -> pl.DataFrame:
 
 
 def calibrated_roofline(model_name: str, hardware: str, tp: int) -> RooflineModel:
-    """The shipped SplitwiseSim fit for (``model_name``, ``hardware``, ``tp``) as a :class:`RooflineModel`.
+    """Return the shipped SplitwiseSim fit for (``model_name``, ``hardware``, ``tp``) as a roofline.
+
+    The result is a :class:`RooflineModel`.
 
     ``hardware`` is a SplitwiseSim name (``a100-80gb``, ``h100-80gb``, ``h100-80gb-pcap``) or a GPU name;
     ``model_name`` any alias of ``llama2-70b`` or ``bloom-176b``.
+
+    Parameters
+    ----------
+    model_name
+        Model name or alias.
+    hardware
+        SplitwiseSim hardware name or GPU name.
+    tp
+        Tensor-parallel degree.
+
+    Returns
+    -------
+    RooflineModel
+        The roofline with the fitted parameters.
     """
     fits = _fits()
     m = model(model_name).name

@@ -173,7 +173,7 @@ class CalibratedModel:
 
 
 def from_dict(data: dict[str, Any], where: str = "calibration") -> CalibratedModel:
-    """A :class:`CalibratedModel` from :meth:`CalibratedModel.to_dict` output."""
+    """Return a :class:`CalibratedModel` from :meth:`CalibratedModel.to_dict` output."""
     if data.get("format") != _FORMAT:
         raise DatasetError(f"{where}: not a workbench calibrated model (format {data.get('format')!r})")
     try:
@@ -202,7 +202,25 @@ def _folder(folder: str | Path | None) -> Path:
 
 
 def calibrated_model(name: str | Path, folder: str | Path | None = None) -> CalibratedModel:
-    """Load a saved calibration by name (``<folder>/<name>.json``) or from a ``.json`` path."""
+    """Load a saved calibration by name (``<folder>/<name>.json``) or from a ``.json`` path.
+
+    Parameters
+    ----------
+    name
+        Saved name, or a path ending in ``.json``.
+    folder
+        Folder of saved calibrations (default ``$WORKBENCH_CALIBRATIONS``).
+
+    Returns
+    -------
+    CalibratedModel
+        The calibration.
+
+    Raises
+    ------
+    DatasetError
+        No such file, or not JSON.
+    """
     text = str(name)
     path = Path(text) if text.endswith(".json") else _folder(folder) / f"{text}.json"
     if not path.exists():
@@ -218,7 +236,9 @@ def calibrated_model(name: str | Path, folder: str | Path | None = None) -> Cali
 def performance_model(
     perf: str | CalibratedModel | None, gpu: str, model: str, tp: int = 1, *, folder: str | Path | None = None
 ) -> RooflineModel | CalibratedModel:
-    """The performance model a spec names, for one configuration: the one resolution point of the package.
+    """Resolve the performance model a spec names, for one configuration.
+
+    This is the one resolution point of the package.
 
     Parameters
     ----------
@@ -228,6 +248,11 @@ def performance_model(
         ``$WORKBENCH_CALIBRATIONS``), or a :class:`CalibratedModel` itself.
     gpu, model, tp
         The configuration to time.
+
+    Returns
+    -------
+    RooflineModel or CalibratedModel
+        The model that times iterations of this configuration.
 
     Raises
     ------
@@ -254,7 +279,20 @@ def performance_model(
 
 
 def calibration_domain(perf: str | CalibratedModel | None, folder: str | Path | None = None) -> Domain | None:
-    """The domain of the calibration a spec names (``None`` for the roofline)."""
+    """Return the domain of the calibration a spec names (``None`` for the roofline).
+
+    Parameters
+    ----------
+    perf
+        ``None``, ``"roofline"``, ``"calibrated:<name>"`` or a :class:`CalibratedModel`.
+    folder
+        Folder of saved calibrations.
+
+    Returns
+    -------
+    Domain or None
+        What the calibration's benchmark exercised.
+    """
     if perf is None or perf == ROOFLINE:
         return None
     if isinstance(perf, CalibratedModel):
@@ -265,8 +303,24 @@ def calibration_domain(perf: str | CalibratedModel | None, folder: str | Path | 
 
 
 def token_budget(perf: str | CalibratedModel | None, max_num_seqs: int, default: int = 8192) -> int:
-    """Tokens per iteration (vLLM ``max_num_batched_tokens``) a simulated instance of ``perf`` may batch:
-    ``default``, or at most what a calibration's benchmark exercised; never below ``max_num_seqs``."""
+    """Return the tokens per iteration (``max_num_batched_tokens``) an instance of ``perf`` may batch.
+
+    ``default``, or at most what a calibration's benchmark exercised; never below ``max_num_seqs``.
+
+    Parameters
+    ----------
+    perf
+        As :func:`calibration_domain`.
+    max_num_seqs
+        The instance's batch cap (sequences).
+    default
+        Budget without a calibration.
+
+    Returns
+    -------
+    int
+        Tokens per iteration.
+    """
     dom = calibration_domain(perf)
     return max(default if dom is None else min(default, dom.max_tokens), int(max_num_seqs))
 

@@ -515,7 +515,10 @@ def _lookup(kind: str, name: str, items: dict):
 
 @functools.lru_cache(maxsize=1024)
 def _model_named(name: str) -> ModelSpec:
-    """The model of a name, dropping :data:`_MODEL_SUFFIXES` when needed (``FP8`` names get 1-byte weights)."""
+    """Return the model of a name, dropping :data:`_MODEL_SUFFIXES` when needed.
+
+    ``FP8`` names get 1-byte weights.
+    """
     index, items = _index("model"), _models()
     key, fp8 = _norm(name), False
     if key not in index:
@@ -540,6 +543,17 @@ def _model_named(name: str) -> ModelSpec:
 def gpu(name: str | GPU) -> GPU:
     """Return the :class:`GPU` called ``name`` (case-insensitive, aliases like ``"h100"``); GPUs pass through.
 
+    Parameters
+    ----------
+    name
+        GPU name or alias, or a :class:`GPU`.
+
+
+    Returns
+    -------
+    GPU
+        The catalog entry.
+
     Raises
     ------
     HardwareError
@@ -554,6 +568,17 @@ def model(name: str | ModelSpec) -> ModelSpec:
     Endings that do not change the architecture (``-Instruct``, ``-it``, ``-2507``, ...) are dropped when the
     full name is unknown; a name ending in ``-FP8`` gives the model with 1-byte linear weights.
 
+    Parameters
+    ----------
+    name
+        Model name or Hugging Face repo id, or a :class:`ModelSpec`.
+
+
+    Returns
+    -------
+    ModelSpec
+        The zoo entry.
+
     Raises
     ------
     HardwareError
@@ -563,12 +588,24 @@ def model(name: str | ModelSpec) -> ModelSpec:
 
 
 def list_gpus() -> pl.DataFrame:
-    """The GPU table (all columns of ``data/gpus.csv``, with sources)."""
+    """Return the GPU table (all columns of ``data/gpus.csv``, with sources).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per GPU.
+    """
     return _gpu_table()
 
 
 def list_models() -> pl.DataFrame:
-    """The model zoo (all columns of ``data/models.csv``) plus KV bytes per token at TP 1."""
+    """Return the model zoo (all columns of ``data/models.csv``) plus KV bytes per token at TP 1.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per model, with ``kv_bytes_per_token``.
+    """
     return _model_table().with_columns(
         pl.Series("kv_bytes_per_token", [m.kv_bytes_per_token() for m in _models().values()], pl.Int64)
     )

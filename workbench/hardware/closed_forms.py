@@ -1,5 +1,6 @@
-"""Closed-form iteration times on the simulator's hot path: sums of affine decode runs and the roofline's
-scalar terms.
+"""Closed-form iteration times on the simulator's hot path.
+
+Sums of affine decode runs and the roofline's scalar terms.
 
 :class:`RooflineTerms` holds the precomputed coefficients of a :class:`~workbench.hardware.RooflineModel`
 (seconds per token, per logit, per context token, ...) and evaluates one iteration, a run of ``k`` decode
@@ -39,8 +40,9 @@ def affine_run_count(first: float, step: float, duration: float) -> int:
 
 
 class RooflineTerms:
-    """The roofline's coefficients and its scalar evaluation (see :mod:`workbench.hardware.roofline` for the
-    formula; every time in seconds).
+    """The roofline's coefficients and its scalar evaluation.
+
+    See :mod:`workbench.hardware.roofline` for the formula; every time is in seconds.
 
     Parameters
     ----------
@@ -135,7 +137,7 @@ class RooflineTerms:
         return t if t > self.step_floor else self.step_floor
 
     def piecewise(self) -> bool:
-        """True when decode runs are not affine in the iteration count (windows or a step floor)."""
+        """Whether decode runs are not affine in the iteration count (windows or a step floor)."""
         return self.window != 0 or self.step_floor > 0.0
 
     def decode_run_time(self, decode_seqs: int, decode_context: float, iterations: int) -> float:
@@ -155,8 +157,11 @@ class RooflineTerms:
         return n * (self.base(d, d) + self.decode_attn(d, decode_context)) + self.c_dattn * d * tri
 
     def decode_pieces(self, d: int, c0: float, n: int) -> list[tuple[float, float, int]]:
-        """A decode run as affine pieces ``(mean time, step, iterations)`` (windows and the step floor split
-        it; each piece is summed in closed form). The mean of a piece is ``first + step (k - 1) / 2``."""
+        """Split a decode run into affine pieces ``(mean time, step, iterations)``.
+
+        Windows and the step floor split it; each piece is summed in closed form. The mean of a piece is ``first
+        + step (k - 1) / 2``.
+        """
         base = self.base(d, d) + d * self.c_state
         window = self.window
         cuts = {0, n}

@@ -44,7 +44,20 @@ def check_tp(g: GPU, m: ModelSpec, tp: int) -> None:
 
 
 def weights_per_gpu_gb(gpu_name: str | GPU, model_name: str | ModelSpec, tp: int = 1) -> float:
-    """Weight memory per GPU in GiB at tensor parallelism ``tp``."""
+    """Weight memory per GPU in GiB at tensor parallelism ``tp``.
+
+    Parameters
+    ----------
+    gpu_name, model_name
+        GPU and model (names or catalog entries).
+    tp
+        Tensor-parallel degree (checked against the GPU's node and the model's heads).
+
+    Returns
+    -------
+    float
+        GiB of weights on each GPU.
+    """
     g, m = gpu(gpu_name), model(model_name)
     check_tp(g, m, tp)
     return m.weight_bytes / tp / GIB
@@ -117,6 +130,20 @@ def min_tensor_parallel(gpu_name: str | GPU, model_name: str | ModelSpec, min_kv
 
     Extra keyword arguments go to :func:`kv_capacity_tokens`. Raises :class:`HardwareError` when no ``tp``
     fits.
+
+    Parameters
+    ----------
+    gpu_name, model_name
+        GPU and model (names or catalog entries).
+    min_kv_tokens
+        KV-cache tokens that must fit besides the weights.
+    **kw
+        Passed to :func:`kv_capacity_tokens`.
+
+    Returns
+    -------
+    int
+        The smallest fitting ``tp``.
     """
     g, m = gpu(gpu_name), model(model_name)
     tp = 1

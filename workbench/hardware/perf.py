@@ -68,7 +68,7 @@ class PerformanceModel(Protocol):
         ...
 
     def decode_iterations_within(self, decode_seqs: int, decode_context: int, duration: float) -> int:
-        """Number of whole pure-decode iterations that finish within ``duration`` seconds."""
+        """Return the number of whole pure-decode iterations that finish within ``duration`` seconds."""
         ...
 
 
@@ -128,6 +128,17 @@ class IterationTimeModel(DecodeRunMixin):
 def as_performance_model(model: object) -> PerformanceModel:
     """``model`` itself when it has all :class:`PerformanceModel` methods, else an :class:`IterationTimeModel`.
 
+    Parameters
+    ----------
+    model
+        Anything with an ``iteration_time(batch)`` method.
+
+
+    Returns
+    -------
+    PerformanceModel
+        ``model``, or ``model`` wrapped so that decode runs are summed iteration by iteration.
+
     Raises
     ------
     ConfigError
@@ -173,6 +184,18 @@ def clocked(perf: object, clock: float) -> PerformanceModel:
     Models with a ``with_clock(clock)`` method (the roofline: compute terms scale with the clock, memory and
     interconnect terms do not) give their own clocked copy; any other model is wrapped in
     :class:`ClockedPerf` (every time / ``clock``). ``clock == 1`` returns ``perf`` unchanged.
+
+    Parameters
+    ----------
+    perf
+        A performance model (anything :func:`as_performance_model` accepts).
+    clock
+        Fraction of the maximum SM clock.
+
+    Returns
+    -------
+    PerformanceModel
+        The clocked model.
     """
     if clock == 1.0:
         return as_performance_model(perf)

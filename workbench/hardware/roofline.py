@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -237,12 +238,15 @@ class RooflineModel:
 
     # ------------------------------------------------------------------ conveniences
     def with_clock(self, clock: float) -> RooflineModel:
-        """This model at a fraction ``clock`` of the maximum SM clock (compute terms scale, memory does not)."""
+        """Return this model at a fraction ``clock`` of the maximum SM clock.
+
+        Compute terms scale, memory terms do not.
+        """
         return dataclasses.replace(self, gpu=self.gpu, model=self.model, clock=clock)
 
     def layer_linear_time(self, tokens: int) -> float:
         """Seconds of one layer's projections and MLP for ``tokens`` tokens (max of compute, weight reads)."""
-        m = self.model
+        m = cast(ModelSpec, self.model)  # __post_init__ resolved the name
         comp = tokens * self._c_tok / m.layers
         if self._n_exp:
             touched = self._n_exp * (1.0 - self._q_exp**tokens)
@@ -253,7 +257,8 @@ class RooflineModel:
 
     def layer_attention_time(self, prefill_pairs: float = 0.0, decode_context: int = 0) -> float:
         """Seconds of one layer's attention for ``prefill_pairs`` query-key pairs and ``decode_context``."""
-        return (prefill_pairs * self._c_pattn + decode_context * self._c_dattn) / self.model.layers
+        layers = cast(ModelSpec, self.model).layers  # __post_init__ resolved the name
+        return (prefill_pairs * self._c_pattn + decode_context * self._c_dattn) / layers
 
     def prefill_time(self, tokens: int, context: int = 0) -> float:
         """Seconds to prefill one prompt chunk of ``tokens`` tokens after ``context`` cached tokens, alone."""

@@ -146,7 +146,9 @@ def compare_vidur(root: str | Path | None = None, **params: float) -> pl.DataFra
         One row per table: ``kind, gpu, model, rows, mape_default_pct, fitted`` (the fitted parameters as
         text), ``mape_fitted_pct``.
     """
-    jobs = [("linear", g, m, vidur_linear(f, root), ("mfu", "mbu", "floor_s")) for f, g, m in LINEAR_TABLES]
+    jobs: list[tuple[str, str, str, pl.DataFrame, tuple[str, ...]]] = [
+        ("linear", g, m, vidur_linear(f, root), ("mfu", "mbu", "floor_s")) for f, g, m in LINEAR_TABLES
+    ]
     attention = vidur_attention(root)
     _, g, m, _ = ATTENTION_TABLE
     jobs.append(
@@ -190,8 +192,11 @@ PROFILE_CONFIGS: dict[tuple[str, str, int], tuple[str, str, str | None]] = {
 
 
 def _isotonic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``y`` (sorted by ``x``) made non-decreasing by least squares (pool adjacent violators): an operator never
-    gets faster with more work, and the all-reduce table's small messages scatter by 5x between neighbours."""
+    """``y`` (sorted by ``x``) made non-decreasing by least squares (pool adjacent violators).
+
+    An operator never gets faster with more work, and the all-reduce table's small messages scatter by 5x
+    between neighbours.
+    """
     means: list[float] = []
     counts: list[int] = []
     for v in np.asarray(y, dtype=float)[np.argsort(x, kind="stable")]:
@@ -302,9 +307,14 @@ class VidurProfile(DecodeRunMixin):
         folder = vidur_dir(root)
         self._tokens, self._linear = self._load_linear(folder / mlp_file)
         self._load_attention(folder / attention_file)
-        self._bytes, self._allreduce = (
-            self._load_allreduce(folder / allreduce_file) if self.tp > 1 else (np.ones(1), np.zeros(1))
-        )
+        self._bytes: np.ndarray
+        self._allreduce: np.ndarray
+        if self.tp > 1 and allreduce_file is not None:
+            self._bytes, self._allreduce = self._load_allreduce(folder / allreduce_file)
+        elif self.tp > 1:
+            raise HardwareError(f"no all-reduce table for {key} (tensor parallelism {self.tp})")
+        else:
+            self._bytes, self._allreduce = np.ones(1), np.zeros(1)
         self._layers = m.layers
         #: most tokens in one iteration (the MLP table's largest ``num_tokens``)
         self.max_tokens = int(self._tokens[-1])
@@ -443,8 +453,10 @@ class VidurProfile(DecodeRunMixin):
         return t
 
     def decode_attention_time(self, decode_seqs: int, decode_context: float) -> float:
-        """Seconds per layer of the decode attention of ``decode_seqs`` sequences with ``decode_context`` tokens
-        of context in all."""
+        """Return the seconds per layer of the decode attention of ``decode_seqs`` sequences.
+
+        The sequences hold ``decode_context`` tokens of context in all.
+        """
         if decode_seqs <= 0:
             return 0.0
         return float(self._decode_attention(np.array([decode_seqs]), np.array([decode_context], float))[0])

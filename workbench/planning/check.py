@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import polars as pl
@@ -42,9 +43,15 @@ from workbench.sim.measure import (
 )
 from workbench.tco import CostBasis, gpu_hour_usd
 
+if TYPE_CHECKING:
+    from workbench.hardware import CalibratedModel
 
-def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "roofline"):
-    """The :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
+#: What the check simulates: a model name (``"roofline"``, ``"calibrated:<name>"``) or a calibration.
+PerfName: TypeAlias = "str | CalibratedModel | None"
+
+
+def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: PerfName = "roofline"):
+    """Return the :class:`~workbench.sim.topology.Fleet` of a candidate with ``n1``/``n2`` instances.
 
     ``perf`` names the instances' performance model (:func:`workbench.hardware.performance_model`); with a
     calibrated one an iteration batches at most the tokens its benchmark exercised (8,192 otherwise).
@@ -55,7 +62,7 @@ def build_fleet(cand: Candidate, n1: int, n2: int, model: str, perf: object = "r
 
     tokens = token_budget(perf, cand.max_num_seqs)
     sched = SchedulerConfig(max_num_seqs=cand.max_num_seqs, max_num_batched_tokens=tokens)
-    common = {"model": model, "router": cand.router, "scheduler": sched, "perf": perf}
+    common: dict[str, Any] = {"model": model, "router": cand.router, "scheduler": sched, "perf": perf}
     if cand.topology == "monolithic":
         return Fleet(pools=(Pool("main", gpu=cand.gpu, tp=cand.tp, instances=n1, **common),))
     if cand.topology == "length_pools" and min(n1, n2) == 0:
@@ -140,7 +147,7 @@ def check_candidates(
     per_pool: bool = False,
     stop_early: bool = False,
     progress: bool | None = None,
-    perf: object = "roofline",
+    perf: PerfName = "roofline",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Size the cheapest analytic candidates with the measurement kernel until none left can beat the best.
 
@@ -202,6 +209,7 @@ def check_candidates(
             rows.append(row)
             if met:
                 best = min(best, usd)
+    schema: dict[str, Any]
     schema = {c: pl.Int64 for c in ("sim_instances1", "sim_instances2", "sim_instances", "sim_gpus", "_i")}
     schema.update({c: pl.Int64 for c in ("sim_requests", "sim_verdicts", "sim_below_instances")})
     floats = ("sim_usd_per_hour", "sim_usd_per_m_output_tokens", "sim_j_per_output_token")
@@ -228,7 +236,7 @@ class _Checker:
         seed: int,
         precision: Precision | None,
         per_pool: bool,
-        perf: object = "roofline",
+        perf: PerfName = "roofline",
     ) -> None:
         self.wl, self.slo, self.model, self.seed, self.perf = wl, slo, model, seed, perf
         self.precision, self.per_pool = precision, per_pool
@@ -237,7 +245,7 @@ class _Checker:
         self._cand: Candidate | None = None
 
     def verdict(self, n1: int, n2: int) -> Verdict:
-        """The whole fleet's verdict with ``n1``/``n2`` instances (memoised per candidate)."""
+        """Return the whole fleet's verdict with ``n1``/``n2`` instances (memoised per candidate)."""
         cand = self._cand
         assert cand is not None
         key = (n1, n2)
@@ -292,7 +300,10 @@ class _Checker:
         return self._cache[max(self._cache, key=lambda k: k[0] + k[1])].status
 
     def _below(self, cand: Candidate, n1: int | None, n2: int | None) -> tuple[int, Verdict] | None:
-        """The next-smaller fleet's verdict (one instance fewer in the last pool shrunk) for the explanation."""
+        """Return the next-smaller fleet's verdict, for the explanation.
+
+        The next-smaller fleet has one instance fewer in the last pool shrunk.
+        """
         assert n1 is not None and n2 is not None
         options = [(n1 - 1, n2)] if cand.topology == "monolithic" else [(n1, n2 - 1), (n1 - 1, n2)]
         judged = [(k, self._cache[k]) for k in options if k in self._cache and min(k) >= 0 and sum(k) > 0]

@@ -1,4 +1,6 @@
-"""Two-pool versus monolithic: does splitting by prompt length lower the cost of a fleet meeting an SLO?
+"""Two-pool versus monolithic fleets: the cost of splitting a fleet by prompt length.
+
+Does splitting by prompt length lower the cost of a fleet meeting an SLO?
 
 inference-fleet-sim (arXiv 2603.16054) reports that a fleet split into a short-context and a long-context pool
 beats a monolithic fleet on long-tailed workloads: short requests pack many more sequences per GPU (their KV
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from workbench.config import as_int
 from workbench.errors import ConfigError
 from workbench.planning.sizing import size_fleet
 from workbench.planning.spec import SLO, Candidate
@@ -166,7 +169,7 @@ def pool_split_study(
 def _prompt_range(wl: Workload) -> tuple[int, int]:
     """Shortest and longest prompt of the workload's trace (tokens)."""
     prompts = wl.trace.requests["prompt_tokens"]
-    return int(prompts.min()), int(prompts.max())
+    return as_int(prompts.min()), as_int(prompts.max())
 
 
 def _splitting(thresholds: Sequence[int], shortest: int, longest: int) -> list[int]:

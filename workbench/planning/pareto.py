@@ -39,6 +39,18 @@ def pareto_mask(values: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
 
     A row dominates another when it is no worse in every objective and better in at least one. Rows with NaN
     are never on the front. Exact duplicates are all kept.
+
+    Parameters
+    ----------
+    values
+        Points x objectives.
+    chunk
+        Rows compared at once (memory ``chunk x n x k`` booleans).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the rows on the front.
     """
     v = np.asarray(values, dtype=float)
     if v.ndim != 2:
@@ -50,8 +62,8 @@ def pareto_mask(values: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
     keep = np.ones(len(pts), bool)
     for start in range(0, len(pts), chunk):
         block = pts[start : start + chunk]
-        no_worse = (pts[None, :, :] <= block[:, None, :]).all(axis=2)
-        better = (pts[None, :, :] < block[:, None, :]).any(axis=2)
+        no_worse = np.all(pts[None, :, :] <= block[:, None, :], axis=2)
+        better = np.any(pts[None, :, :] < block[:, None, :], axis=2)
         keep[start : start + chunk] = ~(no_worse & better).any(axis=1)
     out[idx[keep]] = True
     return out
@@ -63,6 +75,20 @@ def pareto_front(
     """``table`` with a boolean ``pareto`` column (non-dominated over ``objectives``, all minimised).
 
     With ``only_feasible`` (default) rows whose ``slo_met`` is false are never on the front.
+
+    Parameters
+    ----------
+    table
+        Candidates, one row each, with the ``objectives`` columns (and ``slo_met`` when ``only_feasible``).
+    objectives
+        Columns to minimise.
+    only_feasible
+        Keep rows that miss the SLO off the front.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``table`` with the ``pareto`` column added.
     """
     missing = [c for c in objectives if c not in table.columns]
     if missing:
@@ -93,8 +119,11 @@ def tradeoff_table(
     objectives: Sequence[str] = OBJECTIVES,
     perf: str = "roofline",
 ) -> pl.DataFrame:
-    """Analytic screen over a grid of fleet shapes, with the Pareto front marked (``pareto`` column);
-    ``perf`` names the performance model (:func:`workbench.hardware.performance_model`)."""
+    """Screen a grid of fleet shapes analytically and mark the Pareto front.
+
+    The front is the ``pareto`` column; ``perf`` names the performance model
+    (:func:`workbench.hardware.performance_model`).
+    """
     from workbench.planning.sizing import screen_table
 
     cands = candidate_grid(
@@ -136,6 +165,7 @@ class SimPoint:
     wl: Workload
 
     def __call__(self, config: dict, seed: int) -> dict:
+        """Simulate the fleet that ``config`` describes on the workload and return its measurements."""
         from workbench.planning.check import build_fleet, verdict_columns
         from workbench.power import energy
         from workbench.sim.measure import Precision, verify

@@ -119,8 +119,11 @@ def roofline(gpu_name: str, model_name: str, tp: int) -> PerformanceModel:
 
 
 class _Named:
-    """Factory of a named performance model (:func:`perf_factory`); compared by identity, so the screen's
-    table cache never serves a calibration saved again under the same name."""
+    """Factory of a named performance model (:func:`perf_factory`).
+
+    Compared by identity, so the screen's table cache never serves a calibration saved again under the same
+    name.
+    """
 
     def __init__(self, spec: str | CalibratedModel) -> None:
         self.spec = spec
@@ -133,7 +136,10 @@ class _Named:
 
 
 def perf_factory(perf: PerfSpec) -> PerfFactory:
-    """The screen's factory for a :data:`PerfSpec` (``"roofline"``: :func:`roofline`, cached across calls)."""
+    """Return the screen's factory for a :data:`PerfSpec`.
+
+    ``"roofline"`` gives :func:`roofline`, cached across calls.
+    """
     if callable(perf):
         return perf
     if perf == "roofline":
@@ -146,9 +152,11 @@ def perf_factory(perf: PerfSpec) -> PerfFactory:
 def perf_tables(
     gpu_name: str, model_name: str, tp: int, factory: PerfFactory = roofline, clock: float = 1.0
 ) -> dict:
-    """Tabulate a performance model at a clock: prefill time over :data:`P_GRID`, decode time over B x C
-    grids, KV tokens. The clock goes through :func:`workbench.hardware.clocked` (the roofline slows only its
-    compute terms; other models scale all times by ``1 / clock``).
+    """Tabulate a performance model at a clock.
+
+    Prefill time over :data:`P_GRID`, decode time over B x C grids, KV tokens. The clock goes through
+    :func:`workbench.hardware.clocked` (the roofline slows only its compute terms; other models scale all times
+    by ``1 / clock``).
 
     ``fits`` is ``False`` (and the tables empty) when the model does not fit on ``tp`` GPUs.
     """
@@ -304,7 +312,10 @@ class PoolProblems:
         return self.o_share[sel] * p_fail.mean(axis=1)
 
     def tpot_quantile(self, pred: dict, q: float, rows: np.ndarray) -> np.ndarray:
-        """The ``q`` quantile of TPOT of pools ``rows`` under the stall model (bisection on the limit)."""
+        """Return the ``q`` quantile of TPOT of pools ``rows`` under the stall model.
+
+        Found by bisection on the limit.
+        """
         lo = pred["td"][rows].copy()
         hi = lo + 64.0 * pred["stall_s"][rows] + 1e-6
         for _ in range(16):

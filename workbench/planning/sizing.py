@@ -143,6 +143,29 @@ def screen_table(
     set) and the median; ``miss`` is the factor by which an infeasible candidate's best reachable latency
     exceeds the target (0 when the SLO is met); ``stable_instances1``/``2`` are the fewest instances per pool
     whose capacity exceeds the load (the lower end of the kernel's bracket).
+
+    Parameters
+    ----------
+    wl
+        The prepared workload (:func:`workload`).
+    slo
+        Latency targets.
+    cands
+        Fleet shapes.
+    model_name
+        Model served.
+    cost
+        Cost basis (default :class:`CostBasis`).
+    perf
+        Performance model of the screen (:data:`~workbench.planning.screen.PerfSpec`).
+    arrivals
+        Arrival model of the screen: ``"burst"`` (default), ``"renewal"`` or ``"poisson"`` (see
+        :mod:`workbench.planning.screen`).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per candidate, in the order of ``cands``.
     """
     if not cands:
         raise ConfigError("candidate list is empty: give at least one Candidate")
@@ -208,12 +231,12 @@ class SizingResult:
     timings: dict = field(default_factory=dict)
 
     def ranked(self, columns: Sequence[str] = RANKED_COLUMNS) -> pl.DataFrame:
-        """The ranked table cut to ``columns`` (those present; the ``sim_*`` ones only after a check)."""
+        """Return the ranked table cut to ``columns`` (those present; the ``sim_*`` ones only after a check)."""
         return self.table.select([c for c in columns if c in self.table.columns])
 
 
 def _rank(table: pl.DataFrame) -> pl.DataFrame:
-    """Verified candidates first (by simulated cost), then the other SLO-meeting ones, then the misses."""
+    """Rank verified candidates first (by simulated cost), then the other SLO-meeting ones, then the misses."""
     if "sim_slo_met" in table.columns:
         tier = (
             pl.when(pl.col("sim_slo_met").fill_null(False))
@@ -305,6 +328,11 @@ def size_fleet(
         changes the screen only (the check simulates the roofline).
     progress
         Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
+
+    Returns
+    -------
+    SizingResult
+        The ranked candidates, the answer and its verdict.
     """
     question, candidates = ask(trace, slo, candidates, model=model, qps=qps, cost=cost, seed=seed, perf=perf)
     if not candidates:
@@ -353,7 +381,10 @@ def size_fleet(
 
 
 def _check_calibration(perf: str | CalibratedModel, candidates: Sequence[Candidate], wl: Workload) -> None:
-    """A calibrated model's domain against the candidates' batch caps and the workload's longest request."""
+    """Check a calibrated model's domain against the candidates' batch caps and the longest request.
+
+    The longest request is the workload's.
+    """
     from workbench.hardware import calibration_domain
 
     dom = calibration_domain(perf)
@@ -377,7 +408,7 @@ def _check_calibration(perf: str | CalibratedModel, candidates: Sequence[Candida
 
 
 def _best(table: pl.DataFrame) -> dict | None:
-    """The first-ranked candidate that meets the SLO (verified by simulation when any was simulated)."""
+    """Return the first-ranked candidate that meets the SLO (verified by simulation when any was simulated)."""
     met = pl.col("sim_slo_met").fill_null(False) if "sim_slo_met" in table.columns else pl.col("slo_met")
     ok = table.filter(met)
     return ok.row(0, named=True) if ok.height else None
@@ -401,7 +432,7 @@ def _compare(usd: float, ref: float) -> str:
 
 
 def _simulated(table: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(verified, refuted, not simulated) among the candidates that meet the SLO analytically."""
+    """Split the candidates that meet the SLO analytically into verified, refuted and not simulated."""
     met = table.filter(pl.col("slo_met"))
     if "sim_slo_met" not in table.columns:
         return met.clear(), met.clear(), met
@@ -427,7 +458,7 @@ def _fmt_ci_row(r: dict, slo: SLO) -> str:
 
 
 def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.DataFrame | None) -> str:
-    """The answer when no candidate is verified (or none meets the SLO analytically)."""
+    """Return the answer when no candidate is verified (or none meets the SLO analytically)."""
     _, refuted, unchecked = _simulated(table)
     n_met = int(table["slo_met"].sum())
     if n_met:  # the screen found fleets, the simulator refuted every one it checked
@@ -478,7 +509,7 @@ def _no_fleet(table: pl.DataFrame, slo: SLO, model: str, head: str, checks: pl.D
 
 
 def _measured(row: dict, slo: SLO) -> str:
-    """The answer's measured quantiles with their CIs (``"P99 TTFT 0.43 s [0.41, 0.45]"``)."""
+    """Return the answer's measured quantiles with their CIs (``"P99 TTFT 0.43 s [0.41, 0.45]"``)."""
     q = f"P{slo.quantile * 100:g}"
     parts = []
     if slo.ttft_s is not None and row.get("sim_ttft_p99_s") is not None:

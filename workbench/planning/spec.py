@@ -192,6 +192,30 @@ def candidate_grid(
     Combinations that describe the same fleet appear once, in first-seen order: a second-pool GPU equal to the
     first pool's (``gpus2=[None, "H100"]`` with ``gpus=["H100"]``), or GPU aliases of one GPU (``"h100"``,
     ``"H100-SXM"``).
+
+    Parameters
+    ----------
+    gpus
+        GPU of the (first) pool.
+    tps
+        Tensor-parallel degrees.
+    topologies
+        Fleet shapes, from :data:`TOPOLOGIES`.
+    thresholds
+        Prompt-length split of ``length_pools`` (tokens).
+    gpus2
+        GPU of the second pool (``None``: the first pool's).
+    max_num_seqs
+        Batch caps of the instances.
+    clocks
+        SM clock fractions.
+    routers
+        Routers within a pool.
+
+    Returns
+    -------
+    list of Candidate
+        The distinct candidates.
     """
     if not gpus:
         raise ConfigError("candidate list is empty: give at least one GPU in gpus")
@@ -209,5 +233,5 @@ def candidate_grid(
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Candidate(g, tp, topo, th, second, None, cap, clk, r))  # type: ignore[arg-type]
+            out.append(Candidate(g, tp, topo, th, second, None, cap, clk, r))
     return out

@@ -50,7 +50,7 @@ RANKED_COLUMNS = ("rank", "candidate", "instances", "sim_instances", "gpus", "us
 
 
 def ranked_headline(ranked: pl.DataFrame) -> pl.DataFrame:
-    """The :data:`RANKED_COLUMNS` of a ranked table (those it has)."""
+    """Return the :data:`RANKED_COLUMNS` of a ranked table (those it has)."""
     return ranked.select([c for c in RANKED_COLUMNS if c in ranked.columns])
 
 
@@ -227,8 +227,10 @@ class PlanSpec:
 
     @property
     def precision(self) -> Precision:
-        """The measurement kernel's :class:`~workbench.sim.measure.Precision` from ``tolerance`` and
-        ``max_requests``."""
+        """The measurement kernel's :class:`~workbench.sim.measure.Precision`.
+
+        Built from ``tolerance`` and ``max_requests``.
+        """
         from workbench.config import require_int
 
         require_int("max_requests", self.max_requests, low=100)
@@ -236,7 +238,7 @@ class PlanSpec:
         return Precision(tolerance=self.tolerance, start_requests=start, max_requests=self.max_requests)
 
     def workload_trace(self) -> Trace:
-        """The workload: the preset's trace, or the trace file (relative to the TOML file's folder)."""
+        """Return the workload: the preset's trace, or the trace file (relative to the TOML file's folder)."""
         from workbench import presets, traces
 
         if self.trace is not None:
@@ -246,7 +248,10 @@ class PlanSpec:
         return presets.generate(self.preset or "poisson", seed=self.seed)
 
     def workload(self) -> object:
-        """What the kernel measures on: a drawable preset itself (fresh draws), else :meth:`workload_trace`."""
+        """Return what the kernel measures on: a drawable preset itself (fresh draws), else its trace.
+
+        The trace is :meth:`workload_trace`.
+        """
         from workbench import presets
 
         if self.trace is None and presets.get(self.preset or "poisson").drawable:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_int
+from workbench.config import as_float, require_int
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import Streams
 from workbench.sim.measure import RequestSource
@@ -99,7 +99,9 @@ def check_qps(qps: object) -> None:
 
 
 def as_trace(source: object, *, n_requests: int = GENERATED_REQUESTS, seed: int = 0) -> Trace:
-    """A workload source as a trace: a :class:`Trace` as is, a generator (``.generate``) drawn ``n_requests``.
+    """Return a workload source as a trace.
+
+    A :class:`Trace` as is, a generator (``.generate``) drawn ``n_requests``.
 
     Raises :class:`ConfigError` naming the type of anything else.
     """
@@ -120,7 +122,22 @@ def as_trace(source: object, *, n_requests: int = GENERATED_REQUESTS, seed: int 
 
 
 def at_qps(trace: Trace, qps: float | None, *, seed: int = 0) -> Trace:
-    """``trace`` with arrivals rescaled to mean rate ``qps`` (Poisson arrivals for length-only traces)."""
+    """``trace`` with arrivals rescaled to mean rate ``qps`` (Poisson arrivals for length-only traces).
+
+    Parameters
+    ----------
+    trace
+        A trace with at least one request.
+    qps
+        Target mean arrival rate (``None``: keep the trace's arrivals; required for a length-only trace).
+    seed
+        Seed of the Poisson arrivals of a length-only trace.
+
+    Returns
+    -------
+    Trace
+        The trace at mean rate ``qps``, its first arrival at 0 when rescaled.
+    """
     if trace.requests.height == 0:
         raise WorkloadError("the workload trace has no requests", field="requests")
     check_qps(qps)
@@ -166,6 +183,12 @@ def workload(
         Seed of the sample, of a generator's draw and of Poisson arrivals for length-only traces.
     n_requests
         Requests drawn from a generator (ignored for traces).
+
+    Returns
+    -------
+    Workload
+        The scaled trace, its mean rate and the length sample (with the generator kept as ``source`` when one
+        was drawn).
     """
     n_sample = require_int("n_sample", n_sample)
     drawn = as_trace(trace, n_requests=n_requests, seed=seed)
@@ -173,7 +196,8 @@ def workload(
     df = scaled.requests
     rate = qps if qps is not None else (df.height - 1) / max(scaled.duration_s, 1e-12)
     if not rate > 0:
-        raise ConfigError(f"workload {trace.name!r} has zero arrival rate; give qps > 0")
+        name = getattr(trace, "name", drawn.name)
+        raise ConfigError(f"workload {name!r} has zero arrival rate; give qps > 0")
     rng = Streams(seed).rng("workload/sample")
     take = np.sort(rng.choice(df.height, size=min(n_sample, df.height), replace=False))
     prompt = df["prompt_tokens"].to_numpy()[take].astype(np.float64)
@@ -189,7 +213,8 @@ def _generator_source(generator: object, drawn: Trace, scaled: Trace) -> Request
     same mean rate (not renormalised to its own empirical rate).
     """
     a, b = drawn.requests["arrival_s"], scaled.requests["arrival_s"]
-    span_a, span_b = float(a.max() - a.min()), float(b.max() - b.min())
+    span_a = as_float(a.max()) - as_float(a.min())
+    span_b = as_float(b.max()) - as_float(b.min())
     factor = span_b / span_a if span_a > 0 else 1.0
     generate = generator.generate  # type: ignore[attr-defined]
 
@@ -202,7 +227,9 @@ def _generator_source(generator: object, drawn: Trace, scaled: Trace) -> Request
 
 
 def prepare_workload(trace: Workload | Trace | object, qps: float | None, *, seed: int) -> Workload:
-    """The :class:`Workload` a sizing question runs on: a prepared one as is, else :func:`workload` of it.
+    """Return the :class:`Workload` a sizing question runs on.
+
+    A prepared one as is, else :func:`workload` of it.
 
     A generator is drawn :data:`GENERATED_REQUESTS` requests with ``seed`` for the screen's sample; the
     measurement kernel draws as many more as its verdicts need from the workload's ``source``.

@@ -128,7 +128,7 @@ def _check_columns(configs: pl.DataFrame) -> None:
 
 
 def _base(configs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The base feature matrix (see :func:`features`) and each row's GPU TDP (W)."""
+    """Return the base feature matrix (see :func:`features`) and each row's GPU TDP (W)."""
     _check_columns(configs)
     c = configs
     tdp = _gpu_column(c["gpu"], "tdp_w")
@@ -159,13 +159,16 @@ def _base(configs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def features(configs: pl.DataFrame) -> np.ndarray:
-    """Base feature matrix of configurations (needs :data:`CONFIG_COLUMNS` only)."""
+    """Return the base feature matrix of configurations (needs :data:`CONFIG_COLUMNS` only)."""
     return _base(configs)[0]
 
 
 def _decode_inputs(configs: pl.DataFrame) -> _Decode:
-    """The inputs of a decode step shared by :func:`roofline_features` and :func:`kv_roofline_features`
-    (each distinct GPU's spec looked up once)."""
+    """Return the inputs of a decode step that the roofline feature functions share.
+
+    Used by :func:`roofline_features` and :func:`kv_roofline_features`; each distinct GPU's spec is looked up
+    once.
+    """
     c = configs
     nbytes = _bytes_per_weight(c["weight_precision"])
     n, b = c["num_gpus"].to_numpy().astype(float), c["avg_batch_size"].to_numpy().astype(float)
@@ -190,8 +193,10 @@ def _roofline(d: _Decode) -> np.ndarray:
 
 
 def roofline_features(configs: pl.DataFrame) -> np.ndarray:
-    """Roofline columns added for throughput and energy: log2 GPU memory bandwidth, log of a roofline decode
-    rate (tokens/s) and log2 of the weight bytes one decode step reads per GPU.
+    """Roofline columns added for throughput and energy.
+
+    Log2 GPU memory bandwidth, log of a roofline decode rate (tokens/s) and log2 of the weight bytes one decode
+    step reads per GPU.
 
     A decode step of batch ``b`` reads the active weights plus the MoE experts the batch touches, taken as
     ``act + (tot - act)(1 - exp(-b act / tot))`` parameters (APPROX: independent routing), and does
@@ -301,8 +306,10 @@ def _kv_roofline(c: pl.DataFrame, d: _Decode) -> np.ndarray:
 
 
 def kv_roofline_features(configs: pl.DataFrame) -> np.ndarray:
-    """Log roofline decode rate with the KV cache (tokens/s), log2 KV bytes a decode step reads per GPU and
-    log2 KV bytes per token of context.
+    """Compute the KV-cache roofline features of ``configs``.
+
+    Log roofline decode rate with the KV cache (tokens/s), log2 KV bytes a decode step reads per GPU and log2 KV
+    bytes per token of context.
 
     The running batch ``b`` holds a mean context of prompt + output / 2 tokens (prompt from ``avg_input_len``
     or :data:`TASK_PROMPT_TOKENS`); windowed layers read at most their window. KV bytes per GPU split over
@@ -432,8 +439,11 @@ def _fit_regressors(
     seed: int,
     n_trees: int,
 ) -> tuple[ExtraTreesRegressor, ExtraTreesRegressor, ExtraTreesRegressor]:
-    """The three regressors of :class:`PowerClasses`: power fraction of TDP on the base features, log per-GPU
-    power and log throughput over the roofline rate on the energy features."""
+    """Return the three regressors of :class:`PowerClasses`.
+
+    Power fraction of TDP on the base features, log per-GPU power and log throughput over the roofline rate on
+    the energy features.
+    """
     return (
         _regressor(seed, n_trees).fit(x, frac),
         _regressor(seed, n_trees, 1.0).fit(xe, log_power),
@@ -465,8 +475,10 @@ def evaluate_held_out(
     n_trees: int = 200,
     reference_run: bool = False,
 ) -> pl.DataFrame:
-    """Median / p90 absolute % error of power, throughput and energy per token on models held out, and
-    power-class accuracy, per GPU and overall: mean and standard deviation over ``repeats`` random splits.
+    """Measure the power classes' errors on held-out models.
+
+    Median / p90 absolute % error of power, throughput and energy per token on models held out, and power-class
+    accuracy, per GPU and overall: mean and standard deviation over ``repeats`` random splits.
 
     Each repeat assigns the models at random to ``n_splits`` folds (``GroupKFold`` with shuffled groups, seeded
     from ``seed`` and the repeat: no configuration of a scored model is in its training fold), fits on the

@@ -67,13 +67,25 @@ def logistic_power(
     """Per-GPU busy power (W) of the logistic model at ``batch`` sequences (below 1 counts as 1).
 
     The one implementation of the formula in the module docstring; parameters broadcast (numpy).
+
+    Parameters
+    ----------
+    batch
+        Running sequences per instance.
+    p_low, p_high, k, x0
+        The curve's low and high power levels (W), steepness and midpoint (in ``log2(batch)``).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Power in W; a float for scalar inputs.
     """
     out = logistic_log2(np.log2(np.maximum(np.asarray(batch, dtype=float), 1.0)), p_low, p_high, k, x0)
     return float(out) if np.ndim(out) == 0 else out
 
 
 def logistic_log2(x: np.ndarray, p_low, p_high, k, x0) -> np.ndarray:
-    """The logistic of :func:`logistic_power` in ``x = log2(batch)`` (no clamping; for fitting)."""
+    """Return the logistic of :func:`logistic_power` in ``x = log2(batch)`` (no clamping; for fitting)."""
     return p_low + (p_high - p_low) / (1.0 + np.exp(-k * (x - x0)))
 
 
@@ -117,7 +129,7 @@ class LogisticPower:
         return logistic_power(batch, self.p_low_w, self.p_high_w, self.k, self.x0)
 
     def scaled(self, factor: float) -> LogisticPower:
-        """The curve with both levels multiplied by ``factor`` (e.g. a clock's power scale)."""
+        """Return the curve with both levels multiplied by ``factor`` (e.g. a clock's power scale)."""
         require_positive("factor", factor)
         return LogisticPower(
             self.p_low_w * factor, self.p_high_w * factor, self.k, self.x0, self.source, self.rule
@@ -131,7 +143,7 @@ class LogisticPower:
 
 @functools.cache
 def load_fits() -> pl.DataFrame:
-    """The shipped fit table ``data/power_fits.csv`` (see :func:`workbench.power.fitting.build_fits`)."""
+    """Return the shipped fit table ``data/power_fits.csv`` (see :func:`workbench.power.fitting.build_fits`)."""
     return pl.read_csv(data_path(FITS_FILE), infer_schema_length=None)
 
 
@@ -140,8 +152,10 @@ def _norm(name: str) -> str:
 
 
 def matches_model(model_id: str, query: str) -> bool:
-    """True when Hugging Face id ``model_id`` names the model ``query`` (full id or its last part,
-    case-insensitive, ``-Instruct`` optional)."""
+    """Whether Hugging Face id ``model_id`` names the model ``query``.
+
+    The query matches the full id or its last part, case-insensitive, ``-Instruct`` optional.
+    """
     mid, q = _norm(model_id), _norm(query)
     return mid == q or mid.removesuffix("-instruct") == q or mid.startswith(q + "-instruct")
 
@@ -154,10 +168,28 @@ def power_curve(
     n_gpus: int | None = None,
     task: str | None = None,
 ) -> LogisticPower:
-    """The per-GPU power curve of ``model`` on ``n_gpus`` (default ``tp``, else 1) x ``gpu``.
+    """Return the per-GPU power curve of ``model`` on ``n_gpus`` (default ``tp``, else 1) x ``gpu``.
 
     Follows the lookup rule of the module docstring; the returned curve's ``rule`` and ``source`` say which
     step answered and with what measured error. Unknown GPUs raise :class:`HardwareError`.
+
+    Parameters
+    ----------
+    gpu
+        GPU name (catalog names and aliases).
+    model
+        Model served (``None``: the GPU's default curve).
+    tp
+        Tensor-parallel degree of the instance, preferred among the fits.
+    n_gpus
+        GPUs of the measured run to match (default ``tp``, else 1).
+    task
+        ML.ENERGY task whose fits to prefer (default: the first of :data:`TASK_ORDER` with a fit).
+
+    Returns
+    -------
+    LogisticPower
+        Busy power per GPU versus batch size, with the lookup step in ``rule`` and ``source``.
     """
     name = resolve(gpu)
     fits = load_fits().filter(pl.col("gpu") == name)

@@ -62,7 +62,7 @@ class DvfsCurve:
         return float(p) if p.ndim == 0 else p
 
     def scaled_to(self, power_at_fmax_w: float) -> DvfsCurve:
-        """The same shape scaled so that ``P(f_max)`` equals ``power_at_fmax_w``."""
+        """Return the same shape scaled so that ``P(f_max)`` equals ``power_at_fmax_w``."""
         require_positive("power_at_fmax_w", power_at_fmax_w)
         s = power_at_fmax_w / float(self.power_w(self.f_max))
         return replace(self, b1=self.b1 * s, c1=self.c1 * s, a2=self.a2 * s, b2=self.b2 * s, c2=self.c2 * s)
@@ -100,6 +100,11 @@ def optimal_clock(
         Latency of the job at ``f_ref`` (default ``curve.f_max``).
     slo_s
         Latency bound; must be reachable at ``f_max``.
+
+    Returns
+    -------
+    ClockChoice
+        The chosen clock, its power, latency and energy, and the saving against ``f_max``.
     """
     require_positive("latency_ref_s", latency_ref_s)
     require_positive("slo_s", slo_s)
@@ -127,7 +132,22 @@ def optimal_clock(
 
 
 def clock_sweep(curve: DvfsCurve, *, latency_ref_s: float, n: int = 50) -> pl.DataFrame:
-    """Power, latency and energy of a job over ``n`` clocks from ``f_min`` to ``f_max`` (for charts)."""
+    """Power, latency and energy of a job over ``n`` clocks from ``f_min`` to ``f_max`` (for charts).
+
+    Parameters
+    ----------
+    curve
+        Power-versus-clock curve.
+    latency_ref_s
+        Latency of the job at ``f_max``.
+    n
+        Number of clocks.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``f_mhz``, ``power_w``, ``latency_s``, ``energy_j``.
+    """
     f = np.linspace(curve.f_min, curve.f_max, n)
     p = curve.power_w(f)
     lat = latency_ref_s * curve.f_max / f
@@ -135,9 +155,21 @@ def clock_sweep(curve: DvfsCurve, *, latency_ref_s: float, n: int = 50) -> pl.Da
 
 
 def clock_power_scale(clock: float | np.ndarray) -> float | np.ndarray:
-    """Share of the clock-dependent power left at clock fraction ``clock`` of ``f_max``: ``P(f) / P(f_max)`` of
-    the Wattlytics H100 shape (BORROWED from an HPC code, GROMACS; no public LLM power-versus-clock data was
-    found to fit, see the module docstring)."""
+    """Share of the clock-dependent power left at clock fraction ``clock`` of ``f_max``.
+
+    ``P(f) / P(f_max)`` of the Wattlytics H100 shape (BORROWED from an HPC code, GROMACS; no public LLM
+    power-versus-clock data was found to fit, see the module docstring).
+
+    Parameters
+    ----------
+    clock
+        Clock fraction(s) of ``f_max``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The power ratio; a float for a scalar clock.
+    """
     c = H100_WATTLYTICS
     out = np.asarray(c.power_w(np.asarray(clock, dtype=float) * c.f_max)) / float(c.power_w(c.f_max))
     return float(out) if out.ndim == 0 else out
@@ -150,6 +182,18 @@ def busy_power_at_clock(
 
     The BORROWED Wattlytics shape scales the whole busy power (the shape has its own static share, 25 % at the
     lowest clock); a lower clock never takes a GPU below its loaded-idle power.
+
+    Parameters
+    ----------
+    busy_w, idle_w
+        Busy and loaded-idle power per GPU at the maximum clock (W).
+    clock
+        Clock fraction(s) of ``f_max``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Busy power in W; a float for scalar inputs.
     """
     scaled = np.asarray(busy_w, float) * np.asarray(clock_power_scale(clock))
     out = np.maximum(scaled, np.asarray(idle_w, float))

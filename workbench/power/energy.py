@@ -17,13 +17,14 @@ column ``kv_j``, included in ``energy_j``). Facility energy is IT energy x PUE.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive, require_pue, require_range
+from workbench.config import as_float, require_positive, require_pue, require_range
 from workbench.errors import ConfigError, HardwareError, InvariantError
 from workbench.power._facts import gpu_facts, resolve
 from workbench.power.curves import LogisticPower, load_fits, power_curve
@@ -43,7 +44,18 @@ J_PER_KWH = 3.6e6
 
 
 def idle_power_w(gpu: str) -> float:
-    """Loaded-idle power of one GPU (W) from the shipped table (basis in ``power_fits.csv`` ``idle_source``)."""
+    """Loaded-idle power of one GPU (W) from the shipped table (basis in ``power_fits.csv`` ``idle_source``).
+
+    Parameters
+    ----------
+    gpu
+        GPU name (catalog names and aliases).
+
+    Returns
+    -------
+    float
+        Loaded-idle power in W.
+    """
     name = resolve(gpu)
     row = load_fits().filter((pl.col("gpu") == name) & (pl.col("scope") == "gpu_default"))
     if row.height == 0:
@@ -102,14 +114,50 @@ def instance_power(
     exec_idle_share: float = 0.0,
     task: str | None = None,
 ) -> InstancePower:
-    """Power parameters of an instance of ``model`` on ``tp`` x ``gpu`` (fit, or GPU-level default)."""
+    """Power parameters of an instance of ``model`` on ``tp`` x ``gpu`` (fit, or GPU-level default).
+
+    Parameters
+    ----------
+    gpu
+        GPU name.
+    model
+        Model served (``None``: the GPU-level default curve).
+    tp
+        Tensor-parallel degree.
+    n_gpus
+        GPUs of the instance (default ``tp``).
+    exec_idle_share
+        Share of busy time spent execution-idle.
+    task
+        ML.ENERGY task whose fits to prefer.
+
+    Returns
+    -------
+    InstancePower
+        Busy curve, loaded-idle power and GPU count of the instance.
+    """
     n = float(n_gpus if n_gpus is not None else tp)
     curve = power_curve(gpu, model, tp, n_gpus=int(max(1, round(n))), task=task)
     return InstancePower(curve, idle_power_w(gpu), n, exec_idle_share)
 
 
 def mean_power_w(power: InstancePower, utilisation: float, batch: float) -> float:
-    """Time-average instance power at ``utilisation`` (busy share of on-time) and running ``batch``."""
+    """Time-average instance power at ``utilisation`` (busy share of on-time) and running ``batch``.
+
+    Parameters
+    ----------
+    power
+        The instance's power curves.
+    utilisation
+        Busy share of on-time, in [0, 1].
+    batch
+        Running batch while busy.
+
+    Returns
+    -------
+    float
+        Mean power in W.
+    """
     require_range("utilisation", utilisation, 0.0, 1.0)
     return utilisation * power.power_w("busy", batch) + (1.0 - utilisation) * power.power_w("idle")
 
@@ -204,13 +252,19 @@ def energy(
         Check that every instance's mean power while powered lies in its GPUs' physical range (0 to 5 % above
         their TDP) and that energy per output token is finite and > 0 where tokens were made; an
         :class:`~workbench.errors.InvariantError` otherwise (see :mod:`workbench.sim.invariants`).
+
+    Returns
+    -------
+    EnergyReport
+        Tables by segment, instance, pool and fleet.
     """
     require_pue(pue)
     inst = result.instances.sort("instance")
     seg = result.segments
     _check_segments(seg, inst)
     phi_expr = exec_idle_share if isinstance(exec_idle_share, pl.Expr) else None
-    shares = _per_instance(0.0 if phi_expr is not None else exec_idle_share, inst, "exec_idle_share")
+    idle_share = 0.0 if isinstance(exec_idle_share, pl.Expr) else exec_idle_share  # an expression: per segment
+    shares = _per_instance(idle_share, inst, "exec_idle_share")
     params = []
     for row, phi in zip(inst.iter_rows(named=True), shares, strict=True):
         p = (power or {}).get(row["instance"])
@@ -298,7 +352,9 @@ def energy(
     tables = [_derived(t, pue) for t in (by_inst.sort("instance"), by_pool, fleet)]
     if check:
         _check_power_range(tables[0])
-    return EnergyReport(segs.drop(pl.selectors.starts_with("_")), *tables, pue=pue)
+    by_instance, by_pool_table, fleet_table = tables
+    segments = segs.drop(pl.selectors.starts_with("_"))
+    return EnergyReport(segments, by_instance, by_pool_table, fleet_table, pue=pue)
 
 
 #: Headroom above a GPU's TDP that a fitted power curve may reach (H100-SXM's fit peaks 1 % above 700 W).
@@ -306,8 +362,11 @@ TDP_HEADROOM = 1.05
 
 
 def _check_power_range(by_inst: pl.DataFrame) -> None:
-    """Raise :class:`InvariantError` for an instance whose mean power is outside its GPUs' range, or whose
-    energy per output token is not a finite positive number although it made tokens."""
+    """Raise :class:`InvariantError` for an instance whose power or energy per token is impossible.
+
+    That is, its mean power lies outside its GPUs' range, or its energy per output token is not a finite
+    positive number although it made tokens.
+    """
     for row in by_inst.iter_rows(named=True):
         powered = row["busy_s"] + row["idle_s"] + row["starting_s"]
         if powered > 0:
@@ -356,10 +415,26 @@ def _derived(t: pl.DataFrame, pue: float) -> pl.DataFrame:
 
 
 def energy_timeseries(report: EnergyReport, bin_s: float = 3600.0, *, by: str | None = None) -> pl.DataFrame:
-    """IT energy per time bin (exact: segments split at bin edges), for the fleet or per ``by`` column.
+    """Return the IT energy per time bin, for the fleet or per ``by`` column.
+
+    Exact: segments are split at bin edges.
 
     Returns columns ``bin`` (index), ``start_s``, [``by``], ``energy_j``, ``mean_power_w``; the last bin ends
     at the end of the last segment.
+
+    Parameters
+    ----------
+    report
+        An :func:`energy` report.
+    bin_s
+        Bin width in seconds.
+    by
+        Segment column to split by (e.g. ``"pool"``), or ``None`` for the fleet.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per bin (and ``by`` value).
     """
     require_positive("bin_s", bin_s)
     seg = report.segments
@@ -367,8 +442,9 @@ def energy_timeseries(report: EnergyReport, bin_s: float = 3600.0, *, by: str | 
         return pl.DataFrame(
             schema={"bin": pl.Int64, "start_s": pl.Float64, "energy_j": pl.Float64, "mean_power_w": pl.Float64}
         )
-    t_end = float(seg["end_s"].max())
+    t_end = as_float(seg["end_s"].max())
     edges = np.append(np.arange(0.0, t_end, bin_s), t_end)  # the last bin ends at the last segment
+    groups: Iterable[tuple[Any, pl.DataFrame]]
     groups = [(None, seg)] if by is None else seg.group_by(by, maintain_order=True)
     frames = []
     for key, g in groups:

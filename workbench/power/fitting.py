@@ -20,6 +20,7 @@ only one or two runs gets the GPU's pooled default curve scaled to their mean (`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,11 +110,12 @@ def fit_logistic(
         )
         if best is None or sol.cost < best.cost:
             best = sol
+    assert best is not None  # at least one start was fitted
     return np.array(unpack(best.x)), "4p" if free_k else "3p_k1"
 
 
 def _runs_path() -> Path:
-    """The ML.ENERGY runs through the dataset registry (checksummed), else the sibling shared folder."""
+    """Return the path of the ML.ENERGY runs: the registered dataset (checksummed), else the shared folder."""
     from workbench.datasets import fetch
     from workbench.errors import DatasetError
 
@@ -127,7 +129,18 @@ def _runs_path() -> Path:
 
 
 def load_runs(path: str | Path | None = None) -> pl.DataFrame:
-    """ML.ENERGY v3 runs with ``gpu`` (table name), ``power_per_gpu_w`` and ``tdp_w`` added."""
+    """ML.ENERGY v3 runs with ``gpu`` (table name), ``power_per_gpu_w`` and ``tdp_w`` added.
+
+    Parameters
+    ----------
+    path
+        The runs CSV (default: the registered ML.ENERGY runs).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per run.
+    """
     runs = pl.read_csv(path or _runs_path(), glob=False)
     tdp = {g: gpu_facts(g).tdp_w for g in runs["gpu_model"].unique()}
     return runs.with_columns(
@@ -173,6 +186,16 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
     Columns: scope (``"run_group"`` | ``"gpu_default"``), gpu, model_id, task, num_gpus, tp, ep, n_points,
     batch_min, batch_max (measured range), p_low_w, p_high_w, k, x0, fit_kind, rmse_w, median_ape, max_ape
     (in-sample errors), source, idle_w (the loaded-idle floor of ``p_low_w``) and idle_source.
+
+    Parameters
+    ----------
+    runs
+        ML.ENERGY runs (default :func:`load_runs`).
+
+    Returns
+    -------
+    polars.DataFrame
+        The fit table, one row per run group and per GPU default.
     """
     runs = load_runs() if runs is None else runs
     defaults = _gpu_defaults(runs)
@@ -199,8 +222,11 @@ def build_fits(runs: pl.DataFrame | None = None) -> pl.DataFrame:
 
 
 def scale_default(default: dict, batch: np.ndarray, power_w: np.ndarray) -> np.ndarray:
-    """``[p_low, p_high, k, x0]`` of a GPU default curve (a fit-table row) with both levels scaled so that
-    its mean over the measured ``batch`` equals the mean measured ``power_w`` (the rule for 1-2 runs)."""
+    """Scale a GPU default curve's levels to the measured mean power.
+
+    Returns ``[p_low, p_high, k, x0]`` of a GPU default curve (a fit-table row) with both levels scaled so that
+    its mean over the measured ``batch`` equals the mean measured ``power_w`` (the rule for 1-2 runs).
+    """
     params = np.array([default["p_low_w"], default["p_high_w"], default["k"], default["x0"]], float)
     scale = float(np.mean(power_w) / np.mean(_logistic(np.log2(batch), *params)))
     return params * np.array([scale, scale, 1.0, 1.0])
@@ -300,7 +326,18 @@ def _gpu_defaults(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_fits(path: str | Path | None = None) -> Path:
-    """Rebuild the fit table from the runs and write it (4 decimals) to ``path`` (default: ``data/``)."""
+    """Rebuild the fit table from the runs and write it (4 decimals) to ``path`` (default: ``data/``).
+
+    Parameters
+    ----------
+    path
+        Destination CSV (default ``data/power_fits.csv``).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
     fits = build_fits()
     num = ["batch_min", "batch_max", "p_low_w", "p_high_w", "k", "x0", "rmse_w", "median_ape", "max_ape"]
     path = Path(path or DATA_DIR / FITS_FILE)
@@ -309,7 +346,18 @@ def write_fits(path: str | Path | None = None) -> Path:
 
 
 def fit_report(fits: pl.DataFrame | None = None, runs: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per-GPU error of the shipped fits against the runs: median / p90 absolute % error over all points."""
+    """Per-GPU error of the shipped fits against the runs: median / p90 absolute % error over all points.
+
+    Parameters
+    ----------
+    fits, runs
+        Fit table and runs (default: the shipped ones).
+
+    Returns
+    -------
+    polars.DataFrame
+        Per GPU: ``n_points, n_groups, median_ape, p90_ape, max_ape`` (fractions).
+    """
     fits = load_fits() if fits is None else fits
     runs = load_runs() if runs is None else runs
     f = fits.filter(pl.col("scope") == "run_group").rename({"tp": "tensor_parallel", "ep": "expert_parallel"})
@@ -336,26 +384,47 @@ def fit_report(fits: pl.DataFrame | None = None, runs: pl.DataFrame | None = Non
     )
 
 
-def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | None = None) -> pl.DataFrame:
-    """Leave-one-out error of the fit per GPU: each interior point of a group with >= 4 points is predicted by
-    the fit to the group's other points (interpolation inside the measured range; refits every time).
-
-    Returns per GPU ``n_points`` (predicted points), ``median_ape``, ``p90_ape`` and ``max_ape``.
-    """
-    runs = load_runs() if runs is None else runs
-    if gpus is not None:
-        runs = runs.filter(pl.col("gpu").is_in([resolve(g) for g in gpus]))
-    out: list[tuple[str, float]] = []
+def _run_groups(runs: pl.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray, float, float]]:
+    """Yield GPU, batch sizes, per-GPU power, TDP and loaded-idle power of each group of >= 4 runs, by batch."""
     for key, grp in runs.group_by(GROUP_KEYS, maintain_order=True):
         if grp.height < 4:
             continue
         grp = grp.sort("avg_batch_size")
         b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        idle_w = loaded_idle(key[0])[0]
-        for i in range(1, b.size - 1):
-            keep = np.arange(b.size) != i
-            params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
-            out.append((key[0], abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0)))
+        yield key[0], b, p, tdp, loaded_idle(key[0])[0]
+
+
+def _held_out_errors(b: np.ndarray, p: np.ndarray, tdp: float, idle_w: float) -> list[float]:
+    """Return the |relative error| of each interior run predicted by a fit to its group's other runs."""
+    out = []
+    for i in range(1, b.size - 1):
+        keep = np.arange(b.size) != i
+        params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
+        out.append(abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0))
+    return out
+
+
+def leave_one_out(runs: pl.DataFrame | None = None, *, gpus: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Leave-one-out error of the fit per GPU.
+
+    Each interior point of a group with >= 4 points is predicted by the fit to the group's other points
+    (interpolation inside the measured range; refits every time).
+
+    Returns per GPU ``n_points`` (predicted points), ``median_ape``, ``p90_ape`` and ``max_ape``.
+
+    Parameters
+    ----------
+    runs
+        ML.ENERGY runs (default :func:`load_runs`).
+    gpus
+        GPUs to evaluate (default: all).
+    """
+    runs = load_runs() if runs is None else runs
+    if gpus is not None:
+        runs = runs.filter(pl.col("gpu").is_in([resolve(g) for g in gpus]))
+    out: list[tuple[str, float]] = []
+    for gpu, b, p, tdp, idle_w in _run_groups(runs):
+        out += [(gpu, e) for e in _held_out_errors(b, p, tdp, idle_w)]
     ape = pl.DataFrame(out, schema={"gpu": pl.Utf8, "ape": pl.Float64}, orient="row")
     return (
         ape.group_by("gpu")
@@ -392,17 +461,10 @@ def lookup_rule_errors(
     groups = fits.filter(pl.col("scope") == "run_group", pl.col("fit_kind") != "scaled_default")
     default = fits.filter(pl.col("scope") == "gpu_default")
     out: dict[str, list[float]] = {r: [] for r in (*RULES, "other_gpu_count")}
-    for key, grp in runs.group_by(GROUP_KEYS, maintain_order=True):
-        if grp.height < 4:
-            continue
-        grp = grp.sort("avg_batch_size")
-        b, p, tdp = grp["avg_batch_size"].to_numpy(), grp["power_per_gpu_w"].to_numpy(), grp["tdp_w"][0]
-        idle_w = loaded_idle(key[0])[0]
-        for i in range(1, b.size - 1) if refit else ():
-            keep = np.arange(b.size) != i
-            params, _ = fit_logistic(b[keep], p[keep], tdp_w=tdp, idle_w=idle_w)
-            out["fit"].append(abs(float(_logistic(np.log2(b[i]), *params)) / p[i] - 1.0))
-        params = scale_default(default.filter(pl.col("gpu") == key[0]).row(0, named=True), b[:2], p[:2])
+    for gpu, b, p, tdp, idle_w in _run_groups(runs):
+        if refit:
+            out["fit"] += _held_out_errors(b, p, tdp, idle_w)
+        params = scale_default(default.filter(pl.col("gpu") == gpu).row(0, named=True), b[:2], p[:2])
         out["scaled_default"] += list(np.abs(_logistic(np.log2(b[2:]), *params) / p[2:] - 1.0))
     cols = ["p_low_w", "p_high_w", "k", "x0"]
     x = pl.col("avg_batch_size").log(2)

@@ -58,7 +58,7 @@ def hierarchy_energy(result: SimResult) -> pl.DataFrame:
     ConfigError
         When the result's hierarchy counters are incomplete.
     """
-    schema = {"instance": pl.Int64, **{c: pl.Float64 for c in COMPONENTS}, "kv_j": pl.Float64}
+    schema = pl.Schema({"instance": pl.Int64, **{c: pl.Float64 for c in COMPONENTS}, "kv_j": pl.Float64})
     info = result.counters.get("kv_hierarchy")
     if info is None:
         return pl.DataFrame(schema=schema)
@@ -77,8 +77,8 @@ def hierarchy_energy(result: SimResult) -> pl.DataFrame:
         powered, on="instance", how="left"
     )
     inst = inst.with_columns(pl.col("powered_s").fill_null(0.0))
-    dram = config.dram if "dram" in config.tiers else None
-    ssd = config.ssd if "ssd" in config.tiers else None
+    dram = config.dram_spec if "dram" in config.tiers else None
+    ssd = config.ssd_spec if "ssd" in config.tiers else None
     table = _link_table(links)
     ssd_busy = (
         table.filter(pl.col("kind").is_in(["ssd_read", "ssd_write"]))
@@ -100,9 +100,10 @@ def hierarchy_energy(result: SimResult) -> pl.DataFrame:
         pl.lit(0.0).alias("store_j"),
     )
     rows = [per.select("instance", "dram_j", "ssd_j", "store_j")]
-    if config.store is not None:
+    store = config.store_spec
+    if store is not None:
         makespan = float(result.counters.get("makespan_s", 0.0))
-        store_j = config.store.capacity_gb * config.store.idle_w_per_gb * makespan
+        store_j = store.capacity_gb * store.idle_w_per_gb * makespan
         rows.append(pl.DataFrame({"instance": [-1], "dram_j": [0.0], "ssd_j": [0.0], "store_j": [store_j]}))
     out = (
         pl.concat(rows, how="vertical_relaxed")
@@ -126,9 +127,10 @@ def hierarchy_capex(hierarchy: KVHierarchy, n_gpus: float) -> dict[str, float]:
     for _, spec in hierarchy.tier_specs():
         usd += spec.capacity_gb * spec.usd_per_gb * n_gpus
         power += spec.capacity_gb * spec.idle_w_per_gb * n_gpus
-    if hierarchy.store is not None:
-        usd += hierarchy.store.capacity_gb * hierarchy.store.usd_per_gb
-        power += hierarchy.store.capacity_gb * hierarchy.store.idle_w_per_gb
+    store = hierarchy.store_spec
+    if store is not None:
+        usd += store.capacity_gb * store.usd_per_gb
+        power += store.capacity_gb * store.idle_w_per_gb
     return {"kv_capex_usd": usd, "kv_power_w": power}
 
 

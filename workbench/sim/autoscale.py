@@ -140,7 +140,9 @@ class Scaler(Protocol):
 
     name: str
 
-    def desired(self, obs: PoolObservation) -> int: ...
+    def desired(self, obs: PoolObservation) -> int:
+        """Return the desired instance count (on + starting) of the pool observed in ``obs``."""
+        ...
 
 
 class Static:
@@ -156,7 +158,7 @@ class Static:
 
 
 def _idle_expired(obs: PoolObservation, tau: float) -> int:
-    """Number of on instances idle for at least ``tau`` seconds."""
+    """Count the on instances idle for at least ``tau`` seconds."""
     return int(np.count_nonzero(obs.now - obs.idle_since >= tau))
 
 
@@ -245,7 +247,7 @@ _SCALER_CLASSES = {cls.name: cls for cls in (Static, KPA, Saturation, DelayedOff
 
 
 def get_scaler(cfg: AutoscaleConfig) -> Scaler:
-    """The policy object for ``cfg.policy`` (fresh state)."""
+    """Return the policy object for ``cfg.policy`` (fresh state)."""
     return _SCALER_CLASSES[cfg.policy](cfg)
 
 

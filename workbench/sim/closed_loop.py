@@ -100,8 +100,11 @@ class ClosedLoop:
 
 
 def open_workload(trace) -> tuple[object, ClosedLoop | None]:
-    """The rows to simulate and, for a :class:`~workbench.traces.agentic.SessionWorkload`, its release rules
-    (``None`` for a plain trace, which runs open-loop)."""
+    """Return the rows to simulate and their release rules.
+
+    The rules are those of a :class:`~workbench.traces.agentic.SessionWorkload`; ``None`` for a plain trace,
+    which runs open-loop.
+    """
     from workbench.traces.agentic import SessionWorkload
 
     if isinstance(trace, SessionWorkload):

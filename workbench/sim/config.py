@@ -171,8 +171,11 @@ class InstanceConfig:
             as_performance_model(self.perf)  # fails early, naming the field, when perf cannot time a batch
 
     def performance_model(self) -> PerformanceModel:
-        """This instance's performance model: ``perf`` (a name resolved by
-        :func:`workbench.hardware.performance_model`, or a model adapted if needed), else the roofline."""
+        """Return this instance's performance model.
+
+        ``perf`` (a name resolved by :func:`workbench.hardware.performance_model`, or a model adapted if
+        needed), else the roofline.
+        """
         if self.perf is None or isinstance(self.perf, str):
             from workbench.hardware import performance_model
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from workbench.config import require_positive
+from workbench.config import as_float, require_positive
 from workbench.errors import ConfigError
 from workbench.seeds import Streams
 from workbench.sim.config import InstanceConfig
@@ -27,7 +27,7 @@ def load_curve(
     requests: int = 2_000,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """Simulated and analytic latency of one instance at several loads (Poisson arrivals).
+    """Simulate one instance at several loads (Poisson arrivals) next to the analytic latency.
 
     Parameters
     ----------
@@ -59,11 +59,11 @@ def load_curve(
     perf = config.performance_model()
     svc = instance_service_model(
         perf,
-        float(p.mean()),
-        float(o.mean()),
+        as_float(p.mean()),
+        as_float(o.mean()),
         batch_size=config.scheduler.max_num_seqs,
-        prompt_var=float(p.var()),
-        output_var=float(o.var()),
+        prompt_var=as_float(p.var()),
+        output_var=as_float(o.var()),
         kv_capacity_tokens=config.kv_capacity(),
     )
     capacity = float(svc.capacity_rps[0])
@@ -97,7 +97,7 @@ def load_curve(
             "tpot_mean_s": lat["tpot_s"],
         }
         for source, values in (("simulation", sim), ("analytic", ana)):
-            rows += [(float(f), rate, source, metric, float(v)) for metric, v in values.items()]
+            rows += [(float(f), rate, source, metric, as_float(v)) for metric, v in values.items()]
     return pl.DataFrame(
         rows,
         schema={

@@ -37,6 +37,7 @@ from typing import ParamSpec, TypeVar
 
 import polars as pl
 
+from workbench.config import as_float
 from workbench.errors import InvariantError
 from workbench.sim.metrics import rejection_summary, summarize, summary
 from workbench.sim.result import SimResult
@@ -57,9 +58,11 @@ class RejectionWarning(UserWarning):
 
 
 def rejections_in_table(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a study whose result table reports every run's rejections (``rejected`` and
-    ``reject_reasons`` of :func:`~workbench.sim.metrics.summarize`): the runs' :class:`RejectionWarning` s are
-    not repeated one by one."""
+    """Decorate a study whose result table reports every run's rejections.
+
+    The table's ``rejected`` and ``reject_reasons`` (of :func:`~workbench.sim.metrics.summarize`) say it all, so
+    the runs' :class:`RejectionWarning` s are not repeated one by one.
+    """
 
     @functools.wraps(func)
     def study(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -151,7 +154,7 @@ def _segments(seg: pl.DataFrame) -> None:
 def _time_frame(req: pl.DataFrame) -> None:
     if req.height == 0:
         return
-    first, last = req["arrival_s"].min(), req["arrival_s"].max()
+    first, last = as_float(req["arrival_s"].min()), as_float(req["arrival_s"].max())
     span = last - first
     if first > max(span, LEAD_IN_FREE_S):
         raise InvariantError(

@@ -37,7 +37,7 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from workbench.config import require_choice, require_int, require_positive
 from workbench.errors import ConfigError
@@ -55,7 +55,7 @@ class EvictionPolicy(Protocol):
     """
 
     def insert(self, key: Hashable) -> None:
-        """A new entry (not present)."""
+        """Record a new entry (not present)."""
         ...
 
     def touch(self, key: Hashable) -> None:
@@ -67,7 +67,7 @@ class EvictionPolicy(Protocol):
         ...
 
     def victim(self) -> Hashable:
-        """The entry to evict next (the tier is not empty); it stays until :meth:`remove`."""
+        """Return the entry to evict next (the tier is not empty); it stays until :meth:`remove`."""
         ...
 
     def __contains__(self, key: object) -> bool: ...
@@ -166,7 +166,7 @@ def register_eviction_policy(name: str, factory: Callable[[], EvictionPolicy]) -
 
 
 def eviction_policy(name: str) -> EvictionPolicy:
-    """A fresh policy object registered as ``name``."""
+    """Return a fresh policy object registered as ``name``."""
     return EVICTION_POLICIES[
         require_choice("eviction", name, tuple(EVICTION_POLICIES), what="eviction policy")
     ]()
@@ -201,7 +201,7 @@ class Tier:
         return len(self.policy)
 
     def entries(self) -> Iterator[Hashable]:
-        """The entries, in the policy's order (victim first for LRU/FIFO)."""
+        """Return the entries, in the policy's order (victim first for LRU/FIFO)."""
         return iter(self.policy)
 
     def put(self, key: Hashable) -> tuple[bool, Hashable | None]:
@@ -291,16 +291,21 @@ class TierChain:
         return -1
 
     def clear(self) -> None:
-        """Forget every entry (a failed node loses its host memory; SSD content is kept by callers that
-        want persistence by not calling this)."""
+        """Forget every entry.
+
+        A failed node loses its host memory; callers that want SSD content to persist do not call this.
+        """
         for tier in self.tiers:
             for key in list(tier.entries()):
                 tier.discard(key)
 
 
 class KVStore(Tier):
-    """A shared remote KV store (Mooncake store, LMCache remote backend): one :class:`Tier` that every
-    instance reads and writes over the network; ``writes`` counts the entries offered to it."""
+    """A shared remote KV store (Mooncake store, LMCache remote backend).
+
+    One :class:`Tier` that every instance reads and writes over the network; ``writes`` counts the entries
+    offered to it.
+    """
 
     __slots__ = ("offered",)
 
@@ -525,8 +530,24 @@ class KVHierarchy:
             )
         return cls(**data)
 
+    # The fields take dicts too; ``__post_init__`` turns them into specs, which these typed views return.
+    @property
+    def dram_spec(self) -> TierSpec | None:
+        """The host-memory tier per GPU, or ``None``."""
+        return cast("TierSpec | None", self.dram)
+
+    @property
+    def ssd_spec(self) -> TierSpec | None:
+        """The local-SSD tier per GPU, or ``None``."""
+        return cast("TierSpec | None", self.ssd)
+
+    @property
+    def store_spec(self) -> StoreSpec | None:
+        """The shared remote store, or ``None``."""
+        return cast("StoreSpec | None", self.store)
+
     def tier_specs(self) -> list[tuple[str, TierSpec]]:
-        """The local tiers that hold something, fastest first."""
+        """Return the local tiers that hold something, fastest first."""
         return [(n, getattr(self, n)) for n in self.tiers]
 
     def entries(self, capacity_gb: float, entry_bytes: int, gpus: float = 1.0) -> int:

@@ -119,7 +119,7 @@ LINKS: dict[str, LinkSpec] = {
 
 
 def link_spec(name_or_spec: str | LinkSpec) -> LinkSpec:
-    """A :class:`LinkSpec` from a name of :data:`LINKS` (or the spec itself)."""
+    """Return a :class:`LinkSpec` from a name of :data:`LINKS` (or the spec itself)."""
     if isinstance(name_or_spec, LinkSpec):
         return name_or_spec
     spec = LINKS.get(name_or_spec)
@@ -392,9 +392,11 @@ class Network:
         return flow
 
     def account(self, size_bytes: float, path: Sequence[int]) -> None:
-        """Count ``size_bytes`` moved over ``path`` without a flow: for background traffic that nothing waits
-        for and that shares its links with nothing modelled (e.g. offloading writes device -> host); busy time
-        grows by ``size / bandwidth`` per link."""
+        """Count ``size_bytes`` moved over ``path`` without a flow.
+
+        For background traffic that nothing waits for and that shares its links with nothing modelled (e.g.
+        offloading writes device -> host); busy time grows by ``size / bandwidth`` per link.
+        """
         for link in path:
             self.bytes_moved[link] += size_bytes
             self.busy_s[link] += size_bytes / self.bandwidth[link]

@@ -183,8 +183,10 @@ class Measurement:
 
     @property
     def met(self) -> bool | None:
-        """Whether the target is met: by the interval, or by the point estimate once precise (``None``:
-        not settled, or no limit)."""
+        """Whether the target is met.
+
+        By the interval, or by the point estimate once precise (``None``: not settled, or no limit).
+        """
         t = self.target
         if t.limit is None:
             return None
@@ -287,19 +289,19 @@ class Verdict:
         return self.run_requests - self.warmup
 
     def measurement(self, column: str, pool: str | None = None) -> Measurement | None:
-        """The measurement of ``column`` (and ``pool``), or ``None``."""
+        """Return the measurement of ``column`` (and ``pool``), or ``None``."""
         for m in self.measurements:
             if m.target.column == column and m.target.pool == pool:
                 return m
         return None
 
     def estimate(self, column: str = "ttft_s", pool: str | None = None) -> stats.Estimate | None:
-        """The estimate of ``column``'s target (``None`` when not measured)."""
+        """Return the estimate of ``column``'s target (``None`` when not measured)."""
         m = self.measurement(column, pool)
         return None if m is None else m.estimate
 
     def binding(self) -> Measurement | None:
-        """The measurement that decided the verdict: the failing one, else the closest to its limit."""
+        """Return the measurement that decided the verdict: the failing one, else the closest to its limit."""
         ms = [m for m in self.measurements if m.target.limit is not None]
         if not ms:
             return self.measurements[0] if self.measurements else None
@@ -314,7 +316,7 @@ class Verdict:
         return max(pool, key=closeness)
 
     def describe(self) -> str:
-        """The verdict in words, with the CI, the requests and the warm-up."""
+        """Return the verdict in words, with the CI, the requests and the warm-up."""
         head = self.status + (" (marginal: within the tolerance of the target)" if self.marginal else "")
         parts = [m.describe() for m in self.measurements]
         if self.status == "unstable":
@@ -327,7 +329,10 @@ class Verdict:
         )
 
     def summary(self) -> str:
-        """The verdict in a few words: status and the deciding measurement (``"fails: P99 TTFT 0.61 s"``)."""
+        """Return the verdict in a few words: status and the deciding measurement.
+
+        For example ``"fails: P99 TTFT 0.61 s"``.
+        """
         if self.status == "unstable":
             return (
                 f"unstable: the backlog grows {self.backlog_growth:.3g} req/s "
@@ -385,13 +390,13 @@ Runner = Callable[[int, int], Run]
 
 
 def _backlog(arrival: np.ndarray, served: np.ndarray) -> np.ndarray:
-    """Requests that arrived before each arrival and had not been served by then (arrival order)."""
+    """Count the requests that arrived before each arrival and had not been served by then (arrival order)."""
     done = np.sort(served)
     return np.maximum(np.arange(arrival.size) - np.searchsorted(done, arrival, side="right"), 0)
 
 
 def _series(df: pl.DataFrame, target: Target) -> tuple[np.ndarray, float]:
-    """(served values in arrival order, rejected share) of one target over ``df`` (already scored)."""
+    """Return (served values in arrival order, rejected share) of one target over ``df`` (already scored)."""
     if target.pool is not None:
         df = df.filter(pl.col("pool") == target.pool)
     if df.height == 0:
@@ -586,8 +591,11 @@ def measure(
 
 
 def _marginal(status: str, ms: Sequence[Measurement]) -> bool:
-    """The verdict rests on a point estimate: a met target whose interval straddles its limit ("meets"), or
-    no target failed by its whole interval ("fails")."""
+    """Whether the verdict rests on a point estimate.
+
+    A met target whose interval straddles its limit ("meets"), or no target failed by its whole interval
+    ("fails").
+    """
     judged = [m for m in ms if m.target.limit is not None]
     if status == "meets":
         return any(m.side == 0 for m in judged)
@@ -597,7 +605,10 @@ def _marginal(status: str, ms: Sequence[Measurement]) -> bool:
 
 
 def _confirm_seed(seed: int) -> int:
-    """The seed of the confirmation run (independent of ``seed``'s stream, the same for every candidate)."""
+    """Return the seed of the confirmation run.
+
+    It is independent of ``seed``'s stream, and the same for every candidate.
+    """
     return int(Streams(int(seed)).sequence("measure/confirm").generate_state(1)[0] % (2**31))
 
 
@@ -653,6 +664,7 @@ def smallest_count(
                 hi = nxt
             else:
                 lo, nxt = nxt, 2 * nxt
+    assert hi is not None  # bracketed above
     while True:
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -712,7 +724,7 @@ def smallest_pair(
 
 # ---------------------------------------------------------------------------------------------- SLOs, fleets
 def slo_targets(slo: Any, pools: Sequence[str] | None = None) -> tuple[Target, ...]:
-    """The targets of an SLO (anything with ``ttft_s``, ``tpot_s``, ``goodput`` and ``quantile``).
+    """Return the targets of an SLO (anything with ``ttft_s``, ``tpot_s``, ``goodput`` and ``quantile``).
 
     Fleet-level by default: the quantile is over all requests of the workload. ``pools`` adds the same
     targets for each named pool (per-pool SLOs, only when asked for). A goodput target becomes a ``share``
@@ -734,7 +746,7 @@ def slo_targets(slo: Any, pools: Sequence[str] | None = None) -> tuple[Target, .
 
 
 def add_good_column(requests: pl.DataFrame, slo: Any) -> pl.DataFrame:
-    """``requests`` with a boolean ``good``: served and within every latency target of ``slo``."""
+    """Add a boolean ``good`` to ``requests``: served and within every latency target of ``slo``."""
     good = ~pl.col("rejected") if "rejected" in requests.columns else pl.lit(True)
     if slo.ttft_s is not None:
         good = good & (pl.col("ttft_s").fill_null(math.inf) <= slo.ttft_s)
@@ -783,8 +795,10 @@ class RequestSource:
         return self.draw(n, seed), False
 
     def rescaled(self, factor: float) -> RequestSource:
-        """The same requests sped up by ``factor`` (:func:`workbench.traces.transforms.rescale`: arrival times
-        divided by it, the mean rate multiplied)."""
+        """Return the same requests sped up by ``factor``.
+
+        See :func:`workbench.traces.transforms.rescale`: arrival times divided by it, the mean rate multiplied.
+        """
         from workbench.traces.transforms import rescale
 
         require_positive("factor", factor)
@@ -796,8 +810,11 @@ class RequestSource:
 
 
 def request_source(workload: Any, name: str | None = None) -> RequestSource:
-    """A :class:`RequestSource` from a trace, a generator (``.generate(n=, seed=)``), a source, or anything
-    with a ``requests`` source (a prepared :class:`~workbench.planning.Workload`)."""
+    """Make a :class:`RequestSource` from a trace, a generator, a source or a workload.
+
+    A generator has ``.generate(n=, seed=)``; anything with a ``requests`` source (a prepared
+    :class:`~workbench.planning.Workload`) is accepted too.
+    """
     if isinstance(workload, RequestSource):
         return workload
     if isinstance(getattr(workload, "requests", None), RequestSource):
@@ -866,7 +883,7 @@ def verify(
     setup: Callable | None = None,
     pools: Sequence[str] | None = None,
 ) -> Verdict:
-    """Does ``fleet`` meet ``slo`` on ``workload``? The kernel's verdict for a fleet.
+    """Decide whether ``fleet`` meets ``slo`` on ``workload``: the kernel's verdict for a fleet.
 
     Parameters
     ----------

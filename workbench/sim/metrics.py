@@ -1,6 +1,9 @@
-"""Metrics of :class:`~workbench.sim.result.SimResult` tables: :func:`summary` (latency percentiles,
-throughput, SLO attainment, utilisation), the fleet comparisons (:func:`summarize`, :func:`compare`,
-:func:`latency_cdf`, :func:`instance_stats`) and the time series (:func:`gpu_hours`, :func:`instance_count`)."""
+"""Metrics of :class:`~workbench.sim.result.SimResult` tables.
+
+:func:`summary` (latency percentiles, throughput, SLO attainment, utilisation), the fleet comparisons
+(:func:`summarize`, :func:`compare`, :func:`latency_cdf`, :func:`instance_stats`) and the time series
+(:func:`gpu_hours`, :func:`instance_count`).
+"""
 
 from __future__ import annotations
 

@@ -31,12 +31,18 @@ class ServiceDistribution(Protocol):
     """A service-time distribution: mean, variance and a vectorised sampler."""
 
     @property
-    def mean(self) -> float: ...
+    def mean(self) -> float:
+        """Mean service time (seconds)."""
+        ...
 
     @property
-    def var(self) -> float: ...
+    def var(self) -> float:
+        """Variance of a service time (s²)."""
+        ...
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` service times (seconds) with ``rng``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +132,22 @@ DISTRIBUTIONS = {
 
 
 def service_distribution(name: str, **params) -> ServiceDistribution:
-    """Build a service distribution by short name (``exponential``, ``deterministic``, ``lognormal``,
-    ``empirical``)."""
+    """Build a service distribution by short name.
+
+    The names: ``exponential``, ``deterministic``, ``lognormal``, ``empirical``.
+
+    Parameters
+    ----------
+    name
+        Short name (case and surrounding spaces ignored).
+    **params
+        Parameters of the distribution's class (e.g. ``mean``).
+
+    Returns
+    -------
+    ServiceDistribution
+        The distribution.
+    """
     name = require_choice("service distribution", name, tuple(DISTRIBUTIONS))
     return DISTRIBUTIONS[name](**params)
 
@@ -198,6 +218,11 @@ def simulate_queue(
     table
         Build the per-customer table (``False`` saves 36 bytes a customer for long validation runs).
 
+    Returns
+    -------
+    QueueResult
+        Waiting-time statistics after the warm-up (and the per-customer table with ``table``).
+
     Notes
     -----
     Per-customer state lives in typed buffers (:class:`array.array`, viewed as numpy arrays for the
@@ -252,7 +277,8 @@ def simulate_queue(
         else:
             queue.append(i)
 
-    engine.run(ArrivalFeed(array("d", arrivals.tobytes()), arrive))
+    # ArrivalFeed indexes ``times`` (any sequence of floats; its annotation says list, the fastest)
+    engine.run(ArrivalFeed(array("d", arrivals.tobytes()), arrive))  # type: ignore[arg-type]
     skip = int(customers * warmup)
     start_a = np.frombuffer(start, dtype=np.float64)[skip:]
     arr_a = arrivals[skip:]

@@ -134,7 +134,7 @@ def simulate_reference(
     n = len(arrival)
     use_cache = bool(prefix_block_tokens and s.prefix_caching and "prefix_hashes" in requests.columns)
     hashes = requests["prefix_hashes"].to_list() if use_cache else [None] * n
-    cache = _PrefixCache(prefix_block_tokens if use_cache else 0, bs)
+    cache = _PrefixCache((prefix_block_tokens or 0) if use_cache else 0, bs)
     if cache.H % bs:
         raise ConfigError(f"prefix_block_tokens ({cache.H}) must be a multiple of block_size ({bs})")
     hb = cache.hb

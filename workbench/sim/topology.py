@@ -206,7 +206,10 @@ class Pool:
 
 
 def instance_gpu(gpu_name: str, mig: str | None):
-    """The GPU an instance sees: the catalog GPU, or a MIG slice of it (scaled compute, memory, bandwidth)."""
+    """Return the GPU an instance sees: the catalog GPU, or a MIG slice of it.
+
+    A slice has scaled compute, memory and bandwidth.
+    """
     from workbench.hardware import gpu
 
     g = gpu(gpu_name)
@@ -378,7 +381,7 @@ class Fleet:
         return float(sum(p.instances * p.gpus_per_instance for p in self.pools))
 
     def pool(self, name: str) -> Pool:
-        """The pool called ``name`` (error lists the valid names)."""
+        """Return the pool called ``name`` (error lists the valid names)."""
         for p in self.pools:
             if p.name == name:
                 return p
@@ -386,8 +389,11 @@ class Fleet:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fleet:
-        """Build a fleet from a dict as read from TOML (``[[pools]]`` tables, ``[pools.autoscale]``,
-        ``scheduler = {...}``); :func:`workbench.config.from_dict` on :class:`Fleet`."""
+        """Build a fleet from a dict as read from TOML.
+
+        The dict holds ``[[pools]]`` tables, ``[pools.autoscale]``, ``scheduler = {...}``; this is
+        :func:`workbench.config.from_dict` on :class:`Fleet`.
+        """
         if isinstance(data, Mapping) and "pools" in data and not isinstance(data["pools"], list | tuple):
             raise ConfigError("fleet.pools: expected a list of pool tables ([[pools]] in TOML)")
         return from_dict(cls, data)
@@ -401,7 +407,7 @@ class Fleet:
 def monolithic(
     n: int, *, gpu: str = "H100-SXM", model: str = "Llama-3.1-8B", router: str = "jsq", **pool
 ) -> Fleet:
-    """A single pool of ``n`` instances behind ``router``."""
+    """Return a single pool of ``n`` instances behind ``router``."""
     return Fleet(pools=(Pool("main", gpu=gpu, model=model, instances=n, router=router, **pool),))
 
 

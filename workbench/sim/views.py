@@ -20,7 +20,7 @@ from workbench.sim.routing.prefix_index import PrefixIndex
 
 
 def ints(values) -> np.ndarray:
-    """An int64 array of an iterable of integers."""
+    """Return an int64 array of an iterable of integers."""
     return np.fromiter(values, dtype=np.int64)
 
 
@@ -102,7 +102,7 @@ class InstanceView:
         return len(self.instances)
 
     def fitting(self, tokens: int) -> InstanceView:
-        """The sub-view of the instances that can hold a request of ``tokens`` (prompt + output) tokens.
+        """Return the sub-view of the instances that can hold a request of ``tokens`` (prompt + output) tokens.
 
         ``self`` when every instance can; cached per size class (views are rebuilt on lifecycle changes).
         """
@@ -155,7 +155,7 @@ class InstanceView:
         return self.kv_blocks_used / self._capacity
 
     def prefix_match_tokens(self, request: Request) -> np.ndarray:
-        """Cached prefix tokens per instance (as :meth:`Instance.prefix_match_tokens`).
+        """Return the cached prefix tokens per instance (as :meth:`Instance.prefix_match_tokens`).
 
         With a prefix index (built at the first call, then kept by the instances' hooks): a few numpy calls on
         an array of (matched blocks + 1) x N booleans, whatever the number of instances, instead of a walk of
@@ -188,9 +188,12 @@ class InstanceView:
         return self._prefix_block
 
     def kv_load(self, request: Request) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per instance: prompt tokens cached on its GPU, tokens found below it (its KV tiers, the shared
-        store) and the expected seconds to load those at the links' current contention. Without a KV
-        hierarchy: the prefix matches, zeros and zeros."""
+        """Return the prefix tokens each instance holds and what loading the rest would cost.
+
+        Per instance: prompt tokens cached on its GPU, tokens found below it (its KV tiers, the shared store)
+        and the expected seconds to load those at the links' current contention. Without a KV hierarchy: the
+        prefix matches, zeros and zeros.
+        """
         insts = self.instances
         runtime = getattr(insts[0].prefix, "runtime", None) if insts else None
         if runtime is None:
@@ -223,7 +226,9 @@ class PoolSource(Protocol):
     block: list[int]
     fleet: Any
 
-    def estimate(self, p: int, request: Request) -> tuple[float, float]: ...
+    def estimate(self, p: int, request: Request) -> tuple[float, float]:
+        """Return the expected (latency s, energy J) of serving ``request`` on pool ``p``."""
+        ...
 
 
 class PoolView:

@@ -14,11 +14,28 @@ from workbench import traces
 
 @functools.lru_cache(maxsize=4)
 def twin(name: str) -> traces.Synthetic:
-    """The synthetic twin of the registered dataset ``name`` (fitted once per process)."""
+    """Return the synthetic twin of the registered dataset ``name`` (fitted once per process)."""
     return traces.fit(traces.load(name))
 
 
 def twin_trace(name: str, requests: int, seed: int, speedup: float = 1.0) -> traces.Trace:
-    """``requests`` requests of ``name``'s twin drawn with ``seed``, replayed ``speedup`` times faster."""
+    """Draw ``requests`` requests of ``name``'s twin with ``seed``, replayed ``speedup`` times faster.
+
+    Parameters
+    ----------
+    name
+        Registered dataset whose fitted twin draws the requests.
+    requests
+        Number of requests.
+    seed
+        Seed of the draw.
+    speedup
+        Arrival speed-up (:func:`workbench.traces.rescale`; 1: the twin's own rate).
+
+    Returns
+    -------
+    Trace
+        The drawn requests.
+    """
     trace = twin(name).generate(requests, seed=seed)
     return traces.rescale(trace, speedup) if speedup != 1.0 else trace

@@ -16,12 +16,12 @@ Here both mechanisms are those of the simulator's KV hierarchy (:mod:`workbench.
   each instance's GPU, at the links' current contention) against ``lmetric`` (the same cost, blind to the
   tiers: only GPU hits count).
 
-The workload is the agentic closed loop of :mod:`workbench.kv_studies` (:class:`~workbench.kv_studies.
-AgenticArm`: sessions starting in MMPP bursts, each step's prompt the whole conversation so far, fan-out tool
-calls): long prompts (about 17,000 tokens on average) of which about 80 % are a prefix computed before. Four
-H100 / Llama-3.1-8B instances share a Mooncake-style store (every computed prefix block is written to it;
-2 TB) reached over one 100 GbE NIC per GPU, so a prefix that has left an instance's GPU comes back over the
-network.
+The workload is the agentic closed loop of :mod:`workbench.studies.kv_hierarchy`
+(:class:`~workbench.studies.kv_hierarchy.AgenticArm`: sessions starting in MMPP bursts, each step's prompt the
+whole conversation so far, fan-out tool calls): long prompts (about 17,000 tokens on average) of which about 80
+% are a prefix computed before. Four H100 / Llama-3.1-8B instances share a Mooncake-style store (every computed
+prefix block is written to it; 2 TB) reached over one 100 GbE NIC per GPU, so a prefix that has left an
+instance's GPU comes back over the network.
 
 The workload is a **finite burst**: ``rate x duration_s`` sessions (400 at the headline) start over
 ``duration_s`` seconds and are served to completion; requests released in the first ``warmup_s`` seconds (caches
@@ -46,11 +46,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from workbench.kv_studies import AgenticArm
 from workbench.sim.fleet import simulate
 from workbench.sim.kvtiers import KVHierarchy
 from workbench.sim.topology import monolithic
 from workbench.studies.claims import NOT_REPRODUCED, REPRODUCED, UNDER_CONDITIONS, Claim, interval, percent
+from workbench.studies.kv_hierarchy import AgenticArm
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
 
 #: Published: SLO attainment of CALVO against its baseline, at best ("up to").
@@ -89,7 +89,7 @@ class CalvoArm:
     nic
         NIC per GPU (the path from the store).
     rate, duration_s
-        Mean session starts per second (MMPP bursts, :class:`~workbench.kv_studies.AgenticArm`) over
+        Mean session starts per second (MMPP bursts, :class:`~workbench.studies.kv_hierarchy.AgenticArm`) over
         ``duration_s`` seconds: ``rate x duration_s`` sessions, served to completion.
     warmup_s
         Requests released before this time are not counted.
@@ -119,18 +119,18 @@ class CalvoArm:
         return max(1, round(self.rate * self.duration_s))
 
     def workload(self, seed: int):
-        """The replication's sessions (:meth:`workbench.kv_studies.AgenticArm.workload`)."""
+        """Return the replication's sessions (:meth:`workbench.studies.kv_hierarchy.AgenticArm.workload`)."""
         agentic = AgenticArm(self.arm, sessions=self.sessions, rate=self.rate, mean_steps=self.mean_steps,
                              think_s=self.think_s)  # fmt: skip
         return agentic.workload(seed)
 
     def hierarchy(self) -> KVHierarchy:
-        """The shared store, the NICs and the promotion mode."""
+        """Return the shared store, the NICs and the promotion mode."""
         return KVHierarchy(store={"capacity_gb": self.store_gb}, promotion=self.promotion, nic=self.nic)
 
 
 def label(promotion: str, router: str = "lmetric", rate: float = 4.0, nic: str = "ethernet_100g") -> str:
-    """An arm's label: ``"overlap, kv_aware"`` at the headline setting, else with its rate and NIC."""
+    """Return an arm's label: ``"overlap, kv_aware"`` at the headline setting, else with its rate and NIC."""
     base = f"{promotion}, {router}"
     if rate == CalvoArm.rate and nic == CalvoArm.nic:
         return base
@@ -138,7 +138,7 @@ def label(promotion: str, router: str = "lmetric", rate: float = 4.0, nic: str =
 
 
 def arm(promotion: str, router: str = "lmetric", rate: float = 4.0, nic: str = "ethernet_100g") -> CalvoArm:
-    """The arm of that engine, router, load and NIC (labelled by :func:`label`)."""
+    """Return the arm of that engine, router, load and NIC (labelled by :func:`label`)."""
     return CalvoArm(label(promotion, router, rate, nic), promotion=promotion, router=router, rate=rate, nic=nic)
 
 
@@ -151,10 +151,13 @@ def slo_met(requests: pl.DataFrame, ttft_s: float = TTFT_SLO_S, tpot_s: float = 
 
 
 def run(arm: CalvoArm, seed: int) -> dict[str, float]:
-    """One replication: SLO attainment, TTFT (P99, mean), median TPOT, the share of prompt tokens loaded from
-    the store, the prefix-hit rate, the mean load wait, the share of loaded prefix entries recomputed anyway
-    (evicted, or cut off from their GPU prefix, before their request was admitted; whole run) and the request
-    counts (after the warm-up)."""
+    """Run one replication of the CALVO study and return its measures.
+
+    SLO attainment, TTFT (P99, mean), median TPOT, the share of prompt tokens loaded from the store, the
+    prefix-hit rate, the mean load wait, the share of loaded prefix entries recomputed anyway (evicted, or cut
+    off from their GPU prefix, before their request was admitted; whole run) and the request counts (after the
+    warm-up).
+    """
     fleet = dataclasses.replace(monolithic(arm.instances, router=arm.router), hierarchy=arm.hierarchy())
     result = simulate(arm.workload(seed), fleet, seed=seed)
     q = result.requests.filter(pl.col("arrival_s") >= arm.warmup_s)
@@ -198,14 +201,18 @@ BASELINE, STAGE, CALVO = label("blocking"), label("overlap"), label("overlap", "
 
 def study(arms: Sequence[CalvoArm] = ARMS, *, replications: int = REPLICATIONS, seed: int = 0,
           n_jobs: int = 1) -> Replicated:  # fmt: skip
-    """Every arm on the same ``replications`` seeds (common random numbers); :data:`ARMS` by default, and
-    ``study(CONDITIONS)`` for the conditions (same seeds, so its draws are the headline's)."""
+    """Every arm on the same ``replications`` seeds (common random numbers).
+
+    :data:`ARMS` by default, and ``study(CONDITIONS)`` for the conditions (same seeds, so its draws are the
+    headline's).
+    """
     return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 
 
 def gains(*reps: Replicated, metric: str = "slo_attainment") -> pl.DataFrame:
-    """Overlap against blocking (router ``lmetric``) at every load and NIC of the studies ``reps``: paired
-    relative change of ``metric`` with its 95 % interval, and the blocking arm's share of prompt tokens
+    """Overlap against blocking (router ``lmetric``) at every load and NIC of the studies ``reps``.
+
+    Paired relative change of ``metric`` with its 95 % interval, and the blocking arm's share of prompt tokens
     loaded from the store and mean ``metric``.
 
     Returns
@@ -260,8 +267,11 @@ def _nic_effect(table: pl.DataFrame) -> str:
 
 
 def claim(rep: Replicated, conditions: Replicated | None = None) -> Claim:
-    """The stage's and both mechanisms' SLO-attainment gains against the baseline (``rep``: :data:`ARMS`), and
-    where the stage's gain holds (``conditions``: :data:`CONDITIONS`, optional)."""
+    """Return the SLO-attainment gains of the stage and of both mechanisms against the baseline.
+
+    ``rep`` holds the :data:`ARMS` runs; ``conditions`` (:data:`CONDITIONS`, optional) adds where the stage's
+    gain holds.
+    """
     stage = rep.ratio(STAGE, BASELINE, "slo_attainment")
     full = rep.ratio(CALVO, BASELINE, "slo_attainment")
     router = rep.difference(CALVO, STAGE, "slo_attainment")

@@ -59,7 +59,18 @@ class Claim:
 
 
 def claims_table(claims: Sequence[Claim]) -> pl.DataFrame:
-    """One row per claim: paper, published, setup, result, verdict, reason, estimate, ci_low, ci_high."""
+    """One row per claim: paper, published, setup, result, verdict, reason, estimate, ci_low, ci_high.
+
+    Parameters
+    ----------
+    claims
+        The claims, in the order of the rows.
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns above (``estimate`` and its interval null where a claim has no estimate).
+    """
     rows = []
     for c in claims:
         e = c.estimate
@@ -84,13 +95,13 @@ def claims_table(claims: Sequence[Claim]) -> pl.DataFrame:
 
 
 def percent(e: stats.Estimate, digits: int = 0) -> str:
-    """An estimate of a fraction as ``"-41 % [-47, -35]"``."""
+    """Return an estimate of a fraction as ``"-41 % [-47, -35]"``."""
     f = f"{{:+.{digits}f}}"
     return f"{f.format(100 * e.value)} % [{f.format(100 * e.low)}, {f.format(100 * e.high)}]"
 
 
 def interval(e: stats.Estimate, unit: str = "", digits: int = 3) -> str:
-    """An estimate as ``"3.42 s [3.1, 3.7]"`` (``digits`` significant digits)."""
+    """Return an estimate as ``"3.42 s [3.1, 3.7]"`` (``digits`` significant digits)."""
     g = f"{{:.{digits}g}}"
     u = f" {unit}" if unit else ""
     return f"{g.format(e.value)}{u} [{g.format(e.low)}, {g.format(e.high)}]"

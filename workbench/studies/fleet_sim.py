@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from workbench import datasets
+from workbench.config import as_float
 from workbench.seeds import Streams
 from workbench.sim.fleet import simulate
 from workbench.sim.topology import Fleet, Pool, monolithic
@@ -56,7 +57,7 @@ WARM_UP = 0.10
 
 
 def cdf_of(name: str) -> np.ndarray:
-    """The (tokens, cumulative fraction) pairs of a shipped inference-fleet-sim CDF."""
+    """Return the (tokens, cumulative fraction) pairs of a shipped inference-fleet-sim CDF."""
     raw = json.loads(datasets.fetch(name, allow_download=False).read_text())
     return np.array(raw["cdf"] if isinstance(raw, dict) else raw, dtype=float)
 
@@ -90,7 +91,7 @@ def _p99(trace: Trace, fleet: Fleet, seed: int) -> float:
     req = req.slice(int(WARM_UP * req.height))
     if req["rejected"].any():
         return math.inf
-    return float(req["ttft_s"].quantile(0.99))
+    return as_float(req["ttft_s"].quantile(0.99))
 
 
 def fewest(trace: Trace, make, slo_s: float, start: int, seed: int) -> tuple[int | None, float]:
@@ -140,7 +141,7 @@ def run(arm: ScenarioArm, seed: int) -> dict[str, float]:
     if arm.shape == "homo":
         n, p99 = fewest(trace, lambda k: monolithic(k, gpu=gpu), slo, pub["homo"], seed)
         found = n is not None
-        return {"gpus": float(n if found else MAX_INSTANCES), "met": float(found), "p99_s": p99,
+        return {"gpus": float(n) if n is not None else float(MAX_INSTANCES), "met": float(found), "p99_s": p99,
                 "short": 0.0, "long": 0.0}  # fmt: skip
     th = pub["threshold"]
     req = trace.requests
@@ -193,22 +194,23 @@ def side_by_side(rep: Replicated) -> pl.DataFrame:
                 "scenario": scenario, "shape": shape, "published_gpus": published,
                 "published_meets": pub["homo_meets"] if shape == "homo" else True,
                 "gpus": est.value, "gpus_lo": est.low, "gpus_hi": est.high, "met_share": float(met.mean()),
-                "p99_s": float(rep.values(arm, "p99_s").mean()),
+                "p99_s": as_float(rep.values(arm, "p99_s").mean()),
             })  # fmt: skip
     return pl.DataFrame(rows)
 
 
 def claim(rep: Replicated) -> Claim:
-    """The split's saving (or cost) in each scenario, ours next to the published one."""
+    """Return the split's saving (or cost) in each scenario, ours next to the published one."""
     parts, agree = [], 0
     for scenario, pub in PUBLISHED.items():
         homo, two = f"{scenario}: homo", f"{scenario}: two-pool"
-        met_homo, met_two = rep.values(homo, "met").mean(), rep.values(two, "met").mean()
+        met_homo, met_two = as_float(rep.values(homo, "met").mean()), as_float(rep.values(two, "met").mean())
         published = (pub["short"] + pub["long"]) / pub["homo"] - 1.0
         if met_homo < 1 or met_two < 1:
+            p99 = as_float(rep.values(two, "p99_s").mean())
             parts.append(
                 f"{scenario}: met in {met_homo:.0%} (homo) / {met_two:.0%} (two-pool) of the draws with <= "
-                f"{MAX_INSTANCES} instances (P99 {rep.values(two, 'p99_s').mean():.2f} s); published: "
+                f"{MAX_INSTANCES} instances (P99 {p99:.2f} s); published: "
                 f"{pub['text']}"
             )
             continue

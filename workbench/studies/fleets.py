@@ -1,6 +1,7 @@
-"""Single-run fleet comparisons behind the seed papers' claims: each runs a set of simulations and returns a
-comparison table (the replicated studies of :mod:`workbench.studies.topologies` and
-:mod:`workbench.studies.routing` repeat them on common random numbers).
+"""Single-run fleet comparisons behind the seed papers' claims.
+
+Each runs a set of simulations and returns a comparison table (the replicated studies of
+:mod:`workbench.studies.topologies` and :mod:`workbench.studies.routing` repeat them on common random numbers).
 
 * :func:`policy_study` and :func:`policy_ranks`: routing policies on one pool at several loads (LMetric,
   arXiv 2603.15202);
@@ -20,11 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from workbench.config import from_dict, require_positive, require_range
+from workbench.config import as_float, from_dict, require_positive, require_range
 from workbench.errors import ConfigError
 from workbench.seeds import Streams
 from workbench.sim.fleet import SUMMARY_SCHEMA, compare, simulate, summarize
@@ -64,7 +66,7 @@ def _requests(trace) -> pl.DataFrame:
 
 
 def _subset(trace, mask: pl.Series):
-    """The requests of ``trace`` where ``mask`` holds (same type as ``trace``)."""
+    """Return the requests of ``trace`` where ``mask`` holds (same type as ``trace``)."""
     reqs = _requests(trace).filter(mask)
     return trace.with_requests(reqs) if hasattr(trace, "with_requests") else reqs
 
@@ -132,7 +134,7 @@ def _two_pool(n_short: int, n_long: int, threshold: int, router: str, pool: Mapp
     """Short and long pools split at ``threshold``; a pool of 0 instances is left out."""
     if n_short == 0 or n_long == 0:
         name = "long" if n_short == 0 else "short"
-        cap = {} if name == "long" else {"max_tokens": threshold}
+        cap: dict[str, Any] = {} if name == "long" else {"max_tokens": threshold}
         return Fleet(pools=(Pool(name, instances=n_short + n_long, router=router, **cap, **pool),))
     return Fleet(
         pools=(
@@ -145,7 +147,7 @@ def _two_pool(n_short: int, n_long: int, threshold: int, router: str, pool: Mapp
 
 def _short_p99(res: SimResult, threshold: int) -> float:
     ok = res.requests.filter(~pl.col("rejected") & (_size() <= threshold))
-    return float(ok["ttft_s"].quantile(0.99)) if ok.height else math.nan
+    return as_float(ok["ttft_s"].quantile(0.99)) if ok.height else math.nan
 
 
 @rejections_in_table
@@ -162,7 +164,8 @@ def length_split_study(
     fleets = {"monolithic": monolithic(gpus, router=router, **pool)}
     size = _requests(trace).select(_size()).to_series()
     for th in thresholds:
-        share = short_share if short_share is not None else float(size.filter(size <= th).sum() / size.sum())
+        short_tokens = as_float(size.filter(size <= th).sum())
+        share = short_share if short_share is not None else short_tokens / as_float(size.sum())
         n_short = max(1, min(gpus - 1, round(gpus * share)))
         fleets[f"two-pool @{th} ({n_short}+{gpus - n_short})"] = _two_pool(n_short, gpus - n_short, th, router,
                                                                            pool)  # fmt: skip
@@ -279,6 +282,7 @@ def slo_sizing(
             add(name, pair, None)
             continue
         add(name, pair, found, sum(found), *found)
+    schema: dict[str, Any]
     schema = {"policy": pl.Utf8, "gpus": pl.Int64, "short_gpus": pl.Int64, "long_gpus": pl.Int64,
               "meets_slo": pl.Boolean, "verdict": pl.Utf8, "ttft_p99_lo": pl.Float64, "ttft_p99_hi": pl.Float64,
               "below": pl.Utf8, "simulated_requests": pl.Int64, "usd_per_hour": pl.Float64, **SUMMARY_SCHEMA,
@@ -410,7 +414,9 @@ class CdfLengths:
 
 
 def cdf_workload(name: str, rate: float, *, output_median: float = 200.0):
-    """A Poisson generator with prompt lengths from a shipped CDF (``ifs_agent_heavy_cdf``, ``ifs_lmsys_cdf``).
+    """Return a Poisson generator with prompt lengths from a shipped CDF.
+
+    The CDFs are ``ifs_agent_heavy_cdf`` and ``ifs_lmsys_cdf``.
 
     The measurement kernel draws as many requests from it as a verdict needs (:func:`slo_sizing`).
     """

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from workbench.config import as_float
 from workbench.hardware import RooflineModel, kv_capacity_tokens
 from workbench.hardware.perf import Batch
 from workbench.power import energy
@@ -75,7 +76,7 @@ class PowerLimit:
         demand = 0.0
         for i, (share, until, b) in enumerate(self.slices):
             busy = i == slot or until > now
-            demand += share * (self.curve(max(b, 1.0)) if busy else self.idle_w)
+            demand += share * (float(self.curve(max(b, 1.0))) if busy else self.idle_w)
         if demand <= self.cap_w:
             return 1.0
         floor = self.idle_w * sum(s[0] for s in self.slices)
@@ -130,6 +131,7 @@ class ByClass:
         self.index = {c: i for i, c in enumerate(classes)}
 
     def choose(self, request, view, now: float) -> int:
+        """Return the position of the instance serving ``request``'s class."""
         return self.index[request.request_class]
 
 
@@ -201,7 +203,7 @@ def run(arm: MigArm, seed: int) -> dict[str, float]:
     row = summarize(result)
     report = energy(result).fleet.row(0, named=True)
     served = result.requests.filter(~pl.col("rejected"))
-    span = float(served["finish_s"].max() - served["arrival_s"].min())
+    span = as_float(served["finish_s"].max()) - as_float(served["arrival_s"].min())
     step = sum(x.step_s for x in limits)
     return {
         "ttft_p99_s": row["ttft_p99_s"],

@@ -57,7 +57,7 @@ def workloads() -> pl.DataFrame:
 
 
 def _profile_features(table: pl.DataFrame) -> np.ndarray:
-    """What one profile at the smallest batch shows: power fraction of TDP, log throughput, log size."""
+    """Return what one profile at the smallest batch shows: power fraction of TDP, log throughput, log size."""
     p1 = table["power"].list.first().to_numpy() / table["tdp"].to_numpy()
     t1 = np.log(table["tput"].list.first().to_numpy())
     size = np.log(table["active_b"].to_numpy())
@@ -124,7 +124,7 @@ def run(arm: MinosArm, seed: int) -> dict[str, float]:
     k = min(arm.classes, train.height)
     km = KMeans(k, n_init=10, random_state=0).fit((f_train - mu) / sd)
     label_test = km.predict((f_test - mu) / sd)
-    errors = {"power": [], "tput": []}
+    errors: dict[str, list[float]] = {"power": [], "tput": []}
     for column in ("power", "tput"):
         train_curves = _curves(train, column)
         means = [

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from workbench.config import as_float
 from workbench.power import energy
 from workbench.sim.fleet import simulate, summarize
 from workbench.sim.topology import Fleet, Pool
@@ -57,7 +58,7 @@ class BalancingArm:
 
 
 def fleet_of(arm: BalancingArm) -> Fleet:
-    """The three-pool fleet behind ``arm``'s front router."""
+    """Return the three-pool fleet behind ``arm``'s front router."""
     pools = tuple(
         Pool(name, gpu=gpu, model=model, tp=tp, instances=n, accuracy=ACCURACY[model])
         for name, gpu, model, tp, n in POOLS
@@ -75,16 +76,16 @@ def run(arm: BalancingArm, seed: int) -> dict[str, float]:
     row = summarize(result)
     report = energy(result).fleet.row(0, named=True)
     return {
-        "accuracy": float(served["_acc"].mean()),
+        "accuracy": as_float(served["_acc"].mean()),
         "j_per_request": report["j_per_request"],
         "ttft_p99_s": row["ttft_p99_s"],
         "e2e_p99_s": row["e2e_p99_s"],
-        "share_70b": float((served["pool"] == "70B-H100x4").mean()),
+        "share_70b": as_float((served["pool"] == "70B-H100x4").mean()),
     }
 
 
 def study(*, replications: int = REPLICATIONS, seed: int = 0, n_jobs: int = 1, **setting) -> Replicated:
-    """The three front routers on the same ``replications`` request streams."""
+    """Return the three front routers on the same ``replications`` request streams."""
     arms = [BalancingArm(label, router, params, **setting) for label, router, params in POLICIES]
     return replicate(run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 

@@ -52,6 +52,18 @@ def replication_seed(seed: int, replication: int) -> int:
 
     A child of ``SeedSequence(seed)`` keyed by the replication index (:func:`workbench.experiments.point_seed`),
     so replications are independent streams and adding arms or replications changes no existing seed.
+
+    Parameters
+    ----------
+    seed
+        Root seed.
+    replication
+        Replication index (>= 0).
+
+    Returns
+    -------
+    int
+        The seed passed to ``run(arm, seed)`` of every arm.
     """
     return point_seed({REPLICATION: int(replication)}, seed)
 
@@ -76,7 +88,7 @@ class CommonRandomNumbers:
     seed: int
 
     def __call__(self, point: Replication, _point_seed: int) -> Mapping[str, Any]:
-        """The run's row; its simulations' rejected requests are counted in ``rejected``, not warned."""
+        """Return the run's row; its simulations' rejected requests are counted in ``rejected``, not warned."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RejectionWarning)
             row = self.run(point.arm, replication_seed(self.seed, point.replication))
@@ -90,7 +102,7 @@ class CommonRandomNumbers:
 
 
 def arm_name(arm: Any) -> str:
-    """The label of an arm: its ``arm`` field or key, else ``field=value`` pairs of its fields."""
+    """Return the label of an arm: its ``arm`` field or key, else ``field=value`` pairs of its fields."""
     record = config_record(arm)
     if ARM in record:
         return str(record[ARM])
@@ -127,7 +139,7 @@ class Replicated:
         return int(self.runs[REPLICATION].n_unique())
 
     def values(self, arm: str, metric: str) -> pl.Series:
-        """The replications of ``metric`` for ``arm``, ordered by replication."""
+        """Return the replications of ``metric`` for ``arm``, ordered by replication."""
         self._check(arm, metric)
         return self.runs.filter(pl.col(ARM) == arm).sort(REPLICATION)[metric]
 
@@ -230,7 +242,7 @@ def replicate(
 
 
 def fields_of(arm: Any) -> dict[str, Any]:
-    """An arm's fields as a dict (dataclass or mapping)."""
+    """Return an arm's fields as a dict (dataclass or mapping)."""
     if dataclasses.is_dataclass(arm) and not isinstance(arm, type):
         return {f.name: getattr(arm, f.name) for f in dataclasses.fields(arm)}
     return dict(arm)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from workbench.config import as_float
 from workbench.sim.fleet import simulate, summarize
 from workbench.sim.topology import monolithic
 from workbench.studies._workloads import twin_trace
@@ -78,7 +79,7 @@ def run(arm: RoutingArm, seed: int) -> dict[str, float]:
     row = summarize(result)
     served = result.requests.filter(~pl.col("rejected"))
     return {
-        "ttft_mean_s": float(served["ttft_s"].mean()),
+        "ttft_mean_s": as_float(served["ttft_s"].mean()),
         "ttft_p50_s": row["ttft_p50_s"],
         "ttft_p99_s": row["ttft_p99_s"],
         "tpot_p50_s": row["tpot_p50_s"],

@@ -8,6 +8,7 @@ so notebook 03 reports means, 95 % intervals and paired differences instead of o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from workbench.studies.fleets import autoscale_curve, cdf_trace, disaggregation_study, length_split_study
 from workbench.studies.replications import REPLICATIONS, Replicated, replicate
@@ -93,12 +94,19 @@ class AutoscaleArm:
 
 
 #: The bursty ServeGen window of notebook 03 (three m-large clients, 20:15-20:30 of day 1).
-SERVEGEN_WINDOW = {"model": "m-large", "clients": (12, 120, 133), "start_s": 72_900, "end_s": 73_800}
+SERVEGEN_WINDOW: dict[str, Any] = {
+    "model": "m-large",
+    "clients": (12, 120, 133),
+    "start_s": 72_900,
+    "end_s": 73_800,
+}
 
 
 def autoscale_run(arm: AutoscaleArm, seed: int) -> dict[str, float]:
-    """One draw of the bursty ServeGen window through the arm's fleet
-    (:func:`~workbench.studies.fleets.autoscale_curve`)."""
+    """Run one draw of the bursty ServeGen window through the arm's fleet.
+
+    See :func:`~workbench.studies.fleets.autoscale_curve`.
+    """
     w = SERVEGEN_WINDOW
     mix = ServeGenMix.from_datasets(model=w["model"], clients=list(w["clients"]), start_s=w["start_s"],
                                     end_s=w["end_s"])  # fmt: skip
@@ -126,7 +134,7 @@ AUTOSCALE_ARMS = (
 
 def autoscaling(arms: tuple[AutoscaleArm, ...] = AUTOSCALE_ARMS, *, replications: int = REPLICATIONS,
                 seed: int = 0, n_jobs: int = 1) -> Replicated:  # fmt: skip
-    """Static fleets and autoscalers on the same ServeGen draws."""
+    """Run static fleets and autoscalers on the same ServeGen draws."""
     return replicate(autoscale_run, arms, replications=replications, seed=seed, n_jobs=n_jobs)
 
 

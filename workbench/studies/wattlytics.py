@@ -1,4 +1,6 @@
-"""Wattlytics (arXiv 2604.08182): can an energy-efficient GPU beat a faster one under a budget or power limit?
+"""Wattlytics (arXiv 2604.08182): energy-efficient against faster GPUs under a budget or power limit.
+
+Can an energy-efficient GPU beat a faster one under a budget or power limit?
 
 Wattlytics argues that, under a fixed budget or energy/power limit, the GPU that gives the most work is not
 always the fastest one. For LLM serving we measure, per GPU type, the capacity of one Llama-3.1-8B instance
@@ -153,13 +155,13 @@ def limits(
                 count = np.floor(limit / per)
                 fleet[g] = (count, count * rep.values(g, "tokens_per_s").to_numpy())
             means = {g: float(v[1].mean()) for g, v in fleet.items()}
-            order = sorted(means, key=means.get, reverse=True)
+            order = sorted(means, key=means.__getitem__, reverse=True)
             best, second = order[0], order[1]
             margin = None
             if means[second] > 0 and np.all(fleet[second][1] > 0):
                 margin = stats.relative_change(fleet[best][1], fleet[second][1])
             for g, (count, tput) in fleet.items():
-                est = stats.t_interval(tput) if np.ptp(tput) > 0 or len(tput) > 1 else None
+                est = stats.t_interval(tput)  # replicate() runs at least two replications
                 rows.append({
                     "kind": kind, "limit": float(limit), "gpu": g, "instances": float(count.mean()),
                     "tokens_per_s": est.value, "tokens_per_s_lo": est.low, "tokens_per_s_hi": est.high,
@@ -175,11 +177,11 @@ def claim(rep: Replicated, table: pl.DataFrame | None = None) -> Claim:
     """Where (budget, power limit) a GPU other than the fastest one gives the most throughput."""
     table = limits(rep) if table is None else table
     speed = {g: rep.estimate(g, "tokens_per_s").value for g in rep.arms}
-    fastest = max(speed, key=speed.get)
+    fastest = max(speed, key=speed.__getitem__)
     eff = {g: rep.estimate(g, "tokens_per_j").value for g in rep.arms}
-    efficient = max(eff, key=eff.get)
+    efficient = max(eff, key=eff.__getitem__)
     per_usd = {g: rep.estimate(g, "tokens_per_usd").value for g in rep.arms}
-    cheapest = max(per_usd, key=per_usd.get)
+    cheapest = max(per_usd, key=per_usd.__getitem__)
     wins = table.filter(pl.col("winner") & (pl.col("gpu") != fastest) & pl.col("significant").fill_null(False))
     if efficient == fastest:  # the headline estimate: how much more the cheapest does per dollar
         headline = rep.ratio(cheapest, fastest, "tokens_per_usd") if cheapest != fastest else None

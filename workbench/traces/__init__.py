@@ -1,20 +1,7 @@
 """Workloads: the canonical request schema, loaders for public traces, generators, transforms, description.
 
-Every request source becomes a :class:`Trace` whose ``requests`` table has the columns of :data:`SCHEMA`:
-
-==================  ==================  ======================================================================
-column              dtype               meaning
-==================  ==================  ======================================================================
-``request_id``      UInt64              unique id, 0..n-1 in arrival order unless the source has ids
-``arrival_s``       Float64             seconds from trace start, non-decreasing (null in length-only tables)
-``prompt_tokens``   Int32 (> 0)         input tokens
-``output_tokens``   Int32 (> 0)         generated tokens
-``session_id``      UInt64, nullable    conversation / session id
-``turn``            Int32, nullable     turn index within the session (0-based)
-``client``          Utf8, nullable      client / tenant
-``request_class``   Utf8, nullable      model or task class, for class-aware routing
-``prefix_hashes``   List(UInt64), null  hashes of consecutive prompt blocks; equal hash = reusable KV block
-==================  ==================  ======================================================================
+Every request source becomes a :class:`Trace` whose ``requests`` table has the columns of :data:`SCHEMA`
+(listed with their meaning in :mod:`workbench.traces.schema`).
 
 Main entry points: :func:`load` (file or dataset name), :func:`scan` (lazy, unvalidated, for files too big to
 load), :func:`write`, :func:`describe`, the generators in

@@ -20,6 +20,7 @@ Azure ones have 7 digits) practically never hit one. On 2 cores a 10-million-row
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -30,7 +31,12 @@ MIN_BYTES = 48 * 2**20
 #: Arrow CSV block size (bytes per parallel parse task).
 BLOCK_BYTES = 8 * 2**20
 
-_ARROW_TYPES = {pl.Int32: pa.int32(), pl.Int64: pa.int64(), pl.UInt64: pa.uint64(), pl.Float64: pa.float64()}
+_ARROW_TYPES: dict[type, pa.DataType] = {
+    pl.Int32: pa.int32(),
+    pl.Int64: pa.int64(),
+    pl.UInt64: pa.uint64(),
+    pl.Float64: pa.float64(),
+}
 
 
 def read(
@@ -87,7 +93,7 @@ def read(
         return None
     if table.num_rows == 0 or any(col.null_count for col in table.columns):
         return None
-    df = pl.from_arrow(table, rechunk=False)
+    df = cast(pl.DataFrame, pl.from_arrow(table, rechunk=False))  # a Table gives a DataFrame
     ns = pl.col(time_col).dt.epoch("ns")
     if df.select((ns % 60_000_000_000 == 0).any()).item():  # maybe a short ISO form: the streaming path decides
         return None

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from workbench.config import require_int, require_positive, require_range
+from workbench.config import as_float, require_int, require_positive, require_range
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
 from workbench.traces.schema import Trace
@@ -132,11 +132,11 @@ class SessionWorkload:
         return int(sid.drop_nulls().n_unique() + sid.null_count())
 
     def open_loop(self) -> Trace:
-        """The rows as an open-loop trace (nominal arrival times)."""
+        """Return the rows as an open-loop trace (nominal arrival times)."""
         return self.trace
 
     def replay(self, result) -> Trace:
-        """The open-loop trace a closed-loop run logged: each row at the time it was released.
+        """Return the open-loop trace a closed-loop run logged: each row at the time it was released.
 
         Parameters
         ----------
@@ -357,7 +357,9 @@ def _finish(cols: dict, name: str, block: int, generator: str) -> SessionWorkloa
 
 
 def from_trace(trace: Trace, *, nominal_ttft_s: float = 0.5, nominal_tpot_s: float = 0.02) -> SessionWorkload:
-    """A closed-loop workload from a trace with ``session_id`` and ``turn``: each turn waits for the previous.
+    """Build a closed-loop workload from a trace with ``session_id`` and ``turn``.
+
+    Each turn waits for the previous.
 
     The think time of a turn is its gap to the previous turn less that turn's nominal response time
     (``nominal_ttft_s + (output - 1) * nominal_tpot_s``), at least 0. Rows without a session are first steps.
@@ -415,8 +417,10 @@ def _common_prefix(chains: list[list[int]]) -> int:
 
 
 def fit_sessions(trace: Trace):
-    """A :class:`~workbench.traces.sessions.Sessions` model and its new-message length model measured on a
-    trace with sessions (what :func:`workbench.traces.fit` uses to keep them).
+    """Measure a sessions model and its new-message length model on a trace with sessions.
+
+    Returns a :class:`~workbench.traces.sessions.Sessions` model and the length model: what
+    :func:`workbench.traces.fit` uses to keep them.
 
     The mean turns per session (rows without a session count as one-turn sessions), the mean gap between
     consecutive turns of a session (the think time, answer included), shared system prompts (sessions whose
@@ -461,10 +465,10 @@ def fit_sessions(trace: Trace):
     later = df.filter("same")
     if later.height == 0:
         return None
-    sessions = req["session_id"].drop_nulls().n_unique() + req["session_id"].null_count()
-    mean_turns = req.height / sessions
-    think = float(later["gap"].mean())
-    carries = float((later["new"] > 0).mean()) > 0.5  # prompts hold the conversation so far
+    n_sessions = req["session_id"].drop_nulls().n_unique() + req["session_id"].null_count()
+    mean_turns = req.height / n_sessions
+    think = as_float(later["gap"].mean())
+    carries = as_float((later["new"] > 0).mean()) > 0.5  # prompts hold the conversation so far
     block = trace.prefix_block_tokens or 512
     firsts = df.filter(~pl.col("same"))["prefix_hashes"].to_list()
     heads = Counter(h[0] for h in firsts if h is not None and len(h))

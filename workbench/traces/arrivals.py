@@ -53,7 +53,9 @@ class ArrivalProcess(Protocol):
         ...
 
     @property
-    def mean_rate(self) -> float: ...
+    def mean_rate(self) -> float:
+        """Mean arrival rate (requests per second)."""
+        ...
 
 
 def weibull_shape(cv: float) -> float:
@@ -205,7 +207,7 @@ class PiecewiseRate:
         return np.concatenate([[0.0], np.cumsum(self.rates[:-1] * np.diff(self.edges_s))])
 
     def _per_period(self) -> float:
-        """Expected arrivals in one period (periodic profiles)."""
+        """Return the expected arrivals in one period (periodic profiles)."""
         assert self.period_s is not None
         return float(self._knots()[-1] + self.rates[-1] * (self.period_s - self.edges_s[-1]))
 
@@ -227,9 +229,9 @@ class PiecewiseRate:
         return float((self.rates[:-1] * widths).sum() / widths.sum()) if widths.size else float(self.rates[0])
 
     def cumulative(self, t: np.ndarray) -> np.ndarray:
-        """Expected number of arrivals in ``[0, t]``."""
+        """Return the expected number of arrivals in ``[0, t]``."""
         t = np.asarray(t, dtype=float)
-        base = 0.0
+        base: float | np.ndarray = 0.0
         if self.period_s is not None:
             cycles = np.floor(t / self.period_s)
             base = cycles * self._per_period()
@@ -240,7 +242,7 @@ class PiecewiseRate:
     def inverse_cumulative(self, lam: np.ndarray) -> np.ndarray:
         """Time ``t`` at which :meth:`cumulative` reaches ``lam`` (the first such time)."""
         lam = np.asarray(lam, dtype=float)
-        offset = 0.0
+        offset: float | np.ndarray = 0.0
         if self.period_s is not None:
             per = self._per_period()
             cycles = np.floor(lam / per)
@@ -340,7 +342,9 @@ class TimeVarying:
             return self._thinning(rng, n, duration_s)
         if n is not None:
             return self.profile.inverse_cumulative(_renewal(rng, self.family, self.cv, 1.0, n=n))
-        units = _renewal(rng, self.family, self.cv, 1.0, duration_s=float(self.profile.cumulative(duration_s)))
+        assert duration_s is not None  # check_count_or_duration: n or duration_s
+        total = float(self.profile.cumulative(np.asarray(duration_s, dtype=float)))
+        units = _renewal(rng, self.family, self.cv, 1.0, duration_s=total)
         return self.profile.inverse_cumulative(units)
 
     def _thinning(self, rng, n, duration_s) -> np.ndarray:

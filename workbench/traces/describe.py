@@ -18,13 +18,25 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.traces.schema import Trace
 
 PERCENTILES = (50, 90, 99)
 
 
 def interarrival_cv(arrivals: np.ndarray | pl.Series) -> float:
-    """Coefficient of variation of the gaps between sorted arrival times (NaN with < 3 arrivals)."""
+    """Coefficient of variation of the gaps between sorted arrival times (NaN with < 3 arrivals).
+
+    Parameters
+    ----------
+    arrivals
+        Sorted arrival times in seconds.
+
+    Returns
+    -------
+    float
+        Standard deviation over mean of the gaps.
+    """
     gaps = np.diff(np.asarray(arrivals, dtype=float))
     if gaps.size < 2 or gaps.mean() <= 0:
         return float("nan")
@@ -68,8 +80,8 @@ def _one(trace: Trace) -> dict:
         row.update({f"{short}_p{p}": float(q) for p, q in zip(PERCENTILES, qs, strict=True)})
     if trace.has_prefix_hashes:
         reuse = block_reuse(trace)
-        total = reuse["blocks"].sum()
-        row["prefix_reuse"] = reuse["reused_blocks"].sum() / total if total else 0.0
+        total = int(reuse["blocks"].sum())
+        row["prefix_reuse"] = int(reuse["reused_blocks"].sum()) / total if total else 0.0
     else:
         row["prefix_reuse"] = None
     sessions = df["session_id"].drop_nulls()
@@ -105,6 +117,17 @@ def describe(trace: Trace | Sequence[Trace]) -> pl.DataFrame:
     prompt_p99, output_mean, output_p50, output_p90, output_p99, prefix_reuse, sessions,
     turns_per_session, classes`` (nulls where a trace lacks the information, e.g. rate of a length-only table).
 
+    Parameters
+    ----------
+    trace
+        A trace or a sequence of traces.
+
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per trace, with the columns above.
+
     Examples
     --------
     >>> from workbench import traces
@@ -116,19 +139,42 @@ def describe(trace: Trace | Sequence[Trace]) -> pl.DataFrame:
 
 
 def rate_series(trace: Trace, bin_s: float | None = None) -> pl.DataFrame:
-    """Requests per second in consecutive bins: columns ``t_s`` (bin start), ``rate_rps``.
+    """Return the requests per second in consecutive bins: columns ``t_s`` (bin start), ``rate_rps``.
 
     ``bin_s`` defaults to about 1/60 of the duration (at least 1 s).
+
+    Parameters
+    ----------
+    trace
+        A trace with arrival times.
+    bin_s
+        Bin width in seconds.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``t_s`` and ``rate_rps``, one row per bin from 0 to the last arrival.
     """
     bin_s = bin_s or max(1.0, trace.duration_s / 60)
     t = trace.requests["arrival_s"]
-    n_bins = int(np.floor((t.max() or 0.0) / bin_s)) + 1 if len(t) else 0
+    n_bins = int(np.floor(as_float(t.max() or 0.0) / bin_s)) + 1 if len(t) else 0
     counts = np.bincount((t.to_numpy() // bin_s).astype(np.int64), minlength=n_bins) if n_bins else np.zeros(0)
     return pl.DataFrame({"t_s": np.arange(n_bins) * bin_s, "rate_rps": counts / bin_s})
 
 
 def summary_table(table: pl.DataFrame) -> pl.DataFrame:
-    """Transpose a :func:`describe` table to ``metric`` rows and one column per trace (for printing)."""
+    """Transpose a :func:`describe` table to ``metric`` rows and one column per trace (for printing).
+
+    Parameters
+    ----------
+    table
+        A :func:`describe` table.
+
+    Returns
+    -------
+    polars.DataFrame
+        Column ``metric`` and one column per trace, values rounded to 3 decimals.
+    """
     names = table["trace"].cast(pl.Utf8).to_list()
     body = table.drop("trace").cast(pl.Float64)
     out = body.transpose(include_header=True, header_name="metric", column_names=names)

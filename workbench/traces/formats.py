@@ -93,14 +93,15 @@ class TableFormat:
 
     @property
     def has_arrivals(self) -> bool:
+        """Whether the format has an arrival-time column."""
         return self.time is not None
 
     def matches(self, kind: str, columns: Sequence[str]) -> bool:
-        """True when this format reads ``kind`` files with these columns."""
+        """Whether this format reads ``kind`` files with these columns."""
         return kind in self.kinds and set(self.columns.values()) <= set(columns)
 
     def with_mapping(self, mapping: Mapping[str, str], time: str | None = None) -> TableFormat:
-        """A copy whose columns are ``mapping`` (canonical -> source); used by the generic format."""
+        """Return a copy whose columns are ``mapping`` (canonical -> source); used by the generic format."""
         unknown = set(mapping) - set(COLUMNS)
         if unknown:
             raise WorkloadError(
@@ -128,11 +129,11 @@ class TableFormat:
             lf = pl.scan_ndjson(literal_glob(path), infer_schema_length=1000)
         else:
             lf = pl.scan_parquet(path, glob=False)
-        extra = []
+        extra: list[str] = []
         if self.drop_rows is not None:  # keep source row numbers for messages after dropping rows
             lf = lf.with_row_index("__row", offset=1).with_columns(self.drop_rows[0]().alias("__drop"))
             extra = ["__row", "__drop"]
-        lf = lf.select([pl.col(s).alias(c) for s, c in src.items()] + extra)
+        lf = lf.select(*[pl.col(s).alias(c) for s, c in src.items()], *extra)
         if self.time == "datetime":  # two stages: polars would otherwise parse the strings twice for min()
             arr = pl.col("arrival_s")
             return lf.with_columns(self._arrival_expr()).with_columns((arr - arr.min()) / 1e9)
@@ -146,8 +147,10 @@ class TableFormat:
         return {c: pl.Utf8() for c in text} | dict(self.dtypes)
 
     def collect(self, path: Path, kind: str) -> pl.DataFrame:
-        """Read the whole file: :meth:`scan` collected with the streaming engine, or, for big Azure-style CSV
-        files with ISO timestamps, the parallel range reader of :mod:`workbench.traces._fastcsv` (same table).
+        """Read the whole file.
+
+        :meth:`scan` collected with the streaming engine, or, for big Azure-style CSV files with ISO timestamps,
+        the parallel range reader of :mod:`workbench.traces._fastcsv` (same table).
         """
         iso_csv = kind == "csv" and self.time == "datetime" and self.datetime_format == ISO_FRACTION
         if iso_csv and not self.drop_rows:
@@ -167,7 +170,7 @@ class TableFormat:
                 ns = col.str.strip_chars().str.to_datetime(self.datetime_format, time_unit="ns", strict=False)
                 ns = ns.dt.epoch("ns")
             return ns.alias("arrival_s")  # nanoseconds; scan() rebases to seconds from the first request
-        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(self.time)
+        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(self.time or "")
         if scale is None:
             raise WorkloadError(
                 f"unknown time unit {self.time!r}; use 'datetime', 's', 'ms' or 'us'", field="time_unit"
@@ -188,7 +191,18 @@ FORMATS: dict[str, TableFormat] = {}
 
 
 def register_format(fmt: TableFormat) -> TableFormat:
-    """Add (or replace) an adapter in :data:`FORMATS`; returns it so it can be used as a one-liner."""
+    """Add (or replace) an adapter in :data:`FORMATS`; returns it so it can be used as a one-liner.
+
+    Parameters
+    ----------
+    fmt
+        The adapter, registered under ``fmt.name``.
+
+    Returns
+    -------
+    TableFormat
+        ``fmt``.
+    """
     FORMATS[fmt.name] = fmt
     return fmt
 
@@ -200,7 +214,7 @@ register_format(
         {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"},
         time="datetime",
         source=AZURE_SOURCE,
-        dtypes={"ContextTokens": pl.Int32, "GeneratedTokens": pl.Int32},
+        dtypes={"ContextTokens": pl.Int32(), "GeneratedTokens": pl.Int32()},
     )
 )
 register_format(
@@ -377,7 +391,7 @@ def _no_duplicate_names(names: Sequence[str], path: Path) -> None:
 
 
 def infer_format(path: Path, columns: Sequence[str], kind: str) -> TableFormat:
-    """The first registered adapter that reads ``kind`` files with these ``columns``."""
+    """Return the first registered adapter that reads ``kind`` files with these ``columns``."""
     for fmt in FORMATS.values():
         if fmt.columns and fmt.matches(kind, columns):
             return fmt

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench import datasets
+from workbench.config import as_float
 from workbench.errors import WorkloadError
 from workbench.traces.formats import (
     FORMATS,
@@ -142,7 +143,7 @@ def _shift_to_zero(requests: pl.DataFrame, path: Path, meta: dict) -> pl.DataFra
     request (54 years for epoch times). The shift is recorded in ``meta["time_offset_s"]`` and, when not 0,
     announced with a warning.
     """
-    offset = float(requests["arrival_s"].min())
+    offset = as_float(requests["arrival_s"].min())
     meta["time_offset_s"] = offset
     if offset > 0:
         warnings.warn(
@@ -201,7 +202,7 @@ def scan(
 
 
 def _resolve(source, told_format: bool, allow_download: bool) -> tuple[Path, str, datasets.Dataset | None]:
-    """The file behind ``source`` (a path, read literally, or a dataset name), its kind and its dataset entry.
+    """Resolve ``source`` (a path, read literally, or a dataset name) to its file, kind and dataset entry.
 
     Raises
     ------
@@ -312,8 +313,10 @@ def _pick_format(path, kind, columns, format, mapping, time_unit) -> TableFormat
 
 
 def _collect(fmt: TableFormat, path: Path, kind: str) -> pl.DataFrame:
-    """Read the file once (:meth:`TableFormat.collect`: source strings are never held whole); on a parse
-    error, re-read as text to find the first bad value."""
+    """Read the file once (:meth:`TableFormat.collect`: source strings are never held whole).
+
+    On a parse error, re-read as text to find the first bad value.
+    """
     try:
         return fmt.collect(path, kind)
     except pl.exceptions.PolarsError as exc:
@@ -412,6 +415,18 @@ def write(trace: Trace, path: str | Path) -> Path:
     its arrival times shifted to start at 0 (generators put the first arrival at their first gap; the shift is
     in ``meta["time_offset_s"]``).
     CSV cannot hold ``prefix_hashes``: writing a trace that has them to CSV raises a :class:`WorkloadError`.
+
+    Parameters
+    ----------
+    trace
+        The trace to write.
+    path
+        Destination; its suffix (``.parquet``, ``.csv``, ``.jsonl``) picks the format; missing folders are made.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,7 @@ class Empirical:
 
     @classmethod
     def from_trace(cls, trace: Trace) -> Empirical:
+        """Return the (prompt, output) table of ``trace``'s requests."""
         return cls(trace.requests["prompt_tokens"].to_numpy(), trace.requests["output_tokens"].to_numpy())
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

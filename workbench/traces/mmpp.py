@@ -136,25 +136,14 @@ class MMPP:
     def sample(
         self, rng: np.random.Generator, n: int | None = None, duration_s: float | None = None
     ) -> np.ndarray:
-        """Arrival times of ``n`` requests or of all requests in ``[0, duration_s)``.
+        """MMPP arrival times: spells of the hidden chain, each a Poisson stream at its state's rate.
 
-        Parameters
-        ----------
-        rng
-            The arrival stream.
-        n
-            Number of arrivals; give this or ``duration_s``.
-        duration_s
-            Generate all arrivals in ``[0, duration_s)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            Sorted arrival times in seconds (float64).
+        Parameters and returns: see :meth:`~workbench.traces.arrivals.ArrivalProcess.sample`.
         """
         _need_one(n, duration_s)
         rates = np.asarray(self.rates)
         sojourn = np.asarray(self.mean_sojourn_s)
+        assert self.jumps is not None  # filled by __post_init__
         cum = [list(np.cumsum(row)[:-1]) for row in self.jumps]  # bisect a uniform into the next state
         k = rates.size
         state = int(rng.choice(k, p=self.stationary))
@@ -184,12 +173,15 @@ class MMPP:
         times = np.concatenate(chunks) if chunks else np.empty(0)
         if n is not None:
             return times[:n]
+        assert duration_s is not None  # _need_one: n or duration_s
         return times[times < duration_s]
 
 
 def index_of_dispersion(process: MMPP) -> float:
-    """Asymptotic index of dispersion of counts (variance / mean of the count in a long window) of a
-    two-state MMPP (the closed form in the module docstring)."""
+    """Return the asymptotic index of dispersion of counts of a two-state MMPP.
+
+    The index is the variance / mean of the count in a long window (the closed form in the module docstring).
+    """
     if len(process.rates) != 2:
         raise ConfigError("the closed form holds for two states")
     l1, l2 = process.rates

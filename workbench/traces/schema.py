@@ -7,7 +7,7 @@ one polars table with these columns:
 column              dtype               meaning
 ==================  ==================  ======================================================================
 ``request_id``      UInt64              unique id, 0..n-1 in arrival order unless the source has ids
-``arrival_s``       Float64             seconds from trace start, non-decreasing
+``arrival_s``       Float64             seconds from trace start, non-decreasing (null in length-only tables)
 ``prompt_tokens``   Int32 (> 0)         input tokens
 ``output_tokens``   Int32 (> 0)         generated tokens
 ``session_id``      UInt64, nullable    conversation / session id
@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.errors import WorkloadError
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -134,7 +136,7 @@ class Trace:
         if self.requests.height == 0:
             return 0.0
         col = self.requests["arrival_s"]
-        return float(col.max() - col.min())
+        return as_float(col.max()) - as_float(col.min())
 
     @property
     def has_prefix_hashes(self) -> bool:
@@ -150,7 +152,7 @@ class Trace:
 
     def with_requests(self, requests: pl.DataFrame, **changes) -> Trace:
         """Return a copy with other requests (and optionally other attributes)."""
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "name": self.name,
             "prefix_block_tokens": self.prefix_block_tokens,
             "source": self.source,
@@ -191,7 +193,7 @@ def check_requests(
     block_tokens: int | None = None,
     name: str | None = None,
 ) -> pl.DataFrame:
-    """The table of a :class:`Trace`: conformed to :data:`SCHEMA` and checked (see the class docstring).
+    """Return the table of a :class:`Trace`: conformed to :data:`SCHEMA` and checked (see the class docstring).
 
     Parameters
     ----------

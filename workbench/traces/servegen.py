@@ -1,5 +1,8 @@
-"""ServeGen client mixtures: :class:`ServeGenMix` generates requests from ServeGen's per-client windows
-(rate, CV, Gamma/Weibull gaps) and length PMFs."""
+"""ServeGen client mixtures.
+
+:class:`ServeGenMix` generates requests from ServeGen's per-client windows (rate, CV, Gamma/Weibull gaps) and
+length PMFs.
+"""
 
 from __future__ import annotations
 
@@ -135,6 +138,7 @@ class ServeGenMix:
 
     @property
     def clients(self) -> list[int]:
+        """The client ids of the windows, sorted."""
         return self.windows["client_id"].unique().sort().to_list()
 
     def _pmf(self, client: int | None, t: float) -> Pmf:

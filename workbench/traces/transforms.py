@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from workbench.config import require_choice, require_positive
+from workbench.config import as_int, require_choice, require_positive
 from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import SeedLike, Streams
 from workbench.traces.agentic import fit_sessions
@@ -47,7 +47,20 @@ def _need_arrivals(trace: Trace, what: str) -> None:
 
 
 def rescale(trace: Trace, factor: float) -> Trace:
-    """Speed the trace up by ``factor`` (arrival times divided by it; ``factor=2`` doubles the rate)."""
+    """Speed the trace up by ``factor`` (arrival times divided by it; ``factor=2`` doubles the rate).
+
+    Parameters
+    ----------
+    trace
+        A trace with arrival times.
+    factor
+        Speed-up (> 0); ``factor < 1`` slows the trace down.
+
+    Returns
+    -------
+    Trace
+        The same requests, arrival times divided by ``factor``, named ``"<name> x<factor>"``.
+    """
     require_positive("factor", factor)
     _need_arrivals(trace, "rescale")
     return trace.with_requests(
@@ -59,6 +72,18 @@ def scale_lengths(trace: Trace, prompt: float = 1.0, output: float = 1.0) -> Tra
     """Multiply prompt and output lengths (rounded, at least 1 token).
 
     Prefix hashes are kept only when ``prompt == 1`` (scaled prompts no longer match their blocks).
+
+    Parameters
+    ----------
+    trace
+        Any trace.
+    prompt, output
+        Factors (> 0) on prompt and output lengths.
+
+    Returns
+    -------
+    Trace
+        The trace with scaled lengths, clipped to ``[1, MAX_TOKENS]``.
     """
     require_positive("prompt", prompt)
     require_positive("output", output)
@@ -73,7 +98,24 @@ def scale_lengths(trace: Trace, prompt: float = 1.0, output: float = 1.0) -> Tra
 
 
 def slice(trace: Trace, start_s: float = 0.0, end_s: float | None = None, *, rebase: bool = True) -> Trace:
-    """Requests arriving in ``[start_s, end_s)``; with ``rebase`` times restart at 0 (ids renumbered)."""
+    """Keep the requests arriving in ``[start_s, end_s)``.
+
+    With ``rebase`` times restart at 0 (ids renumbered).
+
+    Parameters
+    ----------
+    trace
+        A trace with arrival times.
+    start_s, end_s
+        Window in seconds (``end_s=None``: to the end); ``end_s`` must exceed ``start_s``.
+    rebase
+        Shift arrival times so that the window starts at 0.
+
+    Returns
+    -------
+    Trace
+        The requests of the window, ids renumbered from 0.
+    """
     _need_arrivals(trace, "slice")
     end_s = float("inf") if end_s is None else end_s
     if end_s <= start_s:
@@ -85,7 +127,20 @@ def slice(trace: Trace, start_s: float = 0.0, end_s: float | None = None, *, reb
 
 
 def filter(trace: Trace, predicate: pl.Expr) -> Trace:
-    """Requests for which the polars expression holds, e.g. ``pl.col("prompt_tokens") < 8192``."""
+    """Keep the requests for which the polars expression holds, e.g. ``pl.col("prompt_tokens") < 8192``.
+
+    Parameters
+    ----------
+    trace
+        Any trace.
+    predicate
+        Boolean polars expression over the request columns.
+
+    Returns
+    -------
+    Trace
+        The requests where ``predicate`` holds, ids renumbered from 0.
+    """
     return trace.with_requests(renumber(trace.requests.filter(predicate)))
 
 
@@ -103,6 +158,11 @@ def merge(traces: Sequence[Trace], classes: Sequence[str] | None = None, *, name
 
     Session ids are offset per trace so sessions stay distinct; prefix hashes are offset likewise so blocks of
     different traces never match (all traces must use the same block size).
+
+    Returns
+    -------
+    Trace
+        One trace holding every request, with ``request_class`` set per source trace.
     """
     if not traces:
         raise ConfigError("merge needs at least one trace")
@@ -126,8 +186,8 @@ def merge(traces: Sequence[Trace], classes: Sequence[str] | None = None, *, name
             ),
         )
         parts.append(df)
-        sess_off += int(t.requests["session_id"].max() or 0) + 1
-        hash_off += int(t.requests["prefix_hashes"].explode().max() or 0) + 1
+        sess_off += as_int(t.requests["session_id"].max() or 0) + 1
+        hash_off += as_int(t.requests["prefix_hashes"].explode().max() or 0) + 1
     df = pl.concat(parts).sort("arrival_s", maintain_order=True)
     return Trace(
         renumber(df),
@@ -153,6 +213,11 @@ def attach_arrivals(
     n
         Number of requests (default: all rows, in a random permutation; larger ``n`` resamples with
         replacement).
+
+    Returns
+    -------
+    Trace
+        ``n`` requests with arrival times drawn from ``arrivals``.
     """
     streams = Streams(seed)
     r_arr, r_rows = streams.rng("resample/arrivals"), streams.rng("resample/rows")
@@ -237,7 +302,7 @@ def fit(
     sessions: bool = True,
     extend: str = "periodic",
 ) -> Synthetic:
-    """A generator that reproduces the trace's rate profile, inter-arrival CV, lengths and prefix reuse.
+    """Return a generator that reproduces the trace's rate profile, inter-arrival CV, lengths and prefix reuse.
 
     Parameters
     ----------

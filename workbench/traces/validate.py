@@ -258,7 +258,8 @@ def _duplicates(df: pl.DataFrame, file, label: dict, mode: str, report: dict | N
     count = pos.len()
     if count == 0:
         return df
-    mask = pl.int_range(pl.len(), dtype=pos.dtype).is_in(pos.implode())
+    # the row index's integer type (polars' stubs want a type class for dtype=)
+    mask = pl.int_range(pl.len(), dtype=pos.dtype).is_in(pos.implode())  # type: ignore[call-overload]
     row = first_row(df, mask)
     where = f"{file or 'trace'}: {count} row(s) repeat an earlier row exactly (first at row {row})"
     if mode == "error":

@@ -33,17 +33,22 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
+from workbench.config import as_float
 from workbench.errors import ConfigError
 from workbench.hardware import RooflineModel, gpu, model
 from workbench.hardware.perf import Batch
 from workbench.power.classes import TASK_PROMPT_TOKENS
 from workbench.power.fitting import load_runs
 from workbench.seeds import Streams
+
+if TYPE_CHECKING:
+    from workbench.sim.config import InstanceConfig
 
 #: Requests per run of each task (ML.ENERGY ``configs/vllm/<task>/benchmark.yaml``, ``num_requests``).
 TASK_REQUESTS = {
@@ -88,11 +93,23 @@ RUN_POINTS = 4
 
 
 def mlenergy_requests(task: str, max_num_seqs: int) -> int:
-    """Requests of a run: the task's count times the repeats that keep ``max_num_seqs`` slots busy.
+    """Return the request count of a run: the task's count times the repeats that keep ``max_num_seqs`` busy.
 
     The benchmark repeats its request list for large batch caps (``num_request_repeats`` in each model's
     ``sweeps.yaml``); the repeats vary by model. The rule here, ``ceil(1.5 max_num_seqs / requests)``, matches
     the GPQA defaults (1 up to 128, 2 at 192-256, 3 at 384) and gives at least 1.5 batches of requests.
+
+    Parameters
+    ----------
+    task
+        ML.ENERGY task (a key of :data:`TASK_REQUESTS`).
+    max_num_seqs
+        The run's batch cap.
+
+    Returns
+    -------
+    int
+        Requests the benchmark sends.
     """
     if task not in TASK_REQUESTS:
         raise ConfigError(f"unknown ML.ENERGY task {task!r}; choose one of: {', '.join(TASK_REQUESTS)}")
@@ -101,7 +118,7 @@ def mlenergy_requests(task: str, max_num_seqs: int) -> int:
 
 
 def mlenergy_trace(run: Mapping, seed: int = 0) -> pl.DataFrame:
-    """The simulated workload of one run (canonical request columns, every arrival at t = 0)."""
+    """Return the simulated workload of one run (canonical request columns, every arrival at t = 0)."""
     task = run["task"]
     n = mlenergy_requests(task, int(run["max_num_seqs"]))
     rng = Streams(seed).rng("mlenergy/output_tokens")
@@ -117,7 +134,7 @@ def mlenergy_trace(run: Mapping, seed: int = 0) -> pl.DataFrame:
     )
 
 
-def _instance(run: Mapping, perf) -> object:
+def _instance(run: Mapping, perf) -> InstanceConfig:
     from workbench.sim.config import InstanceConfig, SchedulerConfig
 
     cap = int(run["max_num_seqs"])
@@ -211,7 +228,7 @@ def simulate_mlenergy_run(run: Mapping, params: Mapping[str, float] | None = Non
     res = simulate(trace, _instance(run, rec), progress=False, record_segments=False)
     steps = _steps_from(rec.rows)
     itl = step_itl(steps, perf)
-    makespan = float(res.requests["finish_s"].max())
+    makespan = as_float(res.requests["finish_s"].max())
     return {
         "measured_median_itl_ms": float(run["median_itl_ms"]),
         "median_itl_ms": itl["median_itl_ms"],
@@ -276,8 +293,11 @@ _ROOFLINE_KEYS = ("seq_overhead_s", "overhead_s", "mbu", "mfu", "step_floor_s")
 
 
 def _perf(run: Mapping, params: Mapping[str, float]) -> RooflineModel:
-    """The roofline of ``run`` with corrections ``params`` (keys of :data:`CORRECTION_PARAMS`; a task-specific
-    value ``"step_floor_s@<task>"`` wins over ``"step_floor_s"``)."""
+    """Return the roofline of ``run`` with corrections ``params``.
+
+    The keys are those of :data:`CORRECTION_PARAMS`; a task-specific value ``"step_floor_s@<task>"`` wins over
+    ``"step_floor_s"``.
+    """
     kw = {k: float(v) for k, v in params.items() if k in _ROOFLINE_KEYS}
     floor = params.get(f"step_floor_s@{run['task']}")
     if floor is not None:
@@ -311,7 +331,7 @@ def predict_runs(data: RunSteps, params: Mapping[str, Mapping[str, float]] | Non
 
 
 def _sampled(data: RunSteps, n: int = FIT_SAMPLES, seed: int = 0) -> RunSteps:
-    """``data`` with each run's rows drawn ``n`` times with probability proportional to their ITL samples."""
+    """Resample ``data``: each run's rows drawn ``n`` times, with probability proportional to ITL samples."""
     rng = Streams(seed).rng("validation/fit_samples")
     out = {}
     for run, a in data.steps.items():
@@ -372,7 +392,7 @@ def fit_corrections(
             if k.startswith("step_floor_s@"):
                 task = group.filter(pl.col("task") == k.split("@")[1])
                 small = task.filter(pl.col("max_num_seqs") == task["max_num_seqs"].min())["median_itl_ms"]
-                start[i] = float(np.clip(0.8e-3 * small.median(), base[i][0], base[i][1]))
+                start[i] = float(np.clip(0.8e-3 * as_float(small.median()), base[i][0], base[i][1]))
 
         def resid(x: np.ndarray, rows=rows, measured=measured, keys=keys) -> np.ndarray:
             p = dict(zip(keys, x.tolist(), strict=True))
@@ -403,8 +423,10 @@ def _groups(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def mlenergy_errors(table: pl.DataFrame, column: str = "predicted_median_itl_ms") -> pl.DataFrame:
-    """Median |error| and median error (bias) of ``column`` against the measured ``median_itl_ms`` per GPU x
-    architecture x inputs (text / multimodal), with the run count."""
+    """Return the median |error| and bias of ``column`` against the measured ``median_itl_ms``.
+
+    Per GPU x architecture x inputs (text / multimodal), with the run count.
+    """
     e = pl.col(column) / pl.col("median_itl_ms") - 1.0
     return (
         _groups(table)
@@ -466,7 +488,7 @@ SHIPPED_CORRECTIONS = ("seq_overhead_s", "mbu", "moe_layer_s", "ep_layer_s", "fp
 def build_validation_table(
     *, repeats: int = 2, folds: int = 3, seed: int = 0, n_jobs: int = 1
 ) -> tuple[pl.DataFrame, dict[str, dict[str, float]]]:
-    """The content of ``data/mlenergy_validation.csv`` and the corrections fitted on every run.
+    """Return the content of ``data/mlenergy_validation.csv`` and the corrections fitted on every run.
 
     Every run simulated once (:func:`record_all`), predicted by the default roofline, out of fold
     (:func:`held_out_errors` with :data:`SHIPPED_CORRECTIONS`, ``repeats`` x ``folds``) and in sample. Takes
@@ -489,15 +511,18 @@ def build_validation_table(
 
 
 def load_validation_table() -> pl.DataFrame:
-    """The shipped ML.ENERGY validation table (one row per run; see :func:`build_validation_table`)."""
+    """Return the shipped ML.ENERGY validation table (one row per run; see :func:`build_validation_table`)."""
     from workbench._paths import data_path
 
     return pl.read_csv(data_path(TABLE_FILE))
 
 
 def validation_summary(table: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per GPU x architecture x inputs: runs, the default roofline's median |error| and bias, the held-out
-    corrected model's median |error| (mean and standard deviation over the split repeats) and bias."""
+    """Per GPU x architecture x inputs.
+
+    Runs, the default roofline's median |error| and bias, the held-out corrected model's median |error| (mean
+    and standard deviation over the split repeats) and bias.
+    """
     table = load_validation_table() if table is None else table
     oof = [c for c in table.columns if c.startswith("oof_")]
     per_rep = pl.concat(

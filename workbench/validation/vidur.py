@@ -44,6 +44,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench._paths import data_path
+from workbench.config import as_float
 from workbench.errors import DatasetError
 from workbench.sim.config import InstanceConfig, SchedulerConfig
 
@@ -58,8 +59,20 @@ _METRICS = {"ttft_s": "ttft", "tpot_s": "tpot", "e2e_s": "e2e"}
 
 
 def vidur_scheduler(**overrides: object) -> SchedulerConfig:
-    """Vidur's vLLM replica scheduler as a :class:`~workbench.sim.SchedulerConfig` (its defaults;
-    ``overrides`` change any field)."""
+    """Return Vidur's vLLM replica scheduler as a :class:`~workbench.sim.SchedulerConfig`.
+
+    Its defaults; ``overrides`` change any field.
+
+    Parameters
+    ----------
+    **overrides
+        :class:`~workbench.sim.SchedulerConfig` fields to change.
+
+    Returns
+    -------
+    SchedulerConfig
+        The scheduler configuration.
+    """
     params: dict[str, object] = {
         "max_num_seqs": 128,
         "max_num_batched_tokens": 4096,
@@ -75,13 +88,26 @@ def vidur_scheduler(**overrides: object) -> SchedulerConfig:
 
 
 def read_vidur_metrics(path: str | Path) -> pl.DataFrame:
-    """Vidur's ``request_metrics.csv`` as ``request_id, arrival_s, prompt_tokens, output_tokens, ttft_s, tpot_s,
-    e2e_s, restarts`` (arrival of the first request at 0 s; later ones from the inter-arrival delays).
+    """Read Vidur's ``request_metrics.csv`` as a per-request table.
+
+    Columns ``request_id, arrival_s, prompt_tokens, output_tokens, ttft_s, tpot_s, e2e_s, restarts``; the first
+    request arrives at 0 s, later ones after the inter-arrival delays.
 
     Vidur writes a restarted request's lengths and ``tpot_s`` *after* its restarts (tokens decoded before a
     preemption counted in the prompt, ``tpot_s`` over the remaining ones; see the module docstring): for rows
     with ``restarts > 0`` take the lengths from the generated requests (``benchmarks/vidur_side_by_side.py``
-    keeps them) before replaying, and :func:`vidur_tpot` for the TPOT."""
+    keeps them) before replaying, and :func:`vidur_tpot` for the TPOT.
+
+    Parameters
+    ----------
+    path
+        A Vidur ``request_metrics.csv``.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per request, sorted by id.
+    """
     raw = pl.read_csv(path, glob=False)
     need = {
         "Request Id",
@@ -116,6 +142,16 @@ def vidur_tpot(runs: pl.DataFrame) -> pl.Expr:
 
     ``runs`` must hold the requests' original lengths (as ``data/vidur_runs.csv`` does); for a request that
     was never restarted this equals Vidur's ``decode_time_execution_plus_preemption_normalized``.
+
+    Parameters
+    ----------
+    runs
+        Vidur runs with ``e2e_s``, ``ttft_s`` and ``output_tokens``.
+
+    Returns
+    -------
+    polars.Expr
+        The ``tpot_s`` expression.
     """
     missing = {"e2e_s", "ttft_s", "output_tokens"} - set(runs.columns)
     if missing:
@@ -124,7 +160,10 @@ def vidur_tpot(runs: pl.DataFrame) -> pl.Expr:
 
 
 def load_vidur_runs() -> pl.DataFrame:
-    """The cached Vidur runs (``data/vidur_runs.csv``): :func:`read_vidur_metrics` columns plus ``load``."""
+    """Return the cached Vidur runs (``data/vidur_runs.csv``).
+
+    :func:`read_vidur_metrics` columns plus ``load``.
+    """
     return pl.read_csv(data_path(RUNS_FILE))
 
 
@@ -194,8 +233,8 @@ def compare_with_vidur(
             raise DatasetError(f"load {load}: the workbench rejected {int(ours['rejected'].sum())} requests")
         for col, name in _METRICS.items():
             for q in QUANTILES:
-                v = float(part[col].quantile(q, "linear"))
-                w = float(ours[col].quantile(q, "linear"))
+                v = as_float(part[col].quantile(q, "linear"))
+                w = as_float(ours[col].quantile(q, "linear"))
                 rows.append((float(load), name, q, v, w, (w / v - 1) * 100))
     return pl.DataFrame(
         rows, orient="row", schema=["load", "metric", "quantile", "vidur_s", "workbench_s", "error_pct"]

@@ -47,13 +47,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 
+from workbench.config import as_int
 from workbench.errors import ConfigError, DatasetError
 from workbench.hardware.calibrated import CalibratedModel, Domain
+from workbench.hardware.catalog import GPU, ModelSpec
 from workbench.hardware.perf import Batch
 from workbench.hardware.roofline import RooflineModel
 from workbench.seeds import Streams
@@ -103,7 +105,7 @@ class VllmBenchmark:
     source: dict[str, Any]
 
     def metrics(self) -> dict[str, float]:
-        """The measured percentiles matched by the calibration (:data:`METRICS`)."""
+        """Return the measured percentiles matched by the calibration (:data:`METRICS`)."""
         return benchmark_metrics(self.requests)
 
 
@@ -123,7 +125,23 @@ def _number(raw: Mapping[str, Any], key: str, default: float, where: str) -> flo
 
 
 def read_vllm_benchmark(path: str | Path) -> VllmBenchmark:
-    """Read a ``vllm bench serve --save-result --save-detailed`` JSON file (see the module docstring)."""
+    """Read a ``vllm bench serve --save-result --save-detailed`` JSON file (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The JSON file.
+
+    Returns
+    -------
+    VllmBenchmark
+        The successful requests and the client's settings (rate, burstiness, concurrency).
+
+    Raises
+    ------
+    DatasetError
+        Unreadable file, not JSON, or no per-request detail.
+    """
     path = Path(path)
     where = str(path)
     try:
@@ -211,7 +229,10 @@ def benchmark_metrics(requests: pl.DataFrame) -> dict[str, float]:
 
 
 def benchmark_trace(bench: VllmBenchmark, seed: int = 0) -> pl.DataFrame:
-    """The benchmark's workload as a trace (measured lengths; arrivals drawn as ``vllm bench serve`` does)."""
+    """Return the benchmark's workload as a trace.
+
+    Measured lengths; arrivals drawn as ``vllm bench serve`` does.
+    """
     n = bench.requests.height
     if math.isinf(bench.request_rate):
         arrivals = np.zeros(n)
@@ -277,8 +298,10 @@ def simulate_benchmark(
     kv_capacity_tokens: int | None = None,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """The benchmark replayed on one simulated instance: per request ``prompt_tokens, output_tokens, ttft_s,
-    tpot_s`` as the vLLM client would measure them (TTFT from admission when ``max_concurrency`` is set).
+    """Return the benchmark replayed on one simulated instance.
+
+    Per request ``prompt_tokens, output_tokens, ttft_s, tpot_s`` as the vLLM client would measure them (TTFT
+    from admission when ``max_concurrency`` is set).
 
     ``perf`` defaults to the roofline of ``gpu``/``model``/``tp``; ``scheduler`` to
     :class:`~workbench.sim.SchedulerConfig` with prefix caching off (the benchmark's prompts are random).
@@ -397,7 +420,7 @@ def calibrate_vllm(
     extent = _Extent(RooflineModel(gpu, model, tp, **fitted))
     calibrated = run(extent)
     before = run(default)
-    longest = int((bench.requests["prompt_tokens"] + bench.requests["output_tokens"]).max())  # type: ignore[operator]
+    longest = as_int((bench.requests["prompt_tokens"] + bench.requests["output_tokens"]).max())
     fit = {
         k: {
             "measured": measured[k],
@@ -409,8 +432,8 @@ def calibrate_vllm(
     }
     return CalibratedModel(
         name=name,
-        gpu=default.gpu.name,
-        model=default.model.name,
+        gpu=cast(GPU, default.gpu).name,  # RooflineModel resolves names to specs
+        model=cast(ModelSpec, default.model).name,
         tp=int(tp),
         params=fitted,
         domain=Domain(max(extent.seqs, 1), max(extent.tokens, 1), longest),
@@ -427,7 +450,7 @@ def _initial(model: RooflineModel, param: str) -> float:
 
 
 def _simplex(start: np.ndarray) -> np.ndarray:
-    """Initial simplex: the start and one vertex per parameter at x 1.5 (log step 0.4)."""
+    """Return the initial simplex: the start and one vertex per parameter at x 1.5 (log step 0.4)."""
     return np.vstack([start, *[start + 0.4 * np.eye(len(start))[i] for i in range(len(start))]])
 
 
@@ -440,9 +463,11 @@ def write_vllm_benchmark(
     max_concurrency: int | None = None,
     model_id: str = "",
 ) -> Path:
-    """Write a per-request table (``prompt_tokens, output_tokens, ttft_s, tpot_s``) in the layout of
-    ``vllm bench serve --save-result --save-detailed`` (each request's inter-token gaps all equal its TPOT):
-    for tests and examples, and for a user's own measurements collected elsewhere."""
+    """Write a per-request table in the layout of ``vllm bench serve --save-result --save-detailed``.
+
+    The table holds ``prompt_tokens, output_tokens, ttft_s, tpot_s``; each request's inter-token gaps all equal
+    its TPOT. For tests and examples, and for a user's own measurements collected elsewhere.
+    """
     outs = requests["output_tokens"].to_list()
     tpots = requests["tpot_s"].fill_null(0.0).to_list()
     data = {

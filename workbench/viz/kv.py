@@ -1,5 +1,7 @@
-"""Charts of the KV hierarchy studies (:mod:`workbench.kv_studies`): where prompt tokens were served from, and
-a metric's mean with its confidence interval per arm."""
+"""Charts of the KV hierarchy studies (:mod:`workbench.studies.kv_hierarchy`).
+
+Where prompt tokens were served from, and a metric's mean with its confidence interval per arm.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ def tier_shares(summary: pl.DataFrame) -> alt.Chart:
     Parameters
     ----------
     summary
-        :func:`workbench.kv_studies.summary` of a study with ``*_share`` metrics (missing tiers count 0).
+        :func:`workbench.studies.kv_hierarchy.summary` of a study with ``*_share`` metrics (missing tiers
+        count 0).
     """
     cols = [c for c in TIERS if c in summary.columns]
     long = summary.select("arm", *cols).unpivot(index="arm", variable_name="tier", value_name="share")

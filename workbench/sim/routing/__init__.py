@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import TypeVar
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from workbench.sim.routing.load import (
 from workbench.sim.routing.pools import ClassPools, LengthPools, MultiObjective
 
 #: Registered routers by short name.
+#: A router class: anything with a ``name`` whose instances :class:`Router` describes.
+_RouterClass = TypeVar("_RouterClass", bound="type[Router]")
+
 ROUTERS: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -80,18 +84,43 @@ CACHE_ROUTERS: frozenset[str] = frozenset(
 )
 
 
-def register(cls: type) -> type:
-    """Register a router class under its ``name`` attribute (usable as a decorator)."""
+def register(cls: _RouterClass) -> _RouterClass:
+    """Register a router class under its ``name`` attribute (usable as a decorator).
+
+    Parameters
+    ----------
+    cls
+        A router class with a ``name`` class attribute.
+
+    Returns
+    -------
+    type
+        ``cls``.
+    """
     ROUTERS[cls.name] = cls
     return cls
 
 
 def check_router_name(name: str, field: str = "router") -> str:
-    """The registered router called ``name`` (case and surrounding spaces ignored, see
-    :func:`workbench.config.require_choice`); a :class:`ConfigError` naming ``field`` when there is none.
+    """Return the registered spelling of the router name ``name``.
+
+    Case and surrounding spaces are ignored (see :func:`workbench.config.require_choice`); an unknown name
+    raises a :class:`ConfigError` naming ``field``.
 
     The message reads ``<field>: unknown router 'x'; choose one of: ...`` (just ``unknown router 'x'; ...``
     for the default field).
+
+    Parameters
+    ----------
+    name
+        Router name as given.
+    field
+        Field named in the error.
+
+    Returns
+    -------
+    str
+        The name as registered in :data:`ROUTERS`.
     """
     return require_choice(field, name, tuple(ROUTERS), what=None if field == "router" else "router")
 
@@ -104,8 +133,24 @@ class _NoStream:
 
 
 def check_router(name: str, field: str = "router", **params) -> None:
-    """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params`` (nothing is
-    drawn: a randomised router gets its stream where it is built for a run)."""
+    """Raise :class:`ConfigError` unless ``name`` is a registered router accepting ``params``.
+
+    Nothing is drawn: a randomised router gets its stream where it is built for a run.
+
+    Parameters
+    ----------
+    name
+        Router name.
+    field
+        Field named in the error.
+    **params
+        Parameters given to the router.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, or unknown/invalid parameter.
+    """
     check_router_name(name, field)
     get_router(name, rng=_NoStream(), **params)  # type: ignore[arg-type]
 
@@ -121,6 +166,11 @@ def get_router(name: str, *, rng: np.random.Generator | None = None, **params) -
         Generator for randomised routers (``random``, ``p2c``, ``jiq``).
     **params
         Policy parameters (e.g. ``cache_threshold=0.5`` for ``sglang_cache_aware``).
+
+    Returns
+    -------
+    Router
+        A fresh router (its own state), ready for one run.
 
     Raises
     ------

@@ -79,7 +79,9 @@ class Candidates(Protocol):
 
 
 class PoolCandidates(Candidates, Protocol):
-    """Candidates that are pools (for fleet-level routers): the load arrays are pool totals, plus:
+    """Candidates that are pools (for fleet-level routers).
+
+    The load arrays are pool totals, plus:
 
     Attributes
     ----------
@@ -101,11 +103,11 @@ class PoolCandidates(Candidates, Protocol):
     accuracy: np.ndarray
 
     def expected_latency_s(self, request: RouteRequest) -> np.ndarray:
-        """Expected end-to-end latency of ``request`` on each pool at the current load."""
+        """Return the expected end-to-end latency of ``request`` on each pool at the current load."""
         ...
 
     def expected_energy_j(self, request: RouteRequest) -> np.ndarray:
-        """Expected energy of serving ``request`` on each pool."""
+        """Return the expected energy of serving ``request`` on each pool."""
         ...
 
 
@@ -192,6 +194,7 @@ class ArrayCandidates:
         return self.n
 
     def prefix_match_tokens(self, request: RouteRequest) -> np.ndarray:
+        """Return the prefix tokens of ``request`` each candidate caches (zeros without ``cached_hashes``)."""
         out = _zeros(self.n)
         if self.cached_hashes is None or not request.prefix_hashes:
             return out
@@ -205,9 +208,11 @@ class ArrayCandidates:
         return out
 
     def expected_latency_s(self, request: RouteRequest) -> np.ndarray:
+        """Return each candidate's expected latency of ``request`` (the given ``latency_s``; zeros without)."""
         return np.zeros(self.n) if self.latency_s is None else np.asarray(self.latency_s, dtype=float)
 
     def expected_energy_j(self, request: RouteRequest) -> np.ndarray:
+        """Return each candidate's expected energy of ``request`` (the given ``energy_j``; zeros without)."""
         return np.zeros(self.n) if self.energy_j is None else np.asarray(self.energy_j, dtype=float)
 
 

@@ -16,7 +16,7 @@ from workbench.sim.routing.load import RouterBase
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def mix64(x: np.ndarray | int) -> np.ndarray:
+def mix64(x: np.ndarray | np.integer | int) -> np.ndarray:
     """SplitMix64 finaliser: a fast, well-spread, platform-independent 64-bit hash of integers."""
     z = np.asarray(x, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -193,6 +193,7 @@ class LinearWeights(RouterBase):
 
     name = "linear_weights"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def __init__(
         self,

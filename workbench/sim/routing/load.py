@@ -53,6 +53,7 @@ class Random(RouterBase):
 
     name = "random"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         return int(self.rng.integers(len(view)))
@@ -72,6 +73,7 @@ class PowerOfTwo(RouterBase):
 
     name = "p2c"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         n = len(view)
@@ -96,6 +98,7 @@ class JIQ(RouterBase):
 
     name = "jiq"
     randomised = True
+    rng: np.random.Generator  # required of a randomised router (RouterBase.__init__)
 
     def choose(self, request: RouteRequest, view: Candidates, now: float) -> int:
         idle = np.flatnonzero(view.outstanding == 0)
@@ -105,8 +108,9 @@ class JIQ(RouterBase):
 
 
 class Pack(RouterBase):
-    """Pack requests onto few candidates: the first (lowest position) with fewer than ``limit`` outstanding
-    requests, else the one with fewest.
+    """Pack requests onto few candidates.
+
+    The first (lowest position) with fewer than ``limit`` outstanding requests, else the one with fewest.
 
     A deliberately imbalanced policy: busy instances run larger batches (per-iteration costs spread over
     more tokens) and the others stay idle, the exposure-reducing mitigation of the execution-idle study.

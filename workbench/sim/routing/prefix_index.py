@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from itertools import count, repeat
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -30,8 +30,11 @@ class TrackedCache(Protocol):
 
 
 class CachingInstance(Protocol):
-    """What the index needs of an instance: its id, its prefix cache, and its lazy evictions (none due before
-    ``evict_at``; ``settle(now)`` makes those due by ``now``)."""
+    """What the index needs of an instance.
+
+    Its id, its prefix cache, and its lazy evictions (none due before ``evict_at``; ``settle(now)`` makes those
+    due by ``now``).
+    """
 
     index: int
     prefix: TrackedCache
@@ -120,7 +123,7 @@ class PrefixIndex:
         left = self._count[r] - 1
         self._count[r] = left
         if not left:
-            del self._row[self._hash[r]]
+            del self._row[cast(int, self._hash[r])]
             self._hash[r] = None
             self._free.append(r)
 
@@ -146,9 +149,9 @@ class PrefixIndex:
             inst.settle(now)
 
     def holds(self, inst_id: int) -> set[int]:
-        """The hashes the index records for instance ``inst_id`` (for audits and tests)."""
+        """Return the hashes the index records for instance ``inst_id`` (for audits and tests)."""
         rows = np.flatnonzero(self._m[:, self._col[inst_id]]).tolist()
-        return {self._hash[r] for r in rows}
+        return {cast(int, self._hash[r]) for r in rows}
 
     def match(self, hashes, limit: int, cols: np.ndarray | None) -> np.ndarray:
         """Leading blocks of ``hashes[:limit]`` each instance caches (``cols``; ``None``: all, in column order).

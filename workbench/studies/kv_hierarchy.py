@@ -19,16 +19,14 @@ confidence interval per arm and :func:`versus` the paired differences against a 
 longer than the model's context: :meth:`~workbench.sim.instance.Instance.reject_reason`) as a metric of its row,
 so the tables show them instead of one warning per run; the latency and hit metrics are over served requests.
 Workloads are drawn afresh for each replication (the Mooncake trace's fitted twin,
-:func:`workbench.traces.fit`), so the intervals cover the workload's randomness too.
-
-This module belongs with the other seed-paper studies (``workbench.studies``) and moves there when that
-package lands.
+:func:`workbench.traces.fit`, drawn by :func:`~workbench.studies._workloads.twin_trace`), so the intervals cover
+the workload's randomness too. Replication seeds are those of every study
+(:func:`workbench.studies.replications.replication_seed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +34,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from workbench import stats, traces
-from workbench.experiments import point_seed
+from workbench import stats
+from workbench.config import as_float, as_int
 from workbench.sim.fleet import simulate
 from workbench.sim.invariants import rejections_in_table
 from workbench.sim.kvtiers import KVHierarchy
 from workbench.sim.topology import Fleet, Pool, monolithic
+from workbench.studies._workloads import twin_trace
+from workbench.studies.replications import replication_seed
 from workbench.traces.agentic import AgentSessions
 from workbench.traces.lengths import LogNormal
 from workbench.traces.mmpp import MMPP
@@ -52,14 +52,26 @@ ARM, REPLICATION = "arm", "replication"
 
 
 # ---------------------------------------------------------------------------------------------- replication
-def replication_seed(seed: int, replication: int) -> int:
-    """Seed of replication ``replication`` under root ``seed``: the same for every arm."""
-    return point_seed({REPLICATION: int(replication)}, seed)
-
-
 def replicate(run: Callable[[Any, int], dict], arms: Sequence[Any], *, replications: int = REPLICATIONS,
               seed: int = 0) -> pl.DataFrame:  # fmt: skip
-    """One row per (arm, replication): the arm's label, the replication and ``run(arm, seed)``'s metrics."""
+    """One row per (arm, replication): the arm's label, the replication and ``run(arm, seed)``'s metrics.
+
+    Parameters
+    ----------
+    run
+        Pure ``run(arm, seed) -> dict`` of numbers.
+    arms
+        Arms with an ``arm`` label.
+    replications
+        Seeds per arm; replication ``r`` gets :func:`replication_seed` ``(seed, r)`` in every arm.
+    seed
+        Root seed.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``arm``, ``replication`` and the run's metrics.
+    """
     rows = []
     for r in range(replications):
         s = replication_seed(seed, r)
@@ -69,29 +81,45 @@ def replicate(run: Callable[[Any, int], dict], arms: Sequence[Any], *, replicati
 
 
 def summary(runs: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
-    """Mean and 95 % interval of ``metrics`` per arm (:func:`workbench.stats.summarize`)."""
+    """Mean and 95 % interval of ``metrics`` per arm (:func:`workbench.stats.summarize`).
+
+    Parameters
+    ----------
+    runs
+        A :func:`replicate` table.
+    metrics
+        Metric columns to summarise.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per arm: each metric's mean and interval.
+    """
     return stats.summarize(runs, ARM, list(metrics))
 
 
 def versus(runs: pl.DataFrame, baseline: str, metrics: Sequence[str]) -> pl.DataFrame:
-    """Paired differences of every arm against ``baseline`` (:func:`workbench.stats.compare`)."""
+    """Paired differences of every arm against ``baseline`` (:func:`workbench.stats.compare`).
+
+    Parameters
+    ----------
+    runs
+        A :func:`replicate` table.
+    baseline
+        The arm the others are compared with.
+    metrics
+        Metric columns to compare.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per other arm and metric: the paired difference and its interval.
+    """
     return stats.compare(runs, ARM, baseline, list(metrics), pair_on=REPLICATION)
 
 
-@functools.lru_cache(maxsize=2)
-def _twin(dataset: str) -> traces.Synthetic:
-    """The fitted twin of a registered trace (once per process)."""
-    return traces.fit(traces.load(dataset))
-
-
-def twin_workload(dataset: str, requests: int, seed: int, speedup: float = 1.0) -> traces.Trace:
-    """``requests`` requests of the fitted twin of ``dataset`` drawn with ``seed``, ``speedup`` times faster."""
-    trace = _twin(dataset).generate(requests, seed=seed)
-    return traces.rescale(trace, speedup) if speedup != 1.0 else trace
-
-
 def _rejected(result) -> int:
-    """Requests of ``result`` the simulator rejected (each with its reason in the request table)."""
+    """Count the requests of ``result`` the simulator rejected (each with its reason in the request table)."""
     return int(result.requests["rejected"].sum())
 
 
@@ -139,6 +167,7 @@ class TierArm:
     dataset: str = "mooncake_synthetic"
 
     def hierarchy(self) -> KVHierarchy | None:
+        """Return the arm's KV hierarchy: a DRAM and/or SSD tier per instance (``None`` without either)."""
         if not (self.dram_gb or self.ssd_gb):
             return None
         return KVHierarchy(
@@ -170,7 +199,7 @@ TIER_METRICS = (
 @rejections_in_table
 def tiers_run(arm: TierArm, seed: int) -> dict[str, float]:
     """One replication: hit shares by tier, TTFT mean/p99 and mean load time."""
-    trace = twin_workload(arm.dataset, arm.requests, seed, arm.speedup)
+    trace = twin_trace(arm.dataset, arm.requests, seed, arm.speedup)
     fleet = monolithic(arm.instances, gpu=arm.gpu, model=arm.model, router=arm.router)
     return _hits(simulate(trace, dataclasses.replace(fleet, hierarchy=arm.hierarchy()), seed=seed))
 
@@ -215,7 +244,7 @@ PD_METRICS = ("transfer_mean_s", "transfer_p99_s", "tpot_p50_s", "e2e_p99_s", "r
 @rejections_in_table
 def pd_run(arm: PDArm, seed: int) -> dict[str, float]:
     """One replication: KV transfer time (mean, p99), median TPOT and p99 end-to-end latency."""
-    trace = twin_workload(arm.dataset, arm.requests, seed, arm.speedup)
+    trace = twin_trace(arm.dataset, arm.requests, seed, arm.speedup)
     fleet = Fleet(
         pools=(Pool("prefill", role="prefill", instances=arm.prefill), Pool("decode", role="decode",
                                                                              instances=arm.decode)),
@@ -225,10 +254,10 @@ def pd_run(arm: PDArm, seed: int) -> dict[str, float]:
     q = result.requests.filter(~pl.col("rejected") & (pl.col("kv_transfer_s") > 0))
     return {
         "rejected": _rejected(result),
-        "transfer_mean_s": float(q["kv_transfer_s"].mean()),
-        "transfer_p99_s": float(q["kv_transfer_s"].quantile(0.99)),
-        "tpot_p50_s": float(q["tpot_s"].median()),
-        "e2e_p99_s": float(q["e2e_s"].quantile(0.99)),
+        "transfer_mean_s": as_float(q["kv_transfer_s"].mean()),
+        "transfer_p99_s": as_float(q["kv_transfer_s"].quantile(0.99)),
+        "tpot_p50_s": as_float(q["tpot_s"].median()),
+        "e2e_p99_s": as_float(q["e2e_s"].quantile(0.99)),
     }
 
 
@@ -260,6 +289,7 @@ class StoreArm:
     dataset: str = "mooncake_synthetic"
 
     def hierarchy(self) -> KVHierarchy | None:
+        """Return the arm's KV hierarchy: its capacity as DRAM split over the instances, or as a store."""
         if self.where == "local":
             return KVHierarchy(dram={"capacity_gb": self.capacity_gb / self.instances})
         if self.where == "store":
@@ -279,7 +309,7 @@ STORE_METRICS = ("hit_rate", "store_share", "dram_share", "ttft_mean_s", "ttft_p
 @rejections_in_table
 def store_run(arm: StoreArm, seed: int) -> dict[str, float]:
     """One replication: hit shares, TTFT mean and p99."""
-    trace = twin_workload(arm.dataset, arm.requests, seed, arm.speedup)
+    trace = twin_trace(arm.dataset, arm.requests, seed, arm.speedup)
     fleet = dataclasses.replace(monolithic(arm.instances, router=arm.router), hierarchy=arm.hierarchy())
     return _hits(simulate(trace, fleet, seed=seed))
 
@@ -313,6 +343,7 @@ class AgenticArm:
     fanout: int = 4
 
     def workload(self, seed: int):
+        """Return the replication's agentic sessions drawn with ``seed`` (bursty starts, fan-out steps)."""
         gen = AgentSessions(
             sessions=MMPP.bursts(self.rate, peak_ratio=4.0, burst_share=0.2, burst_s=20.0),
             mean_steps=self.mean_steps,
@@ -339,9 +370,11 @@ AGENTIC_METRICS = (
 
 @rejections_in_table
 def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
-    """One replication: TTFT mean (and its log10: replications differ by orders of magnitude once a fleet is
-    overloaded, and a paired difference of logs is a ratio), p99, mean queueing, the time to finish all
-    sessions and the hit rate."""
+    """Run one replication of the agentic study and return its measures.
+
+    TTFT mean (and its log10: replications differ by orders of magnitude once a fleet is overloaded, and a
+    paired difference of logs is a ratio), p99, mean queueing, the time to finish all sessions and the hit rate.
+    """
     work = arm.workload(seed)
     fleet = monolithic(arm.instances, router="lmetric")
     if arm.mode == "closed":
@@ -350,15 +383,16 @@ def agentic_run(arm: AgenticArm, seed: int) -> dict[str, float]:
         logged = simulate(work, monolithic(arm.logged_instances, router="lmetric"), seed=seed)
         result = simulate(work.replay(logged), fleet, seed=seed)
     q = result.requests.filter(~pl.col("rejected"))
-    ttft = float(q["ttft_s"].mean())
+    ttft = as_float(q["ttft_s"].mean())
     return {
         "rejected": _rejected(result),
         "ttft_mean_s": ttft,
         "log10_ttft_mean": float(np.log10(ttft)),
-        "ttft_p99_s": float(q["ttft_s"].quantile(0.99)),
-        "queue_mean_s": float(q["queue_s"].mean()),
-        "span_s": float(q["finish_s"].max() - q["arrival_s"].min()),
-        "hit_rate": float(q["cached_tokens"].cast(pl.Int64).sum() / q["prompt_tokens"].cast(pl.Int64).sum()),
+        "ttft_p99_s": as_float(q["ttft_s"].quantile(0.99)),
+        "queue_mean_s": as_float(q["queue_s"].mean()),
+        "span_s": as_float(q["finish_s"].max()) - as_float(q["arrival_s"].min()),
+        "hit_rate": as_int(q["cached_tokens"].cast(pl.Int64).sum())
+        / as_int(q["prompt_tokens"].cast(pl.Int64).sum()),
     }
 
 
@@ -383,6 +417,6 @@ __all__ = [
     "store_run",
     "summary",
     "tiers_run",
-    "twin_workload",
+    "twin_trace",
     "versus",
 ]
