@@ -164,8 +164,10 @@ def operational_carbon_kg(it_kwh: float | np.ndarray, site: Site, *, start_hour:
 
 
 def gco2e_per_1k_tokens(j_per_token: float | np.ndarray, site: Site) -> float | np.ndarray:
-    """Operational gCO2e per 1,000 tokens of IT energy ``j_per_token`` (J) at ``site`` (x PUE x the grid's
-    mean intensity): the package's one carbon-per-token formula."""
+    """Return the operational gCO2e per 1,000 tokens of IT energy ``j_per_token`` (J) at ``site``.
+
+    IT energy x PUE x the grid's mean intensity: the package's one carbon-per-token formula.
+    """
     return j_per_token * 1000.0 * site.pue / J_PER_KWH * site.need("grid_gco2e_per_kwh")
 
 

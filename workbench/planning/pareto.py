@@ -200,9 +200,11 @@ class SimPoint:
 
 
 def price_points(table: pl.DataFrame, wl: Workload, model: str, cost: CostBasis) -> pl.DataFrame:
-    """``table`` of simulated points (columns of :func:`point_configs` and :class:`SimPoint`) with the cost and
-    carbon columns of ``cost``: ``usd_per_hour``, ``usd_per_m_output_tokens`` (before ``j_per_output_token``)
-    and ``gco2e_per_1k_output_tokens`` (after it)."""
+    """Add the cost and carbon columns of ``cost`` to a table of simulated points.
+
+    ``table`` has the columns of :func:`point_configs` and :class:`SimPoint`; the result adds ``usd_per_hour``,
+    ``usd_per_m_output_tokens`` (before ``j_per_output_token``) and ``gco2e_per_1k_output_tokens`` (after it).
+    """
     usd = []
     for row in table.iter_rows(named=True):
         second = row["topology"] != "monolithic"
@@ -219,8 +221,8 @@ def price_points(table: pl.DataFrame, wl: Workload, model: str, cost: CostBasis)
     table = table.insert_column(at, usd_h).insert_column(
         at + 1, (usd_h / (wl.output_tokens_per_s * 3600.0) * 1e6).alias("usd_per_m_output_tokens")
     )
-    carbon = gco2e_per_1k_tokens(j_tok, cost.place())
-    return table.insert_column(at + 3, pl.Series("gco2e_per_1k_output_tokens", carbon, pl.Float64))
+    carbon = j_tok * float(gco2e_per_1k_tokens(1.0, cost.place()))  # linear in the energy; nulls stay null
+    return table.insert_column(at + 3, carbon.cast(pl.Float64).alias("gco2e_per_1k_output_tokens"))
 
 
 def point_configs(
@@ -232,8 +234,10 @@ def point_configs(
     model: str = "Llama-3.1-8B",
     precision: Precision | None = None,
 ) -> list[dict]:
-    """Sweep configurations (dicts) for candidates at fixed instance counts ``(n1, n2)`` (what the simulation
-    depends on; no prices, see :func:`price_points`)."""
+    """Build sweep configurations (dicts) for candidates at fixed instance counts ``(n1, n2)``.
+
+    A configuration holds what the simulation depends on: no prices (see :func:`price_points`).
+    """
     fp = trace_fingerprint(wl)
     extra = {
         "model": model,

@@ -1,5 +1,6 @@
-"""The question a planner answers, in one object: which workload, at what SLO, serving which model, priced how,
-from which seed, timed by which performance model.
+"""The question a planner answers, in one object.
+
+Which workload, at what SLO, serving which model, priced how, from which seed, timed by which performance model.
 
 :func:`~workbench.planning.size_fleet` and :func:`~workbench.whatif.plan_workload` take a :class:`Question`
 in place of their loose parameters (which keep working)::
@@ -95,13 +96,16 @@ class Question:
             )
 
     def prepared(self) -> Workload:
-        """The :class:`Workload` the question runs on (:func:`~workbench.planning.workload.prepare_workload`
-        of :attr:`workload` at :attr:`qps`, drawn with :attr:`seed`)."""
+        """Return the :class:`Workload` the question runs on.
+
+        It is :func:`~workbench.planning.workload.prepare_workload` of :attr:`workload` at :attr:`qps`, drawn
+        with :attr:`seed`.
+        """
         return prepare_workload(self.workload, self.qps, seed=self.seed)
 
 
 def ask(subject: Any, slo: Any, rest: Any, **loose: Any) -> tuple[Question, Any]:
-    """The :class:`Question` of a call, and the argument after it.
+    """Return the :class:`Question` of a call, and the argument after it.
 
     A function taking ``(workload, slo, rest, *, model=None, cost=None, ...)`` also takes ``(question, rest)``:
     with a :class:`Question` first, the next positional argument is ``rest`` and the loose keywords must be

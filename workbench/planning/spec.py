@@ -1,5 +1,6 @@
-"""What a sizing question is made of: service-level objectives and candidate fleets (the cost basis is
-:class:`workbench.tco.CostBasis`).
+"""What a sizing question is made of: service-level objectives and candidate fleets.
+
+The cost basis is :class:`workbench.tco.CostBasis`.
 
 A :class:`Candidate` is one fleet *shape* (GPU, tensor parallelism, topology, batch cap, clock, router) whose
 instance counts the planner chooses. Topologies:
