@@ -6,8 +6,8 @@ notebooks make, at the notebooks' sizes, with the seeds written in each recipe) 
 in the ``workbench`` theme (:func:`workbench.viz.theme`: one font, Okabe-Ito colours), sized to a paper's
 column (``--width double``: 516 pt, ``single``: 252 pt; PNG at 300 dpi of that width), with its data beside it
 as ``<name>.csv`` whose first lines record the package version, the lock's hash and the seeds
-(:mod:`workbench.provenance`). SVG, PNG and CSV are identical from run to run; the PDF draws the same but its
-bytes are not (vl-convert names font subsets at random). ``--only NAME`` picks some.
+(:mod:`workbench.provenance`). PNG, SVG, PDF and CSV are byte-identical from run to run (the PDF is rewritten
+in a canonical object order, :func:`workbench.viz.canonical_pdf`). ``--only NAME`` picks some.
 
 Data: the shipped Azure code trace, plus ``WORKBENCH_DATA_DIR`` copies of the Mooncake trace, the
 inference-fleet-sim length CDFs, the ServeGen client data and the ML.ENERGY runs for the figures that use
