@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -248,7 +248,7 @@ def size_fleet(
     seed: int = 0,
     perf: screen.PerfSpec = "roofline",
     arrivals: str = "burst",
-    progress: bool | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
 ) -> SizingResult:
     """Find the minimum-cost fleet meeting ``slo`` for a workload.
 
@@ -298,7 +298,8 @@ def size_fleet(
         with a :class:`~workbench.errors.HardwareError`. A factory ``(gpu, model, tp) -> PerformanceModel``
         changes the screen only (the check simulates the roofline).
     progress
-        Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
+        Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs);
+        a callable is called as ``progress(done, total)`` after each checked candidate instead.
     """
     if not candidates:
         raise ConfigError("candidate list is empty: give at least one Candidate")

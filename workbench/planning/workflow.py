@@ -27,7 +27,7 @@ caps) and optionally the pool-split study; :class:`PlanSpec` is the same questio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def plan(
     precision: Precision | None = None,
     split_study: bool = False,
     seed: int = 0,
-    progress: bool | None = False,
+    progress: bool | Callable[[int, int], None] | None = False,
     perf: str = "roofline",
 ) -> Plan:
     """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study.
@@ -106,7 +106,8 @@ def plan(
     seed
         Seed of the simulation checks.
     progress
-        Progress bar of the checks (default: none, explorers show their own; ``None``: when interactive).
+        Progress bar of the checks (default: none; ``None``: when interactive); a callable is called as
+        ``progress(done, total)`` after each checked candidate (the explorer's bar).
     perf
         Performance model by name (``"roofline"`` or ``"calibrated:<name>"``, see
         :func:`~workbench.planning.size_fleet`); with a calibration the batch cap is the decode batch its
