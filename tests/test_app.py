@@ -216,3 +216,18 @@ def test_live_stops_a_stale_run_at_its_next_progress_call():
     assert live.wait(10)
     assert steps == [] and live.timings["stopped"] == 1
     assert live.out.outputs[0]["text"] == "second\n"
+
+
+def test_sizing_overview_is_the_fleet_sizing_recipe():
+    """One recipe for the fleet_sizing figure and notebook 05 (sizing bars over the check), and the explorer's
+    plan_overview is it plus the Pareto front."""
+    from workbench.planning.workflow import plan
+    from workbench.viz.planning import plan_overview, sizing_overview
+
+    p = plan(presets.get("poisson").workload(), 10.0, 1.0, 0.05, gpus=["H100", "A100"], check=0)
+    assert len(sizing_overview(p.result.table, top=4).to_dict()["vconcat"]) == 1  # nothing checked
+    checked = p.result.table.with_columns(sim_instances=pl.col("instances") + 1)
+    spec = sizing_overview(checked, top=4).to_dict()
+    assert len(spec["vconcat"]) == 2 and spec["resolve"]["scale"]["color"] == "independent"
+    assert spec["vconcat"][1]["title"] == "Instances: analytic screen vs simulation"
+    assert len(plan_overview(checked, p.tradeoffs, top=4).to_dict()["vconcat"]) == 3
