@@ -233,9 +233,9 @@ def canonical_pdf(data: bytes) -> bytes:
     out = bytearray(data[: first.start()])
     offsets = []
     for old in order:
-        text, stream = objects[old]
+        text, payload = objects[old]
         offsets.append(len(out))
-        out += b"%d 0 obj\n" % new[old] + renumber(text) + stream + b"\nendobj\n\n"
+        out += b"%d 0 obj\n" % new[old] + renumber(text) + payload + b"\nendobj\n\n"
     start = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(order) + 1)
     out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
