@@ -165,6 +165,7 @@ def test_sizing_explorer_offers_the_performance_model_and_answers_at_once(tmp_pa
     a bad name fails when the explorer is built."""
     from workbench.errors import DatasetError
     from workbench.hardware.calibrated import CalibratedModel, Domain
+    from workbench.planning.workflow import plan
     from workbench.widgets.live import Results
     from workbench.widgets.planning import fleet_sizing_explorer
 
@@ -177,15 +178,21 @@ def test_sizing_explorer_offers_the_performance_model_and_answers_at_once(tmp_pa
     assert c["perf"].options == ("roofline", "calibrated:slow-h100") and c["perf"].value == "roofline"
     c["check"].value = 0
     c["gpus"].value = ("H100-SXM",)
+    assert box.live.wait(60)
     roofline = results.tables["ranked"]
     c["perf"].value = "calibrated:slow-h100"
     assert box.live.wait(60) and "error" not in box.live.status.value
     calibrated = results.tables["ranked"]
     assert calibrated["instances"][0] > roofline["instances"][0]  # a slower server needs more instances
-    version = results.version
+    assert results.tables["tradeoffs"].height > 0  # the trade-offs followed in the background
+    import workbench.widgets.planning as module
+
+    calls = []
+    monkeypatch.setattr(module, "plan", lambda *a, **k: calls.append(k) or plan(*a, **k))
     c["check"].value = 1  # the analytic answer is reused, the check runs in the background
-    assert results.version == version + 1 and results.tables["ranked"].equals(calibrated)
     assert box.live.wait(120) and results.tables["ranked"]["sim_instances"].is_not_null().any()
+    assert [(k["check"], k["tradeoffs"]) for k in calls] == [(1, True)]  # no second analytic solve
+    assert "tradeoffs" in results.tables and "error" not in box.live.status.value
     with pytest.raises(DatasetError, match="no calibrated model 'nope'"):
         fleet_sizing_explorer(perf="calibrated:nope")
 

@@ -56,11 +56,12 @@ def ranked_headline(ranked: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one sizing question gives: the sizing, its ranking, the trade-offs and the split study."""
+    """Everything one sizing question gives: the sizing, its ranking, the trade-offs and the split study
+    (``None`` when not asked for)."""
 
     result: SizingResult
     ranked: pl.DataFrame
-    tradeoffs: pl.DataFrame
+    tradeoffs: pl.DataFrame | None
     split: pl.DataFrame | None
 
 
@@ -80,6 +81,7 @@ def plan(
     seed: int = 0,
     progress: bool | Callable[[int, int], None] | None = False,
     perf: str = "roofline",
+    tradeoffs: bool = True,
 ) -> Plan:
     """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study.
 
@@ -112,6 +114,9 @@ def plan(
         Performance model by name (``"roofline"`` or ``"calibrated:<name>"``, see
         :func:`~workbench.planning.size_fleet`); with a calibration the batch cap is the decode batch its
         benchmark exercised (at most 256), and the trade-off table keeps batch caps up to it.
+    tradeoffs
+        Build the trade-off table (default); ``False`` leaves ``Plan.tradeoffs`` ``None`` (the sizing
+        explorer's first, analytic answer: the table and its Pareto chart follow in the background).
 
     Returns
     -------
@@ -132,7 +137,7 @@ def plan(
     topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
     caps = [c for c in (64, 128, 256) if c <= cap] or [cap]
     trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds),
-                           max_num_seqs=caps, perf=perf)  # fmt: skip
+                           max_num_seqs=caps, perf=perf) if tradeoffs else None  # fmt: skip
     split = (
         pool_split_study(wl, slo, gpus=list(gpus), thresholds=list(thresholds), model=model)
         if split_study

@@ -1,8 +1,9 @@
 """Widget for fleet sizing: workload, QPS, SLOs and candidates in; ranked table, answer, check and Pareto out.
 
 The workflow is :func:`workbench.planning.workflow.plan` and the workloads are :mod:`workbench.presets`; the
-widget only wires controls to them. Every change shows the analytic sizing at once (``check=0``, about 0.1 s)
-and runs the simulation check of the cheapest candidates in the background
+widget only wires controls to them. Every change shows the analytic sizing at once (``check=0``, without the
+trade-off table: the answer, the ranked table and the sizing bars, about 0.1 s), then builds the trade-offs
+(Pareto front) and runs the simulation check of the cheapest candidates in the background
 (:class:`~workbench.widgets.live.Live`: a progress bar over the candidates, a newer input stops the stale run).
 The analytic answer of the last inputs is kept, so a change that only the simulation depends on (how many
 candidates to check) redraws without solving again.
@@ -50,7 +51,7 @@ def fleet_sizing_explorer(
     from IPython.display import Markdown
 
     from workbench.hardware import calibration_domain, list_gpus, performance_models
-    from workbench.viz.planning import plan_overview
+    from workbench.viz.planning import plan_overview, sizing_overview
     from workbench.widgets.live import Live, controls_box, explorer_box, live_parts
 
     priced = list_gpus().filter(pl.col("cloud_usd_per_gpu_hr").is_not_null())["gpu"].to_list()
@@ -91,9 +92,14 @@ def fleet_sizing_explorer(
     analytic: dict[tuple, Plan] = {}  # the last inputs' analytic plan (one entry)
 
     def shown(p: Plan) -> list:
-        chart = plan_overview(p.result.table, p.tradeoffs)
+        if p.tradeoffs is None:  # the analytic answer: sizing bars only
+            chart = sizing_overview(p.result.table)
+            tables = {"ranked": p.ranked}
+        else:
+            chart = plan_overview(p.result.table, p.tradeoffs)
+            tables = {"ranked": p.ranked, "tradeoffs": p.tradeoffs}
         if results is not None:
-            results.publish({"ranked": p.ranked, "tradeoffs": p.tradeoffs}, {"sizing": chart})
+            results.publish(tables, {"sizing": chart})
         return [Markdown(p.result.explanation), ranked_headline(p.ranked.head(12)), chart]
 
     def update(_=None) -> None:
@@ -103,19 +109,20 @@ def fleet_sizing_explorer(
             return
         trace = choices[v["workload"]]()
 
-        def run(check: int, progress=False) -> Plan:
+        def run(check: int, progress=False, tradeoffs: bool = True) -> Plan:
             return plan(trace, v["qps"], v["ttft_s"], v["tpot_s"], gpus=list(v["gpus"]),
                         topologies=list(v["topologies"]), model=model, check=check, perf=v["perf"],
-                        progress=progress)  # fmt: skip
+                        progress=progress, tradeoffs=tradeoffs)  # fmt: skip
 
         def quick() -> list:
             key = tuple((k, x) for k, x in v.items() if k != "check")
             if key not in analytic:
                 analytic.clear()
-                analytic[key] = run(0)
+                analytic[key] = run(0, tradeoffs=False)
             return shown(analytic[key])
 
-        live.update(quick, (lambda progress: shown(run(v["check"], progress))) if v["check"] else None,
-                    label=f"simulating the {v['check']} cheapest candidates")  # fmt: skip
+        label = (f"simulating the {v['check']} cheapest candidates" if v["check"]
+                 else "building the trade-offs (clocks, batch caps)")  # fmt: skip
+        live.update(quick, lambda progress: shown(run(v["check"], progress)), label=label)
 
     return explorer_box(c, update, live, controls_box(c.values(), 2))
