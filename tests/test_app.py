@@ -180,6 +180,8 @@ def test_sizing_explorer_offers_the_performance_model_and_answers_at_once(tmp_pa
     c["gpus"].value = ("H100-SXM",)
     assert box.live.wait(60)
     roofline = results.tables["ranked"]
+    answer = box.live.out.outputs[0]["data"]["text/html"]
+    assert "tex2jax_ignore" in answer and "/h, $" in answer  # dollars are text, not TeX delimiters
     c["perf"].value = "calibrated:slow-h100"
     assert box.live.wait(60) and "error" not in box.live.status.value
     calibrated = results.tables["ranked"]

@@ -23,6 +23,17 @@ from workbench.traces.schema import Trace
 WORKLOADS: tuple[str, ...] = ("poisson", "azure_code", "servegen")
 
 
+def answer_html(text: str):
+    """The sizing explanation as an HTML paragraph that MathJax leaves alone: the page's typesetter would read
+    "at $2.99/h, $0.41 per ..." as TeX between the two dollars (in Voila an escaped ``\\$`` in Markdown was
+    typeset all the same)."""
+    import html
+
+    from IPython.display import HTML
+
+    return HTML(f'<p class="wb-answer tex2jax_ignore mathjax_ignore">{html.escape(text)}</p>')
+
+
 def fleet_sizing_explorer(
     model: str = "Llama-3.1-8B",
     *,
@@ -48,7 +59,6 @@ def fleet_sizing_explorer(
         More workloads by label (the app's uploaded trace).
     """
     import ipywidgets as w
-    from IPython.display import Markdown
 
     from workbench.hardware import calibration_domain, list_gpus, performance_models
     from workbench.viz.planning import plan_overview, sizing_overview
@@ -100,7 +110,7 @@ def fleet_sizing_explorer(
             tables = {"ranked": p.ranked, "tradeoffs": p.tradeoffs}
         if results is not None:
             results.publish(tables, {"sizing": chart})
-        return [Markdown(p.result.explanation), ranked_headline(p.ranked.head(12)), chart]
+        return [answer_html(p.result.explanation), ranked_headline(p.ranked.head(12)), chart]
 
     def update(_=None) -> None:
         v = {k: ctl.value for k, ctl in c.items()}
