@@ -157,3 +157,86 @@ def test_every_explorer_chart_compiles_with_the_browsers_vega_lite():
         spec = live_mimebundle(chart)["application/vnd.vegalite.v5+json"]
         vega = vlc.vegalite_to_vega(json.dumps(spec), vl_version=BROWSER_VEGALITE)
         assert vega["marks"] or vega.get("signals"), spec.get("title")
+
+
+def test_sizing_explorer_offers_the_performance_model_and_answers_at_once(tmp_path, monkeypatch):
+    """The sizing explorer's menu lists the roofline and the saved calibrations; a calibration sizes its own
+    GPU (the ranked table and answer change); a change only the simulation depends on reuses the analytic plan;
+    a bad name fails when the explorer is built."""
+    from workbench.errors import DatasetError
+    from workbench.hardware.calibrated import CalibratedModel, Domain
+    from workbench.planning.workflow import plan
+    from workbench.widgets.live import Results
+    from workbench.widgets.planning import fleet_sizing_explorer
+
+    monkeypatch.setenv("WORKBENCH_CALIBRATIONS", str(tmp_path))
+    slow = {"mfu": 0.2, "mbu": 0.3, "overhead_s": 0.01}
+    CalibratedModel("slow-h100", "H100-SXM", "Llama-3.1-8B", 1, slow, Domain(256, 16384, 131072)).save()
+    results = Results()
+    box = fleet_sizing_explorer(results=results)
+    c = box.controls
+    assert c["perf"].options == ("roofline", "calibrated:slow-h100") and c["perf"].value == "roofline"
+    c["check"].value = 0
+    c["gpus"].value = ("H100-SXM",)
+    assert box.live.wait(60)
+    roofline = results.tables["ranked"]
+    answer = box.live.out.outputs[0]["data"]["text/html"]
+    assert "tex2jax_ignore" in answer and "/h, $" in answer  # dollars are text, not TeX delimiters
+    c["perf"].value = "calibrated:slow-h100"
+    assert box.live.wait(60) and "error" not in box.live.status.value
+    calibrated = results.tables["ranked"]
+    assert calibrated["instances"][0] > roofline["instances"][0]  # a slower server needs more instances
+    assert results.tables["tradeoffs"].height > 0  # the trade-offs followed in the background
+    import workbench.widgets.planning as module
+
+    calls = []
+    monkeypatch.setattr(module, "plan", lambda *a, **k: calls.append(k) or plan(*a, **k))
+    c["check"].value = 1  # the analytic answer is reused, the check runs in the background
+    assert box.live.wait(120) and results.tables["ranked"]["sim_instances"].is_not_null().any()
+    assert [(k["check"], k["tradeoffs"]) for k in calls] == [(1, True)]  # no second analytic solve
+    assert "tradeoffs" in results.tables and "error" not in box.live.status.value
+    with pytest.raises(DatasetError, match="no calibrated model 'nope'"):
+        fleet_sizing_explorer(perf="calibrated:nope")
+
+
+def test_live_stops_a_stale_run_at_its_next_progress_call():
+    """A newer input stops the running slow answer at its next progress call; only the newest is shown."""
+    import threading
+
+    import ipywidgets as w
+
+    from workbench.widgets.live import Live
+
+    live = Live(w.Output(), w.HTML(""), w.FloatProgress())
+    started, go, steps = threading.Event(), threading.Event(), []
+
+    def first(progress):
+        started.set()
+        go.wait(10)
+        for k in range(5):
+            progress(k + 1, 5)  # raises Stale at once: the run is stale
+            steps.append(k)
+        return ["first"]
+
+    live.update(lambda: ["quick 1"], first)
+    assert started.wait(10)
+    live.update(lambda: ["quick 2"], lambda progress: ["second"])
+    go.set()
+    assert live.wait(10)
+    assert steps == [] and live.timings["stopped"] == 1
+    assert live.out.outputs[0]["text"] == "second\n"
+
+
+def test_sizing_overview_is_the_fleet_sizing_recipe():
+    """One recipe for the fleet_sizing figure and notebook 05 (sizing bars over the check), and the explorer's
+    plan_overview is it plus the Pareto front."""
+    from workbench.planning.workflow import plan
+    from workbench.viz.planning import plan_overview, sizing_overview
+
+    p = plan(presets.get("poisson").workload(), 10.0, 1.0, 0.05, gpus=["H100", "A100"], check=0)
+    assert len(sizing_overview(p.result.table, top=4).to_dict()["vconcat"]) == 1  # nothing checked
+    checked = p.result.table.with_columns(sim_instances=pl.col("instances") + 1)
+    spec = sizing_overview(checked, top=4).to_dict()
+    assert len(spec["vconcat"]) == 2 and spec["resolve"]["scale"]["color"] == "independent"
+    assert spec["vconcat"][1]["title"] == "Instances: analytic screen vs simulation"
+    assert len(plan_overview(checked, p.tradeoffs, top=4).to_dict()["vconcat"]) == 3

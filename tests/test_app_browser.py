@@ -218,6 +218,14 @@ def test_app_in_a_real_browser(app_url, browser):
     d.save_screenshot(str(SHOTS / "03-tco-changed.png"))
     print(f"browser round trip: slider {slider_s:.2f} s, dropdown {dropdown_s:.2f} s")
 
+    # --- Fleet sizing: the analytic answer at once, its prices as text (not typeset as TeX between two "$")
+    _open_tab(d, "Fleet sizing")
+    _wait(d, lambda d: "the minimum-cost fleet is" in _panel(d).text, "the sizing answer")
+    answer = next(line for line in _panel(d).text.splitlines() if "the minimum-cost fleet is" in line)
+    assert re.search(r"at \$\d+\.\d\d/h, \$\d", answer), answer
+    d.save_screenshot(str(SHOTS / "03b-sizing.png"))
+    _open_tab(d, "Energy & TCO")
+
     # downloads: CSV and Parquet of the table, SVG and PNG of the chart, as data URLs
     _panel(d).find_element(By.XPATH, ".//button[contains(., 'Prepare downloads')]").click()
     _wait(

@@ -49,7 +49,7 @@ def test_figures_are_deterministic_and_sized_to_a_column(tmp_path):
     figures.write_figures(a, ["tornado"], echo=lambda s: None)
     figures.write_figures(b, ["tornado"], width="single", echo=lambda s: None)
     figures.write_figures(b / "again", ["tornado"], echo=lambda s: None)
-    for suffix in (".svg", ".png", ".csv"):
+    for suffix in (".svg", ".png", ".csv", ".pdf"):
         assert (a / f"tornado{suffix}").read_bytes() == (b / "again" / f"tornado{suffix}").read_bytes(), suffix
     width = float(re.search(r'<svg[^>]*\swidth="([0-9.]+)"', (a / "tornado.svg").read_text()).group(1))
     for folder, column in ((a, "double"), (b, "single")):
@@ -92,3 +92,37 @@ def test_cli_lists_and_builds(tmp_path):
     built = runner.invoke(cli.app, ["figures", "--out", str(tmp_path), "--only", "tornado"])
     assert built.exit_code == 0, built.output
     assert "wrote 4 files" in built.output and (tmp_path / "tornado.pdf").exists()
+
+
+def test_two_pdf_renders_of_one_chart_are_byte_identical():
+    """svg2pdf numbers a font's objects and orders resource entries differently per call; the canonical form
+    does not (two fonts, regular and bold, and several transparent marks: the parts that vary). It keeps a
+    valid layout: every cross-reference offset points at its object, every reference at an object."""
+    import re
+
+    import altair as alt
+    import polars as pl
+    import vl_convert as vlc
+
+    from workbench.errors import WorkbenchError
+    from workbench.viz import canonical_pdf, pdf_bytes
+
+    data = pl.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 1.0, 3.0], "k": ["a", "b", "c"]})
+    chart = (
+        alt.Chart(data).mark_point(opacity=0.7).encode(x="x:Q", y="y:Q", color="k:N").properties(title="Bold")
+    )
+    svg = vlc.vegalite_to_svg(chart.to_json())
+    raw = {vlc.svg_to_pdf(svg) for _ in range(12)}
+    renders = {pdf_bytes(svg, 0.8) for _ in range(12)}
+    assert len(renders) == 1, f"{len(renders)} different PDFs (svg2pdf itself gave {len(raw)})"
+    pdf = renders.pop()
+    assert canonical_pdf(pdf) == pdf  # a fixed point
+    xref = pdf.rindex(b"\nxref\n") + 1
+    table = pdf[xref:]
+    offsets = [int(x) for x in re.findall(rb"^(\d{10}) 00000 n", table, re.M)]
+    for k, off in enumerate(offsets, start=1):
+        assert pdf[off:].startswith(b"%d 0 obj\n" % k)
+    assert {int(n) for n in re.findall(rb"\b(\d+) 0 R\b", pdf[:xref])} <= set(range(1, len(offsets) + 1))
+    assert int(pdf.rsplit(b"startxref\n", 1)[1].split()[0]) == xref
+    with pytest.raises(WorkbenchError, match="not a PDF as svg2pdf writes it"):
+        canonical_pdf(b"%PDF-1.7\nnothing here")

@@ -149,3 +149,30 @@ def test_routing_explorer_widget_runs():
     assert results.tables["routing"]["policy"].to_list() == ["jsq"]
     assert box.live.bar.value == 1.0 and "done in" in box.live.status.value
     assert np.isin(["round_robin", "lmetric"], list(policies.options)).all()
+
+
+def test_policy_cdfs_is_the_routing_cdf_recipe(results):
+    """One recipe for the routing_cdf figure and notebook 03: the CDFs of the chosen policies at one load."""
+    keyed = {(2.0, p): r for p, r in results.items()}
+    spec = vf.policy_cdfs(keyed, ("jsq", "round_robin"), 2.0).to_dict()
+    assert spec == vf.latency_cdfs(latency_cdf(results)).to_dict()
+    with pytest.raises(ConfigError, match=r"no result for \['lmetric'\] at load 2"):
+        vf.policy_cdfs(keyed, ("jsq", "lmetric"), 2.0)
+
+
+def test_autoscale_overview_is_the_autoscale_recipe(results):
+    """Trade-off curves (fleets that cannot keep up left out) over the instances of the picked settings."""
+    table = pl.DataFrame({
+        "policy": ["static", "static", "kpa"], "knob": ["instances", "instances", "target_concurrency"],
+        "value": [1.0, 4.0, 8.0], "gpu_hours": [0.5, 2.0, 1.5], "ttft_p99_s": [250.0, 0.5, 0.7],
+    }).with_columns((pl.col("policy") + ": " + pl.col("knob")).alias("curve"))  # fmt: skip
+    runs = {("kpa", "target_concurrency", 8.0): results["jsq"]}
+    spec = vf.autoscale_overview(table, runs, picked=[("kpa", "target_concurrency", 8.0)]).to_dict()
+    top, bottom = spec["vconcat"]
+    assert top["title"].startswith("cost vs tail latency") and bottom["title"] == "instances powered over time"
+    rows = [r for values in _datasets(spec) for r in values]
+    assert {r["policy"] for r in rows if "instances" in r and "time_s" in r} == {"kpa (8)"}
+    assert 250.0 not in {r.get("ttft_p99_s") for r in rows}  # a fleet that cannot keep up is left out
+    assert spec["resolve"]["scale"] == {"color": "independent", "strokeDash": "independent"}
+    with pytest.raises(ConfigError, match="no result for"):
+        vf.autoscale_overview(table, runs)  # the default picks are not in these results

@@ -120,3 +120,16 @@ def test_instance_explorer_answers_at_once_then_simulates():
     box.controls["model"].value = "Llama-3.1-405B"  # does not fit one GPU: one line with the memory numbers
     assert box.live.wait(60)
     assert "does not fit" in box.live.status.value and "Traceback" not in box.live.status.value
+
+
+def test_middle_timeline_is_the_instance_timeline_recipe():
+    """One recipe for the instance_timeline figure and notebook 02: span_s seconds from the median arrival."""
+    from workbench.errors import ConfigError
+    from workbench.viz.sim import middle_timeline
+
+    res = small_result()
+    mid = float(res.requests["arrival_s"].median())
+    expected = timeline(res, 0, start_s=mid, end_s=mid + 3).to_dict()
+    assert middle_timeline(res, 0, span_s=3.0).to_dict() == expected
+    with pytest.raises(ConfigError, match="span_s"):
+        middle_timeline(res, span_s=0.0)

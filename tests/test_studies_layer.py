@@ -177,3 +177,27 @@ def test_replicate_resumes_from_the_sweep_cache(tmp_path):
     assert again.runs.equals(first.runs)
     parallel = replicate(_noisy, arms, replications=3, seed=5, n_jobs=2)
     assert parallel.runs.equals(first.runs)
+
+
+# ------------------------------------------------------------------------------- notebook 07's chart recipes
+def test_study_chart_recipes_draw_the_gaps_and_the_gains():
+    """viz.studies.allocation_gaps (simple policies only, one row per scenario and policy) and kv_loading
+    (attainment per arm beside the gain per condition), checked through to_dict()."""
+    import json
+    from types import SimpleNamespace
+
+    from workbench.viz import studies as vs
+
+    model = sa.Model(servers=3, arrival_rate=1.0, queue_cap=10)
+    spec = vs.allocation_gaps(sa.study({"tiny": model}, replications=2, steps=2_000)).to_dict()
+    rows = [r for values in spec["datasets"].values() for r in values]
+    assert {r["arm"] for r in rows} == {f"tiny: {p}" for p in sa.SIMPLE}
+    summary = pl.DataFrame({"arm": ["a", "b"], "slo_attainment": [0.9, 0.8], "slo_attainment_lo": [0.85, 0.7],
+                            "slo_attainment_hi": [0.95, 0.9]})  # fmt: skip
+    gains = pl.DataFrame({"rate": [4.0], "nic": ["100G"], "loaded_share": [0.42], "gain": [0.1],
+                          "gain_lo": [0.05], "gain_hi": [0.15]})  # fmt: skip
+    spec = vs.kv_loading(SimpleNamespace(summary=lambda: summary), gains).to_dict()
+    left, right = spec["hconcat"]
+    arms = [r["arm"] for values in spec["datasets"].values() for r in values]
+    assert "4.0/s burst, 100G: 42 % loaded" in arms and {"a", "b"} <= set(arms)
+    assert "SLO attainment (TTFT" in json.dumps(left) and "overlap vs blocking" in json.dumps(right)

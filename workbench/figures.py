@@ -6,8 +6,8 @@ notebooks make, at the notebooks' sizes, with the seeds written in each recipe) 
 in the ``workbench`` theme (:func:`workbench.viz.theme`: one font, Okabe-Ito colours), sized to a paper's
 column (``--width double``: 516 pt, ``single``: 252 pt; PNG at 300 dpi of that width), with its data beside it
 as ``<name>.csv`` whose first lines record the package version, the lock's hash and the seeds
-(:mod:`workbench.provenance`). SVG, PNG and CSV are identical from run to run; the PDF draws the same but its
-bytes are not (vl-convert names font subsets at random). ``--only NAME`` picks some.
+(:mod:`workbench.provenance`). PNG, SVG, PDF and CSV are byte-identical from run to run (the PDF is rewritten
+in a canonical object order, :func:`workbench.viz.canonical_pdf`). ``--only NAME`` picks some.
 
 Data: the shipped Azure code trace, plus ``WORKBENCH_DATA_DIR`` copies of the Mooncake trace, the
 inference-fleet-sim length CDFs, the ServeGen client data and the ML.ENERGY runs for the figures that use
@@ -202,12 +202,11 @@ def _lengths():
 def instance_timeline() -> alt.TopLevelMixin:
     from workbench.sim import InstanceConfig, SchedulerConfig, simulate
     from workbench.traces import poisson_requests
-    from workbench.viz.sim import timeline
+    from workbench.viz.sim import middle_timeline
 
     config = InstanceConfig(gpu="H100", model="Llama-3.1-8B", scheduler=SchedulerConfig(max_num_seqs=256))
     result = simulate(poisson_requests(_lengths(), qps=10.0, n=3_000, seed=1), config, seed=1)
-    mid = float(result.requests["arrival_s"].median())
-    return timeline(result, 0, start_s=mid, end_s=mid + 30)
+    return middle_timeline(result, 0, span_s=30.0)
 
 
 @figure("latency_vs_load", "Latency vs load of one instance: simulated and analytic", "02_instance")
@@ -238,27 +237,30 @@ def routing_policies() -> alt.TopLevelMixin:
 
 @figure("routing_cdf", "Mooncake at 3x: latency CDFs of round robin, JSQ, llm-d and LMetric", "03_routing")
 def routing_cdf() -> alt.TopLevelMixin:
-    from workbench.sim.fleet import latency_cdf
-    from workbench.viz.fleet import latency_cdfs
+    from workbench.viz.fleet import policy_cdfs
 
     _, results = _policy_study()
-    return latency_cdfs(latency_cdf({p: results[(3.0, p)] for p in ("round_robin", "jsq", "llmd", "lmetric")}))
+    return policy_cdfs(results, ("round_robin", "jsq", "llmd", "lmetric"), 3.0)
 
 
-@figure("autoscale_tradeoff", "ServeGen burst: GPU-hours vs P99 TTFT, autoscalers and static", "03_routing")
+@figure(
+    "autoscale_tradeoff",
+    "ServeGen burst: GPU-hours vs P99 TTFT of autoscalers and static fleets, instances over time",
+    "03_routing",
+)
 def autoscale_tradeoff() -> alt.TopLevelMixin:
     from workbench.studies import fleets as studies
     from workbench.traces import ServeGenMix
-    from workbench.viz.fleet import tradeoff_curves
+    from workbench.viz.fleet import autoscale_overview
 
     bursty = ServeGenMix.from_datasets(
         model="m-large", clients=[12, 120, 133], start_s=72_900, end_s=73_800
     ).generate(duration_s=900, seed=0)
-    curve, _ = studies.autoscale_curve(
+    curve, results = studies.autoscale_curve(
         bursty, studies.DEFAULT_SWEEPS, max_instances=8, min_instances=1, static=(1, 2, 3, 4, 6, 8),
         autoscale={"setup_delay_s": 30},
     )  # fmt: skip
-    return tradeoff_curves(curve.filter(pl.col("ttft_p99_s") < 100))  # static 1 and 2 cannot keep up
+    return autoscale_overview(curve, results)  # static 1 and 2 cannot keep up: left out (P99 TTFT >= 100 s)
 
 
 # ------------------------------------------------------------------------------------------ energy, TCO (04)
@@ -342,10 +344,9 @@ def _plan():
 
 @figure("fleet_sizing", "Cheapest fleets meeting the SLO: analytic cost and simulated check", "05_fleet_sizing")
 def fleet_sizing() -> alt.TopLevelMixin:
-    from workbench.viz.planning import check_chart, sizing_chart
+    from workbench.viz.planning import sizing_overview
 
-    table = _plan().result.table
-    return alt.vconcat(sizing_chart(table, top=8), check_chart(table)).resolve_scale(color="independent")
+    return sizing_overview(_plan().result.table, top=8)
 
 
 @figure("pareto", "Pareto front: cost, energy per token and P99 latency across fleets", "05_fleet_sizing")

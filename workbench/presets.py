@@ -59,7 +59,11 @@ class Preset:
         The preset itself when :attr:`drawable` (a generator the kernel draws from at any length and seed), else
         its trace (finite).
         """
-        return self if self.drawable else self.generate(seed)
+        if self.drawable:
+            return self
+        # a registered preset's trace comes from the cache of :func:`generate` (an explorer switching back to it
+        # is instant); another Preset object of the same name is built afresh
+        return _generate(self.name, seed, None) if PRESETS.get(self.name) is self else self.generate(seed)
 
 
 #: Presets by name, in menu order.

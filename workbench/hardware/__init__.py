@@ -26,6 +26,8 @@ from workbench.hardware.calibrated import (
     calibrated_model,
     calibration_domain,
     performance_model,
+    performance_models,
+    saved_calibrations,
     token_budget,
 )
 from workbench.hardware.catalog import GPU, ModelSpec, gpu, list_gpus, list_models, model
@@ -77,6 +79,8 @@ __all__ = [
     "min_tensor_parallel",
     "model",
     "performance_model",
+    "performance_models",
+    "saved_calibrations",
     "splitwise_profile",
     "token_budget",
     "weights_per_gpu_gb",

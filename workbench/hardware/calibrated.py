@@ -201,6 +201,25 @@ def _folder(folder: str | Path | None) -> Path:
     return Path(folder)
 
 
+def saved_calibrations(folder: str | Path | None = None) -> list[str]:
+    """Return the sorted names of the calibrations saved in ``folder``: what ``perf="calibrated:<name>"`` may name.
+
+    ``folder`` defaults to ``$WORKBENCH_CALIBRATIONS``; none when it is unset or missing.
+    """
+    if folder is None and not os.environ.get(CALIBRATIONS_ENV):
+        return []
+    path = _folder(folder)
+    return sorted(p.stem for p in path.glob("*.json")) if path.is_dir() else []
+
+
+def performance_models(folder: str | Path | None = None) -> list[str]:
+    """Return every performance-model spec that can be named now (the explorers' menus).
+
+    These are ``"roofline"`` and ``"calibrated:<name>"`` for each of :func:`saved_calibrations`.
+    """
+    return [ROOFLINE, *(CALIBRATED_PREFIX + name for name in saved_calibrations(folder))]
+
+
 def calibrated_model(name: str | Path, folder: str | Path | None = None) -> CalibratedModel:
     """Load a saved calibration by name (``<folder>/<name>.json``) or from a ``.json`` path.
 
@@ -224,7 +243,7 @@ def calibrated_model(name: str | Path, folder: str | Path | None = None) -> Cali
     text = str(name)
     path = Path(text) if text.endswith(".json") else _folder(folder) / f"{text}.json"
     if not path.exists():
-        have = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        have = saved_calibrations(path.parent)
         raise DatasetError(f"no calibrated model {text!r} in {path.parent} (saved: {have or 'none'})")
     try:
         data = json.loads(path.read_text())
@@ -335,5 +354,7 @@ __all__ = [
     "calibration_domain",
     "from_dict",
     "performance_model",
+    "performance_models",
+    "saved_calibrations",
     "token_budget",
 ]

@@ -22,7 +22,7 @@ not meeting: a count is accepted only on evidence.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -146,7 +146,7 @@ def check_candidates(
     precision: Precision | None = None,
     per_pool: bool = False,
     stop_early: bool = False,
-    progress: bool | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
     perf: PerfName = "roofline",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Size the cheapest analytic candidates with the measurement kernel until none left can beat the best.
@@ -157,7 +157,8 @@ def check_candidates(
     The loop stops after ``budget`` candidates, or (``stop_early``) when the next candidate's analytic cost is
     already at least the cheapest verified cost. When the kernel refutes all ``budget`` candidates, up to
     ``budget`` more are tried. Candidates at a reduced clock are not simulated (the fleet simulator runs GPUs at
-    full clock). ``progress`` shows a bar over the candidates (``None``: in a terminal or notebook only).
+    full clock). ``progress`` shows a bar over the candidates (``None``: in a terminal or notebook only); a
+    callable is called as ``progress(done, total)`` after each candidate instead (an explorer's own bar).
 
     Returns ``(rows, runs)``: one row per sized candidate (``_i`` and ``sim_*`` columns) and one row per
     verdict (candidate, counts, :func:`verdict_columns`).
@@ -172,16 +173,17 @@ def check_candidates(
     order = analytic.filter(pl.col("slo_met") & (pl.col("clock") == 1.0)).sort("usd_per_hour", "gpus")
     rows: list[dict] = []
     best = np.inf
-    bar = tqdm(
-        total=min(budget, order.height), desc="check", unit="cand", disable=not progress_enabled(progress)
-    )
+    report = progress if callable(progress) else None
+    shown = report is None and progress_enabled(progress)  # type: ignore[arg-type]
+    bar = tqdm(total=min(budget, order.height), desc="check", unit="cand", disable=not shown)
+    total = min(budget, order.height)
     with bar:
         for a in order.iter_rows(named=True):
             limit = budget if np.isfinite(best) else 2 * budget
             if len(rows) >= limit or (stop_early and a["usd_per_hour"] >= best):
                 break
-            if len(rows) >= bar.total:  # retrying after the kernel refuted the shortlist
-                bar.total = min(2 * budget, order.height)
+            if len(rows) >= total:  # retrying after the kernel refuted the shortlist
+                bar.total = total = min(2 * budget, order.height)
                 bar.refresh()
             cand = cands[a["_i"]]
             bar.set_postfix_str(cand.label, refresh=True)
@@ -191,6 +193,8 @@ def check_candidates(
             )  # fmt: skip
             row = checker.one(cand, bracket)
             bar.update(1)
+            if report is not None:
+                report(len(rows) + 1, total)
             n1, n2 = row["sim_instances1"] or 0, row["sim_instances2"] or 0
             usd = n1 * cand.tp * gpu_hour_usd(cand.gpu, cost, model, cand.tp)
             if n2:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -271,7 +271,7 @@ def size_fleet(
     seed: int | None = None,
     perf: screen.PerfSpec | None = None,
     arrivals: str = "burst",
-    progress: bool | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
 ) -> SizingResult:
     """Find the minimum-cost fleet meeting ``slo`` for a workload.
 
@@ -327,7 +327,8 @@ def size_fleet(
         with a :class:`~workbench.errors.HardwareError`. A factory ``(gpu, model, tp) -> PerformanceModel``
         changes the screen only (the check simulates the roofline).
     progress
-        Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs).
+        Progress bar over the simulation check (``None``: in a terminal or a notebook, not in scripts' logs);
+        a callable is called as ``progress(done, total)`` after each checked candidate instead.
 
     Returns
     -------

@@ -27,7 +27,7 @@ caps) and optionally the pool-split study; :class:`PlanSpec` is the same questio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,11 +56,14 @@ def ranked_headline(ranked: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one sizing question gives: the sizing, its ranking, the trade-offs and the split study."""
+    """Everything one sizing question gives.
+
+    The sizing, its ranking, the trade-offs and the split study (``None`` when not asked for).
+    """
 
     result: SizingResult
     ranked: pl.DataFrame
-    tradeoffs: pl.DataFrame
+    tradeoffs: pl.DataFrame | None
     split: pl.DataFrame | None
 
 
@@ -78,8 +81,9 @@ def plan(
     precision: Precision | None = None,
     split_study: bool = False,
     seed: int = 0,
-    progress: bool | None = False,
+    progress: bool | Callable[[int, int], None] | None = False,
     perf: str = "roofline",
+    tradeoffs: bool = True,
 ) -> Plan:
     """Size the fleet, build the trade-off table (clocks, batch caps) and optionally the split study.
 
@@ -106,11 +110,15 @@ def plan(
     seed
         Seed of the simulation checks.
     progress
-        Progress bar of the checks (default: none, explorers show their own; ``None``: when interactive).
+        Progress bar of the checks (default: none; ``None``: when interactive); a callable is called as
+        ``progress(done, total)`` after each checked candidate (the explorer's bar).
     perf
         Performance model by name (``"roofline"`` or ``"calibrated:<name>"``, see
         :func:`~workbench.planning.size_fleet`); with a calibration the batch cap is the decode batch its
         benchmark exercised (at most 256), and the trade-off table keeps batch caps up to it.
+    tradeoffs
+        Build the trade-off table (default); ``False`` leaves ``Plan.tradeoffs`` ``None`` (the sizing
+        explorer's first, analytic answer: the table and its Pareto chart follow in the background).
 
     Returns
     -------
@@ -131,7 +139,7 @@ def plan(
     topo = [t for t in topologies if t != "disaggregated"] or ["monolithic"]
     caps = [c for c in (64, 128, 256) if c <= cap] or [cap]
     trade = tradeoff_table(wl, slo, gpus=list(gpus), model=model, topologies=topo, thresholds=list(thresholds),
-                           max_num_seqs=caps, perf=perf)  # fmt: skip
+                           max_num_seqs=caps, perf=perf) if tradeoffs else None  # fmt: skip
     split = (
         pool_split_study(wl, slo, gpus=list(gpus), thresholds=list(thresholds), model=model)
         if split_study

@@ -104,10 +104,11 @@ def live_mimebundle(chart: alt.TopLevelMixin) -> dict[str, Any]:
     (``usermeta.embedOptions``) so that its text is in the page.
 
     Altair writes Vega-Lite 6; the specs the workbench's charts use compile unchanged with Vega-Lite
-    :data:`BROWSER_VEGALITE` (``tests/test_app.py`` checks every explorer's charts with vl-convert). Stored
-    notebook outputs use :func:`offline_mimebundle` instead.
+    :data:`BROWSER_VEGALITE` (``tests/test_app.py`` checks every explorer's charts with vl-convert). The spec is
+    not validated against the Vega-Lite schema here (a third of a redraw's time; the recipes' tests validate
+    their specs with ``chart.to_dict()``). Stored notebook outputs use :func:`offline_mimebundle` instead.
     """
-    spec = chart.to_dict()
+    spec = chart.to_dict(validate=False)  # the recipes' tests validate; a live redraw skips it
     spec["$schema"] = "https://vega.github.io/schema/vega-lite/v5.json"
     spec["usermeta"] = {**spec.get("usermeta", {}), "embedOptions": {"renderer": "svg", "actions": False}}
     return {"application/vnd.vegalite.v5+json": spec, "text/plain": _text(spec)}
@@ -128,8 +129,123 @@ def _register() -> None:
 _register()
 
 
+def canonical_pdf(data: bytes) -> bytes:
+    """The same PDF written in a canonical form: byte-identical for the same drawing.
+
+    vl-convert's svg2pdf numbers the objects of a font (its CID font, descriptor, CMap and font file) in the
+    order it happens to write them, and writes the entries of a page's resource dictionaries (``/fo0 1 0 R``,
+    ``/gs2 12 0 R`` ...) in a hash map's order: both change from call to call, the drawing does not. This
+    sorts each run of ``/Name N 0 R`` lines of a dictionary (the keys of one dictionary are distinct, so their
+    order carries no meaning), renumbers the objects in the order they are reached from the trailer (depth
+    first, references in the order they are written), writes them in that order and rebuilds the
+    cross-reference table. Stream data is copied untouched (streams name resources, never object numbers).
+
+    Raises
+    ------
+    WorkbenchError
+        ``data`` is not laid out as svg2pdf writes it (uncompressed objects one after another, streams with a
+        direct ``/Length``, a classic ``xref`` table), rather than a PDF that is silently not canonical.
+    """
+    import re
+
+    from workbench.errors import WorkbenchError
+
+    head = re.compile(rb"(\d+) 0 obj\n")
+    ref = re.compile(rb"\b(\d+) 0 R\b")
+    ref_line = re.compile(rb"^(\s*)/[^\s/<>\[\]()]+ \d+ 0 R$")
+    first = head.search(data)
+    xref = data.rfind(b"\nxref\n")
+    trailer = data.find(b"\ntrailer\n", xref)
+    startxref = data.find(b"startxref", trailer)
+    if first is None or xref < 0 or trailer < 0 or startxref < 0:
+        raise WorkbenchError("canonical_pdf: not a PDF as svg2pdf writes it (no objects or no xref table)")
+
+    def sort_refs(text: bytes) -> bytes:
+        out: list[bytes] = []
+        run: list[bytes] = []
+        indent = b""
+        for line in [*text.split(b"\n"), None]:
+            m = ref_line.match(line) if line is not None else None
+            if m is not None and (not run or m.group(1) == indent):
+                run.append(line)  # type: ignore[arg-type]
+                indent = m.group(1)
+                continue
+            out.extend(sorted(run))
+            run = [line] if m is not None and line is not None else []
+            indent = m.group(1) if m is not None else b""
+            if line is not None and m is None:
+                out.append(line)
+        return b"\n".join(out)
+
+    # objects: number -> (dictionary text, stream bytes from "\nstream\n" to "endstream\n", or b"")
+    objects: dict[int, tuple[bytes, bytes]] = {}
+    pos = first.start()
+    while pos < xref:
+        m = head.match(data, pos)
+        if m is None:
+            if data[pos:xref].strip():
+                raise WorkbenchError(f"canonical_pdf: unexpected bytes at offset {pos}")
+            break
+        num, body = int(m.group(1)), m.end()
+        stream, end = data.find(b"\nstream\n", body), data.find(b"\nendobj\n", body)
+        if stream >= 0 and (end < 0 or stream < end):
+            length = re.search(rb"/Length (\d+)\n", data[body:stream])
+            if length is None:
+                raise WorkbenchError(f"canonical_pdf: object {num}'s stream has no direct /Length")
+            stop = stream + len(b"\nstream\n") + int(length.group(1))
+            if data[stop : stop + 18] != b"\nendstream\nendobj\n":
+                raise WorkbenchError(f"canonical_pdf: object {num}'s stream does not end at its /Length")
+            part = (sort_refs(data[body:stream]), data[stream : stop + 10])
+            pos = stop + 18
+        elif end >= 0:
+            part, pos = (sort_refs(data[body:end]), b""), end + 8
+        else:
+            raise WorkbenchError(f"canonical_pdf: object {num} does not end")
+        if num in objects:
+            raise WorkbenchError(f"canonical_pdf: object {num} appears twice")
+        objects[num] = part
+        while pos < xref and data[pos : pos + 1] in b"\r\n ":
+            pos += 1
+    tail = data[trailer + 1 : startxref]
+
+    order: list[int] = []  # depth first from the trailer's references, in the order they are written
+    seen: set[int] = set()
+    stack = [int(r) for r in reversed(ref.findall(tail))]
+    while stack:
+        num = stack.pop()
+        if num in seen or num not in objects:
+            continue
+        seen.add(num)
+        order.append(num)
+        stack.extend(int(r) for r in reversed(ref.findall(objects[num][0])))
+    order += sorted(set(objects) - seen)  # unreachable objects (svg2pdf writes none) keep their order
+    new = {old: k + 1 for k, old in enumerate(order)}
+
+    def renumber(text: bytes) -> bytes:
+        def one(match: re.Match) -> bytes:
+            old = int(match.group(1))
+            if old not in new:
+                raise WorkbenchError(f"canonical_pdf: reference to missing object {old}")
+            return b"%d 0 R" % new[old]
+
+        return ref.sub(one, text)
+
+    out = bytearray(data[: first.start()])
+    offsets = []
+    for old in order:
+        text, payload = objects[old]
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % new[old] + renumber(text) + payload + b"\nendobj\n\n"
+    start = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(order) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += renumber(tail) + b"startxref\n%d\n%%%%EOF\n" % start
+    return bytes(out)
+
+
 def pdf_bytes(svg: str, scale: float = 1.0) -> bytes:
-    """A PDF of the chart drawn as ``svg``, ``scale`` points per chart unit (vl-convert; text stays text)."""
+    """A PDF of the chart drawn as ``svg``, ``scale`` points per chart unit (vl-convert; text stays text),
+    byte-identical for the same ``svg`` and ``scale`` (:func:`canonical_pdf`)."""
     import re
 
     import vl_convert as vlc
@@ -141,7 +257,7 @@ def pdf_bytes(svg: str, scale: float = 1.0) -> bytes:
 
         head, rest = svg.split(">", 1)
         svg = re.sub(r'\b(width|height)="([0-9.]+)"', resize, head) + ">" + rest
-    return vlc.svg_to_pdf(svg)
+    return canonical_pdf(vlc.svg_to_pdf(svg))
 
 
 def save(chart: alt.TopLevelMixin, path: str | Path, *, scale: float | None = None) -> Path:

@@ -8,6 +8,8 @@ chart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import altair as alt
 import numpy as np
 import polars as pl
@@ -193,4 +195,69 @@ def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s"
     return chart
 
 
-__all__ = ["cost_latency", "instance_count", "instance_load", "latency_cdfs", "policy_bars", "tradeoff_curves"]
+def policy_cdfs(results: dict, policies: Sequence[str], load: float) -> alt.HConcatChart:
+    """:func:`latency_cdfs` of ``policies`` at ``load`` from a policy study's results (keyed by ``(load,
+    policy)``, :func:`workbench.studies.fleets.policy_study`): the ``routing_cdf`` figure and notebook 03's."""
+    from workbench.errors import ConfigError
+    from workbench.sim.fleet import latency_cdf
+
+    missing = [p for p in policies if (load, p) not in results]
+    if missing:
+        raise ConfigError(f"policy_cdfs: no result for {missing} at load {load:g}")
+    return latency_cdfs(latency_cdf({p: results[(load, p)] for p in policies}))
+
+
+#: The autoscaler settings whose instance counts :func:`autoscale_overview` draws: ``(policy, knob, value)``.
+AUTOSCALE_PICKED: tuple[tuple[str, str, float], ...] = (
+    ("kpa", "target_concurrency", 32.0),
+    ("delayed_off", "target_concurrency", 64.0),
+    ("saturation", "queue_threshold", 5.0),
+    ("threshold", "up_threshold", 16.0),
+)
+
+
+def autoscale_overview(
+    curve: pl.DataFrame,
+    results: dict,
+    *,
+    picked: Sequence[tuple[str, str, float]] = AUTOSCALE_PICKED,
+    max_ttft_s: float = 100.0,
+) -> alt.VConcatChart:
+    """:func:`tradeoff_curves` over :func:`instance_count` of the ``picked`` settings: the
+    ``autoscale_tradeoff`` figure and notebook 03's chart.
+
+    Parameters
+    ----------
+    curve, results
+        What :func:`workbench.studies.fleets.autoscale_curve` returns (results keyed by ``(policy, knob,
+        value)``).
+    picked
+        The settings whose instances over time are drawn.
+    max_ttft_s
+        Points with a P99 TTFT at or above it are left out of the trade-off (fleets that cannot keep up).
+    """
+    from workbench.errors import ConfigError
+    from workbench.sim.fleet import instance_count as counts_of
+
+    missing = [key for key in picked if tuple(key) not in results]
+    if missing:
+        raise ConfigError(f"autoscale_overview: no result for {missing}")
+    counts = pl.concat(
+        counts_of(results[tuple(key)]).with_columns(pl.lit(f"{key[0]} ({key[2]:g})").alias("policy"))
+        for key in picked
+    )
+    tradeoff = tradeoff_curves(curve.filter(pl.col("ttft_p99_s") < max_ttft_s))
+    return (tradeoff & instance_count(counts)).resolve_scale(color="independent", strokeDash="independent")
+
+
+__all__ = [
+    "AUTOSCALE_PICKED",
+    "autoscale_overview",
+    "cost_latency",
+    "instance_count",
+    "instance_load",
+    "latency_cdfs",
+    "policy_bars",
+    "policy_cdfs",
+    "tradeoff_curves",
+]

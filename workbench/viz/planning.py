@@ -200,12 +200,20 @@ def check_chart(table: pl.DataFrame) -> alt.LayerChart:
     )
 
 
-def plan_overview(sizing: pl.DataFrame, tradeoffs: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
-    """Sizing bars, analytic-vs-simulated counts (when any candidate was checked) and the Pareto front,
-    stacked: the charts of one :class:`~workbench.planning.workflow.Plan` (``plan.result.table``,
-    ``plan.tradeoffs``)."""
+def _sizing_parts(sizing: pl.DataFrame, top: int) -> list:
     parts: list = [sizing_chart(sizing, top=top)]
     if "sim_instances" in sizing.columns and sizing["sim_instances"].is_not_null().any():
         parts.append(check_chart(sizing))
-    parts.append(pareto_chart(tradeoffs))
-    return alt.vconcat(*parts).resolve_scale(color="independent")
+    return parts
+
+
+def sizing_overview(sizing: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
+    """Sizing bars over the analytic-vs-simulated counts (when any candidate was checked), stacked: the
+    ``fleet_sizing`` figure and notebook 05's chart of one sizing table (``plan.result.table``)."""
+    return alt.vconcat(*_sizing_parts(sizing, top)).resolve_scale(color="independent")
+
+
+def plan_overview(sizing: pl.DataFrame, tradeoffs: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
+    """:func:`sizing_overview` and the Pareto front, stacked: the charts of one
+    :class:`~workbench.planning.workflow.Plan` (``plan.result.table``, ``plan.tradeoffs``; the explorer's)."""
+    return alt.vconcat(*_sizing_parts(sizing, top), pareto_chart(tradeoffs)).resolve_scale(color="independent")

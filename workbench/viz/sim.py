@@ -92,6 +92,18 @@ def timeline(
     )
 
 
+def middle_timeline(result: SimResult, instance: int = 0, *, span_s: float = 30.0) -> alt.VConcatChart:
+    """:func:`timeline` of ``span_s`` seconds from the middle of the run (the median arrival): the
+    ``instance_timeline`` figure and notebook 02's chart."""
+    import numpy as np
+
+    from workbench.config import require_positive
+
+    require_positive("span_s", span_s)
+    mid = float(np.median(result.requests["arrival_s"].to_numpy()))
+    return timeline(result, instance, start_s=mid, end_s=mid + span_s)
+
+
 TITLE = "latency vs load: simulation (solid) and analytic M/G/c model (dashed)"
 
 

@@ -153,4 +153,30 @@ def verdicts(claims: pl.DataFrame) -> alt.Chart:
     )
 
 
-__all__ = ["bands", "differences", "intervals", "verdicts"]
+def allocation_gaps(allocation) -> alt.LayerChart:
+    """Simulated gap of each simple server-allocation policy to the optimum, per scenario (95 % CI): notebook
+    07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its ``gap_table``)."""
+    from workbench.studies import server_allocation
+
+    gaps = server_allocation.gap_table(allocation).filter(pl.col("policy") != "optimal")
+    return intervals(gaps.with_columns(arm=pl.col("scenario") + ": " + pl.col("policy")), "gap",
+                     title="simulated gap to the optimum (95 % CI; exact gap in the table)",
+                     axis="cost / optimal cost - 1")  # fmt: skip
+
+
+def kv_loading(headline, gains: pl.DataFrame) -> alt.HConcatChart:
+    """SLO attainment per arm of the CALVO headline study next to the paired gain of overlapped KV loading at
+    each condition (95 % CI): notebook 07's chart of :func:`workbench.studies.calvo.study` (``headline``) and
+    :func:`workbench.studies.calvo.gains` (``gains``)."""
+    by_load = gains.with_columns(
+        arm=pl.format("{}/s burst, {}: {} % loaded", "rate", "nic",
+                      (100 * pl.col("loaded_share")).round(0).cast(pl.Int64))
+    )  # fmt: skip
+    return intervals(
+        headline.summary(), "slo_attainment", title="SLO attainment (TTFT <= 2 s, TPOT <= 100 ms; 95 % CI)",
+        axis="share of requests meeting the SLO",
+    ) | intervals(by_load, "gain", title="overlap vs blocking (lmetric): paired change (95 % CI)",
+                  axis="relative change in SLO attainment")  # fmt: skip
+
+
+__all__ = ["allocation_gaps", "bands", "differences", "intervals", "kv_loading", "verdicts"]

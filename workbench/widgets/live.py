@@ -5,9 +5,10 @@ background, stale work dropped, and the latest results kept for download.
   :meth:`Live.show` replaces an ``ipywidgets.Output``'s content atomically (no flicker, callable from any
   thread).
 - :class:`Live` runs the quick answer (analytic) on the caller's thread and the slow one (a simulation) on
-  one background worker. A newer input makes the pending run stale: a run that has not started is skipped, and
-  the result of one already running is dropped; only the newest request's answer is ever shown. A progress
-  bar follows the slow run (``progress(done, total)``).
+  one background worker. A newer input makes the pending run stale: a run that has not started is skipped, one
+  already running stops at its next ``progress(done, total)`` call (which raises :class:`Stale`), and the
+  result of one that reports no progress is dropped; only the newest request's answer is ever shown. A
+  progress bar follows the slow run.
 - :class:`Results` keeps the tables and charts that an explorer shows last, for the app's download links.
 """
 
@@ -28,6 +29,11 @@ try:  # altair looks pandas up in sys.modules; a first import racing a worker th
     import pandas  # noqa: F401
 except ImportError:  # pragma: no cover - pandas is optional
     pass
+
+
+class Stale(Exception):
+    """Raised by a slow run's ``progress`` callback once a newer input made the run stale: the run stops there
+    (:class:`Live` catches it; code between a run and its progress calls must let it through)."""
 
 
 def render(*objects: Any) -> tuple[dict, ...]:
@@ -170,11 +176,16 @@ class Live:
         start = time.perf_counter()
 
         def progress(done: float, total: float) -> None:
-            if self.bar is not None and not self.stale(generation) and total:
+            if self.stale(generation):
+                raise Stale
+            if self.bar is not None and total:
                 self.bar.value = min(1.0, done / total)
 
         try:
             objects = tuple(slow(progress))
+        except Stale:
+            self.timings["stopped"] = self.timings.get("stopped", 0) + 1
+            return
         except WorkbenchError as exc:
             if not self.stale(generation):
                 self.say(error_html(str(exc)))
