@@ -202,7 +202,7 @@ def _folder(folder: str | Path | None) -> Path:
 
 
 def saved_calibrations(folder: str | Path | None = None) -> list[str]:
-    """Return the sorted names of the calibrations saved in ``folder``: what ``perf="calibrated:<name>"`` may name.
+    """Return the sorted names of the saved calibrations: what ``perf="calibrated:<name>"`` may name.
 
     ``folder`` defaults to ``$WORKBENCH_CALIBRATIONS``; none when it is unset or missing.
     """
