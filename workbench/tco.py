@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -140,7 +142,7 @@ def annuity(years: np.ndarray | float, rate: np.ndarray | float) -> np.ndarray |
     return float(out) if out.ndim == 0 else out
 
 
-def tco_arrays(p: dict[str, np.ndarray | float]) -> dict[str, np.ndarray]:
+def tco_arrays(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
     """The TCO formulas on (broadcastable) arrays keyed like :class:`TcoInputs` fields plus ``n_nodes``."""
     a = {k: np.asarray(v, dtype=float) for k, v in p.items()}
     n, m, L = a["n_gpus"], a["n_nodes"], a["lifetime_years"]
@@ -356,7 +358,8 @@ def _place(name: str, electricity_usd_per_kwh: float | None, pue: float | None):
     from workbench.carbon import site
 
     over = {"electricity_usd_per_kwh": electricity_usd_per_kwh, "pue": pue}
-    return site(name, **{k: v for k, v in over.items() if v is not None})
+    given: dict[str, Any] = {k: v for k, v in over.items() if v is not None}  # Site fields, not ``facility``
+    return site(name, **given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +564,7 @@ def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str | None = None, tp: 
             "cost the whole fleet with workbench.tco.tco (or the planning modes) instead"
         )
     n = g.gpus_per_node
-    over = basis.tco_overrides()
+    over: dict[str, Any] = basis.tco_overrides()  # TcoInputs fields of mixed types
     over.pop("utilisation")
     if g.name in basis.gpu_price_usd:
         over["gpu_price_usd"] = basis.gpu_price_usd[g.name]

@@ -11,6 +11,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.viz import HEIGHT, WIDTH
 
 
@@ -109,7 +110,7 @@ def tornado(swings: pl.DataFrame, *, output: str = "USD per million output token
     return bars + rule
 
 
-def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> alt.LayerChart:
+def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> alt.LayerChart | alt.FacetChart:
     """Measured per-GPU power against batch (points) with the logistic fit (line), log2 batch axis.
 
     Parameters
@@ -120,8 +121,8 @@ def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> al
     curve
         A :class:`workbench.power.LogisticPower`.
     """
-    lo = max(1.0, float(runs["avg_batch_size"].min()) / 2) if runs.height else 1.0
-    hi = float(runs["avg_batch_size"].max()) * 2 if runs.height else 1024.0
+    lo = max(1.0, as_float(runs["avg_batch_size"].min()) / 2) if runs.height else 1.0
+    hi = as_float(runs["avg_batch_size"].max()) * 2 if runs.height else 1024.0
     b = np.exp2(np.linspace(np.log2(lo), np.log2(hi), 80))
     fit = pl.DataFrame({"batch": b, "power_w": curve(b)})
     x = alt.X("batch:Q", title="running batch (sequences)", scale=alt.Scale(type="log", base=2))
@@ -159,7 +160,7 @@ def power_timeline(series: pl.DataFrame, *, by: str | None = None) -> alt.Chart:
     )
 
 
-def site_tradeoff(candidates: pl.DataFrame) -> alt.LayerChart:
+def site_tradeoff(candidates: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
     """Cost against carbon per site (:func:`workbench.carbon.choose_site` output), labelled; the chosen site is
     the large square, colour tells whether a site meets the water cap."""
     base = alt.Chart(candidates)

@@ -14,6 +14,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.viz import HEIGHT, WIDTH
 
 _METRIC_TITLES = {
@@ -68,7 +69,7 @@ def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
     return alt.hconcat(*panels).resolve_scale(color="shared")
 
 
-def instance_load(stats: pl.DataFrame) -> alt.VConcatChart:
+def instance_load(stats: pl.DataFrame) -> alt.HConcatChart:
     """Per-instance requests served and prefix-cache hit rate, one row of bars per policy.
 
     Parameters
@@ -178,7 +179,7 @@ def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s"
     long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
     positive = long.filter(pl.col("value") > 0)["value"]
     # a log axis has no zero: bars are not stacked and rise from a decade below the smallest value
-    low = 10.0 ** np.floor(np.log10(0.99 * positive.min())) if positive.len() else 1e-3
+    low = 10.0 ** np.floor(np.log10(0.99 * as_float(positive.min()))) if positive.len() else 1e-3
     chart = (
         alt.Chart(long, width=WIDTH * 0.6, height=HEIGHT * 0.8)
         .mark_bar()

@@ -25,7 +25,7 @@ def intervals(
     axis: str | None = None,
     color: str | None = None,
     log: bool = False,
-) -> alt.LayerChart:
+) -> alt.LayerChart | alt.FacetChart:
     """One point per row of ``summary`` (``by`` on the y axis) with its confidence interval as an error bar.
 
     Parameters
@@ -68,7 +68,7 @@ def intervals(
 
 def differences(
     versus: pl.DataFrame, metric: str, *, by: str = "arm", title: str | None = None, axis: str | None = None
-) -> alt.LayerChart:
+) -> alt.LayerChart | alt.FacetChart:
     """Paired differences against the baseline, with their intervals and the zero line.
 
     Parameters
@@ -108,7 +108,7 @@ def bands(
     facet: str | None = None,
     title: str | None = None,
     axes: Sequence[str] | None = None,
-) -> alt.Chart | alt.FacetChart:
+) -> alt.LayerChart | alt.FacetChart:
     """Lines of ``y`` against ``x`` with a band from ``<y>_lo`` to ``<y>_hi``, one colour per ``color``.
 
     Parameters
@@ -153,7 +153,7 @@ def verdicts(claims: pl.DataFrame) -> alt.Chart:
     )
 
 
-def allocation_gaps(allocation) -> alt.LayerChart:
+def allocation_gaps(allocation) -> alt.LayerChart | alt.FacetChart:
     """Simulated gap of each simple server-allocation policy to the optimum, per scenario (95 % CI): notebook
     07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its ``gap_table``)."""
     from workbench.studies import server_allocation
@@ -172,11 +172,13 @@ def kv_loading(headline, gains: pl.DataFrame) -> alt.HConcatChart:
         arm=pl.format("{}/s burst, {}: {} % loaded", "rate", "nic",
                       (100 * pl.col("loaded_share")).round(0).cast(pl.Int64))
     )  # fmt: skip
-    return intervals(
-        headline.summary(), "slo_attainment", title="SLO attainment (TTFT <= 2 s, TPOT <= 100 ms; 95 % CI)",
-        axis="share of requests meeting the SLO",
-    ) | intervals(by_load, "gain", title="overlap vs blocking (lmetric): paired change (95 % CI)",
-                  axis="relative change in SLO attainment")  # fmt: skip
+    return alt.hconcat(
+        intervals(headline.summary(), "slo_attainment",
+                  title="SLO attainment (TTFT <= 2 s, TPOT <= 100 ms; 95 % CI)",
+                  axis="share of requests meeting the SLO"),
+        intervals(by_load, "gain", title="overlap vs blocking (lmetric): paired change (95 % CI)",
+                  axis="relative change in SLO attainment"),
+    )  # fmt: skip
 
 
 __all__ = ["allocation_gaps", "bands", "differences", "intervals", "kv_loading", "verdicts"]

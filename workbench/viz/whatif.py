@@ -74,7 +74,7 @@ def mode_ranking(table: pl.DataFrame, metric: str | None = None) -> alt.Chart:
     return bars + text
 
 
-def flex_curve(result) -> alt.LayerChart:
+def flex_curve(result) -> alt.LayerChart | alt.FacetChart:
     """SLO ratio (worst P99 latency / target) against the power cut of the result's objective (ceiling or mean
     power), with the SLO line and the chosen cut.
 
@@ -121,7 +121,7 @@ def flex_curve(result) -> alt.LayerChart:
     return alt.layer(points, line, slo, chosen)
 
 
-def spares_chart(table: pl.DataFrame, target: float) -> alt.LayerChart:
+def spares_chart(table: pl.DataFrame, target: float) -> alt.LayerChart | alt.FacetChart:
     """Probability of keeping enough instances up against the number of spares, with the target line.
 
     Parameters

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_choice, require_int, require_positive, require_range
+from workbench.config import as_float, as_int, require_choice, require_int, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
@@ -143,12 +143,13 @@ class GridFlexResult:
         """The answer in words: both reductions, the setting, the simulation check and the power basis."""
         b = self.best
         sim = b.get("sim_mean_reduction")
+        base_kw = None if self.baseline_sim is None else self.baseline_sim["mean_kw"]
         lines = [
             f"objective {self.objective}: cap {b['max_num_seqs']}, clock {b['clock']:g}",
             f"ceiling cut {b['ceiling_reduction']:.1%} ({self.baseline_kw:,.2f} -> {b['ceiling_kw']:,.2f} kW, "
             "guaranteed at any load)",
             f"mean-power cut {b['mean_reduction']:.1%} predicted"
-            + ("" if sim is None else f", {sim:.1%} simulated ({self.baseline_sim['mean_kw']:,.2f} -> "
+            + ("" if sim is None else f", {sim:.1%} simulated ({base_kw:,.2f} -> "
                f"{b['sim_mean_kw']:,.2f} kW)"),
         ]  # fmt: skip
         if self.checks is not None:
@@ -214,10 +215,7 @@ def _predict(wl: Workload, slo: SLO, cands: list[Candidate], model: str, n: int)
     tpot = np.where(pred["stable"], pred["tpot_q"], np.inf)
     rows = np.flatnonzero(pred["stable"] & (probs.role == _screen.ROLE_COLOCATED))
     if rows.size:  # the prefill-stall tail of TPOT, as in the planning screen's solve()
-        try:
-            stall = probs.tpot_quantile(pred, q, rows)
-        except TypeError:  # older signature without rows
-            stall = probs.tpot_quantile(pred, q)[rows]
+        stall = probs.tpot_quantile(pred, q, rows)
         tpot[rows] = np.maximum(tpot[rows], stall)
     ok = probs.feasible(nn, q)
     return {
@@ -484,7 +482,7 @@ def slo_cost_curve(
 ) -> pl.DataFrame:
     """For cut levels 0, ``step``, 2 ``step`` ... of ``column``: the option shedding at least that much with
     the best SLO ratio (the SLO cost of deeper cuts; ties as :func:`least_damaging`)."""
-    top = float(options[column].max())
+    top = as_float(options[column].max())
     rows = []
     for level in np.arange(0.0, top + 1e-9, step):
         rows.append({"cut": float(level), **least_damaging(options, column, level).row(0, named=True)})
@@ -542,7 +540,7 @@ def check_setting(
     base = instance_power(name, model, tp)
     scaled = InstancePower(base.curve.scaled(float(clock_power_scale(clock))), base.idle_w, tp)
     rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
-    span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
+    span = as_float(rep.segments["end_s"].max()) - as_float(rep.segments["start_s"].min())
     busy = rep.segments.filter(pl.col("state") == "busy")
     nodes_kw = fleet_nodes(name, instances, tp) * node_power_w / 1000.0
     cols = verdict_columns(v, slo)
@@ -560,7 +558,7 @@ def check_setting(
         "requests": v.requests,
         "warmup": v.warmup,
         "rejected": int(res.requests["rejected"].sum()),
-        "max_batch": int(busy["batch_size"].max()) if busy.height else 0,
+        "max_batch": as_int(busy["batch_size"].max()) if busy.height else 0,
         "mean_kw": float(rep.fleet["energy_j"][0]) / span / 1000.0 + nodes_kw,
-        "peak_instance_kw": float(rep.segments["power_w"].max()) / 1000.0,
+        "peak_instance_kw": as_float(rep.segments["power_w"].max()) / 1000.0,
     }

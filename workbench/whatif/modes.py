@@ -192,13 +192,13 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
         col = "tokens_per_s" if unit == "tokens" else "requests_per_s"
         per_node = float(one[col][0])
         lin = math.ceil(target / per_node)
-        m = np.arange(1, 8 * lin + 9)
-        work = fleet_metrics(cap, costs, m * gpn)[col]
+        nodes = np.arange(1, 8 * lin + 9)
+        work = fleet_metrics(cap, costs, nodes * gpn)[col]
         hit = np.flatnonzero(work >= target * (1 - 1e-12))
         if hit.size == 0:
             peak = f"{work.max():,.1f} {_UNIT[unit]}"
             return 0, f"work peaks at {peak} (multi-GPU efficiency) < target {target:,.1f}"
-        return int(m[hit[0]]), ""
+        return int(nodes[hit[0]]), ""
     # count
     if target != int(target):
         raise ConfigError(f"a GPU count must be a whole number, got target={target!r}")
@@ -509,8 +509,8 @@ def plan(
         what = f"{_TARGETS[mode][0]} {target_text(mode, float(target), label)}"
         raise WhatIfError(f"the {what} is not enough for any GPU type: " + "; ".join(notes))
     empty = dict.fromkeys(next(m for _, m, _ in rows if m is not None))  # fleet_metrics' keys, all null
-    rows = [{**head, **(empty if m is None else m), **tail} for head, m, tail in rows]
-    table = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+    records = [{**head, **(empty if m is None else m), **tail} for head, m, tail in rows]
+    table = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.col("nodes", "gpus", "instances", "capacity_instances").cast(pl.Int64)
     )
     return (

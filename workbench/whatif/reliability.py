@@ -189,7 +189,7 @@ def failure_schedule(
 
     Returns sorted ``(fail_time_s, unit, repair_s)`` for failures before ``horizon_s``.
     """
-    events = []
+    events: list[tuple[float, int, float]] = []
     if rate_per_s <= 0:
         return events
     for i in range(instances):
@@ -379,8 +379,10 @@ def failure_study(
     a_gpu = availability(failure_rate_per_h, mttr_h, tp=tp)
     a_node = availability(0.0, 0.0, node_failure_rate_per_h=node_failure_rate_per_h,
                           node_mttr_h=mttr_h if node_mttr_h is None else node_mttr_h)  # fmt: skip
-    prob = {"node_avail": a_node, "per_node": gpn // tp}
-    s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else spares
+    per_node = gpn // tp
+    if spares is None:
+        spares = spares_needed(n_needed, a_gpu, target, node_avail=a_node, per_node=per_node)
+    s = spares
     price = gpu_hour_usd(gpu_name, CostBasis(), model, tp) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
     rows = []
     for name, n, on in (
@@ -406,7 +408,9 @@ def failure_study(
                 "gpus": n * tp,
                 "spares": n - n_needed,
                 "availability": a_gpu * a_node if on else 1.0,
-                "p_slo": float(prob_enough(n_needed, n, a_gpu, **prob)) if on else 1.0,
+                "p_slo": (
+                    float(prob_enough(n_needed, n, a_gpu, node_avail=a_node, per_node=per_node)) if on else 1.0
+                ),
                 "failures": int(c.get("failures", 0)),
                 "node_failures": int(c["node_failures"]),
                 "interrupted": int(c["interrupted"]),

@@ -29,7 +29,7 @@ def explore(
     model: str = "Llama-3.1-8B",
     batch: float = 128.0,
     embodied_kg_per_gpu: float = 0.0,
-) -> tuple[alt.Chart, pl.DataFrame]:
+) -> tuple[alt.LayerChart, pl.DataFrame]:
     """TCO breakdown chart and a one-row table of key numbers for one scenario.
 
     The site supplies the grid carbon intensity and WUE; the electricity price and PUE come from the

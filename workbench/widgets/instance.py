@@ -10,6 +10,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from workbench.config import as_float
 from workbench.sim import InstanceConfig, SchedulerConfig, simulate, summary
 from workbench.traces import poisson_requests
 from workbench.viz.sim import latency_percentiles, timeline
@@ -59,7 +60,7 @@ def explore(
     config = instance_config(model, gpu, tp, max_batch, chunked)
     res = simulate(poisson_requests(lengths, qps, requests, seed), config, seed=seed)
     table = summary(res)
-    mid = float(res.requests["arrival_s"].median())
+    mid = as_float(res.requests["arrival_s"].median())
     chart = timeline(res, 0, start_s=mid, end_s=mid + window_s)
     return table.select(SUMMARY_COLUMNS), latency_percentiles(table), chart
 
@@ -82,8 +83,8 @@ def analytic(
     p = lengths["prompt_tokens"].cast(pl.Float64)
     o = lengths["output_tokens"].cast(pl.Float64)
     svc = instance_service_model(
-        config.performance_model(), float(p.mean()), float(o.mean()), batch_size=max_batch,
-        prompt_var=float(p.var()), output_var=float(o.var()), kv_capacity_tokens=config.kv_capacity(),
+        config.performance_model(), as_float(p.mean()), as_float(o.mean()), batch_size=max_batch,
+        prompt_var=as_float(p.var()), output_var=as_float(o.var()), kv_capacity_tokens=config.kv_capacity(),
     )  # fmt: skip
     lat = instance_latency(svc, qps, q=0.99)
     return pl.DataFrame(

@@ -45,7 +45,7 @@ def render(*objects: Any) -> tuple[dict, ...]:
 
     from workbench.viz import live_mimebundle
 
-    records = []
+    records: list[dict[str, Any]] = []
     for obj in objects:
         if obj is None:
             continue

@@ -11,6 +11,7 @@ candidates to check) redraws without solving again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import polars as pl
@@ -21,6 +22,16 @@ from workbench.traces.schema import Trace
 
 #: Workloads offered by the explorer (names of :mod:`workbench.presets`).
 WORKLOADS: tuple[str, ...] = ("poisson", "azure_code", "servegen")
+
+
+def _preset_workload(name: str) -> object:
+    """Return what preset ``name`` offers a sizing question (:meth:`workbench.presets.Preset.workload`)."""
+    return presets.get(name).workload()
+
+
+def _same(trace: Trace) -> Trace:
+    """Return ``trace`` (a menu entry of a trace given by the caller)."""
+    return trace
 
 
 def answer_html(text: str):
@@ -70,13 +81,14 @@ def fleet_sizing_explorer(
     if perf not in perfs:
         perfs.append(perf)
     style = {"description_width": "120px"}
-    choices: dict[str, Callable[[], Trace]] = {
-        presets.get(n).description: (lambda n=n: presets.get(n).workload())
+    # a workload is a drawable Preset or a Trace (Preset.workload)
+    choices: dict[str, Callable[[], object]] = {
+        presets.get(n).description: functools.partial(_preset_workload, n)
         for n in WORKLOADS
         if n in presets.available()
     }
     for label, trace in (extra or {}).items():
-        choices[label] = lambda t=trace: t
+        choices[label] = functools.partial(_same, trace)
     c = {
         "workload": w.Dropdown(options=list(choices), description="workload", style=style),
         "qps": w.FloatLogSlider(10.0, base=10, min=0, max=2.5, step=0.05, description="QPS", style=style),

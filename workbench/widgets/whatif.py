@@ -7,10 +7,12 @@ change (and tests call directly); the widgets only wire controls to them and sho
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import altair as alt
 import polars as pl
 
+from workbench.config import as_float
 from workbench.tco import CostBasis
 from workbench.viz.whatif import mode_ranking
 from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfError, least_damaging, plan
@@ -39,7 +41,8 @@ def explore_modes(
     import dataclasses
 
     costs = ModeCosts.of(costs)
-    changes = {k: v for k, v in (("pue", pue), ("electricity_usd_per_kwh", electricity_usd_per_kwh)) if v}
+    given = (("pue", pue), ("electricity_usd_per_kwh", electricity_usd_per_kwh))
+    changes: dict[str, Any] = {k: v for k, v in given if v}  # CostBasis fields (floats)
     costs = dataclasses.replace(costs, basis=dataclasses.replace(costs.basis, **changes))
     target = DEFAULT_TARGETS[mode] if target is None else target
     try:
@@ -104,7 +107,7 @@ def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:
 
 def slider_max(result: GridFlexResult, step: float = 0.01) -> float:
     """Deepest cut on a slider of ``step``: the deepest option rounded *down*, so the end stays reachable."""
-    top = float(result.options[result.objective_column].max())
+    top = as_float(result.options[result.objective_column].max())
     return max(math.floor(top / step + 1e-9) * step, 0.0)
 
 
@@ -112,7 +115,7 @@ def describe_cut(result: GridFlexResult, cut: float) -> tuple[str, pl.DataFrame]
     """A line about the setting a ``cut`` takes (or why none does) and its row (empty beyond reach)."""
     row = explore_cut(result, cut)
     if row.height == 0:
-        top = float(result.options[result.objective_column].max())
+        top = as_float(result.options[result.objective_column].max())
         return f"cut {cut:.0%}: beyond the deepest setting tried ({top:.1%})", row
     verdict = "meets" if row["slo_met"][0] else "misses"
     setting = f"cap {row['max_num_seqs'][0]}, clock {row['clock'][0]:g}"
