@@ -1,5 +1,7 @@
-"""Charts of power, energy, carbon and cost: TCO breakdown, Sobol indices, tornado, power versus batch with its
-fit, fleet power over time and the site trade-off.
+"""Charts of power, energy, carbon and cost.
+
+The TCO breakdown, Sobol indices, tornado, power versus batch with its fit, fleet power over time and the
+site trade-off.
 
 Builders take the tables of :mod:`workbench.tco`, :mod:`workbench.sensitivity`, :mod:`workbench.power` and
 :mod:`workbench.carbon` and return altair charts (tested through ``chart.to_dict()``).
@@ -44,7 +46,7 @@ def tco_breakdown(breakdown: pl.DataFrame, *, title: str = "TCO breakdown") -> a
 
 
 def sobol_bars(indices: pl.DataFrame, *, title: str = "Sobol sensitivity indices") -> alt.LayerChart:
-    """Grouped bars of first-order (S1) and total (ST) indices per parameter, with 95 % intervals.
+    """Draw grouped bars of first-order (S1) and total (ST) Sobol indices per parameter, with 95 % intervals.
 
     Parameters
     ----------
@@ -161,8 +163,10 @@ def power_timeline(series: pl.DataFrame, *, by: str | None = None) -> alt.Chart:
 
 
 def site_tradeoff(candidates: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
-    """Cost against carbon per site (:func:`workbench.carbon.choose_site` output), labelled; the chosen site is
-    the large square, colour tells whether a site meets the water cap."""
+    """Draw cost against carbon per site (:func:`workbench.carbon.choose_site` output), labelled.
+
+    The chosen site is the large square; the colour tells whether a site meets the water cap.
+    """
     base = alt.Chart(candidates)
     x = alt.X("cost_usd:Q", title="cost (USD)", scale=alt.Scale(zero=False))
     y = alt.Y("carbon_kg:Q", title="carbon (kg CO2e)")

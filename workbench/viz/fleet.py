@@ -1,5 +1,7 @@
-"""Charts of fleet simulations: latency CDFs per policy, per-instance load and cache hits, instance count
-over time, and the cost-latency trade-off of autoscalers (one point per policy, or curves over a knob).
+"""Charts of fleet simulations.
+
+Latency CDFs per policy, per-instance load and cache hits, instance count over time, and the cost-latency
+trade-off of autoscalers (one point per policy, or curves over a knob).
 
 Every builder takes polars tables produced by :mod:`workbench.sim.fleet` (``latency_cdf``,
 ``instance_stats``, ``instance_count``, ``compare``) or :mod:`workbench.studies.fleets` and returns an altair
@@ -175,7 +177,7 @@ def tradeoff_curves(
 
 
 def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:
-    """Grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
+    """Draw grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
     long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
     positive = long.filter(pl.col("value") > 0)["value"]
     # a log axis has no zero: bars are not stacked and rise from a decade below the smallest value
@@ -197,8 +199,11 @@ def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s"
 
 
 def policy_cdfs(results: dict, policies: Sequence[str], load: float) -> alt.HConcatChart:
-    """:func:`latency_cdfs` of ``policies`` at ``load`` from a policy study's results (keyed by ``(load,
-    policy)``, :func:`workbench.studies.fleets.policy_study`): the ``routing_cdf`` figure and notebook 03's."""
+    """Draw the :func:`latency_cdfs` of ``policies`` at ``load`` from a policy study's results.
+
+    ``results`` are keyed by ``(load, policy)`` (:func:`workbench.studies.fleets.policy_study`). This is the
+    ``routing_cdf`` figure and notebook 03's chart.
+    """
     from workbench.errors import ConfigError
     from workbench.sim.fleet import latency_cdf
 
@@ -224,8 +229,9 @@ def autoscale_overview(
     picked: Sequence[tuple[str, str, float]] = AUTOSCALE_PICKED,
     max_ttft_s: float = 100.0,
 ) -> alt.VConcatChart:
-    """:func:`tradeoff_curves` over :func:`instance_count` of the ``picked`` settings: the
-    ``autoscale_tradeoff`` figure and notebook 03's chart.
+    """Draw the :func:`tradeoff_curves` over the :func:`instance_count` of the ``picked`` settings.
+
+    This is the ``autoscale_tradeoff`` figure and notebook 03's chart.
 
     Parameters
     ----------

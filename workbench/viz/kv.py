@@ -42,7 +42,7 @@ def tier_shares(summary: pl.DataFrame) -> alt.Chart:
 
 
 def mean_with_interval(summary: pl.DataFrame, metric: str, title: str | None = None) -> alt.LayerChart:
-    """A metric's mean per arm with its confidence interval (``<metric>_lo``/``_hi``) as error bars."""
+    """Draw a metric's mean per arm with its confidence interval (``<metric>_lo``/``_hi``) as error bars."""
     need = {metric, f"{metric}_lo", f"{metric}_hi", "arm"}
     missing = need - set(summary.columns)
     if missing:

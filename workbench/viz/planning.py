@@ -208,12 +208,17 @@ def _sizing_parts(sizing: pl.DataFrame, top: int) -> list:
 
 
 def sizing_overview(sizing: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
-    """Sizing bars over the analytic-vs-simulated counts (when any candidate was checked), stacked: the
-    ``fleet_sizing`` figure and notebook 05's chart of one sizing table (``plan.result.table``)."""
+    """Stack the sizing bars over the analytic-vs-simulated counts (when any candidate was checked).
+
+    This is the ``fleet_sizing`` figure and notebook 05's chart of one sizing table (``plan.result.table``).
+    """
     return alt.vconcat(*_sizing_parts(sizing, top)).resolve_scale(color="independent")
 
 
 def plan_overview(sizing: pl.DataFrame, tradeoffs: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
-    """:func:`sizing_overview` and the Pareto front, stacked: the charts of one
-    :class:`~workbench.planning.workflow.Plan` (``plan.result.table``, ``plan.tradeoffs``; the explorer's)."""
+    """Stack the :func:`sizing_overview` and the Pareto front of one plan.
+
+    These are the charts of one :class:`~workbench.planning.workflow.Plan` (``plan.result.table``,
+    ``plan.tradeoffs``) that the sizing explorer shows.
+    """
     return alt.vconcat(*_sizing_parts(sizing, top), pareto_chart(tradeoffs)).resolve_scale(color="independent")

@@ -154,8 +154,11 @@ def verdicts(claims: pl.DataFrame) -> alt.Chart:
 
 
 def allocation_gaps(allocation) -> alt.LayerChart | alt.FacetChart:
-    """Simulated gap of each simple server-allocation policy to the optimum, per scenario (95 % CI): notebook
-    07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its ``gap_table``)."""
+    """Draw the simulated gap of each simple server-allocation policy to the optimum, per scenario (95 % CI).
+
+    This is notebook 07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its
+    ``gap_table``).
+    """
     from workbench.studies import server_allocation
 
     gaps = server_allocation.gap_table(allocation).filter(pl.col("policy") != "optimal")
@@ -165,9 +168,11 @@ def allocation_gaps(allocation) -> alt.LayerChart | alt.FacetChart:
 
 
 def kv_loading(headline, gains: pl.DataFrame) -> alt.HConcatChart:
-    """SLO attainment per arm of the CALVO headline study next to the paired gain of overlapped KV loading at
-    each condition (95 % CI): notebook 07's chart of :func:`workbench.studies.calvo.study` (``headline``) and
-    :func:`workbench.studies.calvo.gains` (``gains``)."""
+    """Draw SLO attainment per arm of the CALVO headline study beside the paired gain of overlapped KV loading.
+
+    The gain is drawn at each condition (95 % CI). This is notebook 07's chart of
+    :func:`workbench.studies.calvo.study` (``headline``) and :func:`workbench.studies.calvo.gains` (``gains``).
+    """
     by_load = gains.with_columns(
         arm=pl.format("{}/s burst, {}: {} % loaded", "rate", "nic",
                       (100 * pl.col("loaded_share")).round(0).cast(pl.Int64))
