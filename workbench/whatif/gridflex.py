@@ -140,7 +140,7 @@ class GridFlexResult:
         return 0 if self.checks is None else self.checks.height + 1
 
     def summary(self) -> str:
-        """The answer in words: both reductions, the setting, the simulation check and the power basis."""
+        """Return the answer in words: both reductions, the setting, the simulation check, the power basis."""
         b = self.best
         sim = b.get("sim_mean_reduction")
         base_kw = None if self.baseline_sim is None else self.baseline_sim["mean_kw"]
@@ -195,7 +195,7 @@ def fleet_nodes(gpu_name: str, instances: int, tp: int) -> int:
 
 
 def least_damaging(options: pl.DataFrame, column: str, cut: float) -> pl.DataFrame:
-    """The options that shed at least ``cut`` of ``column``, least SLO-damaging first.
+    """Return the options that shed at least ``cut`` of ``column``, least SLO-damaging first.
 
     Ordered by ``slo_ratio`` (smallest first); ties (e.g. several options that cannot meet the SLO at all)
     go to the deeper cut, then to the options' own order (larger cap, higher clock first). The one rule behind
@@ -246,7 +246,7 @@ def grid_flex(
     max_sims: int = 48,
     seed: int = 0,
 ) -> GridFlexResult:
-    """The largest power cut (share of the fleet's power) that still meets ``slo``.
+    """Find the largest power cut (share of the fleet's power) that still meets ``slo``.
 
     Parameters
     ----------
@@ -384,7 +384,7 @@ _SIM_KEYS = (
 
 
 def _sim_fields(row: dict) -> dict:
-    """The ``sim_*`` fields of ``best`` from its row of the checks (the kernel's verdict and CIs)."""
+    """Return the ``sim_*`` fields of ``best`` from its row of the checks (the kernel's verdict and CIs)."""
     return {
         "sim_verdict": row["verdict"],
         **{f"sim_{k}": row[k] for k in ("ttft_p99_s", "ttft_p99_lo", "ttft_p99_hi")},
@@ -425,8 +425,9 @@ def _check_cut(
 def _first_passing(
     ranked: pl.DataFrame, run, max_sims: int, *, bisect: bool, what: str
 ) -> tuple[dict, dict, pl.DataFrame, bool]:
-    """Simulate ``ranked`` options in order (deepest cut, or least SLO damage, first) and stop at the first
-    that passes.
+    """Simulate ``ranked`` options in order and stop at the first that passes.
+
+    The order is the deepest cut, or the least SLO damage, first.
 
     Simulator verdicts are not monotone in the cut (two levers: a deeper cut with a larger batch cap can
     pass where a shallower one with a lower clock fails), so the scan does not skip options. After
@@ -480,8 +481,11 @@ def _latency_text(row: dict) -> str:
 def slo_cost_curve(
     options: pl.DataFrame, column: str = "ceiling_reduction", step: float = 0.05
 ) -> pl.DataFrame:
-    """For cut levels 0, ``step``, 2 ``step`` ... of ``column``: the option shedding at least that much with
-    the best SLO ratio (the SLO cost of deeper cuts; ties as :func:`least_damaging`)."""
+    """Return the SLO cost of deeper cuts: the least damaging option at each cut level.
+
+    For cut levels 0, ``step``, 2 ``step`` ... of ``column``, the option shedding at least that much with the
+    best SLO ratio (ties as :func:`least_damaging`).
+    """
     top = as_float(options[column].max())
     rows = []
     for level in np.arange(0.0, top + 1e-9, step):
@@ -503,7 +507,7 @@ def check_setting(
     seed: int = 0,
     precision: Precision | None = None,
 ) -> dict:
-    """The measurement kernel's verdict on the fleet under a (cap, clock) setting, with its power.
+    """Return the measurement kernel's verdict on the fleet under a (cap, clock) setting, with its power.
 
     Parameters
     ----------

@@ -1,5 +1,7 @@
-"""Reliability margin: availability from failure rates and repair times, the spare instances that keep the
-SLO with a given probability, and failure injection in the fleet simulator.
+"""Reliability margin of a fleet.
+
+Availability from failure rates and repair times, the spare instances that keep the SLO with a given
+probability, and failure injection in the fleet simulator.
 
 An instance of ``tp`` GPUs in one node is up when all its GPUs and its node are up. With independent
 failures (rate ``lambda`` per hour) and repairs (mean ``MTTR`` hours), each part is up a share
@@ -83,12 +85,28 @@ def availability(
 def prob_enough(
     n_needed: int, n_total: int | np.ndarray, avail: float, *, node_avail: float = 1.0, per_node: int = 1
 ) -> np.ndarray:
-    """``P(at least n_needed of n_total instances are up)``.
+    """Return ``P(at least n_needed of n_total instances are up)``.
 
     With ``node_avail = 1``: instances up independently with availability ``avail``. Otherwise instances sit
     ``per_node`` to a node (filled in order, the last one partial): a node is up with ``node_avail`` and each
     instance of an up node with ``avail`` (its GPU part), so a node failure takes its instances down together
     -- fewer, larger outages than the independent model with ``avail x node_avail``.
+
+    Parameters
+    ----------
+    n_needed
+        Instances the load needs.
+    n_total
+        Instances deployed: one count or an array of counts.
+    avail
+        Availability of one instance's GPUs (:func:`availability`).
+    node_avail, per_node
+        Availability of a node and instances per node.
+
+    Returns
+    -------
+    numpy.ndarray
+        The probability for each count of ``n_total`` (its shape).
     """
     totals = np.asarray(n_total)
     if node_avail >= 1.0:
@@ -108,7 +126,7 @@ def prob_enough(
 
 
 def _node_pmf(k: int, avail: float, node_avail: float) -> np.ndarray:
-    """pmf of the up instances of one node holding ``k`` instances."""
+    """Pmf of the up instances of one node holding ``k`` instances."""
     pmf = node_avail * binom.pmf(np.arange(k + 1), k, avail)
     pmf[0] += 1.0 - node_avail
     return pmf
@@ -117,8 +135,26 @@ def _node_pmf(k: int, avail: float, node_avail: float) -> np.ndarray:
 def spares_needed(
     n_needed: int, avail: float, target: float = 0.99, *, node_avail: float = 1.0, per_node: int = 1
 ) -> int:
-    """Smallest ``s`` with ``P(at least n_needed of n_needed + s instances up) >= target``
+    """Return the fewest spare instances that keep enough instances up with probability ``target``.
+
+    That is the smallest ``s`` with ``P(at least n_needed of n_needed + s instances up) >= target``
     (:func:`prob_enough`).
+
+    Parameters
+    ----------
+    n_needed
+        Instances the load needs.
+    avail
+        Availability of one instance's GPUs (:func:`availability`).
+    target
+        Probability to reach.
+    node_avail, per_node
+        Availability of a node and instances per node (node failures take down all its instances).
+
+    Returns
+    -------
+    int
+        The spare count ``s``.
 
     Raises
     ------
