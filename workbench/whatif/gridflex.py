@@ -176,10 +176,26 @@ def power_ceiling_kw(
     *,
     node_power_w: float = 0.0,
 ) -> tuple[np.ndarray, float]:
-    """Fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW).
+    """Return the fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW).
 
     ``node_power_w`` adds each node's baseline (``ceil(instances x tp / gpus_per_node)`` nodes) to both:
     no lever lowers it.
+
+    Parameters
+    ----------
+    gpu_name, model, tp, instances
+        The fleet: GPU type, model served, GPUs per instance and instance count.
+    caps, clocks
+        Batch caps and clock fractions, paired element-wise (broadcast together).
+    node_power_w
+        Baseline power of each node.
+
+    Returns
+    -------
+    ceiling_kw : numpy.ndarray
+        Power ceiling of the fleet per pair: every GPU at the busy power of its cap and clock.
+    floor_kw : float
+        Power of the fleet with every GPU idle.
     """
     name = gpu(gpu_name).name
     curve, idle = power_params(name, model, tp)
@@ -200,6 +216,20 @@ def least_damaging(options: pl.DataFrame, column: str, cut: float) -> pl.DataFra
     Ordered by ``slo_ratio`` (smallest first); ties (e.g. several options that cannot meet the SLO at all)
     go to the deeper cut, then to the options' own order (larger cap, higher clock first). The one rule behind
     :func:`grid_flex` with ``cut``, :func:`slo_cost_curve` and the grid-flexibility widget, so they agree.
+
+    Parameters
+    ----------
+    options
+        The options table of a :class:`GridFlexResult` (``slo_ratio`` and the reduction columns).
+    column
+        Reduction column the cut applies to (``"ceiling_reduction"`` or ``"mean_reduction"``).
+    cut
+        Least share to shed.
+
+    Returns
+    -------
+    polars.DataFrame
+        The qualifying rows of ``options`` in that order (empty when no option sheds ``cut``).
     """
     return options.filter(pl.col(column) >= cut - 1e-12).sort(
         ["slo_ratio", column], descending=[False, True], maintain_order=True
@@ -282,6 +312,12 @@ def grid_flex(
         ``False``).
     seed
         Seed of the kernel's runs.
+
+    Returns
+    -------
+    GridFlexResult
+        Every (cap, clock) option with its predicted power and SLO ratio, the cost curve of deeper cuts, the
+        chosen setting ``best`` and, with ``check``, the kernel's verdicts.
 
     Raises
     ------

@@ -306,8 +306,26 @@ def refine_count(
     Starting from ``count`` (nodes, or GPUs in ``"count"`` mode) sized on ``cap``: up to three fixed-point
     steps (re-size on the capacity measured at the current answer), then a local search for the tight answer
     with the capacity measured at each count tried -- the most nodes within the budget or power cap, the
-    fewest reaching the performance target. Returns ``(count, capacity row used, note)``: ``count`` 0 with a
-    note when none satisfies the mode or the search needs more than :data:`MAX_MEASUREMENTS` measurements.
+    fewest reaching the performance target.
+
+    Parameters
+    ----------
+    mode, target, unit
+        The planning mode, its target and the performance unit, as :func:`plan` takes them.
+    cap
+        Capacity row the first answer was sized on.
+    costs
+        Cost basis (:class:`ModeCosts` or a :class:`~workbench.tco.CostBasis`).
+    count
+        The first answer: nodes, or GPUs in ``"count"`` mode.
+    measure
+        ``measure(gpu, tp, instances)``, the capacity row at a fleet size (:func:`capacity_measure`).
+
+    Returns
+    -------
+    tuple of (int, dict, str)
+        ``(count, capacity row used, note)``: ``count`` 0 with a note when none satisfies the mode or the
+        search needs more than :data:`MAX_MEASUREMENTS` measurements.
     """
     costs = ModeCosts.of(costs)
     gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])

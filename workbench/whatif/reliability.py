@@ -58,6 +58,11 @@ def availability(
     node_failure_rate_per_h, node_mttr_h
         Node-level failures (any failure of the node takes its instances down); repair defaults to ``mttr_h``.
 
+    Returns
+    -------
+    float
+        The availability, in (0, 1].
+
     Raises
     ------
     WhatIfError
@@ -198,8 +203,29 @@ def margin_table(
 
     ``node_avail`` and ``per_node`` model correlated node outages (:func:`prob_enough`).
 
-    Columns: ``spares``, ``instances``, ``gpus`` (instances x tp), ``p_slo``, ``meets_target``,
-    ``usd_per_hour`` (every GPU of every instance, spares included), ``extra_cost_share``.
+    Parameters
+    ----------
+    n_needed
+        Instances the load needs.
+    avail
+        Availability of one instance's GPUs (:func:`availability`).
+    target
+        Probability of meeting the SLO to reach (``meets_target``).
+    tp
+        GPUs per instance.
+    usd_per_gpu_hr
+        Price of a GPU-hour (NaN: ``usd_per_hour`` is NaN).
+    extra
+        Spare counts to show beyond the needed ones.
+    node_avail, per_node
+        Availability of a node and instances per node.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per spare count: ``spares``, ``instances``, ``gpus`` (instances x tp), ``p_slo``,
+        ``meets_target``, ``usd_per_hour`` (every GPU of every instance, spares included),
+        ``extra_cost_share``.
     """
     s_star = spares_needed(n_needed, avail, target, node_avail=node_avail, per_node=per_node)
     spares = np.arange(0, s_star + extra + 1)
@@ -303,6 +329,25 @@ def simulate_with_failures(
     ``node_mttr_h`` (default ``mttr_h``). Overlapping down periods of an instance merge (:func:`down_periods`).
     Failures stop at the last arrival. Requests that find every instance down wait for the first repair (a
     load balancer that retries).
+
+    Parameters
+    ----------
+    trace
+        Requests to serve.
+    gpu_name, instances
+        GPU type and instance count of the fleet.
+    model, tp
+        Model served and GPUs per instance.
+    failure_rate_per_h, mttr_h
+        Failures per GPU-hour and mean time to repair (hours).
+    node_failure_rate_per_h, node_mttr_h
+        Node failures per hour and their mean repair time (default ``mttr_h``).
+    gpus_per_node
+        GPUs per node (default: the GPU table's).
+    seed
+        Seed of the failure schedule and of the simulation.
+    progress
+        Progress bar of the simulation (``None``: when interactive).
 
     Returns
     -------
