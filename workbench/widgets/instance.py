@@ -32,7 +32,7 @@ SUMMARY_COLUMNS = (
 def instance_config(
     model: str = "Llama-3.1-8B", gpu: str = "H100", tp: int = 1, max_batch: int = 256, chunked: bool = True
 ) -> InstanceConfig:
-    """The explorer's instance: vLLM-like defaults with ``max_num_seqs = max_batch``."""
+    """Return the explorer's instance: vLLM-like defaults with ``max_num_seqs = max_batch``."""
     sched = SchedulerConfig(
         max_num_seqs=max_batch, max_num_batched_tokens=max(8192, max_batch), chunked_prefill=chunked
     )
@@ -75,8 +75,11 @@ def analytic(
     max_batch: int = 256,
     chunked: bool = True,
 ) -> pl.DataFrame:
-    """The analytic answer for one instance at ``qps`` (M/G/c over the batch slots; milliseconds): capacity,
-    utilisation, mean and P99 TTFT, TPOT, mean end-to-end latency. ``rho >= 1`` means the queue grows."""
+    """Return the analytic answer for one instance at ``qps`` (M/G/c over the batch slots).
+
+    The table gives capacity, utilisation, mean and P99 TTFT, TPOT and mean end-to-end latency.
+    ``rho >= 1`` means the queue grows.
+    """
     from workbench.analytic import instance_latency, instance_service_model
 
     config = instance_config(model, gpu, tp, max_batch, chunked)
@@ -101,12 +104,27 @@ def analytic(
 
 
 def instance_explorer(lengths: pl.DataFrame, *, requests: int = 2_000, results=None):
-    """An ipywidgets box: model, GPU, TP, QPS, max batch, chunked prefill; every change answers at once.
+    """Build the instance explorer: model, GPU, TP, QPS, max batch and chunked prefill controls.
 
-    The analytic answer (:func:`analytic`) shows immediately; the simulation of ``requests`` requests
-    (:func:`explore`) runs in the background and replaces it (summary, percentile chart, timeline); a newer
-    input drops the stale run. ``results`` (a :class:`~workbench.widgets.live.Results`) receives the tables
-    and charts shown.
+    Every change answers at once: the analytic answer (:func:`analytic`) shows immediately; the simulation of
+    ``requests`` requests (:func:`explore`) runs in the background and replaces it (summary, percentile
+    chart, timeline); a newer input drops the stale run.
+
+    Parameters
+    ----------
+    lengths
+        ``prompt_tokens`` and ``output_tokens`` pairs to resample (e.g. a trace's requests).
+    requests
+        Requests simulated per answer.
+    results
+        A :class:`~workbench.widgets.live.Results` that receives the tables and charts shown.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, the progress bar and status line, and the output; ``box.live`` (its
+        :class:`~workbench.widgets.live.Live`) and ``box.controls`` (the controls by name) serve tests and
+        benchmarks.
     """
     import ipywidgets as w
 

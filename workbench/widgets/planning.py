@@ -35,9 +35,11 @@ def _same(trace: Trace) -> Trace:
 
 
 def answer_html(text: str):
-    """The sizing explanation as an HTML paragraph that MathJax leaves alone: the page's typesetter would read
-    "at $2.99/h, $0.41 per ..." as TeX between the two dollars (in Voila an escaped ``\\$`` in Markdown was
-    typeset all the same)."""
+    r"""Return the sizing explanation as an HTML paragraph that MathJax leaves alone.
+
+    The page's typesetter would read "at $2.99/h, $0.41 per ..." as TeX between the two dollars (in Voila an
+    escaped ``\$`` in Markdown was typeset all the same).
+    """
     import html
 
     from IPython.display import HTML
@@ -52,8 +54,9 @@ def fleet_sizing_explorer(
     results=None,
     extra: dict[str, Trace] | None = None,
 ):
-    """An ipywidgets box: workload, QPS, SLOs, GPUs, topologies, performance model and how many candidates to
-    simulate.
+    """Build the fleet-sizing explorer: workload, QPS, SLOs, GPUs, topologies and performance model controls.
+
+    A control also sets how many candidates the measurement kernel checks.
 
     Parameters
     ----------
@@ -68,6 +71,13 @@ def fleet_sizing_explorer(
         A :class:`~workbench.widgets.live.Results` that receives the ranked table and the charts shown.
     extra
         More workloads by label (the app's uploaded trace).
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, the progress bar and status line, and the output; ``box.live`` (its
+        :class:`~workbench.widgets.live.Live`) and ``box.controls`` (the controls by name) serve tests and
+        benchmarks.
     """
     import ipywidgets as w
 

@@ -26,8 +26,10 @@ def _same_trace(trace: Trace, seed: int) -> Trace:
 
 
 def sources() -> dict[str, Callable[[int], Trace]]:
-    """Available choices: the local :mod:`workbench.presets` (datasets and generators), keyed by their menu
-    line. Values map a seed to a :class:`Trace`."""
+    """Return the available choices: the local :mod:`workbench.presets` (datasets and generators).
+
+    They are keyed by their menu line; values map a seed to a :class:`Trace`.
+    """
     return {
         f"{name}: {presets.get(name).description}": functools.partial(presets.generate, name)
         for name in presets.available()
@@ -56,7 +58,7 @@ def explore(source: str | Trace, *, twin: bool = True, seed: int = 0) -> Explora
 
 
 def trace_explorer(default: str | None = None, *, results=None) -> ipywidgets.VBox:
-    """An ipywidgets box: source dropdown, twin checkbox, seed, then the summary table and charts.
+    """Build the trace explorer: source dropdown, twin checkbox, seed, then the summary table and charts.
 
     Every change shows the workload itself at once; its fitted twin (a fit and a generation, about a second)
     is added in the background. ``box.add_source(label, trace)`` offers another trace (the app's uploads).
