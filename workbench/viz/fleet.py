@@ -36,7 +36,7 @@ _AXIS_TITLES = {
 
 
 def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
-    """CDF curves side by side, one panel per metric, one colour per policy.
+    """Draw latency CDF curves side by side, one panel per metric, one colour per policy.
 
     Parameters
     ----------
@@ -44,6 +44,11 @@ def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
         Columns ``policy``, ``metric``, ``value``, ``quantile`` (see :func:`workbench.sim.fleet.latency_cdf`).
     log_x
         Logarithmic latency axis.
+
+    Returns
+    -------
+    altair.HConcatChart
+        One CDF panel per metric.
     """
     panels = []
     for metric in cdf["metric"].unique(maintain_order=True).to_list():
@@ -72,13 +77,18 @@ def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
 
 
 def instance_load(stats: pl.DataFrame) -> alt.HConcatChart:
-    """Per-instance requests served and prefix-cache hit rate, one row of bars per policy.
+    """Draw per-instance requests served and prefix-cache hit rate, one row of bars per policy.
 
     Parameters
     ----------
     stats
         Columns ``policy``, ``instance``, ``requests``, ``hit_rate`` (see
         :func:`workbench.sim.fleet.instance_stats`).
+
+    Returns
+    -------
+    altair.HConcatChart
+        Requests per instance beside hit rate per instance.
     """
     base = alt.Chart(stats, width=WIDTH * 0.8, height=HEIGHT * 0.6)
     x = alt.X("instance:O", title="instance")
@@ -101,12 +111,17 @@ def instance_load(stats: pl.DataFrame) -> alt.HConcatChart:
 
 
 def instance_count(counts: pl.DataFrame) -> alt.Chart:
-    """Instances powered (starting, on or draining) over time, one line per policy.
+    """Draw the instances powered (starting, on or draining) over time, one line per policy.
 
     Parameters
     ----------
     counts
         Columns ``policy``, ``time_s``, ``instances`` (see :func:`workbench.sim.fleet.instance_count`).
+
+    Returns
+    -------
+    altair.Chart
+        A step line per policy.
     """
     return (
         alt.Chart(counts, width=WIDTH * 1.4, height=HEIGHT, title="instances powered over time")
@@ -121,12 +136,20 @@ def instance_count(counts: pl.DataFrame) -> alt.Chart:
 
 
 def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p99_s") -> alt.LayerChart:
-    """Trade-off scatter (e.g. GPU-hours vs P99 TTFT), one labelled point per policy.
+    """Draw a trade-off scatter (e.g. GPU-hours vs P99 TTFT), one labelled point per policy.
 
     Parameters
     ----------
     table
         A comparison table with columns ``policy``, ``x`` and ``y`` (see :func:`workbench.sim.fleet.compare`).
+
+    x, y
+        Columns of the two axes.
+
+    Returns
+    -------
+    altair.LayerChart
+        The points and their policy labels.
     """
     base = alt.Chart(table, width=WIDTH, height=HEIGHT).encode(
         x=alt.X(f"{x}:Q", title=_AXIS_TITLES.get(x, x), scale=alt.Scale(zero=False)),
@@ -140,15 +163,22 @@ def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p9
 def tradeoff_curves(
     table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p99_s", log_y: bool = True
 ) -> alt.LayerChart:
-    """Cost-latency curves: one line per swept knob (``curve``), points in sweep order, static fleets dashed.
+    """Draw cost-latency curves: one line per swept knob (``curve``), in sweep order, static fleets dashed.
 
     Parameters
     ----------
     table
         Columns ``curve``, ``policy``, ``knob``, ``value``, ``x`` and ``y`` (see
         :func:`workbench.studies.fleets.autoscale_curve`); rows with ``policy == "static"`` form the reference.
+    x, y
+        Columns of the two axes.
     log_y
         Logarithmic latency axis.
+
+    Returns
+    -------
+    altair.LayerChart
+        The lines and points of every curve; the static fleets dashed and labelled.
     """
     data = table.with_row_index("order")
     y_scale = alt.Scale(type="log") if log_y else alt.Scale()
@@ -177,7 +207,21 @@ def tradeoff_curves(
 
 
 def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:
-    """Draw grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
+    """Draw grouped bars of latency percentiles per policy (log scale), faceted by load when present.
+
+    Parameters
+    ----------
+    table
+        A comparison table: ``policy``, the ``metrics`` columns and optionally ``load`` (one row per policy
+        and load, :func:`workbench.sim.fleet.compare`).
+    metrics
+        The percentile columns drawn side by side.
+
+    Returns
+    -------
+    altair.Chart
+        The bars, faceted by load when ``table`` has a ``load`` column.
+    """
     long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
     positive = long.filter(pl.col("value") > 0)["value"]
     # a log axis has no zero: bars are not stacked and rise from a decade below the smallest value
@@ -201,8 +245,26 @@ def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s"
 def policy_cdfs(results: dict, policies: Sequence[str], load: float) -> alt.HConcatChart:
     """Draw the :func:`latency_cdfs` of ``policies`` at ``load`` from a policy study's results.
 
-    ``results`` are keyed by ``(load, policy)`` (:func:`workbench.studies.fleets.policy_study`). This is the
-    ``routing_cdf`` figure and notebook 03's chart.
+    This is the ``routing_cdf`` figure and notebook 03's chart.
+
+    Parameters
+    ----------
+    results
+        Simulation results keyed by ``(load, policy)`` (:func:`workbench.studies.fleets.policy_study`).
+    policies
+        Policies to draw.
+    load
+        The load whose results are drawn.
+
+    Returns
+    -------
+    altair.HConcatChart
+        As :func:`latency_cdfs`.
+
+    Raises
+    ------
+    ConfigError
+        When ``results`` lacks a policy at that load.
     """
     from workbench.errors import ConfigError
     from workbench.sim.fleet import latency_cdf
@@ -242,6 +304,11 @@ def autoscale_overview(
         The settings whose instances over time are drawn.
     max_ttft_s
         Points with a P99 TTFT at or above it are left out of the trade-off (fleets that cannot keep up).
+
+    Returns
+    -------
+    altair.VConcatChart
+        The trade-off curves above the instance counts over time of the picked settings.
     """
     from workbench.errors import ConfigError
     from workbench.sim.fleet import instance_count as counts_of

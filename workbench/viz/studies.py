@@ -26,7 +26,7 @@ def intervals(
     color: str | None = None,
     log: bool = False,
 ) -> alt.LayerChart | alt.FacetChart:
-    """One point per row of ``summary`` (``by`` on the y axis) with its confidence interval as an error bar.
+    """Draw one point per row of ``summary`` (``by`` on the y axis) with its confidence interval as error bar.
 
     Parameters
     ----------
@@ -42,6 +42,11 @@ def intervals(
         Optional column to colour points by.
     log
         Logarithmic x axis.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        The error bars and the points.
     """
     lo, hi = f"{metric}_lo", f"{metric}_hi"
     missing = {by, metric, lo, hi} - set(summary.columns)
@@ -69,7 +74,7 @@ def intervals(
 def differences(
     versus: pl.DataFrame, metric: str, *, by: str = "arm", title: str | None = None, axis: str | None = None
 ) -> alt.LayerChart | alt.FacetChart:
-    """Paired differences against the baseline, with their intervals and the zero line.
+    """Draw paired differences against the baseline, with their intervals and the zero line.
 
     Parameters
     ----------
@@ -78,6 +83,13 @@ def differences(
         (:meth:`Replicated.versus`).
     metric
         The metric whose rows to draw.
+    by, title, axis
+        As :func:`intervals`.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        The zero line, the interval bars and the points, coloured by significance.
     """
     data = versus.filter(pl.col("metric") == metric)
     if data.height == 0:
@@ -109,7 +121,7 @@ def bands(
     title: str | None = None,
     axes: Sequence[str] | None = None,
 ) -> alt.LayerChart | alt.FacetChart:
-    """Lines of ``y`` against ``x`` with a band from ``<y>_lo`` to ``<y>_hi``, one colour per ``color``.
+    """Draw lines of ``y`` against ``x`` with a band from ``<y>_lo`` to ``<y>_hi``, one colour per ``color``.
 
     Parameters
     ----------
@@ -119,6 +131,11 @@ def bands(
         Optional column: one panel per value (independent x scales).
     axes
         Titles of the x and y axes.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        The bands and lines, faceted when ``facet`` is given.
     """
     xt, yt = axes or (x, y)
     base = alt.Chart(table, width=WIDTH * 0.8, height=HEIGHT)
@@ -138,7 +155,18 @@ def bands(
 
 
 def verdicts(claims: pl.DataFrame) -> alt.Chart:
-    """One mark per claim, coloured by verdict (the notebook's overview)."""
+    """Draw one mark per claim, coloured by verdict (the notebook's overview).
+
+    Parameters
+    ----------
+    claims
+        Columns ``paper``, ``verdict`` (one of the four verdicts) and ``result``.
+
+    Returns
+    -------
+    altair.Chart
+        A square per claim.
+    """
     order = ["reproduced", "reproduced under conditions", "not reproduced", "not testable here"]
     colors = ["#2ca02c", "#98df8a", "#d62728", "#c7c7c7"]
     return (
@@ -158,6 +186,16 @@ def allocation_gaps(allocation) -> alt.LayerChart | alt.FacetChart:
 
     This is notebook 07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its
     ``gap_table``).
+
+    Parameters
+    ----------
+    allocation
+        The study's result.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        As :func:`intervals`, one row per scenario and policy.
     """
     from workbench.studies import server_allocation
 
@@ -172,6 +210,18 @@ def kv_loading(headline, gains: pl.DataFrame) -> alt.HConcatChart:
 
     The gain is drawn at each condition (95 % CI). This is notebook 07's chart of
     :func:`workbench.studies.calvo.study` (``headline``) and :func:`workbench.studies.calvo.gains` (``gains``).
+
+    Parameters
+    ----------
+    headline
+        The headline study (its ``summary()`` gives SLO attainment per arm).
+    gains
+        The paired gains per condition (``rate``, ``nic``, ``loaded_share``, ``gain`` and its CI).
+
+    Returns
+    -------
+    altair.HConcatChart
+        The two :func:`intervals` charts side by side.
     """
     by_load = gains.with_columns(
         arm=pl.format("{}/s burst, {}: {} % loaded", "rate", "nic",
