@@ -709,6 +709,22 @@ def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task:
     Log-log interpolation over the matching runs of the shipped throughput table, clipped to the measured
     batch range; 0 when no run matches. Among tasks the one given, else chat first; the smallest GPU count
     with that TP.
+
+    Parameters
+    ----------
+    gpu, model
+        GPU and model names (``model`` ``None``: 0).
+    tp
+        Tensor parallelism of one instance.
+    batch
+        Concurrent sequences per instance.
+    task
+        ML.ENERGY task to prefer (default: chat first).
+
+    Returns
+    -------
+    float
+        Output tokens/s per GPU, 0 without a matching run.
     """
     from workbench.power._facts import resolve
     from workbench.power.curves import TASK_ORDER, matches_model
