@@ -120,7 +120,10 @@ def plan(
         typer.echo(textwrap.fill(result.result.explanation, 110))
         typer.echo(format_table(ranked_headline(result.ranked.head(8))))
         if out is not None:
-            _write_tables(out, {"ranked": result.ranked, "tradeoffs": result.tradeoffs}, format)
+            tables = {"ranked": result.ranked}
+            if result.tradeoffs is not None:
+                tables["tradeoffs"] = result.tradeoffs
+            _write_tables(out, tables, format)
 
     _guard(body)
 

@@ -59,8 +59,11 @@ PNG_DPI = 300
 
 
 def chart_data(chart: alt.TopLevelMixin) -> pl.DataFrame:
-    """The data drawn by ``chart``: its inline datasets stacked (``part`` numbers them in spec order), nested
-    values as JSON text so that the table writes to CSV."""
+    """Return the data drawn by ``chart`` as one table.
+
+    Its inline datasets are stacked (``part`` numbers them in spec order) and nested values are written as
+    JSON text, so that the table writes to CSV.
+    """
     import json
 
     spec = chart.to_dict()
@@ -92,8 +95,17 @@ def _natural_width(svg: str) -> float:
 
 
 def export(chart: alt.TopLevelMixin, stem: Path, *, width: str = "double", header: str = "") -> list[Path]:
-    """Write ``chart`` as ``<stem>.png``, ``.svg``, ``.pdf`` scaled to the column ``width`` and its data as
-    ``<stem>.csv`` (``header`` lines first, as ``#`` comments); return the paths."""
+    """Write ``chart`` as ``<stem>.png``, ``.svg`` and ``.pdf`` and its data as ``<stem>.csv``.
+
+    The drawings are scaled to the column ``width`` (``"single"`` or ``"double"``, :data:`COLUMN_WIDTH_PT
+    <workbench.viz.COLUMN_WIDTH_PT>`); the CSV starts with the ``header`` lines as ``#`` comments
+    (:func:`chart_data` gives its rows).
+
+    Returns
+    -------
+    list of Path
+        The PNG, SVG, PDF and CSV paths, in that order.
+    """
     import vl_convert as vlc
 
     from workbench.config import require_choice
@@ -121,10 +133,31 @@ def write_figures(
     width: str = "double",
     echo: Callable[[str], None] = print,
 ) -> pl.DataFrame:
-    """Build the figures ``names`` (default: all of :data:`FIGURES`) and write ``out/<name>.png``, ``.svg``,
-    ``.pdf`` and ``.csv`` (:func:`export`) at the column ``width`` (``"single"`` or ``"double"``).
+    """Build the figures ``names`` and write each as ``out/<name>.png``, ``.svg``, ``.pdf`` and ``.csv``.
 
-    Returns one row per figure: name, notebook, title, build seconds (wall).
+    Each figure is built by its registered function and written by :func:`export`, its CSV headed by the
+    figure's name, title and notebook and the provenance stamp (:func:`workbench.provenance.stamp`).
+
+    Parameters
+    ----------
+    out
+        Folder to write into (created when missing).
+    names
+        Names of figures in :data:`FIGURES`; ``None`` or empty: all of them, in registration order.
+    width
+        Column width the drawings are scaled to: ``"double"`` (516 pt) or ``"single"`` (252 pt).
+    echo
+        Called with one progress line per figure (name and build seconds).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per figure: ``figure``, ``notebook``, ``title`` and ``seconds`` (wall time to build and write).
+
+    Raises
+    ------
+    ConfigError
+        A name not in :data:`FIGURES` (the message lists them), or an unknown ``width``.
     """
     from workbench.errors import ConfigError
     from workbench.provenance import stamp
@@ -165,6 +198,7 @@ def _mooncake() -> Trace:
 # --------------------------------------------------------------------------------------------- workloads (01)
 @figure("workload_rate", "Azure code trace and its fitted twin: request rate over time", "01_workloads")
 def workload_rate() -> alt.TopLevelMixin:
+    """Return the request rate over time of the Azure code trace and of its fitted twin (seed 0)."""
     from workbench import traces
     from workbench.viz.traces import rate_chart
 
@@ -174,6 +208,7 @@ def workload_rate() -> alt.TopLevelMixin:
 
 @figure("workload_lengths", "Prompt and output length CDFs: Azure code vs Mooncake", "01_workloads")
 def workload_lengths() -> alt.TopLevelMixin:
+    """Return the prompt and output length CDFs of the Azure code and Mooncake traces."""
     from workbench.viz.traces import length_cdf_chart
 
     return length_cdf_chart([_azure(), _mooncake()])
@@ -181,6 +216,7 @@ def workload_lengths() -> alt.TopLevelMixin:
 
 @figure("workload_interarrival", "Inter-arrival CDF vs exponential (burstiness)", "01_workloads")
 def workload_interarrival() -> alt.TopLevelMixin:
+    """Return the inter-arrival CDFs of the Azure code and Mooncake traces against the exponential."""
     from workbench.viz.traces import iat_cdf_chart
 
     return iat_cdf_chart([_azure(), _mooncake()])
@@ -188,6 +224,7 @@ def workload_interarrival() -> alt.TopLevelMixin:
 
 @figure("prefix_reuse", "Mooncake: share of prompt blocks seen before, over time", "01_workloads")
 def prefix_reuse() -> alt.TopLevelMixin:
+    """Return the share of Mooncake prompt blocks seen before, over time."""
     from workbench.viz.traces import prefix_reuse_chart
 
     return prefix_reuse_chart(_mooncake())
@@ -200,6 +237,11 @@ def _lengths():
 
 @figure("instance_timeline", "One H100 instance at 10 req/s: batch size and KV blocks over 30 s", "02_instance")
 def instance_timeline() -> alt.TopLevelMixin:
+    """Return batch size and KV blocks over 30 s of one H100 instance at 10 req/s.
+
+    Llama-3.1-8B with ``max_num_seqs`` 256 serves 3,000 Poisson requests of the Azure code lengths (seed 1);
+    the window is taken from the middle of the run.
+    """
     from workbench.sim import InstanceConfig, SchedulerConfig, simulate
     from workbench.traces import poisson_requests
     from workbench.viz.sim import middle_timeline
@@ -211,6 +253,11 @@ def instance_timeline() -> alt.TopLevelMixin:
 
 @figure("latency_vs_load", "Latency vs load of one instance: simulated and analytic", "02_instance")
 def latency_vs_load() -> alt.TopLevelMixin:
+    """Return simulated and analytic latency against load of one instance.
+
+    The default instance with ``max_num_seqs`` 32 on the Azure code lengths, at loads 0.2 to 0.9 of its
+    capacity (2,000 requests per load, seed 3).
+    """
     from workbench.sim import InstanceConfig, SchedulerConfig
     from workbench.sim.curves import load_curve
     from workbench.viz.sim import latency_vs_load as chart
@@ -229,6 +276,7 @@ def _policy_study():
 
 @figure("routing_policies", "Mooncake on 8 H100s: TTFT P50/P99 of seven routers at three loads", "03_routing")
 def routing_policies() -> alt.TopLevelMixin:
+    """Return TTFT P50 and P99 bars of the seed routing policies on 8 H100s at loads 1x, 2x and 3x."""
     from workbench.viz.fleet import policy_bars
 
     table, _ = _policy_study()
@@ -237,6 +285,7 @@ def routing_policies() -> alt.TopLevelMixin:
 
 @figure("routing_cdf", "Mooncake at 3x: latency CDFs of round robin, JSQ, llm-d and LMetric", "03_routing")
 def routing_cdf() -> alt.TopLevelMixin:
+    """Return latency CDFs of round robin, JSQ, llm-d and LMetric on the Mooncake trace at 3x load."""
     from workbench.viz.fleet import policy_cdfs
 
     _, results = _policy_study()
@@ -249,6 +298,11 @@ def routing_cdf() -> alt.TopLevelMixin:
     "03_routing",
 )
 def autoscale_tradeoff() -> alt.TopLevelMixin:
+    """Return GPU-hours against P99 TTFT of autoscalers and static fleets, with instances over time.
+
+    The workload is a 15-minute ServeGen burst (three ``m-large`` clients, seed 0); autoscalers have a 30 s
+    set-up delay and up to 8 instances; static fleets of 1 to 8 instances are compared.
+    """
     from workbench.studies import fleets as studies
     from workbench.traces import ServeGenMix
     from workbench.viz.fleet import autoscale_overview
@@ -266,6 +320,7 @@ def autoscale_tradeoff() -> alt.TopLevelMixin:
 # ------------------------------------------------------------------------------------------ energy, TCO (04)
 @figure("power_vs_batch", "H100 power vs batch (Llama-3.1-8B): ML.ENERGY runs and fit", "04_energy_tco")
 def power_vs_batch() -> alt.TopLevelMixin:
+    """Return H100-SXM power against batch size for Llama-3.1-8B: the ML.ENERGY runs and the fitted curve."""
     from workbench.power import power_curve
     from workbench.power.fitting import load_runs
     from workbench.viz.energy import power_vs_batch as chart
@@ -288,6 +343,7 @@ def _tco():
 
 @figure("tco_breakdown", "TCO of 64 H100s over 5 years at the US-average site", "04_energy_tco")
 def tco_breakdown() -> alt.TopLevelMixin:
+    """Return the TCO components of 64 H100-SXMs over 5 years at the US-average site."""
     from workbench.viz.energy import tco_breakdown as chart
 
     return chart(_tco().breakdown, title="64 x H100-SXM, 5 years, us-avg")
@@ -302,6 +358,10 @@ def _cost_model():
 
 @figure("sobol", "Sobol indices of the cost per million tokens", "04_energy_tco")
 def sobol() -> alt.TopLevelMixin:
+    """Return the Sobol indices (S1, ST) of the cost per million tokens of the TCO figure's fleet.
+
+    The indices are estimated with ``n`` 512 (seed 1) over :func:`workbench.sensitivity.tco_bounds`.
+    """
     from workbench import sensitivity as sa
     from workbench.viz.energy import sobol_bars
 
@@ -311,6 +371,7 @@ def sobol() -> alt.TopLevelMixin:
 
 @figure("tornado", "One-at-a-time swings of the cost per million tokens", "04_energy_tco")
 def tornado() -> alt.TopLevelMixin:
+    """Return the one-at-a-time swings of the cost per million tokens of the TCO figure's fleet."""
     from workbench import sensitivity as sa
     from workbench.viz.energy import tornado as chart
 
@@ -320,6 +381,12 @@ def tornado() -> alt.TopLevelMixin:
 
 @figure("site_choice", "Cost, carbon and water of one fleet at five sites (Green-LLM choice)", "04_energy_tco")
 def site_choice() -> alt.TopLevelMixin:
+    """Return cost, carbon and water of the TCO figure's fleet at five sites, with the chosen one.
+
+    Sites: US average, Finland, EU average and Cyprus with their own facilities, and the US average with an
+    AWS-like facility; the lexicographic choice tolerates 25 % over the lowest cost and 10 % over the lowest
+    carbon, under a 200 m3 water cap.
+    """
     from workbench.carbon import choose_site, compare_sites, site
     from workbench.viz.energy import site_tradeoff
 
@@ -344,6 +411,10 @@ def _plan():
 
 @figure("fleet_sizing", "Cheapest fleets meeting the SLO: analytic cost and simulated check", "05_fleet_sizing")
 def fleet_sizing() -> alt.TopLevelMixin:
+    """Return the 8 cheapest fleets meeting the SLO: analytic cost and simulated check.
+
+    The Poisson preset at 10 req/s under TTFT 1 s and TPOT 50 ms; the measurement kernel checks two candidates.
+    """
     from workbench.viz.planning import sizing_overview
 
     return sizing_overview(_plan().result.table, top=8)
@@ -351,6 +422,7 @@ def fleet_sizing() -> alt.TopLevelMixin:
 
 @figure("pareto", "Pareto front: cost, energy per token and P99 latency across fleets", "05_fleet_sizing")
 def pareto() -> alt.TopLevelMixin:
+    """Return the Pareto front of cost, energy per token and P99 latency over the sizing figure's fleets."""
     from workbench.viz.planning import pareto_chart
 
     return pareto_chart(_plan().tradeoffs)
@@ -368,6 +440,10 @@ def _whatif_workload():
 
 @figure("grid_flex", "Grid flex: deepest power cut meeting the SLO, cost of deeper", "06_what_if")
 def grid_flex() -> alt.TopLevelMixin:
+    """Return the grid-flex curve of two H100s: the deepest power cut meeting the SLO, and deeper cuts' cost.
+
+    A synthetic Poisson workload at 20 req/s (500 requests, seed 1) under TTFT 2 s and TPOT 60 ms.
+    """
     from workbench.viz.whatif import flex_curve
     from workbench.whatif import grid_flex as flex
 
@@ -377,6 +453,7 @@ def grid_flex() -> alt.TopLevelMixin:
 
 @figure("spares", "Spare instances for 99.9 % availability with GPU and node failures", "06_what_if")
 def spares() -> alt.TopLevelMixin:
+    """Return the spare instances of 16 TP-2 instances for 99.9 % availability with GPU and node failures."""
     from workbench.viz.whatif import spares_chart
     from workbench.whatif import availability, margin_table
 
@@ -387,6 +464,10 @@ def spares() -> alt.TopLevelMixin:
 
 @figure("rate_sweep", "What-if: instances, cost, energy per token vs arrival rate", "06_what_if")
 def rate_sweep() -> alt.TopLevelMixin:
+    """Return instances, cost and energy per token of Llama-3.1-70B fleets against the arrival rate.
+
+    H100, A100 and L40S (TP 4 on the L40S) at 2, 5, 10 and 20 req/s under TTFT 2 s and TPOT 100 ms.
+    """
     from workbench.planning import SLO
     from workbench.viz.whatif import rate_sweep_chart
     from workbench.whatif import rate_sweep as sweep

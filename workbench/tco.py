@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -140,8 +142,12 @@ def annuity(years: np.ndarray | float, rate: np.ndarray | float) -> np.ndarray |
     return float(out) if out.ndim == 0 else out
 
 
-def tco_arrays(p: dict[str, np.ndarray | float]) -> dict[str, np.ndarray]:
-    """The TCO formulas on (broadcastable) arrays keyed like :class:`TcoInputs` fields plus ``n_nodes``."""
+def tco_arrays(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
+    """Evaluate the TCO formulas on (broadcastable) arrays.
+
+    ``p`` is keyed like the :class:`TcoInputs` fields plus ``n_nodes``; the result holds every component, the
+    totals and the per-token figures of :func:`tco` as arrays of the broadcast shape.
+    """
     a = {k: np.asarray(v, dtype=float) for k, v in p.items()}
     n, m, L = a["n_gpus"], a["n_nodes"], a["lifetime_years"]
     ann = annuity(L, a["discount_rate"])
@@ -204,7 +210,7 @@ class TcoResult:
     summary: pl.DataFrame
 
     def __getitem__(self, key: str) -> float:
-        """A summary value, e.g. ``result["usd_per_mtok"]``."""
+        """Return the summary value ``key`` as a float, e.g. ``result["usd_per_mtok"]``."""
         return float(self.summary[key][0])
 
 
@@ -230,7 +236,19 @@ def _as_arrays(inputs: TcoInputs) -> dict[str, float]:
 
 
 def tco(inputs: TcoInputs) -> TcoResult:
-    """TCO breakdown, cost per million output tokens, tokens per dollar, cloud cost and break-even."""
+    """Compute the TCO breakdown, cost per million output tokens, tokens per dollar, cloud cost and break-even.
+
+    Parameters
+    ----------
+    inputs
+        The fleet, its prices, power, utilisation and lifetime.
+
+    Returns
+    -------
+    TcoResult
+        ``breakdown`` (component, kind, usd, share; optional components only when not 0) and the one-row
+        ``summary`` of every figure of :func:`tco_arrays` plus ``n_gpus`` and ``n_nodes``.
+    """
     out = {k: float(v) for k, v in tco_arrays(_as_arrays(inputs)).items()}
     total = out["tco_usd"]
     parts = [k for k in COMPONENTS if k not in OPTIONAL_COMPONENTS or out[k] != 0]
@@ -252,6 +270,21 @@ def break_even_utilisation(inputs: TcoInputs) -> float:
 
     Own TCO is affine in utilisation (``alpha + beta u``) and the elastic cloud bill linear (``gamma u``), so
     ``u* = alpha / (gamma - beta)``; values above 1 mean the cloud wins at any utilisation.
+
+    Parameters
+    ----------
+    inputs
+        The owned fleet; its ``cloud_usd_per_gpu_hr`` is the elastic rate (its ``utilisation`` is ignored).
+
+    Returns
+    -------
+    float
+        The break-even utilisation, ``inf`` when owning never wins.
+
+    Raises
+    ------
+    ConfigError
+        When ``inputs`` has no cloud price.
     """
     if math.isnan(inputs.cloud_usd_per_gpu_hr):
         raise ConfigError("break_even_utilisation needs cloud_usd_per_gpu_hr")
@@ -280,6 +313,37 @@ def fleet_tco(
     (:class:`workbench.carbon.Site`) supplies the electricity price and PUE. Throughput, when not given, is
     the ML.ENERGY per-GPU throughput of that model at that batch (:func:`throughput_per_gpu`), else 0.
     ``overrides`` replace any :class:`TcoInputs` field.
+
+    Parameters
+    ----------
+    gpu
+        GPU name of the GPU table (price, cloud rate, power).
+    n_gpus
+        GPUs in the fleet.
+    utilisation
+        Busy share of the fleet's hours.
+    batch
+        Concurrent sequences per instance at which busy power (and the measured throughput) is read.
+    model, tp
+        Model and tensor parallelism of the power curve and throughput; model ``None``: the GPU-level default
+        power curve and no throughput.
+    site
+        A :class:`workbench.carbon.Site` giving the electricity price and PUE; ``None``: the
+        :class:`TcoInputs` defaults.
+    tokens_per_s_per_gpu
+        Output throughput per GPU; ``None``: :func:`throughput_per_gpu`.
+    **overrides
+        Any :class:`TcoInputs` field.
+
+    Returns
+    -------
+    TcoResult
+        As :func:`tco`.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown override, or a GPU without a purchase price (unless ``gpu_price_usd`` is given).
     """
     from workbench.power._facts import gpu_facts
     from workbench.power.energy import instance_power
@@ -356,7 +420,8 @@ def _place(name: str, electricity_usd_per_kwh: float | None, pue: float | None):
     from workbench.carbon import site
 
     over = {"electricity_usd_per_kwh": electricity_usd_per_kwh, "pue": pue}
-    return site(name, **{k: v for k, v in over.items() if v is not None})
+    given: dict[str, Any] = {k: v for k, v in over.items() if v is not None}  # Site fields, not ``facility``
+    return site(name, **given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +512,7 @@ class CostBasis:
         return hash(tuple(tuple(sorted(v.items())) if isinstance(v, dict) else v for v in values))
 
     def place(self):
-        """The :class:`workbench.carbon.Site` of :attr:`site` with this basis' electricity price and PUE."""
+        """Return the :class:`workbench.carbon.Site` of :attr:`site` with this basis' electricity and PUE."""
         return _place(self.site, self.electricity_usd_per_kwh, self.pue)
 
     @property
@@ -492,7 +557,10 @@ class CostBasis:
         return f"pass CostBasis(gpu_price_usd={{{gpu(gpu_name).name!r}: ...}})"
 
     def tco_overrides(self) -> dict[str, object]:
-        """The :class:`TcoInputs` fields this basis sets (all but the fleet's GPUs, power and throughput)."""
+        """Return the :class:`TcoInputs` fields this basis sets.
+
+        That is all of them but the fleet's own: its GPUs, their power and their throughput.
+        """
         out: dict[str, object] = {k: getattr(self, k) for k in _BASIS_TCO_FIELDS}
         out["electricity_usd_per_kwh"] = self.electricity
         out["pue"] = self.facility_pue
@@ -508,7 +576,10 @@ class CostBasis:
         tokens_per_s_per_gpu: float = 0.0,
         gpus_per_node: int | None = None,
     ) -> TcoInputs:
-        """The :class:`TcoInputs` of ``n_gpus`` x ``gpu_name`` (nodes of the GPU table's size by default)."""
+        """Return the :class:`TcoInputs` of ``n_gpus`` x ``gpu_name`` under this basis.
+
+        The GPUs sit in nodes of ``gpus_per_node`` (default: the GPU table's node size).
+        """
         from workbench.hardware import gpu
 
         return TcoInputs(
@@ -537,6 +608,20 @@ def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str | None = None, tp: 
     ConfigError
         When the GPU has no price of the kind asked for, or (``"tco"``) no model is given or the basis has
         per-system running costs, which have no per-GPU-hour share.
+
+    Parameters
+    ----------
+    gpu_name
+        GPU name (any alias of the GPU table).
+    basis
+        How to price it: :class:`CostBasis` kind ``"cloud"`` or ``"tco"``, and its overrides.
+    model, tp
+        Model and tensor parallelism whose power an owned GPU-hour pays for (``"tco"`` only).
+
+    Returns
+    -------
+    float
+        USD per GPU-hour.
     """
     from workbench.hardware import gpu
 
@@ -561,7 +646,7 @@ def gpu_hour_usd(gpu_name: str, basis: CostBasis, model: str | None = None, tp: 
             "cost the whole fleet with workbench.tco.tco (or the planning modes) instead"
         )
     n = g.gpus_per_node
-    over = basis.tco_overrides()
+    over: dict[str, Any] = basis.tco_overrides()  # TcoInputs fields of mixed types
     over.pop("utilisation")
     if g.name in basis.gpu_price_usd:
         over["gpu_price_usd"] = basis.gpu_price_usd[g.name]
@@ -587,8 +672,11 @@ THROUGHPUT_COLUMNS = [
 
 
 def build_throughput_table(runs: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Output tokens/s per GPU of every ML.ENERGY v3 run (``output_throughput_tokens_per_sec / num_gpus``) with
-    its configuration; the content of ``data/mlenergy_throughput.csv``."""
+    """Return the output tokens/s per GPU of every ML.ENERGY v3 run with its configuration.
+
+    The rate is ``output_throughput_tokens_per_sec / num_gpus``; the table is the content of
+    ``data/mlenergy_throughput.csv`` (``runs``: the ML.ENERGY runs, loaded when not given).
+    """
     from workbench.power.fitting import load_runs
 
     runs = load_runs() if runs is None else runs
@@ -611,14 +699,33 @@ def write_throughput_table(path: str | Path | None = None) -> Path:
 
 @functools.cache
 def load_throughput() -> pl.DataFrame:
-    """The shipped throughput table (see :func:`build_throughput_table`); needs no shared data folder."""
+    """Return the shipped throughput table (see :func:`build_throughput_table`); needs no shared data folder."""
     return pl.read_csv(data_path(THROUGHPUT_FILE))
 
 
 def throughput_per_gpu(gpu: str, model: str | None, tp: int, batch: float, task: str | None = None) -> float:
-    """Output tokens/s per GPU of ``model`` on ``gpu`` at ``batch`` from the shipped ML.ENERGY throughput table
-    (log-log interpolation over the matching runs; clipped to the measured batch range); 0 when no run
-    matches. Among tasks the one given, else chat first; the smallest GPU count with that TP."""
+    """Return the output tokens/s per GPU of ``model`` on ``gpu`` at ``batch`` from the ML.ENERGY table.
+
+    Log-log interpolation over the matching runs of the shipped throughput table, clipped to the measured
+    batch range; 0 when no run matches. Among tasks the one given, else chat first; the smallest GPU count
+    with that TP.
+
+    Parameters
+    ----------
+    gpu, model
+        GPU and model names (``model`` ``None``: 0).
+    tp
+        Tensor parallelism of one instance.
+    batch
+        Concurrent sequences per instance.
+    task
+        ML.ENERGY task to prefer (default: chat first).
+
+    Returns
+    -------
+    float
+        Output tokens/s per GPU, 0 without a matching run.
+    """
     from workbench.power._facts import resolve
     from workbench.power.curves import TASK_ORDER, matches_model
 
@@ -644,8 +751,9 @@ ESTIMATE_REQUEST = (1024, 256)
 
 
 def estimated_throughput_per_gpu(gpu: str, model: str, tp: int, batch: float) -> float:
-    """Output tokens/s per GPU of ``model`` on ``gpu`` from the roofline performance model, for GPUs without an
-    ML.ENERGY measurement.
+    """Estimate the output tokens/s per GPU of ``model`` on ``gpu`` from the roofline performance model.
+
+    This is the fallback for GPUs without an ML.ENERGY measurement.
 
     Continuous batching in steady state: ``batch`` sequences (fewer when the KV cache cannot hold that many
     requests of :data:`ESTIMATE_REQUEST`) each produce one token per iteration, and every iteration also
@@ -676,9 +784,27 @@ def estimated_throughput_per_gpu(gpu: str, model: str, tp: int, batch: float) ->
 
 
 def throughput_with_source(gpu: str, model: str, tp: int, batch: float) -> tuple[float | None, str]:
-    """Output tokens/s per GPU and where the number comes from: the ML.ENERGY measurement
-    (:func:`throughput_per_gpu`) when there is one, else the roofline estimate
-    (:func:`estimated_throughput_per_gpu`); ``None`` with the reason when neither exists."""
+    """Return the output tokens/s per GPU of ``model`` on ``gpu`` and where the number comes from.
+
+    The ML.ENERGY measurement (:func:`throughput_per_gpu`) when there is one, else the roofline estimate
+    (:func:`estimated_throughput_per_gpu`).
+
+    Parameters
+    ----------
+    gpu, model
+        GPU and model names.
+    tp
+        Tensor parallelism of one instance.
+    batch
+        Concurrent sequences per instance.
+
+    Returns
+    -------
+    tokens_per_s : float or None
+        Output tokens/s per GPU; ``None`` when neither source has a number.
+    source : str
+        ``"ML.ENERGY v3 measurement"``, the estimate's description, or the reason there is no number.
+    """
     measured = throughput_per_gpu(gpu, model, tp, batch)
     if measured > 0:
         return measured, "ML.ENERGY v3 measurement"
@@ -691,8 +817,23 @@ def throughput_with_source(gpu: str, model: str, tp: int, batch: float) -> tuple
 
 
 def lifetime_footprint(result: TcoResult, site, *, embodied_kg_per_gpu: float = 0.0) -> pl.DataFrame:
-    """Carbon and water of a TCO scenario over its lifetime at ``site`` (:class:`workbench.carbon.Site`),
-    with per-million-token intensities (cost, kg CO2e, litres)."""
+    """Return the carbon and water of a TCO scenario over its lifetime at ``site``.
+
+    Parameters
+    ----------
+    result
+        The scenario (:func:`tco` or :func:`fleet_tco`): its facility energy, GPUs, hours and output tokens.
+    site
+        A :class:`workbench.carbon.Site` (grid carbon intensity, water use).
+    embodied_kg_per_gpu
+        Embodied carbon of one GPU (kg CO2e), spread over the lifetime.
+
+    Returns
+    -------
+    polars.DataFrame
+        The :func:`workbench.carbon.footprint` row with per-million-token intensities (cost, kg CO2e,
+        litres) added by :func:`workbench.carbon.per_mtok`.
+    """
     from workbench.carbon import footprint, per_mtok
 
     i = result.inputs

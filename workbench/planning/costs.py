@@ -1,5 +1,7 @@
-"""Power of the pools the screen sized (vectorised over candidates); GPU-hour prices are
-:func:`workbench.tco.gpu_hour_usd`'s."""
+"""Power of the pools the screen sized, vectorised over candidates.
+
+GPU-hour prices are not computed here: they are :func:`workbench.tco.gpu_hour_usd`'s.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Altair chart builders (one module per area: ``viz.traces``, ``viz.sim`` ...), one theme, offline display
-and export.
+"""Altair chart builders, one theme, offline display and export.
+
+The builders live in one module per area (``viz.traces``, ``viz.sim`` ...).
 
 Charts are data: tests assert on ``chart.to_dict()``; :func:`save` exports PNG/SVG/PDF/HTML through vl-convert
 (:func:`save_as`: to several formats at once).
@@ -33,7 +34,7 @@ COLUMN_WIDTH_PT = {"single": 252.0, "double": 516.0}
 
 
 def theme() -> dict[str, Any]:
-    """The ``workbench`` altair theme: fonts, sizes, the :data:`PALETTE` and a light grid.
+    """Return the ``workbench`` altair theme: fonts, sizes, the :data:`PALETTE` and a light grid.
 
     Returns
     -------
@@ -55,7 +56,7 @@ def theme() -> dict[str, Any]:
 
 
 def _text(spec: dict) -> str:
-    """The plain-text stand-in of a chart: ``<chart: its title>``."""
+    """Return the plain-text stand-in of a chart: ``<chart: its title>``."""
     title = spec.get("title")
     text = title.get("text", "") if isinstance(title, dict) else title or ""
     return f"<chart{': ' + str(text) if text else ''}>"
@@ -99,9 +100,10 @@ BROWSER_VEGALITE = "5.21"
 
 
 def live_mimebundle(chart: alt.TopLevelMixin) -> dict[str, Any]:
-    """A chart for live widgets: its Vega-Lite spec under the ``vegalite.v5`` mimetype, compiled and drawn in
-    the browser by the Vega that JupyterLab and Voila bundle (no network, no server-side rendering), as SVG
-    (``usermeta.embedOptions``) so that its text is in the page.
+    """Return a chart's mimebundle for live widgets: its Vega-Lite spec under the ``vegalite.v5`` mimetype.
+
+    The spec is compiled and drawn in the browser by the Vega that JupyterLab and Voila bundle (no network,
+    no server-side rendering), as SVG (``usermeta.embedOptions``) so that its text is in the page.
 
     Altair writes Vega-Lite 6; the specs the workbench's charts use compile unchanged with Vega-Lite
     :data:`BROWSER_VEGALITE` (``tests/test_app.py`` checks every explorer's charts with vl-convert). The spec is
@@ -130,7 +132,7 @@ _register()
 
 
 def canonical_pdf(data: bytes) -> bytes:
-    """The same PDF written in a canonical form: byte-identical for the same drawing.
+    """Rewrite a PDF in a canonical form: byte-identical for the same drawing.
 
     vl-convert's svg2pdf numbers the objects of a font (its CID font, descriptor, CMap and font file) in the
     order it happens to write them, and writes the entries of a page's resource dictionaries (``/fo0 1 0 R``,
@@ -244,8 +246,11 @@ def canonical_pdf(data: bytes) -> bytes:
 
 
 def pdf_bytes(svg: str, scale: float = 1.0) -> bytes:
-    """A PDF of the chart drawn as ``svg``, ``scale`` points per chart unit (vl-convert; text stays text),
-    byte-identical for the same ``svg`` and ``scale`` (:func:`canonical_pdf`)."""
+    """Return a PDF of the chart drawn as ``svg``, ``scale`` points per chart unit.
+
+    vl-convert draws it (text stays text); the bytes are identical for the same ``svg`` and ``scale``
+    (:func:`canonical_pdf`).
+    """
     import re
 
     import vl_convert as vlc
@@ -261,8 +266,9 @@ def pdf_bytes(svg: str, scale: float = 1.0) -> bytes:
 
 
 def save(chart: alt.TopLevelMixin, path: str | Path, *, scale: float | None = None) -> Path:
-    """Write ``chart`` to ``path``; the suffix picks the format (``.png``, ``.svg``, ``.pdf``, ``.html``,
-    ``.json``).
+    """Write ``chart`` to ``path`` in the format its suffix picks.
+
+    The suffixes are ``.png``, ``.svg``, ``.pdf``, ``.html`` and ``.json``.
 
     Parameters
     ----------

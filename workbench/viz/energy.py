@@ -1,5 +1,7 @@
-"""Charts of power, energy, carbon and cost: TCO breakdown, Sobol indices, tornado, power versus batch with its
-fit, fleet power over time and the site trade-off.
+"""Charts of power, energy, carbon and cost.
+
+The TCO breakdown, Sobol indices, tornado, power versus batch with its fit, fleet power over time and the
+site trade-off.
 
 Builders take the tables of :mod:`workbench.tco`, :mod:`workbench.sensitivity`, :mod:`workbench.power` and
 :mod:`workbench.carbon` and return altair charts (tested through ``chart.to_dict()``).
@@ -11,6 +13,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.viz import HEIGHT, WIDTH
 
 
@@ -43,7 +46,7 @@ def tco_breakdown(breakdown: pl.DataFrame, *, title: str = "TCO breakdown") -> a
 
 
 def sobol_bars(indices: pl.DataFrame, *, title: str = "Sobol sensitivity indices") -> alt.LayerChart:
-    """Grouped bars of first-order (S1) and total (ST) indices per parameter, with 95 % intervals.
+    """Draw grouped bars of first-order (S1) and total (ST) Sobol indices per parameter, with 95 % intervals.
 
     Parameters
     ----------
@@ -109,7 +112,7 @@ def tornado(swings: pl.DataFrame, *, output: str = "USD per million output token
     return bars + rule
 
 
-def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> alt.LayerChart:
+def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> alt.LayerChart | alt.FacetChart:
     """Measured per-GPU power against batch (points) with the logistic fit (line), log2 batch axis.
 
     Parameters
@@ -120,8 +123,8 @@ def power_vs_batch(runs: pl.DataFrame, curve, *, title: str | None = None) -> al
     curve
         A :class:`workbench.power.LogisticPower`.
     """
-    lo = max(1.0, float(runs["avg_batch_size"].min()) / 2) if runs.height else 1.0
-    hi = float(runs["avg_batch_size"].max()) * 2 if runs.height else 1024.0
+    lo = max(1.0, as_float(runs["avg_batch_size"].min()) / 2) if runs.height else 1.0
+    hi = as_float(runs["avg_batch_size"].max()) * 2 if runs.height else 1024.0
     b = np.exp2(np.linspace(np.log2(lo), np.log2(hi), 80))
     fit = pl.DataFrame({"batch": b, "power_w": curve(b)})
     x = alt.X("batch:Q", title="running batch (sequences)", scale=alt.Scale(type="log", base=2))
@@ -159,9 +162,11 @@ def power_timeline(series: pl.DataFrame, *, by: str | None = None) -> alt.Chart:
     )
 
 
-def site_tradeoff(candidates: pl.DataFrame) -> alt.LayerChart:
-    """Cost against carbon per site (:func:`workbench.carbon.choose_site` output), labelled; the chosen site is
-    the large square, colour tells whether a site meets the water cap."""
+def site_tradeoff(candidates: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
+    """Draw cost against carbon per site (:func:`workbench.carbon.choose_site` output), labelled.
+
+    The chosen site is the large square; the colour tells whether a site meets the water cap.
+    """
     base = alt.Chart(candidates)
     x = alt.X("cost_usd:Q", title="cost (USD)", scale=alt.Scale(zero=False))
     y = alt.Y("carbon_kg:Q", title="carbon (kg CO2e)")

@@ -1,5 +1,7 @@
-"""Charts of fleet simulations: latency CDFs per policy, per-instance load and cache hits, instance count
-over time, and the cost-latency trade-off of autoscalers (one point per policy, or curves over a knob).
+"""Charts of fleet simulations.
+
+Latency CDFs per policy, per-instance load and cache hits, instance count over time, and the cost-latency
+trade-off of autoscalers (one point per policy, or curves over a knob).
 
 Every builder takes polars tables produced by :mod:`workbench.sim.fleet` (``latency_cdf``,
 ``instance_stats``, ``instance_count``, ``compare``) or :mod:`workbench.studies.fleets` and returns an altair
@@ -14,6 +16,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.viz import HEIGHT, WIDTH
 
 _METRIC_TITLES = {
@@ -33,7 +36,7 @@ _AXIS_TITLES = {
 
 
 def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
-    """CDF curves side by side, one panel per metric, one colour per policy.
+    """Draw latency CDF curves side by side, one panel per metric, one colour per policy.
 
     Parameters
     ----------
@@ -41,6 +44,11 @@ def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
         Columns ``policy``, ``metric``, ``value``, ``quantile`` (see :func:`workbench.sim.fleet.latency_cdf`).
     log_x
         Logarithmic latency axis.
+
+    Returns
+    -------
+    altair.HConcatChart
+        One CDF panel per metric.
     """
     panels = []
     for metric in cdf["metric"].unique(maintain_order=True).to_list():
@@ -68,14 +76,19 @@ def latency_cdfs(cdf: pl.DataFrame, *, log_x: bool = True) -> alt.HConcatChart:
     return alt.hconcat(*panels).resolve_scale(color="shared")
 
 
-def instance_load(stats: pl.DataFrame) -> alt.VConcatChart:
-    """Per-instance requests served and prefix-cache hit rate, one row of bars per policy.
+def instance_load(stats: pl.DataFrame) -> alt.HConcatChart:
+    """Draw per-instance requests served and prefix-cache hit rate, one row of bars per policy.
 
     Parameters
     ----------
     stats
         Columns ``policy``, ``instance``, ``requests``, ``hit_rate`` (see
         :func:`workbench.sim.fleet.instance_stats`).
+
+    Returns
+    -------
+    altair.HConcatChart
+        Requests per instance beside hit rate per instance.
     """
     base = alt.Chart(stats, width=WIDTH * 0.8, height=HEIGHT * 0.6)
     x = alt.X("instance:O", title="instance")
@@ -98,12 +111,17 @@ def instance_load(stats: pl.DataFrame) -> alt.VConcatChart:
 
 
 def instance_count(counts: pl.DataFrame) -> alt.Chart:
-    """Instances powered (starting, on or draining) over time, one line per policy.
+    """Draw the instances powered (starting, on or draining) over time, one line per policy.
 
     Parameters
     ----------
     counts
         Columns ``policy``, ``time_s``, ``instances`` (see :func:`workbench.sim.fleet.instance_count`).
+
+    Returns
+    -------
+    altair.Chart
+        A step line per policy.
     """
     return (
         alt.Chart(counts, width=WIDTH * 1.4, height=HEIGHT, title="instances powered over time")
@@ -118,12 +136,20 @@ def instance_count(counts: pl.DataFrame) -> alt.Chart:
 
 
 def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p99_s") -> alt.LayerChart:
-    """Trade-off scatter (e.g. GPU-hours vs P99 TTFT), one labelled point per policy.
+    """Draw a trade-off scatter (e.g. GPU-hours vs P99 TTFT), one labelled point per policy.
 
     Parameters
     ----------
     table
         A comparison table with columns ``policy``, ``x`` and ``y`` (see :func:`workbench.sim.fleet.compare`).
+
+    x, y
+        Columns of the two axes.
+
+    Returns
+    -------
+    altair.LayerChart
+        The points and their policy labels.
     """
     base = alt.Chart(table, width=WIDTH, height=HEIGHT).encode(
         x=alt.X(f"{x}:Q", title=_AXIS_TITLES.get(x, x), scale=alt.Scale(zero=False)),
@@ -137,15 +163,22 @@ def cost_latency(table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p9
 def tradeoff_curves(
     table: pl.DataFrame, *, x: str = "gpu_hours", y: str = "ttft_p99_s", log_y: bool = True
 ) -> alt.LayerChart:
-    """Cost-latency curves: one line per swept knob (``curve``), points in sweep order, static fleets dashed.
+    """Draw cost-latency curves: one line per swept knob (``curve``), in sweep order, static fleets dashed.
 
     Parameters
     ----------
     table
         Columns ``curve``, ``policy``, ``knob``, ``value``, ``x`` and ``y`` (see
         :func:`workbench.studies.fleets.autoscale_curve`); rows with ``policy == "static"`` form the reference.
+    x, y
+        Columns of the two axes.
     log_y
         Logarithmic latency axis.
+
+    Returns
+    -------
+    altair.LayerChart
+        The lines and points of every curve; the static fleets dashed and labelled.
     """
     data = table.with_row_index("order")
     y_scale = alt.Scale(type="log") if log_y else alt.Scale()
@@ -174,11 +207,25 @@ def tradeoff_curves(
 
 
 def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s")) -> alt.Chart:
-    """Grouped bars of latency percentiles per policy (log scale), faceted by load when present."""
+    """Draw grouped bars of latency percentiles per policy (log scale), faceted by load when present.
+
+    Parameters
+    ----------
+    table
+        A comparison table: ``policy``, the ``metrics`` columns and optionally ``load`` (one row per policy
+        and load, :func:`workbench.sim.fleet.compare`).
+    metrics
+        The percentile columns drawn side by side.
+
+    Returns
+    -------
+    altair.Chart
+        The bars, faceted by load when ``table`` has a ``load`` column.
+    """
     long = table.unpivot(index=[c for c in ("policy", "load") if c in table.columns], on=list(metrics))
     positive = long.filter(pl.col("value") > 0)["value"]
     # a log axis has no zero: bars are not stacked and rise from a decade below the smallest value
-    low = 10.0 ** np.floor(np.log10(0.99 * positive.min())) if positive.len() else 1e-3
+    low = 10.0 ** np.floor(np.log10(0.99 * as_float(positive.min()))) if positive.len() else 1e-3
     chart = (
         alt.Chart(long, width=WIDTH * 0.6, height=HEIGHT * 0.8)
         .mark_bar()
@@ -196,8 +243,29 @@ def policy_bars(table: pl.DataFrame, *, metrics: tuple[str, ...] = ("ttft_p50_s"
 
 
 def policy_cdfs(results: dict, policies: Sequence[str], load: float) -> alt.HConcatChart:
-    """:func:`latency_cdfs` of ``policies`` at ``load`` from a policy study's results (keyed by ``(load,
-    policy)``, :func:`workbench.studies.fleets.policy_study`): the ``routing_cdf`` figure and notebook 03's."""
+    """Draw the :func:`latency_cdfs` of ``policies`` at ``load`` from a policy study's results.
+
+    This is the ``routing_cdf`` figure and notebook 03's chart.
+
+    Parameters
+    ----------
+    results
+        Simulation results keyed by ``(load, policy)`` (:func:`workbench.studies.fleets.policy_study`).
+    policies
+        Policies to draw.
+    load
+        The load whose results are drawn.
+
+    Returns
+    -------
+    altair.HConcatChart
+        As :func:`latency_cdfs`.
+
+    Raises
+    ------
+    ConfigError
+        When ``results`` lacks a policy at that load.
+    """
     from workbench.errors import ConfigError
     from workbench.sim.fleet import latency_cdf
 
@@ -223,8 +291,9 @@ def autoscale_overview(
     picked: Sequence[tuple[str, str, float]] = AUTOSCALE_PICKED,
     max_ttft_s: float = 100.0,
 ) -> alt.VConcatChart:
-    """:func:`tradeoff_curves` over :func:`instance_count` of the ``picked`` settings: the
-    ``autoscale_tradeoff`` figure and notebook 03's chart.
+    """Draw the :func:`tradeoff_curves` over the :func:`instance_count` of the ``picked`` settings.
+
+    This is the ``autoscale_tradeoff`` figure and notebook 03's chart.
 
     Parameters
     ----------
@@ -235,6 +304,11 @@ def autoscale_overview(
         The settings whose instances over time are drawn.
     max_ttft_s
         Points with a P99 TTFT at or above it are left out of the trade-off (fleets that cannot keep up).
+
+    Returns
+    -------
+    altair.VConcatChart
+        The trade-off curves above the instance counts over time of the picked settings.
     """
     from workbench.errors import ConfigError
     from workbench.sim.fleet import instance_count as counts_of

@@ -9,6 +9,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from workbench.config import as_float
 from workbench.viz import HEIGHT, WIDTH
 
 
@@ -76,7 +77,7 @@ def calibration_parity(frame: pl.DataFrame, *, color: str = "kind") -> alt.Layer
     data = frame.with_columns(
         (pl.col("time_s") * 1e3).alias("measured_ms"), (pl.col("pred_s") * 1e3).alias("predicted_ms")
     )
-    lo, hi = float(data["measured_ms"].min()), float(data["measured_ms"].max())
+    lo, hi = as_float(data["measured_ms"].min()), as_float(data["measured_ms"].max())
     scale = alt.Scale(type="log", domain=[lo / 1.5, hi * 1.5], nice=False)
     points = (
         alt.Chart(data, width=HEIGHT * 1.3, height=HEIGHT * 1.3, title="Calibration: predicted vs measured")

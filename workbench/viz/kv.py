@@ -15,13 +15,18 @@ TIERS = {"gpu_share": "GPU", "dram_share": "host DRAM", "ssd_share": "local SSD"
 
 
 def tier_shares(summary: pl.DataFrame) -> alt.Chart:
-    """Stacked bars: share of prompt tokens served from each tier, per arm (mean over replications).
+    """Draw stacked bars of the share of prompt tokens served from each tier, per arm (mean of replications).
 
     Parameters
     ----------
     summary
         :func:`workbench.studies.kv_hierarchy.summary` of a study with ``*_share`` metrics (missing tiers
         count 0).
+
+    Returns
+    -------
+    altair.Chart
+        One stacked bar per arm.
     """
     cols = [c for c in TIERS if c in summary.columns]
     long = summary.select("arm", *cols).unpivot(index="arm", variable_name="tier", value_name="share")
@@ -42,7 +47,27 @@ def tier_shares(summary: pl.DataFrame) -> alt.Chart:
 
 
 def mean_with_interval(summary: pl.DataFrame, metric: str, title: str | None = None) -> alt.LayerChart:
-    """A metric's mean per arm with its confidence interval (``<metric>_lo``/``_hi``) as error bars."""
+    """Draw a metric's mean per arm with its confidence interval (``<metric>_lo``/``_hi``) as error bars.
+
+    Parameters
+    ----------
+    summary
+        Columns ``arm``, ``metric``, ``<metric>_lo`` and ``<metric>_hi``.
+    metric
+        The metric to draw.
+    title
+        Chart title (default: the metric name).
+
+    Returns
+    -------
+    altair.LayerChart
+        The error bars and the means, arms in the table's order.
+
+    Raises
+    ------
+    ValueError
+        When ``summary`` lacks one of those columns.
+    """
     need = {metric, f"{metric}_lo", f"{metric}_hi", "arm"}
     missing = need - set(summary.columns)
     if missing:

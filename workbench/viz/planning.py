@@ -72,7 +72,7 @@ def pareto_chart(
     *,
     color: str = "topology",
     title: str | None = None,
-) -> alt.LayerChart:
+) -> alt.LayerChart | alt.FacetChart:
     """Scatter of all SLO-meeting points, the Pareto front highlighted, hover details on every point.
 
     Points with ``pareto = True`` (the front over all objectives of
@@ -141,7 +141,7 @@ def pareto_panels(
     ).resolve_scale(color="shared")
 
 
-def sizing_chart(table: pl.DataFrame, *, top: int = 15) -> alt.LayerChart:
+def sizing_chart(table: pl.DataFrame, *, top: int = 15) -> alt.LayerChart | alt.FacetChart:
     """Cost per hour of the ``top`` ranked SLO-meeting candidates: analytic bars, simulated ticks."""
     _check_columns(table, ["candidate", "usd_per_hour", "slo_met"])
     rows = table.filter(pl.col("slo_met").fill_null(False)).head(top)
@@ -176,7 +176,7 @@ def sizing_chart(table: pl.DataFrame, *, top: int = 15) -> alt.LayerChart:
     )
 
 
-def check_chart(table: pl.DataFrame) -> alt.LayerChart:
+def check_chart(table: pl.DataFrame) -> alt.LayerChart | alt.FacetChart:
     """Analytic vs simulated instance counts of the candidates the simulation checked (dumbbell)."""
     _check_columns(table, ["candidate", "instances", "sim_instances"])
     data = table.filter(pl.col("sim_instances").is_not_null()).select(
@@ -208,12 +208,17 @@ def _sizing_parts(sizing: pl.DataFrame, top: int) -> list:
 
 
 def sizing_overview(sizing: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
-    """Sizing bars over the analytic-vs-simulated counts (when any candidate was checked), stacked: the
-    ``fleet_sizing`` figure and notebook 05's chart of one sizing table (``plan.result.table``)."""
+    """Stack the sizing bars over the analytic-vs-simulated counts (when any candidate was checked).
+
+    This is the ``fleet_sizing`` figure and notebook 05's chart of one sizing table (``plan.result.table``).
+    """
     return alt.vconcat(*_sizing_parts(sizing, top)).resolve_scale(color="independent")
 
 
 def plan_overview(sizing: pl.DataFrame, tradeoffs: pl.DataFrame, *, top: int = 10) -> alt.VConcatChart:
-    """:func:`sizing_overview` and the Pareto front, stacked: the charts of one
-    :class:`~workbench.planning.workflow.Plan` (``plan.result.table``, ``plan.tradeoffs``; the explorer's)."""
+    """Stack the :func:`sizing_overview` and the Pareto front of one plan.
+
+    These are the charts of one :class:`~workbench.planning.workflow.Plan` (``plan.result.table``,
+    ``plan.tradeoffs``) that the sizing explorer shows.
+    """
     return alt.vconcat(*_sizing_parts(sizing, top), pareto_chart(tradeoffs)).resolve_scale(color="independent")

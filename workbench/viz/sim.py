@@ -93,8 +93,10 @@ def timeline(
 
 
 def middle_timeline(result: SimResult, instance: int = 0, *, span_s: float = 30.0) -> alt.VConcatChart:
-    """:func:`timeline` of ``span_s`` seconds from the middle of the run (the median arrival): the
-    ``instance_timeline`` figure and notebook 02's chart."""
+    """Draw the :func:`timeline` of ``span_s`` seconds from the middle of the run (the median arrival).
+
+    This is the ``instance_timeline`` figure and notebook 02's chart.
+    """
     import numpy as np
 
     from workbench.config import require_positive

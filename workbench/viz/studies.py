@@ -25,8 +25,8 @@ def intervals(
     axis: str | None = None,
     color: str | None = None,
     log: bool = False,
-) -> alt.LayerChart:
-    """One point per row of ``summary`` (``by`` on the y axis) with its confidence interval as an error bar.
+) -> alt.LayerChart | alt.FacetChart:
+    """Draw one point per row of ``summary`` (``by`` on the y axis) with its confidence interval as error bar.
 
     Parameters
     ----------
@@ -42,6 +42,11 @@ def intervals(
         Optional column to colour points by.
     log
         Logarithmic x axis.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        The error bars and the points.
     """
     lo, hi = f"{metric}_lo", f"{metric}_hi"
     missing = {by, metric, lo, hi} - set(summary.columns)
@@ -68,8 +73,8 @@ def intervals(
 
 def differences(
     versus: pl.DataFrame, metric: str, *, by: str = "arm", title: str | None = None, axis: str | None = None
-) -> alt.LayerChart:
-    """Paired differences against the baseline, with their intervals and the zero line.
+) -> alt.LayerChart | alt.FacetChart:
+    """Draw paired differences against the baseline, with their intervals and the zero line.
 
     Parameters
     ----------
@@ -78,6 +83,13 @@ def differences(
         (:meth:`Replicated.versus`).
     metric
         The metric whose rows to draw.
+    by, title, axis
+        As :func:`intervals`.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        The zero line, the interval bars and the points, coloured by significance.
     """
     data = versus.filter(pl.col("metric") == metric)
     if data.height == 0:
@@ -108,8 +120,8 @@ def bands(
     facet: str | None = None,
     title: str | None = None,
     axes: Sequence[str] | None = None,
-) -> alt.Chart | alt.FacetChart:
-    """Lines of ``y`` against ``x`` with a band from ``<y>_lo`` to ``<y>_hi``, one colour per ``color``.
+) -> alt.LayerChart | alt.FacetChart:
+    """Draw lines of ``y`` against ``x`` with a band from ``<y>_lo`` to ``<y>_hi``, one colour per ``color``.
 
     Parameters
     ----------
@@ -119,6 +131,11 @@ def bands(
         Optional column: one panel per value (independent x scales).
     axes
         Titles of the x and y axes.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        The bands and lines, faceted when ``facet`` is given.
     """
     xt, yt = axes or (x, y)
     base = alt.Chart(table, width=WIDTH * 0.8, height=HEIGHT)
@@ -138,7 +155,18 @@ def bands(
 
 
 def verdicts(claims: pl.DataFrame) -> alt.Chart:
-    """One mark per claim, coloured by verdict (the notebook's overview)."""
+    """Draw one mark per claim, coloured by verdict (the notebook's overview).
+
+    Parameters
+    ----------
+    claims
+        Columns ``paper``, ``verdict`` (one of the four verdicts) and ``result``.
+
+    Returns
+    -------
+    altair.Chart
+        A square per claim.
+    """
     order = ["reproduced", "reproduced under conditions", "not reproduced", "not testable here"]
     colors = ["#2ca02c", "#98df8a", "#d62728", "#c7c7c7"]
     return (
@@ -153,9 +181,22 @@ def verdicts(claims: pl.DataFrame) -> alt.Chart:
     )
 
 
-def allocation_gaps(allocation) -> alt.LayerChart:
-    """Simulated gap of each simple server-allocation policy to the optimum, per scenario (95 % CI): notebook
-    07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its ``gap_table``)."""
+def allocation_gaps(allocation) -> alt.LayerChart | alt.FacetChart:
+    """Draw the simulated gap of each simple server-allocation policy to the optimum, per scenario (95 % CI).
+
+    This is notebook 07's chart of :func:`workbench.studies.server_allocation.study` (exact gaps: its
+    ``gap_table``).
+
+    Parameters
+    ----------
+    allocation
+        The study's result.
+
+    Returns
+    -------
+    altair.LayerChart or altair.FacetChart
+        As :func:`intervals`, one row per scenario and policy.
+    """
     from workbench.studies import server_allocation
 
     gaps = server_allocation.gap_table(allocation).filter(pl.col("policy") != "optimal")
@@ -165,18 +206,34 @@ def allocation_gaps(allocation) -> alt.LayerChart:
 
 
 def kv_loading(headline, gains: pl.DataFrame) -> alt.HConcatChart:
-    """SLO attainment per arm of the CALVO headline study next to the paired gain of overlapped KV loading at
-    each condition (95 % CI): notebook 07's chart of :func:`workbench.studies.calvo.study` (``headline``) and
-    :func:`workbench.studies.calvo.gains` (``gains``)."""
+    """Draw SLO attainment per arm of the CALVO headline study beside the paired gain of overlapped KV loading.
+
+    The gain is drawn at each condition (95 % CI). This is notebook 07's chart of
+    :func:`workbench.studies.calvo.study` (``headline``) and :func:`workbench.studies.calvo.gains` (``gains``).
+
+    Parameters
+    ----------
+    headline
+        The headline study (its ``summary()`` gives SLO attainment per arm).
+    gains
+        The paired gains per condition (``rate``, ``nic``, ``loaded_share``, ``gain`` and its CI).
+
+    Returns
+    -------
+    altair.HConcatChart
+        The two :func:`intervals` charts side by side.
+    """
     by_load = gains.with_columns(
         arm=pl.format("{}/s burst, {}: {} % loaded", "rate", "nic",
                       (100 * pl.col("loaded_share")).round(0).cast(pl.Int64))
     )  # fmt: skip
-    return intervals(
-        headline.summary(), "slo_attainment", title="SLO attainment (TTFT <= 2 s, TPOT <= 100 ms; 95 % CI)",
-        axis="share of requests meeting the SLO",
-    ) | intervals(by_load, "gain", title="overlap vs blocking (lmetric): paired change (95 % CI)",
-                  axis="relative change in SLO attainment")  # fmt: skip
+    return alt.hconcat(
+        intervals(headline.summary(), "slo_attainment",
+                  title="SLO attainment (TTFT <= 2 s, TPOT <= 100 ms; 95 % CI)",
+                  axis="share of requests meeting the SLO"),
+        intervals(by_load, "gain", title="overlap vs blocking (lmetric): paired change (95 % CI)",
+                  axis="relative change in SLO attainment"),
+    )  # fmt: skip
 
 
 __all__ = ["allocation_gaps", "bands", "differences", "intervals", "kv_loading", "verdicts"]

@@ -6,12 +6,13 @@ chart whose data are small summaries (at most a few hundred points per trace), s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import altair as alt
 import numpy as np
 import polars as pl
 
+from workbench.config import as_float
 from workbench.traces import Trace
 from workbench.traces.describe import block_reuse, rate_series
 from workbench.viz import HEIGHT, WIDTH
@@ -115,7 +116,7 @@ def iat_cdf_chart(traces: Trace | Sequence[Trace]) -> alt.LayerChart:
     title = "Inter-arrival CDF vs exponential (dashed)"
     if data.height == 0:
         title += ": no trace with 3 or more timed requests"
-    hi = max(float(data["x"].max() or 0.0), 10.0)
+    hi = max(as_float(data["x"].max() or 0.0), 10.0)
     grid = np.geomspace(X_MIN, hi, 120)
     expo = pl.DataFrame({"x": grid, "cdf": 1 - np.exp(-grid), "trace": "exponential (Poisson)"})
     scale = alt.Scale(type="log", domain=[X_MIN, hi], clamp=True)
@@ -170,7 +171,7 @@ def prefix_reuse_chart(traces: Trace | Sequence[Trace], bin_s: float | None = No
 
 
 #: Chart builders by short name (used by the CLI demo and the widgets).
-CHARTS = {
+CHARTS: dict[str, Callable[[Trace | Sequence[Trace]], alt.TopLevelMixin]] = {
     "rate": rate_chart,
     "lengths": length_cdf_chart,
     "interarrival": iat_cdf_chart,

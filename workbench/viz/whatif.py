@@ -1,5 +1,7 @@
-"""Charts of the what-if tools: planning-mode ranking, the SLO cost of grid power cuts, spare instances
-against the probability of meeting the SLO, and the arrival-rate sweep across GPU types.
+"""Charts of the what-if tools.
+
+Planning-mode ranking, the SLO cost of grid power cuts, spare instances against the probability of meeting
+the SLO, and the arrival-rate sweep across GPU types.
 
 Every builder takes a polars table produced by :mod:`workbench.whatif` and returns an altair chart.
 """
@@ -74,9 +76,10 @@ def mode_ranking(table: pl.DataFrame, metric: str | None = None) -> alt.Chart:
     return bars + text
 
 
-def flex_curve(result) -> alt.LayerChart:
-    """SLO ratio (worst P99 latency / target) against the power cut of the result's objective (ceiling or mean
-    power), with the SLO line and the chosen cut.
+def flex_curve(result) -> alt.LayerChart | alt.FacetChart:
+    """Draw the SLO ratio (worst P99 latency / target) against the power cut of the result's objective.
+
+    The objective is the ceiling or the mean power; the SLO line and the chosen cut are marked.
 
     Parameters
     ----------
@@ -121,7 +124,7 @@ def flex_curve(result) -> alt.LayerChart:
     return alt.layer(points, line, slo, chosen)
 
 
-def spares_chart(table: pl.DataFrame, target: float) -> alt.LayerChart:
+def spares_chart(table: pl.DataFrame, target: float) -> alt.LayerChart | alt.FacetChart:
     """Probability of keeping enough instances up against the number of spares, with the target line.
 
     Parameters

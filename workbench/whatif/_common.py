@@ -1,5 +1,7 @@
-"""Shared pieces of the what-if tools: the error type, SLO capacity per instance, clocked performance models
-and the fleet-simulation runner with a batch cap, a clock and injected failures.
+"""Shared pieces of the what-if tools.
+
+The error type, SLO capacity per instance, clocked performance models and the fleet-simulation runner with a
+batch cap, a clock and injected failures.
 
 Capacity at the SLO comes from the planning screen (:mod:`workbench.planning.screen`): for each GPU type the
 largest arrival rate a fleet of ``instances`` instances serves while the predicted P99 latencies meet the SLO
@@ -40,8 +42,9 @@ def resolve_tp(gpu_name: str, model: str, tp: int | None) -> int:
 
 
 def resolve_tps(names: Sequence[str], model: str, tp: int | Mapping[str, int] | None) -> list[int]:
-    """Tensor-parallel degree of each canonical GPU name in ``names`` from one ``tp`` for all, a
-    ``{gpu: tp}`` mapping or ``None`` (smallest fit).
+    """Return the tensor-parallel degree of each canonical GPU name in ``names``.
+
+    ``tp`` is one degree for all, a ``{gpu: tp}`` mapping or ``None`` (the smallest that fits).
 
     Mapping keys go through the GPU catalog (``"H100"`` means ``"H100-SXM"``); a key that is not a known GPU,
     or a GPU that is not in ``names``, raises instead of being ignored, as do two keys naming one GPU.
@@ -177,9 +180,28 @@ def capacity_measure(
     clock: float = 1.0,
     perf: str = "roofline",
 ) -> Callable[[str, int, int], dict]:
-    """A cached ``measure(gpu, tp, instances)``: the :func:`capacity_at_slo` row of one GPU type at a fleet of
-    ``instances`` instances (what :func:`~workbench.whatif.plan` uses to re-measure capacity at the fleet
-    size it chooses)."""
+    """Return a cached ``measure(gpu, tp, instances)`` of the screen's capacity.
+
+    ``measure`` gives the :func:`capacity_at_slo` row of one GPU type at a fleet of ``instances`` instances:
+    what :func:`~workbench.whatif.plan` uses to re-measure capacity at the fleet size it chooses.
+
+    Parameters
+    ----------
+    wl, slo
+        Workload and SLO, as :func:`capacity_at_slo` takes them.
+    model
+        Model served.
+    max_num_seqs, clock
+        Batch cap and clock fraction of every instance.
+    perf
+        Performance model by name, as :func:`capacity_at_slo` takes it.
+
+    Returns
+    -------
+    callable
+        ``measure(gpu, tp, instances) -> dict``: one capacity row, computed once per fleet (catalog GPU name,
+        ``tp``, ``instances``) and then cached.
+    """
 
     def measure(gpu_name: str, tp: int, instances: int) -> dict:
         return capacity_at_slo(
@@ -219,7 +241,7 @@ def kernel_capacity(
     precision: Precision | None = None,
     rel_tol: float = 0.05,
 ) -> Callable[[str, int, int], dict]:
-    """A cached ``measure(gpu, tp, instances)`` whose capacity comes from the measurement kernel.
+    """Return a cached ``measure(gpu, tp, instances)`` whose capacity comes from the measurement kernel.
 
     The screen's row (:func:`capacity_measure`) gives the starting rate; the fleet of ``instances`` instances
     is then judged by :func:`measure_fleet` on fresh draws of ``wl`` at each rate tried: the rate steps by
@@ -351,7 +373,7 @@ def measure_fleet(
     simulate: Callable | None = None,
     perf: str = "roofline",
 ) -> Verdict:
-    """The measurement kernel's verdict for a monolithic pool with a batch cap and a clock.
+    """Return the measurement kernel's verdict for a monolithic pool with a batch cap and a clock.
 
     ``workload`` is anything :func:`workbench.sim.measure.request_source` takes (a prepared
     :class:`~workbench.planning.Workload`, a trace, a generator). ``simulate(trace, seed)`` replaces the plain

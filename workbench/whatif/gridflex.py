@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench.config import require_choice, require_int, require_positive, require_range
+from workbench.config import as_float, as_int, require_choice, require_int, require_positive, require_range
 from workbench.hardware import gpu
 from workbench.planning import SLO, Candidate, Workload
 from workbench.planning import screen as _screen
@@ -140,15 +140,16 @@ class GridFlexResult:
         return 0 if self.checks is None else self.checks.height + 1
 
     def summary(self) -> str:
-        """The answer in words: both reductions, the setting, the simulation check and the power basis."""
+        """Return the answer in words: both reductions, the setting, the simulation check, the power basis."""
         b = self.best
         sim = b.get("sim_mean_reduction")
+        base_kw = None if self.baseline_sim is None else self.baseline_sim["mean_kw"]
         lines = [
             f"objective {self.objective}: cap {b['max_num_seqs']}, clock {b['clock']:g}",
             f"ceiling cut {b['ceiling_reduction']:.1%} ({self.baseline_kw:,.2f} -> {b['ceiling_kw']:,.2f} kW, "
             "guaranteed at any load)",
             f"mean-power cut {b['mean_reduction']:.1%} predicted"
-            + ("" if sim is None else f", {sim:.1%} simulated ({self.baseline_sim['mean_kw']:,.2f} -> "
+            + ("" if sim is None else f", {sim:.1%} simulated ({base_kw:,.2f} -> "
                f"{b['sim_mean_kw']:,.2f} kW)"),
         ]  # fmt: skip
         if self.checks is not None:
@@ -175,10 +176,26 @@ def power_ceiling_kw(
     *,
     node_power_w: float = 0.0,
 ) -> tuple[np.ndarray, float]:
-    """Fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW).
+    """Return the fleet power ceiling (kW) per (cap, clock) pair and the idle floor (kW).
 
     ``node_power_w`` adds each node's baseline (``ceil(instances x tp / gpus_per_node)`` nodes) to both:
     no lever lowers it.
+
+    Parameters
+    ----------
+    gpu_name, model, tp, instances
+        The fleet: GPU type, model served, GPUs per instance and instance count.
+    caps, clocks
+        Batch caps and clock fractions, paired element-wise (broadcast together).
+    node_power_w
+        Baseline power of each node.
+
+    Returns
+    -------
+    ceiling_kw : numpy.ndarray
+        Power ceiling of the fleet per pair: every GPU at the busy power of its cap and clock.
+    floor_kw : float
+        Power of the fleet with every GPU idle.
     """
     name = gpu(gpu_name).name
     curve, idle = power_params(name, model, tp)
@@ -194,11 +211,25 @@ def fleet_nodes(gpu_name: str, instances: int, tp: int) -> int:
 
 
 def least_damaging(options: pl.DataFrame, column: str, cut: float) -> pl.DataFrame:
-    """The options that shed at least ``cut`` of ``column``, least SLO-damaging first.
+    """Return the options that shed at least ``cut`` of ``column``, least SLO-damaging first.
 
     Ordered by ``slo_ratio`` (smallest first); ties (e.g. several options that cannot meet the SLO at all)
     go to the deeper cut, then to the options' own order (larger cap, higher clock first). The one rule behind
     :func:`grid_flex` with ``cut``, :func:`slo_cost_curve` and the grid-flexibility widget, so they agree.
+
+    Parameters
+    ----------
+    options
+        The options table of a :class:`GridFlexResult` (``slo_ratio`` and the reduction columns).
+    column
+        Reduction column the cut applies to (``"ceiling_reduction"`` or ``"mean_reduction"``).
+    cut
+        Least share to shed.
+
+    Returns
+    -------
+    polars.DataFrame
+        The qualifying rows of ``options`` in that order (empty when no option sheds ``cut``).
     """
     return options.filter(pl.col(column) >= cut - 1e-12).sort(
         ["slo_ratio", column], descending=[False, True], maintain_order=True
@@ -214,10 +245,7 @@ def _predict(wl: Workload, slo: SLO, cands: list[Candidate], model: str, n: int)
     tpot = np.where(pred["stable"], pred["tpot_q"], np.inf)
     rows = np.flatnonzero(pred["stable"] & (probs.role == _screen.ROLE_COLOCATED))
     if rows.size:  # the prefill-stall tail of TPOT, as in the planning screen's solve()
-        try:
-            stall = probs.tpot_quantile(pred, q, rows)
-        except TypeError:  # older signature without rows
-            stall = probs.tpot_quantile(pred, q)[rows]
+        stall = probs.tpot_quantile(pred, q, rows)
         tpot[rows] = np.maximum(tpot[rows], stall)
     ok = probs.feasible(nn, q)
     return {
@@ -248,7 +276,7 @@ def grid_flex(
     max_sims: int = 48,
     seed: int = 0,
 ) -> GridFlexResult:
-    """The largest power cut (share of the fleet's power) that still meets ``slo``.
+    """Find the largest power cut (share of the fleet's power) that still meets ``slo``.
 
     Parameters
     ----------
@@ -284,6 +312,12 @@ def grid_flex(
         ``False``).
     seed
         Seed of the kernel's runs.
+
+    Returns
+    -------
+    GridFlexResult
+        Every (cap, clock) option with its predicted power and SLO ratio, the cost curve of deeper cuts, the
+        chosen setting ``best`` and, with ``check``, the kernel's verdicts.
 
     Raises
     ------
@@ -386,7 +420,7 @@ _SIM_KEYS = (
 
 
 def _sim_fields(row: dict) -> dict:
-    """The ``sim_*`` fields of ``best`` from its row of the checks (the kernel's verdict and CIs)."""
+    """Return the ``sim_*`` fields of ``best`` from its row of the checks (the kernel's verdict and CIs)."""
     return {
         "sim_verdict": row["verdict"],
         **{f"sim_{k}": row[k] for k in ("ttft_p99_s", "ttft_p99_lo", "ttft_p99_hi")},
@@ -427,8 +461,9 @@ def _check_cut(
 def _first_passing(
     ranked: pl.DataFrame, run, max_sims: int, *, bisect: bool, what: str
 ) -> tuple[dict, dict, pl.DataFrame, bool]:
-    """Simulate ``ranked`` options in order (deepest cut, or least SLO damage, first) and stop at the first
-    that passes.
+    """Simulate ``ranked`` options in order and stop at the first that passes.
+
+    The order is the deepest cut, or the least SLO damage, first.
 
     Simulator verdicts are not monotone in the cut (two levers: a deeper cut with a larger batch cap can
     pass where a shallower one with a lower clock fails), so the scan does not skip options. After
@@ -482,9 +517,12 @@ def _latency_text(row: dict) -> str:
 def slo_cost_curve(
     options: pl.DataFrame, column: str = "ceiling_reduction", step: float = 0.05
 ) -> pl.DataFrame:
-    """For cut levels 0, ``step``, 2 ``step`` ... of ``column``: the option shedding at least that much with
-    the best SLO ratio (the SLO cost of deeper cuts; ties as :func:`least_damaging`)."""
-    top = float(options[column].max())
+    """Return the SLO cost of deeper cuts: the least damaging option at each cut level.
+
+    For cut levels 0, ``step``, 2 ``step`` ... of ``column``, the option shedding at least that much with the
+    best SLO ratio (ties as :func:`least_damaging`).
+    """
+    top = as_float(options[column].max())
     rows = []
     for level in np.arange(0.0, top + 1e-9, step):
         rows.append({"cut": float(level), **least_damaging(options, column, level).row(0, named=True)})
@@ -505,7 +543,7 @@ def check_setting(
     seed: int = 0,
     precision: Precision | None = None,
 ) -> dict:
-    """The measurement kernel's verdict on the fleet under a (cap, clock) setting, with its power.
+    """Return the measurement kernel's verdict on the fleet under a (cap, clock) setting, with its power.
 
     Parameters
     ----------
@@ -542,7 +580,7 @@ def check_setting(
     base = instance_power(name, model, tp)
     scaled = InstancePower(base.curve.scaled(float(clock_power_scale(clock))), base.idle_w, tp)
     rep = energy(res, power={int(i): scaled for i in res.instances["instance"]})
-    span = float(rep.segments["end_s"].max() - rep.segments["start_s"].min())
+    span = as_float(rep.segments["end_s"].max()) - as_float(rep.segments["start_s"].min())
     busy = rep.segments.filter(pl.col("state") == "busy")
     nodes_kw = fleet_nodes(name, instances, tp) * node_power_w / 1000.0
     cols = verdict_columns(v, slo)
@@ -560,7 +598,7 @@ def check_setting(
         "requests": v.requests,
         "warmup": v.warmup,
         "rejected": int(res.requests["rejected"].sum()),
-        "max_batch": int(busy["batch_size"].max()) if busy.height else 0,
+        "max_batch": as_int(busy["batch_size"].max()) if busy.height else 0,
         "mean_kw": float(rep.fleet["energy_j"][0]) / span / 1000.0 + nodes_kw,
-        "peak_instance_kw": float(rep.segments["power_w"].max()) / 1000.0,
+        "peak_instance_kw": as_float(rep.segments["power_w"].max()) / 1000.0,
     }

@@ -1,5 +1,6 @@
-"""Planning modes (Wattlytics, arXiv 2604.08182): size and rank fleets of several GPU types under one fixed
-quantity.
+"""Planning modes (Wattlytics, arXiv 2604.08182).
+
+Size and rank fleets of several GPU types under one fixed quantity.
 
 Modes
 -----
@@ -103,19 +104,45 @@ class ModeCosts:
 
 
 def instances_in(n_gpus: np.ndarray, gpus_per_node: int, tp: int) -> np.ndarray:
-    """Instances of ``tp`` GPUs that fit in ``n_gpus`` GPUs filling nodes of ``gpus_per_node`` in order."""
+    """Return the instances of ``tp`` GPUs that fit in ``n_gpus`` GPUs filling nodes of ``gpus_per_node``.
+
+    Nodes are filled in order; a partial last node holds as many whole instances as fit. Vectorised over
+    ``n_gpus`` (an integer array of the same shape is returned).
+    """
     n = np.asarray(n_gpus, dtype=np.int64)
     return (n // gpus_per_node) * (gpus_per_node // tp) + (n % gpus_per_node) // tp
 
 
 def efficiency(n_gpus: np.ndarray, nodes: np.ndarray, eta_gpu: float, eta_node: float) -> np.ndarray:
-    """Multi-GPU efficiency ``eta_node^(nodes - 1) x eta_gpu^(n_gpus - 1)`` (1 for an empty fleet)."""
+    """Return the multi-GPU efficiency ``eta_node^(nodes - 1) x eta_gpu^(n_gpus - 1)`` (1 for an empty fleet).
+
+    Vectorised over ``n_gpus`` and ``nodes`` (broadcast together); ``eta_gpu`` and ``eta_node`` are the
+    per-extra-GPU and per-extra-node factors of :class:`ModeCosts`.
+    """
     n, m = np.asarray(n_gpus, float), np.asarray(nodes, float)
     return np.where(n > 0, eta_node ** np.maximum(m - 1, 0) * eta_gpu ** np.maximum(n - 1, 0), 1.0)
 
 
 def fleet_metrics(cap: dict, costs: CostBasis | ModeCosts, n_gpus: np.ndarray) -> dict[str, np.ndarray]:
-    """Work, power and TCO of fleets of ``n_gpus`` GPUs of one capacity row ``cap`` (vectorised)."""
+    """Return the work, power and TCO of fleets of ``n_gpus`` GPUs of one capacity row (vectorised).
+
+    Parameters
+    ----------
+    cap
+        One row of :func:`capacity_at_slo` (as a dict): GPU, ``tp``, ``gpus_per_node``, per-instance
+        capacity and per-GPU power.
+    costs
+        Cost basis, with the multi-GPU efficiency factors when a :class:`ModeCosts`.
+    n_gpus
+        Fleet sizes in GPUs.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One array per metric, shaped like ``n_gpus``: ``nodes``, ``gpus``, ``instances``, ``eta``,
+        ``tokens_per_s``, ``requests_per_s``, ``it_kw``, ``facility_kw``, the costs and the ranking metrics
+        (the columns :func:`plan` reports).
+    """
     costs = ModeCosts.of(costs)
     gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])
     n = np.asarray(n_gpus, dtype=np.int64)
@@ -192,13 +219,13 @@ def _nodes_for(mode: str, target: float, cap: dict, costs: ModeCosts, unit: str)
         col = "tokens_per_s" if unit == "tokens" else "requests_per_s"
         per_node = float(one[col][0])
         lin = math.ceil(target / per_node)
-        m = np.arange(1, 8 * lin + 9)
-        work = fleet_metrics(cap, costs, m * gpn)[col]
+        nodes = np.arange(1, 8 * lin + 9)
+        work = fleet_metrics(cap, costs, nodes * gpn)[col]
         hit = np.flatnonzero(work >= target * (1 - 1e-12))
         if hit.size == 0:
             peak = f"{work.max():,.1f} {_UNIT[unit]}"
             return 0, f"work peaks at {peak} (multi-GPU efficiency) < target {target:,.1f}"
-        return int(m[hit[0]]), ""
+        return int(nodes[hit[0]]), ""
     # count
     if target != int(target):
         raise ConfigError(f"a GPU count must be a whole number, got target={target!r}")
@@ -218,20 +245,23 @@ _TARGETS: dict[str, tuple[str, str | None]] = {
 
 
 def target_unit(mode: str, unit: str = "tokens") -> str:
-    """Unit of a mode's target (the ``target_unit`` column of :func:`plan`)."""
+    """Return the unit of a mode's target (the ``target_unit`` column of :func:`plan`)."""
     return _TARGETS[mode][1] or _UNIT[unit]
 
 
 def target_text(mode: str, target: float, label: str) -> str:
-    """A mode's target as messages and chart titles write it, ``label`` being its :func:`target_unit`:
-    ``$2,000,000 (TCO)``, ``50 kW (facility)``, ``100,000 output tokens/s``, ``64 GPUs``."""
+    """Return a mode's target as messages and chart titles write it.
+
+    ``label`` is its :func:`target_unit`; e.g. ``$2,000,000 (TCO)``, ``50 kW (facility)``,
+    ``100,000 output tokens/s``, ``64 GPUs``.
+    """
     if mode == "budget":
         return f"${target:,.0f} {label.removeprefix('USD ')}"
     return f"{target:,.6g} {label}"
 
 
 def _check_capacity(capacity: pl.DataFrame) -> pl.DataFrame:
-    """The table with catalog GPU names; one clear error naming the row if it cannot describe a fleet."""
+    """Return the table with catalog GPU names; one clear error naming the row if it cannot describe a fleet."""
     names = []
     for i, row in enumerate(capacity.iter_rows(named=True)):
         where = f"capacity row {i} ({row['gpu']})"
@@ -276,8 +306,26 @@ def refine_count(
     Starting from ``count`` (nodes, or GPUs in ``"count"`` mode) sized on ``cap``: up to three fixed-point
     steps (re-size on the capacity measured at the current answer), then a local search for the tight answer
     with the capacity measured at each count tried -- the most nodes within the budget or power cap, the
-    fewest reaching the performance target. Returns ``(count, capacity row used, note)``: ``count`` 0 with a
-    note when none satisfies the mode or the search needs more than :data:`MAX_MEASUREMENTS` measurements.
+    fewest reaching the performance target.
+
+    Parameters
+    ----------
+    mode, target, unit
+        The planning mode, its target and the performance unit, as :func:`plan` takes them.
+    cap
+        Capacity row the first answer was sized on.
+    costs
+        Cost basis (:class:`ModeCosts` or a :class:`~workbench.tco.CostBasis`).
+    count
+        The first answer: nodes, or GPUs in ``"count"`` mode.
+    measure
+        ``measure(gpu, tp, instances)``, the capacity row at a fleet size (:func:`capacity_measure`).
+
+    Returns
+    -------
+    tuple of (int, dict, str)
+        ``(count, capacity row used, note)``: ``count`` 0 with a note when none satisfies the mode or the
+        search needs more than :data:`MAX_MEASUREMENTS` measurements.
     """
     costs = ModeCosts.of(costs)
     gpn, tp = int(cap["gpus_per_node"]), int(cap["tp"])
@@ -351,9 +399,11 @@ def plan_workload(
     seed: int | None = None,
     precision: Precision | None = None,
 ) -> pl.DataFrame:
-    """:func:`plan` straight from a workload: capacity at the SLO measured at ``instances`` instances per GPU
-    type (:func:`~workbench.whatif.capacity_at_slo`), then every fleet re-sized on the capacity measured at
-    its own instance count (``capacity_instances == instances`` in the answer).
+    """Run :func:`plan` straight from a workload.
+
+    Capacity at the SLO is measured at ``instances`` instances per GPU type
+    (:func:`~workbench.whatif.capacity_at_slo`), then every fleet is re-sized on the capacity measured at its
+    own instance count (``capacity_instances == instances`` in the answer).
 
     With ``verify`` (the default) every capacity the answer rests on is the measurement kernel's: the largest
     rate at which the fleet of that size *meets* the SLO on a steady-state whole-fleet simulation
@@ -369,6 +419,17 @@ def plan_workload(
 
     Parameters are those of :func:`capacity_at_slo` and :func:`plan`, plus ``verify``, and the ``seed`` and
     ``precision`` of the kernel's verdicts.
+
+    Returns
+    -------
+    polars.DataFrame
+        :func:`plan`'s ranked table (one row per GPU type), with ``capacity_instances``, ``capacity_from``
+        and, when verified, the kernel's ``verdict`` and latency CIs of the capacity each fleet rests on.
+
+    Raises
+    ------
+    WhatIfError
+        As :func:`plan`: no GPU type can satisfy the mode.
     """
     basis = None if costs is None else ModeCosts.of(costs).basis
     if isinstance(wl, Question):
@@ -399,8 +460,11 @@ def plan_workload(
 
 
 def _kernel_checks_refusals(cap: pl.DataFrame, measure: Callable[[str, int, int], dict]) -> pl.DataFrame:
-    """``cap`` with each GPU the screen found unable to meet the SLO at any load (capacity 0) judged by the
-    kernel instead (no GPU type is refused without a simulation); rows it cannot time stay as they are."""
+    """Return ``cap`` with the GPUs the screen refused judged by the measurement kernel instead.
+
+    A GPU the screen found unable to meet the SLO at any load (capacity 0) is simulated, so that no GPU type
+    is refused without a simulation; rows the kernel cannot time stay as they are.
+    """
     rows = []
     for row in cap.iter_rows(named=True):
         if not row["requests_per_s"] > 0:
@@ -509,8 +573,8 @@ def plan(
         what = f"{_TARGETS[mode][0]} {target_text(mode, float(target), label)}"
         raise WhatIfError(f"the {what} is not enough for any GPU type: " + "; ".join(notes))
     empty = dict.fromkeys(next(m for _, m, _ in rows if m is not None))  # fleet_metrics' keys, all null
-    rows = [{**head, **(empty if m is None else m), **tail} for head, m, tail in rows]
-    table = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+    records = [{**head, **(empty if m is None else m), **tail} for head, m, tail in rows]
+    table = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.col("nodes", "gpus", "instances", "capacity_instances").cast(pl.Int64)
     )
     return (

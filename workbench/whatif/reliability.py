@@ -1,5 +1,7 @@
-"""Reliability margin: availability from failure rates and repair times, the spare instances that keep the
-SLO with a given probability, and failure injection in the fleet simulator.
+"""Reliability margin of a fleet.
+
+Availability from failure rates and repair times, the spare instances that keep the SLO with a given
+probability, and failure injection in the fleet simulator.
 
 An instance of ``tp`` GPUs in one node is up when all its GPUs and its node are up. With independent
 failures (rate ``lambda`` per hour) and repairs (mean ``MTTR`` hours), each part is up a share
@@ -56,6 +58,11 @@ def availability(
     node_failure_rate_per_h, node_mttr_h
         Node-level failures (any failure of the node takes its instances down); repair defaults to ``mttr_h``.
 
+    Returns
+    -------
+    float
+        The availability, in (0, 1].
+
     Raises
     ------
     WhatIfError
@@ -83,12 +90,28 @@ def availability(
 def prob_enough(
     n_needed: int, n_total: int | np.ndarray, avail: float, *, node_avail: float = 1.0, per_node: int = 1
 ) -> np.ndarray:
-    """``P(at least n_needed of n_total instances are up)``.
+    """Return ``P(at least n_needed of n_total instances are up)``.
 
     With ``node_avail = 1``: instances up independently with availability ``avail``. Otherwise instances sit
     ``per_node`` to a node (filled in order, the last one partial): a node is up with ``node_avail`` and each
     instance of an up node with ``avail`` (its GPU part), so a node failure takes its instances down together
     -- fewer, larger outages than the independent model with ``avail x node_avail``.
+
+    Parameters
+    ----------
+    n_needed
+        Instances the load needs.
+    n_total
+        Instances deployed: one count or an array of counts.
+    avail
+        Availability of one instance's GPUs (:func:`availability`).
+    node_avail, per_node
+        Availability of a node and instances per node.
+
+    Returns
+    -------
+    numpy.ndarray
+        The probability for each count of ``n_total`` (its shape).
     """
     totals = np.asarray(n_total)
     if node_avail >= 1.0:
@@ -108,7 +131,7 @@ def prob_enough(
 
 
 def _node_pmf(k: int, avail: float, node_avail: float) -> np.ndarray:
-    """pmf of the up instances of one node holding ``k`` instances."""
+    """Pmf of the up instances of one node holding ``k`` instances."""
     pmf = node_avail * binom.pmf(np.arange(k + 1), k, avail)
     pmf[0] += 1.0 - node_avail
     return pmf
@@ -117,8 +140,26 @@ def _node_pmf(k: int, avail: float, node_avail: float) -> np.ndarray:
 def spares_needed(
     n_needed: int, avail: float, target: float = 0.99, *, node_avail: float = 1.0, per_node: int = 1
 ) -> int:
-    """Smallest ``s`` with ``P(at least n_needed of n_needed + s instances up) >= target``
+    """Return the fewest spare instances that keep enough instances up with probability ``target``.
+
+    That is the smallest ``s`` with ``P(at least n_needed of n_needed + s instances up) >= target``
     (:func:`prob_enough`).
+
+    Parameters
+    ----------
+    n_needed
+        Instances the load needs.
+    avail
+        Availability of one instance's GPUs (:func:`availability`).
+    target
+        Probability to reach.
+    node_avail, per_node
+        Availability of a node and instances per node (node failures take down all its instances).
+
+    Returns
+    -------
+    int
+        The spare count ``s``.
 
     Raises
     ------
@@ -162,8 +203,29 @@ def margin_table(
 
     ``node_avail`` and ``per_node`` model correlated node outages (:func:`prob_enough`).
 
-    Columns: ``spares``, ``instances``, ``gpus`` (instances x tp), ``p_slo``, ``meets_target``,
-    ``usd_per_hour`` (every GPU of every instance, spares included), ``extra_cost_share``.
+    Parameters
+    ----------
+    n_needed
+        Instances the load needs.
+    avail
+        Availability of one instance's GPUs (:func:`availability`).
+    target
+        Probability of meeting the SLO to reach (``meets_target``).
+    tp
+        GPUs per instance.
+    usd_per_gpu_hr
+        Price of a GPU-hour (NaN: ``usd_per_hour`` is NaN).
+    extra
+        Spare counts to show beyond the needed ones.
+    node_avail, per_node
+        Availability of a node and instances per node.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per spare count: ``spares``, ``instances``, ``gpus`` (instances x tp), ``p_slo``,
+        ``meets_target``, ``usd_per_hour`` (every GPU of every instance, spares included),
+        ``extra_cost_share``.
     """
     s_star = spares_needed(n_needed, avail, target, node_avail=node_avail, per_node=per_node)
     spares = np.arange(0, s_star + extra + 1)
@@ -189,7 +251,7 @@ def failure_schedule(
 
     Returns sorted ``(fail_time_s, unit, repair_s)`` for failures before ``horizon_s``.
     """
-    events = []
+    events: list[tuple[float, int, float]] = []
     if rate_per_s <= 0:
         return events
     for i in range(instances):
@@ -267,6 +329,25 @@ def simulate_with_failures(
     ``node_mttr_h`` (default ``mttr_h``). Overlapping down periods of an instance merge (:func:`down_periods`).
     Failures stop at the last arrival. Requests that find every instance down wait for the first repair (a
     load balancer that retries).
+
+    Parameters
+    ----------
+    trace
+        Requests to serve.
+    gpu_name, instances
+        GPU type and instance count of the fleet.
+    model, tp
+        Model served and GPUs per instance.
+    failure_rate_per_h, mttr_h
+        Failures per GPU-hour and mean time to repair (hours).
+    node_failure_rate_per_h, node_mttr_h
+        Node failures per hour and their mean repair time (default ``mttr_h``).
+    gpus_per_node
+        GPUs per node (default: the GPU table's).
+    seed
+        Seed of the failure schedule and of the simulation.
+    progress
+        Progress bar of the simulation (``None``: when interactive).
 
     Returns
     -------
@@ -379,8 +460,10 @@ def failure_study(
     a_gpu = availability(failure_rate_per_h, mttr_h, tp=tp)
     a_node = availability(0.0, 0.0, node_failure_rate_per_h=node_failure_rate_per_h,
                           node_mttr_h=mttr_h if node_mttr_h is None else node_mttr_h)  # fmt: skip
-    prob = {"node_avail": a_node, "per_node": gpn // tp}
-    s = spares_needed(n_needed, a_gpu, target, **prob) if spares is None else spares
+    per_node = gpn // tp
+    if spares is None:
+        spares = spares_needed(n_needed, a_gpu, target, node_avail=a_node, per_node=per_node)
+    s = spares
     price = gpu_hour_usd(gpu_name, CostBasis(), model, tp) if usd_per_gpu_hr is None else float(usd_per_gpu_hr)
     rows = []
     for name, n, on in (
@@ -406,7 +489,9 @@ def failure_study(
                 "gpus": n * tp,
                 "spares": n - n_needed,
                 "availability": a_gpu * a_node if on else 1.0,
-                "p_slo": float(prob_enough(n_needed, n, a_gpu, **prob)) if on else 1.0,
+                "p_slo": (
+                    float(prob_enough(n_needed, n, a_gpu, node_avail=a_node, per_node=per_node)) if on else 1.0
+                ),
                 "failures": int(c.get("failures", 0)),
                 "node_failures": int(c["node_failures"]),
                 "interrupted": int(c["interrupted"]),

@@ -49,8 +49,10 @@ def rate_sweep(
     cost: CostBasis | None = None,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """Instances, cost per hour and per million output tokens, energy per token and P99 latencies per
-    (arrival rate, GPU type).
+    """Size a fleet per (arrival rate, GPU type) and tabulate what it costs.
+
+    The table gives instances, cost per hour and per million output tokens, energy per token and P99
+    latencies.
 
     Parameters
     ----------

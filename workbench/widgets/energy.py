@@ -29,7 +29,7 @@ def explore(
     model: str = "Llama-3.1-8B",
     batch: float = 128.0,
     embodied_kg_per_gpu: float = 0.0,
-) -> tuple[alt.Chart, pl.DataFrame]:
+) -> tuple[alt.LayerChart, pl.DataFrame]:
     """TCO breakdown chart and a one-row table of key numbers for one scenario.
 
     The site supplies the grid carbon intensity and WUE; the electricity price and PUE come from the
@@ -70,11 +70,25 @@ def explore(
 
 
 def tco_explorer(model: str = "Llama-3.1-8B", batch: float = 128.0, *, results=None):
-    """An ipywidgets box: controls for GPU, count, site, electricity price, PUE, lifetime, utilisation.
+    """Build the TCO explorer: GPU, count, site, electricity price, PUE, lifetime and utilisation controls.
 
     Every change redraws once (analytic: milliseconds); choosing a site also moves the price slider to the
     site's price (when the table has one). Works from the shipped tables alone (no shared data folder).
-    ``results`` (a :class:`~workbench.widgets.live.Results`) receives the table and chart shown.
+
+    Parameters
+    ----------
+    model
+        Model whose power curve and throughput price the fleet.
+    batch
+        Concurrent sequences per instance at which power and throughput are read.
+    results
+        A :class:`~workbench.widgets.live.Results` that receives the table and chart shown.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, a status line and the output; ``box.live`` and ``box.controls`` (the controls by name)
+        serve tests and benchmarks.
     """
     import ipywidgets as w
 

@@ -21,7 +21,7 @@ TOPOLOGIES = ("monolithic", "length pools", "disaggregated")
 
 
 def build_fleet(topology: str, instances: int, router: str, *, threshold: int = 8192, **pool) -> Fleet:
-    """A fleet of ``instances`` H100s with ``router`` inside each pool.
+    """Build a fleet of ``instances`` H100s with ``router`` inside each pool.
 
     ``"length pools"`` gives a quarter of the instances (at least one) to requests above ``threshold`` tokens;
     ``"disaggregated"`` splits them evenly into prefill and decode pools.
@@ -77,8 +77,11 @@ def explore(
 
 
 def analytic(trace, *, load: float = 1.0, instances: int = 8) -> pl.DataFrame:
-    """The analytic answer before any simulation: each of ``instances`` H100s as an M/G/c queue over its
-    batch slots, fed an equal share of the trace's mean rate (a random split; load-aware routers do better)."""
+    """Return the analytic answer before any simulation.
+
+    Each of ``instances`` H100s is an M/G/c queue over its batch slots, fed an equal share of the trace's
+    mean rate (a random split; load-aware routers do better).
+    """
     from workbench.widgets.instance import analytic as one_instance
 
     rate = len(trace) / trace.duration_s * load if trace.has_arrivals and trace.duration_s > 0 else 0.0
@@ -92,11 +95,27 @@ SHOWN = ("policy", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "hit_rate", "reject
 
 
 def routing_explorer(trace, *, instances: int = 8, results=None):
-    """An ipywidgets box: policies, load (trace speed-up), instance count and fleet shape.
+    """Build the routing explorer: policies, load (trace speed-up), instance count and fleet shape.
 
     Every change shows the analytic answer (:func:`analytic`) at once and simulates the policies in the
     background (a progress bar per policy), replacing the answer with the comparison table and charts; a newer
-    input drops the stale run. ``results`` (a :class:`~workbench.widgets.live.Results`) receives what is shown.
+    input drops the stale run.
+
+    Parameters
+    ----------
+    trace
+        The workload (a :class:`~workbench.traces.Trace` with arrival times).
+    instances
+        Initial instance count.
+    results
+        A :class:`~workbench.widgets.live.Results` that receives the table and charts shown.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, the progress bar and status line, and the output; ``box.live`` (its
+        :class:`~workbench.widgets.live.Live`) and ``box.controls`` (the controls by name) serve tests and
+        benchmarks.
     """
     import ipywidgets as w
 

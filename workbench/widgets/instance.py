@@ -10,6 +10,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from workbench.config import as_float
 from workbench.sim import InstanceConfig, SchedulerConfig, simulate, summary
 from workbench.traces import poisson_requests
 from workbench.viz.sim import latency_percentiles, timeline
@@ -31,7 +32,7 @@ SUMMARY_COLUMNS = (
 def instance_config(
     model: str = "Llama-3.1-8B", gpu: str = "H100", tp: int = 1, max_batch: int = 256, chunked: bool = True
 ) -> InstanceConfig:
-    """The explorer's instance: vLLM-like defaults with ``max_num_seqs = max_batch``."""
+    """Return the explorer's instance: vLLM-like defaults with ``max_num_seqs = max_batch``."""
     sched = SchedulerConfig(
         max_num_seqs=max_batch, max_num_batched_tokens=max(8192, max_batch), chunked_prefill=chunked
     )
@@ -59,7 +60,7 @@ def explore(
     config = instance_config(model, gpu, tp, max_batch, chunked)
     res = simulate(poisson_requests(lengths, qps, requests, seed), config, seed=seed)
     table = summary(res)
-    mid = float(res.requests["arrival_s"].median())
+    mid = as_float(res.requests["arrival_s"].median())
     chart = timeline(res, 0, start_s=mid, end_s=mid + window_s)
     return table.select(SUMMARY_COLUMNS), latency_percentiles(table), chart
 
@@ -74,16 +75,19 @@ def analytic(
     max_batch: int = 256,
     chunked: bool = True,
 ) -> pl.DataFrame:
-    """The analytic answer for one instance at ``qps`` (M/G/c over the batch slots; milliseconds): capacity,
-    utilisation, mean and P99 TTFT, TPOT, mean end-to-end latency. ``rho >= 1`` means the queue grows."""
+    """Return the analytic answer for one instance at ``qps`` (M/G/c over the batch slots).
+
+    The table gives capacity, utilisation, mean and P99 TTFT, TPOT and mean end-to-end latency.
+    ``rho >= 1`` means the queue grows.
+    """
     from workbench.analytic import instance_latency, instance_service_model
 
     config = instance_config(model, gpu, tp, max_batch, chunked)
     p = lengths["prompt_tokens"].cast(pl.Float64)
     o = lengths["output_tokens"].cast(pl.Float64)
     svc = instance_service_model(
-        config.performance_model(), float(p.mean()), float(o.mean()), batch_size=max_batch,
-        prompt_var=float(p.var()), output_var=float(o.var()), kv_capacity_tokens=config.kv_capacity(),
+        config.performance_model(), as_float(p.mean()), as_float(o.mean()), batch_size=max_batch,
+        prompt_var=as_float(p.var()), output_var=as_float(o.var()), kv_capacity_tokens=config.kv_capacity(),
     )  # fmt: skip
     lat = instance_latency(svc, qps, q=0.99)
     return pl.DataFrame(
@@ -100,12 +104,27 @@ def analytic(
 
 
 def instance_explorer(lengths: pl.DataFrame, *, requests: int = 2_000, results=None):
-    """An ipywidgets box: model, GPU, TP, QPS, max batch, chunked prefill; every change answers at once.
+    """Build the instance explorer: model, GPU, TP, QPS, max batch and chunked prefill controls.
 
-    The analytic answer (:func:`analytic`) shows immediately; the simulation of ``requests`` requests
-    (:func:`explore`) runs in the background and replaces it (summary, percentile chart, timeline); a newer
-    input drops the stale run. ``results`` (a :class:`~workbench.widgets.live.Results`) receives the tables
-    and charts shown.
+    Every change answers at once: the analytic answer (:func:`analytic`) shows immediately; the simulation of
+    ``requests`` requests (:func:`explore`) runs in the background and replaces it (summary, percentile
+    chart, timeline); a newer input drops the stale run.
+
+    Parameters
+    ----------
+    lengths
+        ``prompt_tokens`` and ``output_tokens`` pairs to resample (e.g. a trace's requests).
+    requests
+        Requests simulated per answer.
+    results
+        A :class:`~workbench.widgets.live.Results` that receives the tables and charts shown.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, the progress bar and status line, and the output; ``box.live`` (its
+        :class:`~workbench.widgets.live.Live`) and ``box.controls`` (the controls by name) serve tests and
+        benchmarks.
     """
     import ipywidgets as w
 

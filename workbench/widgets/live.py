@@ -1,5 +1,7 @@
-"""What makes an explorer answer at the speed of thought: outputs swapped in one step, slow work in the
-background, stale work dropped, and the latest results kept for download.
+"""What makes an explorer answer at the speed of thought.
+
+Outputs are swapped in one step, slow work runs in the background, stale work is dropped, and the latest
+results are kept for download.
 
 - :func:`render` formats objects (tables, charts, text) into output records once, so that
   :meth:`Live.show` replaces an ``ipywidgets.Output``'s content atomically (no flicker, callable from any
@@ -32,20 +34,25 @@ except ImportError:  # pragma: no cover - pandas is optional
 
 
 class Stale(Exception):
-    """Raised by a slow run's ``progress`` callback once a newer input made the run stale: the run stops there
-    (:class:`Live` catches it; code between a run and its progress calls must let it through)."""
+    """Raised by a slow run's ``progress`` callback once a newer input made the run stale.
+
+    The run stops there (:class:`Live` catches it; code between a run and its progress calls must let it
+    through).
+    """
 
 
 def render(*objects: Any) -> tuple[dict, ...]:
-    """Output records (``display_data``) of ``objects``: str becomes plain text, a chart its compiled Vega
-    spec (:func:`workbench.viz.live_mimebundle`, drawn in the browser, offline), others use IPython's
-    formatters (a polars table gives its HTML)."""
+    """Return the output records (``display_data``) of ``objects``.
+
+    A str becomes plain text, a chart its compiled Vega spec (:func:`workbench.viz.live_mimebundle`, drawn in
+    the browser, offline); others use IPython's formatters (a polars table gives its HTML).
+    """
     import altair as alt
     from IPython.core.formatters import format_display_data
 
     from workbench.viz import live_mimebundle
 
-    records = []
+    records: list[dict[str, Any]] = []
     for obj in objects:
         if obj is None:
             continue
@@ -61,7 +68,7 @@ def render(*objects: Any) -> tuple[dict, ...]:
 
 
 def error_html(message: str) -> str:
-    """A one-line error for the page (HTML-escaped, red)."""
+    """Return a one-line error for the page (HTML-escaped, red)."""
     import html
 
     return f'<div class="wb-error" style="color:#b00020"><b>error:</b> {html.escape(message)}</div>'
@@ -119,6 +126,7 @@ class Live:
         self.out.outputs = render(*objects)
 
     def say(self, html: str) -> None:
+        """Set the status line to ``html``."""
         self.status.value = html
 
     # ------------------------------------------------------------------------------------------------ runs
@@ -129,8 +137,11 @@ class Live:
         *,
         label: str = "simulating",
     ) -> None:
-        """Show ``quick()``'s objects now; then ``slow(progress)``'s when it finishes, unless a newer
-        :meth:`update` came first. Errors (:class:`WorkbenchError`) show as one line, never a traceback."""
+        """Show ``quick()``'s objects now, then ``slow(progress)``'s when it finishes.
+
+        The slow answer is dropped when a newer :meth:`update` came first. Errors (:class:`WorkbenchError`)
+        show as one line, never a traceback.
+        """
         with self._lock:
             self._generation += 1
             generation = self._generation
@@ -157,6 +168,7 @@ class Live:
                 self._worker.start()
 
     def stale(self, generation: int) -> bool:
+        """Return whether a newer :meth:`update` has come since the run of ``generation`` started."""
         return generation != self._generation
 
     def _drain(self) -> None:
@@ -210,7 +222,7 @@ class Live:
 
 
 def controls_box(controls: Iterable, columns: int = 2):
-    """The controls in ``columns`` columns."""
+    """Return the controls laid out in ``columns`` columns."""
     import ipywidgets as w
 
     items = list(controls)
@@ -219,9 +231,11 @@ def controls_box(controls: Iterable, columns: int = 2):
 
 
 def explorer_box(controls: dict, update: Callable[..., None], live: Live, *rows):
-    """Wire an explorer: every control calls ``update`` on change, ``update`` runs once now; return the box
-    of ``rows`` (the controls' layout), the progress bar and status line, and the output, with ``.live`` and
-    ``.controls`` for tests and benchmarks."""
+    """Wire an explorer: every control calls ``update`` on change, and ``update`` runs once now.
+
+    Returns the box of ``rows`` (the controls' layout), the progress bar and status line, and the output,
+    with ``.live`` and ``.controls`` for tests and benchmarks.
+    """
     import ipywidgets as w
 
     for ctl in controls.values():
@@ -234,7 +248,7 @@ def explorer_box(controls: dict, update: Callable[..., None], live: Live, *rows)
 
 
 def live_parts():
-    """A fresh (output, status line, hidden progress bar) triple for :class:`Live`."""
+    """Return a fresh (output, status line, hidden progress bar) triple for :class:`Live`."""
     import ipywidgets as w
 
     bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="", layout=w.Layout(width="300px"))

@@ -11,6 +11,7 @@ candidates to check) redraws without solving again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import polars as pl
@@ -23,10 +24,22 @@ from workbench.traces.schema import Trace
 WORKLOADS: tuple[str, ...] = ("poisson", "azure_code", "servegen")
 
 
+def _preset_workload(name: str) -> object:
+    """Return what preset ``name`` offers a sizing question (:meth:`workbench.presets.Preset.workload`)."""
+    return presets.get(name).workload()
+
+
+def _same(trace: Trace) -> Trace:
+    """Return ``trace`` (a menu entry of a trace given by the caller)."""
+    return trace
+
+
 def answer_html(text: str):
-    """The sizing explanation as an HTML paragraph that MathJax leaves alone: the page's typesetter would read
-    "at $2.99/h, $0.41 per ..." as TeX between the two dollars (in Voila an escaped ``\\$`` in Markdown was
-    typeset all the same)."""
+    r"""Return the sizing explanation as an HTML paragraph that MathJax leaves alone.
+
+    The page's typesetter would read "at $2.99/h, $0.41 per ..." as TeX between the two dollars (in Voila an
+    escaped ``\$`` in Markdown was typeset all the same).
+    """
     import html
 
     from IPython.display import HTML
@@ -41,8 +54,9 @@ def fleet_sizing_explorer(
     results=None,
     extra: dict[str, Trace] | None = None,
 ):
-    """An ipywidgets box: workload, QPS, SLOs, GPUs, topologies, performance model and how many candidates to
-    simulate.
+    """Build the fleet-sizing explorer: workload, QPS, SLOs, GPUs, topologies and performance model controls.
+
+    A control also sets how many candidates the measurement kernel checks.
 
     Parameters
     ----------
@@ -57,6 +71,13 @@ def fleet_sizing_explorer(
         A :class:`~workbench.widgets.live.Results` that receives the ranked table and the charts shown.
     extra
         More workloads by label (the app's uploaded trace).
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, the progress bar and status line, and the output; ``box.live`` (its
+        :class:`~workbench.widgets.live.Live`) and ``box.controls`` (the controls by name) serve tests and
+        benchmarks.
     """
     import ipywidgets as w
 
@@ -70,13 +91,14 @@ def fleet_sizing_explorer(
     if perf not in perfs:
         perfs.append(perf)
     style = {"description_width": "120px"}
-    choices: dict[str, Callable[[], Trace]] = {
-        presets.get(n).description: (lambda n=n: presets.get(n).workload())
+    # a workload is a drawable Preset or a Trace (Preset.workload)
+    choices: dict[str, Callable[[], object]] = {
+        presets.get(n).description: functools.partial(_preset_workload, n)
         for n in WORKLOADS
         if n in presets.available()
     }
     for label, trace in (extra or {}).items():
-        choices[label] = lambda t=trace: t
+        choices[label] = functools.partial(_same, trace)
     c = {
         "workload": w.Dropdown(options=list(choices), description="workload", style=style),
         "qps": w.FloatLogSlider(10.0, base=10, min=0, max=2.5, step=0.05, description="QPS", style=style),

@@ -6,6 +6,7 @@ ipywidgets controls to it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,11 +20,18 @@ if TYPE_CHECKING:
     import ipywidgets
 
 
+def _same_trace(trace: Trace, seed: int) -> Trace:
+    """Return ``trace`` whatever the ``seed`` (a menu entry of a trace added by hand)."""
+    return trace
+
+
 def sources() -> dict[str, Callable[[int], Trace]]:
-    """Available choices: the local :mod:`workbench.presets` (datasets and generators), keyed by their menu
-    line. Values map a seed to a :class:`Trace`."""
+    """Return the available choices: the local :mod:`workbench.presets` (datasets and generators).
+
+    They are keyed by their menu line; values map a seed to a :class:`Trace`.
+    """
     return {
-        f"{name}: {presets.get(name).description}": (lambda seed, n=name: presets.generate(n, seed))
+        f"{name}: {presets.get(name).description}": functools.partial(presets.generate, name)
         for name in presets.available()
     }
 
@@ -50,7 +58,7 @@ def explore(source: str | Trace, *, twin: bool = True, seed: int = 0) -> Explora
 
 
 def trace_explorer(default: str | None = None, *, results=None) -> ipywidgets.VBox:
-    """An ipywidgets box: source dropdown, twin checkbox, seed, then the summary table and charts.
+    """Build the trace explorer: source dropdown, twin checkbox, seed, then the summary table and charts.
 
     Every change shows the workload itself at once; its fitted twin (a fit and a generation, about a second)
     is added in the background. ``box.add_source(label, trace)`` offers another trace (the app's uploads).
@@ -99,7 +107,7 @@ def trace_explorer(default: str | None = None, *, results=None) -> ipywidgets.VB
         )
 
     def add_source(label: str, trace: Trace) -> None:
-        choices[label] = lambda s, t=trace: t
+        choices[label] = functools.partial(_same_trace, trace)
         pick.options = list(choices)
         pick.value = label
 

@@ -7,10 +7,12 @@ change (and tests call directly); the widgets only wire controls to them and sho
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import altair as alt
 import polars as pl
 
+from workbench.config import as_float
 from workbench.tco import CostBasis
 from workbench.viz.whatif import mode_ranking
 from workbench.whatif import METRICS, MODES, GridFlexResult, ModeCosts, WhatIfError, least_damaging, plan
@@ -39,7 +41,8 @@ def explore_modes(
     import dataclasses
 
     costs = ModeCosts.of(costs)
-    changes = {k: v for k, v in (("pue", pue), ("electricity_usd_per_kwh", electricity_usd_per_kwh)) if v}
+    given = (("pue", pue), ("electricity_usd_per_kwh", electricity_usd_per_kwh))
+    changes: dict[str, Any] = {k: v for k, v in given if v}  # CostBasis fields (floats)
     costs = dataclasses.replace(costs, basis=dataclasses.replace(costs.basis, **changes))
     target = DEFAULT_TARGETS[mode] if target is None else target
     try:
@@ -54,9 +57,28 @@ def explore_modes(
 def modes_explorer(
     capacity: pl.DataFrame, costs: CostBasis | ModeCosts | None = None, measure=None, *, results=None
 ):
-    """An ipywidgets box: mode, target, ranking metric, PUE and electricity price -> ranking chart and table
-    (``measure``: capacity re-measured at each fleet's size, see :func:`explore_modes`; ``results``: a
-    :class:`~workbench.widgets.live.Results` receiving what is shown)."""
+    """Build the planning-modes explorer: mode, target, ranking metric, PUE and electricity price controls.
+
+    Every change redraws the ranking chart and table (:func:`explore_modes`).
+
+    Parameters
+    ----------
+    capacity
+        Capacity at the SLO per GPU type (:func:`workbench.whatif.capacity_at_slo`).
+    costs
+        Cost basis (``None``: the default :class:`~workbench.whatif.ModeCosts`).
+    measure
+        Capacity re-measured at each fleet's size (:func:`workbench.whatif.capacity_measure`); ``None``:
+        ``capacity`` as given.
+    results
+        A :class:`~workbench.widgets.live.Results` that receives what is shown.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The controls, a status line and the output; ``box.live`` and ``box.controls`` (the controls by name)
+        serve tests and benchmarks.
+    """
     import ipywidgets as w
 
     from workbench.widgets.live import Live, live_parts
@@ -96,23 +118,25 @@ def modes_explorer(
 
 
 def explore_cut(result: GridFlexResult, cut: float) -> pl.DataFrame:
-    """The least SLO-damaging setting that sheds at least ``cut`` of the result's objective (ceiling or mean
-    power; one row, chosen as :func:`workbench.whatif.grid_flex` with ``cut`` does), or an empty table beyond
-    reach."""
+    """Return the least SLO-damaging setting that sheds at least ``cut`` of the result's objective.
+
+    The objective is the ceiling or the mean power; the row is chosen as :func:`workbench.whatif.grid_flex`
+    with ``cut`` chooses it. The table is empty beyond reach.
+    """
     return least_damaging(result.options, result.objective_column, cut).head(1)
 
 
 def slider_max(result: GridFlexResult, step: float = 0.01) -> float:
-    """Deepest cut on a slider of ``step``: the deepest option rounded *down*, so the end stays reachable."""
-    top = float(result.options[result.objective_column].max())
+    """Return the deepest cut on a slider of ``step``: the deepest option rounded *down*, so it is reachable."""
+    top = as_float(result.options[result.objective_column].max())
     return max(math.floor(top / step + 1e-9) * step, 0.0)
 
 
 def describe_cut(result: GridFlexResult, cut: float) -> tuple[str, pl.DataFrame]:
-    """A line about the setting a ``cut`` takes (or why none does) and its row (empty beyond reach)."""
+    """Return a line about the setting a ``cut`` takes (or why none does) and its row (empty beyond reach)."""
     row = explore_cut(result, cut)
     if row.height == 0:
-        top = float(result.options[result.objective_column].max())
+        top = as_float(result.options[result.objective_column].max())
         return f"cut {cut:.0%}: beyond the deepest setting tried ({top:.1%})", row
     verdict = "meets" if row["slo_met"][0] else "misses"
     setting = f"cap {row['max_num_seqs'][0]}, clock {row['clock'][0]:g}"
@@ -120,7 +144,18 @@ def describe_cut(result: GridFlexResult, cut: float) -> tuple[str, pl.DataFrame]
 
 
 def flex_explorer(result: GridFlexResult):
-    """An ipywidgets box: a slider over the power cut -> the setting it takes and its predicted SLO ratio."""
+    """Build the grid-flex explorer: a slider over the power cut shows the setting it takes and its SLO ratio.
+
+    Parameters
+    ----------
+    result
+        A :func:`workbench.whatif.grid_flex` answer; the slider spans its options (:func:`slider_max`).
+
+    Returns
+    -------
+    ipywidgets.VBox
+        The slider and the output (:func:`describe_cut`'s line and the setting's predicted row).
+    """
     import ipywidgets as w
     from IPython.display import display
 
