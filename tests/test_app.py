@@ -128,6 +128,28 @@ def test_charts_render_offline_with_the_theme():
     assert live["application/vnd.vegalite.v5+json"]["usermeta"]["embedOptions"]["renderer"] == "svg"
 
 
+def test_stored_chart_outputs_do_not_depend_on_the_last_bits_of_their_data():
+    """Two charts whose data differ only below ten significant digits (another CPU's SIMD sums) store the same
+    output: values rounded, and datasets named after the rounded values, not altair's full-precision hash."""
+    import altair as alt
+
+    from workbench import viz
+
+    def bundle(y: float) -> dict:
+        chart = alt.Chart(pl.DataFrame({"x": [1.0, 2.0], "y": [0.1, y]})).mark_line().encode(x="x:Q", y="y:Q")
+        return viz.offline_mimebundle(chart.to_dict())["application/vnd.vegalite.v6+json"]
+
+    a, b, c = bundle(482.9020171789066), bundle(482.90201717890663), bundle(482.91)
+    def names(y: float) -> list[str]:
+        return list(alt.Chart(pl.DataFrame({"y": [y]})).mark_point().encode(y="y:Q").to_dict()["datasets"])
+
+    assert names(482.9020171789066) != names(482.90201717890663)  # altair's names differ ...
+    assert a == b  # ... the stored outputs do not
+    assert a != c and list(a["datasets"]) != list(c["datasets"])  # a real change still shows
+    (name,) = a["datasets"]
+    assert a["data"] == {"name": name} and a["datasets"][name][1]["y"] == 482.9020172
+
+
 def test_every_explorer_chart_compiles_with_the_browsers_vega_lite():
     """Live charts are compiled in the browser by the Vega-Lite that Voila/JupyterLab bundle (5.21)."""
     import json

@@ -77,6 +77,29 @@ def round_floats(obj: Any, digits: int = 10) -> Any:
     return obj
 
 
+def stable_dataset_names(spec: dict) -> dict:
+    """Return ``spec`` with its inline datasets named by a hash of their (rounded) values.
+
+    Altair names a dataset ``data-<md5>`` of its values at full precision, so the last bits of a fitted curve,
+    which differ between CPUs, change the name even where :func:`round_floats` made the values equal; naming
+    each dataset after the values as stored keeps stored outputs comparable across machines.
+    """
+    import hashlib
+    import json
+
+    datasets = spec.get("datasets")
+    if not datasets:
+        return spec
+    renames = {
+        old: "data-" + hashlib.md5(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        for old, values in datasets.items()
+    }
+    text = json.dumps(spec)
+    for old, new in renames.items():
+        text = text.replace(f'"{old}"', f'"{new}"')
+    return json.loads(text)
+
+
 def offline_mimebundle(spec: dict, **_: Any) -> dict[str, Any]:
     """Altair renderer ``workbench``: the Vega-Lite spec plus a static SVG (vl-convert) and a text line.
 
@@ -88,7 +111,7 @@ def offline_mimebundle(spec: dict, **_: Any) -> dict[str, Any]:
 
     import vl_convert as vlc
 
-    spec = round_floats(spec)
+    spec = stable_dataset_names(round_floats(spec))
 
     mimetype = f"application/vnd.vegalite.v{alt.SCHEMA_VERSION.lstrip('v').split('.')[0]}+json"
     return {mimetype: spec, "image/svg+xml": vlc.vegalite_to_svg(json.dumps(spec)), "text/plain": _text(spec)}
