@@ -485,7 +485,7 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
         if limit > 0:
             if inst.kv.free < 0:  # a decode run's evictions may be due
                 inst.settle(now)
-            refs = inst.prefix.refs  # PrefixCache.match inlined (the first block looked up once)
+            refs = inst.prefix.entries  # PrefixCache.match inlined (the first block looked up once)
             if first in refs:
                 m = 1
                 while m < limit and hashes[m] in refs:

@@ -664,18 +664,19 @@ class Instance:
             )
             for h in (r.prefix_hashes or [])[: r.prefix_refs]:
                 refs[h] = refs.get(h, 0) + 1
-        cached = len(prefix.refs)
+        cached = len(prefix.entries)
         if kv.free < 0 or held + cached * prefix.blocks_per_entry + kv.free != kv.capacity:
             problems.append(
                 f"blocks: {held} private + {cached} cached entries x {prefix.blocks_per_entry} + "
                 f"{kv.free} free "
                 f"!= capacity {kv.capacity}"
             )
-        if any(prefix.refs[h] != refs.get(h, 0) for h in prefix.refs) or set(refs) - set(prefix.refs):
+        if any(prefix.count(h) != refs.get(h, 0) for h in prefix.entries) or set(refs) - set(prefix.entries):
             problems.append("prefix-cache reference counts disagree with the running requests")
-        if set(prefix.lru) != {h for h, c in prefix.refs.items() if c == 0}:
+        lru = prefix.lru_order()
+        if len(lru) != prefix.unreferenced or set(lru) != {h for h in prefix.entries if prefix.count(h) == 0}:
             problems.append("LRU list is not the set of unreferenced cache entries")
-        if prefix.index is not None and prefix.index.holds(self.index) != set(prefix.refs):
+        if prefix.index is not None and prefix.index.holds(self.index) != set(prefix.entries):
             problems.append("the prefix index disagrees with the prefix cache")
         queued = sum(
             r.prompt_tokens + r.generated - r.queued_hit_tokens for r in self.waiting if not r.kv_ready
@@ -714,7 +715,7 @@ class Instance:
             need = decode.residues[-decode.iteration % kv.block_tokens]
             if need:
                 prefix = self.prefix
-                while need > kv.free + len(prefix.lru) * prefix.blocks_per_entry:
+                while need > kv.free + prefix.unreferenced * prefix.blocks_per_entry:
                     self._preempt_youngest()
                     need = decode.residues[-decode.iteration % kv.block_tokens]
                 decoding = decode.size > 0
@@ -743,7 +744,7 @@ class Instance:
             self.run_batch = batch
             if k > 1 and self.event_skipping:
                 prefix = self.prefix
-                avail = kv.free + len(prefix.lru) * prefix.blocks_per_entry
+                avail = kv.free + prefix.unreferenced * prefix.blocks_per_entry
                 k = 1 + decode.affordable(decode.iteration + 1, avail, k - 1)
                 reserved = decode.blocks_needed(decode.iteration + 1, k - 1)
                 self.run_reserved = reserved
@@ -836,13 +837,13 @@ class Instance:
         hashed = nmatch * prefix.entry_tokens
         kv = self.kv
         need = -(-(ptok + 1 - hashed) // kv.block_tokens)
-        avail = kv.free + (len(prefix.lru) - unreferenced) * prefix.blocks_per_entry
+        avail = kv.free + (prefix.unreferenced - unreferenced) * prefix.blocks_per_entry
         if self.running:
             avail -= self.watermark_blocks
         if need > avail:
             return False
         if nmatch:
-            prefix.reference(hashes[:nmatch])
+            prefix.reference(hashes, nmatch)
         self._alloc(need)
         req.prefill_target = ptok
         req.prefill_done = hashed
@@ -884,7 +885,7 @@ class Instance:
         self.kv.free += req.kv_blocks
         req.kv_blocks = 0
         if req.prefix_refs:
-            self.prefix.release(req.prefix_hashes[: req.prefix_refs])
+            self.prefix.release(req.prefix_hashes, req.prefix_refs)
             req.prefix_refs = 0
 
     def _preempt_youngest(self) -> None:
@@ -973,7 +974,7 @@ class Instance:
         """Turn ``req``'s computed full prompt blocks into shared prefix-cache entries."""
         prefix = self.prefix
         new = req.prefix_cacheable - req.prefix_refs
-        duplicates = prefix.insert(req.prefix_hashes[req.prefix_refs : req.prefix_cacheable])
+        duplicates = prefix.insert(req.prefix_hashes, req.prefix_refs, req.prefix_cacheable)
         self.kv.free += duplicates * prefix.blocks_per_entry  # private copies of entries computed concurrently
         req.kv_blocks -= new * prefix.blocks_per_entry
         req.prefix_refs = req.prefix_cacheable
