@@ -7,6 +7,14 @@ from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
 cdef double INF
+cdef bint COMPILED
+
+
+@cython.final
+cdef class Finish:
+    cdef public long at
+    cdef public Request req
+    cdef public long seq
 
 
 cdef class DecodeSet:
@@ -21,7 +29,14 @@ cdef class DecodeSet:
     cpdef join(self, Request req, long private_tokens)
     @cython.locals(gen=long)
     cpdef long leave(self, Request req)
-    @cython.locals(fin=list)
+    @cython.locals(f=Finish, heap=list, i=Py_ssize_t, j=Py_ssize_t, parent=Finish)
+    cdef _push_finish(self, long at, long seq, Request req)
+    @cython.locals(heap=list, top=Finish, last=Finish, child=Finish, right=Finish, n=Py_ssize_t, i=Py_ssize_t,
+                   c=Py_ssize_t)
+    cdef Finish _pop_top(self)
+    @cython.locals(fin=list, top=Finish)
+    cpdef Request pop_finished(self, long g)
+    @cython.locals(fin=list, top=Finish)
     cpdef long next_finish(self)
     @cython.locals(bs=long, full=long, rem=long, total=long, s=long, j=long, cnt=list)
     cpdef long blocks_needed(self, long g, long k)

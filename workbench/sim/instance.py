@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Protocol
 
+from workbench._pure import is_compiled
 from workbench.hardware import model as model_spec
 from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.perf import Batch
@@ -106,6 +107,22 @@ class InstanceHost(Protocol):
         ...
 
 
+def _probe() -> None:
+    """A function of this module (its type says whether the module runs compiled)."""
+
+
+#: This module is the compiled build (typed decode-finish heap) rather than the pure-Python source (heapq).
+COMPILED = is_compiled(_probe)
+
+
+class Finish:
+    """An entry of the compiled core's decode-finish heap: the iteration at which ``req`` finishes and its
+    sequence number (unique, so ``(at, seq)`` orders the heap totally, as heapq orders the pure-Python core's
+    tuples)."""
+
+    __slots__ = ("at", "req", "seq")
+
+
 class DecodeSet:
     """The sequences in the decode phase, advanced in O(1) per decode iteration (see module docstring).
 
@@ -120,8 +137,9 @@ class DecodeSet:
     residues
         Sequences per residue class of their private token count less ``iteration`` modulo the block size.
     finishes
-        Heap of ``(iteration at which it finishes, sequence number, request)``; entries whose sequence number
-        is not the request's ``decode_seq`` any more are stale (the request left) and skipped.
+        Heap of ``(iteration at which it finishes, sequence number, request)`` (:class:`Finish` objects in the
+        compiled core, tuples in pure Python; the same order); entries whose sequence number is not the
+        request's ``decode_seq`` any more are stale (the request left) and skipped.
     """
 
     __slots__ = ("block_tokens", "context", "finishes", "iteration", "residues", "sequence", "size")
@@ -132,7 +150,7 @@ class DecodeSet:
         self.context = 0
         self.iteration = 0
         self.residues = [0] * block_tokens
-        self.finishes: list[tuple[int, int, Request]] = []
+        self.finishes: list = []
         self.sequence = 0  # the next sequence number (never reset: stale finish entries stay distinct)
 
     def join(self, req: Request, private_tokens: int) -> None:
@@ -148,7 +166,72 @@ class DecodeSet:
         seq = self.sequence
         self.sequence = seq + 1
         req.decode_seq = seq
-        heappush(self.finishes, (g + req.output_tokens - gen, seq, req))
+        self._push_finish(g + req.output_tokens - gen, seq, req)
+
+    def _push_finish(self, at: int, seq: int, req: Request) -> None:
+        """Add ``req``'s finish at iteration ``at`` to the heap."""
+        if COMPILED:
+            f = Finish.__new__(Finish)  # (a direct allocation in the compiled build)
+            f.at = at
+            f.seq = seq
+            f.req = req
+            heap = self.finishes
+            heap.append(f)
+            i = len(heap) - 1
+            while i > 0:
+                j = (i - 1) >> 1
+                parent = heap[j]
+                if parent.at < at or (parent.at == at and parent.seq < seq):
+                    break
+                heap[i] = parent
+                i = j
+            heap[i] = f
+        else:
+            heappush(self.finishes, (at, seq, req))
+
+    def _pop_top(self) -> Finish:
+        """Remove and return the first entry of the (non-empty) typed heap (compiled core)."""
+        heap = self.finishes
+        top = heap[0]
+        last = heap.pop()
+        n = len(heap)
+        if n:
+            i = 0
+            while True:
+                c = 2 * i + 1
+                if c >= n:
+                    break
+                child = heap[c]
+                if c + 1 < n:
+                    right = heap[c + 1]
+                    if right.at < child.at or (right.at == child.at and right.seq < child.seq):
+                        c += 1
+                        child = right
+                if last.at < child.at or (last.at == child.at and last.seq < child.seq):
+                    break
+                heap[i] = child
+                i = c
+            heap[i] = last
+        return top
+
+    def pop_finished(self, g: int) -> Request | None:
+        """Take the next decoding request that finishes by iteration ``g`` off the heap (stale entries
+        dropped); ``None`` when there is none."""
+        fin = self.finishes
+        if COMPILED:
+            while fin:
+                top = fin[0]
+                if top.at > g:
+                    return None
+                self._pop_top()
+                if top.req.decode_seq == top.seq:
+                    return top.req
+            return None
+        while fin and fin[0][0] <= g:
+            _, seq, req = heappop(fin)
+            if req.decode_seq == seq:
+                return req
+        return None
 
     def leave(self, req: Request) -> int:
         """``req`` stops decoding; returns (and stores) its generated tokens."""
@@ -163,6 +246,12 @@ class DecodeSet:
     def next_finish(self) -> int:
         """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
         fin = self.finishes
+        if COMPILED:
+            while True:
+                top = fin[0]
+                if top.req.decode_seq == top.seq:
+                    return top.at
+                self._pop_top()
         while fin[0][2].decode_seq != fin[0][1]:
             heappop(fin)
         return fin[0][0]
@@ -945,13 +1034,12 @@ class Instance:
             self.queued_prefill_tokens -= c
             if req.prefill_done >= req.prefill_target:
                 self._prefill_done(req, now)
-        fin = decode.finishes
         G = decode.iteration
-        while fin and fin[0][0] <= G:
-            _, seq, req = heappop(fin)
-            if req.decode_seq == seq:
-                self._leave_decode(req)
-                self._finish(req, now)
+        req = decode.pop_finished(G)
+        while req is not None:
+            self._leave_decode(req)
+            self._finish(req, now)
+            req = decode.pop_finished(G)
         self.busy = False
         self._step(now)
 
