@@ -38,4 +38,4 @@ cdef class FleetController:
     @cython.locals(p=long, k=long, size=long)
     cpdef long _pick_entry_pool(self, Request request, double now)
     @cython.locals(i=long, p=long, tokens=long)
-    cpdef bint _on_finish(self, Request request, object inst, double now)
+    cpdef bint _on_finish(self, Request request, Instance inst, double now)

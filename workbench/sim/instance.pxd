@@ -139,6 +139,7 @@ cdef class Instance:
     cpdef _preempt_youngest(self)
     @cython.locals(k=long, batch_decode=long, batch=long, start=double, G=long, c=long, seq=long, req=Request)
     cpdef _on_end(self, long version, double now)
+    @cython.locals(prefilling=list)
     cpdef _prefill_done(self, Request req, double now)
     @cython.locals(new=long, duplicates=long)
     cpdef _insert_prefix(self, Request req)

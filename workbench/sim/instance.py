@@ -1044,7 +1044,11 @@ class Instance:
         self._step(now)
 
     def _prefill_done(self, req: Request, now: float) -> None:
-        self.prefilling.remove(req)
+        prefilling = self.prefilling
+        if prefilling[0] is req:  # the usual case: the oldest prefill (list.remove, a method call, otherwise)
+            del prefilling[0]
+        else:
+            prefilling.remove(req)
         if req.first_token_s != req.first_token_s:
             req.first_token_s = now
         req.generated += 1

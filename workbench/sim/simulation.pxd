@@ -3,7 +3,7 @@ cimport cython
 
 from workbench.sim.engine cimport Engine
 from workbench.sim.instance cimport Instance
-from workbench.sim.request cimport Request
+from workbench.sim.request cimport Request, new_request
 
 
 cdef class Simulation:

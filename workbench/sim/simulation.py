@@ -68,7 +68,7 @@ from workbench.sim.instance import (
     Instance,
 )
 from workbench.sim.invariants import check_result, warn_rejections
-from workbench.sim.request import Request
+from workbench.sim.request import Request, new_request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 from workbench.sim.routing.load import RoundRobin
 from workbench.sim.views import InstanceView
@@ -367,7 +367,7 @@ class Simulation:
         classes = optional.get("request_class")
 
         def arrive(i: int, now: float) -> None:
-            req = Request(i, ids[i], now, prompt[i], output[i])
+            req = new_request(i, ids[i], now, prompt[i], output[i])
             if hashes is not None:
                 req.prefix_hashes = hashes[i]
             if sessions is not None:
@@ -377,7 +377,7 @@ class Simulation:
             self.route(req, now)  # (self: a typed call in the compiled build)
 
         def arrive_plain(i: int, now: float) -> None:  # no optional columns: the common, fastest case
-            self.route(Request(i, ids[i], now, prompt[i], output[i]), now)
+            self.route(new_request(i, ids[i], now, prompt[i], output[i]), now)
 
         make = arrive if optional else arrive_plain
         loop = self.closed_loop
@@ -386,7 +386,7 @@ class Simulation:
         else:  # only first steps arrive by the trace; the loop releases the others (release())
             roots = loop.roots
             self._arrive_row = make
-            self._make_row = lambda i: Request(i, ids[i], NAN, prompt[i], output[i])
+            self._make_row = lambda i: new_request(i, ids[i], NAN, prompt[i], output[i])
             feed = ArrivalFeed([arrival[r] for r in roots], lambda pos, now: make(roots[pos], now))
         self.engine.run(feed)
         if self.on_end is not None:
