@@ -2,7 +2,7 @@
 cimport cython
 
 from workbench.hardware.closed_forms cimport RooflineTerms
-from workbench.sim.engine cimport Engine
+from workbench.sim.engine cimport Engine, Handler
 from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
@@ -56,11 +56,9 @@ cdef class SegmentRecorder:
     cpdef close_open(self, double now, long kv_used)
 
 
-cdef class Instance:
+cdef class Instance(Handler):
     cdef public object host
     cdef public Engine engine
-    cdef public object push
-    cdef public object step_end
     cdef public long index
     cdef public object config
     cdef public object pool
@@ -138,7 +136,7 @@ cdef class Instance:
     cpdef _release(self, Request req)
     cpdef _preempt_youngest(self)
     @cython.locals(k=long, batch_decode=long, batch=long, start=double, G=long, c=long, seq=long, req=Request)
-    cpdef _on_end(self, long version, double now)
+    cpdef on_event(self, long arg, double now)
     @cython.locals(prefilling=list)
     cpdef _prefill_done(self, Request req, double now)
     @cython.locals(new=long, duplicates=long)

@@ -62,7 +62,7 @@ from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.perf import Batch
 from workbench.hardware.roofline import RooflineModel
 from workbench.sim.config import InstanceConfig
-from workbench.sim.engine import PRIO_ITERATION, Engine, SimulationError
+from workbench.sim.engine import PRIO_ITERATION, Engine, Handler, SimulationError
 from workbench.sim.kvcache import KVBlocks, PrefixCache
 from workbench.sim.request import Request
 
@@ -86,7 +86,7 @@ class InstanceHost(Protocol):
     Attributes
     ----------
     engine
-        The clock and event queue (steps are pushed with :meth:`Engine.push`).
+        The clock and event queue (steps are pushed with :meth:`Engine.push_handler`).
     audit
         Recount every instance's bookkeeping before each step (slow; tests).
     segment_sink
@@ -340,7 +340,7 @@ class SegmentRecorder:
         self.since = now
 
 
-class Instance:
+class Instance(Handler):
     """A simulated model replica (created by :meth:`Simulation.add_instance`).
 
     Router-facing views (cheap attributes/properties, exact at the last event): :attr:`outstanding`,
@@ -392,9 +392,6 @@ class Instance:
         s = config.scheduler
         self.host = host
         self.engine = host.engine
-        self.push = host.engine.push  # launching a step is the engine's fast path
-        #: the bound method :meth:`_on_end` made once (every step's end event calls it)
-        self.step_end = self._on_end
         self.index = index
         self.config = config
         self.pool = config.pool
@@ -642,7 +639,7 @@ class Instance:
         self.run_iterations = k
         self.version += 1
         end = self.step_start + self._decode_run_time(batch, decode.context, k)
-        self.engine.schedule(end if end > now else now, PRIO_ITERATION, self.step_end, self.version)
+        self.engine.schedule_handler(end if end > now else now, PRIO_ITERATION, self, self.version)
 
     # ------------------------------------------------------------------ iteration times
     def _roofline_terms(self) -> RooflineTerms | None:
@@ -865,7 +862,7 @@ class Instance:
         if not dt >= 0.0:  # also catches nan: time must never go back
             raise SimulationError(f"performance model returned an iteration time of {dt!r} s")
         self.busy = True
-        self.engine.push(now + dt, PRIO_ITERATION, self.step_end, self.version)
+        self.engine.push_handler(now + dt, PRIO_ITERATION, self, self.version)
 
     def _plan_prefill(self, budget: int, now: float) -> tuple[list, int, float]:
         """Prefill chunks for this iteration: partial prefills first, then FCFS admission."""
@@ -1000,9 +997,10 @@ class Instance:
         self.waiting.appendleft(req)
         self._queue_prefill(req)
 
-    def _on_end(self, version: int, now: float) -> None:
-        """End of a step: account for it, finish prefills and sequences, plan the next step."""
-        if version != self.version:
+    def on_event(self, arg: int, now: float) -> None:
+        """End of a step (the engine's typed event; ``arg`` is the step's version, stale when the step was cut
+        short): account for it, finish prefills and sequences, plan the next step."""
+        if arg != self.version:
             return
         if self.kv.free < 0:  # the decode run's remaining evictions, before anything releases cache entries
             self._make_free(0)
