@@ -1,3 +1,4 @@
+# cython: wraparound=False
 """The discrete-event engine: one clock and one event heap, nothing global.
 
 Events are ordered by ``(time, priority, sequence)``; the sequence number (a per-engine counter) makes the

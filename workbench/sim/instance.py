@@ -1,3 +1,4 @@
+# cython: wraparound=False
 """One continuous-batching LLM instance: vLLM-like scheduler, paged KV cache, prefix cache, event skipping.
 
 An :class:`Instance` is the scheduler of one model replica. It owns its parts: the KV block allocator and the

@@ -1,3 +1,4 @@
+# cython: wraparound=False
 """The KV memory of one instance: the paged block allocator and the prefix cache it shares blocks with.
 
 :class:`KVBlocks` counts the instance's KV-cache blocks; :class:`PrefixCache` keeps the prompt blocks named by
