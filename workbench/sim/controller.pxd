@@ -4,6 +4,7 @@ cimport cython
 
 from workbench.sim.instance cimport Instance
 from workbench.sim.request cimport Request
+from workbench.sim.simulation cimport TypedRouter
 
 cdef bint COMPILED
 
@@ -14,7 +15,7 @@ cdef long _argmin_counts(long[:] counts, long lo, long n)
                inst=Instance, p=long, b=long, cost=long, refs=dict, m=long)
 cdef long _lmetric_choice(list instances, Request request, bint running, long[:] counts, double now)
 
-cdef class FleetController:
+cdef class FleetController(TypedRouter):
     cdef dict __dict__
     cdef public object sim
     cdef public object fleet

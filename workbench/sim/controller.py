@@ -25,7 +25,7 @@ from workbench.sim.routing import REJECT, get_router
 from workbench.sim.routing.cache import LMetric
 from workbench.sim.routing.load import JSQ
 from workbench.sim.routing.prefix_index import PrefixIndex
-from workbench.sim.simulation import DEFER, Simulation
+from workbench.sim.simulation import DEFER, Simulation, TypedRouter
 from workbench.sim.topology import Fleet, Pool, instance_gpu
 from workbench.sim.views import InstanceView, PoolView, ints
 
@@ -42,7 +42,7 @@ def _probe() -> None:
 COMPILED = is_compiled(_probe)
 
 
-class FleetController:
+class FleetController(TypedRouter):
     """Routes, hands off and scales a fleet inside one :class:`Simulation` (see module docstring)."""
 
     name = "fleet"

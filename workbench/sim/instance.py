@@ -262,14 +262,16 @@ class DecodeSet:
         if k <= 0:
             return 0
         bs = self.block_tokens
-        full, rem = divmod(k, bs)
+        full = k // bs
+        rem = k - full * bs
         total = full * self.size
         if rem:
             # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
             cnt = self.residues
             s = -g % bs
-            for j in range(s - rem + 1, s + 1):  # a typed loop compiled (no slices, no sum())
-                total += cnt[j] if j >= 0 else cnt[j + bs]
+            for j in range(s - rem + 1, s + 1):  # a typed loop compiled (no slices, no sum(), no boxing)
+                x = cnt[j] if j >= 0 else cnt[j + bs]
+                total += x
         return total
 
     def affordable(self, g: int, avail: int, limit: int) -> int:

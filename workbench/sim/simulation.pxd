@@ -6,6 +6,10 @@ from workbench.sim.instance cimport Instance
 from workbench.sim.request cimport Request, new_request
 
 
+cdef class TypedRouter:
+    cpdef long choose(self, Request request, object routable, double now)
+
+
 cdef class Simulation:
     cdef public Engine engine
     cdef public object streams
@@ -31,7 +35,7 @@ cdef class Simulation:
     cdef public _Records _records
     cdef public object _view
     cdef public object _requests
-    @cython.locals(routable=list, inst=Instance, pos=long)
+    @cython.locals(routable=list, inst=Instance, pos=long, typed=TypedRouter)
     cpdef route(self, Request req, double now)
     cpdef reject(self, Request req, str reason)
     cpdef request_finished(self, Request req, Instance inst, double now)

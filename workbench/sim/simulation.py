@@ -82,6 +82,17 @@ PROGRESS_MIN_REQUESTS = 100_000
 DEFER = -2
 
 
+class TypedRouter:
+    """Base of a router that the compiled simulation calls by a typed C method call (the fleet controller);
+    any other router's ``choose`` is a Python-level call. Same contract as a router's ``choose``."""
+
+    __slots__ = ()
+
+    def choose(self, request: Request, routable: Any, now: float) -> int:
+        """Position in ``routable`` of the instance that serves ``request`` (negative: reject or defer)."""
+        raise NotImplementedError
+
+
 class Simulation:
     """Discrete-event simulation of LLM instances sharing one clock (the :class:`InstanceHost` of its
     instances).
@@ -256,7 +267,12 @@ class Simulation:
                 self.reject(req, "no instance is on")
             return
         else:
-            pos = self.router.choose(req, self.view, now)
+            router = self.router
+            if isinstance(router, TypedRouter):
+                typed = router  # (a C call in the compiled build)
+                pos = typed.choose(req, self.view, now)
+            else:
+                pos = router.choose(req, self.view, now)
             if pos == DEFER:  # the router holds the request and submits it later (fleet layer)
                 return
             if pos < 0:
