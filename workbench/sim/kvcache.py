@@ -69,20 +69,25 @@ class CacheEntry:
 
     __slots__ = ("count", "hash", "newer", "older")
 
-    def __init__(self, h: object, count: int) -> None:
+    count: int
+    hash: int
+    # the LRU neighbours while unreferenced (None, never read, while referenced)
+    newer: CacheEntry
+    older: CacheEntry
+
+    def __init__(self, h: int, count: int) -> None:
         self.hash = h
         self.count = count
-        self.newer: CacheEntry | None = None
-        self.older: CacheEntry | None = None
+        self.newer = self.older = None  # type: ignore[assignment]
 
 
-def new_entry(h: object, count: int) -> CacheEntry:
+def new_entry(h: int, count: int) -> CacheEntry:
     """A :class:`CacheEntry` off the LRU list (made without ``__init__``'s argument parsing: the compiled
     core calls the type's allocator directly)."""
     e = CacheEntry.__new__(CacheEntry)
     e.hash = h
     e.count = count
-    e.newer = e.older = None
+    e.newer = e.older = None  # type: ignore[assignment]
     return e
 
 
@@ -125,7 +130,7 @@ class PrefixCache:
         self.blocks_per_entry = entry_tokens // block_tokens if entry_tokens else 0
         self.entries: dict[int, CacheEntry] = {}
         self.unreferenced = 0
-        ring = new_entry(None, -1)  # sentinel: ring.newer is the least recently used entry, ring.older the most
+        ring = new_entry(-1, -1)  # sentinel: ring.newer is the least recently used entry, ring.older the most
         ring.newer = ring.older = ring
         self._ring = ring
         self.index: PrefixIndex | None = None
@@ -180,7 +185,7 @@ class PrefixCache:
         newer = e.newer
         older.newer = newer
         newer.older = older
-        e.older = e.newer = None
+        e.older = e.newer = None  # type: ignore[assignment]
         self.unreferenced -= 1
 
     def touch(self, h: int) -> None:
@@ -271,7 +276,7 @@ class PrefixCache:
         if self.index is not None:
             self.index.clear(self.owner)
         for e in self.entries.values():  # break the ring's reference cycles
-            e.newer = e.older = None
+            e.newer = e.older = None  # type: ignore[assignment]
         self.entries.clear()
         ring = self._ring
         ring.newer = ring.older = ring

@@ -51,7 +51,7 @@ class InstanceView:
     """
 
     __slots__ = ("_capacity", "_clock", "_cols", "_counts", "_entry_blocks", "_fitting", "_full", "_index",
-                 "_index_of", "_prefixes", "_prefix_block", "_rows", "_running", "_waiting", "first_id",
+                 "_index_of", "_prefix_block", "_prefixes", "_rows", "_running", "_waiting", "first_id",
                  "fit_tokens", "ids", "instances", "kv_block_tokens", "min_fit", "speed")  # fmt: skip
 
     def __init__(
