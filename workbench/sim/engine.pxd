@@ -5,13 +5,14 @@ cdef long KEY_BITS
 cdef long ARRIVAL_KEY
 cdef bint COMPILED
 
+cdef class Handler:
+    cpdef on_event(self, long arg, double now)
+
 cdef class ArrivalFeed:
     cdef public object times
     cdef public object callback
+    cdef public Handler handler
     cdef public long pos
-
-cdef class Handler:
-    cpdef on_event(self, long arg, double now)
 
 @cython.final
 cdef class Event:
@@ -40,7 +41,8 @@ cdef class Engine:
     @cython.locals(heap=list, top=Event, last=Event, child=Event, right=Event, n=Py_ssize_t, i=Py_ssize_t,
                    c=Py_ssize_t)
     cdef Event _pop(self)
-    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=Event, handler=Handler)
+    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=Event, handler=Handler,
+                   typed=Handler)
     cpdef _run_typed(self, object feed, double until)
     @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=tuple, t=double)
     cpdef _run(self, object feed, double until)

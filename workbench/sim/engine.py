@@ -93,13 +93,17 @@ class ArrivalFeed:
         Non-decreasing arrival times in seconds (a Python list is fastest).
     callback
         Called with the arrival's position in ``times`` and its time.
+    handler
+        A :class:`Handler` whose ``on_event`` is ``callback`` (the compiled engine then calls it by a typed
+        call; ``None``: call ``callback``).
     """
 
-    __slots__ = ("callback", "pos", "times")
+    __slots__ = ("callback", "handler", "pos", "times")
 
-    def __init__(self, times: list[float], callback: Callback) -> None:
+    def __init__(self, times: list[float], callback: Callback, handler: Handler | None = None) -> None:
         self.times = times
         self.callback = callback
+        self.handler = handler
         self.pos = 0
 
 
@@ -252,6 +256,7 @@ class Engine:
         n_arr = len(times)
         pos = feed.pos if feed is not None else 0
         arrive = feed.callback if feed is not None else None
+        typed = feed.handler if feed is not None else None
         events = 0
         while True:
             if pos < n_arr:
@@ -275,7 +280,10 @@ class Engine:
                 self.now = t_arr
                 events += 1
                 pos += 1
-                arrive(pos - 1, t_arr)
+                if typed is not None:
+                    typed.on_event(pos - 1, t_arr)
+                else:
+                    arrive(pos - 1, t_arr)
             elif heap:
                 top = heap[0]
                 if top.time > until:

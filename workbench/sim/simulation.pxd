@@ -1,7 +1,7 @@
 # Cython declarations for simulation.py (the compiled core; the .py file stays the pure-Python implementation)
 cimport cython
 
-from workbench.sim.engine cimport Engine
+from workbench.sim.engine cimport Engine, Handler
 from workbench.sim.instance cimport Instance
 from workbench.sim.request cimport Request, new_request
 
@@ -10,7 +10,7 @@ cdef class TypedRouter:
     cpdef long choose(self, Request request, object routable, double now)
 
 
-cdef class Simulation:
+cdef class Simulation(Handler):
     cdef public Engine engine
     cdef public object streams
     cdef public object router
@@ -35,6 +35,14 @@ cdef class Simulation:
     cdef public _Records _records
     cdef public object _view
     cdef public object _requests
+    cdef public list _ids
+    cdef public list _prompt
+    cdef public list _output
+    cdef public list _hashes
+    cdef public list _sessions
+    cdef public list _classes
+    @cython.locals(req=Request)
+    cpdef on_event(self, long arg, double now)
     @cython.locals(routable=list, inst=Instance, pos=long, typed=TypedRouter)
     cpdef route(self, Request req, double now)
     cpdef reject(self, Request req, str reason)
