@@ -7,6 +7,11 @@ from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
 cdef double INF
+
+cdef class Instance
+
+cdef class TypedHost(Handler):
+    cpdef request_finished(self, Request req, Instance inst, double now)
 cdef bint COMPILED
 
 
@@ -142,4 +147,5 @@ cdef class Instance(Handler):
     cpdef _prefill_done(self, Request req, double now)
     @cython.locals(new=long, duplicates=long)
     cpdef _insert_prefix(self, Request req)
+    @cython.locals(typed=TypedHost)
     cpdef _finish(self, Request req, double now)

@@ -108,6 +108,17 @@ class InstanceHost(Protocol):
         ...
 
 
+class TypedHost(Handler):
+    """Base of an :class:`InstanceHost` that the compiled instances call by typed C calls (the simulation);
+    any other host is called through Python. Its events are typed too (a :class:`Handler`)."""
+
+    __slots__ = ()
+
+    def request_finished(self, req: Request, inst: Instance, now: float) -> None:
+        """``req`` finished on ``inst`` (for a prefill instance: its prefill)."""
+        raise NotImplementedError
+
+
 def _probe() -> None:
     """A function of this module (its type says whether the module runs compiled)."""
 
@@ -1079,4 +1090,9 @@ class Instance(Handler):
         req.kv_blocks = 0
         if req.prefix_refs:
             self._release(req)
-        self.host.request_finished(req, self, now)
+        host = self.host
+        if isinstance(host, TypedHost):
+            typed = host  # (a C call in the compiled build)
+            typed.request_finished(req, self, now)
+        else:
+            host.request_finished(req, self, now)

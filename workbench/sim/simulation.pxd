@@ -1,8 +1,8 @@
 # Cython declarations for simulation.py (the compiled core; the .py file stays the pure-Python implementation)
 cimport cython
 
-from workbench.sim.engine cimport Engine, Handler
-from workbench.sim.instance cimport Instance
+from workbench.sim.engine cimport Engine
+from workbench.sim.instance cimport Instance, TypedHost
 from workbench.sim.request cimport Request, new_request
 
 
@@ -10,7 +10,7 @@ cdef class TypedRouter:
     cpdef long choose(self, Request request, object routable, double now)
 
 
-cdef class Simulation(Handler):
+cdef class Simulation(TypedHost):
     cdef public Engine engine
     cdef public object streams
     cdef public object router

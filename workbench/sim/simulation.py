@@ -59,7 +59,6 @@ from workbench.sim.engine import (
     PRIO_CONTROL,
     ArrivalFeed,
     Engine,
-    Handler,
     SimulationError,
     paused_gc,
 )
@@ -74,6 +73,7 @@ from workbench.sim.instance import (
     SEG_STATES,
     STARTING,
     Instance,
+    TypedHost,
 )
 from workbench.sim.invariants import check_result, warn_rejections
 from workbench.sim.request import Request, new_request
@@ -101,7 +101,7 @@ class TypedRouter:
         raise NotImplementedError
 
 
-class Simulation(Handler):
+class Simulation(TypedHost):
     """Discrete-event simulation of LLM instances sharing one clock (the :class:`InstanceHost` of its
     instances).
 
