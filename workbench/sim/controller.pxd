@@ -11,9 +11,14 @@ cdef bint COMPILED
 @cython.locals(best=long, k=long, j=long, c=long)
 cdef long _argmin_counts(long[:] counts, long lo, long n)
 
+cdef class PrefixHolders:
+    cdef public dict of
+
 @cython.locals(hashes=object, first=object, prompt=long, block=long, limit=long, best=long, k=long, j=long,
-               inst=Instance, p=long, b=long, cost=long, refs=dict, m=long)
-cdef long _lmetric_choice(list instances, Request request, bint running, long[:] counts, double now)
+               inst=Instance, p=long, b=long, cost=long, refs=dict, m=long, indexed=bint, i=long)
+cdef long _lmetric_choice(list instances, Request request, bint running, long[:] counts, double now,
+                          PrefixHolders holders, list all_instances, long[:] match_blocks, long[:] match_stamp,
+                          long decision)
 
 cdef class FleetController(TypedRouter):
     cdef dict __dict__
@@ -34,6 +39,10 @@ cdef class FleetController(TypedRouter):
     cdef public object decode_router
     cdef public object out
     cdef public long[:] counts
+    cdef public list holders
+    cdef public long[:] match_blocks
+    cdef public long[:] match_stamp
+    cdef public long decisions
     @cython.locals(p=long, size=long, n=long, k=long, i=long, first=long, insts=list, inst=Instance)
     cpdef long choose(self, Request request, object routable, double now)
     @cython.locals(p=long, k=long, size=long)
