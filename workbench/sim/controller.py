@@ -542,7 +542,8 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
         owners = holders.of.get(first)
         if owners is not None:
             for i in owners:
-                refs = all_instances[i].prefix.entries
+                owner = all_instances[i]
+                refs = owner.prefix.entries
                 m = 1
                 while m < limit and hashes[m] in refs:
                     m += 1
