@@ -229,18 +229,18 @@ class DecodeSet:
     def pop_finished(self, g: int) -> Request | None:
         """Take the next decoding request that finishes by iteration ``g`` off the heap (stale entries
         dropped); ``None`` when there is none."""
-        fin = self.finishes
+        heap = self.finishes
         if COMPILED:
-            while fin:
-                top = fin[0]
+            while heap:
+                top = heap[0]
                 if top.at > g:
                     return None
                 self._pop_top()
                 if top.req.decode_seq == top.seq:
                     return top.req
             return None
-        while fin and fin[0][0] <= g:
-            _, seq, req = heappop(fin)
+        while heap and heap[0][0] <= g:
+            _, seq, req = heappop(heap)
             if req.decode_seq == seq:
                 return req
         return None
@@ -257,16 +257,16 @@ class DecodeSet:
 
     def next_finish(self) -> int:
         """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
-        fin = self.finishes
+        heap = self.finishes
         if COMPILED:
             while True:
-                top = fin[0]
+                top = heap[0]
                 if top.req.decode_seq == top.seq:
                     return top.at
                 self._pop_top()
-        while fin[0][2].decode_seq != fin[0][1]:
-            heappop(fin)
-        return fin[0][0]
+        while heap[0][2].decode_seq != heap[0][1]:
+            heappop(heap)
+        return heap[0][0]
 
     def blocks_needed(self, g: int, k: int) -> int:
         """KV blocks the decode set needs for ``k`` iterations starting at iteration ``g``."""
@@ -278,10 +278,10 @@ class DecodeSet:
         total = full * self.size
         if rem:
             # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
-            cnt = self.residues
+            residues = self.residues
             s = -g % bs
             for j in range(s - rem + 1, s + 1):  # a typed loop compiled (no slices, no sum(), no boxing)
-                x = cnt[j] if j >= 0 else cnt[j + bs]
+                x = residues[j] if j >= 0 else residues[j + bs]
                 total += x
         return total
 
@@ -293,10 +293,10 @@ class DecodeSet:
         if cycles * bs >= limit:
             return limit
         rem = avail - cycles * size
-        cnt = self.residues
+        residues = self.residues
         k = cycles * bs
         for j in range(bs):
-            x = cnt[-(g + j) % bs]
+            x = residues[-(g + j) % bs]
             if x > rem:
                 break
             rem -= x
@@ -327,23 +327,25 @@ class SegmentRecorder:
 
     def busy(self, start: float, end: float, batch: int, prefill: int, kv: int, iterations: int) -> None:
         """A busy stretch: extends the pending busy segment when contiguous with the same batch."""
-        pb = self.pending
-        if pb is not None:
-            if pb[1] == start and pb[2] == batch:
-                pb[1] = end
-                pb[3] += prefill
-                pb[5] += iterations
+        pending = self.pending
+        if pending is not None:
+            if pending[1] == start and pending[2] == batch:
+                pending[1] = end
+                pending[3] += prefill
+                pending[5] += iterations
                 return
             if self.sink is not None:
-                self.sink((self.instance, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                self.sink((self.instance, pending[0], pending[1], BUSY, pending[2], pending[3], pending[4],
+                           pending[5]))  # fmt: skip
         self.pending = [start, end, batch, prefill, kv, iterations]
 
     def flush_busy(self) -> None:
         """Write the pending busy segment."""
-        pb = self.pending
-        if pb is not None:
+        pending = self.pending
+        if pending is not None:
             if self.sink is not None:
-                self.sink((self.instance, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                self.sink((self.instance, pending[0], pending[1], BUSY, pending[2], pending[3], pending[4],
+                           pending[5]))  # fmt: skip
             self.pending = None
 
     def close_open(self, now: float, kv_used: int) -> None:
@@ -743,7 +745,7 @@ class Instance(Handler):
         reference counts or the router counters disagree with the queued and running requests.
         """
         decode, kv, prefix = self.decode, self.kv, self.prefix
-        G = decode.iteration
+        iteration = decode.iteration
         decoding = [r for r in self.running if r.decode_seq >= 0]
         entry, bs = prefix.entry_tokens, kv.block_tokens
         problems = []
@@ -752,13 +754,13 @@ class Instance(Handler):
                 f"decode set {decode.size} vs {len(decoding)} running decodes, "
                 f"residue sum {sum(decode.residues)}"
             )
-        ctx = sum(r.prompt_tokens + G - r.decode_offset - 1 for r in decoding)
-        if ctx != decode.context:
-            problems.append(f"context sum {decode.context} vs recount {ctx}")
+        context = sum(r.prompt_tokens + iteration - r.decode_offset - 1 for r in decoding)
+        if context != decode.context:
+            problems.append(f"context sum {decode.context} vs recount {context}")
         held = 0
         refs: dict[int, int] = {}
         for r in self.running:
-            gen = G - r.decode_offset if r.decode_seq >= 0 else r.generated
+            gen = iteration - r.decode_offset if r.decode_seq >= 0 else r.generated
             held += (
                 -(-(r.prompt_tokens + gen - r.prefix_refs * entry) // bs) if r.decode_seq >= 0 else r.kv_blocks
             )
@@ -788,7 +790,7 @@ class Instance(Handler):
         if left != self.outstanding_decode_tokens:
             problems.append(f"outstanding decode tokens {self.outstanding_decode_tokens} vs recount {left}")
         if problems:
-            raise SimulationError(f"instance {self.index} at iteration {G}: " + "; ".join(problems))
+            raise SimulationError(f"instance {self.index} at iteration {iteration}: " + "; ".join(problems))
 
     def _step(self, now: float) -> None:
         """Plan and launch the next step (or go idle)."""
@@ -1026,14 +1028,16 @@ class Instance(Handler):
         seg = self.segments
         if seg.sink is not None:  # time series recorded (without a sink nothing reads the pending segment)
             start = self.step_start
-            pb = seg.pending
-            if pb is not None and pb[1] == start and pb[2] == batch:  # extend the pending busy segment
-                pb[1] = now
-                pb[3] += self.step_prefill_tokens
-                pb[5] += k
+            pending = seg.pending
+            # extend the pending busy segment when contiguous with the same batch
+            if pending is not None and pending[1] == start and pending[2] == batch:
+                pending[1] = now
+                pending[3] += self.step_prefill_tokens
+                pending[5] += k
             else:
-                if pb is not None:
-                    seg.sink((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                if pending is not None:
+                    seg.sink((self.index, pending[0], pending[1], BUSY, pending[2], pending[3], pending[4],
+                              pending[5]))  # fmt: skip
                 seg.pending = [start, now, batch, self.step_prefill_tokens, self.step_kv_blocks, k]
         self.n_iterations += k
         decode = self.decode
@@ -1046,12 +1050,12 @@ class Instance(Handler):
             self.queued_prefill_tokens -= c
             if req.prefill_done >= req.prefill_target:
                 self._prefill_done(req, now)
-        G = decode.iteration
-        req = decode.pop_finished(G)
+        iteration = decode.iteration
+        req = decode.pop_finished(iteration)
         while req is not None:
             self._leave_decode(req)
             self._finish(req, now)
-            req = decode.pop_finished(G)
+            req = decode.pop_finished(iteration)
         self.busy = False
         self._step(now)
 
