@@ -19,8 +19,8 @@ from workbench.traces import LogNormal, Poisson, Sessions, Synthetic
 
 
 def _inst(i, hashes=()):
-    prefix = SimpleNamespace(refs=dict.fromkeys(hashes, 0), index=None)
-    return SimpleNamespace(index=i, prefix=prefix, cache=prefix.refs, evict_at=float("inf"))
+    prefix = SimpleNamespace(entries=dict.fromkeys(hashes, 0), index=None)
+    return SimpleNamespace(index=i, prefix=prefix, cache=prefix.entries, evict_at=float("inf"))
 
 
 def _walk(cache, hashes, limit):
@@ -151,7 +151,7 @@ def test_index_exact_under_eviction_failures_and_autoscaling():
     c = res.counters
     assert c["failures"] == 2 and c["cold_starts"] >= 2 and c["retried"] > 0
     insts = ctl.sim.instances
-    assert all(index.holds(i.index) == set(i.prefix.refs) for i in insts)
+    assert all(index.holds(i.index) == set(i.prefix.entries) for i in insts)
     assert res.requests["cached_tokens"].sum() > 0
 
 
@@ -166,7 +166,7 @@ def test_cache_routers_results_do_not_depend_on_the_index(router):
 
         def match(self, hashes, limit, cols):
             insts = [i for i in box["sim"].instances if i.index in self._col]
-            out = np.array([_walk(i.prefix.refs, hashes, limit) for i in insts], dtype=np.int64)
+            out = np.array([_walk(i.prefix.entries, hashes, limit) for i in insts], dtype=np.int64)
             return out if cols is None else out[cols]
 
     box = {}

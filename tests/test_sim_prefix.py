@@ -137,8 +137,8 @@ def test_eviction_shortens_a_cached_chain_from_its_tail():
     r, inst = three_ways(reqs)
     assert r["cached_tokens"].to_list() == [0, 0, 112]
     # C re-inserted its recomputed blocks 7 and 8: A's whole chain (9 entries) and B's block are cached
-    assert set(inst.prefix.refs) == set(A[:9]) | {7}
-    assert next(iter(inst.prefix.lru)) == 7  # B's block is the least recently used now
+    assert set(inst.prefix.entries) == set(A[:9]) | {7}
+    assert inst.prefix.oldest() == 7  # B's block is the least recently used now
 
 
 def probed(reqs, conf, queries, times, *, how, n_instances=1, hash_tokens=H, track_at=0.0):
@@ -188,7 +188,7 @@ def test_decode_run_evicts_lazily_in_iteration_order(how):
     assert_same(res.requests, ref.requests, (*TIMES, "cached_tokens"))
     inst = sim.instances[0]
     assert (
-        set(inst.prefix.refs) == set(A[:3]) | {7} and inst.kv.free == 16
+        set(inst.prefix.entries) == set(A[:3]) | {7} and inst.kv.free == 16
     )  # B's blocks back, but its hashed one
 
 

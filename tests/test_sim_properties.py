@@ -67,7 +67,7 @@ def run(reqs, sched, kv, n_inst, *, skipping=True, seed=0):
     for inst in sim.instances:  # all requests gone: only unreferenced cached blocks remain
         inst.audit()
         assert not inst.running and inst.kv.free + inst.prefix.evictable_blocks == inst.kv.capacity
-        assert len(inst.prefix.lru) == len(inst.prefix)
+        assert inst.prefix.unreferenced == len(inst.prefix.lru_order()) == len(inst.prefix)
     return res
 
 

@@ -25,7 +25,7 @@ from workbench.sim.routing import REJECT, get_router
 from workbench.sim.routing.cache import LMetric
 from workbench.sim.routing.load import JSQ
 from workbench.sim.routing.prefix_index import PrefixIndex
-from workbench.sim.simulation import DEFER, Simulation
+from workbench.sim.simulation import DEFER, Simulation, TypedRouter
 from workbench.sim.topology import Fleet, Pool, instance_gpu
 from workbench.sim.views import InstanceView, PoolView, ints
 
@@ -42,7 +42,7 @@ def _probe() -> None:
 COMPILED = is_compiled(_probe)
 
 
-class FleetController:
+class FleetController(TypedRouter):
     """Routes, hands off and scales a fleet inside one :class:`Simulation` (see module docstring)."""
 
     name = "fleet"
@@ -93,6 +93,12 @@ class FleetController:
         self.out = np.zeros(n, dtype=np.int64)  # requests routed to each instance and not finished there
         #: the same counters through a memoryview (cheap to update; typed in the compiled build)
         self.counts = memoryview(self.out)
+        #: the compiled lmetric path: per pool, which instances hold each cached prefix hash (made at the pool's
+        #: first decision), and per decision each holder's match (valid where its stamp is the decision's)
+        self.holders: list[PrefixHolders | None] = [None] * len(self.members)
+        self.match_blocks = memoryview(np.zeros(n, dtype=np.int64))
+        self.match_stamp = memoryview(np.zeros(n, dtype=np.int64))
+        self.decisions = 0
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
@@ -202,7 +208,18 @@ class FleetController:
         elif COMPILED and type(router) is JSQ and first >= 0:
             k = _argmin_counts(self.counts, first, n)
         elif COMPILED and type(router) is LMetric and self.kv is None:
-            k = _lmetric_choice(insts, request, router.batch == "running", self.counts, now)
+            holders = self.holders[p]
+            if self.prefix_indexes[p] is not None:  # the pool's PrefixIndex hooks the caches: walk them all
+                holders = None
+            elif holders is None:
+                holders = self.holders[p] = PrefixHolders()
+                for i in self.members[p]:
+                    holders.track(self.sim.instances[i])
+            self.decisions += 1
+            k = _lmetric_choice(
+                insts, request, router.batch == "running", self.counts, now, holders, self.sim.instances,
+                self.match_blocks, self.match_stamp, self.decisions,
+            )  # fmt: skip
         else:
             k = router.choose(request, view, now)
         inst = insts[k]
@@ -462,35 +479,93 @@ def _argmin_counts(counts, lo: int, n: int) -> int:
     return k
 
 
-def _lmetric_choice(instances: list, request: Request, running: bool, counts, now: float) -> int:
+class PrefixHolders:
+    """Hash -> ids of the instances whose prefix caches hold it, kept exact by the caches' index hook (entries
+    created, evicted, dropped). The compiled ``lmetric`` path reads it: one lookup of a request's first block
+    per decision, then a walk of the holders' caches only, instead of one lookup per instance. An instance
+    whose decode run may owe lazy evictions is settled and walked by that reader itself (:meth:`defer` needs
+    to do nothing)."""
+
+    __slots__ = ("of",)
+
+    def __init__(self) -> None:
+        self.of: dict[int, set[int]] = {}
+
+    def track(self, inst: Instance) -> None:
+        """Hold ``inst``'s cached entries and hook its cache."""
+        for h in inst.prefix.entries:
+            self.add(h, inst.index)
+        inst.prefix.index = self  # type: ignore[assignment]
+
+    def add(self, h: int, owner: int) -> None:
+        holders = self.of.get(h)
+        if holders is None:
+            self.of[h] = {owner}
+        else:
+            holders.add(owner)
+
+    def remove(self, h: int, owner: int) -> None:
+        holders = self.of[h]
+        holders.discard(owner)
+        if not holders:
+            del self.of[h]
+
+    def clear(self, owner: int) -> None:
+        for h in [h for h, holders in self.of.items() if owner in holders]:
+            self.remove(h, owner)
+
+    def defer(self, inst: Instance, at: float) -> None:
+        """(A lazy eviction is due at ``at``: the reader settles the instance first.)"""
+
+
+def _lmetric_choice(instances: list, request: Request, running: bool, counts, now: float,
+                    holders: PrefixHolders | None, all_instances: list, match_blocks, match_stamp,
+                    decision: int) -> int:  # fmt: skip
     """:meth:`LMetric.choose <workbench.sim.routing.cache.LMetric.choose>` as a typed loop over the instances.
 
     The position of the smallest (queued prefill tokens + prompt tokens not in the instance's prefix cache) x
     (running batch, or outstanding requests from the controller's ``counts`` when ``running`` is false, + 1),
     the first among ties, with the first instance's tokens per prefix entry (as the view). Each instance's
-    match is a walk of its own cache (what the view's prefix index reproduces, after the same lazy
-    evictions), so no index is built or kept. ``tests/test_compiled_core.py`` compares the fleet's results
-    with the router's own."""
+    match is a walk of its own cache after its lazy evictions (what the view's prefix index reproduces). With
+    ``holders`` (the pool's :class:`PrefixHolders`) only the caches that hold the request's first block are
+    walked, before the loop (their matches go to ``match_blocks``, stamped with ``decision``); an instance
+    that may owe lazy evictions (``kv.free < 0``) is settled and walked in the loop, as every instance is
+    without ``holders``. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
     hashes = request.prefix_hashes
     prompt = request.prompt_tokens
     inst = instances[0]
     block = inst.prefix.entry_tokens
     limit = min(len(hashes), (prompt - 1) // block) if hashes and block else 0
     first = hashes[0] if limit > 0 else None
+    indexed = holders is not None
+    if limit > 0 and indexed:
+        owners = holders.of.get(first)
+        if owners is not None:
+            for i in owners:
+                owner = all_instances[i]
+                refs = owner.prefix.entries
+                m = 1
+                while m < limit and hashes[m] in refs:
+                    m += 1
+                match_blocks[i] = m
+                match_stamp[i] = decision
     best = 0
     k = 0
     for j in range(len(instances)):
         inst = instances[j]
         p = inst.queued_prefill_tokens + prompt
         if limit > 0:
-            if inst.kv.free < 0:  # a decode run's evictions may be due
-                inst.settle(now)
-            refs = inst.prefix.refs  # PrefixCache.match inlined (the first block looked up once)
-            if first in refs:
-                m = 1
-                while m < limit and hashes[m] in refs:
-                    m += 1
-                p -= m * block
+            if inst.kv.free < 0 or not indexed:
+                if inst.kv.free < 0:  # a decode run's evictions may be due
+                    inst.settle(now)
+                refs = inst.prefix.entries  # PrefixCache.match inlined (the first block looked up once)
+                if first in refs:
+                    m = 1
+                    while m < limit and hashes[m] in refs:
+                        m += 1
+                    p -= m * block
+            elif match_stamp[inst.index] == decision:
+                p -= match_blocks[inst.index] * block
         b = len(inst.running) if running else counts[inst.index]
         cost = p * (b + 1)
         if j == 0 or cost < best:

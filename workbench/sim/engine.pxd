@@ -5,9 +5,13 @@ cdef long KEY_BITS
 cdef long ARRIVAL_KEY
 cdef bint COMPILED
 
+cdef class Handler:
+    cpdef on_event(self, long arg, double now)
+
 cdef class ArrivalFeed:
     cdef public object times
     cdef public object callback
+    cdef public Handler handler
     cdef public long pos
 
 @cython.final
@@ -16,6 +20,8 @@ cdef class Event:
     cdef public long key
     cdef public object callback
     cdef public object arg
+    cdef public Handler handler
+    cdef public long iarg
 
 @cython.final
 cdef class Engine:
@@ -27,12 +33,16 @@ cdef class Engine:
     cpdef schedule(self, double time, long priority, object callback, object arg=*)
     @cython.locals(ev=Event)
     cpdef push(self, double time, long priority, object callback, object arg=*)
+    cpdef schedule_handler(self, double time, long priority, Handler handler, long arg)
+    @cython.locals(ev=Event)
+    cpdef push_handler(self, double time, long priority, Handler handler, long arg)
     @cython.locals(heap=list, i=Py_ssize_t, j=Py_ssize_t, parent=Event)
     cdef _sift_up(self, Event ev)
     @cython.locals(heap=list, top=Event, last=Event, child=Event, right=Event, n=Py_ssize_t, i=Py_ssize_t,
                    c=Py_ssize_t)
     cdef Event _pop(self)
-    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=Event)
+    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=Event, handler=Handler,
+                   typed=Handler)
     cpdef _run_typed(self, object feed, double until)
     @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=tuple, t=double)
     cpdef _run(self, object feed, double until)

@@ -1,3 +1,4 @@
+# cython: wraparound=False
 """The discrete-event engine: one clock and one event heap, nothing global.
 
 Events are ordered by ``(time, priority, sequence)``; the sequence number (a per-engine counter) makes the
@@ -92,27 +93,46 @@ class ArrivalFeed:
         Non-decreasing arrival times in seconds (a Python list is fastest).
     callback
         Called with the arrival's position in ``times`` and its time.
+    handler
+        A :class:`Handler` whose ``on_event`` is ``callback`` (the compiled engine then calls it by a typed
+        call; ``None``: call ``callback``).
     """
 
-    __slots__ = ("callback", "pos", "times")
+    __slots__ = ("callback", "handler", "pos", "times")
 
-    def __init__(self, times: list[float], callback: Callback) -> None:
+    def __init__(self, times: list[float], callback: Callback, handler: Handler | None = None) -> None:
         self.times = times
         self.callback = callback
+        self.handler = handler
         self.pos = 0
 
 
-class Event:
-    """One scheduled event of the compiled engine's heap: ``callback(arg, time)``, ordered by ``time`` then
-    ``key`` (priority and sequence number, see :data:`KEY_BITS`)."""
+class Handler:
+    """A receiver of typed events (:meth:`Engine.push_handler`): the compiled engine calls its
+    :meth:`on_event` as a C method (no Python-level call, no boxed arguments); the pure-Python engine calls the
+    bound method like any callback. The simulator's instances are handlers (their step ends)."""
 
-    __slots__ = ("arg", "callback", "key", "time")
+    __slots__ = ()
+
+    def on_event(self, arg: int, now: float) -> None:
+        """Handle the event scheduled with the integer ``arg`` at time ``now``."""
+        raise NotImplementedError
+
+
+class Event:
+    """One scheduled event of the compiled engine's heap: ``handler.on_event(iarg, time)`` when it has a
+    handler, else ``callback(arg, time)``; ordered by ``time`` then ``key`` (priority and sequence number, see
+    :data:`KEY_BITS`)."""
+
+    __slots__ = ("arg", "callback", "handler", "iarg", "key", "time")
 
     def __init__(self, time: float, key: int, callback: Callback, arg: Any) -> None:
         self.time = time
         self.key = key
         self.callback = callback
         self.arg = arg
+        self.handler: Handler | None = None
+        self.iarg = 0
 
 
 class Engine:
@@ -155,6 +175,26 @@ class Engine:
             self._sift_up(ev)
         else:
             heapq.heappush(self._heap, (time, priority, next(self._counter), callback, arg))
+
+    def schedule_handler(self, time: float, priority: int, handler: Handler, arg: int) -> None:
+        """:meth:`schedule` of ``handler.on_event(arg, time)`` (a typed call in the compiled engine)."""
+        if time < self.now:
+            raise SimulationError(f"event scheduled in the past: {time!r} < now {self.now!r}")
+        self.push_handler(time, priority, handler, arg)
+
+    def push_handler(self, time: float, priority: int, handler: Handler, arg: int) -> None:
+        """:meth:`push` of ``handler.on_event(arg, time)``: the same event order as :meth:`push`, dispatched
+        by a typed call in the compiled engine."""
+        if COMPILED:
+            ev = Event.__new__(Event)
+            ev.time = time
+            ev.key = (priority << KEY_BITS) | self._seq
+            ev.handler = handler
+            ev.iarg = arg
+            self._seq += 1
+            self._sift_up(ev)
+        else:
+            heapq.heappush(self._heap, (time, priority, next(self._counter), handler.on_event, arg))
 
     # ------------------------------------------------------------------ the typed heap (compiled)
     def _sift_up(self, ev: Event) -> None:
@@ -216,6 +256,7 @@ class Engine:
         n_arr = len(times)
         pos = feed.pos if feed is not None else 0
         arrive = feed.callback if feed is not None else None
+        typed = feed.handler if feed is not None else None
         events = 0
         while True:
             if pos < n_arr:
@@ -228,14 +269,21 @@ class Engine:
                         top = self._pop()
                         self.now = top.time
                         events += 1
-                        top.callback(top.arg, top.time)
+                        handler = top.handler
+                        if handler is not None:
+                            handler.on_event(top.iarg, top.time)
+                        else:
+                            top.callback(top.arg, top.time)
                         continue
                 if t_arr > until:
                     break
                 self.now = t_arr
                 events += 1
                 pos += 1
-                arrive(pos - 1, t_arr)
+                if typed is not None:
+                    typed.on_event(pos - 1, t_arr)
+                else:
+                    arrive(pos - 1, t_arr)
             elif heap:
                 top = heap[0]
                 if top.time > until:
@@ -243,7 +291,11 @@ class Engine:
                 top = self._pop()
                 self.now = top.time
                 events += 1
-                top.callback(top.arg, top.time)
+                handler = top.handler
+                if handler is not None:
+                    handler.on_event(top.iarg, top.time)
+                else:
+                    top.callback(top.arg, top.time)
             else:
                 break
         if feed is not None:

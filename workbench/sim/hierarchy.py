@@ -45,7 +45,7 @@ import polars as pl
 
 from workbench.errors import ConfigError
 from workbench.sim.engine import PRIO_ITERATION, SimulationError
-from workbench.sim.kvcache import KVBlocks, PrefixCache
+from workbench.sim.kvcache import KVBlocks, PrefixCache, new_entry
 from workbench.sim.kvtiers import KVHierarchy, KVStore, Tier, TierChain
 from workbench.sim.links import Network
 
@@ -111,20 +111,20 @@ class TieredPrefixCache(PrefixCache):
         # staged entries need blocks when referenced: count them like unreferenced entries (not available)
         return m, unreferenced + (m - n)
 
-    def reference(self, hashes: Sequence[int]) -> None:
+    def reference(self, hashes: Sequence[int], n: int) -> None:
         staged = self.staged
-        refs = self.refs
-        if not staged or not hashes or hashes[-1] in refs:
-            super().reference(hashes)
+        entries = self.entries
+        if not staged or not n or hashes[n - 1] in entries:
+            super().reference(hashes, n)
             return
         # a match: cached entries, then staged ones; reference the cached ones first (so that the blocks the
         # staged ones take never come from them), then give each staged entry its blocks
-        k = super().match(hashes, len(hashes))
-        super().reference(hashes[:k])
+        k = super().match(hashes, n)
+        super().reference(hashes, k)
         kv = self.kv
         per = self.blocks_per_entry
         index = self.index
-        for h in hashes[k:]:
+        for h in hashes[k:n]:
             staged.discard(h)
             while kv.free < per:  # the admission checked that evictable blocks cover these
                 freed = self.evict_lru()
@@ -132,24 +132,23 @@ class TieredPrefixCache(PrefixCache):
                     raise SimulationError(f"instance {self.owner}: no block left for a loaded prefix entry")
                 kv.free += freed
             kv.free -= per
-            refs[h] = 1
+            entries[h] = new_entry(h, 1)
             if index is not None:
                 index.add(h, self.owner)
 
-    def insert(self, hashes: Sequence[int]) -> int:
-        refs = self.refs
-        new = [h for h in hashes if h not in refs]
-        duplicates = super().insert(hashes)
+    def insert(self, hashes: Sequence[int], start: int, stop: int) -> int:
+        entries = self.entries
+        new = [h for h in hashes[start:stop] if h not in entries]
+        duplicates = super().insert(hashes, start, stop)
         if new:
             self.staged.difference_update(new)
             self.runtime.inserted(self.owner, new)
         return duplicates
 
     def evict_lru(self) -> int:
-        lru = self.lru
-        if not lru:
+        h = self.oldest()
+        if h is None:
             return 0
-        h = next(iter(lru))
         freed = super().evict_lru()
         self.runtime.evicted(self.owner, h)
         return freed
@@ -585,10 +584,8 @@ class KVRuntime:
 
 def _refresh(prefix: PrefixCache, hashes: Sequence[int]) -> None:
     """Move the unreferenced entries of a prefix ``hashes`` to the most recently used end, tail first."""
-    lru = prefix.lru
     for h in reversed(hashes):
-        if h in lru:
-            lru.move_to_end(h)
+        prefix.touch(h)
 
 
 class _ChargedPerf:

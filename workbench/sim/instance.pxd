@@ -2,11 +2,24 @@
 cimport cython
 
 from workbench.hardware.closed_forms cimport RooflineTerms
-from workbench.sim.engine cimport Engine
+from workbench.sim.engine cimport Engine, Handler
 from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
 cdef double INF
+
+cdef class Instance
+
+cdef class TypedHost(Handler):
+    cpdef request_finished(self, Request req, Instance inst, double now)
+cdef bint COMPILED
+
+
+@cython.final
+cdef class Finish:
+    cdef public long at
+    cdef public Request req
+    cdef public long seq
 
 
 cdef class DecodeSet:
@@ -21,11 +34,18 @@ cdef class DecodeSet:
     cpdef join(self, Request req, long private_tokens)
     @cython.locals(gen=long)
     cpdef long leave(self, Request req)
-    @cython.locals(fin=list)
+    @cython.locals(f=Finish, heap=list, i=Py_ssize_t, j=Py_ssize_t, parent=Finish)
+    cdef _push_finish(self, long at, long seq, Request req)
+    @cython.locals(heap=list, top=Finish, last=Finish, child=Finish, right=Finish, n=Py_ssize_t, i=Py_ssize_t,
+                   c=Py_ssize_t)
+    cdef Finish _pop_top(self)
+    @cython.locals(heap=list, top=Finish)
+    cpdef Request pop_finished(self, long g)
+    @cython.locals(heap=list, top=Finish)
     cpdef long next_finish(self)
-    @cython.locals(bs=long, full=long, rem=long, total=long, s=long, j=long, cnt=list)
+    @cython.locals(bs=long, full=long, rem=long, total=long, s=long, j=long, x=long, residues=list)
     cpdef long blocks_needed(self, long g, long k)
-    @cython.locals(size=long, bs=long, cycles=long, rem=long, k=long, j=long, x=long, cnt=list)
+    @cython.locals(size=long, bs=long, cycles=long, rem=long, k=long, j=long, x=long, residues=list)
     cpdef long affordable(self, long g, long avail, long limit)
     cpdef clear(self)
 
@@ -41,11 +61,9 @@ cdef class SegmentRecorder:
     cpdef close_open(self, double now, long kv_used)
 
 
-cdef class Instance:
+cdef class Instance(Handler):
     cdef public object host
     cdef public Engine engine
-    cdef public object push
-    cdef public object step_end
     cdef public long index
     cdef public object config
     cdef public object pool
@@ -94,6 +112,7 @@ cdef class Instance:
     cpdef enqueue(self, Request req, double now)
     @cython.locals(prefix=PrefixCache)
     cpdef long prefix_match_tokens(self, object request)
+    @cython.locals(hit=long)
     cpdef _queue_prefill(self, Request req)
     @cython.locals(k=long, reserved=long, batch=long, end=double)
     cpdef _cut_run(self, double now)
@@ -122,9 +141,11 @@ cdef class Instance:
     cpdef _leave_decode(self, Request req)
     cpdef _release(self, Request req)
     cpdef _preempt_youngest(self)
-    @cython.locals(k=long, batch_decode=long, batch=long, start=double, G=long, c=long, seq=long, req=Request)
-    cpdef _on_end(self, long version, double now)
+    @cython.locals(k=long, batch_decode=long, batch=long, start=double, iteration=long, c=long, seq=long, req=Request)
+    cpdef on_event(self, long arg, double now)
+    @cython.locals(prefilling=list)
     cpdef _prefill_done(self, Request req, double now)
     @cython.locals(new=long, duplicates=long)
     cpdef _insert_prefix(self, Request req)
+    @cython.locals(typed=TypedHost)
     cpdef _finish(self, Request req, double now)

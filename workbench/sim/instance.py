@@ -1,3 +1,4 @@
+# cython: wraparound=False
 """One continuous-batching LLM instance: vLLM-like scheduler, paged KV cache, prefix cache, event skipping.
 
 An :class:`Instance` is the scheduler of one model replica. It owns its parts: the KV block allocator and the
@@ -56,12 +57,13 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Protocol
 
+from workbench._pure import is_compiled
 from workbench.hardware import model as model_spec
 from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.perf import Batch
 from workbench.hardware.roofline import RooflineModel
 from workbench.sim.config import InstanceConfig
-from workbench.sim.engine import PRIO_ITERATION, Engine, SimulationError
+from workbench.sim.engine import PRIO_ITERATION, Engine, Handler, SimulationError
 from workbench.sim.kvcache import KVBlocks, PrefixCache
 from workbench.sim.request import Request
 
@@ -85,7 +87,7 @@ class InstanceHost(Protocol):
     Attributes
     ----------
     engine
-        The clock and event queue (steps are pushed with :meth:`Engine.push`).
+        The clock and event queue (steps are pushed with :meth:`Engine.push_handler`).
     audit
         Recount every instance's bookkeeping before each step (slow; tests).
     segment_sink
@@ -106,6 +108,33 @@ class InstanceHost(Protocol):
         ...
 
 
+class TypedHost(Handler):
+    """Base of an :class:`InstanceHost` that the compiled instances call by typed C calls (the simulation);
+    any other host is called through Python. Its events are typed too (a :class:`Handler`)."""
+
+    __slots__ = ()
+
+    def request_finished(self, req: Request, inst: Instance, now: float) -> None:
+        """``req`` finished on ``inst`` (for a prefill instance: its prefill)."""
+        raise NotImplementedError
+
+
+def _probe() -> None:
+    """A function of this module (its type says whether the module runs compiled)."""
+
+
+#: This module is the compiled build (typed decode-finish heap) rather than the pure-Python source (heapq).
+COMPILED = is_compiled(_probe)
+
+
+class Finish:
+    """An entry of the compiled core's decode-finish heap: the iteration at which ``req`` finishes and its
+    sequence number (unique, so ``(at, seq)`` orders the heap totally, as heapq orders the pure-Python core's
+    tuples)."""
+
+    __slots__ = ("at", "req", "seq")
+
+
 class DecodeSet:
     """The sequences in the decode phase, advanced in O(1) per decode iteration (see module docstring).
 
@@ -120,8 +149,9 @@ class DecodeSet:
     residues
         Sequences per residue class of their private token count less ``iteration`` modulo the block size.
     finishes
-        Heap of ``(iteration at which it finishes, sequence number, request)``; entries whose sequence number
-        is not the request's ``decode_seq`` any more are stale (the request left) and skipped.
+        Heap of ``(iteration at which it finishes, sequence number, request)`` (:class:`Finish` objects in the
+        compiled core, tuples in pure Python; the same order); entries whose sequence number is not the
+        request's ``decode_seq`` any more are stale (the request left) and skipped.
     """
 
     __slots__ = ("block_tokens", "context", "finishes", "iteration", "residues", "sequence", "size")
@@ -132,7 +162,7 @@ class DecodeSet:
         self.context = 0
         self.iteration = 0
         self.residues = [0] * block_tokens
-        self.finishes: list[tuple[int, int, Request]] = []
+        self.finishes: list = []
         self.sequence = 0  # the next sequence number (never reset: stale finish entries stay distinct)
 
     def join(self, req: Request, private_tokens: int) -> None:
@@ -148,7 +178,72 @@ class DecodeSet:
         seq = self.sequence
         self.sequence = seq + 1
         req.decode_seq = seq
-        heappush(self.finishes, (g + req.output_tokens - gen, seq, req))
+        self._push_finish(g + req.output_tokens - gen, seq, req)
+
+    def _push_finish(self, at: int, seq: int, req: Request) -> None:
+        """Add ``req``'s finish at iteration ``at`` to the heap."""
+        if COMPILED:
+            f = Finish.__new__(Finish)  # (a direct allocation in the compiled build)
+            f.at = at
+            f.seq = seq
+            f.req = req
+            heap = self.finishes
+            heap.append(f)
+            i = len(heap) - 1
+            while i > 0:
+                j = (i - 1) >> 1
+                parent = heap[j]
+                if parent.at < at or (parent.at == at and parent.seq < seq):
+                    break
+                heap[i] = parent
+                i = j
+            heap[i] = f
+        else:
+            heappush(self.finishes, (at, seq, req))
+
+    def _pop_top(self) -> Finish:
+        """Remove and return the first entry of the (non-empty) typed heap (compiled core)."""
+        heap = self.finishes
+        top = heap[0]
+        last = heap.pop()
+        n = len(heap)
+        if n:
+            i = 0
+            while True:
+                c = 2 * i + 1
+                if c >= n:
+                    break
+                child = heap[c]
+                if c + 1 < n:
+                    right = heap[c + 1]
+                    if right.at < child.at or (right.at == child.at and right.seq < child.seq):
+                        c += 1
+                        child = right
+                if last.at < child.at or (last.at == child.at and last.seq < child.seq):
+                    break
+                heap[i] = child
+                i = c
+            heap[i] = last
+        return top
+
+    def pop_finished(self, g: int) -> Request | None:
+        """Take the next decoding request that finishes by iteration ``g`` off the heap (stale entries
+        dropped); ``None`` when there is none."""
+        heap = self.finishes
+        if COMPILED:
+            while heap:
+                top = heap[0]
+                if top.at > g:
+                    return None
+                self._pop_top()
+                if top.req.decode_seq == top.seq:
+                    return top.req
+            return None
+        while heap and heap[0][0] <= g:
+            _, seq, req = heappop(heap)
+            if req.decode_seq == seq:
+                return req
+        return None
 
     def leave(self, req: Request) -> int:
         """``req`` stops decoding; returns (and stores) its generated tokens."""
@@ -162,24 +257,32 @@ class DecodeSet:
 
     def next_finish(self) -> int:
         """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
-        fin = self.finishes
-        while fin[0][2].decode_seq != fin[0][1]:
-            heappop(fin)
-        return fin[0][0]
+        heap = self.finishes
+        if COMPILED:
+            while True:
+                top = heap[0]
+                if top.req.decode_seq == top.seq:
+                    return top.at
+                self._pop_top()
+        while heap[0][2].decode_seq != heap[0][1]:
+            heappop(heap)
+        return heap[0][0]
 
     def blocks_needed(self, g: int, k: int) -> int:
         """KV blocks the decode set needs for ``k`` iterations starting at iteration ``g``."""
         if k <= 0:
             return 0
         bs = self.block_tokens
-        full, rem = divmod(k, bs)
+        full = k // bs
+        rem = k - full * bs
         total = full * self.size
         if rem:
             # residues -g, -g-1, ..., -g-rem+1 (mod bs): a cyclic interval ending at s
-            cnt = self.residues
+            residues = self.residues
             s = -g % bs
-            for j in range(s - rem + 1, s + 1):  # a typed loop compiled (no slices, no sum())
-                total += cnt[j] if j >= 0 else cnt[j + bs]
+            for j in range(s - rem + 1, s + 1):  # a typed loop compiled (no slices, no sum(), no boxing)
+                x = residues[j] if j >= 0 else residues[j + bs]
+                total += x
         return total
 
     def affordable(self, g: int, avail: int, limit: int) -> int:
@@ -190,10 +293,10 @@ class DecodeSet:
         if cycles * bs >= limit:
             return limit
         rem = avail - cycles * size
-        cnt = self.residues
+        residues = self.residues
         k = cycles * bs
         for j in range(bs):
-            x = cnt[-(g + j) % bs]
+            x = residues[-(g + j) % bs]
             if x > rem:
                 break
             rem -= x
@@ -224,23 +327,25 @@ class SegmentRecorder:
 
     def busy(self, start: float, end: float, batch: int, prefill: int, kv: int, iterations: int) -> None:
         """A busy stretch: extends the pending busy segment when contiguous with the same batch."""
-        pb = self.pending
-        if pb is not None:
-            if pb[1] == start and pb[2] == batch:
-                pb[1] = end
-                pb[3] += prefill
-                pb[5] += iterations
+        pending = self.pending
+        if pending is not None:
+            if pending[1] == start and pending[2] == batch:
+                pending[1] = end
+                pending[3] += prefill
+                pending[5] += iterations
                 return
             if self.sink is not None:
-                self.sink((self.instance, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                self.sink((self.instance, pending[0], pending[1], BUSY, pending[2], pending[3], pending[4],
+                           pending[5]))  # fmt: skip
         self.pending = [start, end, batch, prefill, kv, iterations]
 
     def flush_busy(self) -> None:
         """Write the pending busy segment."""
-        pb = self.pending
-        if pb is not None:
+        pending = self.pending
+        if pending is not None:
             if self.sink is not None:
-                self.sink((self.instance, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                self.sink((self.instance, pending[0], pending[1], BUSY, pending[2], pending[3], pending[4],
+                           pending[5]))  # fmt: skip
             self.pending = None
 
     def close_open(self, now: float, kv_used: int) -> None:
@@ -251,7 +356,7 @@ class SegmentRecorder:
         self.since = now
 
 
-class Instance:
+class Instance(Handler):
     """A simulated model replica (created by :meth:`Simulation.add_instance`).
 
     Router-facing views (cheap attributes/properties, exact at the last event): :attr:`outstanding`,
@@ -303,9 +408,6 @@ class Instance:
         s = config.scheduler
         self.host = host
         self.engine = host.engine
-        self.push = host.engine.push  # launching a step is the engine's fast path
-        #: the bound method :meth:`_on_end` made once (every step's end event calls it)
-        self.step_end = self._on_end
         self.index = index
         self.config = config
         self.pool = config.pool
@@ -553,7 +655,7 @@ class Instance:
         self.run_iterations = k
         self.version += 1
         end = self.step_start + self._decode_run_time(batch, decode.context, k)
-        self.engine.schedule(end if end > now else now, PRIO_ITERATION, self.step_end, self.version)
+        self.engine.schedule_handler(end if end > now else now, PRIO_ITERATION, self, self.version)
 
     # ------------------------------------------------------------------ iteration times
     def _roofline_terms(self) -> RooflineTerms | None:
@@ -643,7 +745,7 @@ class Instance:
         reference counts or the router counters disagree with the queued and running requests.
         """
         decode, kv, prefix = self.decode, self.kv, self.prefix
-        G = decode.iteration
+        iteration = decode.iteration
         decoding = [r for r in self.running if r.decode_seq >= 0]
         entry, bs = prefix.entry_tokens, kv.block_tokens
         problems = []
@@ -652,30 +754,31 @@ class Instance:
                 f"decode set {decode.size} vs {len(decoding)} running decodes, "
                 f"residue sum {sum(decode.residues)}"
             )
-        ctx = sum(r.prompt_tokens + G - r.decode_offset - 1 for r in decoding)
-        if ctx != decode.context:
-            problems.append(f"context sum {decode.context} vs recount {ctx}")
+        context = sum(r.prompt_tokens + iteration - r.decode_offset - 1 for r in decoding)
+        if context != decode.context:
+            problems.append(f"context sum {decode.context} vs recount {context}")
         held = 0
         refs: dict[int, int] = {}
         for r in self.running:
-            gen = G - r.decode_offset if r.decode_seq >= 0 else r.generated
+            gen = iteration - r.decode_offset if r.decode_seq >= 0 else r.generated
             held += (
                 -(-(r.prompt_tokens + gen - r.prefix_refs * entry) // bs) if r.decode_seq >= 0 else r.kv_blocks
             )
             for h in (r.prefix_hashes or [])[: r.prefix_refs]:
                 refs[h] = refs.get(h, 0) + 1
-        cached = len(prefix.refs)
+        cached = len(prefix.entries)
         if kv.free < 0 or held + cached * prefix.blocks_per_entry + kv.free != kv.capacity:
             problems.append(
                 f"blocks: {held} private + {cached} cached entries x {prefix.blocks_per_entry} + "
                 f"{kv.free} free "
                 f"!= capacity {kv.capacity}"
             )
-        if any(prefix.refs[h] != refs.get(h, 0) for h in prefix.refs) or set(refs) - set(prefix.refs):
+        if any(prefix.count(h) != refs.get(h, 0) for h in prefix.entries) or set(refs) - set(prefix.entries):
             problems.append("prefix-cache reference counts disagree with the running requests")
-        if set(prefix.lru) != {h for h, c in prefix.refs.items() if c == 0}:
+        lru = prefix.lru_order()
+        if len(lru) != prefix.unreferenced or set(lru) != {h for h in prefix.entries if prefix.count(h) == 0}:
             problems.append("LRU list is not the set of unreferenced cache entries")
-        if prefix.index is not None and prefix.index.holds(self.index) != set(prefix.refs):
+        if prefix.index is not None and prefix.index.holds(self.index) != set(prefix.entries):
             problems.append("the prefix index disagrees with the prefix cache")
         queued = sum(
             r.prompt_tokens + r.generated - r.queued_hit_tokens for r in self.waiting if not r.kv_ready
@@ -687,7 +790,7 @@ class Instance:
         if left != self.outstanding_decode_tokens:
             problems.append(f"outstanding decode tokens {self.outstanding_decode_tokens} vs recount {left}")
         if problems:
-            raise SimulationError(f"instance {self.index} at iteration {G}: " + "; ".join(problems))
+            raise SimulationError(f"instance {self.index} at iteration {iteration}: " + "; ".join(problems))
 
     def _step(self, now: float) -> None:
         """Plan and launch the next step (or go idle)."""
@@ -714,7 +817,7 @@ class Instance:
             need = decode.residues[-decode.iteration % kv.block_tokens]
             if need:
                 prefix = self.prefix
-                while need > kv.free + len(prefix.lru) * prefix.blocks_per_entry:
+                while need > kv.free + prefix.unreferenced * prefix.blocks_per_entry:
                     self._preempt_youngest()
                     need = decode.residues[-decode.iteration % kv.block_tokens]
                 decoding = decode.size > 0
@@ -743,7 +846,7 @@ class Instance:
             self.run_batch = batch
             if k > 1 and self.event_skipping:
                 prefix = self.prefix
-                avail = kv.free + len(prefix.lru) * prefix.blocks_per_entry
+                avail = kv.free + prefix.unreferenced * prefix.blocks_per_entry
                 k = 1 + decode.affordable(decode.iteration + 1, avail, k - 1)
                 reserved = decode.blocks_needed(decode.iteration + 1, k - 1)
                 self.run_reserved = reserved
@@ -775,7 +878,7 @@ class Instance:
         if not dt >= 0.0:  # also catches nan: time must never go back
             raise SimulationError(f"performance model returned an iteration time of {dt!r} s")
         self.busy = True
-        self.engine.push(now + dt, PRIO_ITERATION, self.step_end, self.version)
+        self.engine.push_handler(now + dt, PRIO_ITERATION, self, self.version)
 
     def _plan_prefill(self, budget: int, now: float) -> tuple[list, int, float]:
         """Prefill chunks for this iteration: partial prefills first, then FCFS admission."""
@@ -836,13 +939,13 @@ class Instance:
         hashed = nmatch * prefix.entry_tokens
         kv = self.kv
         need = -(-(ptok + 1 - hashed) // kv.block_tokens)
-        avail = kv.free + (len(prefix.lru) - unreferenced) * prefix.blocks_per_entry
+        avail = kv.free + (prefix.unreferenced - unreferenced) * prefix.blocks_per_entry
         if self.running:
             avail -= self.watermark_blocks
         if need > avail:
             return False
         if nmatch:
-            prefix.reference(hashes[:nmatch])
+            prefix.reference(hashes, nmatch)
         self._alloc(need)
         req.prefill_target = ptok
         req.prefill_done = hashed
@@ -884,7 +987,7 @@ class Instance:
         self.kv.free += req.kv_blocks
         req.kv_blocks = 0
         if req.prefix_refs:
-            self.prefix.release(req.prefix_hashes[: req.prefix_refs])
+            self.prefix.release(req.prefix_hashes, req.prefix_refs)
             req.prefix_refs = 0
 
     def _preempt_youngest(self) -> None:
@@ -910,9 +1013,10 @@ class Instance:
         self.waiting.appendleft(req)
         self._queue_prefill(req)
 
-    def _on_end(self, version: int, now: float) -> None:
-        """End of a step: account for it, finish prefills and sequences, plan the next step."""
-        if version != self.version:
+    def on_event(self, arg: int, now: float) -> None:
+        """End of a step (the engine's typed event; ``arg`` is the step's version, stale when the step was cut
+        short): account for it, finish prefills and sequences, plan the next step."""
+        if arg != self.version:
             return
         if self.kv.free < 0:  # the decode run's remaining evictions, before anything releases cache entries
             self._make_free(0)
@@ -924,14 +1028,16 @@ class Instance:
         seg = self.segments
         if seg.sink is not None:  # time series recorded (without a sink nothing reads the pending segment)
             start = self.step_start
-            pb = seg.pending
-            if pb is not None and pb[1] == start and pb[2] == batch:  # extend the pending busy segment
-                pb[1] = now
-                pb[3] += self.step_prefill_tokens
-                pb[5] += k
+            pending = seg.pending
+            # extend the pending busy segment when contiguous with the same batch
+            if pending is not None and pending[1] == start and pending[2] == batch:
+                pending[1] = now
+                pending[3] += self.step_prefill_tokens
+                pending[5] += k
             else:
-                if pb is not None:
-                    seg.sink((self.index, pb[0], pb[1], BUSY, pb[2], pb[3], pb[4], pb[5]))
+                if pending is not None:
+                    seg.sink((self.index, pending[0], pending[1], BUSY, pending[2], pending[3], pending[4],
+                              pending[5]))  # fmt: skip
                 seg.pending = [start, now, batch, self.step_prefill_tokens, self.step_kv_blocks, k]
         self.n_iterations += k
         decode = self.decode
@@ -944,18 +1050,21 @@ class Instance:
             self.queued_prefill_tokens -= c
             if req.prefill_done >= req.prefill_target:
                 self._prefill_done(req, now)
-        fin = decode.finishes
-        G = decode.iteration
-        while fin and fin[0][0] <= G:
-            _, seq, req = heappop(fin)
-            if req.decode_seq == seq:
-                self._leave_decode(req)
-                self._finish(req, now)
+        iteration = decode.iteration
+        req = decode.pop_finished(iteration)
+        while req is not None:
+            self._leave_decode(req)
+            self._finish(req, now)
+            req = decode.pop_finished(iteration)
         self.busy = False
         self._step(now)
 
     def _prefill_done(self, req: Request, now: float) -> None:
-        self.prefilling.remove(req)
+        prefilling = self.prefilling
+        if prefilling[0] is req:  # the usual case: the oldest prefill (list.remove, a method call, otherwise)
+            del prefilling[0]
+        else:
+            prefilling.remove(req)
         if req.first_token_s != req.first_token_s:
             req.first_token_s = now
         req.generated += 1
@@ -973,7 +1082,7 @@ class Instance:
         """Turn ``req``'s computed full prompt blocks into shared prefix-cache entries."""
         prefix = self.prefix
         new = req.prefix_cacheable - req.prefix_refs
-        duplicates = prefix.insert(req.prefix_hashes[req.prefix_refs : req.prefix_cacheable])
+        duplicates = prefix.insert(req.prefix_hashes, req.prefix_refs, req.prefix_cacheable)
         self.kv.free += duplicates * prefix.blocks_per_entry  # private copies of entries computed concurrently
         req.kv_blocks -= new * prefix.blocks_per_entry
         req.prefix_refs = req.prefix_cacheable
@@ -985,4 +1094,9 @@ class Instance:
         req.kv_blocks = 0
         if req.prefix_refs:
             self._release(req)
-        self.host.request_finished(req, self, now)
+        host = self.host
+        if isinstance(host, TypedHost):
+            typed = host  # (a C call in the compiled build)
+            typed.request_finished(req, self, now)
+        else:
+            host.request_finished(req, self, now)

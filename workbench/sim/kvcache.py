@@ -1,3 +1,4 @@
+# cython: wraparound=False
 """The KV memory of one instance: the paged block allocator and the prefix cache it shares blocks with.
 
 :class:`KVBlocks` counts the instance's KV-cache blocks; :class:`PrefixCache` keeps the prompt blocks named by
@@ -17,7 +18,6 @@ implementation (:mod:`workbench._pure` chooses, ``tests/test_compiled_core.py`` 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -63,6 +63,34 @@ class KVBlocks:
         return -(-tokens // self.block_tokens)
 
 
+class CacheEntry:
+    """One prefix-cache entry: its hash, its reference count and, while unreferenced, its place in the LRU
+    list (a doubly linked ring through the cache's sentinel entry; ``None`` while referenced)."""
+
+    __slots__ = ("count", "hash", "newer", "older")
+
+    count: int
+    hash: int
+    # the LRU neighbours while unreferenced (None, never read, while referenced)
+    newer: CacheEntry
+    older: CacheEntry
+
+    def __init__(self, h: int, count: int) -> None:
+        self.hash = h
+        self.count = count
+        self.newer = self.older = None  # type: ignore[assignment]
+
+
+def new_entry(h: int, count: int) -> CacheEntry:
+    """A :class:`CacheEntry` off the LRU list (made without ``__init__``'s argument parsing: the compiled
+    core calls the type's allocator directly)."""
+    e = CacheEntry.__new__(CacheEntry)
+    e.hash = h
+    e.count = count
+    e.newer = e.older = None  # type: ignore[assignment]
+    return e
+
+
 class PrefixCache:
     """Prompt blocks shared by requests, named by the trace's ``prefix_hashes``.
 
@@ -73,21 +101,24 @@ class PrefixCache:
     :class:`~workbench.sim.routing.prefix_index.PrefixIndex`) tracks the instance, it is told of every entry
     created, evicted or dropped.
 
+    The LRU list is a ring of :class:`CacheEntry` objects linked through a sentinel (no ``OrderedDict``: one
+    dict lookup per hash, then typed field updates in the compiled core); :meth:`lru_order` lists it.
+
     Attributes
     ----------
     entry_tokens
         Tokens per entry (0: caching off).
     blocks_per_entry
         KV blocks per entry.
-    refs
-        Hash -> requests referencing the entry (0 for an unreferenced, evictable entry).
-    lru
-        Unreferenced entries, least recently used first.
+    entries
+        Hash -> :class:`CacheEntry` (its reference count; 0 for an unreferenced, evictable entry).
+    unreferenced
+        Entries on the LRU list (unreferenced).
     index
         The prefix index told of changes (``None``: none).
     """
 
-    __slots__ = ("blocks_per_entry", "entry_tokens", "index", "lru", "owner", "refs")
+    __slots__ = ("_ring", "blocks_per_entry", "entries", "entry_tokens", "index", "owner", "unreferenced")
 
     def __init__(self, entry_tokens: int, block_tokens: int, owner: int) -> None:
         if entry_tokens and entry_tokens % block_tokens:
@@ -97,23 +128,72 @@ class PrefixCache:
             )
         self.entry_tokens = entry_tokens
         self.blocks_per_entry = entry_tokens // block_tokens if entry_tokens else 0
-        self.refs: dict[int, int] = {}
-        self.lru: OrderedDict[int, None] = OrderedDict()
+        self.entries: dict[int, CacheEntry] = {}
+        self.unreferenced = 0
+        ring = new_entry(-1, -1)  # sentinel: ring.newer is the least recently used entry, ring.older the most
+        ring.newer = ring.older = ring
+        self._ring = ring
         self.index: PrefixIndex | None = None
         #: the owning instance's id (for the index)
         self.owner = owner
 
     def __len__(self) -> int:
         """Entries cached (referenced or not)."""
-        return len(self.refs)
+        return len(self.entries)
 
     def __contains__(self, h: int) -> bool:
-        return h in self.refs
+        return h in self.entries
 
     @property
     def evictable_blocks(self) -> int:
         """KV blocks held by unreferenced entries."""
-        return len(self.lru) * self.blocks_per_entry
+        return self.unreferenced * self.blocks_per_entry
+
+    def count(self, h: int) -> int:
+        """Requests referencing entry ``h`` (0: unreferenced; -1: not cached)."""
+        e = self.entries.get(h)
+        return -1 if e is None else e.count
+
+    def lru_order(self) -> list[int]:
+        """The unreferenced entries' hashes, least recently used first."""
+        ring = self._ring
+        out = []
+        e = ring.newer
+        while e is not ring:
+            out.append(e.hash)
+            e = e.newer
+        return out
+
+    def oldest(self) -> int | None:
+        """The least recently used unreferenced entry's hash (``None``: none)."""
+        e = self._ring.newer
+        return None if e is self._ring else e.hash
+
+    def _link(self, e: CacheEntry) -> None:
+        """Put unreferenced ``e`` at the most recently used end of the LRU list."""
+        ring = self._ring
+        last = ring.older
+        e.older = last
+        e.newer = ring
+        last.newer = e
+        ring.older = e
+        self.unreferenced += 1
+
+    def _unlink(self, e: CacheEntry) -> None:
+        """Take ``e`` off the LRU list."""
+        older = e.older
+        newer = e.newer
+        older.newer = newer
+        newer.older = older
+        e.older = e.newer = None  # type: ignore[assignment]
+        self.unreferenced -= 1
+
+    def touch(self, h: int) -> None:
+        """Move entry ``h`` to the most recently used end if it is unreferenced (no-op otherwise)."""
+        e = self.entries.get(h)
+        if e is not None and e.count == 0:
+            self._unlink(e)
+            self._link(e)
 
     def cacheable(self, hashes: Sequence[int], prompt_tokens: int) -> int:
         """Leading entries of a prompt that may be cached (never its last token: one is always computed)."""
@@ -121,75 +201,72 @@ class PrefixCache:
 
     def match(self, hashes: Sequence[int], limit: int) -> int:
         """Leading entries of ``hashes[:limit]`` cached now."""
-        refs = self.refs
+        entries = self.entries
         n = 0
-        while n < limit and hashes[n] in refs:
+        while n < limit and hashes[n] in entries:
             n += 1
         return n
 
     def match_unreferenced(self, hashes: Sequence[int], limit: int) -> tuple[int, int]:
         """:meth:`match` and how many of the matched entries are unreferenced (their blocks count as
         evictable until the request references them)."""
-        refs = self.refs
-        lru = self.lru
+        entries = self.entries
         n = unreferenced = 0
         while n < limit:
-            h = hashes[n]
-            if h not in refs:
+            e = entries.get(hashes[n])
+            if e is None:
                 break
-            if h in lru:
+            if e.count == 0:
                 unreferenced += 1
             n += 1
         return n, unreferenced
 
-    def reference(self, hashes: Sequence[int]) -> None:
-        """A request uses the (cached) entries ``hashes``: take them off the LRU list when unreferenced."""
-        refs = self.refs
-        lru = self.lru
-        for h in hashes:
-            c = refs[h]
-            if c == 0:
-                del lru[h]
-            refs[h] = c + 1
+    def reference(self, hashes: Sequence[int], n: int) -> None:
+        """A request uses the (cached) entries ``hashes[:n]``: take them off the LRU list when unreferenced."""
+        entries = self.entries
+        for i in range(n):
+            e = entries[hashes[i]]
+            if e.count == 0:
+                self._unlink(e)
+            e.count += 1
 
-    def release(self, hashes: Sequence[int]) -> None:
-        """A request stops using ``hashes``; entries nobody uses join the LRU list, tail first."""
-        refs = self.refs
-        lru = self.lru
-        for i in range(len(hashes) - 1, -1, -1):  # (no reversed() iterator: a typed loop compiled)
-            h = hashes[i]
-            c = refs[h] - 1
-            refs[h] = c
-            if c == 0:
-                lru[h] = None
+    def release(self, hashes: Sequence[int], n: int) -> None:
+        """A request stops using ``hashes[:n]``; entries nobody uses join the LRU list, tail first."""
+        entries = self.entries
+        for i in range(n - 1, -1, -1):  # (no reversed() iterator: a typed loop compiled)
+            e = entries[hashes[i]]
+            e.count -= 1
+            if e.count == 0:
+                self._link(e)
 
-    def insert(self, hashes: Sequence[int]) -> int:
-        """A request computed the blocks ``hashes`` and references them as entries; returns how many were
-        cached already (computed concurrently: the request's private copies are to be dropped)."""
-        refs = self.refs
-        lru = self.lru
+    def insert(self, hashes: Sequence[int], start: int, stop: int) -> int:
+        """A request computed the blocks ``hashes[start:stop]`` and references them as entries; returns how many
+        were cached already (computed concurrently: the request's private copies are to be dropped)."""
+        entries = self.entries
         index = self.index
         duplicates = 0
-        for h in hashes:
-            c = refs.get(h)
-            if c is None:
-                refs[h] = 1  # the request's private blocks become the shared entry
+        for i in range(start, stop):
+            h = hashes[i]
+            e = entries.get(h)
+            if e is None:
+                entries[h] = new_entry(h, 1)  # the request's private blocks become the shared entry
                 if index is not None:
                     index.add(h, self.owner)
             else:
-                if c == 0:
-                    del lru[h]
-                refs[h] = c + 1
+                if e.count == 0:
+                    self._unlink(e)
+                e.count += 1
                 duplicates += 1
         return duplicates
 
     def evict_lru(self) -> int:
         """Drop the least recently used unreferenced entry; returns the KV blocks it freed (0: none left)."""
-        lru = self.lru
-        if not lru:
+        e = self._ring.newer
+        if e is self._ring:
             return 0
-        h, _ = lru.popitem(last=False)
-        del self.refs[h]
+        self._unlink(e)
+        h = e.hash
+        del self.entries[h]
         if self.index is not None:
             self.index.remove(h, self.owner)
         return self.blocks_per_entry
@@ -198,8 +275,12 @@ class PrefixCache:
         """Drop every entry (a failure)."""
         if self.index is not None:
             self.index.clear(self.owner)
-        self.refs.clear()
-        self.lru.clear()
+        for e in self.entries.values():  # break the ring's reference cycles
+            e.newer = e.older = None  # type: ignore[assignment]
+        self.entries.clear()
+        ring = self._ring
+        ring.newer = ring.older = ring
+        self.unreferenced = 0
 
 
-__all__ = ["KVBlocks", "PrefixCache"]
+__all__ = ["CacheEntry", "KVBlocks", "PrefixCache", "new_entry"]

@@ -1,4 +1,6 @@
 # Cython declarations for request.py (the compiled core; the .py file stays the pure-Python implementation)
+cimport cython
+
 cdef class Request:
     cdef public long index
     cdef public object request_id
@@ -26,3 +28,9 @@ cdef class Request:
     cdef public long decode_seq
     cdef public long decode_offset
     cdef public long decode_residue
+    cdef _setup(self, long index, object request_id, double arrival_s, long prompt_tokens, long output_tokens,
+                object prefix_hashes, object session_id, object request_class)
+
+@cython.locals(req=Request)
+cpdef Request new_request(long index, object request_id, double arrival_s, long prompt_tokens,
+                          long output_tokens)

@@ -94,6 +94,21 @@ class Request:
         session_id: int | None = None,
         request_class: str | None = None,
     ) -> None:
+        self._setup(index, request_id, arrival_s, prompt_tokens, output_tokens, prefix_hashes, session_id,
+                    request_class)  # fmt: skip
+
+    def _setup(
+        self,
+        index: int,
+        request_id: int,
+        arrival_s: float,
+        prompt_tokens: int,
+        output_tokens: int,
+        prefix_hashes: Sequence[int] | None,
+        session_id: int | None,
+        request_class: str | None,
+    ) -> None:
+        """Every field's first value (:meth:`__init__`'s body, shared with :func:`new_request`)."""
         self.index = index
         self.request_id = request_id
         self.arrival_s = arrival_s
@@ -126,3 +141,13 @@ class Request:
             f"Request(index={self.index}, prompt={self.prompt_tokens}, output={self.output_tokens}, "
             f"generated={self.generated}, instance={self.instance})"
         )
+
+
+def new_request(
+    index: int, request_id: int, arrival_s: float, prompt_tokens: int, output_tokens: int
+) -> Request:
+    """``Request(index, request_id, arrival_s, prompt_tokens, output_tokens)`` without ``__init__``'s argument
+    parsing (the compiled core allocates it directly): the simulator makes one per arrival."""
+    req = Request.__new__(Request)
+    req._setup(index, request_id, arrival_s, prompt_tokens, output_tokens, None, None, None)
+    return req

@@ -2,11 +2,15 @@
 cimport cython
 
 from workbench.sim.engine cimport Engine
-from workbench.sim.instance cimport Instance
-from workbench.sim.request cimport Request
+from workbench.sim.instance cimport Instance, TypedHost
+from workbench.sim.request cimport Request, new_request
 
 
-cdef class Simulation:
+cdef class TypedRouter:
+    cpdef long choose(self, Request request, object routable, double now)
+
+
+cdef class Simulation(TypedHost):
     cdef public Engine engine
     cdef public object streams
     cdef public object router
@@ -31,7 +35,15 @@ cdef class Simulation:
     cdef public _Records _records
     cdef public object _view
     cdef public object _requests
-    @cython.locals(routable=list, inst=Instance, pos=long)
+    cdef public list _ids
+    cdef public list _prompt
+    cdef public list _output
+    cdef public list _hashes
+    cdef public list _sessions
+    cdef public list _classes
+    @cython.locals(req=Request)
+    cpdef on_event(self, long arg, double now)
+    @cython.locals(routable=list, inst=Instance, pos=long, typed=TypedRouter)
     cpdef route(self, Request req, double now)
     cpdef reject(self, Request req, str reason)
     cpdef request_finished(self, Request req, Instance inst, double now)

@@ -54,7 +54,14 @@ from workbench.errors import ConfigError, WorkloadError
 from workbench.seeds import Streams
 from workbench.sim.closed_loop import open_workload
 from workbench.sim.config import InstanceConfig, SimConfig
-from workbench.sim.engine import PRIO_ARRIVAL, PRIO_CONTROL, ArrivalFeed, Engine, SimulationError, paused_gc
+from workbench.sim.engine import (
+    PRIO_ARRIVAL,
+    PRIO_CONTROL,
+    ArrivalFeed,
+    Engine,
+    SimulationError,
+    paused_gc,
+)
 from workbench.sim.hierarchy import attach_hierarchy, finish_hierarchy
 from workbench.sim.instance import (
     DRAINING,
@@ -66,9 +73,10 @@ from workbench.sim.instance import (
     SEG_STATES,
     STARTING,
     Instance,
+    TypedHost,
 )
 from workbench.sim.invariants import check_result, warn_rejections
-from workbench.sim.request import Request
+from workbench.sim.request import Request, new_request
 from workbench.sim.result import INSTANCE_SCHEMA, REQUEST_SCHEMA, SEGMENT_SCHEMA, SimResult
 from workbench.sim.routing.load import RoundRobin
 from workbench.sim.views import InstanceView
@@ -82,7 +90,18 @@ PROGRESS_MIN_REQUESTS = 100_000
 DEFER = -2
 
 
-class Simulation:
+class TypedRouter:
+    """Base of a router that the compiled simulation calls by a typed C method call (the fleet controller);
+    any other router's ``choose`` is a Python-level call. Same contract as a router's ``choose``."""
+
+    __slots__ = ()
+
+    def choose(self, request: Request, routable: Any, now: float) -> int:
+        """Position in ``routable`` of the instance that serves ``request`` (negative: reject or defer)."""
+        raise NotImplementedError
+
+
+class Simulation(TypedHost):
     """Discrete-event simulation of LLM instances sharing one clock (the :class:`InstanceHost` of its
     instances).
 
@@ -138,6 +157,12 @@ class Simulation:
         #: where instances write their finished segments (``None``: not recorded)
         self.segment_sink = self._seg.extend if record_segments else None
         self._records = _Records(0)
+        self._ids: list = []
+        self._prompt: list = []
+        self._output: list = []
+        self._hashes: list | None = None
+        self._sessions: list | None = None
+        self._classes: list | None = None
         self._view: InstanceView | None = None
 
     # ------------------------------------------------------------------ setup and hooks
@@ -256,7 +281,12 @@ class Simulation:
                 self.reject(req, "no instance is on")
             return
         else:
-            pos = self.router.choose(req, self.view, now)
+            router = self.router
+            if isinstance(router, TypedRouter):
+                typed = router  # (a C call in the compiled build)
+                pos = typed.choose(req, self.view, now)
+            else:
+                pos = router.choose(req, self.view, now)
             if pos == DEFER:  # the router holds the request and submits it later (fleet layer)
                 return
             if pos < 0:
@@ -362,31 +392,21 @@ class Simulation:
         for name in ("prefix_hashes", "session_id", "request_class"):
             if name in requests.columns and requests[name].null_count() < n:
                 optional[name] = requests[name].to_list()
-        hashes = optional.get("prefix_hashes")
-        sessions = optional.get("session_id")
-        classes = optional.get("request_class")
-
-        def arrive(i: int, now: float) -> None:
-            req = Request(i, ids[i], now, prompt[i], output[i])
-            if hashes is not None:
-                req.prefix_hashes = hashes[i]
-            if sessions is not None:
-                req.session_id = sessions[i]
-            if classes is not None:
-                req.request_class = classes[i]
-            self.route(req, now)  # (self: a typed call in the compiled build)
-
-        def arrive_plain(i: int, now: float) -> None:  # no optional columns: the common, fastest case
-            self.route(Request(i, ids[i], now, prompt[i], output[i]), now)
-
-        make = arrive if optional else arrive_plain
+        # the trace's columns, read by on_event (an arrival)
+        self._ids = ids
+        self._prompt = prompt
+        self._output = output
+        self._hashes = optional.get("prefix_hashes")
+        self._sessions = optional.get("session_id")
+        self._classes = optional.get("request_class")
+        make = self.on_event
         loop = self.closed_loop
         if loop is None:
-            feed = ArrivalFeed(arrival, make)
+            feed = ArrivalFeed(arrival, make, self)  # (the compiled engine calls on_event typed)
         else:  # only first steps arrive by the trace; the loop releases the others (release())
             roots = loop.roots
             self._arrive_row = make
-            self._make_row = lambda i: Request(i, ids[i], NAN, prompt[i], output[i])
+            self._make_row = lambda i: new_request(i, ids[i], NAN, prompt[i], output[i])
             feed = ArrivalFeed([arrival[r] for r in roots], lambda pos, now: make(roots[pos], now))
         self.engine.run(feed)
         if self.on_end is not None:
@@ -399,6 +419,17 @@ class Simulation:
         if unfinished:
             raise SimulationError(f"{unfinished} request(s) were left unfinished when the events ran out")
         return self.result()
+
+    def on_event(self, arg: int, now: float) -> None:
+        """Trace row ``arg`` arrives at ``now``: make its request and route it (the arrivals' typed event)."""
+        req = new_request(arg, self._ids[arg], now, self._prompt[arg], self._output[arg])
+        if self._hashes is not None:
+            req.prefix_hashes = self._hashes[arg]
+        if self._sessions is not None:
+            req.session_id = self._sessions[arg]
+        if self._classes is not None:
+            req.request_class = self._classes[arg]
+        self.route(req, now)
 
     def result(self) -> SimResult:
         """Build the result tables (once, from the recorded lists)."""

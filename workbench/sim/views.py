@@ -51,7 +51,7 @@ class InstanceView:
     """
 
     __slots__ = ("_capacity", "_clock", "_cols", "_counts", "_entry_blocks", "_fitting", "_full", "_index",
-                 "_index_of", "_lrus", "_prefix_block", "_rows", "_running", "_waiting", "first_id",
+                 "_index_of", "_prefix_block", "_prefixes", "_rows", "_running", "_waiting", "first_id",
                  "fit_tokens", "ids", "instances", "kv_block_tokens", "min_fit", "speed")  # fmt: skip
 
     def __init__(
@@ -82,7 +82,7 @@ class InstanceView:
         # the instances keep these containers for life (cleared, never replaced)
         self._waiting = [i.waiting for i in insts]
         self._running = [i.running for i in insts]
-        self._lrus = [i.prefix.lru for i in insts]
+        self._prefixes = [i.prefix for i in insts]
         self._capacity = ints(i.kv.capacity for i in insts)  # KV blocks
         self._entry_blocks = ints(i.prefix.blocks_per_entry for i in insts)  # KV blocks per prefix entry
         # the prefix index and this view's columns in it (looked up at the first prefix match)
@@ -148,7 +148,7 @@ class InstanceView:
     def free_kv_blocks(self) -> np.ndarray:
         n = len(self.instances)  # as Instance.free_kv_blocks: free + evictable entries x blocks per entry
         free = np.fromiter(map(_FREE, self.instances), np.int64, n)
-        return free + np.fromiter(map(len, self._lrus), np.int64, n) * self._entry_blocks
+        return free + np.fromiter(map(_UNREFERENCED, self._prefixes), np.int64, n) * self._entry_blocks
 
     @property
     def kv_utilization(self) -> np.ndarray:
@@ -213,6 +213,7 @@ class InstanceView:
 _QUEUED = attrgetter("queued_prefill_tokens")
 _DECODE_LEFT = attrgetter("outstanding_decode_tokens")
 _FREE = attrgetter("kv.free")
+_UNREFERENCED = attrgetter("unreferenced")
 
 
 class PoolSource(Protocol):

@@ -25,7 +25,7 @@ import numpy as np
 class TrackedCache(Protocol):
     """What the index needs of an instance's prefix cache: its entries and its hook."""
 
-    refs: dict[int, int]
+    entries: dict[int, object]
     index: PrefixIndex | None
 
 
@@ -88,7 +88,7 @@ class PrefixIndex:
         m = np.zeros((self._m.shape[0], c + 1), dtype=bool)
         m[:, :c] = self._m
         self._m = m
-        for h in inst.prefix.refs:
+        for h in inst.prefix.entries:
             self.add(h, inst.index)
         inst.prefix.index = self
         if inst.evict_at < float("inf"):  # tracked in the middle of a decode run that evicts lazily
