@@ -146,8 +146,11 @@ class Request:
 def new_request(
     index: int, request_id: int, arrival_s: float, prompt_tokens: int, output_tokens: int
 ) -> Request:
-    """``Request(index, request_id, arrival_s, prompt_tokens, output_tokens)`` without ``__init__``'s argument
-    parsing (the compiled core allocates it directly): the simulator makes one per arrival."""
+    """Return ``Request(index, request_id, arrival_s, prompt_tokens, output_tokens)``, made without ``__init__``.
+
+    The compiled core allocates it directly, skipping ``__init__``'s argument parsing: the simulator makes one
+    per arrival.
+    """
     req = Request.__new__(Request)
     req._setup(index, request_id, arrival_s, prompt_tokens, output_tokens, None, None, None)
     return req
