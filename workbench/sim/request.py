@@ -146,7 +146,7 @@ class Request:
 def new_request(
     index: int, request_id: int, arrival_s: float, prompt_tokens: int, output_tokens: int
 ) -> Request:
-    """Return ``Request(index, request_id, arrival_s, prompt_tokens, output_tokens)``, made without ``__init__``.
+    """Return ``Request(index, request_id, arrival_s, prompt_tokens, output_tokens)`` made without ``__init__``.
 
     The compiled core allocates it directly, skipping ``__init__``'s argument parsing: the simulator makes one
     per arrival.
