@@ -33,7 +33,7 @@ _ints = ints
 
 
 def _probe() -> None:
-    """A function of this module (its type says whether the module runs compiled)."""
+    """Do nothing: a function of this module, whose type says whether the module runs compiled."""
 
 
 #: This module runs as its compiled build: the choices of ``jsq`` (over the outstanding counters) and of
@@ -150,7 +150,7 @@ class FleetController(TypedRouter):
 
 
     def prefix_index(self, p: int) -> PrefixIndex:
-        """The prefix index of pool ``p`` (made on first use: it tracks every member, on or off)."""
+        """Return the prefix index of pool ``p`` (made on first use: it tracks every member, on or off)."""
         index = self.prefix_indexes[p]
         if index is None:
             index = self.prefix_indexes[p] = PrefixIndex()
@@ -172,9 +172,11 @@ class FleetController(TypedRouter):
 
     # ------------------------------------------------------------------ routing (Simulation.router)
     def choose(self, request: Request, routable: InstanceView, now: float) -> int:
-        """Position in the simulation's ``routable`` instances of the instance that serves ``request``
-        (:data:`REJECT` with ``reject_reason`` set, or :data:`DEFER` when a pool holds it for later); the
-        pool's router chooses over the pool's own view."""
+        """Return the position in the simulation's ``routable`` of the instance that serves ``request``.
+
+        :data:`REJECT` with ``reject_reason`` set, or :data:`DEFER` when a pool holds the request for later; the
+        pool's router chooses over the pool's own view.
+        """
         if request.kv_ready:
             p = self._pick_decode_pool(request)
             router = self.decode_router
@@ -231,7 +233,7 @@ class FleetController(TypedRouter):
         return self.position[i]
 
     def _pick_entry_pool(self, request, now: float) -> int:
-        """The entry pool of ``request`` (or :data:`REJECT` with ``reject_reason`` set).
+        """Return the entry pool of ``request`` (or :data:`REJECT` with ``reject_reason`` set).
 
         The front router decides by its own rule (``length_pools`` by prompt, plus output with
         ``include_output``, against the pools' thresholds); the hard limit is what a pool can physically serve:
@@ -257,8 +259,11 @@ class FleetController(TypedRouter):
         return p if size <= self.capacity[p] else self._pool_that_holds(p, size, request)
 
     def _pool_that_holds(self, p: int, size: int, request: Request) -> int:
-        """The smallest entry pool that holds ``size`` tokens, for a request pool ``p`` cannot hold (or
-        :data:`REJECT` with ``reject_reason`` set; ``class_pools`` rejects it)."""
+        """Return the smallest entry pool that holds ``size`` tokens, for a request pool ``p`` cannot hold.
+
+        :data:`REJECT` with ``reject_reason`` set when no pool holds it, or always with ``class_pools`` (which
+        rejects it).
+        """
         entry = self.entry
         fits = [q for q in entry if self.capacity[q] >= size]
         if not fits:
@@ -272,15 +277,18 @@ class FleetController(TypedRouter):
         return min(fits, key=lambda q: (self.threshold[q], q))
 
     def _too_long(self, p: int, request: Request, where: str | None = None) -> str:
-        """The reason an instance gives for ``request`` (:meth:`Instance.reject_reason`, the one rule), from
-        pool ``p``'s member that holds the longest request; ``where`` names the pools it was too long for."""
+        """Return the reason an instance gives for rejecting ``request`` as too long.
+
+        The reason is :meth:`Instance.reject_reason` (the one rule) of pool ``p``'s member that holds the
+        longest request; ``where`` names the pools it was too long for.
+        """
         inst = self.sim.instances[self.largest[p]] if self.largest[p] is not None else None
         reason = inst.reject_reason(request) if inst is not None else None
         reason = reason or f"too long: {request.prompt_tokens}+{request.output_tokens} tokens"
         return f"{reason} [{where}]" if where else reason
 
     def _pick_decode_pool(self, request) -> int:
-        """The least loaded decode pool (outstanding per live instance) that can hold the request."""
+        """Return the least loaded decode pool (outstanding per live instance) that can hold the request."""
         if len(self.decode) == 1:
             return self.decode[0]
         size = request.prompt_tokens + request.output_tokens
@@ -313,8 +321,11 @@ class FleetController(TypedRouter):
         return True
 
     def _transfer_over_network(self, request: Request, src: Instance, size_bytes: float, now: float) -> None:
-        """With a KV hierarchy: choose the decode instance first, then move the KV to it as a flow that shares
-        the NICs (NVLink inside a node) with every other transfer."""
+        """Choose the decode instance of ``request``, then move its KV there over the network.
+
+        With a KV hierarchy: the KV moves as a flow that shares the NICs (NVLink inside a node) with every
+        other transfer.
+        """
         sim = self.sim
         pos = self.choose(request, sim.view, now) if sim.routable else DEFER
         if pos == DEFER:  # held for its pool and routed when an instance turns on (no transfer modelled then)
@@ -334,7 +345,7 @@ class FleetController(TypedRouter):
 
     # ------------------------------------------------------------------ expectations (multi_objective)
     def estimate(self, p: int, request) -> tuple[float, float]:
-        """Expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load.
+        """Return the expected latency (s) and energy (J) of ``request`` on pool ``p`` at its current load.
 
         The pool's mean queued prefill and running batch per live instance; in a heterogeneous pool, the mean
         over its instance types weighted by their share of the pool's live instances (of all its members when
@@ -431,8 +442,10 @@ class FleetController(TypedRouter):
             self.sim.engine.schedule(now + cfg.interval_s, PRIO_CONTROL, self._tick, p)
 
     def _scale_up(self, insts: list[Instance], k: int, setup_s: float, need: int = 0) -> None:
-        """Start ``k`` members: draining ones first (no cold start), then off ones in member order; with
-        ``need``, the first member that holds ``need`` tokens goes first."""
+        """Start ``k`` members: draining ones first (no cold start), then off ones in member order.
+
+        With ``need``, the first member that holds ``need`` tokens goes first.
+        """
         order = [i for i in insts if i.state == DRAINING] + [i for i in insts if i.state == OFF]
         if need:
             big = next(i for i in order if i.fit_tokens >= need)  # exists: the pool's capacity holds it
@@ -453,8 +466,10 @@ class FleetController(TypedRouter):
             queue.clear()
 
     def _scale_down(self, on: list[Instance], starting: list[Instance], k: int, keep: Instance | None) -> None:
-        """Drain ``k`` members: starting ones first (youngest first), then on ones in drain order; never
-        ``keep`` (the only member that holds a held request) nor, while requests are held, the last on."""
+        """Drain ``k`` members: starting ones first (youngest first), then on ones in drain order.
+
+        Never ``keep`` (the only member that holds a held request) nor, while requests are held, the last on.
+        """
         for inst in [i for i in starting[::-1] if i is not keep][:k]:
             self.sim.drain_instance(inst)
             k -= 1
@@ -467,8 +482,10 @@ class FleetController(TypedRouter):
 
 
 def _argmin_counts(counts, lo: int, n: int) -> int:
-    """Position of the smallest of ``counts[lo:lo + n]``, the first among ties (JSQ's ``argmin_first`` over a
-    view's outstanding counters, as a typed loop)."""
+    """Return the position of the smallest of ``counts[lo:lo + n]``, the first among ties.
+
+    JSQ's ``argmin_first`` over a view's outstanding counters, as a typed loop.
+    """
     best = counts[lo]
     k = 0
     for j in range(1, n):
@@ -480,11 +497,13 @@ def _argmin_counts(counts, lo: int, n: int) -> int:
 
 
 class PrefixHolders:
-    """Hash -> ids of the instances whose prefix caches hold it, kept exact by the caches' index hook (entries
-    created, evicted, dropped). The compiled ``lmetric`` path reads it: one lookup of a request's first block
-    per decision, then a walk of the holders' caches only, instead of one lookup per instance. An instance
-    whose decode run may owe lazy evictions is settled and walked by that reader itself (:meth:`defer` needs
-    to do nothing)."""
+    """Hash -> ids of the instances whose prefix caches hold it.
+
+    Kept exact by the caches' index hook (entries created, evicted, dropped). The compiled ``lmetric`` path
+    reads it: one lookup of a request's first block per decision, then a walk of the holders' caches only,
+    instead of one lookup per instance. An instance whose decode run may owe lazy evictions is settled and
+    walked by that reader itself (:meth:`defer` needs to do nothing).
+    """
 
     __slots__ = ("of",)
 
@@ -498,6 +517,7 @@ class PrefixHolders:
         inst.prefix.index = self  # type: ignore[assignment]
 
     def add(self, h: int, owner: int) -> None:
+        """Record that instance ``owner`` now caches block ``h``."""
         holders = self.of.get(h)
         if holders is None:
             self.of[h] = {owner}
@@ -505,17 +525,19 @@ class PrefixHolders:
             holders.add(owner)
 
     def remove(self, h: int, owner: int) -> None:
+        """Record that instance ``owner`` no longer caches block ``h`` (it did); unheld hashes are dropped."""
         holders = self.of[h]
         holders.discard(owner)
         if not holders:
             del self.of[h]
 
     def clear(self, owner: int) -> None:
+        """Forget every block that instance ``owner`` caches (its cache was emptied)."""
         for h in [h for h, holders in self.of.items() if owner in holders]:
             self.remove(h, owner)
 
     def defer(self, inst: Instance, at: float) -> None:
-        """(A lazy eviction is due at ``at``: the reader settles the instance first.)"""
+        """Do nothing: a lazy eviction of ``inst`` is due at ``at``; the reader settles the instance first."""
 
 
 def _lmetric_choice(instances: list, request: Request, running: bool, counts, now: float,
@@ -530,7 +552,8 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     ``holders`` (the pool's :class:`PrefixHolders`) only the caches that hold the request's first block are
     walked, before the loop (their matches go to ``match_blocks``, stamped with ``decision``); an instance
     that may owe lazy evictions (``kv.free < 0``) is settled and walked in the loop, as every instance is
-    without ``holders``. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
+    without ``holders``. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own.
+    """
     hashes = request.prefix_hashes
     prompt = request.prompt_tokens
     inst = instances[0]
@@ -584,8 +607,10 @@ def model_kv_bytes(model_name: str) -> int:
 
 
 def _pool_configs(pool: Pool) -> list[tuple[InstanceConfig, str]]:
-    """(instance configuration, GPU type) of a pool's possible members, initial ones first; members of one
-    GPU type share one configuration object."""
+    """Return (instance configuration, GPU type) of a pool's possible members, initial ones first.
+
+    Members of one GPU type share one configuration object.
+    """
     gpus = pool.gpu_list() or pool.gpu_types()
     n = pool.max_instances
     cycle = [gpus[j % len(gpus)] for j in range(n)]

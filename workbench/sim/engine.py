@@ -61,7 +61,7 @@ ARRIVAL_KEY = PRIO_ARRIVAL << KEY_BITS
 
 
 def _probe() -> None:
-    """A function of this module (its type says whether the module runs compiled)."""
+    """Do nothing: a function of this module, whose type says whether the module runs compiled."""
 
 
 #: This module is the compiled build (typed event heap) rather than the pure-Python source (heapq).
@@ -108,9 +108,12 @@ class ArrivalFeed:
 
 
 class Handler:
-    """A receiver of typed events (:meth:`Engine.push_handler`): the compiled engine calls its
-    :meth:`on_event` as a C method (no Python-level call, no boxed arguments); the pure-Python engine calls the
-    bound method like any callback. The simulator's instances are handlers (their step ends)."""
+    """A receiver of typed events (:meth:`Engine.push_handler`).
+
+    The compiled engine calls its :meth:`on_event` as a C method (no Python-level call, no boxed arguments);
+    the pure-Python engine calls the bound method like any callback. The simulator's instances are handlers
+    (their step ends).
+    """
 
     __slots__ = ()
 
@@ -120,9 +123,11 @@ class Handler:
 
 
 class Event:
-    """One scheduled event of the compiled engine's heap: ``handler.on_event(iarg, time)`` when it has a
-    handler, else ``callback(arg, time)``; ordered by ``time`` then ``key`` (priority and sequence number, see
-    :data:`KEY_BITS`)."""
+    """One scheduled event of the compiled engine's heap.
+
+    It runs ``handler.on_event(iarg, time)`` when it has a handler, else ``callback(arg, time)``; events are
+    ordered by ``time`` then ``key`` (priority and sequence number, see :data:`KEY_BITS`).
+    """
 
     __slots__ = ("arg", "callback", "handler", "iarg", "key", "time")
 
@@ -163,8 +168,11 @@ class Engine:
         self.push(time, priority, callback, arg)
 
     def push(self, time: float, priority: int, callback: Callback, arg: Any = None) -> None:
-        """The fast path of :meth:`schedule` for callers whose ``time`` is not in the past by construction
-        (``now`` plus a duration already checked to be >= 0): the same event, without the check."""
+        """Schedule ``callback(arg, time)`` as :meth:`schedule` does, without checking ``time``.
+
+        The fast path for callers whose ``time`` is not in the past by construction (``now`` plus a duration
+        already checked to be >= 0): the same event, without the check.
+        """
         if COMPILED:
             ev = Event.__new__(Event)  # (a direct allocation in the compiled build, no __init__ call)
             ev.time = time
@@ -183,8 +191,10 @@ class Engine:
         self.push_handler(time, priority, handler, arg)
 
     def push_handler(self, time: float, priority: int, handler: Handler, arg: int) -> None:
-        """:meth:`push` of ``handler.on_event(arg, time)``: the same event order as :meth:`push`, dispatched
-        by a typed call in the compiled engine."""
+        """Schedule ``handler.on_event(arg, time)`` as :meth:`push` does.
+
+        The same event order as :meth:`push`, dispatched by a typed call in the compiled engine.
+        """
         if COMPILED:
             ev = Event.__new__(Event)
             ev.time = time
@@ -303,7 +313,7 @@ class Engine:
         self.events += events
 
     def _run(self, feed: ArrivalFeed | None, until: float) -> None:
-        """The event loop over the heapq heap (pure Python): events in order, merged with the arrivals."""
+        """Run the event loop over the heapq heap (pure Python): events in order, merged with the arrivals."""
         heap = self._heap
         pop = heapq.heappop
         times = feed.times if feed is not None else []

@@ -104,13 +104,15 @@ class InstanceHost(Protocol):
         ...
 
     def instance_drained(self, instance: Instance, now: float) -> None:
-        """A draining ``instance`` has no work left."""
+        """Handle a draining ``instance`` that has no work left."""
         ...
 
 
 class TypedHost(Handler):
-    """Base of an :class:`InstanceHost` that the compiled instances call by typed C calls (the simulation);
-    any other host is called through Python. Its events are typed too (a :class:`Handler`)."""
+    """Base of an :class:`InstanceHost` that the compiled instances call by typed C calls (the simulation).
+
+    Any other host is called through Python. Its events are typed too (a :class:`Handler`).
+    """
 
     __slots__ = ()
 
@@ -120,7 +122,7 @@ class TypedHost(Handler):
 
 
 def _probe() -> None:
-    """A function of this module (its type says whether the module runs compiled)."""
+    """Do nothing: a function of this module, whose type says whether the module runs compiled."""
 
 
 #: This module is the compiled build (typed decode-finish heap) rather than the pure-Python source (heapq).
@@ -128,9 +130,11 @@ COMPILED = is_compiled(_probe)
 
 
 class Finish:
-    """An entry of the compiled core's decode-finish heap: the iteration at which ``req`` finishes and its
-    sequence number (unique, so ``(at, seq)`` orders the heap totally, as heapq orders the pure-Python core's
-    tuples)."""
+    """An entry of the compiled core's decode-finish heap.
+
+    The iteration at which ``req`` finishes and its sequence number (unique, so ``(at, seq)`` orders the heap
+    totally, as heapq orders the pure-Python core's tuples).
+    """
 
     __slots__ = ("at", "req", "seq")
 
@@ -227,8 +231,10 @@ class DecodeSet:
         return top
 
     def pop_finished(self, g: int) -> Request | None:
-        """Take the next decoding request that finishes by iteration ``g`` off the heap (stale entries
-        dropped); ``None`` when there is none."""
+        """Take the next decoding request that finishes by iteration ``g`` off the heap (stale entries dropped).
+
+        ``None`` when there is none.
+        """
         heap = self.finishes
         if COMPILED:
             while heap:
@@ -256,7 +262,7 @@ class DecodeSet:
         return gen
 
     def next_finish(self) -> int:
-        """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
+        """Return the iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
         heap = self.finishes
         if COMPILED:
             while True:
@@ -311,8 +317,11 @@ class DecodeSet:
 
 
 class SegmentRecorder:
-    """The instance's time series: an open (idle/starting/off) segment and a pending busy one that grows
-    while consecutive steps keep the batch size; finished segments go to the host's sink."""
+    """The instance's time series: an open (idle/starting/off) segment and a pending busy one.
+
+    The busy segment grows while consecutive steps keep the batch size; finished segments go to the host's
+    sink.
+    """
 
     __slots__ = ("instance", "pending", "since", "sink", "state")
 
@@ -326,7 +335,7 @@ class SegmentRecorder:
         self.pending: list | None = None
 
     def busy(self, start: float, end: float, batch: int, prefill: int, kv: int, iterations: int) -> None:
-        """A busy stretch: extends the pending busy segment when contiguous with the same batch."""
+        """Record a busy stretch, extending the pending busy segment when contiguous with the same batch."""
         pending = self.pending
         if pending is not None:
             if pending[1] == start and pending[2] == batch:
@@ -659,7 +668,7 @@ class Instance(Handler):
 
     # ------------------------------------------------------------------ iteration times
     def _roofline_terms(self) -> RooflineTerms | None:
-        """The roofline terms of the current ``perf`` (``None`` for another model), looked up once per model."""
+        """Return the roofline terms of ``perf`` (``None`` for another model), looked up once per model."""
         perf = self.perf
         if perf is not self.perf_seen:
             self.perf_seen = perf
@@ -667,8 +676,10 @@ class Instance(Handler):
         return self.terms
 
     def _iteration_time(self, prefill: int, prefill_context: float, batch: int, context: int) -> float:
-        """``perf.iteration_time`` of a batch of ``prefill`` tokens and ``batch`` decodes of context sum
-        ``context``."""
+        """Return ``perf.iteration_time`` of a batch of ``prefill`` tokens and ``batch`` decodes.
+
+        The decodes' contexts sum to ``context``.
+        """
         terms = self._roofline_terms()
         if terms is not None:
             return terms.iteration_time(prefill, prefill_context, batch, context)
@@ -725,8 +736,10 @@ class Instance(Handler):
             self.evict_at = INF
 
     def _next_eviction(self, now: float) -> None:
-        """Set :attr:`evict_at` (after ``now``) for a decode run that still borrows ``-kv.free`` blocks (tell
-        the index)."""
+        """Set :attr:`evict_at` (after ``now``) for a decode run that still borrows ``-kv.free`` blocks.
+
+        The prefix index is told too.
+        """
         decode = self.decode
         # kv.free + run_reserved blocks are backed: they hold the growth of the next m iterations (2..m+1);
         # the run's iteration m + 2 must evict, and it starts once m + 1 iterations are done
@@ -1014,8 +1027,10 @@ class Instance(Handler):
         self._queue_prefill(req)
 
     def on_event(self, arg: int, now: float) -> None:
-        """End of a step (the engine's typed event; ``arg`` is the step's version, stale when the step was cut
-        short): account for it, finish prefills and sequences, plan the next step."""
+        """End a step: account for it, finish prefills and sequences, plan the next step.
+
+        The engine's typed event; ``arg`` is the step's version, stale when the step was cut short.
+        """
         if arg != self.version:
             return
         if self.kv.free < 0:  # the decode run's remaining evictions, before anything releases cache entries

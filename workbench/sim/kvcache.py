@@ -64,8 +64,10 @@ class KVBlocks:
 
 
 class CacheEntry:
-    """One prefix-cache entry: its hash, its reference count and, while unreferenced, its place in the LRU
-    list (a doubly linked ring through the cache's sentinel entry; ``None`` while referenced)."""
+    """One prefix-cache entry: its hash, its reference count and, while unreferenced, its place in the LRU list.
+
+    The LRU list is a doubly linked ring through the cache's sentinel entry (``None`` while referenced).
+    """
 
     __slots__ = ("count", "hash", "newer", "older")
 
@@ -82,8 +84,10 @@ class CacheEntry:
 
 
 def new_entry(h: int, count: int) -> CacheEntry:
-    """A :class:`CacheEntry` off the LRU list (made without ``__init__``'s argument parsing: the compiled
-    core calls the type's allocator directly)."""
+    """Return a new :class:`CacheEntry` off the LRU list.
+
+    Made without ``__init__``'s argument parsing: the compiled core calls the type's allocator directly.
+    """
     e = CacheEntry.__new__(CacheEntry)
     e.hash = h
     e.count = count
@@ -150,12 +154,12 @@ class PrefixCache:
         return self.unreferenced * self.blocks_per_entry
 
     def count(self, h: int) -> int:
-        """Requests referencing entry ``h`` (0: unreferenced; -1: not cached)."""
+        """Return how many requests reference entry ``h`` (0: unreferenced; -1: not cached)."""
         e = self.entries.get(h)
         return -1 if e is None else e.count
 
     def lru_order(self) -> list[int]:
-        """The unreferenced entries' hashes, least recently used first."""
+        """Return the unreferenced entries' hashes, least recently used first."""
         ring = self._ring
         out = []
         e = ring.newer
@@ -165,7 +169,7 @@ class PrefixCache:
         return out
 
     def oldest(self) -> int | None:
-        """The least recently used unreferenced entry's hash (``None``: none)."""
+        """Return the least recently used unreferenced entry's hash (``None``: none)."""
         e = self._ring.newer
         return None if e is self._ring else e.hash
 
@@ -208,8 +212,10 @@ class PrefixCache:
         return n
 
     def match_unreferenced(self, hashes: Sequence[int], limit: int) -> tuple[int, int]:
-        """:meth:`match` and how many of the matched entries are unreferenced (their blocks count as
-        evictable until the request references them)."""
+        """Return :meth:`match` and how many of the matched entries are unreferenced.
+
+        Unreferenced blocks count as evictable until the request references them.
+        """
         entries = self.entries
         n = unreferenced = 0
         while n < limit:
@@ -222,7 +228,7 @@ class PrefixCache:
         return n, unreferenced
 
     def reference(self, hashes: Sequence[int], n: int) -> None:
-        """A request uses the (cached) entries ``hashes[:n]``: take them off the LRU list when unreferenced."""
+        """Use the (cached) entries ``hashes[:n]`` for a request: unreferenced ones leave the LRU list."""
         entries = self.entries
         for i in range(n):
             e = entries[hashes[i]]
@@ -231,7 +237,7 @@ class PrefixCache:
             e.count += 1
 
     def release(self, hashes: Sequence[int], n: int) -> None:
-        """A request stops using ``hashes[:n]``; entries nobody uses join the LRU list, tail first."""
+        """Release a request's ``hashes[:n]``; entries nobody uses join the LRU list, tail first."""
         entries = self.entries
         for i in range(n - 1, -1, -1):  # (no reversed() iterator: a typed loop compiled)
             e = entries[hashes[i]]
@@ -240,8 +246,11 @@ class PrefixCache:
                 self._link(e)
 
     def insert(self, hashes: Sequence[int], start: int, stop: int) -> int:
-        """A request computed the blocks ``hashes[start:stop]`` and references them as entries; returns how many
-        were cached already (computed concurrently: the request's private copies are to be dropped)."""
+        """Insert the blocks ``hashes[start:stop]`` a request computed, referenced by it, as entries.
+
+        Return how many were cached already (computed concurrently: the request's private copies are to be
+        dropped).
+        """
         entries = self.entries
         index = self.index
         duplicates = 0

@@ -91,8 +91,10 @@ DEFER = -2
 
 
 class TypedRouter:
-    """Base of a router that the compiled simulation calls by a typed C method call (the fleet controller);
-    any other router's ``choose`` is a Python-level call. Same contract as a router's ``choose``."""
+    """Base of a router that the compiled simulation calls by a typed C method call (the fleet controller).
+
+    Any other router's ``choose`` is a Python-level call. Same contract as a router's ``choose``.
+    """
 
     __slots__ = ()
 
@@ -102,8 +104,9 @@ class TypedRouter:
 
 
 class Simulation(TypedHost):
-    """Discrete-event simulation of LLM instances sharing one clock (the :class:`InstanceHost` of its
-    instances).
+    """Discrete-event simulation of LLM instances sharing one clock.
+
+    The simulation is the :class:`InstanceHost` of its instances.
 
     Parameters
     ----------
@@ -167,7 +170,7 @@ class Simulation(TypedHost):
 
     # ------------------------------------------------------------------ setup and hooks
     def rng(self, name: str) -> np.random.Generator:
-        """The generator of the simulation's random stream ``name`` (keyed by the name, not by call order)."""
+        """Return the generator of the random stream ``name`` (keyed by the name, not by call order)."""
         return self.streams.rng(name)
 
     def add_instance(self, config: InstanceConfig, *, state: str = ON) -> Instance:
@@ -239,7 +242,7 @@ class Simulation(TypedHost):
             self.instance_drained(inst, now)
 
     def instance_drained(self, inst: Instance, now: float) -> None:
-        """A draining instance ran out of work: it turns off."""
+        """Turn off a draining instance that ran out of work."""
         inst.set_segment_state(SEG_OFF, now)
         self._set_state(inst, OFF, now)
 
@@ -302,11 +305,11 @@ class Simulation(TypedHost):
         return any(i.state == STARTING for i in self.instances)
 
     def release(self, row: int, at: float) -> None:
-        """Closed loop: trace row ``row`` arrives at ``at`` (>= now) and is routed."""
+        """Release trace row ``row`` (closed loop): it arrives at ``at`` (>= now) and is routed."""
         self.engine.schedule(at, PRIO_ARRIVAL, self._arrive_row, row)
 
     def reject_row(self, row: int, reason: str) -> None:
-        """Closed loop: record trace row ``row``, never issued, as rejected with ``reason``."""
+        """Record trace row ``row``, never issued, as rejected with ``reason`` (closed loop)."""
         self.reject(self._make_row(row), reason)
 
     def reject(self, req: Request, reason: str) -> None:
@@ -484,8 +487,10 @@ class Simulation(TypedHost):
 
 #: Columns the simulator reads from every trace row.
 def trace_rows(trace) -> tuple[pl.DataFrame, int | None]:
-    """The rows of a Trace (valid by construction: not checked again) or of a DataFrame (checked here with the
-    rules of a Trace, :func:`workbench.traces.schema.check_requests`) and the trace's prefix block size.
+    """Return the rows of a Trace or of a DataFrame, and the trace's prefix block size.
+
+    A Trace is valid by construction (not checked again); a DataFrame is checked here with the rules of a
+    Trace (:func:`workbench.traces.schema.check_requests`).
 
     Raises
     ------
@@ -533,7 +538,7 @@ class _Records:
         self.count += 1
 
     def table(self, requests: pl.DataFrame, instances: list[Instance]) -> pl.DataFrame:
-        """The ``requests`` result table (trace order) from the trace columns and the recorded outcomes."""
+        """Build the ``requests`` result table (trace order) from the trace columns and recorded outcomes."""
         n = requests.height
         if self.count != n:
             raise SimulationError(f"{n} requests entered but {self.count} were recorded")
@@ -574,7 +579,7 @@ _REC_INT = ("cached_tokens", "preemptions", "instance", "retries")
 
 
 def _progress_bar(n: int, progress: bool | None):
-    """A tqdm bar for ``n`` requests, or ``None`` (see :meth:`Simulation.run` for ``progress``)."""
+    """Return a tqdm bar for ``n`` requests, or ``None`` (see :meth:`Simulation.run` for ``progress``)."""
     if progress is None:
         progress = n >= PROGRESS_MIN_REQUESTS and _interactive()
         delay = 1.0
