@@ -23,6 +23,11 @@ cdef class Event:
     cdef public Handler handler
     cdef public long iarg
 
+@cython.locals(i=Py_ssize_t, j=Py_ssize_t, parent=Event)
+cpdef heap_push(list heap, Event entry)
+@cython.locals(top=Event, last=Event, child=Event, right=Event, n=Py_ssize_t, i=Py_ssize_t, c=Py_ssize_t)
+cpdef Event heap_pop(list heap)
+
 @cython.final
 cdef class Engine:
     cdef public double now
@@ -36,13 +41,8 @@ cdef class Engine:
     cpdef schedule_handler(self, double time, long priority, Handler handler, long arg)
     @cython.locals(ev=Event)
     cpdef push_handler(self, double time, long priority, Handler handler, long arg)
-    @cython.locals(heap=list, i=Py_ssize_t, j=Py_ssize_t, parent=Event)
-    cdef _sift_up(self, Event ev)
-    @cython.locals(heap=list, top=Event, last=Event, child=Event, right=Event, n=Py_ssize_t, i=Py_ssize_t,
-                   c=Py_ssize_t)
-    cdef Event _pop(self)
     @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=Event, handler=Handler,
-                   typed=Handler)
+                   typed=Handler, take=bint)
     cpdef _run_typed(self, object feed, double until)
-    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=tuple, t=double)
+    @cython.locals(heap=list, n_arr=long, pos=long, events=long, t_arr=double, top=tuple, t=double, take=bint)
     cpdef _run(self, object feed, double until)

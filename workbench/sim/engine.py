@@ -122,6 +122,50 @@ class Handler:
         raise NotImplementedError
 
 
+def heap_push(heap: list, entry: Event) -> None:
+    """Add ``entry`` to the typed ``heap`` (a binary min-heap of :class:`Event` objects on ``(time, key)``).
+
+    The one binary heap of the compiled core: the engine's events and an instance's decode finishes (an
+    :class:`Event` whose ``iarg`` is the iteration and ``arg`` the request); the pure-Python core uses ``heapq``
+    over tuples, which orders them the same way.
+    """
+    heap.append(entry)
+    i = len(heap) - 1
+    while i > 0:
+        j = (i - 1) >> 1
+        parent = heap[j]
+        if parent.time < entry.time or (parent.time == entry.time and parent.key < entry.key):
+            break
+        heap[i] = parent
+        i = j
+    heap[i] = entry
+
+
+def heap_pop(heap: list) -> Event:
+    """Remove and return the first entry of the (non-empty) typed ``heap``."""
+    top = heap[0]
+    last = heap.pop()
+    n = len(heap)
+    if n:
+        i = 0
+        while True:
+            c = 2 * i + 1
+            if c >= n:
+                break
+            child = heap[c]
+            if c + 1 < n:
+                right = heap[c + 1]
+                if right.time < child.time or (right.time == child.time and right.key < child.key):
+                    c += 1
+                    child = right
+            if last.time < child.time or (last.time == child.time and last.key < child.key):
+                break
+            heap[i] = child
+            i = c
+        heap[i] = last
+    return top
+
+
 class Event:
     """One scheduled event of the compiled engine's heap.
 
@@ -180,7 +224,7 @@ class Engine:
             ev.callback = callback
             ev.arg = arg
             self._seq += 1
-            self._sift_up(ev)
+            heap_push(self._heap, ev)
         else:
             heapq.heappush(self._heap, (time, priority, next(self._counter), callback, arg))
 
@@ -202,49 +246,9 @@ class Engine:
             ev.handler = handler
             ev.iarg = arg
             self._seq += 1
-            self._sift_up(ev)
+            heap_push(self._heap, ev)
         else:
             heapq.heappush(self._heap, (time, priority, next(self._counter), handler.on_event, arg))
-
-    # ------------------------------------------------------------------ the typed heap (compiled)
-    def _sift_up(self, ev: Event) -> None:
-        """Add ``ev`` to the typed heap."""
-        heap = self._heap
-        heap.append(ev)
-        i = len(heap) - 1
-        while i > 0:
-            j = (i - 1) >> 1
-            parent = heap[j]
-            if parent.time < ev.time or (parent.time == ev.time and parent.key < ev.key):
-                break
-            heap[i] = parent
-            i = j
-        heap[i] = ev
-
-    def _pop(self) -> Event:
-        """Remove and return the first event of the (non-empty) typed heap."""
-        heap = self._heap
-        top = heap[0]
-        last = heap.pop()
-        n = len(heap)
-        if n:
-            i = 0
-            while True:
-                c = 2 * i + 1
-                if c >= n:
-                    break
-                child = heap[c]
-                if c + 1 < n:
-                    right = heap[c + 1]
-                    if right.time < child.time or (right.time == child.time and right.key < child.key):
-                        c += 1
-                        child = right
-                if last.time < child.time or (last.time == child.time and last.key < child.key):
-                    break
-                heap[i] = child
-                i = c
-            heap[i] = last
-        return top
 
     def run(self, feed: ArrivalFeed | None = None, until: float = math.inf) -> None:
         """Process events (and the arrivals of ``feed``) in order until none is left or ``until`` is reached.
@@ -269,45 +273,37 @@ class Engine:
         typed = feed.handler if feed is not None else None
         events = 0
         while True:
-            if pos < n_arr:
+            if pos < n_arr:  # the next arrival, unless an event comes first (events win ties of priority)
                 t_arr = times[pos]
+                take = False
                 if heap:
                     top = heap[0]
-                    if top.time < t_arr or (top.time == t_arr and top.key < ARRIVAL_KEY):
-                        if top.time > until:
-                            break
-                        top = self._pop()
-                        self.now = top.time
-                        events += 1
-                        handler = top.handler
-                        if handler is not None:
-                            handler.on_event(top.iarg, top.time)
-                        else:
-                            top.callback(top.arg, top.time)
-                        continue
-                if t_arr > until:
-                    break
-                self.now = t_arr
-                events += 1
-                pos += 1
-                if typed is not None:
-                    typed.on_event(pos - 1, t_arr)
-                else:
-                    arrive(pos - 1, t_arr)
+                    take = top.time < t_arr or (top.time == t_arr and top.key < ARRIVAL_KEY)
+                if not take:
+                    if t_arr > until:
+                        break
+                    self.now = t_arr
+                    events += 1
+                    pos += 1
+                    if typed is not None:
+                        typed.on_event(pos - 1, t_arr)
+                    else:
+                        arrive(pos - 1, t_arr)
+                    continue
             elif heap:
                 top = heap[0]
-                if top.time > until:
-                    break
-                top = self._pop()
-                self.now = top.time
-                events += 1
-                handler = top.handler
-                if handler is not None:
-                    handler.on_event(top.iarg, top.time)
-                else:
-                    top.callback(top.arg, top.time)
             else:
                 break
+            if top.time > until:
+                break
+            heap_pop(heap)  # the same object as top
+            self.now = top.time
+            events += 1
+            handler = top.handler
+            if handler is not None:
+                handler.on_event(top.iarg, top.time)
+            else:
+                top.callback(top.arg, top.time)
         if feed is not None:
             feed.pos = pos
         self.events += events
@@ -322,34 +318,30 @@ class Engine:
         arrive = feed.callback if feed is not None else None
         events = 0
         while True:
-            if pos < n_arr:
+            if pos < n_arr:  # the next arrival, unless an event comes first (events win ties of priority)
                 t_arr = times[pos]
+                take = False
                 if heap:
                     top = heap[0]
-                    if top[0] < t_arr or (top[0] == t_arr and top[1] < PRIO_ARRIVAL):
-                        if top[0] > until:
-                            break
-                        pop(heap)
-                        self.now = top[0]
-                        events += 1
-                        top[3](top[4], top[0])
-                        continue
-                if t_arr > until:
-                    break
-                self.now = t_arr
-                events += 1
-                pos += 1
-                arrive(pos - 1, t_arr)
+                    take = top[0] < t_arr or (top[0] == t_arr and top[1] < PRIO_ARRIVAL)
+                if not take:
+                    if t_arr > until:
+                        break
+                    self.now = t_arr
+                    events += 1
+                    pos += 1
+                    arrive(pos - 1, t_arr)
+                    continue
             elif heap:
                 top = heap[0]
-                if top[0] > until:
-                    break
-                pop(heap)
-                self.now = top[0]
-                events += 1
-                top[3](top[4], top[0])
             else:
                 break
+            if top[0] > until:
+                break
+            pop(heap)
+            self.now = top[0]
+            events += 1
+            top[3](top[4], top[0])
         if feed is not None:
             feed.pos = pos
         self.events += events

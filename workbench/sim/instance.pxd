@@ -2,7 +2,7 @@
 cimport cython
 
 from workbench.hardware.closed_forms cimport RooflineTerms
-from workbench.sim.engine cimport Engine, Handler
+from workbench.sim.engine cimport Engine, Event, Handler, heap_pop, heap_push
 from workbench.sim.kvcache cimport KVBlocks, PrefixCache
 from workbench.sim.request cimport Request
 
@@ -14,12 +14,6 @@ cdef class TypedHost(Handler):
     cpdef request_finished(self, Request req, Instance inst, double now)
 cdef bint COMPILED
 
-
-@cython.final
-cdef class Finish:
-    cdef public long at
-    cdef public Request req
-    cdef public long seq
 
 
 cdef class DecodeSet:
@@ -34,14 +28,11 @@ cdef class DecodeSet:
     cpdef join(self, Request req, long private_tokens)
     @cython.locals(gen=long)
     cpdef long leave(self, Request req)
-    @cython.locals(f=Finish, heap=list, i=Py_ssize_t, j=Py_ssize_t, parent=Finish)
+    @cython.locals(f=Event)
     cdef _push_finish(self, long at, long seq, Request req)
-    @cython.locals(heap=list, top=Finish, last=Finish, child=Finish, right=Finish, n=Py_ssize_t, i=Py_ssize_t,
-                   c=Py_ssize_t)
-    cdef Finish _pop_top(self)
-    @cython.locals(heap=list, top=Finish)
+    @cython.locals(heap=list, top=Event, req=Request)
     cpdef Request pop_finished(self, long g)
-    @cython.locals(heap=list, top=Finish)
+    @cython.locals(heap=list, top=Event, req=Request)
     cpdef long next_finish(self)
     @cython.locals(bs=long, full=long, rem=long, total=long, s=long, j=long, x=long, residues=list)
     cpdef long blocks_needed(self, long g, long k)

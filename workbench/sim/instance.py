@@ -63,7 +63,15 @@ from workbench.hardware.closed_forms import RooflineTerms
 from workbench.hardware.perf import Batch
 from workbench.hardware.roofline import RooflineModel
 from workbench.sim.config import InstanceConfig
-from workbench.sim.engine import PRIO_ITERATION, Engine, Handler, SimulationError
+from workbench.sim.engine import (
+    PRIO_ITERATION,
+    Engine,
+    Event,
+    Handler,
+    SimulationError,
+    heap_pop,
+    heap_push,
+)
 from workbench.sim.kvcache import KVBlocks, PrefixCache
 from workbench.sim.request import Request
 
@@ -129,16 +137,6 @@ def _probe() -> None:
 COMPILED = is_compiled(_probe)
 
 
-class Finish:
-    """An entry of the compiled core's decode-finish heap.
-
-    The iteration at which ``req`` finishes and its sequence number (unique, so ``(at, seq)`` orders the heap
-    totally, as heapq orders the pure-Python core's tuples).
-    """
-
-    __slots__ = ("at", "req", "seq")
-
-
 class DecodeSet:
     """The sequences in the decode phase, advanced in O(1) per decode iteration (see module docstring).
 
@@ -153,9 +151,11 @@ class DecodeSet:
     residues
         Sequences per residue class of their private token count less ``iteration`` modulo the block size.
     finishes
-        Heap of ``(iteration at which it finishes, sequence number, request)`` (:class:`Finish` objects in the
-        compiled core, tuples in pure Python; the same order); entries whose sequence number is not the
-        request's ``decode_seq`` any more are stale (the request left) and skipped.
+        Heap of ``(iteration at which it finishes, sequence number, request)``: in the compiled core the
+        engine's typed :class:`~workbench.sim.engine.Event` objects (``time`` the iteration, ``key`` the
+        sequence number, ``iarg`` the iteration, ``arg`` the request), tuples in pure Python; the same order.
+        Entries whose sequence number is not the request's ``decode_seq`` any more are stale (the request
+        left) and skipped.
     """
 
     __slots__ = ("block_tokens", "context", "finishes", "iteration", "residues", "sequence", "size")
@@ -187,48 +187,14 @@ class DecodeSet:
     def _push_finish(self, at: int, seq: int, req: Request) -> None:
         """Add ``req``'s finish at iteration ``at`` to the heap."""
         if COMPILED:
-            f = Finish.__new__(Finish)  # (a direct allocation in the compiled build)
-            f.at = at
-            f.seq = seq
-            f.req = req
-            heap = self.finishes
-            heap.append(f)
-            i = len(heap) - 1
-            while i > 0:
-                j = (i - 1) >> 1
-                parent = heap[j]
-                if parent.at < at or (parent.at == at and parent.seq < seq):
-                    break
-                heap[i] = parent
-                i = j
-            heap[i] = f
+            f = Event.__new__(Event)  # (a direct allocation in the compiled build)
+            f.time = at  # the heap's order: (iteration, sequence number); exact as a double
+            f.key = seq
+            f.iarg = at
+            f.arg = req
+            heap_push(self.finishes, f)
         else:
             heappush(self.finishes, (at, seq, req))
-
-    def _pop_top(self) -> Finish:
-        """Remove and return the first entry of the (non-empty) typed heap (compiled core)."""
-        heap = self.finishes
-        top = heap[0]
-        last = heap.pop()
-        n = len(heap)
-        if n:
-            i = 0
-            while True:
-                c = 2 * i + 1
-                if c >= n:
-                    break
-                child = heap[c]
-                if c + 1 < n:
-                    right = heap[c + 1]
-                    if right.at < child.at or (right.at == child.at and right.seq < child.seq):
-                        c += 1
-                        child = right
-                if last.at < child.at or (last.at == child.at and last.seq < child.seq):
-                    break
-                heap[i] = child
-                i = c
-            heap[i] = last
-        return top
 
     def pop_finished(self, g: int) -> Request | None:
         """Take the next decoding request that finishes by iteration ``g`` off the heap (stale entries dropped).
@@ -239,11 +205,12 @@ class DecodeSet:
         if COMPILED:
             while heap:
                 top = heap[0]
-                if top.at > g:
+                if top.iarg > g:
                     return None
-                self._pop_top()
-                if top.req.decode_seq == top.seq:
-                    return top.req
+                heap_pop(heap)
+                req = top.arg
+                if req.decode_seq == top.key:
+                    return req
             return None
         while heap and heap[0][0] <= g:
             _, seq, req = heappop(heap)
@@ -267,9 +234,10 @@ class DecodeSet:
         if COMPILED:
             while True:
                 top = heap[0]
-                if top.req.decode_seq == top.seq:
-                    return top.at
-                self._pop_top()
+                req = top.arg
+                if req.decode_seq == top.key:
+                    return top.iarg
+                heap_pop(heap)
         while heap[0][2].decode_seq != heap[0][1]:
             heappop(heap)
         return heap[0][0]
