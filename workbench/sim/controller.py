@@ -20,6 +20,7 @@ from workbench.sim.autoscale import PoolObservation, clamp, drain_order, get_sca
 from workbench.sim.config import InstanceConfig
 from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
+from workbench.sim.kvcache import PrefixHolders
 from workbench.sim.request import Request
 from workbench.sim.routing import REJECT, get_router
 from workbench.sim.routing.cache import LMetric
@@ -99,6 +100,8 @@ class FleetController(TypedRouter):
         self.match_blocks = memoryview(np.zeros(n, dtype=np.int64))
         self.match_stamp = memoryview(np.zeros(n, dtype=np.int64))
         self.decisions = 0
+        #: the simulation's instances (the list itself: instances added later are in it)
+        self.all_instances = sim.instances
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
@@ -214,10 +217,10 @@ class FleetController(TypedRouter):
             elif holders is None:
                 holders = self.holders[p] = PrefixHolders()
                 for i in self.members[p]:
-                    holders.track(self.sim.instances[i])
+                    holders.track(self.all_instances[i].prefix)
             self.decisions += 1
             k = _lmetric_choice(
-                insts, request, router.batch == "running", self.counts, now, holders, self.sim.instances,
+                insts, request, router.batch == "running", self.counts, now, holders, self.all_instances,
                 self.match_blocks, self.match_stamp, self.decisions,
             )  # fmt: skip
         else:
@@ -479,45 +482,6 @@ def _argmin_counts(counts, lo: int, n: int) -> int:
     return k
 
 
-class PrefixHolders:
-    """Hash -> ids of the instances whose prefix caches hold it, kept exact by the caches' index hook (entries
-    created, evicted, dropped). The compiled ``lmetric`` path reads it: one lookup of a request's first block
-    per decision, then a walk of the holders' caches only, instead of one lookup per instance. An instance
-    whose decode run may owe lazy evictions is settled and walked by that reader itself (:meth:`defer` needs
-    to do nothing)."""
-
-    __slots__ = ("of",)
-
-    def __init__(self) -> None:
-        self.of: dict[int, set[int]] = {}
-
-    def track(self, inst: Instance) -> None:
-        """Hold ``inst``'s cached entries and hook its cache."""
-        for h in inst.prefix.entries:
-            self.add(h, inst.index)
-        inst.prefix.index = self  # type: ignore[assignment]
-
-    def add(self, h: int, owner: int) -> None:
-        holders = self.of.get(h)
-        if holders is None:
-            self.of[h] = {owner}
-        else:
-            holders.add(owner)
-
-    def remove(self, h: int, owner: int) -> None:
-        holders = self.of[h]
-        holders.discard(owner)
-        if not holders:
-            del self.of[h]
-
-    def clear(self, owner: int) -> None:
-        for h in [h for h, holders in self.of.items() if owner in holders]:
-            self.remove(h, owner)
-
-    def defer(self, inst: Instance, at: float) -> None:
-        """(A lazy eviction is due at ``at``: the reader settles the instance first.)"""
-
-
 def _lmetric_choice(instances: list, request: Request, running: bool, counts, now: float,
                     holders: PrefixHolders | None, all_instances: list, match_blocks, match_stamp,
                     decision: int) -> int:  # fmt: skip
@@ -566,7 +530,7 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
                     p -= m * block
             elif match_stamp[inst.index] == decision:
                 p -= match_blocks[inst.index] * block
-        b = len(inst.running) if running else counts[inst.index]
+        b = inst.running_len if running else counts[inst.index]
         cost = p * (b + 1)
         if j == 0 or cost < best:
             best = cost
