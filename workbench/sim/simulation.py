@@ -396,11 +396,7 @@ class Simulation(TypedHost):
         self._ids = ids
         self._prompt = prompt
         self._output = output
-        self._hashes = hashes = optional.get("prefix_hashes")
-        if hashes is not None:  # one int object per distinct hash: the caches' dict lookups then hit by identity
-            shared: dict[int, int] = {}
-            one = shared.setdefault
-            self._hashes = [None if row is None else list(map(one, row, row)) for row in hashes]
+        self._hashes = optional.get("prefix_hashes")
         self._sessions = optional.get("session_id")
         self._classes = optional.get("request_class")
         make = self.on_event
