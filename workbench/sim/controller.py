@@ -492,9 +492,11 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     the first among ties, with the first instance's tokens per prefix entry (as the view). Each instance's
     match is a walk of its own cache after its lazy evictions (what the view's prefix index reproduces). With
     ``holders`` (the pool's :class:`PrefixHolders`) only the caches that hold the request's first block are
-    walked, before the loop (their matches go to ``match_blocks``, stamped with ``decision``); an instance
-    that may owe lazy evictions (``kv.free < 0``) is settled and walked in the loop, as every instance is
-    without ``holders``. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
+    walked, before the loop (their matches go to ``match_blocks``, stamped with ``decision``); a holder that
+    may owe lazy evictions (``kv.free < 0``) is settled and walked again in the loop, as every instance is
+    without ``holders`` (an instance that does not hold the first block matches nothing, settled or not:
+    settling only evicts, and its due evictions are made at its own next event or decision, as lazily as
+    the view's prefix index makes those of instances it does not ask). ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
     hashes = request.prefix_hashes
     prompt = request.prompt_tokens
     inst = instances[0]
@@ -519,7 +521,19 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
         inst = instances[j]
         p = inst.queued_prefill_tokens + prompt
         if limit > 0:
-            if inst.kv.free < 0 or not indexed:
+            if indexed:
+                if match_stamp[inst.index] == decision:  # it holds the first block (before its due evictions)
+                    if inst.kv.free < 0:  # a decode run's evictions may be due: settle, walk again
+                        inst.settle(now)
+                        refs = inst.prefix.entries
+                        if first in refs:
+                            m = 1
+                            while m < limit and hashes[m] in refs:
+                                m += 1
+                            p -= m * block
+                    else:
+                        p -= match_blocks[inst.index] * block
+            else:
                 if inst.kv.free < 0:  # a decode run's evictions may be due
                     inst.settle(now)
                 refs = inst.prefix.entries  # PrefixCache.match inlined (the first block looked up once)
@@ -528,8 +542,6 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
                     while m < limit and hashes[m] in refs:
                         m += 1
                     p -= m * block
-            elif match_stamp[inst.index] == decision:
-                p -= match_blocks[inst.index] * block
         b = inst.running_len if running else counts[inst.index]
         cost = p * (b + 1)
         if j == 0 or cost < best:
