@@ -496,7 +496,8 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     may owe lazy evictions (``kv.free < 0``) is settled and walked again in the loop, as every instance is
     without ``holders`` (an instance that does not hold the first block matches nothing, settled or not:
     settling only evicts, and its due evictions are made at its own next event or decision, as lazily as
-    the view's prefix index makes those of instances it does not ask). ``tests/test_compiled_core.py`` compares the fleet's results with the router's own."""
+    the view's prefix index makes those of instances it does not ask). ``tests/test_compiled_core.py``
+    compares the fleet's results with the router's own."""
     hashes = request.prefix_hashes
     prompt = request.prompt_tokens
     inst = instances[0]
