@@ -14,7 +14,7 @@ cdef long _argmin_counts(long[:] counts, long lo, long n)
 
 @cython.locals(hashes=object, first=object, prompt=long, block=long, limit=long, best=long, k=long, j=long,
                inst=Instance, p=long, b=long, cost=long, refs=dict, m=long, indexed=bint, i=long,
-               owner=Instance, owners=set)
+               owner=Instance)
 cdef long _lmetric_choice(list instances, Request request, bint running, long[:] counts, double now,
                           PrefixHolders holders, list all_instances, long[:] match_blocks, long[:] match_stamp,
                           long decision)

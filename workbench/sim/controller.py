@@ -508,6 +508,8 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     if limit > 0 and indexed:
         owners = holders.of.get(first)
         if owners is not None:
+            if type(owners) is int:  # one holder (as PrefixHolders keeps most hashes)
+                owners = (owners,)
             for i in owners:
                 owner = all_instances[i]
                 refs = owner.prefix.entries

@@ -21,9 +21,7 @@ cpdef CacheEntry new_entry(object h, long count)
 @cython.final
 cdef class PrefixHolders:
     cdef public dict of
-    @cython.locals(holders=set)
     cpdef add(self, object h, long owner)
-    @cython.locals(holders=set)
     cpdef remove(self, object h, long owner)
 
 

@@ -305,7 +305,8 @@ class PrefixHolders:
     __slots__ = ("of",)
 
     def __init__(self) -> None:
-        self.of: dict[int, set[int]] = {}
+        #: hash -> the id of its one holder (most hashes: no set to allocate and look up) or a set of ids
+        self.of: dict[int, int | set[int]] = {}
 
     def track(self, cache: PrefixCache) -> None:
         """Hold ``cache``'s entries (under its owner's id) and hook it."""
@@ -314,20 +315,27 @@ class PrefixHolders:
         cache.index = self  # type: ignore[assignment]
 
     def add(self, h: int, owner: int) -> None:
-        holders = self.of.get(h)
-        if holders is None:
-            self.of[h] = {owner}
+        held = self.of.get(h)
+        if held is None:
+            self.of[h] = owner
+        elif isinstance(held, int):
+            if held != owner:
+                self.of[h] = {held, owner}
         else:
-            holders.add(owner)
+            held.add(owner)
 
     def remove(self, h: int, owner: int) -> None:
-        holders = self.of[h]
-        holders.discard(owner)
-        if not holders:
-            del self.of[h]
+        held = self.of[h]
+        if isinstance(held, int):
+            if held == owner:
+                del self.of[h]
+        else:
+            held.discard(owner)
+            if len(held) == 1:
+                self.of[h] = next(iter(held))
 
     def clear(self, owner: int) -> None:
-        for h in [h for h, holders in self.of.items() if owner in holders]:
+        for h in self.holds(owner):
             self.remove(h, owner)
 
     def defer(self, inst: object, at: float) -> None:
@@ -335,4 +343,4 @@ class PrefixHolders:
 
     def holds(self, owner: int) -> set[int]:
         """The hashes held for instance ``owner`` (for audits and tests)."""
-        return {h for h, holders in self.of.items() if owner in holders}
+        return {h for h, held in self.of.items() if (held == owner if isinstance(held, int) else owner in held)}
