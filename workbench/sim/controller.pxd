@@ -3,6 +3,7 @@
 cimport cython
 
 from workbench.sim.instance cimport Instance
+from workbench.sim.kvcache cimport PrefixHolders
 from workbench.sim.request cimport Request
 from workbench.sim.simulation cimport TypedRouter
 
@@ -10,9 +11,6 @@ cdef bint COMPILED
 
 @cython.locals(best=long, k=long, j=long, c=long)
 cdef long _argmin_counts(long[:] counts, long lo, long n)
-
-cdef class PrefixHolders:
-    cdef public dict of
 
 @cython.locals(hashes=object, first=object, prompt=long, block=long, limit=long, best=long, k=long, j=long,
                inst=Instance, p=long, b=long, cost=long, refs=dict, m=long, indexed=bint, i=long,
@@ -44,6 +42,9 @@ cdef class FleetController(TypedRouter):
     cdef public long[:] match_blocks
     cdef public long[:] match_stamp
     cdef public long decisions
+    cdef public list all_instances
+    cdef public object kv
+    cdef public list prefix_indexes
     @cython.locals(p=long, size=long, n=long, k=long, i=long, first=long, insts=list, inst=Instance)
     cpdef long choose(self, Request request, object routable, double now)
     @cython.locals(p=long, k=long, size=long)

@@ -20,6 +20,7 @@ from workbench.sim.autoscale import PoolObservation, clamp, drain_order, get_sca
 from workbench.sim.config import InstanceConfig
 from workbench.sim.engine import PRIO_CONTROL
 from workbench.sim.instance import DRAINING, OFF, ON, STARTING, Instance
+from workbench.sim.kvcache import PrefixHolders
 from workbench.sim.request import Request
 from workbench.sim.routing import REJECT, get_router
 from workbench.sim.routing.cache import LMetric
@@ -99,6 +100,8 @@ class FleetController(TypedRouter):
         self.match_blocks = memoryview(np.zeros(n, dtype=np.int64))
         self.match_stamp = memoryview(np.zeros(n, dtype=np.int64))
         self.decisions = 0
+        #: the simulation's instances (the list itself: instances added later are in it)
+        self.all_instances = sim.instances
         # relative speed (for weighted round robin): inverse prefill time of a 2,048-token prompt
         t = np.array([sim.instances[i].perf.iteration_time(_prefill_batch(2048)) for i in range(n)])
         self.speed = t.min() / t
@@ -216,10 +219,10 @@ class FleetController(TypedRouter):
             elif holders is None:
                 holders = self.holders[p] = PrefixHolders()
                 for i in self.members[p]:
-                    holders.track(self.sim.instances[i])
+                    holders.track(self.all_instances[i].prefix)
             self.decisions += 1
             k = _lmetric_choice(
-                insts, request, router.batch == "running", self.counts, now, holders, self.sim.instances,
+                insts, request, router.batch == "running", self.counts, now, holders, self.all_instances,
                 self.match_blocks, self.match_stamp, self.decisions,
             )  # fmt: skip
         else:
@@ -496,50 +499,6 @@ def _argmin_counts(counts, lo: int, n: int) -> int:
     return k
 
 
-class PrefixHolders:
-    """Hash -> ids of the instances whose prefix caches hold it.
-
-    Kept exact by the caches' index hook (entries created, evicted, dropped). The compiled ``lmetric`` path
-    reads it: one lookup of a request's first block per decision, then a walk of the holders' caches only,
-    instead of one lookup per instance. An instance whose decode run may owe lazy evictions is settled and
-    walked by that reader itself (:meth:`defer` needs to do nothing).
-    """
-
-    __slots__ = ("of",)
-
-    def __init__(self) -> None:
-        self.of: dict[int, set[int]] = {}
-
-    def track(self, inst: Instance) -> None:
-        """Hold ``inst``'s cached entries and hook its cache."""
-        for h in inst.prefix.entries:
-            self.add(h, inst.index)
-        inst.prefix.index = self  # type: ignore[assignment]
-
-    def add(self, h: int, owner: int) -> None:
-        """Record that instance ``owner`` now caches block ``h``."""
-        holders = self.of.get(h)
-        if holders is None:
-            self.of[h] = {owner}
-        else:
-            holders.add(owner)
-
-    def remove(self, h: int, owner: int) -> None:
-        """Record that instance ``owner`` no longer caches block ``h`` (it did); unheld hashes are dropped."""
-        holders = self.of[h]
-        holders.discard(owner)
-        if not holders:
-            del self.of[h]
-
-    def clear(self, owner: int) -> None:
-        """Forget every block that instance ``owner`` caches (its cache was emptied)."""
-        for h in [h for h, holders in self.of.items() if owner in holders]:
-            self.remove(h, owner)
-
-    def defer(self, inst: Instance, at: float) -> None:
-        """Do nothing: a lazy eviction of ``inst`` is due at ``at``; the reader settles the instance first."""
-
-
 def _lmetric_choice(instances: list, request: Request, running: bool, counts, now: float,
                     holders: PrefixHolders | None, all_instances: list, match_blocks, match_stamp,
                     decision: int) -> int:  # fmt: skip
@@ -550,9 +509,12 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     the first among ties, with the first instance's tokens per prefix entry (as the view). Each instance's
     match is a walk of its own cache after its lazy evictions (what the view's prefix index reproduces). With
     ``holders`` (the pool's :class:`PrefixHolders`) only the caches that hold the request's first block are
-    walked, before the loop (their matches go to ``match_blocks``, stamped with ``decision``); an instance
-    that may owe lazy evictions (``kv.free < 0``) is settled and walked in the loop, as every instance is
-    without ``holders``. ``tests/test_compiled_core.py`` compares the fleet's results with the router's own.
+    walked, before the loop (their matches go to ``match_blocks``, stamped with ``decision``); a holder that
+    may owe lazy evictions (``kv.free < 0``) is settled and walked again in the loop, as every instance is
+    without ``holders`` (an instance that does not hold the first block matches nothing, settled or not:
+    settling only evicts, and its due evictions are made at its own next event or decision, as lazily as
+    the view's prefix index makes those of instances it does not ask). ``tests/test_compiled_core.py``
+    compares the fleet's results with the router's own.
     """
     hashes = request.prefix_hashes
     prompt = request.prompt_tokens
@@ -564,6 +526,8 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
     if limit > 0 and indexed:
         owners = holders.of.get(first)
         if owners is not None:
+            if type(owners) is int:  # one holder (as PrefixHolders keeps most hashes)
+                owners = (owners,)
             for i in owners:
                 owner = all_instances[i]
                 refs = owner.prefix.entries
@@ -578,7 +542,19 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
         inst = instances[j]
         p = inst.queued_prefill_tokens + prompt
         if limit > 0:
-            if inst.kv.free < 0 or not indexed:
+            if indexed:
+                if match_stamp[inst.index] == decision:  # it holds the first block (before its due evictions)
+                    if inst.kv.free < 0:  # a decode run's evictions may be due: settle, walk again
+                        inst.settle(now)
+                        refs = inst.prefix.entries
+                        if first in refs:
+                            m = 1
+                            while m < limit and hashes[m] in refs:
+                                m += 1
+                            p -= m * block
+                    else:
+                        p -= match_blocks[inst.index] * block
+            else:
                 if inst.kv.free < 0:  # a decode run's evictions may be due
                     inst.settle(now)
                 refs = inst.prefix.entries  # PrefixCache.match inlined (the first block looked up once)
@@ -587,9 +563,7 @@ def _lmetric_choice(instances: list, request: Request, running: bool, counts, no
                     while m < limit and hashes[m] in refs:
                         m += 1
                     p -= m * block
-            elif match_stamp[inst.index] == decision:
-                p -= match_blocks[inst.index] * block
-        b = len(inst.running) if running else counts[inst.index]
+        b = inst.running_len if running else counts[inst.index]
         cost = p * (b + 1)
         if j == 0 or cost < best:
             best = cost

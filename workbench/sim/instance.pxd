@@ -81,6 +81,7 @@ cdef class Instance(Handler):
     cdef public bint audit_steps
     cdef public object waiting
     cdef public dict running
+    cdef public long running_len
     cdef public list prefilling
     cdef public long queued_prefill_tokens
     cdef public long owed_tokens

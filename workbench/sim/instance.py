@@ -421,6 +421,8 @@ class Instance(Handler):
         # queues
         self.waiting: deque[Request] = deque()
         self.running: dict[Request, None] = {}
+        #: ``len(running)``, kept with it (a typed field the fleet's compiled ``lmetric`` loop reads)
+        self.running_len = 0
         self.prefilling: list[Request] = []
         self.queued_prefill_tokens = 0
         self.owed_tokens = 0
@@ -594,6 +596,7 @@ class Instance(Handler):
             out.append(req)
         out.extend(self.waiting)
         self.running.clear()
+        self.running_len = 0
         self.prefilling.clear()
         self.waiting.clear()
         decode.clear()
@@ -738,6 +741,8 @@ class Instance(Handler):
         context = sum(r.prompt_tokens + iteration - r.decode_offset - 1 for r in decoding)
         if context != decode.context:
             problems.append(f"context sum {decode.context} vs recount {context}")
+        if self.running_len != len(self.running):
+            problems.append(f"running_len {self.running_len} vs {len(self.running)} running requests")
         held = 0
         refs: dict[int, int] = {}
         for r in self.running:
@@ -940,6 +945,7 @@ class Instance(Handler):
         if req.admitted_s != req.admitted_s:  # nan: first admission
             req.admitted_s = now
         self.running[req] = None
+        self.running_len = len(self.running)
         self.prefilling.append(req)
         return True
 
@@ -956,6 +962,7 @@ class Instance(Handler):
         if req.admitted_s != req.admitted_s:
             req.admitted_s = now
         self.running[req] = None
+        self.running_len = len(self.running)
         self.decode.join(req, req.prompt_tokens + req.generated)
         return True
 
@@ -987,6 +994,7 @@ class Instance(Handler):
             self.prefilling.remove(req)
             self.queued_prefill_tokens -= req.prefill_target - req.prefill_done
         del self.running[req]
+        self.running_len = len(self.running)
         self._release(req)
         req.prefill_done = 0
         req.preemptions += 1
@@ -1072,6 +1080,7 @@ class Instance(Handler):
 
     def _finish(self, req: Request, now: float) -> None:
         del self.running[req]
+        self.running_len = len(self.running)
         self.owed_tokens -= req.output_tokens - req.generated  # 0 unless a prefill instance hands the rest on
         self.kv.free += req.kv_blocks
         req.kv_blocks = 0

@@ -18,6 +18,13 @@ cdef class CacheEntry:
 @cython.locals(e=CacheEntry)
 cpdef CacheEntry new_entry(object h, long count)
 
+@cython.final
+cdef class PrefixHolders:
+    cdef public dict of
+    cpdef add(self, object h, long owner)
+    cpdef remove(self, object h, long owner)
+
+
 cdef class PrefixCache:
     cdef public CacheEntry _ring
     cdef public long blocks_per_entry
@@ -47,9 +54,9 @@ cdef class PrefixCache:
     cpdef reference(self, object hashes, long n)
     @cython.locals(i=Py_ssize_t, entries=dict, e=CacheEntry)
     cpdef release(self, object hashes, long n)
-    @cython.locals(duplicates=long, i=Py_ssize_t, entries=dict, e=CacheEntry)
+    @cython.locals(duplicates=long, i=Py_ssize_t, entries=dict, e=CacheEntry, holders=PrefixHolders)
     cpdef long insert(self, object hashes, long start, long stop)
-    @cython.locals(e=CacheEntry)
+    @cython.locals(e=CacheEntry, holders=PrefixHolders)
     cpdef long evict_lru(self)
     @cython.locals(e=CacheEntry, ring=CacheEntry)
     cpdef clear(self)

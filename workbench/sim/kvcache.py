@@ -260,7 +260,11 @@ class PrefixCache:
             if e is None:
                 entries[h] = new_entry(h, 1)  # the request's private blocks become the shared entry
                 if index is not None:
-                    index.add(h, self.owner)
+                    if type(index) is PrefixHolders:  # the fleet's holders: a typed call in the compiled core
+                        holders = index
+                        holders.add(h, self.owner)
+                    else:
+                        index.add(h, self.owner)
             else:
                 if e.count == 0:
                     self._unlink(e)
@@ -276,8 +280,13 @@ class PrefixCache:
         self._unlink(e)
         h = e.hash
         del self.entries[h]
-        if self.index is not None:
-            self.index.remove(h, self.owner)
+        index = self.index
+        if index is not None:
+            if type(index) is PrefixHolders:  # as in insert
+                holders = index
+                holders.remove(h, self.owner)
+            else:
+                index.remove(h, self.owner)
         return self.blocks_per_entry
 
     def clear(self) -> None:
@@ -293,3 +302,60 @@ class PrefixCache:
 
 
 __all__ = ["CacheEntry", "KVBlocks", "PrefixCache", "new_entry"]
+
+
+class PrefixHolders:
+    """Hash -> ids of the instances whose prefix caches hold it.
+
+    Kept exact by the caches' index hook (entries created, evicted, dropped). The fleet controller's compiled
+    ``lmetric`` path reads it: one lookup of a request's first block per decision, then a walk of the holders'
+    caches only, instead of one lookup per instance. An instance whose decode run may owe lazy evictions is
+    settled and walked by that reader itself (:meth:`defer` needs to do nothing). The caches call it typed (no
+    Python method call per entry).
+    """
+
+    __slots__ = ("of",)
+
+    def __init__(self) -> None:
+        #: hash -> the id of its one holder (most hashes: no set to allocate and look up) or a set of ids
+        self.of: dict[int, int | set[int]] = {}
+
+    def track(self, cache: PrefixCache) -> None:
+        """Hold ``cache``'s entries (under its owner's id) and hook it."""
+        for h in cache.entries:
+            self.add(h, cache.owner)
+        cache.index = self  # type: ignore[assignment]
+
+    def add(self, h: int, owner: int) -> None:
+        """Record that instance ``owner`` now caches block ``h``."""
+        held = self.of.get(h)
+        if held is None:
+            self.of[h] = owner
+        elif isinstance(held, int):
+            if held != owner:
+                self.of[h] = {held, owner}
+        else:
+            held.add(owner)
+
+    def remove(self, h: int, owner: int) -> None:
+        """Record that instance ``owner`` no longer caches block ``h``; unheld hashes are dropped."""
+        held = self.of[h]
+        if isinstance(held, int):
+            if held == owner:
+                del self.of[h]
+        else:
+            held.discard(owner)
+            if len(held) == 1:
+                self.of[h] = next(iter(held))
+
+    def clear(self, owner: int) -> None:
+        """Forget every block that instance ``owner`` caches (its cache was emptied)."""
+        for h in self.holds(owner):
+            self.remove(h, owner)
+
+    def defer(self, inst: object, at: float) -> None:
+        """Do nothing: a lazy eviction of ``inst`` is due at ``at``; the reader settles the instance first."""
+
+    def holds(self, owner: int) -> set[int]:
+        """Return the hashes held for instance ``owner`` (for audits and tests)."""
+        return {h for h, held in self.of.items() if (held == owner if isinstance(held, int) else owner in held)}
