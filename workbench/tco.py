@@ -381,11 +381,8 @@ def fleet_tco(
 COST_KINDS: tuple[str, ...] = ("cloud", "tco")
 #: Site of the default cost basis (grid carbon intensity; electricity price and PUE unless given).
 SITE = "us-avg"
-#: Fields of :class:`CostBasis` passed on to :class:`TcoInputs` unchanged.
-_BASIS_TCO_FIELDS = (
-    "utilisation",
-    "lifetime_years",
-    "discount_rate",
+#: Costs and powers of :class:`CostBasis` (USD, W; each >= 0) passed on to :class:`TcoInputs` unchanged.
+_BASIS_COSTS = (
     "server_usd_per_node",
     "infra_usd_per_node",
     "facility_usd_per_node",
@@ -394,8 +391,9 @@ _BASIS_TCO_FIELDS = (
     "maintenance_usd_per_node_year",
     *RUNNING_COSTS,
     "heat_reuse_usd_per_kwh",
-    "heat_reuse_fraction",
 )
+#: Fields of :class:`CostBasis` passed on to :class:`TcoInputs` unchanged.
+_BASIS_TCO_FIELDS = ("utilisation", "lifetime_years", "discount_rate", *_BASIS_COSTS, "heat_reuse_fraction")
 
 
 def _canonical_prices(owner: str, prices: dict[str, float]) -> dict[str, float]:
@@ -501,9 +499,8 @@ class CostBasis:
             require_positive("CostBasis.electricity_usd_per_kwh", self.electricity_usd_per_kwh, allow_zero=True)
         if self.pue is not None:
             require_pue(self.pue, "CostBasis.pue")
-        for name in _BASIS_TCO_FIELDS[3:]:
-            if name != "heat_reuse_fraction":
-                require_positive(f"CostBasis.{name}", getattr(self, name), allow_zero=True)
+        for name in _BASIS_COSTS:
+            require_positive(f"CostBasis.{name}", getattr(self, name), allow_zero=True)
         for name in ("gpu_price_usd", "usd_per_gpu_hr"):
             object.__setattr__(self, name, _canonical_prices(f"CostBasis.{name}", getattr(self, name)))
 
