@@ -63,7 +63,7 @@ class Preset:
             return self
         # a registered preset's trace comes from the cache of :func:`generate` (an explorer switching back to it
         # is instant); another Preset object of the same name is built afresh
-        return _generate(self.name, seed, None) if PRESETS.get(self.name) is self else self.generate(seed)
+        return generate(self.name, seed) if PRESETS.get(self.name) is self else self.generate(seed)
 
 
 #: Presets by name, in menu order.
